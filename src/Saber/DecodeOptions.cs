@@ -1,0 +1,120 @@
+namespace Saber;
+
+/// <summary>The two readings of Saber in the specification.</summary>
+public enum SaberVariant
+{
+    /// <summary>The authors' released code: tracks <c>c</c> everywhere; τ counts stale commit confidences of re-masked positions.</summary>
+    Reference,
+    /// <summary>The paper's text: tracks the committed token's probability; τ over live tokens; fresh drafts protected from re-masking.</summary>
+    Paper,
+}
+
+/// <summary>Confidence metrics of the low-confidence family (larger is more confident).</summary>
+public enum ConfidenceMetric
+{
+    MaxProb,
+    Margin,
+    NegEntropy,
+    Random,
+}
+
+/// <summary>A decoding strategy and its parameters.</summary>
+public abstract record DecodingStrategy
+{
+    private protected DecodingStrategy() { }
+
+    internal abstract void Validate(int generationLength, int blockLength);
+}
+
+/// <summary>Saber: adaptive threshold plus backtracking re-masking (spec §3).</summary>
+/// <param name="Variant">Which reading of the method.</param>
+/// <param name="MinTokensPerStep"><c>n ≥ 1</c>: the draft holds at least this many tokens.</param>
+/// <param name="RemaskDivisor"><c>μ ≥ 1</c>: divides the draft size into the re-mask count.</param>
+/// <param name="Backtracking">False reproduces the "no backtracking" ablation (step 7 skipped).</param>
+/// <param name="FixedThreshold">Set, it replaces τ in the draft by this constant in (0, 1] (ablation).</param>
+public sealed record SaberStrategy(
+    SaberVariant Variant = SaberVariant.Reference,
+    int MinTokensPerStep = 2,
+    int RemaskDivisor = 8,
+    bool Backtracking = true,
+    float? FixedThreshold = null) : DecodingStrategy
+{
+    internal override void Validate(int generationLength, int blockLength)
+    {
+        if (MinTokensPerStep < 1)
+            throw new ArgumentOutOfRangeException(nameof(MinTokensPerStep), MinTokensPerStep, $"Saber's minimum tokens per step n must be >= 1; got {MinTokensPerStep}.");
+        if (RemaskDivisor < 1)
+            throw new ArgumentOutOfRangeException(nameof(RemaskDivisor), RemaskDivisor, $"Saber's remask divisor mu must be >= 1; got {RemaskDivisor}.");
+        if (FixedThreshold is float theta)
+            DecodeOptions.ValidateThreshold(theta, nameof(FixedThreshold));
+        if (!Enum.IsDefined(Variant))
+            throw new ArgumentOutOfRangeException(nameof(Variant), Variant, $"Unknown Saber variant {Variant}.");
+    }
+}
+
+/// <summary>LLaDA's low-confidence re-masking: a fixed number of steps, top tokens by a metric (spec §4).</summary>
+/// <param name="Steps"><c>S</c>, a positive multiple of the number of blocks; NFE is exactly <c>S</c>.</param>
+/// <param name="Metric">Ranking metric.</param>
+public sealed record LowConfidenceStrategy(int Steps, ConfidenceMetric Metric = ConfidenceMetric.MaxProb) : DecodingStrategy
+{
+    internal override void Validate(int generationLength, int blockLength)
+    {
+        int blocks = generationLength / blockLength;
+        if (Steps <= 0 || Steps % blocks != 0)
+            throw new ArgumentOutOfRangeException(nameof(Steps), Steps, $"Low-confidence steps S must be a positive multiple of the block count {blocks} (G={generationLength}, K={blockLength}); got {Steps}.");
+        if (!Enum.IsDefined(Metric))
+            throw new ArgumentOutOfRangeException(nameof(Metric), Metric, $"Unknown confidence metric {Metric}.");
+    }
+}
+
+/// <summary>Fast-dLLM's threshold rule: commit every masked position with <c>c ≥ θ</c>, at least one (spec §5).</summary>
+/// <param name="Threshold"><c>θ</c> in (0, 1].</param>
+public sealed record ThresholdStrategy(float Threshold = 0.9f) : DecodingStrategy
+{
+    internal override void Validate(int generationLength, int blockLength) =>
+        DecodeOptions.ValidateThreshold(Threshold, nameof(Threshold));
+}
+
+/// <summary>Everything a decode needs besides the model and the prompts.</summary>
+public sealed record DecodeOptions
+{
+    /// <summary><c>G</c>: number of generated positions after each prompt.</summary>
+    public required int GenerationLength { get; init; }
+
+    /// <summary><c>K</c>: semi-autoregressive block length; null means one block (<c>K = G</c>).</summary>
+    public int? BlockLength { get; init; }
+
+    public DecodingStrategy Strategy { get; init; } = new SaberStrategy();
+
+    /// <summary><c>T ≥ 0</c>; above zero, predictions are Gumbel-max draws (see <see cref="RandomLayout"/>).</summary>
+    public float Temperature { get; init; }
+
+    /// <summary>Philox key for the Gumbel draws and the random metric.</summary>
+    public ulong Seed { get; init; }
+
+    /// <summary>Record a per-step trace (τ, commits, re-masks) in the result.</summary>
+    public bool Trace { get; init; }
+
+    /// <summary>The block length in force: <see cref="BlockLength"/> or <see cref="GenerationLength"/>.</summary>
+    public int EffectiveBlockLength => BlockLength ?? GenerationLength;
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid value (spec §7, options part).</summary>
+    public void Validate()
+    {
+        if (GenerationLength <= 0)
+            throw new ArgumentOutOfRangeException(nameof(GenerationLength), GenerationLength, $"Generation length G must be > 0; got {GenerationLength}.");
+        int k = EffectiveBlockLength;
+        if (k <= 0 || GenerationLength % k != 0)
+            throw new ArgumentOutOfRangeException(nameof(BlockLength), k, $"Block length K must be > 0 and divide G={GenerationLength}; got {k}.");
+        if (!float.IsFinite(Temperature) || Temperature < 0)
+            throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature, $"Temperature T must be finite and >= 0; got {Temperature}.");
+        ArgumentNullException.ThrowIfNull(Strategy, nameof(Strategy));
+        Strategy.Validate(GenerationLength, k);
+    }
+
+    internal static void ValidateThreshold(float theta, string name)
+    {
+        if (!(theta > 0f && theta <= 1f))
+            throw new ArgumentOutOfRangeException(name, theta, $"Threshold theta must lie in (0, 1]; got {theta}.");
+    }
+}

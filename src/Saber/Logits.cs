@@ -1,0 +1,105 @@
+namespace Saber;
+
+/// <summary>Element type of a logits tensor.</summary>
+public enum LogitsElementType
+{
+    Float32,
+    Float16,
+    /// <summary>bfloat16, carried as its raw 16 bits (the upper half of a float32).</summary>
+    BFloat16,
+}
+
+/// <summary>
+/// The logits a denoiser produced for one sequence: <c>Rows × Vocabulary</c> values in row-major order.
+/// The memory stays owned by the denoiser and needs to stay valid only until its next forward call.
+/// </summary>
+public readonly struct SequenceLogits
+{
+    private readonly ReadOnlyMemory<float> float32;
+    private readonly ReadOnlyMemory<Half> float16;
+    private readonly ReadOnlyMemory<ushort> bfloat16;
+
+    private SequenceLogits(LogitsElementType type, int rows, int vocabulary, ReadOnlyMemory<float> f32, ReadOnlyMemory<Half> f16, ReadOnlyMemory<ushort> bf16)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(rows);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(vocabulary);
+        ElementType = type;
+        Rows = rows;
+        Vocabulary = vocabulary;
+        float32 = f32;
+        float16 = f16;
+        bfloat16 = bf16;
+        int length = type switch { LogitsElementType.Float32 => f32.Length, LogitsElementType.Float16 => f16.Length, _ => bf16.Length };
+        if ((long)rows * vocabulary != length)
+            throw new ArgumentException($"Logits hold {length} values but shape [{rows}, {vocabulary}] needs {(long)rows * vocabulary}.");
+    }
+
+    public LogitsElementType ElementType { get; }
+    public int Rows { get; }
+    public int Vocabulary { get; }
+
+    public static SequenceLogits FromFloat32(ReadOnlyMemory<float> data, int rows, int vocabulary) =>
+        new(LogitsElementType.Float32, rows, vocabulary, data, default, default);
+
+    public static SequenceLogits FromFloat16(ReadOnlyMemory<Half> data, int rows, int vocabulary) =>
+        new(LogitsElementType.Float16, rows, vocabulary, default, data, default);
+
+    /// <summary>bfloat16 logits as raw bit patterns (a float32's upper 16 bits).</summary>
+    public static SequenceLogits FromBFloat16(ReadOnlyMemory<ushort> data, int rows, int vocabulary) =>
+        new(LogitsElementType.BFloat16, rows, vocabulary, default, default, data);
+
+    public ReadOnlySpan<float> Float32Row(int row) => float32.Span.Slice(row * Vocabulary, Vocabulary);
+    public ReadOnlySpan<Half> Float16Row(int row) => float16.Span.Slice(row * Vocabulary, Vocabulary);
+    public ReadOnlySpan<ushort> BFloat16Row(int row) => bfloat16.Span.Slice(row * Vocabulary, Vocabulary);
+
+    /// <summary>One logit as float32, whatever the element type (slow path: tests, traces, errors).</summary>
+    public float this[int row, int v] => ElementType switch
+    {
+        LogitsElementType.Float32 => float32.Span[row * Vocabulary + v],
+        LogitsElementType.Float16 => (float)float16.Span[row * Vocabulary + v],
+        _ => BFloat16Bits.ToSingle(bfloat16.Span[row * Vocabulary + v]),
+    };
+}
+
+/// <summary>Conversions between float32 and bfloat16 bit patterns.</summary>
+public static class BFloat16Bits
+{
+    public static float ToSingle(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
+
+    /// <summary>Round-to-nearest-even conversion (NaN stays NaN), as PyTorch does.</summary>
+    public static ushort FromSingle(float value)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        if (float.IsNaN(value)) return (ushort)((bits >> 16) | 0x40);
+        uint rounding = 0x7FFF + ((bits >> 16) & 1);
+        return (ushort)((bits + rounding) >> 16);
+    }
+}
+
+/// <summary>What a denoiser is asked to run: the canvases of the sequences still decoding.</summary>
+/// <param name="Step">1-based step of the decode (one step = one model call).</param>
+/// <param name="SequenceIds">Index in the caller's batch of each canvas below.</param>
+/// <param name="Canvases">Token ids of each canvas: prompt followed by the generation region.</param>
+public sealed record DenoiseRequest(int Step, IReadOnlyList<int> SequenceIds, IReadOnlyList<ReadOnlyMemory<int>> Canvases);
+
+/// <summary>
+/// A masked diffusion language model's forward pass: canvas token ids for a batch in,
+/// logits <c>[batch][length, vocabulary]</c> out.
+/// </summary>
+public interface IDenoiser
+{
+    /// <summary>Vocabulary size <c>V</c>.</summary>
+    int VocabularySize { get; }
+
+    /// <summary>The [MASK] token id, in <c>[0, V)</c>.</summary>
+    int MaskId { get; }
+
+    /// <summary>
+    /// Runs the model on every canvas of <paramref name="request"/> and returns one
+    /// <see cref="SequenceLogits"/> per canvas, in the same order, with one row per canvas position.
+    /// </summary>
+    ValueTask<IReadOnlyList<SequenceLogits>> ForwardAsync(DenoiseRequest request, CancellationToken cancellationToken);
+}
+
+/// <summary>A denoiser broke the contract: wrong count or shape of logits, or a non-finite logit in a row the sampler reads.</summary>
+public sealed class InvalidLogitsException(string message) : Exception(message);
