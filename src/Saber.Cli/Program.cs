@@ -1,1 +1,74 @@
-return 0;
+using Microsoft.Extensions.Logging;
+
+namespace Saber.Cli;
+
+public static class Program
+{
+    public const string Usage =
+        "usage: saber <command> [options]\n" +
+        "commands:\n" +
+        "  replay   decode against logits recorded in a .npy file [steps, L, V]\n" +
+        "  demo     the main job on the embedded default model: watch Saber fill a canvas, then compare strategies\n" +
+        "common options: --verbose (log to stderr), --help";
+
+    public static async Task<int> Main(string[] args)
+    {
+        using var cancel = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) =>
+        {
+            e.Cancel = true;
+            cancel.Cancel();
+        };
+        return await RunAsync(args, Console.Out, Console.Error, cancel.Token);
+    }
+
+    /// <summary>Runs one command; returns the process exit code (0 success, 1 failure, 2 usage, 130 cancelled).</summary>
+    public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken = default)
+    {
+        if (args.Length == 0 || args[0] is "--help" or "-h" or "help")
+        {
+            (args.Length == 0 ? stderr : stdout).WriteLine(Usage);
+            return args.Length == 0 ? 2 : 0;
+        }
+        string command = args[0];
+        string[] rest = args[1..];
+        if (rest.Contains("--help"))
+        {
+            stdout.WriteLine(command switch { "replay" => ReplayCommand.Usage, "demo" => DemoCommand.Usage, _ => Usage });
+            return 0;
+        }
+        bool verbose = rest.Contains("--verbose");
+        rest = rest.Where(a => a != "--verbose").ToArray();
+        using ILoggerFactory logging = LoggerFactory.Create(builder =>
+        {
+            builder.SetMinimumLevel(verbose ? LogLevel.Debug : LogLevel.Warning);
+            // stdout carries results (JSON); every log line goes to stderr.
+            builder.AddSimpleConsole(o => o.SingleLine = true).AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        });
+        try
+        {
+            return command switch
+            {
+                "replay" => await ReplayCommand.RunAsync(rest, stdout, logging, cancellationToken),
+                "demo" => await DemoCommand.RunAsync(rest, stdout, logging, cancellationToken),
+                _ => throw new UsageException($"Unknown command '{command}'."),
+            };
+        }
+        catch (UsageException e)
+        {
+            stderr.WriteLine($"saber {command}: {e.Message}");
+            stderr.WriteLine(command switch { "replay" => ReplayCommand.Usage, "demo" => DemoCommand.Usage, _ => Usage });
+            return 2;
+        }
+        catch (OperationCanceledException)
+        {
+            stderr.WriteLine($"saber {command}: cancelled");
+            return 130;
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidLogitsException or InvalidDataException or InvalidOperationException or IOException or UnauthorizedAccessException)
+        {
+            stderr.WriteLine($"saber {command}: {e.Message}");
+            return 1;
+        }
+    }
+}

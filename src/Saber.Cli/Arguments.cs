@@ -1,0 +1,82 @@
+using System.Globalization;
+
+namespace Saber.Cli;
+
+/// <summary>A usage error: printed with the command's usage and exit code 2.</summary>
+internal sealed class UsageException(string message) : Exception(message);
+
+/// <summary><c>--name value</c> options and <c>--flag</c> switches, each read at most once and all checked for leftovers.</summary>
+internal sealed class Arguments
+{
+    private readonly Dictionary<string, string?> values = new(StringComparer.Ordinal);
+    private readonly HashSet<string> read = new(StringComparer.Ordinal);
+
+    public Arguments(IEnumerable<string> args, IReadOnlySet<string> flags)
+    {
+        using var e = args.GetEnumerator();
+        while (e.MoveNext())
+        {
+            string name = e.Current;
+            if (!name.StartsWith("--", StringComparison.Ordinal) || name.Length == 2)
+                throw new UsageException($"Unexpected argument '{name}'.");
+            if (values.ContainsKey(name))
+                throw new UsageException($"Option {name} is given twice.");
+            if (flags.Contains(name))
+            {
+                values[name] = null;
+                continue;
+            }
+            if (!e.MoveNext())
+                throw new UsageException($"Option {name} needs a value.");
+            values[name] = e.Current;
+        }
+    }
+
+    public bool Flag(string name)
+    {
+        read.Add(name);
+        return values.ContainsKey(name);
+    }
+
+    public string? Text(string name)
+    {
+        read.Add(name);
+        return values.GetValueOrDefault(name);
+    }
+
+    public string RequiredText(string name) => Text(name) ?? throw new UsageException($"Option {name} is required.");
+
+    public int? Int(string name) => Text(name) is { } s ? ParseInt(name, s) : null;
+
+    public int RequiredInt(string name) => ParseInt(name, RequiredText(name));
+
+    public ulong? ULong(string name) => Text(name) is { } s
+        ? ulong.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out ulong v) ? v : throw new UsageException($"{name} expects a non-negative integer; got '{s}'.")
+        : null;
+
+    public float? Float(string name) => Text(name) is { } s
+        ? float.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out float v) ? v : throw new UsageException($"{name} expects a number; got '{s}'.")
+        : null;
+
+    public T? Choice<T>(string name, IReadOnlyDictionary<string, T> choices) where T : struct =>
+        Text(name) is { } s
+            ? choices.TryGetValue(s, out T v) ? v : throw new UsageException($"{name} expects one of {string.Join(", ", choices.Keys)}; got '{s}'.")
+            : null;
+
+    public int[] IntList(string name)
+    {
+        string s = RequiredText(name);
+        return s.Length == 0 ? [] : s.Split(',').Select(p => ParseInt(name, p.Trim())).ToArray();
+    }
+
+    /// <summary>Throws for any option that no command read.</summary>
+    public void RejectUnknown()
+    {
+        string? unknown = values.Keys.FirstOrDefault(k => !read.Contains(k));
+        if (unknown is not null)
+            throw new UsageException($"Unknown option {unknown}.");
+    }
+
+    private static int ParseInt(string name, string s) =>
+        int.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int v) ? v : throw new UsageException($"{name} expects an integer; got '{s}'.");
+}

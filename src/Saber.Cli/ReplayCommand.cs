@@ -1,0 +1,58 @@
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using Saber.Denoisers;
+
+namespace Saber.Cli;
+
+internal static class ReplayCommand
+{
+    public const string Usage =
+        "usage: saber replay --logits FILE.npy --prompt-tokens 1,2,3 --mask-id M --gen-length G\n" +
+        "                    [--block-length K] [--json] [strategy options]\n" +
+        StrategyArguments.Usage + "\n" +
+        "The .npy holds float32 (or float16) logits of shape [steps, P+G, V]; step t reads slice t-1.\n" +
+        "--json prints one JSON object {tokens, nfe, trace} on stdout; otherwise a readable table.";
+
+    public static async Task<int> RunAsync(string[] argv, TextWriter stdout, ILoggerFactory logging, CancellationToken cancellationToken)
+    {
+        var args = new Arguments(argv, new HashSet<string>(StrategyArguments.Flags.Append("--json")));
+        string path = args.RequiredText("--logits");
+        int[] prompt = args.IntList("--prompt-tokens");
+        int maskId = args.RequiredInt("--mask-id");
+        var options = new DecodeOptions
+        {
+            GenerationLength = args.RequiredInt("--gen-length"),
+            BlockLength = args.Int("--block-length"),
+            Strategy = StrategyArguments.Read(args),
+            Temperature = args.Float("--temperature") ?? 0f,
+            Seed = args.ULong("--seed") ?? 0,
+            Trace = true,
+        };
+        bool json = args.Flag("--json");
+        args.RejectUnknown();
+        options.Validate();
+
+        using var denoiser = new ReplayDenoiser(path, maskId);
+        var sampler = new CpuSampler(logging.CreateLogger<CpuSampler>());
+        DecodeResult result = await sampler.DecodeAsync(denoiser, [prompt], options, cancellationToken);
+        SequenceResult sequence = result.Sequences[0];
+        if (json)
+        {
+            stdout.WriteLine(TraceJson.Write(sequence));
+            return 0;
+        }
+
+        var inv = CultureInfo.InvariantCulture;
+        stdout.WriteLine($"{StrategyArguments.Describe(options.Strategy)} on {path}: NFE {sequence.Nfe}, {result.Elapsed.TotalMilliseconds.ToString("F1", inv)} ms");
+        stdout.WriteLine($"{"step",5} {"tau",8}  committed (position:token@confidence)  re-masked (position:delta)");
+        foreach (StepTrace step in sequence.Trace)
+        {
+            string tau = step.Tau is double t ? t.ToString("F4", inv) : "-";
+            string committed = string.Join(' ', step.Committed.Select(c => string.Create(inv, $"{c.Position}:{c.Token}@{c.Confidence:F3}")));
+            string remasked = string.Join(' ', step.Remasked.Select(r => string.Create(inv, $"{r.Position}:{r.Delta:F3}")));
+            stdout.WriteLine($"{step.Step,5} {tau,8}  {committed}{(remasked.Length > 0 ? "  | " + remasked : "")}");
+        }
+        stdout.WriteLine($"tokens: {string.Join(',', sequence.Tokens.ToArray())}");
+        return 0;
+    }
+}
