@@ -47,7 +47,8 @@ public static class Philox
 /// One Philox call thus yields the draws of four consecutive vocabulary entries.
 /// </para>
 /// <para>
-/// Uniform: <c>u = ((x &gt;&gt; 8) + 0.5) · 2^-24</c> in float32, exact and strictly inside (0, 1).
+/// Uniform: <c>u = ((x &gt;&gt; 9) + 0.5) · 2^-23</c> in float32: exact, strictly inside (0, 1).
+/// (23 bits, not 24: with 24, <c>(2^24 − 1) + 0.5</c> rounds to <c>2^24</c> in float32 and u becomes 1.)
 /// Gumbel: <c>g = −ln(−ln u)</c> in float32; the score is <c>ℓ + T·g</c> in float32.
 /// The <c>random</c> confidence metric uses the uniform at <c>v = V</c> (one past the vocabulary),
 /// which no Gumbel draw uses.
@@ -65,7 +66,7 @@ public static class RandomLayout
 
     /// <summary>Maps 32 random bits to a float32 uniform strictly inside (0, 1).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float ToUniform(uint bits) => ((bits >> 8) + 0.5f) * (1f / 16777216f);
+    public static float ToUniform(uint bits) => ((bits >> 9) + 0.5f) * (1f / 8388608f);
 
     /// <summary>Standard Gumbel noise from a uniform, in float32.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -210,7 +210,9 @@ internal static class SpecSampler
     public static float LiteralUniform(ulong seed, int step, int sequence, int position, int v)
     {
         uint[] word = LiteralPhilox([(uint)(v / 4), (uint)position, (uint)sequence, (uint)step], [(uint)(seed & 0xFFFFFFFF), (uint)(seed >> 32)]);
-        return ((word[v % 4] >> 8) + 0.5f) / 16777216f;
+        double u = ((word[v % 4] >> 9) + 0.5) / 8388608.0;
+        if ((float)u != u || !(u > 0 && u < 1)) throw new InvalidOperationException($"uniform {u} is not exact inside (0, 1)");
+        return (float)u;
     }
 
     /// <summary>Philox4x32-10 as the paper writes it, kept apart from the production code.</summary>
