@@ -12,7 +12,8 @@ namespace Saber.Denoisers;
 /// </summary>
 public sealed partial class NpyFile : IDisposable
 {
-    private static ReadOnlySpan<byte> Magic => "\x93NUMPY"u8;
+    // Bytes, not a u8 string literal: "\x93" in C# would be U+0093, which UTF-8 encodes as two bytes.
+    private static ReadOnlySpan<byte> Magic => [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
 
     private readonly MemoryMappedFile map;
     private readonly MemoryMappedViewAccessor view;
