@@ -10,9 +10,11 @@ internal sealed class Arguments
 {
     private readonly Dictionary<string, string?> values = new(StringComparer.Ordinal);
     private readonly HashSet<string> read = new(StringComparer.Ordinal);
+    private readonly HashSet<string> flags;
 
     public Arguments(IEnumerable<string> args, IReadOnlySet<string> flags)
     {
+        this.flags = new HashSet<string>(flags, StringComparer.Ordinal);
         using var e = args.GetEnumerator();
         while (e.MoveNext())
         {
@@ -26,9 +28,9 @@ internal sealed class Arguments
                 values[name] = null;
                 continue;
             }
-            if (!e.MoveNext())
-                throw new UsageException($"Option {name} needs a value.");
-            values[name] = e.Current;
+            // A missing value is reported when the option is read, so that an unknown option
+            // at the end of the line is reported as unknown.
+            values[name] = e.MoveNext() ? e.Current : null;
         }
     }
 
@@ -41,7 +43,9 @@ internal sealed class Arguments
     public string? Text(string name)
     {
         read.Add(name);
-        return values.GetValueOrDefault(name);
+        if (values.TryGetValue(name, out string? value) && value is null && !flags.Contains(name))
+            throw new UsageException($"Option {name} needs a value.");
+        return value;
     }
 
     public string RequiredText(string name) => Text(name) ?? throw new UsageException($"Option {name} is required.");

@@ -1,0 +1,199 @@
+using System.Text.Json;
+using Saber.Cli;
+using Saber.Denoisers;
+
+namespace Saber.Tests.Cli;
+
+/// <summary>The <c>saber</c> command line: output formats, usage errors and exit codes.</summary>
+public class CliTests
+{
+    private string directory = "";
+    private string logits = "";
+    private const int P = 2, G = 8, V = 13, Mask = 12, Steps = 16;
+
+    [SetUp]
+    public void WriteRecording()
+    {
+        directory = Directory.CreateTempSubdirectory("saber-cli-").FullName;
+        var rng = new Random(5);
+        logits = NpyWriter.WriteFloat32(Path.Combine(directory, "logits.npy"), [Steps, P + G, V],
+            Enumerable.Range(0, Steps * (P + G) * V).Select(_ => (float)(rng.NextDouble() * 8 - 4)).ToArray());
+    }
+
+    [TearDown]
+    public void Delete() => Directory.Delete(directory, recursive: true);
+
+    private static async Task<(int Code, string Out, string Err)> Run(params string[] args) => await Run(default, args);
+
+    private static async Task<(int Code, string Out, string Err)> Run(CancellationToken cancellationToken, params string[] args)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int code = await Program.RunAsync(args, stdout, stderr, cancellationToken);
+        return (code, stdout.ToString(), stderr.ToString());
+    }
+
+    private string[] Replay(params string[] extra) =>
+        ["replay", "--logits", logits, "--prompt-tokens", "3,4", "--mask-id", $"{Mask}", "--gen-length", $"{G}", .. extra];
+
+    [Test]
+    public async Task ReplayJsonHoldsTokensNfeAndTraceAsTheLibraryDecodes()
+    {
+        var (code, stdout, stderr) = await Run(Replay("--json", "--block-length", "4", "--min-tokens", "1"));
+        Assert.That(code, Is.Zero, stderr);
+
+        using JsonDocument json = JsonDocument.Parse(stdout);
+        JsonElement root = json.RootElement;
+        Assert.That(root.EnumerateObject().Select(p => p.Name), Is.EqualTo(new[] { "tokens", "nfe", "trace" }));
+
+        using var replay = new ReplayDenoiser(logits, Mask);
+        var options = new DecodeOptions { GenerationLength = G, BlockLength = 4, Strategy = new SaberStrategy(MinTokensPerStep: 1), Trace = true };
+        SequenceResult expected = (await new CpuSampler().DecodeAsync(replay, [new[] { 3, 4 }], options)).Sequences[0];
+
+        Assert.That(root.GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32()), Is.EqualTo(expected.Tokens.ToArray()));
+        Assert.That(root.GetProperty("nfe").GetInt32(), Is.EqualTo(expected.Nfe));
+        JsonElement[] trace = root.GetProperty("trace").EnumerateArray().ToArray();
+        Assert.That(trace, Has.Length.EqualTo(expected.Nfe));
+        for (int s = 0; s < trace.Length; s++)
+        {
+            StepTrace want = expected.Trace[s];
+            Assert.That(trace[s].GetProperty("step").GetInt32(), Is.EqualTo(s + 1));
+            Assert.That(trace[s].GetProperty("tau").GetDouble(), Is.EqualTo(want.Tau!.Value).Within(1e-12));
+            var committed = trace[s].GetProperty("committed").EnumerateArray().Select(c => c.EnumerateArray().ToArray()).ToArray();
+            Assert.That(committed.Select(c => (c[0].GetInt32(), c[1].GetInt32(), c[2].GetSingle())),
+                Is.EqualTo(want.Committed.Select(c => (c.Position, c.Token, c.Confidence))));
+            var remasked = trace[s].GetProperty("remasked").EnumerateArray().Select(r => r.EnumerateArray().ToArray()).ToArray();
+            Assert.That(remasked.Select(r => (r[0].GetInt32(), r[1].GetSingle())), Is.EqualTo(want.Remasked.Select(r => (r.Position, r.Delta))));
+            Assert.That(committed.Select(c => c[0].GetInt32()), Is.Ordered.And.All.InRange(P, P + G - 1), "absolute positions, sorted");
+        }
+        Assert.That(trace.Sum(t => t.GetProperty("remasked").GetArrayLength()), Is.GreaterThan(0), "test set-up: the recording should trigger re-masking");
+    }
+
+    [Test]
+    public async Task LowConfidenceJsonHasNullTau()
+    {
+        var (code, stdout, stderr) = await Run(Replay("--json", "--strategy", "low-confidence", "--steps", "8", "--metric", "margin"));
+        Assert.That(code, Is.Zero, stderr);
+        using JsonDocument json = JsonDocument.Parse(stdout);
+        Assert.That(json.RootElement.GetProperty("nfe").GetInt32(), Is.EqualTo(8));
+        Assert.That(json.RootElement.GetProperty("trace").EnumerateArray().Select(t => t.GetProperty("tau").ValueKind), Has.All.EqualTo(JsonValueKind.Null));
+    }
+
+    [Test]
+    public void NonFiniteNumbersAreWrittenAsStrings()
+    {
+        var result = new SequenceResult([1, 2, 3], 1, 1,
+            [new StepTrace(1, 1.0, [new CommittedToken(1, 2, 0.5f)], [new RemaskedToken(2, float.PositiveInfinity), new RemaskedToken(3, float.NegativeInfinity)])]);
+        using JsonDocument json = JsonDocument.Parse(TraceJson.Write(result));
+        var remasked = json.RootElement.GetProperty("trace")[0].GetProperty("remasked");
+        Assert.That(remasked[0][1].GetString(), Is.EqualTo("Infinity"));
+        Assert.That(remasked[1][1].GetString(), Is.EqualTo("-Infinity"));
+    }
+
+    [Test]
+    public async Task ReplayTableShowsEveryStep()
+    {
+        var (code, stdout, _) = await Run(Replay("--strategy", "threshold", "--threshold", "0.5"));
+        Assert.That(code, Is.Zero);
+        string[] lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        int nfe = int.Parse(System.Text.RegularExpressions.Regex.Match(lines[0], @"NFE (\d+)").Groups[1].Value);
+        Assert.That(lines[0], Does.StartWith("threshold 0.5 on "));
+        Assert.That(lines.Count(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^\s+\d+\s+-\s")), Is.EqualTo(nfe));
+        Assert.That(lines[^1], Does.StartWith("tokens: "));
+    }
+
+    [TestCase(new string[0], "usage: saber")]
+    [TestCase(new[] { "frobnicate" }, "Unknown command 'frobnicate'")]
+    [TestCase(new[] { "replay", "--mask-id", "1" }, "Option --logits is required")]
+    [TestCase(new[] { "replay", "--logits" }, "Option --logits needs a value")]
+    [TestCase(new[] { "replay", "stray" }, "Unexpected argument 'stray'")]
+    [TestCase(new[] { "demo", "--colour" }, "Unknown option --colour")]
+    public async Task UsageErrorsExitWithTwo(string[] args, string message)
+    {
+        var (code, stdout, stderr) = await Run(args);
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(stderr, Does.Contain(message));
+        Assert.That(stdout, Is.Empty);
+    }
+
+    [TestCase(new[] { "--gen-length", "x" }, "--gen-length expects an integer; got 'x'")]
+    [TestCase(new[] { "--strategy", "greedy" }, "--strategy expects saber, low-confidence or threshold; got 'greedy'")]
+    [TestCase(new[] { "--strategy", "threshold", "--min-tokens", "2" }, "--min-tokens does not apply to --strategy threshold")]
+    [TestCase(new[] { "--metric", "margin" }, "--metric does not apply to --strategy saber")]
+    [TestCase(new[] { "--variant", "draft" }, "--variant expects one of reference, paper; got 'draft'")]
+    [TestCase(new[] { "--seed", "-1" }, "--seed expects a non-negative integer; got '-1'")]
+    [TestCase(new[] { "--json", "--json" }, "Option --json is given twice")]
+    public async Task BadReplayOptionsAreUsageErrors(string[] extra, string message)
+    {
+        // Replay(...) already passes --gen-length; a second one would be "given twice", so build the line here.
+        string[] args = ["replay", "--logits", logits, "--prompt-tokens", "3,4", "--mask-id", $"{Mask}", .. extra];
+        if (!extra.Contains("--gen-length")) args = [.. args, "--gen-length", $"{G}"];
+        var (code, _, stderr) = await Run(args);
+        Assert.That(code, Is.EqualTo(2), stderr);
+        Assert.That(stderr, Does.Contain(message));
+    }
+
+    [TestCase(new[] { "--min-tokens", "0" }, "minimum tokens per step n must be >= 1; got 0")]
+    [TestCase(new[] { "--block-length", "3" }, "Block length K must be > 0 and divide G=8; got 3")]
+    [TestCase(new[] { "--temperature", "-1" }, "Temperature T must be finite and >= 0; got -1")]
+    public async Task InvalidValuesFailWithOneAndTheMessage(string[] extra, string message)
+    {
+        var (code, stdout, stderr) = await Run(Replay(extra));
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(stderr, Does.Contain(message));
+        Assert.That(stdout, Is.Empty);
+    }
+
+    [Test]
+    public async Task BadInputsFailWithOne()
+    {
+        var missing = await Run(["replay", "--logits", Path.Combine(directory, "none.npy"), "--prompt-tokens", "1", "--mask-id", "1", "--gen-length", "8"]);
+        Assert.That(missing.Code, Is.EqualTo(1));
+        Assert.That(missing.Err, Does.Contain("none.npy"));
+
+        var maskInPrompt = await Run(["replay", "--logits", logits, "--prompt-tokens", $"3,{Mask}", "--mask-id", $"{Mask}", "--gen-length", $"{G}"]);
+        Assert.That(maskInPrompt.Code, Is.EqualTo(1));
+        Assert.That(maskInPrompt.Err, Does.Contain($"mask id {Mask} at position 1"));
+
+        var tooShort = await Run(["replay", "--logits", logits, "--prompt-tokens", "3,4", "--mask-id", $"{Mask}", "--gen-length", $"{G}",
+            "--strategy", "low-confidence", "--steps", "24"]);
+        Assert.That(tooShort.Code, Is.EqualTo(1));
+        Assert.That(tooShort.Err, Does.Contain("Step 17 needs recorded slice 16"));
+    }
+
+    [Test]
+    public async Task CancelledRunExitsWith130()
+    {
+        using var cancel = new CancellationTokenSource();
+        cancel.Cancel();
+        var (code, _, stderr) = await Run(cancel.Token, Replay());
+        Assert.That(code, Is.EqualTo(130));
+        Assert.That(stderr, Does.Contain("cancelled"));
+    }
+
+    [Test]
+    public async Task HelpExitsWithZero()
+    {
+        var (code, stdout, _) = await Run("replay", "--help");
+        Assert.That(code, Is.Zero);
+        Assert.That(stdout, Does.Contain("--prompt-tokens"));
+    }
+
+    [Test]
+    public async Task DemoShowsTheCanvasAndTheComparison()
+    {
+        var (code, stdout, stderr) = await Run("demo", "--no-color");
+        Assert.That(code, Is.Zero, stderr);
+        string[] lines = stdout.Split('\n');
+        Assert.That(lines.Count(l => l.StartsWith("step ")), Is.GreaterThan(1));
+        Assert.That(stdout, Does.Contain("{"), "a re-masked token is shown");
+
+        // The table: strategy, NFE, tokens recovered (r/G), planted mistakes left (m/4).
+        var rows = lines.Select(l => System.Text.RegularExpressions.Regex.Match(l, @"^(.+?)\s+(\d+)\s+(\d+)/(\d+)\s+(\d+)/4\s*$"))
+            .Where(m => m.Success).ToDictionary(m => m.Groups[1].Value, m => (Nfe: int.Parse(m.Groups[2].Value), Left: int.Parse(m.Groups[5].Value)));
+        Assert.That(rows.Keys, Is.EquivalentTo(new[] { "saber (reference)", "saber (reference, no backtracking)", "low-confidence (S=78, maxprob)", "threshold 0.9" }));
+        Assert.That(rows["saber (reference)"].Left, Is.LessThan(rows["saber (reference, no backtracking)"].Left));
+        Assert.That(rows["saber (reference)"].Nfe, Is.LessThan(rows["low-confidence (S=78, maxprob)"].Nfe));
+        Assert.That(rows["low-confidence (S=78, maxprob)"].Nfe, Is.EqualTo(78));
+    }
+}
