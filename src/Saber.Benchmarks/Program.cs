@@ -1,0 +1,38 @@
+using BenchmarkDotNet.Columns;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Jobs;
+using BenchmarkDotNet.Reports;
+using BenchmarkDotNet.Running;
+using Saber.Benchmarks;
+
+// dotnet run -c Release --project src/Saber.Benchmarks [-- BenchmarkDotNet options, e.g. --filter *]
+var config = DefaultConfig.Instance
+    .AddJob(Job.Default.WithWarmupCount(2).WithIterationCount(10).WithId("step"))
+    .AddColumn(new LogitsBandwidthColumn())
+    .WithSummaryStyle(SummaryStyle.Default.WithRatioStyle(RatioStyle.Trend));
+BenchmarkSwitcher.FromAssembly(typeof(CpuStepBenchmark).Assembly).Run(args.Length == 0 ? ["--filter", "*"] : args, config);
+
+/// <summary>GB/s of logits read: 256 · V · element size per step, over the mean time.</summary>
+internal sealed class LogitsBandwidthColumn : IColumn
+{
+    public string Id => nameof(LogitsBandwidthColumn);
+    public string ColumnName => "Logits GB/s";
+    public bool AlwaysShow => true;
+    public ColumnCategory Category => ColumnCategory.Custom;
+    public int PriorityInCategory => 0;
+    public bool IsNumeric => true;
+    public UnitType UnitType => UnitType.Dimensionless;
+    public string Legend => "Logits bytes read per step divided by the mean time (10^9 bytes/s)";
+    public bool IsAvailable(Summary summary) => true;
+    public bool IsDefault(Summary summary, BenchmarkDotNet.Running.BenchmarkCase benchmarkCase) => false;
+    public string GetValue(Summary summary, BenchmarkDotNet.Running.BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, SummaryStyle.Default);
+
+    public string GetValue(Summary summary, BenchmarkDotNet.Running.BenchmarkCase benchmarkCase, SummaryStyle style)
+    {
+        var stats = summary[benchmarkCase]?.ResultStatistics;
+        if (stats is null) return "-";
+        var type = (Saber.LogitsElementType)benchmarkCase.Parameters["ElementType"];
+        double bytes = (double)CpuStepBenchmark.Positions * CpuStepBenchmark.Vocabulary * (type == Saber.LogitsElementType.Float32 ? 4 : 2);
+        return (bytes / stats.Mean).ToString("F2", System.Globalization.CultureInfo.InvariantCulture); // bytes/ns = GB/s
+    }
+}
