@@ -188,7 +188,7 @@ internal static class SpecSampler
         double S(int v) => Math.Exp(row[v] - max) / z;
 
         float Score(int v) => o.Temperature == 0f ? row[v]
-            : row[v] + o.Temperature * -MathF.Log(-MathF.Log(LiteralUniform(o.Seed, step, sequence, i, v)));
+            : row[v] + o.Temperature * (float)-Math.Log(-Math.Log(LiteralUniform(o.Seed, step, sequence, i, v)));
         var ranked = Enumerable.Range(0, V).Where(v => v != mask).Select(v => (v, score: Score(v)))
             .Where(x => x.score != float.NegativeInfinity)
             .OrderByDescending(x => x.score).ThenBy(x => x.v).ToList();

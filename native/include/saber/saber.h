@@ -1,0 +1,266 @@
+/* Saber.Native C ABI: fused decode-step kernels for masked diffusion language models.
+ *
+ * Plain C: opaque handles, fixed-width integers, enums passed as int32_t. Every call returns a
+ * saber_status; on failure saber_last_error() returns a message for the calling thread naming the
+ * bad value. Arguments are checked before any work is queued, so a failed call changes nothing.
+ * No C++ type or exception crosses this boundary.
+ *
+ * Flow: create a context (device + stream), create a decode for a batch of prompts, then for each
+ * step let the model write logits [batch, length, vocabulary] into device memory on the context's
+ * stream and call saber_decode_step; nothing in a step waits for the host. saber_decode_poll tells
+ * whether every sequence has finished, from a small pinned status block copied after each step.
+ * The strategies are specified in docs/strategies.md.
+ */
+#ifndef SABER_SABER_H
+#define SABER_SABER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define SABER_API __declspec(dllexport)
+#else
+#define SABER_API __attribute__((visibility("default")))
+#endif
+
+/** The ABI version; bumped on every incompatible change of this header. */
+#define SABER_ABI_VERSION 1
+
+/** Status of every call. */
+typedef enum saber_status {
+    SABER_OK = 0,
+    /** An argument is invalid; nothing was done. */
+    SABER_ERROR_INVALID_ARGUMENT = 1,
+    /** A CUDA call failed; the message names the call and the CUDA error. */
+    SABER_ERROR_CUDA = 2,
+    /** Device memory or pinned host memory could not be allocated. */
+    SABER_ERROR_OUT_OF_MEMORY = 3,
+    /** A step met a NaN or +inf logit, or a row with no finite logit besides the mask id. */
+    SABER_ERROR_INVALID_LOGITS = 4,
+    /** The library was built without CUDA, or no CUDA device is present. */
+    SABER_ERROR_NO_DEVICE = 5,
+    /** The decode has already finished; no further step is accepted. */
+    SABER_ERROR_FINISHED = 6
+} saber_status;
+
+/** Element type of a logits tensor. */
+typedef enum saber_dtype {
+    SABER_DTYPE_FLOAT32 = 0,
+    SABER_DTYPE_FLOAT16 = 1,
+    SABER_DTYPE_BFLOAT16 = 2
+} saber_dtype;
+
+/** Decoding strategy. */
+typedef enum saber_strategy {
+    /** Adaptive threshold plus backtracking re-masking. */
+    SABER_STRATEGY_SABER = 0,
+    /** LLaDA's low-confidence re-masking: a fixed number of steps. */
+    SABER_STRATEGY_LOW_CONFIDENCE = 1,
+    /** Fast-dLLM's threshold rule. */
+    SABER_STRATEGY_THRESHOLD = 2
+} saber_strategy;
+
+/** Reading of Saber: the authors' released code, or the paper's text. */
+typedef enum saber_variant {
+    SABER_VARIANT_REFERENCE = 0,
+    SABER_VARIANT_PAPER = 1
+} saber_variant;
+
+/** Ranking metric of the low-confidence strategy. */
+typedef enum saber_metric {
+    SABER_METRIC_MAXPROB = 0,
+    SABER_METRIC_MARGIN = 1,
+    SABER_METRIC_NEGENTROPY = 2,
+    SABER_METRIC_RANDOM = 3
+} saber_metric;
+
+/** Everything a decode needs besides the model and the prompts; the same fields as the C# DecodeOptions. */
+typedef struct saber_decode_options {
+    /** G > 0: generated positions after each prompt. */
+    int32_t generation_length;
+    /** K > 0 dividing G: semi-autoregressive block length. */
+    int32_t block_length;
+    /** A saber_strategy. */
+    int32_t strategy;
+    /** A saber_variant (Saber only). */
+    int32_t variant;
+    /** n >= 1 (Saber only). */
+    int32_t min_tokens_per_step;
+    /** mu >= 1 (Saber only). */
+    int32_t remask_divisor;
+    /** Non-zero: re-mask (step 7); zero: the "no backtracking" ablation (Saber only). */
+    int32_t backtracking;
+    /** Non-zero: draft against fixed_threshold instead of tau (Saber ablation). */
+    int32_t use_fixed_threshold;
+    /** Threshold of the fixed-threshold ablation, in (0, 1]. */
+    float fixed_threshold;
+    /** S > 0, a multiple of the block count (low-confidence only). */
+    int32_t steps;
+    /** A saber_metric (low-confidence only). */
+    int32_t metric;
+    /** theta in (0, 1] (threshold strategy only). */
+    float threshold;
+    /** T >= 0, finite; above zero predictions are Gumbel-max draws. */
+    float temperature;
+    /** Philox key of the Gumbel draws and the random metric. */
+    uint64_t seed;
+} saber_decode_options;
+
+/** Progress of a decode as the host sees it after a poll. */
+typedef struct saber_decode_status {
+    /** Steps queued so far. */
+    int32_t steps;
+    /** Sequences not yet finished after the last completed step. */
+    int32_t active_sequences;
+    /** A saber_status: SABER_ERROR_INVALID_LOGITS when a step met bad logits, else SABER_OK. */
+    int32_t error;
+    /** Where the first bad logit was (valid when error != SABER_OK): step, sequence, position, vocabulary index. */
+    int32_t error_step;
+    int32_t error_sequence;
+    int32_t error_position;
+    int32_t error_vocabulary_index;
+} saber_decode_status;
+
+/** One step of one sequence in the trace ring. */
+typedef struct saber_trace_step {
+    /** 1-based step number; 0 when the ring holds no such step for this sequence. */
+    int32_t step;
+    /** Tokens committed and re-masked in this step. */
+    int32_t committed;
+    int32_t remasked;
+    int32_t reserved;
+    /** The threshold the Saber draft used; NaN for the other strategies. */
+    double tau;
+} saber_trace_step;
+
+/** Bits of a trace event per generation position. */
+#define SABER_TRACE_COMMITTED 1
+#define SABER_TRACE_REMASKED 2
+
+/** Size and field offsets of an ABI struct, for binding checks. */
+typedef struct saber_struct_layout {
+    /** The struct's name as spelled in this header. */
+    const char *name;
+    /** sizeof the struct. */
+    uint32_t size;
+    /** Number of fields described in field_names / field_offsets. */
+    uint32_t field_count;
+    /** Field names in declaration order. */
+    const char *const *field_names;
+    /** offsetof each field. */
+    const uint32_t *field_offsets;
+} saber_struct_layout;
+
+typedef struct saber_context_impl *saber_context;
+typedef struct saber_buffer_impl *saber_buffer;
+typedef struct saber_decode_impl *saber_decode;
+
+/** SABER_ABI_VERSION of the library (compare with the header you compiled against). */
+SABER_API int32_t saber_abi_version(void);
+
+/** Non-zero when the library was built with CUDA. */
+SABER_API int32_t saber_built_with_cuda(void);
+
+/** The calling thread's message for its last failed call ("" when none). Valid until the thread's next call. */
+SABER_API const char *saber_last_error(void);
+
+/** Layouts of every ABI struct: *out_layouts points to a static array of *out_count entries. */
+SABER_API saber_status saber_struct_layouts(const saber_struct_layout **out_layouts, int32_t *out_count);
+
+/** Checks options for a vocabulary and mask id as saber_decode_create does, without a device. */
+SABER_API saber_status saber_validate_options(const saber_decode_options *options, int32_t vocabulary, int32_t mask_id);
+
+/** The raw Philox4x32-10 draw of the documented layout at (seed, step, sequence, position, v). */
+SABER_API uint32_t saber_random_bits(uint64_t seed, int32_t step, int32_t sequence, int32_t position, int32_t v);
+
+/** Creates a context on CUDA device `device` with its own non-blocking stream. */
+SABER_API saber_status saber_context_create(int32_t device, saber_context *out_context);
+
+/** Destroys a context (NULL is allowed). Buffers and decodes created from it must be destroyed first. */
+SABER_API saber_status saber_context_destroy(saber_context context);
+
+/** The context's cudaStream_t, for engines that write logits on the same stream. */
+SABER_API saber_status saber_context_stream(saber_context context, void **out_stream);
+
+/** Waits until all work queued on the context's stream has finished. */
+SABER_API saber_status saber_context_synchronize(saber_context context);
+
+/** Allocates `bytes` (> 0) of device memory. */
+SABER_API saber_status saber_buffer_create(saber_context context, uint64_t bytes, saber_buffer *out_buffer);
+
+/** Frees a buffer (NULL is allowed). */
+SABER_API saber_status saber_buffer_destroy(saber_buffer buffer);
+
+/** The buffer's device address. */
+SABER_API saber_status saber_buffer_device_pointer(saber_buffer buffer, void **out_pointer);
+
+/** Copies `bytes` from host memory to the buffer at `offset`, ordered on the context's stream; returns when the copy is done. */
+SABER_API saber_status saber_buffer_upload(saber_buffer buffer, uint64_t offset, const void *host, uint64_t bytes);
+
+/** Copies `bytes` from the buffer at `offset` to host memory; returns when the copy is done. */
+SABER_API saber_status saber_buffer_download(saber_buffer buffer, uint64_t offset, void *host, uint64_t bytes);
+
+/**
+ * Creates the decode state of a batch: canvases (prompt followed by G masks), decoded flags, commit
+ * confidences, previous confidences, block cursors, NFE and done flags, on the device.
+ * prompt_tokens holds the prompts back to back; prompt_lengths[b] is prompt b's length P_b.
+ * The canvas of sequence b is P_b + G tokens; canvases and logits are laid out with a row pitch of
+ * length = max_b(P_b) + G positions: logits for a step are [batch, length, vocabulary] and
+ * sequence b's rows are 0 .. P_b + G - 1 of its slice.
+ * trace_capacity > 0 keeps, per sequence, a ring of that many steps of trace on the device.
+ */
+SABER_API saber_status saber_decode_create(saber_context context, const saber_decode_options *options,
+                                           int32_t vocabulary, int32_t mask_id, int32_t batch,
+                                           const int32_t *prompt_tokens, const int32_t *prompt_lengths,
+                                           int32_t trace_capacity, saber_decode *out_decode);
+
+/** Destroys a decode (NULL is allowed). */
+SABER_API saber_status saber_decode_destroy(saber_decode decode);
+
+/** The row pitch `length` (max prompt length + G) of canvases and logits. */
+SABER_API saber_status saber_decode_length(saber_decode decode, int32_t *out_length);
+
+/** Device address of the canvases, int32 [batch, length] (positions past a sequence's canvas hold the mask id). */
+SABER_API saber_status saber_decode_canvas_pointer(saber_decode decode, void **out_pointer);
+
+/**
+ * Queues one step of every unfinished sequence on the context's stream, given the model's logits
+ * for the current canvases at `device_logits` ([batch, length, vocabulary] of `dtype`, contiguous).
+ * Returns without waiting. Capturable in a CUDA graph.
+ */
+SABER_API saber_status saber_decode_step(saber_decode decode, const void *device_logits, int32_t dtype);
+
+/** Waits for the last queued step and reports progress; a decode is finished when active_sequences is 0. */
+SABER_API saber_status saber_decode_poll(saber_decode decode, saber_decode_status *out_status);
+
+/** Copies the canvases ([batch, length] int32) and per-sequence NFE ([batch] int32) to host memory. */
+SABER_API saber_status saber_decode_read(saber_decode decode, int32_t *out_canvases, int32_t *out_nfe);
+
+/**
+ * Reads step `step` (1-based) of sequence `sequence` from the trace ring (trace_capacity > 0 at
+ * creation; the ring keeps the last trace_capacity steps). Per generation position g (G entries each):
+ * out_events[g] has SABER_TRACE_COMMITTED / SABER_TRACE_REMASKED bits, out_tokens[g] the committed
+ * token, out_confidences[g] its confidence, out_deltas[g] the confidence change of a re-masked token.
+ */
+SABER_API saber_status saber_decode_read_trace(saber_decode decode, int32_t sequence, int32_t step,
+                                               saber_trace_step *out_step, int32_t *out_events, int32_t *out_tokens,
+                                               float *out_confidences, float *out_deltas);
+
+/** Records a timing event on the context's stream; saber_elapsed_ms gives the time between two. */
+SABER_API saber_status saber_event_record(saber_context context, void **out_event);
+
+/** Milliseconds between two recorded events (waits for the second); destroys neither. */
+SABER_API saber_status saber_event_elapsed_ms(void *start, void *end, float *out_ms);
+
+/** Destroys an event from saber_event_record (NULL is allowed). */
+SABER_API saber_status saber_event_destroy(void *event);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SABER_SABER_H */
