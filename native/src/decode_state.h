@@ -1,0 +1,69 @@
+// The device-resident state of a batch decode, passed by value to every step kernel. All pointers
+// are device memory owned by the decode (src/device.cu); the layout of each array is noted beside it.
+#pragma once
+
+#include <stdint.h>
+
+#include "saber/saber.h"
+
+namespace saber {
+
+/// No bad logit seen: the error key's initial value.
+constexpr unsigned long long kNoError = ~0ull;
+
+/// Orders bad logits by (sequence, position, vocabulary index), so atomicMin keeps the first one.
+#if defined(__CUDACC__)
+__host__ __device__
+#endif
+inline constexpr unsigned long long error_key(int sequence, int position, int v) {
+    return (static_cast<unsigned long long>(sequence) << 42) | (static_cast<unsigned long long>(position) << 21) |
+           static_cast<unsigned long long>(v);
+}
+
+struct DecodeState {
+    saber_decode_options options;
+    int32_t batch;
+    int32_t generation;   // G
+    int32_t block_length; // K
+    int32_t length;       // row pitch: max prompt length + G
+    int32_t vocabulary;   // V
+    int32_t mask_id;
+    int32_t trace_capacity;
+
+    // Per sequence [batch].
+    const int32_t *prompt_length;
+    int32_t *block;        // active block index
+    int32_t *block_step;   // low-confidence: steps taken in the active block
+    int32_t *nfe;
+    int32_t *done;
+
+    int32_t *canvas;       // [batch, length]
+
+    // Per generation position [batch, G].
+    int8_t *decoded;
+    int8_t *commit_set;    // f is set
+    int8_t *in_draft;      // scratch: drafted this step
+    int8_t *selected;      // scratch: chosen by a top-k / bottom-k selection
+    float *commit_confidence;  // f
+    float *previous;       // cprev
+    float *delta;          // Δ of this step
+    int32_t *prediction;   // row results of this step
+    float *confidence;     // c
+    float *token_confidence;   // q (paper variant, decoded positions)
+    float *metric;         // low-confidence ranking value
+
+    // Step bookkeeping.
+    int32_t *step;         // [1] steps completed
+    unsigned long long *error; // [1] error_key of the first bad logit, kNoError when none
+    int32_t *error_step;   // [1] step of that logit
+    saber_decode_status *status;   // [1] device copy of the status the host polls
+
+    // Trace ring [trace_capacity, batch] and [trace_capacity, batch, G]; null when trace_capacity == 0.
+    saber_trace_step *trace_steps;
+    int32_t *trace_events;
+    int32_t *trace_tokens;
+    float *trace_confidences;
+    float *trace_deltas;
+};
+
+}  // namespace saber

@@ -1,0 +1,513 @@
+// Device entry points of the C ABI: contexts (device + stream), buffers, decodes, timing events.
+// Every handle is registered while alive, so a destroyed or foreign handle is reported, not used.
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <unordered_set>
+#include <vector>
+
+#include "common.h"
+#include "kernels/kernels.h"
+#include "validate.h"
+
+struct saber_context_impl {
+    int device = 0;
+    cudaStream_t stream = nullptr;
+};
+
+struct saber_buffer_impl {
+    saber_context_impl *context = nullptr;
+    void *pointer = nullptr;
+    uint64_t bytes = 0;
+};
+
+namespace saber {
+namespace {
+
+saber_status cuda_failure(cudaError_t error, const char *call) {
+    const saber_status status = error == cudaErrorMemoryAllocation ? SABER_ERROR_OUT_OF_MEMORY
+                                : error == cudaErrorNoDevice || error == cudaErrorInsufficientDriver ? SABER_ERROR_NO_DEVICE
+                                                                                                       : SABER_ERROR_CUDA;
+    return fail(status, "%s failed: %s (%s)", call, cudaGetErrorName(error), cudaGetErrorString(error));
+}
+
+// Checked CUDA call: returns the mapped status from the enclosing function on failure.
+#define SABER_CUDA(call)                                                    \
+    do {                                                                    \
+        const cudaError_t saber_error_ = (call);                            \
+        if (saber_error_ != cudaSuccess) return cuda_failure(saber_error_, #call); \
+    } while (0)
+
+/// Live handles of every kind, so that a stale or foreign pointer is an error rather than a crash.
+class Registry {
+public:
+    void add(const void *handle) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        live_.insert(handle);
+    }
+    void remove(const void *handle) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        live_.erase(handle);
+    }
+    bool contains(const void *handle) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return live_.count(handle) != 0;
+    }
+
+private:
+    std::mutex mutex_;
+    std::unordered_set<const void *> live_;
+};
+
+Registry &registry() {
+    static Registry instance;
+    return instance;
+}
+
+#define SABER_REQUIRE_HANDLE(handle)                                                                   \
+    do {                                                                                               \
+        if ((handle) == nullptr || !registry().contains(handle))                                       \
+            return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: %s is %s", __func__, #handle,               \
+                        (handle) == nullptr ? "null" : "not a live handle (destroyed or foreign)");    \
+    } while (0)
+
+/// Device allocations of one decode, freed together.
+class DeviceArena {
+public:
+    DeviceArena() = default;
+    DeviceArena(const DeviceArena &) = delete;
+    DeviceArena &operator=(const DeviceArena &) = delete;
+    ~DeviceArena() {
+        for (void *p : allocations_) cudaFree(p);
+    }
+    template <typename T>
+    cudaError_t allocate(T **out, size_t count) {
+        void *p = nullptr;
+        const cudaError_t error = cudaMalloc(&p, std::max<size_t>(count, 1) * sizeof(T));
+        if (error == cudaSuccess) allocations_.push_back(p);
+        *out = static_cast<T *>(p);
+        return error;
+    }
+
+private:
+    std::vector<void *> allocations_;
+};
+
+}  // namespace
+}  // namespace saber
+
+struct saber_decode_impl {
+    saber_context_impl *context = nullptr;
+    saber::DeviceArena arena;
+    saber::DecodeState state{};
+    saber_decode_status *pinned_status = nullptr;   // written by a copy queued after each step
+    cudaEvent_t step_done = nullptr;
+    int32_t steps_queued = 0;
+    bool finished = false;
+    bool failed = false;
+
+    ~saber_decode_impl() {
+        if (step_done) cudaEventDestroy(step_done);
+        if (pinned_status) cudaFreeHost(pinned_status);
+    }
+};
+
+using saber::cuda_failure;
+using saber::fail;
+using saber::guarded;
+using saber::registry;
+
+extern "C" {
+
+SABER_API saber_status saber_context_create(int32_t device, saber_context *out_context) {
+    return guarded([&]() -> saber_status {
+        SABER_REQUIRE_NOT_NULL(out_context);
+        *out_context = nullptr;
+        int count = 0;
+        SABER_CUDA(cudaGetDeviceCount(&count));
+        if (device < 0 || device >= count)
+            return fail(SABER_ERROR_INVALID_ARGUMENT, "device must lie in [0, %d) (CUDA devices present); got %d", count, device);
+        auto context = std::make_unique<saber_context_impl>();
+        context->device = device;
+        SABER_CUDA(cudaSetDevice(device));
+        SABER_CUDA(cudaStreamCreateWithFlags(&context->stream, cudaStreamNonBlocking));
+        registry().add(context.get());
+        *out_context = context.release();
+        return SABER_OK;
+    });
+}
+
+SABER_API saber_status saber_context_destroy(saber_context context) {
+    return guarded([&]() -> saber_status {
+        if (context == nullptr) return SABER_OK;
+        SABER_REQUIRE_HANDLE(context);
+        registry().remove(context);
+        cudaStreamSynchronize(context->stream);
+        cudaStreamDestroy(context->stream);
+        delete context;
+        return SABER_OK;
+    });
+}
+
+SABER_API saber_status saber_context_stream(saber_context context, void **out_stream) {
+    return guarded([&]() -> saber_status {
+        SABER_REQUIRE_HANDLE(context);
+        SABER_REQUIRE_NOT_NULL(out_stream);
+        *out_stream = context->stream;
+        return SABER_OK;
+    });
+}
+
+SABER_API saber_status saber_context_synchronize(saber_context context) {
+    return guarded([&]() -> saber_status {
+        SABER_REQUIRE_HANDLE(context);
+        SABER_CUDA(cudaStreamSynchronize(context->stream));
+        return SABER_OK;
+    });
+}
+
+SABER_API saber_status saber_buffer_create(saber_context context, uint64_t bytes, saber_buffer *out_buffer) {
+    return guarded([&]() -> saber_status {
+        SABER_REQUIRE_HANDLE(context);
+        SABER_REQUIRE_NOT_NULL(out_buffer);
+        *out_buffer = nullptr;
+        if (bytes == 0) return fail(SABER_ERROR_INVALID_ARGUMENT, "buffer size must be > 0 bytes; got 0");
+        auto buffer = std::make_unique<saber_buffer_impl>();
+        buffer->context = context;
+        buffer->bytes = bytes;
+        SABER_CUDA(cudaSetDevice(context->device));
+        SABER_CUDA(cudaMalloc(&buffer->pointer, bytes));
+        registry().add(buffer.get());
+        *out_buffer = buffer.release();
+        return SABER_OK;
+    });
+}
+
+SABER_API saber_status saber_buffer_destroy(saber_buffer buffer) {
+    return guarded([&]() -> saber_status {
+        if (buffer == nullptr) return SABER_OK;
+        SABER_REQUIRE_HANDLE(buffer);
+        registry().remove(buffer);
+        cudaFree(buffer->pointer);
+        delete buffer;
+        return SABER_OK;
+    });
+}
+
+SABER_API saber_status saber_buffer_device_pointer(saber_buffer buffer, void **out_pointer) {
+    return guarded([&]() -> saber_status {
+        SABER_REQUIRE_HANDLE(buffer);
+        SABER_REQUIRE_NOT_NULL(out_pointer);
+        *out_pointer = buffer->pointer;
+        return SABER_OK;
+    });
+}
+
+namespace {
+
+saber_status check_range(const saber_buffer_impl *buffer, uint64_t offset, uint64_t bytes, const char *what) {
+    if (offset > buffer->bytes || bytes > buffer->bytes - offset)
+        return fail(SABER_ERROR_INVALID_ARGUMENT, "%s of %llu bytes at offset %llu runs past the buffer's %llu bytes", what,
+                    static_cast<unsigned long long>(bytes), static_cast<unsigned long long>(offset),
+                    static_cast<unsigned long long>(buffer->bytes));
+    return SABER_OK;
+}
+
+}  // namespace
+
+SABER_API saber_status saber_buffer_upload(saber_buffer buffer, uint64_t offset, const void *host, uint64_t bytes) {
+    return guarded([&]() -> saber_status {
+        SABER_REQUIRE_HANDLE(buffer);
+        SABER_REQUIRE_NOT_NULL(host);
+        if (const saber_status s = check_range(buffer, offset, bytes, "upload")) return s;
+        cudaStream_t stream = buffer->context->stream;
+        SABER_CUDA(cudaMemcpyAsync(static_cast<char *>(buffer->pointer) + offset, host, bytes, cudaMemcpyHostToDevice, stream));
+        SABER_CUDA(cudaStreamSynchronize(stream));
+        return SABER_OK;
+    });
+}
+
+SABER_API saber_status saber_buffer_download(saber_buffer buffer, uint64_t offset, void *host, uint64_t bytes) {
+    return guarded([&]() -> saber_status {
+        SABER_REQUIRE_HANDLE(buffer);
+        SABER_REQUIRE_NOT_NULL(host);
+        if (const saber_status s = check_range(buffer, offset, bytes, "download")) return s;
+        cudaStream_t stream = buffer->context->stream;
+        SABER_CUDA(cudaMemcpyAsync(host, static_cast<const char *>(buffer->pointer) + offset, bytes, cudaMemcpyDeviceToHost, stream));
+        SABER_CUDA(cudaStreamSynchronize(stream));
+        return SABER_OK;
+    });
+}
+
+SABER_API saber_status saber_decode_create(saber_context context, const saber_decode_options *options, int32_t vocabulary,
+                                           int32_t mask_id, int32_t batch, const int32_t *prompt_tokens,
+                                           const int32_t *prompt_lengths, int32_t trace_capacity, saber_decode *out_decode) {
+    return guarded([&]() -> saber_status {
+        SABER_REQUIRE_HANDLE(context);
+        SABER_REQUIRE_NOT_NULL(options);
+        SABER_REQUIRE_NOT_NULL(out_decode);
+        *out_decode = nullptr;
+        if (const saber_status s = saber::validate_options(*options, vocabulary, mask_id)) return s;
+        if (const saber_status s = saber::validate_prompts(batch, prompt_tokens, prompt_lengths, vocabulary, mask_id)) return s;
+        // Bad-logit reports pack (sequence, position, vocabulary index) into 64 bits: 22, 21 and 21 bits.
+        if (vocabulary >= (1 << 21)) return fail(SABER_ERROR_INVALID_ARGUMENT, "vocabulary must be < 2097152; got %d", vocabulary);
+        if (batch >= (1 << 22)) return fail(SABER_ERROR_INVALID_ARGUMENT, "batch must be < 4194304; got %d", batch);
+        if (trace_capacity < 0) return fail(SABER_ERROR_INVALID_ARGUMENT, "trace_capacity must be >= 0; got %d", trace_capacity);
+        const int32_t generation = options->generation_length;
+        const int64_t longest = *std::max_element(prompt_lengths, prompt_lengths + batch);
+        if (longest + generation >= (1 << 21))
+            return fail(SABER_ERROR_INVALID_ARGUMENT, "prompt length + G must be < 2097152; got %lld",
+                        static_cast<long long>(longest + generation));
+        const int32_t length = static_cast<int32_t>(longest + generation);
+
+        auto decode = std::make_unique<saber_decode_impl>();
+        decode->context = context;
+        saber::DecodeState &s = decode->state;
+        s.options = *options;
+        s.batch = batch;
+        s.generation = generation;
+        s.block_length = options->block_length;
+        s.length = length;
+        s.vocabulary = vocabulary;
+        s.mask_id = mask_id;
+        s.trace_capacity = trace_capacity;
+
+        SABER_CUDA(cudaSetDevice(context->device));
+        saber::DeviceArena &arena = decode->arena;
+        const size_t per_sequence = batch, per_position = static_cast<size_t>(batch) * generation;
+        int32_t *prompt_length_device = nullptr;
+        SABER_CUDA(arena.allocate(&prompt_length_device, per_sequence));
+        s.prompt_length = prompt_length_device;
+        SABER_CUDA(arena.allocate(&s.block, per_sequence));
+        SABER_CUDA(arena.allocate(&s.block_step, per_sequence));
+        SABER_CUDA(arena.allocate(&s.nfe, per_sequence));
+        SABER_CUDA(arena.allocate(&s.done, per_sequence));
+        SABER_CUDA(arena.allocate(&s.canvas, static_cast<size_t>(batch) * length));
+        SABER_CUDA(arena.allocate(&s.decoded, per_position));
+        SABER_CUDA(arena.allocate(&s.commit_set, per_position));
+        SABER_CUDA(arena.allocate(&s.in_draft, per_position));
+        SABER_CUDA(arena.allocate(&s.selected, per_position));
+        SABER_CUDA(arena.allocate(&s.commit_confidence, per_position));
+        SABER_CUDA(arena.allocate(&s.previous, per_position));
+        SABER_CUDA(arena.allocate(&s.delta, per_position));
+        SABER_CUDA(arena.allocate(&s.prediction, per_position));
+        SABER_CUDA(arena.allocate(&s.confidence, per_position));
+        SABER_CUDA(arena.allocate(&s.token_confidence, per_position));
+        SABER_CUDA(arena.allocate(&s.metric, per_position));
+        SABER_CUDA(arena.allocate(&s.step, 1));
+        SABER_CUDA(arena.allocate(&s.error, 1));
+        SABER_CUDA(arena.allocate(&s.error_step, 1));
+        SABER_CUDA(arena.allocate(&s.status, 1));
+        if (trace_capacity > 0) {
+            const size_t slots = static_cast<size_t>(trace_capacity) * batch;
+            SABER_CUDA(arena.allocate(&s.trace_steps, slots));
+            SABER_CUDA(arena.allocate(&s.trace_events, slots * generation));
+            SABER_CUDA(arena.allocate(&s.trace_tokens, slots * generation));
+            SABER_CUDA(arena.allocate(&s.trace_confidences, slots * generation));
+            SABER_CUDA(arena.allocate(&s.trace_deltas, slots * generation));
+            SABER_CUDA(cudaMemsetAsync(s.trace_steps, 0, slots * sizeof(saber_trace_step), context->stream));
+        }
+        SABER_CUDA(cudaMallocHost(&decode->pinned_status, sizeof(saber_decode_status)));
+        SABER_CUDA(cudaEventCreateWithFlags(&decode->step_done, cudaEventDisableTiming));
+
+        // Initial state: canvases = prompt ++ masks (mask-padded to the row pitch), everything else zero.
+        std::vector<int32_t> canvases(static_cast<size_t>(batch) * length, mask_id);
+        for (int32_t b = 0, offset = 0; b < batch; offset += prompt_lengths[b], ++b)
+            std::copy(prompt_tokens + offset, prompt_tokens + offset + prompt_lengths[b], canvases.begin() + static_cast<size_t>(b) * length);
+        cudaStream_t stream = context->stream;
+        SABER_CUDA(cudaMemcpyAsync(s.canvas, canvases.data(), canvases.size() * sizeof(int32_t), cudaMemcpyHostToDevice, stream));
+        SABER_CUDA(cudaMemcpyAsync(prompt_length_device, prompt_lengths, per_sequence * sizeof(int32_t), cudaMemcpyHostToDevice, stream));
+        for (void *zeroed : {static_cast<void *>(s.block), static_cast<void *>(s.block_step), static_cast<void *>(s.nfe),
+                             static_cast<void *>(s.done)})
+            SABER_CUDA(cudaMemsetAsync(zeroed, 0, per_sequence * sizeof(int32_t), stream));
+        for (void *zeroed : {static_cast<void *>(s.decoded), static_cast<void *>(s.commit_set), static_cast<void *>(s.in_draft),
+                             static_cast<void *>(s.selected)})
+            SABER_CUDA(cudaMemsetAsync(zeroed, 0, per_position, stream));
+        SABER_CUDA(cudaMemsetAsync(s.commit_confidence, 0, per_position * sizeof(float), stream));
+        SABER_CUDA(cudaMemsetAsync(s.previous, 0, per_position * sizeof(float), stream));
+        SABER_CUDA(cudaMemsetAsync(s.step, 0, sizeof(int32_t), stream));
+        SABER_CUDA(cudaMemsetAsync(s.error_step, 0, sizeof(int32_t), stream));
+        SABER_CUDA(cudaMemsetAsync(s.error, 0xFF, sizeof(unsigned long long), stream));
+        SABER_CUDA(cudaStreamSynchronize(stream));
+        *decode->pinned_status = saber_decode_status{0, batch, SABER_OK, 0, 0, 0, 0};
+
+        registry().add(decode.get());
+        *out_decode = decode.release();
+        return SABER_OK;
+    });
+}
+
+SABER_API saber_status saber_decode_destroy(saber_decode decode) {
+    return guarded([&]() -> saber_status {
+        if (decode == nullptr) return SABER_OK;
+        SABER_REQUIRE_HANDLE(decode);
+        registry().remove(decode);
+        cudaStreamSynchronize(decode->context->stream);
+        delete decode;
+        return SABER_OK;
+    });
+}
+
+SABER_API saber_status saber_decode_length(saber_decode decode, int32_t *out_length) {
+    return guarded([&]() -> saber_status {
+        SABER_REQUIRE_HANDLE(decode);
+        SABER_REQUIRE_NOT_NULL(out_length);
+        *out_length = decode->state.length;
+        return SABER_OK;
+    });
+}
+
+SABER_API saber_status saber_decode_canvas_pointer(saber_decode decode, void **out_pointer) {
+    return guarded([&]() -> saber_status {
+        SABER_REQUIRE_HANDLE(decode);
+        SABER_REQUIRE_NOT_NULL(out_pointer);
+        *out_pointer = decode->state.canvas;
+        return SABER_OK;
+    });
+}
+
+SABER_API saber_status saber_decode_step(saber_decode decode, const void *device_logits, int32_t dtype) {
+    return guarded([&]() -> saber_status {
+        SABER_REQUIRE_HANDLE(decode);
+        SABER_REQUIRE_NOT_NULL(device_logits);
+        if (dtype < SABER_DTYPE_FLOAT32 || dtype > SABER_DTYPE_BFLOAT16)
+            return fail(SABER_ERROR_INVALID_ARGUMENT, "dtype must be a saber_dtype (0..2); got %d", dtype);
+        if (decode->failed)
+            return fail(SABER_ERROR_INVALID_LOGITS, "an earlier step met invalid logits (see saber_decode_poll); the decode is stopped");
+        if (decode->finished) return fail(SABER_ERROR_FINISHED, "every sequence has finished after %d steps", decode->steps_queued);
+        cudaStream_t stream = decode->context->stream;
+        SABER_CUDA(saber::launch_row_confidence(decode->state, device_logits, dtype, stream));
+        SABER_CUDA(saber::launch_decide(decode->state, stream));
+        SABER_CUDA(cudaMemcpyAsync(decode->pinned_status, decode->state.status, sizeof(saber_decode_status), cudaMemcpyDeviceToHost, stream));
+        SABER_CUDA(cudaEventRecord(decode->step_done, stream));
+        ++decode->steps_queued;
+        return SABER_OK;
+    });
+}
+
+SABER_API saber_status saber_decode_poll(saber_decode decode, saber_decode_status *out_status) {
+    return guarded([&]() -> saber_status {
+        SABER_REQUIRE_HANDLE(decode);
+        SABER_REQUIRE_NOT_NULL(out_status);
+        SABER_CUDA(cudaEventSynchronize(decode->step_done));
+        *out_status = *decode->pinned_status;
+        decode->finished = out_status->active_sequences == 0;
+        decode->failed = out_status->error != SABER_OK;
+        return SABER_OK;
+    });
+}
+
+SABER_API saber_status saber_decode_read(saber_decode decode, int32_t *out_canvases, int32_t *out_nfe) {
+    return guarded([&]() -> saber_status {
+        SABER_REQUIRE_HANDLE(decode);
+        const saber::DecodeState &s = decode->state;
+        cudaStream_t stream = decode->context->stream;
+        if (out_canvases)
+            SABER_CUDA(cudaMemcpyAsync(out_canvases, s.canvas, static_cast<size_t>(s.batch) * s.length * sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
+        if (out_nfe) SABER_CUDA(cudaMemcpyAsync(out_nfe, s.nfe, static_cast<size_t>(s.batch) * sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
+        SABER_CUDA(cudaStreamSynchronize(stream));
+        return SABER_OK;
+    });
+}
+
+SABER_API saber_status saber_decode_read_trace(saber_decode decode, int32_t sequence, int32_t step, saber_trace_step *out_step,
+                                               int32_t *out_events, int32_t *out_tokens, float *out_confidences, float *out_deltas) {
+    return guarded([&]() -> saber_status {
+        SABER_REQUIRE_HANDLE(decode);
+        SABER_REQUIRE_NOT_NULL(out_step);
+        const saber::DecodeState &s = decode->state;
+        if (s.trace_capacity == 0) return fail(SABER_ERROR_INVALID_ARGUMENT, "the decode was created with trace_capacity 0");
+        if (sequence < 0 || sequence >= s.batch)
+            return fail(SABER_ERROR_INVALID_ARGUMENT, "sequence must lie in [0, %d); got %d", s.batch, sequence);
+        const int32_t newest = decode->steps_queued, oldest = std::max(1, newest - s.trace_capacity + 1);
+        if (step < oldest || step > newest)
+            return fail(SABER_ERROR_INVALID_ARGUMENT, "step must lie in [%d, %d] (the ring keeps %d steps); got %d", oldest, newest,
+                        s.trace_capacity, step);
+        const size_t slot = static_cast<size_t>((step - 1) % s.trace_capacity) * s.batch + sequence;
+        const size_t g = static_cast<size_t>(s.generation);
+        cudaStream_t stream = decode->context->stream;
+        SABER_CUDA(cudaMemcpyAsync(out_step, s.trace_steps + slot, sizeof(saber_trace_step), cudaMemcpyDeviceToHost, stream));
+        if (out_events) SABER_CUDA(cudaMemcpyAsync(out_events, s.trace_events + slot * g, g * sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
+        if (out_tokens) SABER_CUDA(cudaMemcpyAsync(out_tokens, s.trace_tokens + slot * g, g * sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
+        if (out_confidences)
+            SABER_CUDA(cudaMemcpyAsync(out_confidences, s.trace_confidences + slot * g, g * sizeof(float), cudaMemcpyDeviceToHost, stream));
+        if (out_deltas) SABER_CUDA(cudaMemcpyAsync(out_deltas, s.trace_deltas + slot * g, g * sizeof(float), cudaMemcpyDeviceToHost, stream));
+        SABER_CUDA(cudaStreamSynchronize(stream));
+        // The slot holds another step when the sequence was finished (or the step failed) at `step`.
+        if (out_step->step != step) *out_step = saber_trace_step{0, 0, 0, 0, 0.0};
+        return SABER_OK;
+    });
+}
+
+SABER_API saber_status saber_event_record(saber_context context, void **out_event) {
+    return guarded([&]() -> saber_status {
+        SABER_REQUIRE_HANDLE(context);
+        SABER_REQUIRE_NOT_NULL(out_event);
+        cudaEvent_t event = nullptr;
+        SABER_CUDA(cudaEventCreate(&event));
+        const cudaError_t recorded = cudaEventRecord(event, context->stream);
+        if (recorded != cudaSuccess) {
+            cudaEventDestroy(event);
+            return cuda_failure(recorded, "cudaEventRecord(event, context->stream)");
+        }
+        *out_event = event;
+        return SABER_OK;
+    });
+}
+
+SABER_API saber_status saber_event_elapsed_ms(void *start, void *end, float *out_ms) {
+    return guarded([&]() -> saber_status {
+        SABER_REQUIRE_NOT_NULL(start);
+        SABER_REQUIRE_NOT_NULL(end);
+        SABER_REQUIRE_NOT_NULL(out_ms);
+        SABER_CUDA(cudaEventSynchronize(static_cast<cudaEvent_t>(end)));
+        SABER_CUDA(cudaEventElapsedTime(out_ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end)));
+        return SABER_OK;
+    });
+}
+
+SABER_API saber_status saber_event_destroy(void *event) {
+    return guarded([&]() -> saber_status {
+        if (event) SABER_CUDA(cudaEventDestroy(static_cast<cudaEvent_t>(event)));
+        return SABER_OK;
+    });
+}
+
+}  // extern "C"
+
+#include "testing.h"
+
+namespace saber::testing {
+
+saber_status poison_rows(saber_decode decode) {
+    SABER_REQUIRE_HANDLE(decode);
+    const DecodeState &s = decode->state;
+    const size_t n = static_cast<size_t>(s.batch) * s.generation;
+    cudaStream_t stream = decode->context->stream;
+    SABER_CUDA(cudaMemsetAsync(s.prediction, 0xFF, n * sizeof(int32_t), stream));
+    SABER_CUDA(cudaMemsetAsync(s.confidence, 0xFF, n * sizeof(float), stream));
+    SABER_CUDA(cudaMemsetAsync(s.token_confidence, 0xFF, n * sizeof(float), stream));
+    SABER_CUDA(cudaMemsetAsync(s.metric, 0xFF, n * sizeof(float), stream));
+    SABER_CUDA(cudaStreamSynchronize(stream));
+    return SABER_OK;
+}
+
+saber_status read_rows(saber_decode decode, RowResults &out) {
+    SABER_REQUIRE_HANDLE(decode);
+    const DecodeState &s = decode->state;
+    const size_t n = static_cast<size_t>(s.batch) * s.generation;
+    out.prediction.resize(n);
+    out.confidence.resize(n);
+    out.token_confidence.resize(n);
+    out.metric.resize(n);
+    cudaStream_t stream = decode->context->stream;
+    SABER_CUDA(cudaMemcpyAsync(out.prediction.data(), s.prediction, n * sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
+    SABER_CUDA(cudaMemcpyAsync(out.confidence.data(), s.confidence, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
+    SABER_CUDA(cudaMemcpyAsync(out.token_confidence.data(), s.token_confidence, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
+    SABER_CUDA(cudaMemcpyAsync(out.metric.data(), s.metric, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
+    SABER_CUDA(cudaStreamSynchronize(stream));
+    return SABER_OK;
+}
+
+}  // namespace saber::testing

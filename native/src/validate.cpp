@@ -1,0 +1,76 @@
+#include "validate.h"
+
+#include <cmath>
+
+#include "common.h"
+
+namespace saber {
+
+saber_status validate_options(const saber_decode_options &o, int32_t vocabulary, int32_t mask_id) {
+    if (o.generation_length <= 0)
+        return fail(SABER_ERROR_INVALID_ARGUMENT, "generation_length G must be > 0; got %d", o.generation_length);
+    if (o.block_length <= 0 || o.generation_length % o.block_length != 0)
+        return fail(SABER_ERROR_INVALID_ARGUMENT, "block_length K must be > 0 and divide G=%d; got %d", o.generation_length,
+                    o.block_length);
+    if (!std::isfinite(o.temperature) || o.temperature < 0.0f)
+        return fail(SABER_ERROR_INVALID_ARGUMENT, "temperature T must be finite and >= 0; got %g", static_cast<double>(o.temperature));
+    if (vocabulary <= 0) return fail(SABER_ERROR_INVALID_ARGUMENT, "vocabulary V must be > 0; got %d", vocabulary);
+    if (mask_id < 0 || mask_id >= vocabulary)
+        return fail(SABER_ERROR_INVALID_ARGUMENT, "mask id must lie in [0, V=%d); got %d", vocabulary, mask_id);
+    auto threshold_ok = [](float theta) { return theta > 0.0f && theta <= 1.0f; };
+    switch (o.strategy) {
+        case SABER_STRATEGY_SABER:
+            if (o.variant != SABER_VARIANT_REFERENCE && o.variant != SABER_VARIANT_PAPER)
+                return fail(SABER_ERROR_INVALID_ARGUMENT, "variant must be SABER_VARIANT_REFERENCE (0) or SABER_VARIANT_PAPER (1); got %d",
+                            o.variant);
+            if (o.min_tokens_per_step < 1)
+                return fail(SABER_ERROR_INVALID_ARGUMENT, "min_tokens_per_step n must be >= 1; got %d", o.min_tokens_per_step);
+            if (o.remask_divisor < 1)
+                return fail(SABER_ERROR_INVALID_ARGUMENT, "remask_divisor mu must be >= 1; got %d", o.remask_divisor);
+            if (o.use_fixed_threshold && !threshold_ok(o.fixed_threshold))
+                return fail(SABER_ERROR_INVALID_ARGUMENT, "fixed_threshold theta must lie in (0, 1]; got %g",
+                            static_cast<double>(o.fixed_threshold));
+            return SABER_OK;
+        case SABER_STRATEGY_LOW_CONFIDENCE: {
+            const int32_t blocks = o.generation_length / o.block_length;
+            if (o.steps <= 0 || o.steps % blocks != 0)
+                return fail(SABER_ERROR_INVALID_ARGUMENT,
+                            "steps S must be a positive multiple of the block count %d (G=%d, K=%d); got %d", blocks,
+                            o.generation_length, o.block_length, o.steps);
+            if (o.metric < SABER_METRIC_MAXPROB || o.metric > SABER_METRIC_RANDOM)
+                return fail(SABER_ERROR_INVALID_ARGUMENT, "metric must be a saber_metric (0..3); got %d", o.metric);
+            return SABER_OK;
+        }
+        case SABER_STRATEGY_THRESHOLD:
+            if (!threshold_ok(o.threshold))
+                return fail(SABER_ERROR_INVALID_ARGUMENT, "threshold theta must lie in (0, 1]; got %g", static_cast<double>(o.threshold));
+            return SABER_OK;
+        default:
+            return fail(SABER_ERROR_INVALID_ARGUMENT, "strategy must be a saber_strategy (0..2); got %d", o.strategy);
+    }
+}
+
+saber_status validate_prompts(int32_t batch, const int32_t *prompt_tokens, const int32_t *prompt_lengths, int32_t vocabulary,
+                              int32_t mask_id) {
+    if (batch <= 0) return fail(SABER_ERROR_INVALID_ARGUMENT, "batch must be > 0; got %d", batch);
+    SABER_REQUIRE_NOT_NULL(prompt_lengths);
+    int64_t offset = 0;
+    for (int32_t b = 0; b < batch; ++b) {
+        const int32_t length = prompt_lengths[b];
+        if (length < 0) return fail(SABER_ERROR_INVALID_ARGUMENT, "prompt %d has negative length %d", b, length);
+        if (length > 0 && prompt_tokens == nullptr)
+            return fail(SABER_ERROR_INVALID_ARGUMENT, "prompt_tokens is null but prompt %d has length %d", b, length);
+        for (int32_t i = 0; i < length; ++i) {
+            const int32_t token = prompt_tokens[offset + i];
+            if (token < 0 || token >= vocabulary)
+                return fail(SABER_ERROR_INVALID_ARGUMENT, "prompt %d holds token %d at position %d, outside [0, V=%d)", b, token, i,
+                            vocabulary);
+            if (token == mask_id)
+                return fail(SABER_ERROR_INVALID_ARGUMENT, "prompt %d holds the mask id %d at position %d", b, mask_id, i);
+        }
+        offset += length;
+    }
+    return SABER_OK;
+}
+
+}  // namespace saber

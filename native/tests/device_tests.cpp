@@ -1,0 +1,266 @@
+// Device tests (host code: built by the C++ compiler, linked with the CUDA runtime): the step kernels against a host double-precision computation on fresh random data,
+// with outputs poisoned before each run. Without a CUDA device every test skips with the reason.
+#include <gtest/gtest.h>
+
+#include <cuda_runtime_api.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "philox.h"
+#include "saber/saber.h"
+#include "testing.h"
+
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+class Device : public ::testing::Test {
+protected:
+    void SetUp() override {
+        int count = 0;
+        if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) GTEST_SKIP() << "no CUDA device on this machine";
+        ASSERT_EQ(saber_context_create(0, &context), SABER_OK) << saber_last_error();
+    }
+    void TearDown() override {
+        saber_decode_destroy(decode);
+        saber_buffer_destroy(logits);
+        saber_context_destroy(context);
+    }
+
+    /// Creates a decode of `batch` empty prompts and a logits buffer of [batch, G, V] `dtype` values.
+    void Create(const saber_decode_options &o, int vocabulary, int mask, int batch, int trace = 0) {
+        std::vector<int32_t> lengths(batch, 0);
+        ASSERT_EQ(saber_decode_create(context, &o, vocabulary, mask, batch, nullptr, lengths.data(), trace, &decode), SABER_OK)
+            << saber_last_error();
+        ASSERT_EQ(saber_buffer_create(context, static_cast<uint64_t>(batch) * o.generation_length * vocabulary * 4, &logits), SABER_OK);
+    }
+
+    /// Uploads float logits converted to `dtype`, returning the values the device sees (as float).
+    std::vector<float> Upload(const std::vector<float> &values, int dtype) {
+        std::vector<float> seen(values.size());
+        if (dtype == SABER_DTYPE_FLOAT32) {
+            EXPECT_EQ(saber_buffer_upload(logits, 0, values.data(), values.size() * 4), SABER_OK);
+            return values;
+        }
+        std::vector<uint16_t> bits(values.size());
+        for (size_t i = 0; i < values.size(); ++i) {
+            if (dtype == SABER_DTYPE_FLOAT16) {
+                const __half h = __float2half_rn(values[i]);
+                std::memcpy(&bits[i], &h, 2);
+                seen[i] = __half2float(h);
+            } else {
+                const __nv_bfloat16 h = __float2bfloat16_rn(values[i]);
+                std::memcpy(&bits[i], &h, 2);
+                seen[i] = __bfloat162float(h);
+            }
+        }
+        EXPECT_EQ(saber_buffer_upload(logits, 0, bits.data(), bits.size() * 2), SABER_OK);
+        return seen;
+    }
+
+    void Step(int dtype) {
+        void *pointer = nullptr;
+        ASSERT_EQ(saber_buffer_device_pointer(logits, &pointer), SABER_OK);
+        ASSERT_EQ(saber_decode_step(decode, pointer, dtype), SABER_OK) << saber_last_error();
+        ASSERT_EQ(saber_decode_poll(decode, &status), SABER_OK) << saber_last_error();
+    }
+
+    saber_context context = nullptr;
+    saber_decode decode = nullptr;
+    saber_buffer logits = nullptr;
+    saber_decode_status status{};
+};
+
+struct HostRow {
+    int prediction;
+    double confidence, margin, negentropy;
+};
+
+/// The spec's per-row quantities in double precision, straight from the definition.
+HostRow host_row(const float *row, int vocabulary, int mask, float temperature, uint64_t seed, int step, int sequence, int position) {
+    double max = -INFINITY;
+    for (int v = 0; v < vocabulary; ++v) max = std::max(max, static_cast<double>(row[v]));
+    double z = 0;
+    for (int v = 0; v < vocabulary; ++v) z += std::exp(row[v] - max);
+    int best = -1, second = -1;
+    float best_score = -kInf, second_score = -kInf;
+    for (int v = 0; v < vocabulary; ++v) {
+        if (v == mask) continue;
+        float score = row[v];
+        if (temperature > 0) {
+            const float g = saber::to_gumbel(saber::to_uniform(saber::random_bits(seed, step, sequence, position, v)));
+            volatile float scaled = temperature * g;   // float32 arithmetic without contraction, as specified
+            score = row[v] + scaled;
+        }
+        if (score == -kInf) continue;
+        if (best < 0 || score > best_score) {
+            second = best;
+            second_score = best_score;
+            best = v;
+            best_score = score;
+        } else if (second < 0 || score > second_score) {
+            second = v;
+            second_score = score;
+        }
+    }
+    HostRow r{best, 0, 0, 0};
+    if (best < 0) return r;
+    r.confidence = std::exp(row[best] - max) / z;
+    r.margin = second < 0 ? r.confidence : r.confidence - std::exp(row[second] - max) / z;
+    for (int v = 0; v < vocabulary; ++v) {
+        const double p = std::exp(row[v] - max) / z;
+        if (p > 0) r.negentropy += p * std::log(p);
+    }
+    return r;
+}
+
+struct RowCase {
+    int dtype, vocabulary, metric;
+    float temperature;
+};
+
+class RowConfidence : public Device, public ::testing::WithParamInterface<RowCase> {};
+
+TEST_P(RowConfidence, MatchesTheHostComputation) {
+    const RowCase c = GetParam();
+    const int generation = 24, batch = 2, mask = c.vocabulary / 3;
+    saber_decode_options o{};
+    o.generation_length = generation;
+    o.block_length = generation;
+    o.strategy = SABER_STRATEGY_LOW_CONFIDENCE;
+    o.steps = generation;
+    o.metric = c.metric;
+    o.temperature = c.temperature;
+    o.seed = 0x5EED5EED12345ull;
+    Create(o, c.vocabulary, mask, batch);
+
+    std::mt19937 rng(static_cast<unsigned>(c.vocabulary * 31 + c.dtype));
+    std::uniform_real_distribution<float> uniform(-8.0f, 8.0f);
+    std::vector<float> values(static_cast<size_t>(batch) * generation * c.vocabulary);
+    for (float &x : values) x = uniform(rng);
+    for (int r = 0; r < batch * generation; ++r) {
+        float *row = values.data() + static_cast<size_t>(r) * c.vocabulary;
+        switch (r % 4) {
+            case 1: row[mask] = 50.0f; break;                                   // the mask id holds the maximum
+            case 2: for (int v = 0; v < c.vocabulary; v += 3) row[v] = -kInf;    // banned tokens
+                    row[(mask + 1) % c.vocabulary] = 1.0f;
+                    break;
+            case 3: if (c.vocabulary > 2) row[c.vocabulary - 1] = row[(mask + 1) % c.vocabulary] = 20.0f;   // a tie
+                    break;
+            default: break;
+        }
+    }
+    const std::vector<float> seen = Upload(values, c.dtype);
+    ASSERT_EQ(saber::testing::poison_rows(decode), SABER_OK);
+    Step(c.dtype);
+    ASSERT_EQ(status.error, SABER_OK) << "bad logits reported at position " << status.error_position;
+
+    saber::testing::RowResults rows;
+    ASSERT_EQ(saber::testing::read_rows(decode, rows), SABER_OK);
+    for (int b = 0; b < batch; ++b)
+        for (int g = 0; g < generation; ++g) {
+            const HostRow want = host_row(seen.data() + (static_cast<size_t>(b) * generation + g) * c.vocabulary, c.vocabulary, mask,
+                                          c.temperature, o.seed, 1, b, g);
+            const size_t at = static_cast<size_t>(b) * generation + g;
+            ASSERT_EQ(rows.prediction[at], want.prediction) << "sequence " << b << " position " << g;
+            EXPECT_NEAR(rows.confidence[at], want.confidence, 2e-6 * std::max(1.0, want.confidence)) << "position " << g;
+            const double metric = c.metric == SABER_METRIC_MARGIN ? want.margin
+                                  : c.metric == SABER_METRIC_NEGENTROPY ? want.negentropy
+                                  : c.metric == SABER_METRIC_RANDOM
+                                      ? saber::to_uniform(saber::random_bits(o.seed, 1, b, g, c.vocabulary))
+                                      : want.confidence;
+            EXPECT_NEAR(rows.metric[at], metric, 1e-5 * std::max(1.0, std::fabs(metric))) << "position " << g;
+        }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Dtypes, RowConfidence,
+    ::testing::Values(RowCase{SABER_DTYPE_FLOAT32, 2, SABER_METRIC_MAXPROB, 0}, RowCase{SABER_DTYPE_FLOAT32, 37, SABER_METRIC_MARGIN, 0},
+                      RowCase{SABER_DTYPE_FLOAT32, 1001, SABER_METRIC_NEGENTROPY, 0},
+                      RowCase{SABER_DTYPE_FLOAT32, 126464, SABER_METRIC_MAXPROB, 0},
+                      RowCase{SABER_DTYPE_FLOAT32, 4099, SABER_METRIC_RANDOM, 0.8f},
+                      RowCase{SABER_DTYPE_FLOAT16, 1003, SABER_METRIC_MARGIN, 0}, RowCase{SABER_DTYPE_FLOAT16, 9, SABER_METRIC_MAXPROB, 1.5f},
+                      RowCase{SABER_DTYPE_BFLOAT16, 151936, SABER_METRIC_MAXPROB, 0},
+                      RowCase{SABER_DTYPE_BFLOAT16, 77, SABER_METRIC_NEGENTROPY, 0.5f},
+                      RowCase{SABER_DTYPE_BFLOAT16, 3, SABER_METRIC_MARGIN, 0}),
+    [](const ::testing::TestParamInfo<RowCase> &info) {
+        const char *dtypes[] = {"f32", "f16", "bf16"}, *metrics[] = {"maxprob", "margin", "negentropy", "random"};
+        return std::string(dtypes[info.param.dtype]) + "_V" + std::to_string(info.param.vocabulary) + "_" + metrics[info.param.metric] +
+               (info.param.temperature > 0 ? "_sampled" : "_greedy");
+    });
+
+TEST_F(Device, BadLogitStopsTheDecodeAndNamesThePlace) {
+    saber_decode_options o{};
+    o.generation_length = 8;
+    o.block_length = 8;
+    o.strategy = SABER_STRATEGY_SABER;
+    o.min_tokens_per_step = 2;
+    o.remask_divisor = 8;
+    o.backtracking = 1;
+    const int vocabulary = 50, mask = 49;
+    Create(o, vocabulary, mask, 1);
+    std::vector<float> values(8 * vocabulary, 0.5f);
+    values[5 * vocabulary + 17] = NAN;
+    values[6 * vocabulary + 3] = kInf;
+    Upload(values, SABER_DTYPE_FLOAT32);
+    Step(SABER_DTYPE_FLOAT32);
+    EXPECT_EQ(status.error, SABER_ERROR_INVALID_LOGITS);
+    EXPECT_EQ(status.error_step, 1);
+    EXPECT_EQ(status.error_position, 5);
+    EXPECT_EQ(status.error_vocabulary_index, 17);
+    std::vector<int32_t> canvas(8), nfe(1);
+    ASSERT_EQ(saber_decode_read(decode, canvas.data(), nfe.data()), SABER_OK);
+    EXPECT_EQ(nfe[0], 0);
+    EXPECT_TRUE(std::all_of(canvas.begin(), canvas.end(), [&](int t) { return t == mask; })) << "the failed step changed the canvas";
+    void *pointer = nullptr;
+    saber_buffer_device_pointer(logits, &pointer);
+    EXPECT_EQ(saber_decode_step(decode, pointer, SABER_DTYPE_FLOAT32), SABER_ERROR_INVALID_LOGITS);
+}
+
+TEST_F(Device, SaberDecodeCommitsNFirstAndFinishesWithoutMasks) {
+    saber_decode_options o{};
+    o.generation_length = 32;
+    o.block_length = 8;
+    o.strategy = SABER_STRATEGY_SABER;
+    o.min_tokens_per_step = 3;
+    o.remask_divisor = 4;
+    o.backtracking = 1;
+    const int vocabulary = 64, mask = 63, generation = 32;
+    Create(o, vocabulary, mask, 1, /*trace=*/64);
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> uniform(-4.0f, 4.0f);
+    int steps = 0;
+    for (; steps < generation; ++steps) {
+        std::vector<float> values(generation * vocabulary);
+        for (float &x : values) x = uniform(rng);
+        for (int g = 0; g < generation; ++g) values[g * vocabulary + mask] = 100.0f;   // the mask is never committed
+        Upload(values, SABER_DTYPE_FLOAT32);
+        Step(SABER_DTYPE_FLOAT32);
+        ASSERT_EQ(status.error, SABER_OK);
+        if (status.active_sequences == 0) break;
+    }
+    ASSERT_EQ(status.active_sequences, 0) << "no progress: more than G steps";
+    std::vector<int32_t> canvas(generation), nfe(1);
+    ASSERT_EQ(saber_decode_read(decode, canvas.data(), nfe.data()), SABER_OK);
+    EXPECT_EQ(nfe[0], steps + 1);
+    EXPECT_TRUE(std::none_of(canvas.begin(), canvas.end(), [&](int t) { return t == mask; }));
+
+    saber_trace_step first{};
+    std::vector<int32_t> events(generation);
+    ASSERT_EQ(saber_decode_read_trace(decode, 0, 1, &first, events.data(), nullptr, nullptr, nullptr), SABER_OK) << saber_last_error();
+    EXPECT_EQ(first.step, 1);
+    EXPECT_EQ(first.committed, 3) << "tau = 1 on the first step: the draft is the top n";
+    EXPECT_EQ(first.tau, 1.0);
+    for (int g = 8; g < generation; ++g) EXPECT_EQ(events[g], 0) << "position " << g << " is beyond the active block";
+    EXPECT_EQ(saber_decode_step(decode, canvas.data(), SABER_DTYPE_FLOAT32), SABER_ERROR_FINISHED);
+}
+
+}  // namespace

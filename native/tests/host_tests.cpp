@@ -1,0 +1,182 @@
+// Host-side tests of the C ABI: they need no GPU and run in CI.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "philox.h"
+#include "saber/saber.h"
+
+namespace {
+
+saber_decode_options saber_options() {
+    saber_decode_options o{};
+    o.generation_length = 8;
+    o.block_length = 4;
+    o.strategy = SABER_STRATEGY_SABER;
+    o.variant = SABER_VARIANT_REFERENCE;
+    o.min_tokens_per_step = 2;
+    o.remask_divisor = 8;
+    o.backtracking = 1;
+    o.threshold = 0.9f;
+    return o;
+}
+
+std::string error() { return saber_last_error(); }
+
+TEST(Abi, VersionMatchesTheHeader) { EXPECT_EQ(saber_abi_version(), SABER_ABI_VERSION); }
+
+TEST(Abi, StructLayoutsDescribeEveryAbiStruct) {
+    const saber_struct_layout *layouts = nullptr;
+    int32_t count = 0;
+    ASSERT_EQ(saber_struct_layouts(&layouts, &count), SABER_OK);
+    ASSERT_EQ(count, 4);
+    EXPECT_STREQ(layouts[0].name, "saber_decode_options");
+    EXPECT_EQ(layouts[0].size, sizeof(saber_decode_options));
+    EXPECT_EQ(layouts[0].field_count, 14u);
+    EXPECT_STREQ(layouts[0].field_names[13], "seed");
+    EXPECT_EQ(layouts[0].field_offsets[13], offsetof(saber_decode_options, seed));
+    EXPECT_STREQ(layouts[2].name, "saber_trace_step");
+    EXPECT_EQ(layouts[2].field_offsets[4], offsetof(saber_trace_step, tau));
+    for (int32_t i = 0; i < count; ++i)
+        for (uint32_t f = 1; f < layouts[i].field_count; ++f)
+            EXPECT_GT(layouts[i].field_offsets[f], layouts[i].field_offsets[f - 1]) << layouts[i].name << " field " << f;
+}
+
+// Known-answer vectors published with Random123 (philox4x32_10).
+TEST(Philox, MatchesThePublishedKnownAnswers) {
+    struct Case {
+        uint32_t c[4], k[2], x[4];
+    } cases[] = {
+        {{0, 0, 0, 0}, {0, 0}, {0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8}},
+        {{0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff}, {0xffffffff, 0xffffffff}, {0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd}},
+        {{0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344}, {0xa4093822, 0x299f31d0}, {0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1}},
+    };
+    for (const Case &t : cases) {
+        const saber::PhiloxWords w = saber::philox4x32_10(t.c[0], t.c[1], t.c[2], t.c[3], t.k[0], t.k[1]);
+        EXPECT_EQ(w.x0, t.x[0]);
+        EXPECT_EQ(w.x1, t.x[1]);
+        EXPECT_EQ(w.x2, t.x[2]);
+        EXPECT_EQ(w.x3, t.x[3]);
+    }
+}
+
+TEST(Philox, ExportedDrawFollowsTheDocumentedLayout) {
+    const uint64_t seed = 0x0123456789ABCDEFull;
+    for (int v = 0; v < 9; ++v) {
+        // counter (v/4, position, sequence, step), key (seed low, seed high), word v % 4
+        const saber::PhiloxWords w = saber::philox4x32_10(static_cast<uint32_t>(v / 4), 17, 3, 5, 0x89ABCDEFu, 0x01234567u);
+        const uint32_t words[4] = {w.x0, w.x1, w.x2, w.x3};
+        EXPECT_EQ(saber_random_bits(seed, 5, 3, 17, v), words[v % 4]) << "v=" << v;
+    }
+}
+
+TEST(Philox, UniformIsExactAndStrictlyInsideTheUnitInterval) {
+    for (uint32_t bits : {0u, 0x1FFu, 0x200u, 0xFFFFFE00u, 0xFFFFFFFFu}) {
+        const float u = saber::to_uniform(bits);
+        EXPECT_GT(u, 0.0f);
+        EXPECT_LT(u, 1.0f);
+        EXPECT_EQ(static_cast<double>(u), ((bits >> 9) + 0.5) / 8388608.0);
+        EXPECT_TRUE(std::isfinite(saber::to_gumbel(u)));
+    }
+}
+
+TEST(Validation, GoodOptionsPass) {
+    saber_decode_options o = saber_options();
+    EXPECT_EQ(saber_validate_options(&o, 100, 99), SABER_OK) << error();
+    o.strategy = SABER_STRATEGY_LOW_CONFIDENCE;
+    o.steps = 4;
+    EXPECT_EQ(saber_validate_options(&o, 100, 99), SABER_OK) << error();
+    o.strategy = SABER_STRATEGY_THRESHOLD;
+    EXPECT_EQ(saber_validate_options(&o, 100, 99), SABER_OK) << error();
+}
+
+struct BadOption {
+    const char *name;
+    void (*edit)(saber_decode_options &);
+    const char *message;
+};
+
+class InvalidOptions : public ::testing::TestWithParam<BadOption> {};
+
+TEST_P(InvalidOptions, AreRejectedNamingTheValue) {
+    saber_decode_options o = saber_options();
+    GetParam().edit(o);
+    EXPECT_EQ(saber_validate_options(&o, 100, 99), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(error().find(GetParam().message), std::string::npos) << error();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Spec7, InvalidOptions,
+    ::testing::Values(
+        BadOption{"G0", [](saber_decode_options &o) { o.generation_length = 0; }, "generation_length G must be > 0; got 0"},
+        BadOption{"K0", [](saber_decode_options &o) { o.block_length = 0; }, "block_length K must be > 0 and divide G=8; got 0"},
+        BadOption{"K3", [](saber_decode_options &o) { o.block_length = 3; }, "divide G=8; got 3"},
+        BadOption{"S", [](saber_decode_options &o) { o.strategy = SABER_STRATEGY_LOW_CONFIDENCE; o.steps = 3; },
+                  "steps S must be a positive multiple of the block count 2 (G=8, K=4); got 3"},
+        BadOption{"n", [](saber_decode_options &o) { o.min_tokens_per_step = 0; }, "min_tokens_per_step n must be >= 1; got 0"},
+        BadOption{"mu", [](saber_decode_options &o) { o.remask_divisor = 0; }, "remask_divisor mu must be >= 1; got 0"},
+        BadOption{"T", [](saber_decode_options &o) { o.temperature = -0.5f; }, "temperature T must be finite and >= 0; got -0.5"},
+        BadOption{"Tnan", [](saber_decode_options &o) { o.temperature = NAN; }, "got nan"},
+        BadOption{"theta", [](saber_decode_options &o) { o.strategy = SABER_STRATEGY_THRESHOLD; o.threshold = 1.5f; },
+                  "threshold theta must lie in (0, 1]; got 1.5"},
+        BadOption{"fixed", [](saber_decode_options &o) { o.use_fixed_threshold = 1; o.fixed_threshold = 0.0f; },
+                  "fixed_threshold theta must lie in (0, 1]; got 0"},
+        BadOption{"variant", [](saber_decode_options &o) { o.variant = 7; }, "got 7"},
+        BadOption{"metric", [](saber_decode_options &o) { o.strategy = SABER_STRATEGY_LOW_CONFIDENCE; o.steps = 2; o.metric = 9; },
+                  "metric must be a saber_metric (0..3); got 9"},
+        BadOption{"strategy", [](saber_decode_options &o) { o.strategy = 5; }, "strategy must be a saber_strategy (0..2); got 5"}),
+    [](const ::testing::TestParamInfo<BadOption> &info) { return std::string(info.param.name); });
+
+TEST(Validation, MaskIdOutsideTheVocabulary) {
+    saber_decode_options o = saber_options();
+    EXPECT_EQ(saber_validate_options(&o, 100, 100), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(error().find("mask id must lie in [0, V=100); got 100"), std::string::npos) << error();
+    EXPECT_EQ(saber_validate_options(&o, 100, -1), SABER_ERROR_INVALID_ARGUMENT);
+}
+
+TEST(Validation, NullOptions) {
+    EXPECT_EQ(saber_validate_options(nullptr, 10, 1), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(error().find("options is null"), std::string::npos) << error();
+}
+
+TEST(Errors, SuccessClearsTheLastError) {
+    EXPECT_EQ(saber_validate_options(nullptr, 10, 1), SABER_ERROR_INVALID_ARGUMENT);
+    saber_decode_options o = saber_options();
+    EXPECT_EQ(saber_validate_options(&o, 10, 1), SABER_OK);
+    EXPECT_STREQ(saber_last_error(), "");
+}
+
+TEST(Handles, NullHandlesAreErrorsAndDestroyingNullSucceeds) {
+    EXPECT_EQ(saber_context_destroy(nullptr), SABER_OK);
+    EXPECT_EQ(saber_buffer_destroy(nullptr), SABER_OK);
+    EXPECT_EQ(saber_decode_destroy(nullptr), SABER_OK);
+    void *stream = nullptr;
+    EXPECT_NE(saber_context_stream(nullptr, &stream), SABER_OK);
+    saber_decode_status status{};
+    EXPECT_NE(saber_decode_poll(nullptr, &status), SABER_OK);
+    EXPECT_NE(saber_decode_step(nullptr, &status, SABER_DTYPE_FLOAT32), SABER_OK);
+}
+
+TEST(Handles, ForeignHandlesAreRejected) {
+    if (!saber_built_with_cuda()) GTEST_SKIP() << "built without CUDA: every device call reports SABER_ERROR_NO_DEVICE";
+    int fake = 0;
+    saber_decode_status status{};
+    EXPECT_EQ(saber_decode_poll(reinterpret_cast<saber_decode>(&fake), &status), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(error().find("not a live handle"), std::string::npos) << error();
+}
+
+TEST(NoDevice, ContextCreationReportsWhyWithoutAGpu) {
+    saber_context context = nullptr;
+    const saber_status status = saber_context_create(0, &context);
+    if (status == SABER_OK) {
+        saber_context_destroy(context);
+        GTEST_SKIP() << "a CUDA device is present; this test covers machines without one";
+    }
+    EXPECT_TRUE(status == SABER_ERROR_NO_DEVICE || status == SABER_ERROR_CUDA || status == SABER_ERROR_INVALID_ARGUMENT) << status;
+    EXPECT_EQ(context, nullptr);
+    EXPECT_FALSE(error().empty());
+}
+
+}  // namespace
