@@ -127,6 +127,13 @@ struct RowCase {
     float temperature;
 };
 
+std::string RowCaseName(const ::testing::TestParamInfo<RowCase> &info) {
+    static const char *const dtypes[] = {"f32", "f16", "bf16"};
+    static const char *const metrics[] = {"maxprob", "margin", "negentropy", "random"};
+    return std::string(dtypes[info.param.dtype]) + "_V" + std::to_string(info.param.vocabulary) + "_" + metrics[info.param.metric] +
+           (info.param.temperature > 0 ? "_sampled" : "_greedy");
+}
+
 class RowConfidence : public Device, public ::testing::WithParamInterface<RowCase> {};
 
 TEST_P(RowConfidence, MatchesTheHostComputation) {
@@ -191,11 +198,7 @@ INSTANTIATE_TEST_SUITE_P(
                       RowCase{SABER_DTYPE_BFLOAT16, 151936, SABER_METRIC_MAXPROB, 0},
                       RowCase{SABER_DTYPE_BFLOAT16, 77, SABER_METRIC_NEGENTROPY, 0.5f},
                       RowCase{SABER_DTYPE_BFLOAT16, 3, SABER_METRIC_MARGIN, 0}),
-    [](const ::testing::TestParamInfo<RowCase> &info) {
-        const char *dtypes[] = {"f32", "f16", "bf16"}, *metrics[] = {"maxprob", "margin", "negentropy", "random"};
-        return std::string(dtypes[info.param.dtype]) + "_V" + std::to_string(info.param.vocabulary) + "_" + metrics[info.param.metric] +
-               (info.param.temperature > 0 ? "_sampled" : "_greedy");
-    });
+    RowCaseName);
 
 TEST_F(Device, BadLogitStopsTheDecodeAndNamesThePlace) {
     saber_decode_options o{};
