@@ -200,14 +200,20 @@ INSTANTIATE_TEST_SUITE_P(
                       RowCase{SABER_DTYPE_BFLOAT16, 3, SABER_METRIC_MARGIN, 0}),
     RowCaseName);
 
-TEST_F(Device, BadLogitStopsTheDecodeAndNamesThePlace) {
+saber_decode_options SaberOptions(int generation, int block, int n, int mu) {
     saber_decode_options o{};
-    o.generation_length = 8;
-    o.block_length = 8;
+    o.generation_length = generation;
+    o.block_length = block;
     o.strategy = SABER_STRATEGY_SABER;
-    o.min_tokens_per_step = 2;
-    o.remask_divisor = 8;
+    o.variant = SABER_VARIANT_REFERENCE;
+    o.min_tokens_per_step = n;
+    o.remask_divisor = mu;
     o.backtracking = 1;
+    return o;
+}
+
+TEST_F(Device, BadLogitStopsTheDecodeAndNamesThePlace) {
+    const saber_decode_options o = SaberOptions(8, 8, 2, 8);
     const int vocabulary = 50, mask = 49;
     Create(o, vocabulary, mask, 1);
     std::vector<float> values(8 * vocabulary, 0.5f);
@@ -229,13 +235,7 @@ TEST_F(Device, BadLogitStopsTheDecodeAndNamesThePlace) {
 }
 
 TEST_F(Device, SaberDecodeCommitsNFirstAndFinishesWithoutMasks) {
-    saber_decode_options o{};
-    o.generation_length = 32;
-    o.block_length = 8;
-    o.strategy = SABER_STRATEGY_SABER;
-    o.min_tokens_per_step = 3;
-    o.remask_divisor = 4;
-    o.backtracking = 1;
+    const saber_decode_options o = SaberOptions(32, 8, 3, 4);
     const int vocabulary = 64, mask = 63, generation = 32;
     Create(o, vocabulary, mask, 1, /*trace=*/64);
     std::mt19937 rng(7);
