@@ -103,6 +103,8 @@ struct saber_decode_impl {
     saber::DecodeState state{};
     saber_decode_status *pinned_status = nullptr;   // written by a copy queued after each step
     cudaEvent_t step_done = nullptr;
+    std::vector<int32_t> initial_canvases;          // [batch, length]: prompts followed by masks
+    std::vector<int32_t> prompt_lengths;
     int32_t steps_queued = 0;
     bool finished = false;
     bool failed = false;
@@ -112,6 +114,41 @@ struct saber_decode_impl {
         if (pinned_status) cudaFreeHost(pinned_status);
     }
 };
+
+namespace saber {
+namespace {
+
+/// Writes the initial state of a decode and waits for it: canvases, zeroed flags and counters.
+saber_status initialize(saber_decode_impl &decode) {
+    DecodeState &s = decode.state;
+    cudaStream_t stream = decode.context->stream;
+    const size_t per_sequence = s.batch, per_position = static_cast<size_t>(s.batch) * s.generation;
+    SABER_CUDA(cudaMemcpyAsync(s.canvas, decode.initial_canvases.data(), decode.initial_canvases.size() * sizeof(int32_t),
+                               cudaMemcpyHostToDevice, stream));
+    SABER_CUDA(cudaMemcpyAsync(const_cast<int32_t *>(s.prompt_length), decode.prompt_lengths.data(), per_sequence * sizeof(int32_t),
+                               cudaMemcpyHostToDevice, stream));
+    for (void *zeroed : {static_cast<void *>(s.block), static_cast<void *>(s.block_step), static_cast<void *>(s.nfe),
+                         static_cast<void *>(s.done)})
+        SABER_CUDA(cudaMemsetAsync(zeroed, 0, per_sequence * sizeof(int32_t), stream));
+    for (void *zeroed : {static_cast<void *>(s.decoded), static_cast<void *>(s.commit_set), static_cast<void *>(s.in_draft),
+                         static_cast<void *>(s.selected)})
+        SABER_CUDA(cudaMemsetAsync(zeroed, 0, per_position, stream));
+    SABER_CUDA(cudaMemsetAsync(s.commit_confidence, 0, per_position * sizeof(float), stream));
+    SABER_CUDA(cudaMemsetAsync(s.previous, 0, per_position * sizeof(float), stream));
+    SABER_CUDA(cudaMemsetAsync(s.step, 0, sizeof(int32_t), stream));
+    SABER_CUDA(cudaMemsetAsync(s.error_step, 0, sizeof(int32_t), stream));
+    SABER_CUDA(cudaMemsetAsync(s.error, 0xFF, sizeof(unsigned long long), stream));
+    if (s.trace_capacity > 0)
+        SABER_CUDA(cudaMemsetAsync(s.trace_steps, 0, static_cast<size_t>(s.trace_capacity) * s.batch * sizeof(saber_trace_step), stream));
+    SABER_CUDA(cudaStreamSynchronize(stream));
+    *decode.pinned_status = saber_decode_status{0, s.batch, SABER_OK, 0, 0, 0, 0};
+    decode.steps_queued = 0;
+    decode.finished = decode.failed = false;
+    return SABER_OK;
+}
+
+}  // namespace
+}  // namespace saber
 
 using saber::cuda_failure;
 using saber::fail;
@@ -306,32 +343,17 @@ SABER_API saber_status saber_decode_create(saber_context context, const saber_de
             SABER_CUDA(arena.allocate(&s.trace_tokens, slots * generation));
             SABER_CUDA(arena.allocate(&s.trace_confidences, slots * generation));
             SABER_CUDA(arena.allocate(&s.trace_deltas, slots * generation));
-            SABER_CUDA(cudaMemsetAsync(s.trace_steps, 0, slots * sizeof(saber_trace_step), context->stream));
         }
         SABER_CUDA(cudaMallocHost(&decode->pinned_status, sizeof(saber_decode_status)));
         SABER_CUDA(cudaEventCreateWithFlags(&decode->step_done, cudaEventDisableTiming));
 
         // Initial state: canvases = prompt ++ masks (mask-padded to the row pitch), everything else zero.
-        std::vector<int32_t> canvases(static_cast<size_t>(batch) * length, mask_id);
+        decode->initial_canvases.assign(static_cast<size_t>(batch) * length, mask_id);
+        decode->prompt_lengths.assign(prompt_lengths, prompt_lengths + batch);
         for (int32_t b = 0, offset = 0; b < batch; offset += prompt_lengths[b], ++b)
-            std::copy(prompt_tokens + offset, prompt_tokens + offset + prompt_lengths[b], canvases.begin() + static_cast<size_t>(b) * length);
-        cudaStream_t stream = context->stream;
-        SABER_CUDA(cudaMemcpyAsync(s.canvas, canvases.data(), canvases.size() * sizeof(int32_t), cudaMemcpyHostToDevice, stream));
-        SABER_CUDA(cudaMemcpyAsync(prompt_length_device, prompt_lengths, per_sequence * sizeof(int32_t), cudaMemcpyHostToDevice, stream));
-        for (void *zeroed : {static_cast<void *>(s.block), static_cast<void *>(s.block_step), static_cast<void *>(s.nfe),
-                             static_cast<void *>(s.done)})
-            SABER_CUDA(cudaMemsetAsync(zeroed, 0, per_sequence * sizeof(int32_t), stream));
-        for (void *zeroed : {static_cast<void *>(s.decoded), static_cast<void *>(s.commit_set), static_cast<void *>(s.in_draft),
-                             static_cast<void *>(s.selected)})
-            SABER_CUDA(cudaMemsetAsync(zeroed, 0, per_position, stream));
-        SABER_CUDA(cudaMemsetAsync(s.commit_confidence, 0, per_position * sizeof(float), stream));
-        SABER_CUDA(cudaMemsetAsync(s.previous, 0, per_position * sizeof(float), stream));
-        SABER_CUDA(cudaMemsetAsync(s.step, 0, sizeof(int32_t), stream));
-        SABER_CUDA(cudaMemsetAsync(s.error_step, 0, sizeof(int32_t), stream));
-        SABER_CUDA(cudaMemsetAsync(s.error, 0xFF, sizeof(unsigned long long), stream));
-        SABER_CUDA(cudaStreamSynchronize(stream));
-        *decode->pinned_status = saber_decode_status{0, batch, SABER_OK, 0, 0, 0, 0};
-
+            std::copy(prompt_tokens + offset, prompt_tokens + offset + prompt_lengths[b],
+                      decode->initial_canvases.begin() + static_cast<size_t>(b) * length);
+        if (const saber_status status = saber::initialize(*decode)) return status;
         registry().add(decode.get());
         *out_decode = decode.release();
         return SABER_OK;
@@ -508,6 +530,21 @@ saber_status read_rows(saber_decode decode, RowResults &out) {
     SABER_CUDA(cudaMemcpyAsync(out.metric.data(), s.metric, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
     SABER_CUDA(cudaStreamSynchronize(stream));
     return SABER_OK;
+}
+
+}  // namespace saber::testing
+
+namespace saber::testing {
+
+saber_status launch_rows(saber_decode decode, const void *device_logits, int32_t dtype) {
+    SABER_REQUIRE_HANDLE(decode);
+    SABER_CUDA(launch_row_confidence(decode->state, device_logits, dtype, decode->context->stream));
+    return SABER_OK;
+}
+
+saber_status reset(saber_decode decode) {
+    SABER_REQUIRE_HANDLE(decode);
+    return initialize(*decode);
 }
 
 }  // namespace saber::testing

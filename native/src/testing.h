@@ -19,4 +19,10 @@ saber_status poison_rows(saber_decode decode);
 /// Copies the row results ([batch, G] each) of the last step.
 saber_status read_rows(saber_decode decode, RowResults &out);
 
+/// Queues only the row-confidence kernel of a step (for benchmarks).
+saber_status launch_rows(saber_decode decode, const void *device_logits, int32_t dtype);
+
+/// Puts a decode back in its initial state (canvases = prompts + masks, no step taken), synchronously.
+saber_status reset(saber_decode decode);
+
 }  // namespace saber::testing
