@@ -1,0 +1,7 @@
+namespace Saber.Native;
+
+// Hand-written half of the generated partial class: route its LibraryImport calls through the resolver.
+public static partial class SaberNative
+{
+    static SaberNative() => NativeLibraryResolver.Register();
+}
