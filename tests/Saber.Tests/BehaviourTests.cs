@@ -116,6 +116,22 @@ public class BehaviourTests
     }
 
     [Test]
+    public async Task EqualConfidencesAreRankedByPosition()
+    {
+        // Every row identical: every top-k is decided by the lowest positions first.
+        var equal = new ConfidenceDenoiser(Prompt, (_, _) => 0.4f);
+        var saber = await Decode(equal, new DecodeOptions { GenerationLength = 8, Strategy = new SaberStrategy(MinTokensPerStep: 3, Backtracking: false) });
+        Assert.That(Positions(saber.Trace[0].Committed), Is.EqualTo(new[] { Prompt + 0, Prompt + 1, Prompt + 2 }));
+        var lowConfidence = await Decode(equal, new DecodeOptions { GenerationLength = 8, Strategy = new LowConfidenceStrategy(4) });
+        Assert.That(lowConfidence.Trace.Select(t => Positions(t.Committed)), Is.EqualTo(new[]
+        {
+            new[] { Prompt + 0, Prompt + 1 }, new[] { Prompt + 2, Prompt + 3 }, new[] { Prompt + 4, Prompt + 5 }, new[] { Prompt + 6, Prompt + 7 },
+        }));
+        var threshold = await Decode(equal, new DecodeOptions { GenerationLength = 3, Strategy = new ThresholdStrategy(0.9f) });
+        Assert.That(threshold.Trace.Select(t => Positions(t.Committed).Single()), Is.EqualTo(new[] { Prompt + 0, Prompt + 1, Prompt + 2 }));
+    }
+
+    [Test]
     public async Task CompletingABlockActivatesTheNextWithoutRemasking()
     {
         // K = 2, n = 2: step 1's draft fills block 0, so step 7 is skipped although m would be 1;

@@ -52,13 +52,39 @@ public class DifferentialTests
         for (int b = 0; b < batch; b++)
         {
             SequenceResult got = actual.Sequences[b];
+            IReadOnlyList<StepTrace> want = expected.Traces[b];
+            // Walk the steps; the first step whose selections differ must be a proven knife edge
+            // (then the canvases differ and the rest of this sequence cannot be compared).
+            int divergedAt = -1;
+            for (int s = 0; s < Math.Min(want.Count, got.Trace.Count) && divergedAt < 0; s++)
+            {
+                if (SameSelections(want[s], got.Trace[s]))
+                {
+                    AssertSameStep(want[s], got.Trace[s], b);
+                    continue;
+                }
+                string? proof = KnifeEdge.Explain(want[s], got.Trace[s], ThresholdOf(strategy));
+                Assert.That(proof, Is.Not.Null, $"sequence {b}, step {s + 1}: selections differ and no knife edge explains it\n" +
+                    $"expected {Describe(want[s])}\nactual   {Describe(got.Trace[s])}");
+                TestContext.Out.WriteLine($"sequence {b}, step {s + 1}: knife edge: {proof}");
+                divergedAt = s;
+            }
+            if (divergedAt >= 0) continue;
             Assert.That(got.Canvas, Is.EqualTo(expected.Canvases[b]), $"canvas of sequence {b}");
             Assert.That(got.Nfe, Is.EqualTo(expected.Nfe[b]), $"NFE of sequence {b}");
-            Assert.That(got.Trace, Has.Count.EqualTo(expected.Traces[b].Count));
-            for (int s = 0; s < got.Trace.Count; s++)
-                AssertSameStep(expected.Traces[b][s], got.Trace[s], b);
+            Assert.That(got.Trace, Has.Count.EqualTo(want.Count));
         }
     }
+
+    private static float? ThresholdOf(DecodingStrategy strategy) => strategy is ThresholdStrategy t ? t.Threshold : null;
+
+    private static bool SameSelections(StepTrace a, StepTrace b) =>
+        a.Committed.Select(c => (c.Position, c.Token)).SequenceEqual(b.Committed.Select(c => (c.Position, c.Token))) &&
+        a.Remasked.Select(r => r.Position).SequenceEqual(b.Remasked.Select(r => r.Position));
+
+    private static string Describe(StepTrace t) =>
+        $"tau {t.Tau} committed [{string.Join(' ', t.Committed.Select(c => $"{c.Position}:{c.Token}@{c.Confidence:R}"))}] " +
+        $"remasked [{string.Join(' ', t.Remasked.Select(r => $"{r.Position}@{r.Delta:R}"))}]";
 
     internal static void AssertSameStep(StepTrace expected, StepTrace actual, int sequence)
     {
