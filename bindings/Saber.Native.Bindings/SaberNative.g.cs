@@ -104,7 +104,7 @@ public unsafe struct SaberDecodeStatus
     public int ActiveSequences;
     /// <summary>A saber_status: SABER_ERROR_INVALID_LOGITS when a step met bad logits, else SABER_OK.</summary>
     public int Error;
-    /// <summary>Where the first bad logit was (valid when error != SABER_OK): step, sequence, position, vocabulary index.</summary>
+    /// <summary>Where the first bad logit was (valid when error != SABER_OK): step, sequence, position, vocabulary index (the vocabulary size V when the row had no finite logit besides the mask id).</summary>
     public int ErrorStep;
     public int ErrorSequence;
     public int ErrorPosition;
@@ -242,9 +242,9 @@ public static unsafe partial class SaberNative
     [LibraryImport(LibraryName, EntryPoint = "saber_decode_poll")]
     public static partial SaberStatus DecodePoll(nint decode, SaberDecodeStatus* outStatus);
 
-    /// <summary>Copies the canvases ([batch, length] int32) and per-sequence NFE ([batch] int32) to host memory.</summary>
+    /// <summary>Copies the canvases ([batch, length] int32), per-sequence NFE ([batch] int32) and done flags ([batch] int32, non-zero once a sequence has finished) to host memory; any output may be NULL.</summary>
     [LibraryImport(LibraryName, EntryPoint = "saber_decode_read")]
-    public static partial SaberStatus DecodeRead(nint decode, int* outCanvases, int* outNfe);
+    public static partial SaberStatus DecodeRead(nint decode, int* outCanvases, int* outNfe, int* outDone);
 
     /// <summary>Reads step `step` (1-based) of sequence `sequence` from the trace ring (trace_capacity &gt; 0 at creation; the ring keeps the last trace_capacity steps). Per generation position g (G entries each): out_events[g] has SABER_TRACE_COMMITTED / SABER_TRACE_REMASKED bits, out_tokens[g] the committed token, out_confidences[g] its confidence, out_deltas[g] the confidence change of a re-masked token.</summary>
     [LibraryImport(LibraryName, EntryPoint = "saber_decode_read_trace")]

@@ -420,7 +420,7 @@ SABER_API saber_status saber_decode_poll(saber_decode decode, saber_decode_statu
     });
 }
 
-SABER_API saber_status saber_decode_read(saber_decode decode, int32_t *out_canvases, int32_t *out_nfe) {
+SABER_API saber_status saber_decode_read(saber_decode decode, int32_t *out_canvases, int32_t *out_nfe, int32_t *out_done) {
     return guarded([&]() -> saber_status {
         SABER_REQUIRE_HANDLE(decode);
         const saber::DecodeState &s = decode->state;
@@ -428,6 +428,7 @@ SABER_API saber_status saber_decode_read(saber_decode decode, int32_t *out_canva
         if (out_canvases)
             SABER_CUDA(cudaMemcpyAsync(out_canvases, s.canvas, static_cast<size_t>(s.batch) * s.length * sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
         if (out_nfe) SABER_CUDA(cudaMemcpyAsync(out_nfe, s.nfe, static_cast<size_t>(s.batch) * sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
+        if (out_done) SABER_CUDA(cudaMemcpyAsync(out_done, s.done, static_cast<size_t>(s.batch) * sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
         SABER_CUDA(cudaStreamSynchronize(stream));
         return SABER_OK;
     });

@@ -226,7 +226,7 @@ TEST_F(Device, BadLogitStopsTheDecodeAndNamesThePlace) {
     EXPECT_EQ(status.error_position, 5);
     EXPECT_EQ(status.error_vocabulary_index, 17);
     std::vector<int32_t> canvas(8), nfe(1);
-    ASSERT_EQ(saber_decode_read(decode, canvas.data(), nfe.data()), SABER_OK);
+    ASSERT_EQ(saber_decode_read(decode, canvas.data(), nfe.data(), nullptr), SABER_OK);
     EXPECT_EQ(nfe[0], 0);
     EXPECT_TRUE(std::all_of(canvas.begin(), canvas.end(), [&](int t) { return t == mask; })) << "the failed step changed the canvas";
     void *pointer = nullptr;
@@ -252,7 +252,7 @@ TEST_F(Device, SaberDecodeCommitsNFirstAndFinishesWithoutMasks) {
     }
     ASSERT_EQ(status.active_sequences, 0) << "no progress: more than G steps";
     std::vector<int32_t> canvas(generation), nfe(1);
-    ASSERT_EQ(saber_decode_read(decode, canvas.data(), nfe.data()), SABER_OK);
+    ASSERT_EQ(saber_decode_read(decode, canvas.data(), nfe.data(), nullptr), SABER_OK);
     EXPECT_EQ(nfe[0], steps + 1);
     EXPECT_TRUE(std::none_of(canvas.begin(), canvas.end(), [&](int t) { return t == mask; }));
 

@@ -48,6 +48,14 @@ public readonly struct SequenceLogits
     public static SequenceLogits FromBFloat16(ReadOnlyMemory<ushort> data, int rows, int vocabulary) =>
         new(LogitsElementType.BFloat16, rows, vocabulary, default, default, data);
 
+    /// <summary>All <c>Rows × Vocabulary</c> values as raw little-endian bytes (for uploads to a device).</summary>
+    public ReadOnlySpan<byte> RawBytes => ElementType switch
+    {
+        LogitsElementType.Float32 => System.Runtime.InteropServices.MemoryMarshal.AsBytes(float32.Span),
+        LogitsElementType.Float16 => System.Runtime.InteropServices.MemoryMarshal.AsBytes(float16.Span),
+        _ => System.Runtime.InteropServices.MemoryMarshal.AsBytes(bfloat16.Span),
+    };
+
     public ReadOnlySpan<float> Float32Row(int row) => float32.Span.Slice(row * Vocabulary, Vocabulary);
     public ReadOnlySpan<Half> Float16Row(int row) => float16.Span.Slice(row * Vocabulary, Vocabulary);
     public ReadOnlySpan<ushort> BFloat16Row(int row) => bfloat16.Span.Slice(row * Vocabulary, Vocabulary);

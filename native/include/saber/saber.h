@@ -118,7 +118,8 @@ typedef struct saber_decode_status {
     int32_t active_sequences;
     /** A saber_status: SABER_ERROR_INVALID_LOGITS when a step met bad logits, else SABER_OK. */
     int32_t error;
-    /** Where the first bad logit was (valid when error != SABER_OK): step, sequence, position, vocabulary index. */
+    /** Where the first bad logit was (valid when error != SABER_OK): step, sequence, position, vocabulary
+     *  index (the vocabulary size V when the row had no finite logit besides the mask id). */
     int32_t error_step;
     int32_t error_sequence;
     int32_t error_position;
@@ -237,8 +238,11 @@ SABER_API saber_status saber_decode_step(saber_decode decode, const void *device
 /** Waits for the last queued step and reports progress; a decode is finished when active_sequences is 0. */
 SABER_API saber_status saber_decode_poll(saber_decode decode, saber_decode_status *out_status);
 
-/** Copies the canvases ([batch, length] int32) and per-sequence NFE ([batch] int32) to host memory. */
-SABER_API saber_status saber_decode_read(saber_decode decode, int32_t *out_canvases, int32_t *out_nfe);
+/**
+ * Copies the canvases ([batch, length] int32), per-sequence NFE ([batch] int32) and done flags
+ * ([batch] int32, non-zero once a sequence has finished) to host memory; any output may be NULL.
+ */
+SABER_API saber_status saber_decode_read(saber_decode decode, int32_t *out_canvases, int32_t *out_nfe, int32_t *out_done);
 
 /**
  * Reads step `step` (1-based) of sequence `sequence` from the trace ring (trace_capacity > 0 at

@@ -1,0 +1,198 @@
+using Saber.Native;
+
+namespace Saber.Cuda;
+
+/// <summary>One native decode and its logits buffer, with host copies of what the sampler reads back.</summary>
+internal sealed unsafe class NativeDecode : IDisposable
+{
+    private readonly CudaContext context;
+    private readonly DecodeHandle handle = new();
+    private readonly int[] promptLengths;
+    private readonly int generation, vocabulary;
+    private readonly bool saber;
+    private BufferHandle? logits;
+    private LogitsElementType? elementType;
+
+    private readonly int[] canvases;      // [batch, length]
+    private readonly int[] done;
+    private readonly int[] events, tokens;
+    private readonly float[] confidences, deltas;
+
+    private NativeDecode(CudaContext context, int batch, int length, int generation, int vocabulary, int[] promptLengths, bool saber)
+    {
+        this.context = context;
+        Length = length;
+        this.generation = generation;
+        this.vocabulary = vocabulary;
+        this.promptLengths = promptLengths;
+        this.saber = saber;
+        canvases = new int[batch * length];
+        Nfe = new int[batch];
+        done = new int[batch];
+        Done = new bool[batch];
+        events = new int[generation];
+        tokens = new int[generation];
+        confidences = new float[generation];
+        deltas = new float[generation];
+    }
+
+    /// <summary>Row pitch of canvases and logits: longest prompt + G.</summary>
+    public int Length { get; }
+    public int[] Nfe { get; }
+    public bool[] Done { get; }
+
+    public static NativeDecode Create(CudaContext context, DecodeOptions options, int vocabulary, int maskId, IReadOnlyList<ReadOnlyMemory<int>> prompts)
+    {
+        var native = ToNative(options);
+        int[] lengths = prompts.Select(p => p.Length).ToArray();
+        int[] tokens = prompts.SelectMany(p => p.ToArray()).ToArray();
+        nint raw;
+        fixed (int* t = tokens)
+        fixed (int* l = lengths)
+            NativeStatus.Check(SaberNative.DecodeCreate(context.Handle.Value, &native, vocabulary, maskId, prompts.Count, t, l, 1, &raw), "saber_decode_create");
+        int length;
+        var decode = new NativeDecode(context, prompts.Count, lengths.Max() + options.GenerationLength, options.GenerationLength, vocabulary, lengths,
+            options.Strategy is SaberStrategy);
+        decode.handle.Adopt(raw);
+        NativeStatus.Check(SaberNative.DecodeLength(raw, &length), "saber_decode_length");
+        if (length != decode.Length) throw new InvalidOperationException($"native row pitch {length} differs from {decode.Length}");
+        return decode;
+    }
+
+    private static SaberDecodeOptions ToNative(DecodeOptions o)
+    {
+        var n = new SaberDecodeOptions
+        {
+            GenerationLength = o.GenerationLength,
+            BlockLength = o.EffectiveBlockLength,
+            Temperature = o.Temperature,
+            Seed = o.Seed,
+            Backtracking = 1,
+            MinTokensPerStep = 1,
+            RemaskDivisor = 1,
+            Threshold = 1f,
+            Steps = 1,
+        };
+        switch (o.Strategy)
+        {
+            case SaberStrategy s:
+                n.Strategy = (int)Native.SaberStrategy.Saber;
+                n.Variant = (int)(s.Variant == SaberVariant.Paper ? Native.SaberVariant.Paper : Native.SaberVariant.Reference);
+                n.MinTokensPerStep = s.MinTokensPerStep;
+                n.RemaskDivisor = s.RemaskDivisor;
+                n.Backtracking = s.Backtracking ? 1 : 0;
+                n.UseFixedThreshold = s.FixedThreshold is null ? 0 : 1;
+                n.FixedThreshold = s.FixedThreshold ?? 0f;
+                break;
+            case LowConfidenceStrategy lc:
+                n.Strategy = (int)Native.SaberStrategy.LowConfidence;
+                n.Steps = lc.Steps;
+                n.Metric = (int)lc.Metric;   // same order: maxprob, margin, negentropy, random
+                break;
+            case ThresholdStrategy t:
+                n.Strategy = (int)Native.SaberStrategy.Threshold;
+                n.Threshold = t.Threshold;
+                break;
+            default:
+                throw new NotSupportedException($"Unknown strategy {o.Strategy.GetType().Name}.");
+        }
+        return n;
+    }
+
+    /// <summary>Copies canvases, NFE and done flags back from the device.</summary>
+    public void Read()
+    {
+        fixed (int* c = canvases)
+        fixed (int* n = Nfe)
+        fixed (int* d = done)
+            NativeStatus.Check(SaberNative.DecodeRead(handle.Value, c, n, d), "saber_decode_read");
+        for (int b = 0; b < done.Length; b++) Done[b] = done[b] != 0;
+    }
+
+    /// <summary>Sequence <paramref name="b"/>'s canvas (prompt + G), a fresh array.</summary>
+    public int[] Canvas(int b) => canvases.AsSpan(b * Length, promptLengths[b] + generation).ToArray();
+
+    /// <summary>Checks the model's logits as the CPU sampler does and uploads them into the [batch, length, V] buffer.</summary>
+    public void Upload(int step, IReadOnlyList<int> active, IReadOnlyList<SequenceLogits> logits)
+    {
+        if (logits is null || logits.Count != active.Count)
+            throw new InvalidLogitsException($"Step {step}: the model returned logits for {logits?.Count ?? 0} sequences; {active.Count} canvases were sent.");
+        for (int i = 0; i < active.Count; i++)
+        {
+            SequenceLogits l = logits[i];
+            int b = active[i], rows = promptLengths[b] + generation;
+            if (l.Vocabulary != vocabulary)
+                throw new InvalidLogitsException($"Step {step}, sequence {b}: logits have vocabulary {l.Vocabulary}; the model reports V={vocabulary}.");
+            if (l.Rows != rows)
+                throw new InvalidLogitsException(l.Rows < rows
+                    ? $"Step {step}, sequence {b}: the model returned {l.Rows} rows for a canvas of {rows} positions."
+                    : $"Step {step}, sequence {b}: logits have shape [{l.Rows}, {l.Vocabulary}]; expected [{rows}, {vocabulary}].");
+            elementType ??= l.ElementType;
+            if (l.ElementType != elementType)
+                throw new InvalidLogitsException($"Step {step}, sequence {b}: logits are {l.ElementType}; earlier logits were {elementType}.");
+        }
+        if (active.Count == 0) return;
+        int element = elementType == LogitsElementType.Float32 ? 4 : 2;
+        ulong pitch = (ulong)Length * (ulong)vocabulary * (ulong)element;
+        if (this.logits is null)
+        {
+            this.logits = new BufferHandle();
+            nint raw;
+            NativeStatus.Check(SaberNative.BufferCreate(context.Handle.Value, pitch * (ulong)Nfe.Length, &raw), "saber_buffer_create");
+            this.logits.Adopt(raw);
+        }
+        for (int i = 0; i < active.Count; i++)
+        {
+            ReadOnlySpan<byte> bytes = logits[i].RawBytes;
+            fixed (byte* p = bytes)
+                NativeStatus.Check(SaberNative.BufferUpload(this.logits.Value, (ulong)active[i] * pitch, p, (ulong)bytes.Length), "saber_buffer_upload");
+        }
+    }
+
+    /// <summary>Queues the step on the device and waits for its status; bad logits become <see cref="InvalidLogitsException"/>.</summary>
+    public void Step(int step)
+    {
+        void* pointer;
+        NativeStatus.Check(SaberNative.BufferDevicePointer(logits!.Value, &pointer), "saber_buffer_device_pointer");
+        var dtype = elementType switch
+        {
+            LogitsElementType.Float32 => SaberDtype.Float32,
+            LogitsElementType.Float16 => SaberDtype.Float16,
+            _ => SaberDtype.Bfloat16,
+        };
+        NativeStatus.Check(SaberNative.DecodeStep(handle.Value, pointer, (int)dtype), "saber_decode_step");
+        SaberDecodeStatus status;
+        NativeStatus.Check(SaberNative.DecodePoll(handle.Value, &status), "saber_decode_poll");
+        if ((SaberStatus)status.Error == SaberStatus.ErrorInvalidLogits)
+            throw new InvalidLogitsException(status.ErrorVocabularyIndex == vocabulary
+                ? $"Row for position {status.ErrorPosition} (sequence {status.ErrorSequence}, step {status.ErrorStep}) has no finite logit besides the mask id."
+                : $"Non-finite logit at vocabulary index {status.ErrorVocabularyIndex} of position {status.ErrorPosition} (sequence {status.ErrorSequence}, step {status.ErrorStep}).");
+    }
+
+    /// <summary>What the step did to sequence <paramref name="b"/>, from the device's trace ring.</summary>
+    public StepTrace Trace(int b, int step)
+    {
+        SaberTraceStep header;
+        fixed (int* e = events)
+        fixed (int* t = tokens)
+        fixed (float* c = confidences)
+        fixed (float* d = deltas)
+            NativeStatus.Check(SaberNative.DecodeReadTrace(handle.Value, b, step, &header, e, t, c, d), "saber_decode_read_trace");
+        if (header.Step != step) return new StepTrace(step, null, [], []);
+        var committed = new List<CommittedToken>();
+        var remasked = new List<RemaskedToken>();
+        int p = promptLengths[b];
+        for (int g = 0; g < generation; g++)
+        {
+            if ((events[g] & SaberNativeConstants.TraceCommitted) != 0) committed.Add(new CommittedToken(p + g, tokens[g], confidences[g]));
+            if ((events[g] & SaberNativeConstants.TraceRemasked) != 0) remasked.Add(new RemaskedToken(p + g, deltas[g]));
+        }
+        return new StepTrace(step, saber ? header.Tau : null, committed, remasked);
+    }
+
+    public void Dispose()
+    {
+        logits?.Dispose();
+        handle.Dispose();
+    }
+}
