@@ -60,22 +60,8 @@ public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler
     private static void Validate(IDenoiser denoiser, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options)
     {
         ArgumentNullException.ThrowIfNull(denoiser);
-        ArgumentNullException.ThrowIfNull(prompts);
-        ArgumentNullException.ThrowIfNull(options);
-        options.Validate();   // the same messages as the CPU sampler; the native layer checks again
-        if (denoiser.MaskId < 0 || denoiser.MaskId >= denoiser.VocabularySize)
-            throw new ArgumentOutOfRangeException(nameof(denoiser), denoiser.MaskId, $"Mask id must lie in [0, V={denoiser.VocabularySize}); got {denoiser.MaskId}.");
-        for (int b = 0; b < prompts.Count; b++)
-        {
-            ReadOnlySpan<int> prompt = prompts[b].Span;
-            for (int i = 0; i < prompt.Length; i++)
-            {
-                if (prompt[i] < 0 || prompt[i] >= denoiser.VocabularySize)
-                    throw new ArgumentOutOfRangeException(nameof(prompts), prompt[i], $"Prompt {b} holds token {prompt[i]} at position {i}, outside [0, V={denoiser.VocabularySize}).");
-                if (prompt[i] == denoiser.MaskId)
-                    throw new ArgumentException($"Prompt {b} holds the mask id {denoiser.MaskId} at position {i}; prompts must not contain masks.", nameof(prompts));
-            }
-        }
+        // The same checks and messages as the CPU sampler; the native layer checks again.
+        DecodeInputs.Validate(prompts, options, denoiser.VocabularySize, denoiser.MaskId);
     }
 
     private sealed record StepResult(DecodeStepUpdate Update, int[][] Canvases, int[] Nfe);

@@ -39,25 +39,7 @@ internal sealed class DecodeBatch
     /// <summary>Validates everything of spec §7 that is known before the first model call, then sets up the canvases.</summary>
     public static DecodeBatch Create(IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options, int vocabulary, int maskId, int maxDegreeOfParallelism = -1)
     {
-        ArgumentNullException.ThrowIfNull(prompts);
-        ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
-        if (vocabulary <= 0)
-            throw new ArgumentOutOfRangeException(nameof(vocabulary), vocabulary, $"Vocabulary size V must be > 0; got {vocabulary}.");
-        if (maskId < 0 || maskId >= vocabulary)
-            throw new ArgumentOutOfRangeException(nameof(maskId), maskId, $"Mask id must lie in [0, V={vocabulary}); got {maskId}.");
-        for (int b = 0; b < prompts.Count; b++)
-        {
-            ReadOnlySpan<int> prompt = prompts[b].Span;
-            for (int i = 0; i < prompt.Length; i++)
-            {
-                int token = prompt[i];
-                if (token < 0 || token >= vocabulary)
-                    throw new ArgumentOutOfRangeException(nameof(prompts), token, $"Prompt {b} holds token {token} at position {i}, outside [0, V={vocabulary}).");
-                if (token == maskId)
-                    throw new ArgumentException($"Prompt {b} holds the mask id {maskId} at position {i}; prompts must not contain masks.", nameof(prompts));
-            }
-        }
+        DecodeInputs.Validate(prompts, options, vocabulary, maskId);
         var states = new SequenceState[prompts.Count];
         for (int b = 0; b < states.Length; b++)
             states[b] = new SequenceState(prompts[b].Span, options, maskId);
