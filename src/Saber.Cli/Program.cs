@@ -65,7 +65,8 @@ public static class Program
             stderr.WriteLine($"saber {command}: cancelled");
             return 130;
         }
-        catch (Exception e) when (e is ArgumentException or InvalidLogitsException or InvalidDataException or InvalidOperationException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is ArgumentException or InvalidLogitsException or InvalidDataException or InvalidOperationException or IOException
+                                       or UnauthorizedAccessException or Saber.Cuda.SaberNativeException or DllNotFoundException)
         {
             stderr.WriteLine($"saber {command}: {e.Message}");
             return 1;

@@ -8,10 +8,13 @@ internal static class ReplayCommand
 {
     public const string Usage =
         "usage: saber replay --logits FILE.npy --prompt-tokens 1,2,3 --mask-id M --gen-length G\n" +
-        "                    [--block-length K] [--json] [strategy options]\n" +
+        "                    [--block-length K] [--device cpu|cuda] [--json] [strategy options]\n" +
         StrategyArguments.Usage + "\n" +
         "The .npy holds float32 (or float16) logits of shape [steps, P+G, V]; step t reads slice t-1.\n" +
-        "--json prints one JSON object {tokens, nfe, trace} on stdout; otherwise a readable table.";
+        "--json prints one JSON object {tokens, nfe, trace} on stdout; otherwise a readable table.\n" +
+        "--device cuda decodes with libsaber_native's kernels (SABER_NATIVE_LIBRARY, or next to saber).";
+
+
 
     public static async Task<int> RunAsync(string[] argv, TextWriter stdout, ILoggerFactory logging, CancellationToken cancellationToken)
     {
@@ -29,11 +32,20 @@ internal static class ReplayCommand
             Trace = true,
         };
         bool json = args.Flag("--json");
+        bool cuda = (args.Text("--device") ?? "cpu") switch
+        {
+            "cpu" => false,
+            "cuda" => true,
+            var other => throw new UsageException($"--device expects cpu or cuda; got '{other}'."),
+        };
         args.RejectUnknown();
         options.Validate();
 
         using var denoiser = new ReplayDenoiser(path, maskId);
-        var sampler = new CpuSampler(logging.CreateLogger<CpuSampler>());
+        using Saber.Cuda.CudaContext? context = cuda ? Saber.Cuda.CudaContext.Create() : null;
+        ISampler sampler = context is null
+            ? new CpuSampler(logging.CreateLogger<CpuSampler>())
+            : new Saber.Cuda.CudaSampler(context, logging.CreateLogger<Saber.Cuda.CudaSampler>());
         DecodeResult result = await sampler.DecodeAsync(denoiser, [prompt], options, cancellationToken);
         SequenceResult sequence = result.Sequences[0];
         if (json)

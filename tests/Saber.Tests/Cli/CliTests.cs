@@ -162,6 +162,25 @@ public class CliTests
     }
 
     [Test]
+    public async Task CudaDeviceWithoutAGpuFailsWithOneClearMessage()
+    {
+        // This machine may have no libsaber_native, one built without CUDA, or no GPU: each is exit code 1 and a message.
+        var (code, stdout, stderr) = await Run(Replay("--device", "cuda", "--json"));
+        if (code == 0) Assert.Ignore("a CUDA device and libsaber_native are present; covered by the GPU tests");
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(stdout, Is.Empty);
+        Assert.That(stderr, Does.Contain("libsaber_native").Or.Contain("CUDA").Or.Contain("cuda"));
+    }
+
+    [Test]
+    public async Task UnknownDeviceIsAUsageError()
+    {
+        var (code, _, stderr) = await Run(Replay("--device", "tpu"));
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(stderr, Does.Contain("--device expects cpu or cuda; got 'tpu'"));
+    }
+
+    [Test]
     public async Task CancelledRunExitsWith130()
     {
         using var cancel = new CancellationTokenSource();
