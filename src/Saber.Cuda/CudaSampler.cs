@@ -71,10 +71,10 @@ public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler
     {
         if (prompts.Count == 0) yield break;
         using var decode = NativeDecode.Create(context, options, denoiser.VocabularySize, denoiser.MaskId, prompts);
+        decode.Read();   // afterwards, each step's read-back gives the next step's canvases
         for (int step = 1; ; step++)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            decode.Read();
             List<int> active = Enumerable.Range(0, prompts.Count).Where(b => !decode.Done[b]).ToList();
             if (active.Count == 0) yield break;
 
