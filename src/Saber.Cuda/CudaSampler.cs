@@ -80,7 +80,7 @@ public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler
 
             var request = new DenoiseRequest(step, active, active.Select(b => (ReadOnlyMemory<int>)decode.Canvas(b)).ToArray());
             IReadOnlyList<SequenceLogits> logits = await denoiser.ForwardAsync(request, cancellationToken).ConfigureAwait(false);
-            decode.Upload(step, active, logits);
+            decode.Upload(request, logits);
             decode.Step(step);
 
             decode.Read();

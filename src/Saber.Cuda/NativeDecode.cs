@@ -113,23 +113,15 @@ internal sealed unsafe class NativeDecode : IDisposable
     public int[] Canvas(int b) => canvases.AsSpan(b * Length, promptLengths[b] + generation).ToArray();
 
     /// <summary>Checks the model's logits as the CPU sampler does and uploads them into the [batch, length, V] buffer.</summary>
-    public void Upload(int step, IReadOnlyList<int> active, IReadOnlyList<SequenceLogits> logits)
+    public void Upload(DenoiseRequest request, IReadOnlyList<SequenceLogits> logits)
     {
-        if (logits is null || logits.Count != active.Count)
-            throw new InvalidLogitsException($"Step {step}: the model returned logits for {logits?.Count ?? 0} sequences; {active.Count} canvases were sent.");
+        DecodeInputs.CheckLogits(request, vocabulary, logits);
+        IReadOnlyList<int> active = request.SequenceIds;
         for (int i = 0; i < active.Count; i++)
         {
-            SequenceLogits l = logits[i];
-            int b = active[i], rows = promptLengths[b] + generation;
-            if (l.Vocabulary != vocabulary)
-                throw new InvalidLogitsException($"Step {step}, sequence {b}: logits have vocabulary {l.Vocabulary}; the model reports V={vocabulary}.");
-            if (l.Rows != rows)
-                throw new InvalidLogitsException(l.Rows < rows
-                    ? $"Step {step}, sequence {b}: the model returned {l.Rows} rows for a canvas of {rows} positions."
-                    : $"Step {step}, sequence {b}: logits have shape [{l.Rows}, {l.Vocabulary}]; expected [{rows}, {vocabulary}].");
-            elementType ??= l.ElementType;
-            if (l.ElementType != elementType)
-                throw new InvalidLogitsException($"Step {step}, sequence {b}: logits are {l.ElementType}; earlier logits were {elementType}.");
+            elementType ??= logits[i].ElementType;
+            if (logits[i].ElementType != elementType)
+                throw new InvalidLogitsException($"Step {request.Step}, sequence {active[i]}: logits are {logits[i].ElementType}; earlier logits were {elementType}.");
         }
         if (active.Count == 0) return;
         int element = elementType == LogitsElementType.Float32 ? 4 : 2;

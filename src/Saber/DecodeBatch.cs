@@ -60,7 +60,7 @@ internal sealed class DecodeBatch
     public IReadOnlyList<SequenceStep> Apply(IReadOnlyList<SequenceLogits> logits, bool snapshots)
     {
         int step = Step + 1;
-        CheckShapes(logits, step);
+        DecodeInputs.CheckLogits(NextRequest(), vocabulary, logits);   // the request these logits answer
         ComputeRows(logits, step);
 
         var updates = new List<SequenceStep>(active.Count);
@@ -83,23 +83,6 @@ internal sealed class DecodeBatch
 
     public DecodeResult ToResult(TimeSpan elapsed) =>
         new(sequences.Select(s => new SequenceResult((int[])s.Canvas.Clone(), s.PromptLength, s.Nfe, s.Trace.ToArray())).ToArray(), elapsed);
-
-    private void CheckShapes(IReadOnlyList<SequenceLogits> logits, int step)
-    {
-        if (logits is null || logits.Count != active.Count)
-            throw new InvalidLogitsException($"Step {step}: the model returned logits for {logits?.Count ?? 0} sequences; {active.Count} canvases were sent.");
-        for (int i = 0; i < active.Count; i++)
-        {
-            SequenceLogits l = logits[i];
-            int length = sequences[active[i]].Canvas.Length;
-            if (l.Vocabulary != vocabulary)
-                throw new InvalidLogitsException($"Step {step}, sequence {active[i]}: logits have vocabulary {l.Vocabulary}; the model reports V={vocabulary}.");
-            if (l.Rows < length)
-                throw new InvalidLogitsException($"Step {step}, sequence {active[i]}: the model returned {l.Rows} rows for a canvas of {length} positions.");
-            if (l.Rows != length)
-                throw new InvalidLogitsException($"Step {step}, sequence {active[i]}: logits have shape [{l.Rows}, {l.Vocabulary}]; expected [{length}, {vocabulary}].");
-        }
-    }
 
     private void ComputeRows(IReadOnlyList<SequenceLogits> logits, int step)
     {

@@ -26,4 +26,28 @@ public static class DecodeInputs
             }
         }
     }
+
+    /// <summary>
+    /// Checks a model's answer to a request (spec §7, logits part): one <see cref="SequenceLogits"/> per
+    /// canvas, each with the model's vocabulary and one row per canvas position.
+    /// </summary>
+    /// <exception cref="InvalidLogitsException">The first mismatch, naming the step, sequence and shapes.</exception>
+    public static void CheckLogits(DenoiseRequest request, int vocabulary, IReadOnlyList<SequenceLogits>? logits)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        int step = request.Step;
+        if (logits is null || logits.Count != request.Canvases.Count)
+            throw new InvalidLogitsException($"Step {step}: the model returned logits for {logits?.Count ?? 0} sequences; {request.Canvases.Count} canvases were sent.");
+        for (int i = 0; i < logits.Count; i++)
+        {
+            SequenceLogits l = logits[i];
+            int sequence = request.SequenceIds[i], length = request.Canvases[i].Length;
+            if (l.Vocabulary != vocabulary)
+                throw new InvalidLogitsException($"Step {step}, sequence {sequence}: logits have vocabulary {l.Vocabulary}; the model reports V={vocabulary}.");
+            if (l.Rows < length)
+                throw new InvalidLogitsException($"Step {step}, sequence {sequence}: the model returned {l.Rows} rows for a canvas of {length} positions.");
+            if (l.Rows != length)
+                throw new InvalidLogitsException($"Step {step}, sequence {sequence}: logits have shape [{l.Rows}, {l.Vocabulary}]; expected [{length}, {vocabulary}].");
+        }
+    }
 }
