@@ -73,23 +73,7 @@ public class DifferentialTests
         DecodeResult gpu = await new CudaSampler(context).DecodeAsync(denoiser, prompts, options);
         for (int b = 0; b < prompts.Length; b++)
         {
-            IReadOnlyList<StepTrace> want = cpu.Sequences[b].Trace, got = gpu.Sequences[b].Trace;
-            bool diverged = false;
-            for (int s = 0; s < Math.Min(want.Count, got.Count) && !diverged; s++)
-            {
-                bool same = want[s].Committed.Select(c => (c.Position, c.Token)).SequenceEqual(got[s].Committed.Select(c => (c.Position, c.Token)))
-                            && want[s].Remasked.Select(r => r.Position).SequenceEqual(got[s].Remasked.Select(r => r.Position));
-                if (same)
-                {
-                    Assert.That(got[s].Committed.Select(c => c.Confidence), Is.EqualTo(want[s].Committed.Select(c => c.Confidence)).Within(2e-6), $"sequence {b} step {s + 1}");
-                    continue;
-                }
-                string? proof = KnifeEdge.Explain(want[s], got[s], strategy is ThresholdStrategy t ? t.Threshold : null);
-                Assert.That(proof, Is.Not.Null, $"sequence {b}, step {s + 1}: the GPU chose differently and no knife edge explains it");
-                TestContext.Out.WriteLine($"sequence {b}: knife edge: {proof}");
-                diverged = true;
-            }
-            if (diverged) continue;
+            if (TraceComparison.SameUntilKnifeEdge(cpu.Sequences[b].Trace, gpu.Sequences[b].Trace, strategy, b)) continue;
             Assert.That(gpu.Sequences[b].Canvas, Is.EqualTo(cpu.Sequences[b].Canvas), $"canvas of sequence {b}");
             Assert.That(gpu.Sequences[b].Nfe, Is.EqualTo(cpu.Sequences[b].Nfe), $"NFE of sequence {b}");
         }

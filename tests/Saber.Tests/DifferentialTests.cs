@@ -53,51 +53,11 @@ public class DifferentialTests
         {
             SequenceResult got = actual.Sequences[b];
             IReadOnlyList<StepTrace> want = expected.Traces[b];
-            // Walk the steps; the first step whose selections differ must be a proven knife edge
-            // (then the canvases differ and the rest of this sequence cannot be compared).
-            int divergedAt = -1;
-            for (int s = 0; s < Math.Min(want.Count, got.Trace.Count) && divergedAt < 0; s++)
-            {
-                if (SameSelections(want[s], got.Trace[s]))
-                {
-                    AssertSameStep(want[s], got.Trace[s], b);
-                    continue;
-                }
-                string? proof = KnifeEdge.Explain(want[s], got.Trace[s], ThresholdOf(strategy));
-                Assert.That(proof, Is.Not.Null, $"sequence {b}, step {s + 1}: selections differ and no knife edge explains it\n" +
-                    $"expected {Describe(want[s])}\nactual   {Describe(got.Trace[s])}");
-                TestContext.Out.WriteLine($"sequence {b}, step {s + 1}: knife edge: {proof}");
-                divergedAt = s;
-            }
-            if (divergedAt >= 0) continue;
+            if (TraceComparison.SameUntilKnifeEdge(want, got.Trace, strategy, b)) continue;
             Assert.That(got.Canvas, Is.EqualTo(expected.Canvases[b]), $"canvas of sequence {b}");
             Assert.That(got.Nfe, Is.EqualTo(expected.Nfe[b]), $"NFE of sequence {b}");
             Assert.That(got.Trace, Has.Count.EqualTo(want.Count));
         }
-    }
-
-    private static float? ThresholdOf(DecodingStrategy strategy) => strategy is ThresholdStrategy t ? t.Threshold : null;
-
-    private static bool SameSelections(StepTrace a, StepTrace b) =>
-        a.Committed.Select(c => (c.Position, c.Token)).SequenceEqual(b.Committed.Select(c => (c.Position, c.Token))) &&
-        a.Remasked.Select(r => r.Position).SequenceEqual(b.Remasked.Select(r => r.Position));
-
-    private static string Describe(StepTrace t) =>
-        $"tau {t.Tau} committed [{string.Join(' ', t.Committed.Select(c => $"{c.Position}:{c.Token}@{c.Confidence:R}"))}] " +
-        $"remasked [{string.Join(' ', t.Remasked.Select(r => $"{r.Position}@{r.Delta:R}"))}]";
-
-    internal static void AssertSameStep(StepTrace expected, StepTrace actual, int sequence)
-    {
-        string where = $"sequence {sequence}, step {expected.Step}";
-        Assert.That(actual.Step, Is.EqualTo(expected.Step), where);
-        if (expected.Tau is null) Assert.That(actual.Tau, Is.Null, where);
-        else Assert.That(actual.Tau!.Value, Is.EqualTo(expected.Tau.Value).Within(1e-6), $"tau at {where}");
-        Assert.That(actual.Committed.Select(c => (c.Position, c.Token)), Is.EqualTo(expected.Committed.Select(c => (c.Position, c.Token))), $"commits at {where}");
-        for (int i = 0; i < expected.Committed.Count; i++)
-            Assert.That(actual.Committed[i].Confidence, Is.EqualTo(expected.Committed[i].Confidence).Within(2e-6), $"confidence of commit {i} at {where}");
-        Assert.That(actual.Remasked.Select(r => r.Position), Is.EqualTo(expected.Remasked.Select(r => r.Position)), $"re-masks at {where}");
-        for (int i = 0; i < expected.Remasked.Count; i++)
-            Assert.That(actual.Remasked[i].Delta, Is.EqualTo(expected.Remasked[i].Delta).Within(2e-6), $"delta of re-mask {i} at {where}");
     }
 
     private static int NonMask(Random rng, int vocabulary, int mask)
