@@ -26,7 +26,7 @@ public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler
         var traces = prompts.Select(_ => new List<StepTrace>()).ToArray();
         int[][] canvases = [];
         int[] nfe = [];
-        await foreach (StepResult step in Run(denoiser, prompts, options, cancellationToken).ConfigureAwait(false))
+        await foreach (StepResult step in Run(denoiser, prompts, options, readTraces: options.Trace || logger.IsEnabled(LogLevel.Trace), cancellationToken).ConfigureAwait(false))
         {
             if (options.Trace)
                 foreach (SequenceStep s in step.Update.Sequences) traces[s.Sequence].Add(s.Trace);
@@ -53,7 +53,7 @@ public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler
     private async IAsyncEnumerable<DecodeStepUpdate> Updates(IDenoiser denoiser, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        await foreach (StepResult step in Run(denoiser, prompts, options, cancellationToken).ConfigureAwait(false))
+        await foreach (StepResult step in Run(denoiser, prompts, options, readTraces: true, cancellationToken).ConfigureAwait(false))
             yield return step.Update;
     }
 
@@ -66,7 +66,8 @@ public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler
 
     private sealed record StepResult(DecodeStepUpdate Update, int[][] Canvases, int[] Nfe);
 
-    private async IAsyncEnumerable<StepResult> Run(IDenoiser denoiser, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options,
+    /// <param name="readTraces">Copy each step's trace back from the device (streaming, or a decode asked for its trace).</param>
+    private async IAsyncEnumerable<StepResult> Run(IDenoiser denoiser, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options, bool readTraces,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         if (prompts.Count == 0) yield break;
@@ -86,7 +87,7 @@ public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler
             decode.Read();
             var sequences = new List<SequenceStep>(active.Count);
             foreach (int b in active)
-                sequences.Add(new SequenceStep(b, decode.Canvas(b), decode.Trace(b, step), decode.Done[b]));
+                sequences.Add(new SequenceStep(b, decode.Canvas(b), readTraces ? decode.Trace(b, step) : new StepTrace(step, null, [], []), decode.Done[b]));
             if (logger.IsEnabled(LogLevel.Trace))
                 foreach (SequenceStep s in sequences)
                     LogStep(step, s.Sequence, s.Trace.Committed.Count, s.Trace.Remasked.Count, s.Trace.Tau);
