@@ -31,7 +31,7 @@ struct DecodeState {
     int32_t trace_capacity;
 
     // Per sequence [batch].
-    const int32_t *prompt_length;
+    int32_t *prompt_length;
     int32_t *block;        // active block index
     int32_t *block_step;   // low-confidence: steps taken in the active block
     int32_t *nfe;

@@ -125,7 +125,7 @@ saber_status initialize(saber_decode_impl &decode) {
     const size_t per_sequence = s.batch, per_position = static_cast<size_t>(s.batch) * s.generation;
     SABER_CUDA(cudaMemcpyAsync(s.canvas, decode.initial_canvases.data(), decode.initial_canvases.size() * sizeof(int32_t),
                                cudaMemcpyHostToDevice, stream));
-    SABER_CUDA(cudaMemcpyAsync(const_cast<int32_t *>(s.prompt_length), decode.prompt_lengths.data(), per_sequence * sizeof(int32_t),
+    SABER_CUDA(cudaMemcpyAsync(s.prompt_length, decode.prompt_lengths.data(), per_sequence * sizeof(int32_t),
                                cudaMemcpyHostToDevice, stream));
     for (void *zeroed : {static_cast<void *>(s.block), static_cast<void *>(s.block_step), static_cast<void *>(s.nfe),
                          static_cast<void *>(s.done)})
@@ -313,9 +313,7 @@ SABER_API saber_status saber_decode_create(saber_context context, const saber_de
         SABER_CUDA(cudaSetDevice(context->device));
         saber::DeviceArena &arena = decode->arena;
         const size_t per_sequence = batch, per_position = static_cast<size_t>(batch) * generation;
-        int32_t *prompt_length_device = nullptr;
-        SABER_CUDA(arena.allocate(&prompt_length_device, per_sequence));
-        s.prompt_length = prompt_length_device;
+        SABER_CUDA(arena.allocate(&s.prompt_length, per_sequence));
         SABER_CUDA(arena.allocate(&s.block, per_sequence));
         SABER_CUDA(arena.allocate(&s.block_step, per_sequence));
         SABER_CUDA(arena.allocate(&s.nfe, per_sequence));
