@@ -127,8 +127,8 @@ int main(int argc, char **argv) {
                 for (int dtype : {SABER_DTYPE_BFLOAT16, SABER_DTYPE_FLOAT32})
                     if (!quick || (generation == 256 && batch == 1)) shapes.push_back({vocabulary, generation, batch, dtype});
 
-    std::printf("| V | G | batch | dtype | logits MB | confidence us | GB/s | %% of copy | saber step us | step / confidence | graph step us |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    std::printf("| V | G | batch | dtype | logits MB | splits | confidence us | 1 split us | GB/s | %% of copy | saber step us | step / confidence | graph step us |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (const Shape &shape : shapes) {
         const size_t element = shape.dtype == SABER_DTYPE_FLOAT32 ? 4 : 2;
         const size_t count = static_cast<size_t>(shape.batch) * shape.generation * shape.vocabulary;
@@ -160,6 +160,16 @@ int main(int argc, char **argv) {
         const float confidence_ms = time_ms(stream, runs, 5, [&](int i, bool setup) {
             if (!setup) CHECK_SABER(saber::testing::launch_rows(decode, logits[i % buffers], shape.dtype));
         });
+        // The same row pass with one block per row, to show what splitting the rows buys.
+        const int splits = saber::testing::row_splits(decode);
+        float unsplit_ms = confidence_ms;
+        if (splits > 1) {
+            CHECK_SABER(saber::testing::set_row_splits(decode, 1));
+            unsplit_ms = time_ms(stream, runs, 5, [&](int i, bool setup) {
+                if (!setup) CHECK_SABER(saber::testing::launch_rows(decode, logits[i % buffers], shape.dtype));
+            });
+            CHECK_SABER(saber::testing::set_row_splits(decode, splits));
+        }
         // A full step from the initial state each time (reset outside the timed region).
         const float step_ms = time_ms(stream, runs, 5, [&](int i, bool setup) {
             if (setup) CHECK_SABER(saber::testing::reset(decode));
@@ -182,8 +192,8 @@ int main(int argc, char **argv) {
         CHECK_CUDA(cudaGraphDestroy(graph));
 
         const double gbps = bytes / (confidence_ms * 1e6);
-        std::printf("| %d | %d | %d | %s | %.1f | %.1f | %.0f | %.0f%% | %.1f | %.2f | %.1f |\n", shape.vocabulary, shape.generation,
-                    shape.batch, shape.dtype == SABER_DTYPE_FLOAT32 ? "f32" : "bf16", bytes / 1e6, confidence_ms * 1e3, gbps,
+        std::printf("| %d | %d | %d | %s | %.1f | %d | %.1f | %.1f | %.0f | %.0f%% | %.1f | %.2f | %.1f |\n", shape.vocabulary, shape.generation,
+                    shape.batch, shape.dtype == SABER_DTYPE_FLOAT32 ? "f32" : "bf16", bytes / 1e6, splits, confidence_ms * 1e3, unsplit_ms * 1e3, gbps,
                     100.0 * gbps / copy_gbps, step_ms * 1e3, step_ms / confidence_ms, graph_ms * 1e3);
         std::fflush(stdout);
         CHECK_SABER(saber_decode_destroy(decode));

@@ -29,6 +29,8 @@ struct DecodeState {
     int32_t vocabulary;   // V
     int32_t mask_id;
     int32_t trace_capacity;
+    int32_t row_splits;   // blocks per logits row in the fast row pass (1: no split)
+    int32_t row_chunk;    // logits each split reads (see kernels.h)
 
     // Per sequence [batch].
     int32_t *prompt_length;
@@ -51,6 +53,7 @@ struct DecodeState {
     float *confidence;     // c
     float *token_confidence;   // q (paper variant, decoded positions)
     float *metric;         // low-confidence ranking value
+    void *row_partials;    // scratch [batch, G, row_splits] of the split row pass; null when row_splits == 1
 
     // Step bookkeeping.
     int32_t *step;         // [1] steps completed

@@ -95,6 +95,22 @@ private:
 };
 
 }  // namespace
+
+/// Sets the fast row pass's split, allocating its scratch from the decode's arena when rows are split.
+cudaError_t use_row_split(DeviceArena &arena, DecodeState &s, RowSplit split) {
+    s.row_splits = split.splits;
+    s.row_chunk = split.chunk;
+    s.row_partials = nullptr;
+    if (split.splits == 1) return cudaSuccess;
+    char *partials = nullptr;
+    const cudaError_t error = arena.allocate(&partials, row_partial_bytes(static_cast<size_t>(s.batch) * s.generation, split.splits));
+    s.row_partials = partials;
+    return error;
+}
+
+namespace {
+
+}  // namespace
 }  // namespace saber
 
 struct saber_decode_impl {
@@ -289,7 +305,8 @@ SABER_API saber_status saber_decode_create(saber_context context, const saber_de
         if (const saber_status s = saber::validate_prompts(batch, prompt_tokens, prompt_lengths, vocabulary, mask_id)) return s;
         // Bad-logit reports pack (sequence, position, vocabulary index) into 64 bits: 22, 21 and 21 bits.
         if (vocabulary >= (1 << 21)) return fail(SABER_ERROR_INVALID_ARGUMENT, "vocabulary must be < 2097152; got %d", vocabulary);
-        if (batch >= (1 << 22)) return fail(SABER_ERROR_INVALID_ARGUMENT, "batch must be < 4194304; got %d", batch);
+        // One grid row of blocks per sequence: the CUDA grid's y dimension holds at most 65535.
+        if (batch > 65535) return fail(SABER_ERROR_INVALID_ARGUMENT, "batch must be <= 65535; got %d", batch);
         if (trace_capacity < 0) return fail(SABER_ERROR_INVALID_ARGUMENT, "trace_capacity must be >= 0; got %d", trace_capacity);
         const int32_t generation = options->generation_length;
         const int64_t longest = *std::max_element(prompt_lengths, prompt_lengths + batch);
@@ -311,7 +328,12 @@ SABER_API saber_status saber_decode_create(saber_context context, const saber_de
         s.trace_capacity = trace_capacity;
 
         SABER_CUDA(cudaSetDevice(context->device));
+        int multiprocessors = 0;
+        SABER_CUDA(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, context->device));
+        // Rows of the first block: a lower bound of the active rows of every strategy.
+        const saber::RowSplit split = saber::plan_row_split(batch * options->block_length, vocabulary, multiprocessors);
         saber::DeviceArena &arena = decode->arena;
+        SABER_CUDA(saber::use_row_split(arena, s, split));
         const size_t per_sequence = batch, per_position = static_cast<size_t>(batch) * generation;
         SABER_CUDA(arena.allocate(&s.prompt_length, per_sequence));
         SABER_CUDA(arena.allocate(&s.block, per_sequence));
@@ -535,11 +557,21 @@ saber_status read_rows(saber_decode decode, RowResults &out) {
 
 namespace saber::testing {
 
-saber_status launch_rows(saber_decode decode, const void *device_logits, int32_t dtype) {
+saber_status launch_rows(saber_decode decode, const void *device_logits, int32_t dtype, RowPath path) {
     SABER_REQUIRE_HANDLE(decode);
-    SABER_CUDA(launch_row_confidence(decode->state, device_logits, dtype, decode->context->stream));
+    SABER_CUDA(launch_row_confidence(decode->state, device_logits, dtype, decode->context->stream, path));
     return SABER_OK;
 }
+
+saber_status set_row_splits(saber_decode decode, int32_t splits) {
+    SABER_REQUIRE_HANDLE(decode);
+    if (splits < 1 || splits > 65535) return fail(SABER_ERROR_INVALID_ARGUMENT, "splits must lie in [1, 65535]; got %d", splits);
+    SABER_CUDA(cudaStreamSynchronize(decode->context->stream));
+    SABER_CUDA(use_row_split(decode->arena, decode->state, fixed_row_split(decode->state.vocabulary, splits)));
+    return SABER_OK;
+}
+
+int32_t row_splits(saber_decode decode) { return registry().contains(decode) ? decode->state.row_splits : 0; }
 
 saber_status reset(saber_decode decode) {
     SABER_REQUIRE_HANDLE(decode);

@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "kernels/kernels.h"
 #include "saber/saber.h"
 
 namespace saber::testing {
@@ -19,8 +20,14 @@ saber_status poison_rows(saber_decode decode);
 /// Copies the row results ([batch, G] each) of the last step.
 saber_status read_rows(saber_decode decode, RowResults &out);
 
-/// Queues only the row-confidence kernel of a step (for benchmarks).
-saber_status launch_rows(saber_decode decode, const void *device_logits, int32_t dtype);
+/// Queues only the row pass of a step, fast or reference (for the fast-vs-reference tests and benchmarks).
+saber_status launch_rows(saber_decode decode, const void *device_logits, int32_t dtype, RowPath path = RowPath::Fast);
+
+/// Overrides the fast row pass's split (blocks per row, >= 1; about equal chunks), synchronously.
+saber_status set_row_splits(saber_decode decode, int32_t splits);
+
+/// The fast row pass's blocks per row (0 for a dead handle).
+int32_t row_splits(saber_decode decode);
 
 /// Puts a decode back in its initial state (canvases = prompts + masks, no step taken), synchronously.
 saber_status reset(saber_decode decode);

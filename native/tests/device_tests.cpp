@@ -134,58 +134,99 @@ std::string RowCaseName(const ::testing::TestParamInfo<RowCase> &info) {
            (info.param.temperature > 0 ? "_sampled" : "_greedy");
 }
 
-class RowConfidence : public Device, public ::testing::WithParamInterface<RowCase> {};
+class RowConfidence : public Device, public ::testing::WithParamInterface<RowCase> {
+protected:
+    static constexpr int kGeneration = 24, kBatch = 2;
+
+    /// A low-confidence decode (every position of the one block is scored) with fresh random logits,
+    /// a quarter of the rows adversarial; returns the logits as the device sees them.
+    std::vector<float> Prepare() {
+        const RowCase c = GetParam();
+        mask = c.vocabulary / 3;
+        options = saber_decode_options{};
+        options.generation_length = kGeneration;
+        options.block_length = kGeneration;
+        options.strategy = SABER_STRATEGY_LOW_CONFIDENCE;
+        options.steps = kGeneration;
+        options.metric = c.metric;
+        options.temperature = c.temperature;
+        options.seed = 0x5EED5EED12345ull;
+        Create(options, c.vocabulary, mask, kBatch);
+
+        std::mt19937 rng(static_cast<unsigned>(c.vocabulary * 31 + c.dtype));
+        std::uniform_real_distribution<float> uniform(-8.0f, 8.0f);
+        std::vector<float> values(static_cast<size_t>(kBatch) * kGeneration * c.vocabulary);
+        for (float &x : values) x = uniform(rng);
+        for (int r = 0; r < kBatch * kGeneration; ++r) {
+            float *row = values.data() + static_cast<size_t>(r) * c.vocabulary;
+            switch (r % 4) {
+                case 1: row[mask] = 50.0f; break;                                   // the mask id holds the maximum
+                case 2: for (int v = 0; v < c.vocabulary; v += 3) row[v] = -kInf;    // banned tokens
+                        row[(mask + 1) % c.vocabulary] = 1.0f;
+                        break;
+                case 3: if (c.vocabulary > 2) row[c.vocabulary - 1] = row[(mask + 1) % c.vocabulary] = 20.0f;   // a tie
+                        break;
+                default: break;
+            }
+        }
+        return Upload(values, c.dtype);
+    }
+
+    /// Poisons the row results, runs one row pass and returns its results.
+    saber::testing::RowResults RunRows(saber::RowPath path) {
+        saber::testing::RowResults rows;
+        void *pointer = nullptr;
+        EXPECT_EQ(saber_buffer_device_pointer(logits, &pointer), SABER_OK);
+        EXPECT_EQ(saber::testing::poison_rows(decode), SABER_OK);
+        EXPECT_EQ(saber::testing::launch_rows(decode, pointer, GetParam().dtype, path), SABER_OK) << saber_last_error();
+        EXPECT_EQ(saber::testing::read_rows(decode, rows), SABER_OK) << saber_last_error();
+        return rows;
+    }
+
+    saber_decode_options options{};
+    int mask = 0;
+};
 
 TEST_P(RowConfidence, MatchesTheHostComputation) {
     const RowCase c = GetParam();
-    const int generation = 24, batch = 2, mask = c.vocabulary / 3;
-    saber_decode_options o{};
-    o.generation_length = generation;
-    o.block_length = generation;
-    o.strategy = SABER_STRATEGY_LOW_CONFIDENCE;
-    o.steps = generation;
-    o.metric = c.metric;
-    o.temperature = c.temperature;
-    o.seed = 0x5EED5EED12345ull;
-    Create(o, c.vocabulary, mask, batch);
-
-    std::mt19937 rng(static_cast<unsigned>(c.vocabulary * 31 + c.dtype));
-    std::uniform_real_distribution<float> uniform(-8.0f, 8.0f);
-    std::vector<float> values(static_cast<size_t>(batch) * generation * c.vocabulary);
-    for (float &x : values) x = uniform(rng);
-    for (int r = 0; r < batch * generation; ++r) {
-        float *row = values.data() + static_cast<size_t>(r) * c.vocabulary;
-        switch (r % 4) {
-            case 1: row[mask] = 50.0f; break;                                   // the mask id holds the maximum
-            case 2: for (int v = 0; v < c.vocabulary; v += 3) row[v] = -kInf;    // banned tokens
-                    row[(mask + 1) % c.vocabulary] = 1.0f;
-                    break;
-            case 3: if (c.vocabulary > 2) row[c.vocabulary - 1] = row[(mask + 1) % c.vocabulary] = 20.0f;   // a tie
-                    break;
-            default: break;
-        }
-    }
-    const std::vector<float> seen = Upload(values, c.dtype);
+    const std::vector<float> seen = Prepare();
     ASSERT_EQ(saber::testing::poison_rows(decode), SABER_OK);
     Step(c.dtype);
     ASSERT_EQ(status.error, SABER_OK) << "bad logits reported at position " << status.error_position;
 
     saber::testing::RowResults rows;
     ASSERT_EQ(saber::testing::read_rows(decode, rows), SABER_OK);
-    for (int b = 0; b < batch; ++b)
-        for (int g = 0; g < generation; ++g) {
-            const HostRow want = host_row(seen.data() + (static_cast<size_t>(b) * generation + g) * c.vocabulary, c.vocabulary, mask,
-                                          c.temperature, o.seed, 1, b, g);
-            const size_t at = static_cast<size_t>(b) * generation + g;
+    for (int b = 0; b < kBatch; ++b)
+        for (int g = 0; g < kGeneration; ++g) {
+            const HostRow want = host_row(seen.data() + (static_cast<size_t>(b) * kGeneration + g) * c.vocabulary, c.vocabulary, mask,
+                                          c.temperature, options.seed, 1, b, g);
+            const size_t at = static_cast<size_t>(b) * kGeneration + g;
             ASSERT_EQ(rows.prediction[at], want.prediction) << "sequence " << b << " position " << g;
             EXPECT_NEAR(rows.confidence[at], want.confidence, 2e-6 * std::max(1.0, want.confidence)) << "position " << g;
             const double metric = c.metric == SABER_METRIC_MARGIN ? want.margin
                                   : c.metric == SABER_METRIC_NEGENTROPY ? want.negentropy
                                   : c.metric == SABER_METRIC_RANDOM
-                                      ? saber::to_uniform(saber::random_bits(o.seed, 1, b, g, c.vocabulary))
+                                      ? saber::to_uniform(saber::random_bits(options.seed, 1, b, g, c.vocabulary))
                                       : want.confidence;
             EXPECT_NEAR(rows.metric[at], metric, 1e-5 * std::max(1.0, std::fabs(metric))) << "position " << g;
         }
+}
+
+TEST_P(RowConfidence, FastPathMatchesTheReferencePathForEverySplit) {
+    Prepare();
+    const saber::testing::RowResults reference = RunRows(saber::RowPath::Reference);
+    for (int splits : {1, 2, 3, 7, 64}) {
+        ASSERT_EQ(saber::testing::set_row_splits(decode, splits), SABER_OK) << saber_last_error();
+        const saber::testing::RowResults fast = RunRows(saber::RowPath::Fast);
+        const int used = saber::testing::row_splits(decode);
+        for (size_t at = 0; at < reference.prediction.size(); ++at) {
+            ASSERT_EQ(fast.prediction[at], reference.prediction[at]) << "row " << at << ", " << used << " splits";
+            EXPECT_NEAR(fast.confidence[at], reference.confidence[at], 2e-6 * std::max(1.0f, reference.confidence[at]))
+                << "row " << at << ", " << used << " splits";
+            EXPECT_NEAR(fast.metric[at], reference.metric[at], 1e-5 * std::max(1.0f, std::fabs(reference.metric[at])))
+                << "row " << at << ", " << used << " splits";
+        }
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -200,6 +241,38 @@ INSTANTIATE_TEST_SUITE_P(
                       RowCase{SABER_DTYPE_BFLOAT16, 3, SABER_METRIC_MARGIN, 0}),
     RowCaseName);
 
+TEST(RowSplitPlan, OneBlockPerRowWhenRowsFillTheGpu) {
+    EXPECT_EQ(saber::plan_row_split(132 * 8, 126464, 132).splits, 1);
+    EXPECT_EQ(saber::plan_row_split(8 * 1024, 151936, 132).splits, 1);
+    EXPECT_EQ(saber::plan_row_split(4, 16383, 132).splits, 1) << "rows shorter than one split's minimum are not cut";
+}
+
+TEST(RowSplitPlan, FewRowsAreCutIntoWholeVectorChunksCoveringTheRow) {
+    for (int rows : {1, 8, 32, 256, 1000})
+        for (int vocabulary : {16384, 50257, 126464, 151936}) {
+            const saber::RowSplit split = saber::plan_row_split(rows, vocabulary, 132);
+            ASSERT_GE(split.splits, 1);
+            EXPECT_LE(split.splits, std::max(1, vocabulary / 16384)) << "a split reads at least 16384 logits";
+            if (split.splits == 1) continue;
+            EXPECT_TRUE(rows * split.splits >= 132 * 8 || split.splits == vocabulary / 16384)
+                << rows << " rows: fills the 1056 resident blocks or stops at the length cap";
+            EXPECT_EQ(split.chunk % 64, 0) << "chunks are whole 16-byte vectors of every dtype";
+            EXPECT_GE(static_cast<long>(split.chunk) * split.splits, vocabulary) << "the chunks cover the row";
+            EXPECT_LT(static_cast<long>(split.chunk) * (split.splits - 1), vocabulary) << "no chunk is empty";
+        }
+    EXPECT_EQ(saber::plan_row_split(256, 126464, 132).splits, 5) << "256 rows on 132 SMs of 8 blocks: ceil(1056 / 256)";
+    EXPECT_EQ(saber::plan_row_split(1, 126464, 132).splits, 7) << "capped at V / 16384";
+}
+
+TEST(RowSplitPlan, FixedSplitsNeverLeaveAnEmptyChunk) {
+    EXPECT_EQ(saber::fixed_row_split(1000, 4).splits, 4);
+    EXPECT_EQ(saber::fixed_row_split(1000, 4).chunk, 256);
+    EXPECT_EQ(saber::fixed_row_split(2, 64).splits, 1);
+    EXPECT_EQ(saber::fixed_row_split(130, 3).splits, 3);   // chunks 64, 64, 2
+    EXPECT_EQ(saber::fixed_row_split(129, 3).splits, 3);   // chunks 64, 64, 1
+    EXPECT_EQ(saber::fixed_row_split(128, 3).splits, 2);
+}
+
 saber_decode_options SaberOptions(int generation, int block, int n, int mu) {
     saber_decode_options o{};
     o.generation_length = generation;
@@ -212,19 +285,24 @@ saber_decode_options SaberOptions(int generation, int block, int n, int mu) {
     return o;
 }
 
-TEST_F(Device, BadLogitStopsTheDecodeAndNamesThePlace) {
+class BadLogits : public Device, public ::testing::WithParamInterface<int> {};
+
+TEST_P(BadLogits, StopTheDecodeAndNameTheFirstPlace) {
     const saber_decode_options o = SaberOptions(8, 8, 2, 8);
-    const int vocabulary = 50, mask = 49;
+    const int vocabulary = 1000, mask = 999;
     Create(o, vocabulary, mask, 1);
+    ASSERT_EQ(saber::testing::set_row_splits(decode, GetParam()), SABER_OK);
+    ASSERT_EQ(saber::testing::row_splits(decode), GetParam());
     std::vector<float> values(8 * vocabulary, 0.5f);
-    values[5 * vocabulary + 17] = NAN;
+    values[5 * vocabulary + 917] = NAN;   // same row, a later chunk than the +inf below
+    values[5 * vocabulary + 301] = kInf;
     values[6 * vocabulary + 3] = kInf;
     Upload(values, SABER_DTYPE_FLOAT32);
     Step(SABER_DTYPE_FLOAT32);
     EXPECT_EQ(status.error, SABER_ERROR_INVALID_LOGITS);
     EXPECT_EQ(status.error_step, 1);
     EXPECT_EQ(status.error_position, 5);
-    EXPECT_EQ(status.error_vocabulary_index, 17);
+    EXPECT_EQ(status.error_vocabulary_index, 301);
     std::vector<int32_t> canvas(8), nfe(1);
     ASSERT_EQ(saber_decode_read(decode, canvas.data(), nfe.data(), nullptr), SABER_OK);
     EXPECT_EQ(nfe[0], 0);
@@ -233,6 +311,8 @@ TEST_F(Device, BadLogitStopsTheDecodeAndNamesThePlace) {
     saber_buffer_device_pointer(logits, &pointer);
     EXPECT_EQ(saber_decode_step(decode, pointer, SABER_DTYPE_FLOAT32), SABER_ERROR_INVALID_LOGITS);
 }
+
+INSTANTIATE_TEST_SUITE_P(Splits, BadLogits, ::testing::Values(1, 4));
 
 TEST_F(Device, SaberDecodeCommitsNFirstAndFinishesWithoutMasks) {
     const saber_decode_options o = SaberOptions(32, 8, 3, 4);
