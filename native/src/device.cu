@@ -305,8 +305,6 @@ SABER_API saber_status saber_decode_create(saber_context context, const saber_de
         if (const saber_status s = saber::validate_prompts(batch, prompt_tokens, prompt_lengths, vocabulary, mask_id)) return s;
         // Bad-logit reports pack (sequence, position, vocabulary index) into 64 bits: 22, 21 and 21 bits.
         if (vocabulary >= (1 << 21)) return fail(SABER_ERROR_INVALID_ARGUMENT, "vocabulary must be < 2097152; got %d", vocabulary);
-        // One grid row of blocks per sequence: the CUDA grid's y dimension holds at most 65535.
-        if (batch > 65535) return fail(SABER_ERROR_INVALID_ARGUMENT, "batch must be <= 65535; got %d", batch);
         if (trace_capacity < 0) return fail(SABER_ERROR_INVALID_ARGUMENT, "trace_capacity must be >= 0; got %d", trace_capacity);
         const int32_t generation = options->generation_length;
         const int64_t longest = *std::max_element(prompt_lengths, prompt_lengths + batch);

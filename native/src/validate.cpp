@@ -52,7 +52,8 @@ saber_status validate_options(const saber_decode_options &o, int32_t vocabulary,
 
 saber_status validate_prompts(int32_t batch, const int32_t *prompt_tokens, const int32_t *prompt_lengths, int32_t vocabulary,
                               int32_t mask_id) {
-    if (batch <= 0) return fail(SABER_ERROR_INVALID_ARGUMENT, "batch must be > 0; got %d", batch);
+    // The row pass runs one CUDA grid row per sequence, and a grid's y dimension holds at most 65535.
+    if (batch <= 0 || batch > 65535) return fail(SABER_ERROR_INVALID_ARGUMENT, "batch must lie in [1, 65535]; got %d", batch);
     SABER_REQUIRE_NOT_NULL(prompt_lengths);
     int64_t offset = 0;
     for (int32_t b = 0; b < batch; ++b) {

@@ -208,7 +208,7 @@ SABER_API saber_status saber_buffer_download(saber_buffer buffer, uint64_t offse
 /**
  * Creates the decode state of a batch: canvases (prompt followed by G masks), decoded flags, commit
  * confidences, previous confidences, block cursors, NFE and done flags, on the device.
- * prompt_tokens holds the prompts back to back; prompt_lengths[b] is prompt b's length P_b.
+ * batch lies in [1, 65535]; prompt_tokens holds the prompts back to back; prompt_lengths[b] is prompt b's length P_b.
  * The canvas of sequence b is P_b + G tokens; canvases and logits are laid out with a row pitch of
  * length = max_b(P_b) + G positions: logits for a step are [batch, length, vocabulary] and
  * sequence b's rows are 0 .. P_b + G - 1 of its slice.
