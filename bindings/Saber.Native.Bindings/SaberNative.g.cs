@@ -198,6 +198,14 @@ public static unsafe partial class SaberNative
     [LibraryImport(LibraryName, EntryPoint = "saber_context_synchronize")]
     public static partial SaberStatus ContextSynchronize(nint context);
 
+    /// <summary>Copies `bytes` from host memory to the device address `device_destination` (any device memory, e.g. the logits an engine must fill), ordered on the context&apos;s stream; returns when the copy is done. The device range is not checked: it must lie inside one allocation.</summary>
+    [LibraryImport(LibraryName, EntryPoint = "saber_context_copy_to_device")]
+    public static partial SaberStatus ContextCopyToDevice(nint context, void* deviceDestination, void* hostSource, ulong bytes);
+
+    /// <summary>Copies `bytes` from the device address `device_source` to host memory, like saber_context_copy_to_device.</summary>
+    [LibraryImport(LibraryName, EntryPoint = "saber_context_copy_to_host")]
+    public static partial SaberStatus ContextCopyToHost(nint context, void* hostDestination, void* deviceSource, ulong bytes);
+
     /// <summary>Allocates `bytes` (&gt; 0) of device memory.</summary>
     [LibraryImport(LibraryName, EntryPoint = "saber_buffer_create")]
     public static partial SaberStatus BufferCreate(nint context, ulong bytes, nint* outBuffer);

@@ -10,6 +10,7 @@
 namespace saber {
 namespace {
 thread_local std::string last_error;
+thread_local const char *current_entry_point = "";
 }
 
 saber_status fail(saber_status status, const char *format, ...) {
@@ -22,7 +23,12 @@ saber_status fail(saber_status status, const char *format, ...) {
     return status;
 }
 
-void clear_error() { last_error.clear(); }
+void begin_call(const char *name) {
+    last_error.clear();
+    current_entry_point = name;
+}
+
+const char *entry_point() { return current_entry_point; }
 
 }  // namespace saber
 
@@ -87,7 +93,7 @@ SABER_API int32_t saber_built_with_cuda(void) {
 SABER_API const char *saber_last_error(void) { return saber::last_error.c_str(); }
 
 SABER_API saber_status saber_struct_layouts(const saber_struct_layout **out_layouts, int32_t *out_count) {
-    return saber::guarded([&] {
+    return saber::guarded(__func__, [&] {
         SABER_REQUIRE_NOT_NULL(out_layouts);
         SABER_REQUIRE_NOT_NULL(out_count);
         *out_layouts = layouts;
@@ -97,7 +103,7 @@ SABER_API saber_status saber_struct_layouts(const saber_struct_layout **out_layo
 }
 
 SABER_API saber_status saber_validate_options(const saber_decode_options *options, int32_t vocabulary, int32_t mask_id) {
-    return saber::guarded([&] {
+    return saber::guarded(__func__, [&] {
         SABER_REQUIRE_NOT_NULL(options);
         return saber::validate_options(*options, vocabulary, mask_id);
     });

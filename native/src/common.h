@@ -17,14 +17,19 @@ saber_status fail(saber_status status, const char *format, ...)
 #endif
     ;
 
-/// Clears the calling thread's last-error message.
-void clear_error();
+/// Starts an ABI call on this thread: clears the last-error message and records the entry point's
+/// name, which argument errors begin with.
+void begin_call(const char *entry_point);
 
-/// Runs `body` (returning saber_status), mapping escaping exceptions to statuses.
+/// The name given to the calling thread's current begin_call.
+const char *entry_point();
+
+/// Runs the body of ABI entry point `entry_point` (returning saber_status), mapping escaping
+/// exceptions to statuses.
 template <typename Body>
-saber_status guarded(Body &&body) noexcept {
+saber_status guarded(const char *entry_point, Body &&body) noexcept {
     try {
-        clear_error();
+        begin_call(entry_point);
         return body();
     } catch (const std::bad_alloc &) {
         return fail(SABER_ERROR_OUT_OF_MEMORY, "host memory allocation failed");
@@ -41,5 +46,5 @@ saber_status guarded(Body &&body) noexcept {
 #define SABER_REQUIRE_NOT_NULL(pointer)                                                          \
     do {                                                                                         \
         if ((pointer) == nullptr)                                                                \
-            return ::saber::fail(SABER_ERROR_INVALID_ARGUMENT, "%s: %s is null", __func__, #pointer); \
+            return ::saber::fail(SABER_ERROR_INVALID_ARGUMENT, "%s: %s is null", ::saber::entry_point(), #pointer); \
     } while (0)

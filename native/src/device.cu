@@ -68,7 +68,7 @@ Registry &registry() {
 #define SABER_REQUIRE_HANDLE(handle)                                                                   \
     do {                                                                                               \
         if ((handle) == nullptr || !registry().contains(handle))                                       \
-            return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: %s is %s", __func__, #handle,               \
+            return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: %s is %s", ::saber::entry_point(), #handle,               \
                         (handle) == nullptr ? "null" : "not a live handle (destroyed or foreign)");    \
     } while (0)
 
@@ -174,7 +174,7 @@ using saber::registry;
 extern "C" {
 
 SABER_API saber_status saber_context_create(int32_t device, saber_context *out_context) {
-    return guarded([&]() -> saber_status {
+    return guarded(__func__, [&]() -> saber_status {
         SABER_REQUIRE_NOT_NULL(out_context);
         *out_context = nullptr;
         int count = 0;
@@ -192,7 +192,7 @@ SABER_API saber_status saber_context_create(int32_t device, saber_context *out_c
 }
 
 SABER_API saber_status saber_context_destroy(saber_context context) {
-    return guarded([&]() -> saber_status {
+    return guarded(__func__, [&]() -> saber_status {
         if (context == nullptr) return SABER_OK;
         SABER_REQUIRE_HANDLE(context);
         registry().remove(context);
@@ -204,7 +204,7 @@ SABER_API saber_status saber_context_destroy(saber_context context) {
 }
 
 SABER_API saber_status saber_context_stream(saber_context context, void **out_stream) {
-    return guarded([&]() -> saber_status {
+    return guarded(__func__, [&]() -> saber_status {
         SABER_REQUIRE_HANDLE(context);
         SABER_REQUIRE_NOT_NULL(out_stream);
         *out_stream = context->stream;
@@ -213,15 +213,37 @@ SABER_API saber_status saber_context_stream(saber_context context, void **out_st
 }
 
 SABER_API saber_status saber_context_synchronize(saber_context context) {
-    return guarded([&]() -> saber_status {
+    return guarded(__func__, [&]() -> saber_status {
         SABER_REQUIRE_HANDLE(context);
         SABER_CUDA(cudaStreamSynchronize(context->stream));
         return SABER_OK;
     });
 }
 
+namespace {
+
+/// A synchronous copy ordered on the context's stream (so it follows the steps queued before it).
+saber_status copy_on_stream(saber_context context, void *destination, const void *source, uint64_t bytes, cudaMemcpyKind kind) {
+    SABER_REQUIRE_HANDLE(context);
+    SABER_REQUIRE_NOT_NULL(destination);
+    SABER_REQUIRE_NOT_NULL(source);
+    SABER_CUDA(cudaMemcpyAsync(destination, source, bytes, kind, context->stream));
+    SABER_CUDA(cudaStreamSynchronize(context->stream));
+    return SABER_OK;
+}
+
+}  // namespace
+
+SABER_API saber_status saber_context_copy_to_device(saber_context context, void *device_destination, const void *host_source, uint64_t bytes) {
+    return guarded(__func__, [&]() -> saber_status { return copy_on_stream(context, device_destination, host_source, bytes, cudaMemcpyHostToDevice); });
+}
+
+SABER_API saber_status saber_context_copy_to_host(saber_context context, void *host_destination, const void *device_source, uint64_t bytes) {
+    return guarded(__func__, [&]() -> saber_status { return copy_on_stream(context, host_destination, device_source, bytes, cudaMemcpyDeviceToHost); });
+}
+
 SABER_API saber_status saber_buffer_create(saber_context context, uint64_t bytes, saber_buffer *out_buffer) {
-    return guarded([&]() -> saber_status {
+    return guarded(__func__, [&]() -> saber_status {
         SABER_REQUIRE_HANDLE(context);
         SABER_REQUIRE_NOT_NULL(out_buffer);
         *out_buffer = nullptr;
@@ -238,7 +260,7 @@ SABER_API saber_status saber_buffer_create(saber_context context, uint64_t bytes
 }
 
 SABER_API saber_status saber_buffer_destroy(saber_buffer buffer) {
-    return guarded([&]() -> saber_status {
+    return guarded(__func__, [&]() -> saber_status {
         if (buffer == nullptr) return SABER_OK;
         SABER_REQUIRE_HANDLE(buffer);
         registry().remove(buffer);
@@ -249,7 +271,7 @@ SABER_API saber_status saber_buffer_destroy(saber_buffer buffer) {
 }
 
 SABER_API saber_status saber_buffer_device_pointer(saber_buffer buffer, void **out_pointer) {
-    return guarded([&]() -> saber_status {
+    return guarded(__func__, [&]() -> saber_status {
         SABER_REQUIRE_HANDLE(buffer);
         SABER_REQUIRE_NOT_NULL(out_pointer);
         *out_pointer = buffer->pointer;
@@ -270,7 +292,7 @@ saber_status check_range(const saber_buffer_impl *buffer, uint64_t offset, uint6
 }  // namespace
 
 SABER_API saber_status saber_buffer_upload(saber_buffer buffer, uint64_t offset, const void *host, uint64_t bytes) {
-    return guarded([&]() -> saber_status {
+    return guarded(__func__, [&]() -> saber_status {
         SABER_REQUIRE_HANDLE(buffer);
         SABER_REQUIRE_NOT_NULL(host);
         if (const saber_status s = check_range(buffer, offset, bytes, "upload")) return s;
@@ -282,7 +304,7 @@ SABER_API saber_status saber_buffer_upload(saber_buffer buffer, uint64_t offset,
 }
 
 SABER_API saber_status saber_buffer_download(saber_buffer buffer, uint64_t offset, void *host, uint64_t bytes) {
-    return guarded([&]() -> saber_status {
+    return guarded(__func__, [&]() -> saber_status {
         SABER_REQUIRE_HANDLE(buffer);
         SABER_REQUIRE_NOT_NULL(host);
         if (const saber_status s = check_range(buffer, offset, bytes, "download")) return s;
@@ -296,7 +318,7 @@ SABER_API saber_status saber_buffer_download(saber_buffer buffer, uint64_t offse
 SABER_API saber_status saber_decode_create(saber_context context, const saber_decode_options *options, int32_t vocabulary,
                                            int32_t mask_id, int32_t batch, const int32_t *prompt_tokens,
                                            const int32_t *prompt_lengths, int32_t trace_capacity, saber_decode *out_decode) {
-    return guarded([&]() -> saber_status {
+    return guarded(__func__, [&]() -> saber_status {
         SABER_REQUIRE_HANDLE(context);
         SABER_REQUIRE_NOT_NULL(options);
         SABER_REQUIRE_NOT_NULL(out_decode);
@@ -379,7 +401,7 @@ SABER_API saber_status saber_decode_create(saber_context context, const saber_de
 }
 
 SABER_API saber_status saber_decode_destroy(saber_decode decode) {
-    return guarded([&]() -> saber_status {
+    return guarded(__func__, [&]() -> saber_status {
         if (decode == nullptr) return SABER_OK;
         SABER_REQUIRE_HANDLE(decode);
         registry().remove(decode);
@@ -390,7 +412,7 @@ SABER_API saber_status saber_decode_destroy(saber_decode decode) {
 }
 
 SABER_API saber_status saber_decode_length(saber_decode decode, int32_t *out_length) {
-    return guarded([&]() -> saber_status {
+    return guarded(__func__, [&]() -> saber_status {
         SABER_REQUIRE_HANDLE(decode);
         SABER_REQUIRE_NOT_NULL(out_length);
         *out_length = decode->state.length;
@@ -399,7 +421,7 @@ SABER_API saber_status saber_decode_length(saber_decode decode, int32_t *out_len
 }
 
 SABER_API saber_status saber_decode_canvas_pointer(saber_decode decode, void **out_pointer) {
-    return guarded([&]() -> saber_status {
+    return guarded(__func__, [&]() -> saber_status {
         SABER_REQUIRE_HANDLE(decode);
         SABER_REQUIRE_NOT_NULL(out_pointer);
         *out_pointer = decode->state.canvas;
@@ -408,7 +430,7 @@ SABER_API saber_status saber_decode_canvas_pointer(saber_decode decode, void **o
 }
 
 SABER_API saber_status saber_decode_step(saber_decode decode, const void *device_logits, int32_t dtype) {
-    return guarded([&]() -> saber_status {
+    return guarded(__func__, [&]() -> saber_status {
         SABER_REQUIRE_HANDLE(decode);
         SABER_REQUIRE_NOT_NULL(device_logits);
         if (dtype < SABER_DTYPE_FLOAT32 || dtype > SABER_DTYPE_BFLOAT16)
@@ -427,7 +449,7 @@ SABER_API saber_status saber_decode_step(saber_decode decode, const void *device
 }
 
 SABER_API saber_status saber_decode_poll(saber_decode decode, saber_decode_status *out_status) {
-    return guarded([&]() -> saber_status {
+    return guarded(__func__, [&]() -> saber_status {
         SABER_REQUIRE_HANDLE(decode);
         SABER_REQUIRE_NOT_NULL(out_status);
         SABER_CUDA(cudaEventSynchronize(decode->step_done));
@@ -439,7 +461,7 @@ SABER_API saber_status saber_decode_poll(saber_decode decode, saber_decode_statu
 }
 
 SABER_API saber_status saber_decode_read(saber_decode decode, int32_t *out_canvases, int32_t *out_nfe, int32_t *out_done) {
-    return guarded([&]() -> saber_status {
+    return guarded(__func__, [&]() -> saber_status {
         SABER_REQUIRE_HANDLE(decode);
         const saber::DecodeState &s = decode->state;
         cudaStream_t stream = decode->context->stream;
@@ -454,7 +476,7 @@ SABER_API saber_status saber_decode_read(saber_decode decode, int32_t *out_canva
 
 SABER_API saber_status saber_decode_read_trace(saber_decode decode, int32_t sequence, int32_t step, saber_trace_step *out_step,
                                                int32_t *out_events, int32_t *out_tokens, float *out_confidences, float *out_deltas) {
-    return guarded([&]() -> saber_status {
+    return guarded(__func__, [&]() -> saber_status {
         SABER_REQUIRE_HANDLE(decode);
         SABER_REQUIRE_NOT_NULL(out_step);
         const saber::DecodeState &s = decode->state;
@@ -482,7 +504,7 @@ SABER_API saber_status saber_decode_read_trace(saber_decode decode, int32_t sequ
 }
 
 SABER_API saber_status saber_event_record(saber_context context, void **out_event) {
-    return guarded([&]() -> saber_status {
+    return guarded(__func__, [&]() -> saber_status {
         SABER_REQUIRE_HANDLE(context);
         SABER_REQUIRE_NOT_NULL(out_event);
         cudaEvent_t event = nullptr;
@@ -498,7 +520,7 @@ SABER_API saber_status saber_event_record(saber_context context, void **out_even
 }
 
 SABER_API saber_status saber_event_elapsed_ms(void *start, void *end, float *out_ms) {
-    return guarded([&]() -> saber_status {
+    return guarded(__func__, [&]() -> saber_status {
         SABER_REQUIRE_NOT_NULL(start);
         SABER_REQUIRE_NOT_NULL(end);
         SABER_REQUIRE_NOT_NULL(out_ms);
@@ -509,7 +531,7 @@ SABER_API saber_status saber_event_elapsed_ms(void *start, void *end, float *out
 }
 
 SABER_API saber_status saber_event_destroy(void *event) {
-    return guarded([&]() -> saber_status {
+    return guarded(__func__, [&]() -> saber_status {
         if (event) SABER_CUDA(cudaEventDestroy(static_cast<cudaEvent_t>(event)));
         return SABER_OK;
     });
@@ -522,58 +544,64 @@ SABER_API saber_status saber_event_destroy(void *event) {
 namespace saber::testing {
 
 saber_status poison_rows(saber_decode decode) {
-    SABER_REQUIRE_HANDLE(decode);
-    const DecodeState &s = decode->state;
-    const size_t n = static_cast<size_t>(s.batch) * s.generation;
-    cudaStream_t stream = decode->context->stream;
-    SABER_CUDA(cudaMemsetAsync(s.prediction, 0xFF, n * sizeof(int32_t), stream));
-    SABER_CUDA(cudaMemsetAsync(s.confidence, 0xFF, n * sizeof(float), stream));
-    SABER_CUDA(cudaMemsetAsync(s.token_confidence, 0xFF, n * sizeof(float), stream));
-    SABER_CUDA(cudaMemsetAsync(s.metric, 0xFF, n * sizeof(float), stream));
-    SABER_CUDA(cudaStreamSynchronize(stream));
-    return SABER_OK;
+    return guarded(__func__, [&]() -> saber_status {
+        SABER_REQUIRE_HANDLE(decode);
+        const DecodeState &s = decode->state;
+        const size_t n = static_cast<size_t>(s.batch) * s.generation;
+        cudaStream_t stream = decode->context->stream;
+        SABER_CUDA(cudaMemsetAsync(s.prediction, 0xFF, n * sizeof(int32_t), stream));
+        SABER_CUDA(cudaMemsetAsync(s.confidence, 0xFF, n * sizeof(float), stream));
+        SABER_CUDA(cudaMemsetAsync(s.token_confidence, 0xFF, n * sizeof(float), stream));
+        SABER_CUDA(cudaMemsetAsync(s.metric, 0xFF, n * sizeof(float), stream));
+        SABER_CUDA(cudaStreamSynchronize(stream));
+        return SABER_OK;
+    });
 }
 
 saber_status read_rows(saber_decode decode, RowResults &out) {
-    SABER_REQUIRE_HANDLE(decode);
-    const DecodeState &s = decode->state;
-    const size_t n = static_cast<size_t>(s.batch) * s.generation;
-    out.prediction.resize(n);
-    out.confidence.resize(n);
-    out.token_confidence.resize(n);
-    out.metric.resize(n);
-    cudaStream_t stream = decode->context->stream;
-    SABER_CUDA(cudaMemcpyAsync(out.prediction.data(), s.prediction, n * sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
-    SABER_CUDA(cudaMemcpyAsync(out.confidence.data(), s.confidence, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
-    SABER_CUDA(cudaMemcpyAsync(out.token_confidence.data(), s.token_confidence, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
-    SABER_CUDA(cudaMemcpyAsync(out.metric.data(), s.metric, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
-    SABER_CUDA(cudaStreamSynchronize(stream));
-    return SABER_OK;
+    return guarded(__func__, [&]() -> saber_status {
+        SABER_REQUIRE_HANDLE(decode);
+        const DecodeState &s = decode->state;
+        const size_t n = static_cast<size_t>(s.batch) * s.generation;
+        out.prediction.resize(n);
+        out.confidence.resize(n);
+        out.token_confidence.resize(n);
+        out.metric.resize(n);
+        cudaStream_t stream = decode->context->stream;
+        SABER_CUDA(cudaMemcpyAsync(out.prediction.data(), s.prediction, n * sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
+        SABER_CUDA(cudaMemcpyAsync(out.confidence.data(), s.confidence, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
+        SABER_CUDA(cudaMemcpyAsync(out.token_confidence.data(), s.token_confidence, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
+        SABER_CUDA(cudaMemcpyAsync(out.metric.data(), s.metric, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
+        SABER_CUDA(cudaStreamSynchronize(stream));
+        return SABER_OK;
+    });
 }
 
-}  // namespace saber::testing
-
-namespace saber::testing {
-
 saber_status launch_rows(saber_decode decode, const void *device_logits, int32_t dtype, RowPath path) {
-    SABER_REQUIRE_HANDLE(decode);
-    SABER_CUDA(launch_row_confidence(decode->state, device_logits, dtype, decode->context->stream, path));
-    return SABER_OK;
+    return guarded(__func__, [&]() -> saber_status {
+        SABER_REQUIRE_HANDLE(decode);
+        SABER_CUDA(launch_row_confidence(decode->state, device_logits, dtype, decode->context->stream, path));
+        return SABER_OK;
+    });
 }
 
 saber_status set_row_splits(saber_decode decode, int32_t splits) {
-    SABER_REQUIRE_HANDLE(decode);
-    if (splits < 1 || splits > 65535) return fail(SABER_ERROR_INVALID_ARGUMENT, "splits must lie in [1, 65535]; got %d", splits);
-    SABER_CUDA(cudaStreamSynchronize(decode->context->stream));
-    SABER_CUDA(use_row_split(decode->arena, decode->state, fixed_row_split(decode->state.vocabulary, splits)));
-    return SABER_OK;
+    return guarded(__func__, [&]() -> saber_status {
+        SABER_REQUIRE_HANDLE(decode);
+        if (splits < 1 || splits > 65535) return fail(SABER_ERROR_INVALID_ARGUMENT, "splits must lie in [1, 65535]; got %d", splits);
+        SABER_CUDA(cudaStreamSynchronize(decode->context->stream));
+        SABER_CUDA(use_row_split(decode->arena, decode->state, fixed_row_split(decode->state.vocabulary, splits)));
+        return SABER_OK;
+    });
 }
 
 int32_t row_splits(saber_decode decode) { return registry().contains(decode) ? decode->state.row_splits : 0; }
 
 saber_status reset(saber_decode decode) {
-    SABER_REQUIRE_HANDLE(decode);
-    return initialize(*decode);
+    return guarded(__func__, [&]() -> saber_status {
+        SABER_REQUIRE_HANDLE(decode);
+        return initialize(*decode);
+    });
 }
 
 }  // namespace saber::testing

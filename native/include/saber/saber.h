@@ -190,6 +190,16 @@ SABER_API saber_status saber_context_stream(saber_context context, void **out_st
 /** Waits until all work queued on the context's stream has finished. */
 SABER_API saber_status saber_context_synchronize(saber_context context);
 
+/**
+ * Copies `bytes` from host memory to the device address `device_destination` (any device memory, e.g.
+ * the logits an engine must fill), ordered on the context's stream; returns when the copy is done.
+ * The device range is not checked: it must lie inside one allocation.
+ */
+SABER_API saber_status saber_context_copy_to_device(saber_context context, void *device_destination, const void *host_source, uint64_t bytes);
+
+/** Copies `bytes` from the device address `device_source` to host memory, like saber_context_copy_to_device. */
+SABER_API saber_status saber_context_copy_to_host(saber_context context, void *host_destination, const void *device_source, uint64_t bytes);
+
 /** Allocates `bytes` (> 0) of device memory. */
 SABER_API saber_status saber_buffer_create(saber_context context, uint64_t bytes, saber_buffer *out_buffer);
 
