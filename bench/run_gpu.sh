@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # On the GPU machine (device tool): build with its nvcc, run the native tests, compute-sanitizer
-# memcheck and racecheck on the device tests, saber_bench and the PyTorch rendering in one session.
-# Everything it prints goes to $OUT (or ./gpu-run) for bench/results/kernels-YYYY-MM-DD.md.
+# memcheck and racecheck on the device tests, saber_bench and the PyTorch rendering in one session;
+# then, when .carry/dotnet-gpu.tar.xz was carried (tools/prepare-gpu-carry.sh), the .NET GPU-vs-CPU
+# suite and the managed per-step overhead against the library built here.
+# Everything it prints goes to $OUT (or ./gpu-run) for bench/results/kernels-YYYY-MM-DD.md and
+# bench/results/gpu-parity-YYYY-MM-DD.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-run}
@@ -20,4 +23,12 @@ for tool in memcheck racecheck; do
 done
 build/gpu/native/saber_bench ${BENCH_ARGS:-} > "$out/saber_bench.md" 2>&1; echo "saber_bench exit $?"
 python3 bench/torch_reference.py ${BENCH_ARGS:-} --json "$out/torch.json" > "$out/torch_reference.md" 2>&1; echo "torch_reference exit $?"
+if [ -f .carry/dotnet-gpu.tar.xz ]; then
+    mkdir -p /tmp/saber-dotnet && tar -C /tmp/saber-dotnet -xJf .carry/dotnet-gpu.tar.xz
+    export SABER_NATIVE_LIBRARY=$PWD/build/gpu/native/libsaber_native.so
+    /tmp/saber-dotnet/dotnet/Saber.Cuda.Tests --output detailed --no-ansi --no-progress > "$out/dotnet-cuda-tests.txt" 2>&1
+    echo "Saber.Cuda.Tests exit $?"
+    /tmp/saber-dotnet/dotnet/Saber.Benchmarks gpu-overhead > "$out/gpu-overhead.md" 2>&1; echo "gpu-overhead exit $?"
+    tail -n 6 "$out/dotnet-cuda-tests.txt"
+fi
 tail -n 5 "$out"/ctest.txt

@@ -6,11 +6,14 @@ using BenchmarkDotNet.Running;
 using Saber.Benchmarks;
 
 // dotnet run -c Release --project src/Saber.Benchmarks [-- BenchmarkDotNet options, e.g. --filter *]
+// dotnet run -c Release --project src/Saber.Benchmarks -- gpu-overhead [--decodes N]   (needs a GPU)
+if (args.Length > 0 && args[0] == "gpu-overhead") return GpuOverhead.Run(args[1..]);
 var config = DefaultConfig.Instance
     .AddJob(Job.Default.WithWarmupCount(2).WithIterationCount(10).WithId("step"))
     .AddColumn(new LogitsBandwidthColumn())
     .WithSummaryStyle(SummaryStyle.Default.WithRatioStyle(RatioStyle.Trend));
 BenchmarkSwitcher.FromAssembly(typeof(CpuStepBenchmark).Assembly).Run(args.Length == 0 ? ["--filter", "*"] : args, config);
+return 0;
 
 /// <summary>GB/s of logits read: 256 · V · element size per step, over the mean time.</summary>
 internal sealed class LogitsBandwidthColumn : IColumn

@@ -13,6 +13,9 @@ public sealed unsafe class CudaContext : IDisposable
 
     internal ContextHandle Handle { get; }
 
+    /// <summary>The raw <c>saber_context</c> for direct calls through <see cref="SaberNative"/> (benchmarks, native engines).</summary>
+    public nint NativeHandle => Handle.Value;
+
     /// <summary>The CUDA device index.</summary>
     public int Device { get; }
 
@@ -38,6 +41,29 @@ public sealed unsafe class CudaContext : IDisposable
         NativeStatus.Check(SaberNative.ContextCreate(device, &raw), "saber_context_create");
         handle.Adopt(raw);
         return new CudaContext(handle, device);
+    }
+
+    /// <summary>
+    /// Copies <paramref name="source"/> to device address <paramref name="destination"/>, ordered after the work
+    /// queued on <see cref="Stream"/>; returns when the copy is done. The device range must lie inside one allocation.
+    /// </summary>
+    public void CopyToDevice<T>(ReadOnlySpan<T> source, nint destination) where T : unmanaged
+    {
+        if (destination == 0) throw new ArgumentException("The device destination is null.", nameof(destination));
+        if (source.IsEmpty) return;
+        fixed (T* p = source)
+            NativeStatus.Check(SaberNative.ContextCopyToDevice(Handle.Value, (void*)destination, p, (ulong)source.Length * (ulong)sizeof(T)),
+                "saber_context_copy_to_device");
+    }
+
+    /// <summary>Copies <c>destination.Length</c> elements from device address <paramref name="source"/>, like <see cref="CopyToDevice{T}"/>.</summary>
+    public void CopyToHost<T>(nint source, Span<T> destination) where T : unmanaged
+    {
+        if (source == 0) throw new ArgumentException("The device source is null.", nameof(source));
+        if (destination.IsEmpty) return;
+        fixed (T* p = destination)
+            NativeStatus.Check(SaberNative.ContextCopyToHost(Handle.Value, p, (void*)source, (ulong)destination.Length * (ulong)sizeof(T)),
+                "saber_context_copy_to_host");
     }
 
     /// <summary>Waits for all work queued on <see cref="Stream"/>.</summary>

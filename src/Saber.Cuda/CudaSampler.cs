@@ -8,9 +8,10 @@ namespace Saber.Cuda;
 
 /// <summary>
 /// The CUDA sampler: the same options, results, streaming and cancellation as <see cref="CpuSampler"/>,
-/// with each step's row confidences and decision computed by libsaber_native's kernels. This first
-/// version serves host denoisers: their logits are uploaded each step (device engines that write
-/// logits in place arrive with the engines).
+/// with each step's row confidences and decision computed by libsaber_native's kernels. Two kinds of
+/// model: an <see cref="IGpuDenoiser"/> writes logits into device memory on the context's stream (the
+/// normal path: logits never reach the host, and a decode without streaming or trace waits only for
+/// the small status block each step), and a host <see cref="IDenoiser"/>, whose logits are uploaded.
 /// </summary>
 public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler>? logger = null) : ISampler
 {
@@ -19,80 +20,144 @@ public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler
 
     /// <inheritdoc />
     public async Task<DecodeResult> DecodeAsync(IDenoiser denoiser, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default) =>
+        // Invalid input faults the task, as with CpuSampler.
+        await Decode(Model.Host(denoiser, prompts, options), prompts, options, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>Decodes with a GPU engine; see <see cref="ISampler.DecodeAsync"/> for the contract.</summary>
+    public async Task<DecodeResult> DecodeAsync(IGpuDenoiser denoiser, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options,
+        CancellationToken cancellationToken = default) =>
+        await Decode(Model.Gpu(denoiser, prompts, options, context), prompts, options, cancellationToken).ConfigureAwait(false);
+
+    /// <inheritdoc />
+    public IAsyncEnumerable<DecodeStepUpdate> DecodeStepsAsync(IDenoiser denoiser, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options,
+        CancellationToken cancellationToken = default) =>
+        Updates(Model.Host(denoiser, prompts, options), prompts, options, cancellationToken);
+
+    /// <summary>Streams the steps of a decode with a GPU engine; see <see cref="ISampler.DecodeStepsAsync"/>.</summary>
+    public IAsyncEnumerable<DecodeStepUpdate> DecodeStepsAsync(IGpuDenoiser denoiser, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options,
+        CancellationToken cancellationToken = default) =>
+        Updates(Model.Gpu(denoiser, prompts, options, context), prompts, options, cancellationToken);
+
+    private async Task<DecodeResult> Decode(Model model, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options, CancellationToken cancellationToken)
     {
-        Validate(denoiser, prompts, options);
         var clock = Stopwatch.StartNew();
         var traces = prompts.Select(_ => new List<StepTrace>()).ToArray();
-        int[][] canvases = [];
-        int[] nfe = [];
-        await foreach (StepResult step in Run(denoiser, prompts, options, readTraces: options.Trace || logger.IsEnabled(LogLevel.Trace), cancellationToken).ConfigureAwait(false))
+        bool readTraces = options.Trace || logger.IsEnabled(LogLevel.Trace);
+        StepResult? last = null;
+        await foreach (StepResult step in Run(model, prompts, options, everyStep: readTraces, readTraces, cancellationToken).ConfigureAwait(false))
         {
-            if (options.Trace)
+            if (options.Trace && step.Update is not null)
                 foreach (SequenceStep s in step.Update.Sequences) traces[s.Sequence].Add(s.Trace);
-            canvases = step.Canvases;
-            nfe = step.Nfe;
+            last = step;
         }
-        if (prompts.Count > 0 && canvases.Length == 0)
+        if (prompts.Count > 0 && last is null)
             throw new InvalidOperationException("the decode made no step");
-        var result = new DecodeResult(prompts.Select((p, b) => new SequenceResult(canvases[b], p.Length, nfe[b], traces[b].ToArray())).ToArray(), clock.Elapsed);
+        var result = new DecodeResult(prompts.Select((p, b) => new SequenceResult(last!.Canvases[b], p.Length, last.Nfe[b], traces[b].ToArray())).ToArray(), clock.Elapsed);
         if (logger.IsEnabled(LogLevel.Information))
             LogSummary(result.Sequences.Count, options.Strategy.GetType().Name, result.Sequences.Count == 0 ? 0 : result.Sequences.Average(s => s.Nfe),
                 result.Sequences.Sum(s => s.Tokens.Length), clock.Elapsed.TotalMilliseconds);
         return result;
     }
 
-    /// <inheritdoc />
-    public IAsyncEnumerable<DecodeStepUpdate> DecodeStepsAsync(IDenoiser denoiser, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options,
-        CancellationToken cancellationToken = default)
-    {
-        Validate(denoiser, prompts, options);
-        return Updates(denoiser, prompts, options, cancellationToken);
-    }
-
-    private async IAsyncEnumerable<DecodeStepUpdate> Updates(IDenoiser denoiser, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options,
+    private async IAsyncEnumerable<DecodeStepUpdate> Updates(Model model, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        await foreach (StepResult step in Run(denoiser, prompts, options, readTraces: true, cancellationToken).ConfigureAwait(false))
-            yield return step.Update;
+        await foreach (StepResult step in Run(model, prompts, options, everyStep: true, readTraces: true, cancellationToken).ConfigureAwait(false))
+            yield return step.Update!;
     }
 
-    private static void Validate(IDenoiser denoiser, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options)
+    /// <summary>A model and how one step's logits reach the device buffer.</summary>
+    private sealed class Model
     {
-        ArgumentNullException.ThrowIfNull(denoiser);
-        // The same checks and messages as the CPU sampler; the native layer checks again.
-        DecodeInputs.Validate(prompts, options, denoiser.VocabularySize, denoiser.MaskId);
+        public required int Vocabulary { get; init; }
+        public required int MaskId { get; init; }
+
+        /// <summary>The model reads canvases on the host: they are copied back after every step.</summary>
+        public required bool NeedsHostCanvases { get; init; }
+
+        /// <summary>Writes the logits of (step, active sequences) into the decode's logits buffer.</summary>
+        public required Func<NativeDecode, int, IReadOnlyList<int>, CancellationToken, ValueTask> Forward { get; init; }
+
+        public static Model Host(IDenoiser denoiser, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options)
+        {
+            ArgumentNullException.ThrowIfNull(denoiser);
+            // The same checks and messages as the CPU sampler; the native layer checks again.
+            DecodeInputs.Validate(prompts, options, denoiser.VocabularySize, denoiser.MaskId);
+            return new Model
+            {
+                Vocabulary = denoiser.VocabularySize,
+                MaskId = denoiser.MaskId,
+                NeedsHostCanvases = true,
+                Forward = async (decode, step, active, cancellationToken) =>
+                {
+                    var request = new DenoiseRequest(step, active, active.Select(b => (ReadOnlyMemory<int>)decode.Canvas(b)).ToArray());
+                    IReadOnlyList<SequenceLogits> logits = await denoiser.ForwardAsync(request, cancellationToken).ConfigureAwait(false);
+                    decode.Upload(request, logits);
+                },
+            };
+        }
+
+        public static Model Gpu(IGpuDenoiser denoiser, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options, CudaContext context)
+        {
+            ArgumentNullException.ThrowIfNull(denoiser);
+            DecodeInputs.Validate(prompts, options, denoiser.VocabularySize, denoiser.MaskId);
+            if (!Enum.IsDefined(denoiser.ElementType))
+                throw new ArgumentOutOfRangeException(nameof(denoiser), denoiser.ElementType, "The engine's ElementType is not a LogitsElementType.");
+            nint stream = context.Stream;
+            return new Model
+            {
+                Vocabulary = denoiser.VocabularySize,
+                MaskId = denoiser.MaskId,
+                NeedsHostCanvases = false,
+                Forward = (decode, step, _, cancellationToken) => denoiser.ForwardAsync(
+                    new GpuForwardRequest(step, decode.Batch, decode.Length, decode.SequenceLengths, decode.CanvasPointer,
+                        decode.LogitsPointer(denoiser.ElementType, step), stream), cancellationToken),
+            };
+        }
     }
 
-    private sealed record StepResult(DecodeStepUpdate Update, int[][] Canvases, int[] Nfe);
+    /// <summary>The update of a step (null when only the final state was read) and the state read after it.</summary>
+    private sealed record StepResult(DecodeStepUpdate? Update, int[][] Canvases, int[] Nfe);
 
-    /// <param name="readTraces">Copy each step's trace back from the device (streaming, or a decode asked for its trace).</param>
-    private async IAsyncEnumerable<StepResult> Run(IDenoiser denoiser, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options, bool readTraces,
-        [EnumeratorCancellation] CancellationToken cancellationToken)
+    /// <param name="everyStep">Read canvases, NFE and done flags back after every step and yield an update per step;
+    /// otherwise wait only for each step's status and yield once, after the last step.</param>
+    /// <param name="readTraces">Copy each step's trace back from the device (with <paramref name="everyStep"/>).</param>
+    private async IAsyncEnumerable<StepResult> Run(Model model, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options, bool everyStep,
+        bool readTraces, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         if (prompts.Count == 0) yield break;
-        using var decode = NativeDecode.Create(context, options, denoiser.VocabularySize, denoiser.MaskId, prompts);
-        decode.Read();   // afterwards, each step's read-back gives the next step's canvases
+        using var decode = NativeDecode.Create(context, options, model.Vocabulary, model.MaskId, prompts);
+        bool readEveryStep = everyStep || model.NeedsHostCanvases;
+        decode.Read();   // the initial canvases; afterwards each step's read-back gives the next step's
+        int[] everySequence = Enumerable.Range(0, prompts.Count).ToArray();
         for (int step = 1; ; step++)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            List<int> active = Enumerable.Range(0, prompts.Count).Where(b => !decode.Done[b]).ToList();
-            if (active.Count == 0) yield break;
+            // The unfinished sequences are known only with a read-back; a GPU engine runs the whole batch anyway.
+            IReadOnlyList<int> active = readEveryStep ? everySequence.Where(b => !decode.Done[b]).ToArray() : everySequence;
+            await model.Forward(decode, step, active, cancellationToken).ConfigureAwait(false);
+            int unfinished = decode.Step(step);
 
-            var request = new DenoiseRequest(step, active, active.Select(b => (ReadOnlyMemory<int>)decode.Canvas(b)).ToArray());
-            IReadOnlyList<SequenceLogits> logits = await denoiser.ForwardAsync(request, cancellationToken).ConfigureAwait(false);
-            decode.Upload(request, logits);
-            decode.Step(step);
-
-            decode.Read();
-            var sequences = new List<SequenceStep>(active.Count);
-            foreach (int b in active)
-                sequences.Add(new SequenceStep(b, decode.Canvas(b), readTraces ? decode.Trace(b, step) : new StepTrace(step, null, [], []), decode.Done[b]));
-            if (logger.IsEnabled(LogLevel.Trace))
-                foreach (SequenceStep s in sequences)
-                    LogStep(step, s.Sequence, s.Trace.Committed.Count, s.Trace.Remasked.Count, s.Trace.Tau);
-            yield return new StepResult(new DecodeStepUpdate(step, sequences), Enumerable.Range(0, prompts.Count).Select(decode.Canvas).ToArray(),
-                (int[])decode.Nfe.Clone());
+            if (readEveryStep)
+            {
+                decode.Read();
+                var sequences = new List<SequenceStep>(active.Count);
+                foreach (int b in active)
+                    sequences.Add(new SequenceStep(b, decode.Canvas(b), readTraces ? decode.Trace(b, step) : new StepTrace(step, null, [], []), decode.Done[b]));
+                if (logger.IsEnabled(LogLevel.Trace))
+                    foreach (SequenceStep s in sequences)
+                        LogStep(step, s.Sequence, s.Trace.Committed.Count, s.Trace.Remasked.Count, s.Trace.Tau);
+                if (everyStep || unfinished == 0)
+                    yield return new StepResult(everyStep ? new DecodeStepUpdate(step, sequences) : null,
+                        Enumerable.Range(0, prompts.Count).Select(decode.Canvas).ToArray(), (int[])decode.Nfe.Clone());
+            }
+            else if (unfinished == 0)
+            {
+                decode.Read();
+                yield return new StepResult(null, Enumerable.Range(0, prompts.Count).Select(decode.Canvas).ToArray(), (int[])decode.Nfe.Clone());
+            }
+            if (unfinished == 0) yield break;
         }
     }
 

@@ -11,7 +11,9 @@ internal sealed unsafe class NativeDecode : IDisposable
     private readonly int generation, vocabulary;
     private readonly bool saber;
     private BufferHandle? logits;
+    private nint logitsPointer, canvasPointer;
     private LogitsElementType? elementType;
+    private IReadOnlyList<int>? sequenceLengths;
 
     private readonly int[] canvases;      // [batch, length]
     private readonly int[] done;
@@ -112,53 +114,89 @@ internal sealed unsafe class NativeDecode : IDisposable
     /// <summary>Sequence <paramref name="b"/>'s canvas (prompt + G), a fresh array.</summary>
     public int[] Canvas(int b) => canvases.AsSpan(b * Length, promptLengths[b] + generation).ToArray();
 
-    /// <summary>Checks the model's logits as the CPU sampler does and uploads them into the [batch, length, V] buffer.</summary>
+    /// <summary>Sequences in the batch.</summary>
+    public int Batch => Nfe.Length;
+
+    /// <summary>Per sequence, its canvas length P_b + G.</summary>
+    public IReadOnlyList<int> SequenceLengths => sequenceLengths ??= Array.AsReadOnly(promptLengths.Select(p => p + generation).ToArray());
+
+    /// <summary>Device address of the canvases, int32 [batch, length].</summary>
+    public nint CanvasPointer
+    {
+        get
+        {
+            if (canvasPointer == 0)
+            {
+                void* pointer;
+                NativeStatus.Check(SaberNative.DecodeCanvasPointer(handle.Value, &pointer), "saber_decode_canvas_pointer");
+                canvasPointer = (nint)pointer;
+            }
+            return canvasPointer;
+        }
+    }
+
+    /// <summary>
+    /// Device address of the [batch, length, V] logits buffer for logits of <paramref name="type"/>, allocated on
+    /// first use; every step of a decode must use the element type of its first.
+    /// </summary>
+    public nint LogitsPointer(LogitsElementType type, int step)
+    {
+        elementType ??= type;
+        if (type != elementType)
+            throw new InvalidLogitsException($"Step {step}: logits are {type}; earlier logits were {elementType}.");
+        if (logits is null)
+        {
+            var buffer = new BufferHandle();
+            nint raw;
+            NativeStatus.Check(SaberNative.BufferCreate(context.Handle.Value, RowPitchBytes * (ulong)Batch, &raw), "saber_buffer_create");
+            buffer.Adopt(raw);
+            logits = buffer;
+            void* pointer;
+            NativeStatus.Check(SaberNative.BufferDevicePointer(logits.Value, &pointer), "saber_buffer_device_pointer");
+            logitsPointer = (nint)pointer;
+        }
+        return logitsPointer;
+    }
+
+    private ulong RowPitchBytes => (ulong)Length * (ulong)vocabulary * (ulong)(elementType == LogitsElementType.Float32 ? 4 : 2);
+
+    /// <summary>Checks a host model's logits as the CPU sampler does and uploads them into the logits buffer.</summary>
     public void Upload(DenoiseRequest request, IReadOnlyList<SequenceLogits> logits)
     {
         DecodeInputs.CheckLogits(request, vocabulary, logits);
         IReadOnlyList<int> active = request.SequenceIds;
-        for (int i = 0; i < active.Count; i++)
-        {
-            elementType ??= logits[i].ElementType;
-            if (logits[i].ElementType != elementType)
-                throw new InvalidLogitsException($"Step {request.Step}, sequence {active[i]}: logits are {logits[i].ElementType}; earlier logits were {elementType}.");
-        }
         if (active.Count == 0) return;
-        int element = elementType == LogitsElementType.Float32 ? 4 : 2;
-        ulong pitch = (ulong)Length * (ulong)vocabulary * (ulong)element;
-        if (this.logits is null)
-        {
-            this.logits = new BufferHandle();
-            nint raw;
-            NativeStatus.Check(SaberNative.BufferCreate(context.Handle.Value, pitch * (ulong)Nfe.Length, &raw), "saber_buffer_create");
-            this.logits.Adopt(raw);
-        }
+        // One element type per decode: every row must match the first ever uploaded (the buffer's pitch).
+        LogitsElementType type = elementType ?? logits[0].ElementType;
         for (int i = 0; i < active.Count; i++)
-        {
-            ReadOnlySpan<byte> bytes = logits[i].RawBytes;
-            fixed (byte* p = bytes)
-                NativeStatus.Check(SaberNative.BufferUpload(this.logits.Value, (ulong)active[i] * pitch, p, (ulong)bytes.Length), "saber_buffer_upload");
-        }
+            if (logits[i].ElementType != type)
+                throw new InvalidLogitsException($"Step {request.Step}, sequence {active[i]}: logits are {logits[i].ElementType}; earlier logits were {type}.");
+        nint device = LogitsPointer(type, request.Step);
+        for (int i = 0; i < active.Count; i++)
+            context.CopyToDevice(logits[i].RawBytes, device + (nint)((ulong)active[i] * RowPitchBytes));
     }
 
-    /// <summary>Queues the step on the device and waits for its status; bad logits become <see cref="InvalidLogitsException"/>.</summary>
-    public void Step(int step)
+    /// <summary>
+    /// Queues the step on the logits buffer and waits for its status (the only wait of a step); returns the
+    /// sequences still unfinished. Bad logits become <see cref="InvalidLogitsException"/>.
+    /// </summary>
+    public int Step(int step)
     {
-        void* pointer;
-        NativeStatus.Check(SaberNative.BufferDevicePointer(logits!.Value, &pointer), "saber_buffer_device_pointer");
+        if (logits is null) throw new InvalidOperationException($"Step {step}: no logits were written.");
         var dtype = elementType switch
         {
             LogitsElementType.Float32 => SaberDtype.Float32,
             LogitsElementType.Float16 => SaberDtype.Float16,
             _ => SaberDtype.Bfloat16,
         };
-        NativeStatus.Check(SaberNative.DecodeStep(handle.Value, pointer, (int)dtype), "saber_decode_step");
+        NativeStatus.Check(SaberNative.DecodeStep(handle.Value, (void*)logitsPointer, (int)dtype), "saber_decode_step");
         SaberDecodeStatus status;
         NativeStatus.Check(SaberNative.DecodePoll(handle.Value, &status), "saber_decode_poll");
         if ((SaberStatus)status.Error == SaberStatus.ErrorInvalidLogits)
             throw new InvalidLogitsException(status.ErrorVocabularyIndex == vocabulary
                 ? $"Row for position {status.ErrorPosition} (sequence {status.ErrorSequence}, step {status.ErrorStep}) has no finite logit besides the mask id."
                 : $"Non-finite logit at vocabulary index {status.ErrorVocabularyIndex} of position {status.ErrorPosition} (sequence {status.ErrorSequence}, step {status.ErrorStep}).");
+        return status.ActiveSequences;
     }
 
     /// <summary>What the step did to sequence <paramref name="b"/>, from the device's trace ring.</summary>
