@@ -26,6 +26,23 @@ internal static class TraceComparison
         return false;
     }
 
+    /// <summary>
+    /// Two decodes of the same batch (traced): per sequence, the same steps until a proven knife edge, and
+    /// where there is none the same canvas, NFE and number of steps.
+    /// </summary>
+    public static void AssertSameDecode(DecodeResult expected, DecodeResult actual, DecodingStrategy strategy)
+    {
+        Assert.That(actual.Sequences, Has.Count.EqualTo(expected.Sequences.Count));
+        for (int b = 0; b < expected.Sequences.Count; b++)
+        {
+            SequenceResult want = expected.Sequences[b], got = actual.Sequences[b];
+            if (SameUntilKnifeEdge(want.Trace, got.Trace, strategy, b)) continue;
+            Assert.That(got.Canvas, Is.EqualTo(want.Canvas), $"canvas of sequence {b}");
+            Assert.That(got.Nfe, Is.EqualTo(want.Nfe), $"NFE of sequence {b}");
+            Assert.That(got.Trace, Has.Count.EqualTo(want.Trace.Count), $"traced steps of sequence {b}");
+        }
+    }
+
     public static void AssertSameStep(StepTrace expected, StepTrace actual, int sequence)
     {
         string where = $"sequence {sequence}, step {expected.Step}";
