@@ -1,0 +1,107 @@
+using System.Text;
+using System.Text.Json;
+
+namespace Saber.Onnx;
+
+/// <summary>
+/// A character vocabulary read from a model directory's <c>tokenizer.json</c>
+/// (<c>{"type": "characters", "vocabulary": [...], "mask": "...", "eos": "...", "unknown": "..."}</c>):
+/// one id per listed string, specials included; characters not in it encode to the unknown id.
+/// </summary>
+public sealed class CharacterTokenizer
+{
+    private readonly string[] vocabulary;
+    private readonly Dictionary<string, int> ids;
+
+    private CharacterTokenizer(string[] vocabulary, int maskId, int eosId, int unknownId)
+    {
+        this.vocabulary = vocabulary;
+        ids = vocabulary.Select((token, id) => (token, id)).ToDictionary(p => p.token, p => p.id);
+        MaskId = maskId;
+        EosId = eosId;
+        UnknownId = unknownId;
+    }
+
+    public int VocabularySize => vocabulary.Length;
+    public int MaskId { get; }
+    public int EosId { get; }
+    public int UnknownId { get; }
+
+    /// <exception cref="InvalidDataException">The file is not a character tokenizer description.</exception>
+    public static CharacterTokenizer Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"No tokenizer at '{path}'.", path);
+        try
+        {
+            using JsonDocument document = JsonDocument.Parse(File.ReadAllText(path));
+            JsonElement root = document.RootElement;
+            if (root.GetProperty("type").GetString() != "characters")
+                throw new InvalidDataException($"'{path}': only \"type\": \"characters\" tokenizers are supported.");
+            string[] vocabulary = root.GetProperty("vocabulary").EnumerateArray().Select(e => e.GetString() ?? "").ToArray();
+            if (vocabulary.Distinct().Count() != vocabulary.Length)
+                throw new InvalidDataException($"'{path}': the vocabulary lists a token twice.");
+            int Id(string key)
+            {
+                string token = root.GetProperty(key).GetString() ?? "";
+                int id = Array.IndexOf(vocabulary, token);
+                return id >= 0 ? id : throw new InvalidDataException($"'{path}': {key} token '{token}' is not in the vocabulary.");
+            }
+            return new CharacterTokenizer(vocabulary, Id("mask"), Id("eos"), Id("unknown"));
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            throw new InvalidDataException($"'{path}' is not a tokenizer description: {e.Message}", e);
+        }
+    }
+
+    public int[] Encode(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var result = new int[text.Length];
+        for (int i = 0; i < text.Length; i++)
+            result[i] = ids.TryGetValue(text[i].ToString(), out int id) ? id : UnknownId;
+        return result;
+    }
+
+    /// <summary>Text of the ids; stops at the first end-of-text id; masks show as <paramref name="mask"/>.</summary>
+    public string Decode(ReadOnlySpan<int> tokens, string mask = "_")
+    {
+        var text = new StringBuilder(tokens.Length);
+        foreach (int id in tokens)
+        {
+            if (id == EosId) break;
+            if (id < 0 || id >= vocabulary.Length) throw new ArgumentOutOfRangeException(nameof(tokens), id, $"Token id outside [0, {vocabulary.Length}).");
+            text.Append(id == MaskId ? mask : vocabulary[id]);
+        }
+        return text.ToString();
+    }
+}
+
+/// <summary>A model directory: <c>model.onnx</c> and <c>tokenizer.json</c> that agree on the vocabulary and the mask id.</summary>
+public sealed class LocalModel : IDisposable
+{
+    private LocalModel(OnnxDenoiser denoiser, CharacterTokenizer tokenizer)
+    {
+        Denoiser = denoiser;
+        Tokenizer = tokenizer;
+    }
+
+    public OnnxDenoiser Denoiser { get; }
+    public CharacterTokenizer Tokenizer { get; }
+
+    public static LocalModel Open(string directory, OnnxEngineOptions? options = null, Microsoft.Extensions.Logging.ILogger<OnnxDenoiser>? logger = null)
+    {
+        if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"No model directory '{directory}'.");
+        CharacterTokenizer tokenizer = CharacterTokenizer.Load(Path.Combine(directory, "tokenizer.json"));
+        OnnxDenoiser denoiser = OnnxDenoiser.Load(Path.Combine(directory, "model.onnx"), options, logger);
+        if (denoiser.VocabularySize != tokenizer.VocabularySize || denoiser.MaskId != tokenizer.MaskId)
+        {
+            denoiser.Dispose();
+            throw new InvalidDataException($"'{directory}': the model has V {denoiser.VocabularySize} and mask id {denoiser.MaskId}, " +
+                $"the tokenizer V {tokenizer.VocabularySize} and mask id {tokenizer.MaskId}.");
+        }
+        return new LocalModel(denoiser, tokenizer);
+    }
+
+    public void Dispose() => Denoiser.Dispose();
+}
