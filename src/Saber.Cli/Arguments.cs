@@ -11,8 +11,21 @@ internal sealed class Arguments
     private readonly Dictionary<string, string?> values = new(StringComparer.Ordinal);
     private readonly HashSet<string> read = new(StringComparer.Ordinal);
     private readonly HashSet<string> flags;
+    private readonly List<string> positionals = [];
+    private bool positionalsRead;
 
-    public Arguments(IEnumerable<string> args, IReadOnlySet<string> flags)
+    /// <summary>The arguments that are not options, in order (a command that takes none rejects them).</summary>
+    public IReadOnlyList<string> Positionals
+    {
+        get
+        {
+            positionalsRead = true;
+            return positionals;
+        }
+    }
+
+    /// <param name="acceptsPositionals">The command takes arguments that are not options (prompts); otherwise one is a usage error at once.</param>
+    public Arguments(IEnumerable<string> args, IReadOnlySet<string> flags, bool acceptsPositionals = false)
     {
         this.flags = new HashSet<string>(flags, StringComparer.Ordinal);
         using var e = args.GetEnumerator();
@@ -20,7 +33,11 @@ internal sealed class Arguments
         {
             string name = e.Current;
             if (!name.StartsWith("--", StringComparison.Ordinal) || name.Length == 2)
-                throw new UsageException($"Unexpected argument '{name}'.");
+            {
+                if (!acceptsPositionals) throw new UsageException($"Unexpected argument '{name}'.");
+                positionals.Add(name);
+                continue;
+            }
             if (values.ContainsKey(name))
                 throw new UsageException($"Option {name} is given twice.");
             if (flags.Contains(name))
@@ -79,6 +96,8 @@ internal sealed class Arguments
         string? unknown = values.Keys.FirstOrDefault(k => !read.Contains(k));
         if (unknown is not null)
             throw new UsageException($"Unknown option {unknown}.");
+        if (!positionalsRead && positionals.Count > 0)
+            throw new UsageException($"Unexpected argument '{positionals[0]}'.");   // accepted but never read: a command's bug
     }
 
     private static int ParseInt(string name, string s) =>

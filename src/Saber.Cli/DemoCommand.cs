@@ -5,17 +5,20 @@ using Saber.Denoisers;
 namespace Saber.Cli;
 
 /// <summary>
-/// The main job on the embedded default model. Until a trained model ships, that is the synthetic
-/// denoiser over a character vocabulary: it "knows" one completion, favours planted wrong
-/// characters while the text after them is still masked, and grows more confident as the canvas fills.
+/// The main job on the embedded default model: the shipped transformer (models/tiny, run by ONNX Runtime)
+/// fills a canvas step by step, then the strategies are compared on it. <c>--synthetic</c> runs the
+/// synthetic denoiser instead: it "knows" one completion, favours planted wrong characters while the
+/// text after them is still masked, and grows more confident as the canvas fills (what backtracking is for).
 /// </summary>
 internal static class DemoCommand
 {
     public const string Usage =
-        "usage: saber demo [--no-color]\n" +
+        "usage: saber demo [--no-color] [--synthetic | --model DIR --threads N --gen-length G --block-length K]\n" +
         "Shows Saber filling the canvas step by step (green: committed this step, red: re-masked),\n" +
         "then compares Saber, low-confidence (S = G) and threshold 0.9 on the same model.\n" +
-        "The model is a synthetic stand-in (no trained model ships yet) with planted early mistakes.";
+        "The default model is the shipped models/tiny: a small LLaDA-architecture transformer whose weights are\n" +
+        "still seeded random (untrained), so its text is noise. --synthetic uses a synthetic stand-in with\n" +
+        "planted early mistakes that only backtracking repairs.";
 
     internal const string Prompt = "def fibonacci(n):\n";
     internal const string Completion = "    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n";
@@ -31,10 +34,38 @@ internal static class DemoCommand
 
     public static async Task<int> RunAsync(string[] argv, TextWriter stdout, ILoggerFactory logging, CancellationToken cancellationToken)
     {
-        var args = new Arguments(argv, new HashSet<string> { "--no-color" });
+        var args = new Arguments(argv, new HashSet<string> { "--no-color", "--synthetic" });
         bool color = !args.Flag("--no-color") && stdout == Console.Out && !Console.IsOutputRedirected;
+        if (args.Flag("--synthetic"))
+        {
+            args.RejectUnknown();
+            return await SyntheticAsync(stdout, color, logging, cancellationToken);
+        }
+        var (g, k) = ModelArguments.Lengths(args);
+        using Saber.Onnx.LocalModel model = ModelArguments.Open(args, logging);
         args.RejectUnknown();
 
+        int[] prompt = model.Tokenizer.Encode(Prompt);
+        stdout.WriteLine($"Saber on {model.Denoiser.ModelPath} (untrained: seeded random weights): prompt {Show(Prompt)}, {g} positions to fill.");
+        stdout.WriteLine(color ? "(green: committed this step, red: re-masked this step, _ : mask)" : "([x]: committed this step, {x}: re-masked this step, _ : mask)");
+        var saber = new DecodeOptions { GenerationLength = g, BlockLength = k, Strategy = new SaberStrategy() };
+        var sampler = new CpuSampler(logging.CreateLogger<CpuSampler>());
+        await foreach (DecodeStepUpdate update in sampler.DecodeStepsAsync(model.Denoiser, [prompt], saber, cancellationToken))
+            stdout.WriteLine(StepLine(update, prompt.Length, color, id => model.Tokenizer.Decode([id])));
+        stdout.WriteLine();
+        await CompareCommand.WriteTableAsync(model, CompareCommand.DefaultPrompts, g, k, stdout, logging, cancellationToken);
+        return 0;
+    }
+
+    private static string StepLine(DecodeStepUpdate update, int promptLength, bool color, Func<int, string> decode)
+    {
+        SequenceStep s = update.Sequences[0];
+        string tau = s.Trace.Tau is double t ? t.ToString("F3", CultureInfo.InvariantCulture) : "-";
+        return $"step {update.Step,3}  tau {tau}  +{s.Trace.Committed.Count,-2} -{s.Trace.Remasked.Count,-2} {Render(s, promptLength, color, decode)}";
+    }
+
+    private static async Task<int> SyntheticAsync(TextWriter stdout, bool color, ILoggerFactory logging, CancellationToken cancellationToken)
+    {
         SyntheticTask task = Task();
         int g = Completion.Length;
         var sampler = new CpuSampler(logging.CreateLogger<CpuSampler>());
@@ -44,11 +75,7 @@ internal static class DemoCommand
         stdout.WriteLine(color ? "(green: committed this step, red: re-masked this step, _ : mask)" : "([x]: committed this step, {x}: re-masked this step, _ : mask)");
         var saber = new DecodeOptions { GenerationLength = g, Strategy = new SaberStrategy() };
         await foreach (DecodeStepUpdate update in sampler.DecodeStepsAsync(new SyntheticDenoiser(task), [prompt], saber, cancellationToken))
-        {
-            SequenceStep s = update.Sequences[0];
-            string tau = s.Trace.Tau is double t ? t.ToString("F3", CultureInfo.InvariantCulture) : "-";
-            stdout.WriteLine($"step {update.Step,3}  tau {tau}  +{s.Trace.Committed.Count,-2} -{s.Trace.Remasked.Count,-2} {Render(s, prompt.Length, color)}");
-        }
+            stdout.WriteLine(StepLine(update, prompt.Length, color, id => CharVocabulary.Decode(id).ToString()));
 
         stdout.WriteLine();
         stdout.WriteLine($"{"strategy",-34} {"NFE",5} {"tokens recovered",17} {"planted mistakes left",22}");
@@ -65,14 +92,14 @@ internal static class DemoCommand
 
     private static string Show(string text) => text.Replace("\n", "⏎");
 
-    private static string Render(SequenceStep step, int promptLength, bool color)
+    private static string Render(SequenceStep step, int promptLength, bool color, Func<int, string> decode)
     {
         var committed = step.Trace.Committed.Select(c => c.Position).ToHashSet();
         var remasked = step.Trace.Remasked.Select(r => r.Position).ToHashSet();
         var line = new System.Text.StringBuilder();
         for (int pos = promptLength; pos < step.Canvas.Length; pos++)
         {
-            string ch = Show(CharVocabulary.Decode(step.Canvas[pos]).ToString());
+            string ch = Show(decode(step.Canvas[pos]));
             if (remasked.Contains(pos))
                 line.Append(color ? $"\e[41m{ch}\e[0m" : $"{{{ch}}}");
             else if (committed.Contains(pos))

@@ -7,8 +7,10 @@ public static class Program
     public const string Usage =
         "usage: saber <command> [options]\n" +
         "commands:\n" +
-        "  replay   decode against logits recorded in a .npy file [steps, L, V]\n" +
         "  demo     the main job on the embedded default model: watch Saber fill a canvas, then compare strategies\n" +
+        "  generate complete prompts with a model (default: the shipped models/tiny, ONNX Runtime on the CPU)\n" +
+        "  compare  one prompt set through Saber, low-confidence (S = G) and threshold 0.9: NFE, wall time, tokens/s\n" +
+        "  replay   decode against logits recorded in a .npy file [steps, L, V]\n" +
         "common options: --verbose (log to stderr), --help";
 
     public static async Task<int> Main(string[] args)
@@ -22,6 +24,15 @@ public static class Program
         return await RunAsync(args, Console.Out, Console.Error, cancel.Token);
     }
 
+    private static string CommandUsage(string command) => command switch
+    {
+        "replay" => ReplayCommand.Usage,
+        "demo" => DemoCommand.Usage,
+        "generate" => GenerateCommand.Usage,
+        "compare" => CompareCommand.Usage,
+        _ => Usage,
+    };
+
     /// <summary>Runs one command; returns the process exit code (0 success, 1 failure, 2 usage, 130 cancelled).</summary>
     public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken = default)
     {
@@ -34,7 +45,7 @@ public static class Program
         string[] rest = args[1..];
         if (rest.Contains("--help"))
         {
-            stdout.WriteLine(command switch { "replay" => ReplayCommand.Usage, "demo" => DemoCommand.Usage, _ => Usage });
+            stdout.WriteLine(CommandUsage(command));
             return 0;
         }
         bool verbose = rest.Contains("--verbose");
@@ -51,13 +62,15 @@ public static class Program
             {
                 "replay" => await ReplayCommand.RunAsync(rest, stdout, logging, cancellationToken),
                 "demo" => await DemoCommand.RunAsync(rest, stdout, logging, cancellationToken),
+                "generate" => await GenerateCommand.RunAsync(rest, stdout, stderr, logging, cancellationToken),
+                "compare" => await CompareCommand.RunAsync(rest, stdout, logging, cancellationToken),
                 _ => throw new UsageException($"Unknown command '{command}'."),
             };
         }
         catch (UsageException e)
         {
             stderr.WriteLine($"saber {command}: {e.Message}");
-            stderr.WriteLine(command switch { "replay" => ReplayCommand.Usage, "demo" => DemoCommand.Usage, _ => Usage });
+            stderr.WriteLine(CommandUsage(command));
             return 2;
         }
         catch (OperationCanceledException)
@@ -66,7 +79,8 @@ public static class Program
             return 130;
         }
         catch (Exception e) when (e is ArgumentException or InvalidLogitsException or InvalidDataException or InvalidOperationException or IOException
-                                       or UnauthorizedAccessException or Saber.Cuda.SaberNativeException or DllNotFoundException)
+                                       or UnauthorizedAccessException or Saber.Cuda.SaberNativeException or DllNotFoundException
+                                       or Microsoft.ML.OnnxRuntime.OnnxRuntimeException)
         {
             stderr.WriteLine($"saber {command}: {e.Message}");
             return 1;

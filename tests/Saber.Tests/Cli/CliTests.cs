@@ -199,9 +199,9 @@ public class CliTests
     }
 
     [Test]
-    public async Task DemoShowsTheCanvasAndTheComparison()
+    public async Task SyntheticDemoShowsTheCanvasAndTheComparison()
     {
-        var (code, stdout, stderr) = await Run("demo", "--no-color");
+        var (code, stdout, stderr) = await Run("demo", "--no-color", "--synthetic");
         Assert.That(code, Is.Zero, stderr);
         string[] lines = stdout.Split('\n');
         Assert.That(lines.Count(l => l.StartsWith("step ")), Is.GreaterThan(1));
@@ -214,5 +214,57 @@ public class CliTests
         Assert.That(rows["saber (reference)"].Left, Is.LessThan(rows["saber (reference, no backtracking)"].Left));
         Assert.That(rows["saber (reference)"].Nfe, Is.LessThan(rows["low-confidence (S=78, maxprob)"].Nfe));
         Assert.That(rows["low-confidence (S=78, maxprob)"].Nfe, Is.EqualTo(78));
+    }
+
+    [Test]
+    public async Task DemoRunsTheShippedModelAndComparesTheStrategies()
+    {
+        var (code, stdout, stderr) = await Run("demo", "--no-color", "--gen-length", "32");
+        Assert.That(code, Is.Zero, stderr);
+        Assert.That(stdout, Does.Contain("untrained"));
+        string[] lines = stdout.Split('\n');
+        Assert.That(lines.Count(l => l.StartsWith("step ")), Is.InRange(1, 32));
+        var rows = CompareRows(stdout);
+        Assert.That(rows.Keys, Is.EquivalentTo(new[] { "saber (reference)", "low-confidence (S=32, maxprob)", "threshold 0.9" }));
+        Assert.That(rows["low-confidence (S=32, maxprob)"], Is.EqualTo(32.0), "S = G: one token per step");
+    }
+
+    /// <summary>strategy -> mean NFE from a compare table.</summary>
+    private static Dictionary<string, double> CompareRows(string stdout) =>
+        stdout.Split('\n').Select(l => System.Text.RegularExpressions.Regex.Match(l, @"^(.+?)\s+(\d+\.\d)\s+(\d+)\s+(\d+)\s*$"))
+            .Where(m => m.Success).ToDictionary(m => m.Groups[1].Value, m => double.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
+
+    [Test]
+    public async Task CompareRunsThePromptsThroughTheThreeStrategies()
+    {
+        var (code, stdout, stderr) = await Run("compare", "--gen-length", "16", "--block-length", "8", "def f(x):\n", "x = [");
+        Assert.That(code, Is.Zero, stderr);
+        Assert.That(stdout, Does.StartWith("2 prompt(s), G = 16, K = 8"));
+        var rows = CompareRows(stdout);
+        Assert.That(rows, Has.Count.EqualTo(3));
+        Assert.That(rows["low-confidence (S=16, maxprob)"], Is.EqualTo(16.0));
+        Assert.That(rows["saber (reference)"], Is.InRange(1.0, 16.0));
+    }
+
+    [Test]
+    public async Task GeneratePrintsEachPromptWithItsCompletion()
+    {
+        var (code, stdout, stderr) = await Run("generate", "--gen-length", "16", "--strategy", "threshold", "--threshold", "0.5", "def f(x):", "y =");
+        Assert.That(code, Is.Zero, stderr);
+        string[] lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(lines[0], Does.StartWith("def f(x):"));
+        Assert.That(stdout, Does.Contain("y ="));
+        Assert.That(stderr, Does.Contain("step").And.Contain("threshold 0.5: NFE"));
+    }
+
+    [TestCase(new[] { "generate" }, "Give at least one prompt")]
+    [TestCase(new[] { "generate", "--model", "/nonexistent/model", "x" }, "No model directory '/nonexistent/model'")]
+    [TestCase(new[] { "generate", "--threads", "-2", "x" }, "--threads must be >= 0")]
+    [TestCase(new[] { "compare", "--gen-length", "10", "--block-length", "3" }, "BlockLength")]
+    public async Task ModelCommandErrorsNameTheProblem(string[] args, string message)
+    {
+        var (code, _, stderr) = await Run(args);
+        Assert.That(code, Is.Not.Zero);
+        Assert.That(stderr, Does.Contain(message));
     }
 }

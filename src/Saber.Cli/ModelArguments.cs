@@ -1,0 +1,36 @@
+using Microsoft.Extensions.Logging;
+using Saber.Onnx;
+
+namespace Saber.Cli;
+
+/// <summary>The model options shared by generate, compare and demo.</summary>
+internal static class ModelArguments
+{
+    public const string Usage =
+        "  --model DIR        model directory with model.onnx and tokenizer.json (default: the shipped models/tiny)\n" +
+        "  --threads N        ONNX Runtime intra-op threads (default 0: one per core)\n" +
+        "  --gen-length G     positions to generate (default 64)\n" +
+        "  --block-length K   semi-autoregressive block length (default 32)";
+
+    /// <summary>The shipped model: copied next to the saber executable, else models/tiny under the working directory.</summary>
+    public static string ShippedModel()
+    {
+        string beside = Path.Combine(AppContext.BaseDirectory, "models", "tiny");
+        return Directory.Exists(beside) ? beside : Path.Combine(Environment.CurrentDirectory, "models", "tiny");
+    }
+
+    public static LocalModel Open(Arguments args, ILoggerFactory logging)
+    {
+        string directory = args.Text("--model") ?? ShippedModel();
+        int threads = args.Int("--threads") ?? 0;
+        if (threads < 0) throw new UsageException($"--threads must be >= 0; got {threads}.");
+        return LocalModel.Open(directory, new OnnxEngineOptions { IntraOpThreads = threads }, logging.CreateLogger<OnnxDenoiser>());
+    }
+
+    /// <summary>G and K: K defaults to 32 where it divides G, else G.</summary>
+    public static (int Generation, int Block) Lengths(Arguments args, int defaultGeneration = 64)
+    {
+        int g = args.Int("--gen-length") ?? defaultGeneration;
+        return (g, args.Int("--block-length") ?? (g % 32 == 0 ? 32 : g));
+    }
+}
