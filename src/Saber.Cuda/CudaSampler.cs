@@ -139,22 +139,21 @@ public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler
             await model.Forward(decode, step, active, cancellationToken).ConfigureAwait(false);
             int unfinished = decode.Step(step);
 
-            if (readEveryStep)
+            if (readEveryStep) decode.Read();
+            if (everyStep)
             {
-                decode.Read();
                 var sequences = new List<SequenceStep>(active.Count);
                 foreach (int b in active)
                     sequences.Add(new SequenceStep(b, decode.Canvas(b), readTraces ? decode.Trace(b, step) : new StepTrace(step, null, [], []), decode.Done[b]));
                 if (logger.IsEnabled(LogLevel.Trace))
                     foreach (SequenceStep s in sequences)
                         LogStep(step, s.Sequence, s.Trace.Committed.Count, s.Trace.Remasked.Count, s.Trace.Tau);
-                if (everyStep || unfinished == 0)
-                    yield return new StepResult(everyStep ? new DecodeStepUpdate(step, sequences) : null,
-                        Enumerable.Range(0, prompts.Count).Select(decode.Canvas).ToArray(), (int[])decode.Nfe.Clone());
+                yield return new StepResult(new DecodeStepUpdate(step, sequences), Enumerable.Range(0, prompts.Count).Select(decode.Canvas).ToArray(),
+                    (int[])decode.Nfe.Clone());
             }
             else if (unfinished == 0)
             {
-                decode.Read();
+                if (!readEveryStep) decode.Read();
                 yield return new StepResult(null, Enumerable.Range(0, prompts.Count).Select(decode.Canvas).ToArray(), (int[])decode.Nfe.Clone());
             }
             if (unfinished == 0) yield break;
