@@ -169,6 +169,21 @@ TEST(Handles, ForeignHandlesAreRejected) {
     EXPECT_EQ(error(), "saber_context_copy_to_device: context is null");
 }
 
+TEST(Engines, TensorRtEngineWithoutTensorRtSaysHowToGetOne) {
+    if (saber_built_with_tensorrt()) GTEST_SKIP() << "built with TensorRT: engine loading is covered by the device tests";
+    saber_engine engine = reinterpret_cast<saber_engine>(1);
+    const saber_status status = saber_engine_create_tensorrt(nullptr, "model.plan", &engine);
+    if (saber_built_with_cuda()) {
+        EXPECT_EQ(engine, nullptr) << "the out handle is cleared on failure";
+        EXPECT_EQ(status, SABER_ERROR_UNSUPPORTED);
+        EXPECT_NE(error().find("saber_engine_create_tensorrt: libsaber_native was built without TensorRT"), std::string::npos) << error();
+        EXPECT_NE(error().find("TensorRT_ROOT"), std::string::npos) << error();
+    } else {
+        EXPECT_EQ(status, SABER_ERROR_NO_DEVICE);
+    }
+    EXPECT_EQ(saber_engine_destroy(nullptr), SABER_OK);
+}
+
 TEST(NoDevice, ContextCreationReportsWhyWithoutAGpu) {
     saber_context context = nullptr;
     const saber_status status = saber_context_create(0, &context);
