@@ -11,6 +11,8 @@ internal static class GenerateCommand
     public const string Usage =
         "usage: saber generate [--model DIR] [options] PROMPT [PROMPT ...]\n" +
         ModelArguments.Usage + "\n" +
+        "  --engine onnx|tensorrt   onnx (default): DIR/model.onnx on the CPU; tensorrt: --engine-file X.plan on\n" +
+        "                           the GPU (libsaber_native built with TensorRT), with DIR's tokenizer\n" +
         StrategyArguments.Usage + "\n" +
         "  --no-progress      no step-by-step progress on stderr\n" +
         "Prints each prompt followed by its completion (up to the first end-of-text) on stdout, then NFE,\n" +
@@ -31,16 +33,24 @@ internal static class GenerateCommand
             Seed = args.ULong("--seed") ?? 0,
         };
         bool progress = !args.Flag("--no-progress");
-        using LocalModel model = ModelArguments.Open(args, logging);
+        string engine = args.Text("--engine") ?? "onnx";
+        if (engine is not ("onnx" or "tensorrt")) throw new UsageException($"--engine expects onnx or tensorrt; got '{engine}'.");
+        string? engineFile = engine == "tensorrt" ? args.RequiredText("--engine-file") : null;
+        using LocalModel? model = engine == "onnx" ? ModelArguments.Open(args, logging) : null;
+        CharacterTokenizer tokenizer = model?.Tokenizer ?? CharacterTokenizer.Load(Path.Combine(args.Text("--model") ?? ModelArguments.ShippedModel(), "tokenizer.json"));
         args.RejectUnknown();
         options.Validate();
 
-        ReadOnlyMemory<int>[] prompts = texts.Select(t => (ReadOnlyMemory<int>)model.Tokenizer.Encode(t)).ToArray();
-        var sampler = new CpuSampler(logging.CreateLogger<CpuSampler>());
+        ReadOnlyMemory<int>[] prompts = texts.Select(t => (ReadOnlyMemory<int>)tokenizer.Encode(t)).ToArray();
+        using Saber.Cuda.CudaContext? context = engineFile is null ? null : Saber.Cuda.CudaContext.Create();
+        using Saber.Cuda.NativeEngine? gpuEngine = context is null ? null : Saber.Cuda.NativeEngine.LoadTensorRt(context, engineFile!, tokenizer.MaskId);
+        IAsyncEnumerable<DecodeStepUpdate> steps = gpuEngine is null
+            ? new CpuSampler(logging.CreateLogger<CpuSampler>()).DecodeStepsAsync(model!.Denoiser, prompts, options, cancellationToken)
+            : new Saber.Cuda.CudaSampler(context!, logging.CreateLogger<Saber.Cuda.CudaSampler>()).DecodeStepsAsync(gpuEngine, prompts, options, cancellationToken);
         var clock = Stopwatch.StartNew();
-        int[][] canvases = prompts.Select(p => p.ToArray().Concat(Enumerable.Repeat(model.Tokenizer.MaskId, g)).ToArray()).ToArray();
+        int[][] canvases = prompts.Select(p => p.ToArray().Concat(Enumerable.Repeat(tokenizer.MaskId, g)).ToArray()).ToArray();
         var nfe = new int[prompts.Length];
-        await foreach (DecodeStepUpdate update in sampler.DecodeStepsAsync(model.Denoiser, prompts, options, cancellationToken))
+        await foreach (DecodeStepUpdate update in steps)
         {
             foreach (SequenceStep s in update.Sequences)
             {
@@ -49,14 +59,14 @@ internal static class GenerateCommand
             }
             if (progress)
             {
-                int masked = canvases.Sum(c => c.Count(t => t == model.Tokenizer.MaskId));
+                int masked = canvases.Sum(c => c.Count(t => t == tokenizer.MaskId));
                 stderr.Write($"\rstep {update.Step,4}: {masked,5} of {g * prompts.Length} positions masked");
             }
         }
         if (progress) stderr.WriteLine();
         double seconds = clock.Elapsed.TotalSeconds;
         for (int b = 0; b < prompts.Length; b++)
-            stdout.WriteLine(texts[b] + model.Tokenizer.Decode(canvases[b].AsSpan(prompts[b].Length)));
+            stdout.WriteLine(texts[b] + tokenizer.Decode(canvases[b].AsSpan(prompts[b].Length)));
         var inv = CultureInfo.InvariantCulture;
         stderr.WriteLine($"{StrategyArguments.Describe(options.Strategy)}: NFE {string.Join(", ", nfe)}, {(seconds * 1000).ToString("F0", inv)} ms, " +
             $"{(g * prompts.Length / seconds).ToString("F0", inv)} tokens/s");

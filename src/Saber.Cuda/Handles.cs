@@ -35,3 +35,8 @@ internal sealed class DecodeHandle : NativeHandle
 {
     protected override bool ReleaseHandle() => SaberNative.DecodeDestroy(handle) == SaberStatus.Ok;
 }
+
+internal sealed class EngineHandle : NativeHandle
+{
+    protected override bool ReleaseHandle() => SaberNative.EngineDestroy(handle) == SaberStatus.Ok;
+}

@@ -257,7 +257,21 @@ public class CliTests
         Assert.That(stderr, Does.Contain("step").And.Contain("threshold 0.5: NFE"));
     }
 
+    [Test]
+    public async Task GenerateWithATensorRtEngineSaysWhyItCannotRunHere()
+    {
+        string plan = Path.Combine(Path.GetTempPath(), "absent-saber-engine.plan");
+        var (code, stdout, stderr) = await Run("generate", "--engine", "tensorrt", "--engine-file", plan, "def f():");
+        if (code == 0) Assert.Ignore("a GPU and a TensorRT build are present; nothing to report");
+        Assert.That(code, Is.EqualTo(1), stderr);
+        Assert.That(stdout, Is.Empty);
+        // No GPU, no library, a build without TensorRT, or (with all three) the missing file: each is named.
+        Assert.That(stderr, Does.Contain("libsaber_native").Or.Contain("CUDA").Or.Contain("TensorRT").Or.Contain(plan));
+    }
+
     [TestCase(new[] { "generate" }, "Give at least one prompt")]
+    [TestCase(new[] { "generate", "--engine", "tpu", "x" }, "--engine expects onnx or tensorrt; got 'tpu'")]
+    [TestCase(new[] { "generate", "--engine", "tensorrt", "x" }, "Option --engine-file is required")]
     [TestCase(new[] { "generate", "--model", "/nonexistent/model", "x" }, "No model directory '/nonexistent/model'")]
     [TestCase(new[] { "generate", "--threads", "-2", "x" }, "--threads must be >= 0")]
     [TestCase(new[] { "compare", "--gen-length", "10", "--block-length", "3" }, "BlockLength")]
