@@ -32,12 +32,12 @@ internal static class CompareCommand
     public static async Task WriteTableAsync(LocalModel model, IReadOnlyList<string> texts, int g, int k, TextWriter stdout, ILoggerFactory logging,
         CancellationToken cancellationToken)
     {
-        ReadOnlyMemory<int>[] prompts = texts.Select(t => (ReadOnlyMemory<int>)model.Tokenizer.Encode(t)).ToArray();
+        ReadOnlyMemory<int>[] prompts = ModelArguments.Encode(model.Tokenizer, texts);
         var sampler = new CpuSampler(logging.CreateLogger<CpuSampler>());
         DecodingStrategy[] strategies = [new SaberStrategy(), new LowConfidenceStrategy(g), new ThresholdStrategy(0.9f)];
         // One untimed forward pass first, so that no strategy pays for the session's warm-up.
         var warmUp = new DenoiseRequest(0, Enumerable.Range(0, prompts.Length).ToArray(),
-            prompts.Select(p => (ReadOnlyMemory<int>)p.ToArray().Concat(Enumerable.Repeat(model.Tokenizer.MaskId, g)).ToArray()).ToArray());
+            ModelArguments.InitialCanvases(prompts, model.Tokenizer.MaskId, g).Select(c => (ReadOnlyMemory<int>)c).ToArray());
         await model.Denoiser.ForwardAsync(warmUp, cancellationToken);
         var inv = CultureInfo.InvariantCulture;
         stdout.WriteLine($"{prompts.Length} prompt(s), G = {g}, K = {k}, {Path.GetFileName(Path.GetDirectoryName(model.Denoiser.ModelPath))} on the CPU (ONNX Runtime)");

@@ -41,14 +41,14 @@ internal static class GenerateCommand
         args.RejectUnknown();
         options.Validate();
 
-        ReadOnlyMemory<int>[] prompts = texts.Select(t => (ReadOnlyMemory<int>)tokenizer.Encode(t)).ToArray();
+        ReadOnlyMemory<int>[] prompts = ModelArguments.Encode(tokenizer, texts);
         using Saber.Cuda.CudaContext? context = engineFile is null ? null : Saber.Cuda.CudaContext.Create();
         using Saber.Cuda.NativeEngine? gpuEngine = context is null ? null : Saber.Cuda.NativeEngine.LoadTensorRt(context, engineFile!, tokenizer.MaskId);
         IAsyncEnumerable<DecodeStepUpdate> steps = gpuEngine is null
             ? new CpuSampler(logging.CreateLogger<CpuSampler>()).DecodeStepsAsync(model!.Denoiser, prompts, options, cancellationToken)
             : new Saber.Cuda.CudaSampler(context!, logging.CreateLogger<Saber.Cuda.CudaSampler>()).DecodeStepsAsync(gpuEngine, prompts, options, cancellationToken);
         var clock = Stopwatch.StartNew();
-        int[][] canvases = prompts.Select(p => p.ToArray().Concat(Enumerable.Repeat(tokenizer.MaskId, g)).ToArray()).ToArray();
+        int[][] canvases = ModelArguments.InitialCanvases(prompts, tokenizer.MaskId, g);
         var nfe = new int[prompts.Length];
         await foreach (DecodeStepUpdate update in steps)
         {

@@ -33,4 +33,12 @@ internal static class ModelArguments
         int g = args.Int("--gen-length") ?? defaultGeneration;
         return (g, args.Int("--block-length") ?? (g % 32 == 0 ? 32 : g));
     }
+
+    /// <summary>The prompts as token ids.</summary>
+    public static ReadOnlyMemory<int>[] Encode(CharacterTokenizer tokenizer, IEnumerable<string> texts) =>
+        texts.Select(t => (ReadOnlyMemory<int>)tokenizer.Encode(t)).ToArray();
+
+    /// <summary>Each prompt followed by <paramref name="g"/> masks: the canvases before the first step.</summary>
+    public static int[][] InitialCanvases(IEnumerable<ReadOnlyMemory<int>> prompts, int maskId, int g) =>
+        prompts.Select(p => p.ToArray().Concat(Enumerable.Repeat(maskId, g)).ToArray()).ToArray();
 }
