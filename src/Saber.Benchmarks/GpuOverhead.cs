@@ -45,7 +45,7 @@ internal static unsafe class GpuOverhead
             if (d >= 2) intervals.AddRange(engine.IntervalsUs());
         }
 
-        List<double> device = NativeStepTimesUs(context, logits, mask, prompts[0].ToArray(), decodes);
+        List<double> device = NativeStepTimesUs(context, options, logits, mask, prompts[0].ToArray(), decodes);
         double managedMedian = Median(intervals), deviceMedian = Median(device);
         Console.WriteLine($"GPU engine loop, V={Vocabulary}, G={Generation}, K={BlockLength}, batch 1, bf16, Saber reference; {decodes} decodes");
         Console.WriteLine("| quantity | median us | p90 us | samples |");
@@ -66,7 +66,7 @@ internal static unsafe class GpuOverhead
     }
 
     /// <summary>Device time of every step of native decodes over the same logits, one event pair per step.</summary>
-    private static List<double> NativeStepTimesUs(CudaContext context, ushort[] logits, int mask, int[] prompt, int decodes)
+    private static List<double> NativeStepTimesUs(CudaContext context, DecodeOptions options, ushort[] logits, int mask, int[] prompt, int decodes)
     {
         nint contextHandle = context.NativeHandle;
         var times = new List<double>();
@@ -78,11 +78,8 @@ internal static unsafe class GpuOverhead
                 Check(SaberNative.BufferUpload(buffer, 0, host, (ulong)logits.Length * 2));
             void* device;
             Check(SaberNative.BufferDevicePointer(buffer, &device));
-            var native = new SaberDecodeOptions
-            {
-                GenerationLength = Generation, BlockLength = BlockLength, Strategy = (int)Native.SaberStrategy.Saber,
-                Variant = (int)SaberVariant.Reference, MinTokensPerStep = 2, RemaskDivisor = 8, Backtracking = 1, Steps = 1, Threshold = 1f,
-            };
+            // The same options the sampler passes, so both decodes follow one trajectory.
+            SaberDecodeOptions native = NativeDecode.ToNative(options);
             int length = prompt.Length;
             for (int d = 0; d < decodes + 2; d++)
             {
@@ -119,11 +116,8 @@ internal static unsafe class GpuOverhead
         return times;
     }
 
-    private static void Check(SaberStatus status)
-    {
-        if (status != SaberStatus.Ok)
-            throw new InvalidOperationException($"{status}: {System.Runtime.InteropServices.Marshal.PtrToStringUTF8((nint)SaberNative.LastError())}");
-    }
+    // The library's one status-to-exception path, carrying the native message.
+    private static void Check(SaberStatus status) => NativeStatus.Check(status, "a libsaber_native call");
 
     private static double Median(List<double> values) => Percentile(values, 0.5);
 

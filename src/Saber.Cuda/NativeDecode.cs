@@ -61,7 +61,8 @@ internal sealed unsafe class NativeDecode : IDisposable
         return decode;
     }
 
-    private static SaberDecodeOptions ToNative(DecodeOptions o)
+    /// <summary>The C ABI's options for <paramref name="o"/> (fields a strategy does not use hold valid placeholders).</summary>
+    internal static SaberDecodeOptions ToNative(DecodeOptions o)
     {
         var n = new SaberDecodeOptions
         {

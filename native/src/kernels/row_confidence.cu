@@ -325,8 +325,9 @@ __global__ void __launch_bounds__(kThreads) row_confidence_reference_kernel(Deco
         const float x = to_float(row[v]);
         if (x == neg_inf()) continue;
         const double shifted = static_cast<double>(x) - max;
-        z += exp(shifted);
-        entropy += exp(shifted) * shifted;
+        const double weight = exp(shifted);
+        z += weight;
+        entropy += weight * shifted;
     }
     z = fold_in_thread_order(z, [](double a, double b) { return a + b; });
     entropy = fold_in_thread_order(entropy, [](double a, double b) { return a + b; });
