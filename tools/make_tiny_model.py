@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Builds models/tiny: a small LLaDA-architecture masked diffusion LM with SEEDED RANDOM weights.
+"""Writes a small LLaDA-architecture masked diffusion LM as ONNX; alone, with SEEDED RANDOM weights.
 
-Python standard library only (no onnx, numpy or torch is installable on the development machine):
+Python standard library only, so that it runs on a bare machine:
 the ONNX file is written with a minimal protobuf encoder, and a literal pure-Python forward pass of
 the same weights writes reference logits that the engine tests compare ONNX Runtime's output with.
 
@@ -12,7 +12,9 @@ Interface: input `input_ids` int64 [batch, sequence] -> output `logits` float32 
 
     python3 tools/make_tiny_model.py [--out models/tiny] [--seed 20261123]
 
-The same seed gives the same bytes. Trained weights need the GPU machine (tools/ will hold that script).
+The same seed gives the same bytes. The shipped models/tiny is trained: tools/train_tiny_model.py
+(PyTorch) trains these parameters and writes them through this module's write_model; run this
+script alone for the untrained stand-in (and, with --test-models, the signature-test models).
 """
 import argparse
 import json
@@ -154,7 +156,7 @@ def rotary_tables():
     return rounded(cos), rounded(sin)
 
 
-def build_onnx(w):
+def build_onnx(w, description):
     V = len(VOCABULARY)
     g = Graph()
     cos_table, sin_table = rotary_tables()
@@ -227,7 +229,7 @@ def build_onnx(w):
     model += field_bytes(7, graph)
     model += field_bytes(8, field_bytes(1, "") + field_varint(2, 17))   # opset 17
     model += metadata("mask_id", str(len(VOCABULARY) - 1)) + metadata("max_positions", str(MAX_POSITIONS))
-    model += metadata("weights", "seeded random (untrained)")
+    model += metadata("weights", description)
     return model
 
 
@@ -310,24 +312,27 @@ def main():
         for name, model in (("float-input.onnx", minimal_model(FLOAT, "logits")), ("no-logits-output.onnx", minimal_model(INT64, "scores"))):
             with open(os.path.join(args.test_models, name), "wb") as f:
                 f.write(model)
-    os.makedirs(args.out, exist_ok=True)
+    write_model(args.out, make_weights(args.seed), "seeded random (untrained), seed %d" % args.seed, args.seed)
 
-    weights = make_weights(args.seed)
-    with open(os.path.join(args.out, "model.onnx"), "wb") as f:
-        f.write(build_onnx(weights))
-    with open(os.path.join(args.out, "tokenizer.json"), "w") as f:
+
+def write_model(out, weights, description, seed):
+    """model.onnx, tokenizer.json and reference_logits.json for these weights (also the training script's output)."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "model.onnx"), "wb") as f:
+        f.write(build_onnx(weights, description))
+    with open(os.path.join(out, "tokenizer.json"), "w") as f:
         json.dump({"type": "characters", "vocabulary": VOCABULARY, "mask": MASK, "eos": "<|eos|>", "unknown": "<|unk|>"}, f, indent=1)
         f.write("\n")
 
     mask = len(VOCABULARY) - 1
     cases = [encode("def f(x):") + [mask] * 5, encode("print(") + [mask, mask] + encode(")\n")]
-    reference = {"seed": args.seed, "cases": [{"input_ids": ids, "logits": [[round(v, 6) for v in row] for row in reference_forward(weights, ids)]}
-                                              for ids in cases]}
-    with open(os.path.join(args.out, "reference_logits.json"), "w") as f:
+    reference = {"seed": seed, "cases": [{"input_ids": ids, "logits": [[round(v, 6) for v in row] for row in reference_forward(weights, ids)]}
+                                         for ids in cases]}
+    with open(os.path.join(out, "reference_logits.json"), "w") as f:
         json.dump(reference, f)
         f.write("\n")
-    print("wrote %s: model.onnx (%d parameters), tokenizer.json (V = %d), reference_logits.json"
-          % (args.out, sum(len(v) for v in weights.values()), len(VOCABULARY)))
+    print("wrote %s: model.onnx (%d parameters; %s), tokenizer.json (V = %d), reference_logits.json"
+          % (out, sum(len(v) for v in weights.values()), description, len(VOCABULARY)))
 
 
 if __name__ == "__main__":
