@@ -15,7 +15,7 @@ internal static class CompareCommand
         "and prints NFE (mean per sequence), wall time and generated tokens/s per strategy.";
 
     internal static readonly string[] DefaultPrompts =
-        ["def fibonacci(n):\n", "def is_prime(n):\n", "class Stack:\n    def push(self, item):\n", "def read_lines(path):\n"];
+        ["def fibonacci(n):\n", "def is_prime(n):\n", "class Stack:\n\tdef push(self, item):\n", "def read_lines(path):\n"];
 
     public static async Task<int> RunAsync(string[] argv, TextWriter stdout, ILoggerFactory logging, CancellationToken cancellationToken)
     {

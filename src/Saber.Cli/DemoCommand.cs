@@ -16,9 +16,9 @@ internal static class DemoCommand
         "usage: saber demo [--no-color] [--synthetic | --model DIR --threads N --gen-length G --block-length K]\n" +
         "Shows Saber filling the canvas step by step (green: committed this step, red: re-masked),\n" +
         "then compares Saber, low-confidence (S = G) and threshold 0.9 on the same model.\n" +
-        "The default model is the shipped models/tiny: a small LLaDA-architecture transformer whose weights are\n" +
-        "still seeded random (untrained), so its text is noise. --synthetic uses a synthetic stand-in with\n" +
-        "planted early mistakes that only backtracking repairs.";
+        "The default model is the shipped models/tiny: a small LLaDA-architecture transformer trained for a few\n" +
+        "minutes on Python source, so its text is code-like, not correct code (models/tiny/README.md).\n" +
+        "--synthetic uses a synthetic stand-in with planted early mistakes that only backtracking repairs.";
 
     internal const string Prompt = "def fibonacci(n):\n";
     internal const string Completion = "    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n";
@@ -46,8 +46,8 @@ internal static class DemoCommand
         args.RejectUnknown();
 
         int[] prompt = model.Tokenizer.Encode(Prompt);
-        stdout.WriteLine($"Saber on {model.Denoiser.ModelPath} (untrained: seeded random weights): prompt {Show(Prompt)}, {g} positions to fill.");
-        stdout.WriteLine(color ? "(green: committed this step, red: re-masked this step, _ : mask)" : "([x]: committed this step, {x}: re-masked this step, _ : mask)");
+        stdout.WriteLine($"Saber on {model.Denoiser.ModelPath} (weights: {model.Denoiser.WeightsDescription ?? "not described"}): prompt {Show(Prompt)}, {g} positions to fill.");
+        stdout.WriteLine(Legend(color));
         var saber = new DecodeOptions { GenerationLength = g, BlockLength = k, Strategy = new SaberStrategy() };
         var sampler = new CpuSampler(logging.CreateLogger<CpuSampler>());
         await foreach (DecodeStepUpdate update in sampler.DecodeStepsAsync(model.Denoiser, [prompt], saber, cancellationToken))
@@ -72,7 +72,7 @@ internal static class DemoCommand
         int[] prompt = task.Prompts[0];
 
         stdout.WriteLine($"Saber on a synthetic model: prompt {Show(Prompt)}, {g} positions to fill.");
-        stdout.WriteLine(color ? "(green: committed this step, red: re-masked this step, _ : mask)" : "([x]: committed this step, {x}: re-masked this step, _ : mask)");
+        stdout.WriteLine(Legend(color));
         var saber = new DecodeOptions { GenerationLength = g, Strategy = new SaberStrategy() };
         await foreach (DecodeStepUpdate update in sampler.DecodeStepsAsync(new SyntheticDenoiser(task), [prompt], saber, cancellationToken))
             stdout.WriteLine(StepLine(update, prompt.Length, color, id => CharVocabulary.Decode(id).ToString()));
@@ -90,7 +90,12 @@ internal static class DemoCommand
         return 0;
     }
 
-    private static string Show(string text) => text.Replace("\n", "⏎");
+    private static string Legend(bool color) =>
+        (color ? "(green: committed this step, red: re-masked this step" : "([x]: committed this step, {x}: re-masked this step") +
+        ", _ : mask, ⏎ : newline, ⇥ : tab)";
+
+    /// <summary>One cell per character in a step line: newline and tab drawn as symbols.</summary>
+    private static string Show(string text) => text.Replace("\n", "⏎").Replace("\t", "⇥");
 
     private static string Render(SequenceStep step, int promptLength, bool color, Func<int, string> decode)
     {

@@ -35,7 +35,8 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
     private readonly Dictionary<(int Batch, int Length), BoundShape> shapes = [];
     private int running;
 
-    private OnnxDenoiser(InferenceSession session, string path, int vocabulary, int maskId, int? maxPositions, LogitsElementType type, ILogger logger)
+    private OnnxDenoiser(InferenceSession session, string path, int vocabulary, int maskId, int? maxPositions, string? weights, LogitsElementType type,
+        ILogger logger)
     {
         this.session = session;
         this.logger = logger;
@@ -43,6 +44,7 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
         VocabularySize = vocabulary;
         MaskId = maskId;
         MaxPositions = maxPositions;
+        WeightsDescription = weights;
         ElementType = type;
     }
 
@@ -52,6 +54,9 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
 
     /// <summary>The longest canvas the model accepts (metadata <c>max_positions</c>); null when the model does not say.</summary>
     public int? MaxPositions { get; }
+
+    /// <summary>How the weights were made (metadata <c>weights</c>, e.g. the training run); null when the model does not say.</summary>
+    public string? WeightsDescription { get; }
 
     /// <summary>The element type of the model's logits.</summary>
     public LogitsElementType ElementType { get; }
@@ -88,7 +93,8 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
             if (maskId < 0 || maskId >= vocabulary)
                 throw new InvalidDataException($"Mask id {maskId} of '{path}' lies outside the vocabulary [0, {vocabulary}).");
             int? maxPositions = MetadataInt(metadata, "max_positions", path);
-            var denoiser = new OnnxDenoiser(session, path, vocabulary, maskId, maxPositions, type, logger ?? (ILogger)NullLogger.Instance);
+            string? weights = metadata.TryGetValue("weights", out string? text) ? text : null;
+            var denoiser = new OnnxDenoiser(session, path, vocabulary, maskId, maxPositions, weights, type, logger ?? (ILogger)NullLogger.Instance);
             denoiser.LogLoaded(path, vocabulary, maskId, type, maxPositions?.ToString(CultureInfo.InvariantCulture) ?? "unknown", options.IntraOpThreads);
             return denoiser;
         }

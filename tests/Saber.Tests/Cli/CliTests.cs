@@ -221,7 +221,7 @@ public class CliTests
     {
         var (code, stdout, stderr) = await Run("demo", "--no-color", "--gen-length", "32");
         Assert.That(code, Is.Zero, stderr);
-        Assert.That(stdout, Does.Contain("untrained"));
+        Assert.That(stdout, Does.Contain("(weights: trained: "), "the model's own account of its weights");
         string[] lines = stdout.Split('\n');
         Assert.That(lines.Count(l => l.StartsWith("step ")), Is.InRange(1, 32));
         var rows = CompareRows(stdout);
