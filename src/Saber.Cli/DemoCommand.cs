@@ -17,7 +17,7 @@ internal static class DemoCommand
         "Shows Saber filling the canvas step by step (green: committed this step, red: re-masked),\n" +
         "then compares Saber, low-confidence (S = G) and threshold 0.9 on the same model.\n" +
         "The default model is the shipped models/tiny: a small LLaDA-architecture transformer trained for a few\n" +
-        "minutes on Python source, so its text is code-like, not correct code (models/tiny/README.md).\n" +
+        "minutes on Python source: its text is code-shaped and repetitive, not code (models/tiny/README.md).\n" +
         "--synthetic uses a synthetic stand-in with planted early mistakes that only backtracking repairs.";
 
     internal const string Prompt = "def fibonacci(n):\n";
