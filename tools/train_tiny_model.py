@@ -47,8 +47,9 @@ def corpus_files():
 
 
 def tab_indented(text):
-    """Leading indentation as one tab per 4 columns: a character model otherwise spends a third of its
-    characters on spaces and, decoding greedily, falls into runs of them."""
+    """Leading indentation as one tab per 4 columns (tabs anywhere are first expanded to 4-column stops):
+    a character model otherwise spends nearly a third of its characters on spaces and, decoding
+    greedily, falls into runs of them."""
     lines = []
     for line in text.expandtabs(4).split("\n"):
         body = line.lstrip(" ")
@@ -64,14 +65,6 @@ def encode_files(files, tabs):
             text = f.read()
         ids += tiny.encode(tab_indented(text) if tabs else text) + [EOS_ID]
     return torch.tensor(ids, dtype=torch.long)
-
-
-def rotary(length, device):
-    """cos/sin [length, HD] exactly as make_tiny_model.rotary_tables lays them out."""
-    position = torch.arange(length, dtype=torch.float64, device=device)[:, None]
-    index = torch.arange(HD, device=device) % (HD // 2)
-    angle = position * tiny.ROPE_THETA ** (-2.0 * index.double() / HD)
-    return angle.cos().float(), angle.sin().float()
 
 
 class TinyModel(torch.nn.Module):
@@ -99,6 +92,10 @@ class TinyModel(torch.nn.Module):
         p["final_norm"] = torch.nn.Parameter(torch.ones(D))
         p["lm_head"] = normal(D, V, std=D ** -0.5)
         self.p = p
+        # make_tiny_model's rotary tables, the ones the ONNX graph holds: [max positions, HD].
+        cos, sin = tiny.rotary_tables()
+        self.register_buffer("rope_cos", torch.tensor(cos).view(tiny.MAX_POSITIONS, HD), persistent=False)
+        self.register_buffer("rope_sin", torch.tensor(sin).view(tiny.MAX_POSITIONS, HD), persistent=False)
 
     @staticmethod
     def rms_norm(x, weight):
@@ -106,7 +103,7 @@ class TinyModel(torch.nn.Module):
 
     def forward(self, ids):
         b, s = ids.shape
-        cos, sin = rotary(s, ids.device)
+        cos, sin = self.rope_cos[:s], self.rope_sin[:s]
         p = self.p
 
         def heads(x):
