@@ -20,7 +20,10 @@ public sealed class CharacterTokenizer
         MaskId = maskId;
         EosId = eosId;
         UnknownId = unknownId;
+        MaskGlyph = MaskGlyphs.FirstOrDefault(g => !ids.ContainsKey(g)) ?? vocabulary[maskId];
     }
+
+    private static readonly string[] MaskGlyphs = ["\u2591", "\u2592", "\u00B7", "\u00A4"];   // ░ ▒ · ¤
 
     public int VocabularySize => vocabulary.Length;
     public int MaskId { get; }
@@ -46,7 +49,10 @@ public sealed class CharacterTokenizer
                 int id = Array.IndexOf(vocabulary, token);
                 return id >= 0 ? id : throw new InvalidDataException($"'{path}': {key} token '{token}' is not in the vocabulary.");
             }
-            return new CharacterTokenizer(vocabulary, Id("mask"), Id("eos"), Id("unknown"));
+            int mask = Id("mask"), eos = Id("eos"), unknown = Id("unknown");
+            if (mask == eos || mask == unknown || eos == unknown)
+                throw new InvalidDataException($"'{path}': the mask, eos and unknown tokens must be three different tokens.");
+            return new CharacterTokenizer(vocabulary, mask, eos, unknown);
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
         {
@@ -54,24 +60,46 @@ public sealed class CharacterTokenizer
         }
     }
 
-    public int[] Encode(string text)
+    /// <summary>
+    /// A glyph for masked positions when text is shown: one that is not itself in the vocabulary, so that a
+    /// mask and a real character never look alike.
+    /// </summary>
+    public string MaskGlyph { get; }
+
+    /// <summary>One id per character: per Unicode scalar value, so an emoji outside the BMP is one character (an unpaired surrogate reads as U+FFFD).</summary>
+    public int[] Encode(string text) => Encode(text, out _);
+
+    /// <summary>Like <see cref="Encode(string)"/>; <paramref name="unknown"/> lists the distinct characters that are not in the vocabulary (encoded as <see cref="UnknownId"/>), in order of appearance.</summary>
+    public int[] Encode(string text, out IReadOnlyList<string> unknown)
     {
         ArgumentNullException.ThrowIfNull(text);
-        var result = new int[text.Length];
-        for (int i = 0; i < text.Length; i++)
-            result[i] = ids.TryGetValue(text[i].ToString(), out int id) ? id : UnknownId;
-        return result;
+        var result = new List<int>(text.Length);
+        List<string>? missing = null;
+        foreach (Rune rune in text.EnumerateRunes())
+        {
+            string character = rune.ToString();
+            if (ids.TryGetValue(character, out int id))
+            {
+                result.Add(id);
+                continue;
+            }
+            result.Add(UnknownId);
+            missing ??= [];
+            if (!missing.Contains(character)) missing.Add(character);
+        }
+        unknown = (IReadOnlyList<string>?)missing ?? [];
+        return result.ToArray();
     }
 
-    /// <summary>Text of the ids; stops at the first end-of-text id; masks show as <paramref name="mask"/>.</summary>
-    public string Decode(ReadOnlySpan<int> tokens, string mask = "_")
+    /// <summary>Text of the ids; stops at the first end-of-text id; masks show as <paramref name="mask"/> (default: <see cref="MaskGlyph"/>).</summary>
+    public string Decode(ReadOnlySpan<int> tokens, string? mask = null)
     {
         var text = new StringBuilder(tokens.Length);
         foreach (int id in tokens)
         {
             if (id == EosId) break;
             if (id < 0 || id >= vocabulary.Length) throw new ArgumentOutOfRangeException(nameof(tokens), id, $"Token id outside [0, {vocabulary.Length}).");
-            text.Append(id == MaskId ? mask : vocabulary[id]);
+            text.Append(id == MaskId ? mask ?? MaskGlyph : vocabulary[id]);
         }
         return text.ToString();
     }

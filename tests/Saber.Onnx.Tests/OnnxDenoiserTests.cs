@@ -171,10 +171,42 @@ public class CharacterTokenizerTests
         const string code = "def f(x):\n\treturn x * 2  # ~\n";
         Assert.That(tokenizer.Decode(tokenizer.Encode(code)), Is.EqualTo(code));
         Assert.That(tokenizer.Encode("é"), Is.EqualTo(new[] { tokenizer.UnknownId }));
-        Assert.That(tokenizer.Decode([tokenizer.Encode("a")[0], tokenizer.MaskId, tokenizer.EosId, tokenizer.Encode("b")[0]]), Is.EqualTo("a_"),
-            "a mask shows as _, and end-of-text ends the text");
+        Assert.That(tokenizer.Decode([tokenizer.Encode("a")[0], tokenizer.MaskId, tokenizer.EosId, tokenizer.Encode("b")[0]]), Is.EqualTo("a\u2591"),
+            "a mask shows as a glyph that is not in the vocabulary ('_' is), and end-of-text ends the text");
+        Assert.That(tokenizer.Encode("_"), Has.Length.EqualTo(1).And.Not.Contains(tokenizer.UnknownId), "'_' is a real character of this vocabulary");
+        Assert.That(tokenizer.Decode([tokenizer.MaskId], mask: "_"), Is.EqualTo("_"));
         Assert.That(tokenizer.VocabularySize, Is.EqualTo(100));
         Assert.That(tokenizer.MaskId, Is.EqualTo(99));
+    }
+
+    [Test]
+    public void EncodesCodePointsAndReportsUnknownCharacters()
+    {
+        CharacterTokenizer tokenizer = CharacterTokenizer.Load(TokenizerPath);
+        int a = tokenizer.Encode("a")[0], unk = tokenizer.UnknownId;
+        // U+1F600 is two UTF-16 units but one character; an unpaired surrogate is one (U+FFFD) too.
+        int[] ids = tokenizer.Encode("a\U0001F600é\U0001F600\uD800a", out IReadOnlyList<string> unknown);
+        Assert.That(ids, Is.EqualTo(new[] { a, unk, unk, unk, unk, a }));
+        Assert.That(unknown, Is.EqualTo(new[] { "\U0001F600", "é", "\uFFFD" }), "distinct, in order of appearance");
+        Assert.That(tokenizer.Encode("def", out IReadOnlyList<string> none), Has.Length.EqualTo(3));
+        Assert.That(none, Is.Empty);
+        Assert.That(tokenizer.Encode("<|mask|>"), Has.None.EqualTo(tokenizer.MaskId), "special tokens are never read from text");
+    }
+
+    [Test]
+    public void SpecialTokensMustDiffer()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"saber-tokenizer-{Guid.NewGuid():N}.json");
+        File.WriteAllText(path, """{"type": "characters", "vocabulary": ["a", "m"], "mask": "m", "eos": "a", "unknown": "m"}""");
+        try
+        {
+            var e = Assert.Throws<InvalidDataException>(() => CharacterTokenizer.Load(path));
+            Assert.That(e!.Message, Does.Contain("mask, eos and unknown tokens must be three different tokens"));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 
     [Test]
