@@ -29,10 +29,16 @@ internal sealed class Arguments
     {
         this.flags = new HashSet<string>(flags, StringComparer.Ordinal);
         using var e = args.GetEnumerator();
+        bool optionsEnded = false;
         while (e.MoveNext())
         {
             string name = e.Current;
-            if (!name.StartsWith("--", StringComparison.Ordinal) || name.Length == 2)
+            if (name == "--" && !optionsEnded)
+            {
+                optionsEnded = true;   // everything after "--" is an argument, even "--x"
+                continue;
+            }
+            if (optionsEnded || !name.StartsWith("--", StringComparison.Ordinal))
             {
                 if (!acceptsPositionals) throw new UsageException($"Unexpected argument '{name}'.");
                 positionals.Add(name);

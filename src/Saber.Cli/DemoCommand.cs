@@ -45,17 +45,30 @@ internal static class DemoCommand
         using Saber.Onnx.LocalModel model = ModelArguments.Open(args, logging);
         args.RejectUnknown();
 
-        int[] prompt = model.Tokenizer.Encode(Prompt);
+        Saber.Onnx.CharacterTokenizer tokenizer = model.Tokenizer;
+        int[] prompt = tokenizer.Encode(Prompt);
         stdout.WriteLine($"Saber on {model.Denoiser.ModelPath} (weights: {model.Denoiser.WeightsDescription ?? "not described"}): prompt {Show(Prompt)}, {g} positions to fill.");
-        stdout.WriteLine(Legend(color));
+        stdout.WriteLine(Legend(color, tokenizer.MaskGlyph));
         var saber = new DecodeOptions { GenerationLength = g, BlockLength = k, Strategy = new SaberStrategy() };
         var sampler = new CpuSampler(logging.CreateLogger<CpuSampler>());
+        int[] canvas = [];
         await foreach (DecodeStepUpdate update in sampler.DecodeStepsAsync(model.Denoiser, [prompt], saber, cancellationToken))
-            stdout.WriteLine(StepLine(update, prompt.Length, color, id => model.Tokenizer.Decode([id])));
+        {
+            // End-of-text has a cell of its own, so that the line keeps one cell per position.
+            stdout.WriteLine(StepLine(update, prompt.Length, color, id => id == tokenizer.EosId ? EndOfText : tokenizer.Decode([id])));
+            canvas = update.Sequences[0].Canvas;
+        }
+        stdout.WriteLine(FinalText(tokenizer.Decode(canvas)));
         stdout.WriteLine();
-        await CompareCommand.WriteTableAsync(model, CompareCommand.DefaultPrompts, g, k, stdout, logging, cancellationToken);
+        ReadOnlyMemory<int>[] comparePrompts = CompareCommand.DefaultPrompts.Select(p => (ReadOnlyMemory<int>)tokenizer.Encode(p)).ToArray();
+        await CompareCommand.WriteTableAsync(model, comparePrompts, g, k, stdout, logging, cancellationToken);
         return 0;
     }
+
+    private const string EndOfText = "\u2404";   // ␄
+
+    /// <summary>The decoded text as it reads, prompt included, framed by rules.</summary>
+    private static string FinalText(string text) => $"text (prompt + completion, up to the first end-of-text):\n----\n{text}\n----";
 
     private static string StepLine(DecodeStepUpdate update, int promptLength, bool color, Func<int, string> decode)
     {
@@ -72,10 +85,15 @@ internal static class DemoCommand
         int[] prompt = task.Prompts[0];
 
         stdout.WriteLine($"Saber on a synthetic model: prompt {Show(Prompt)}, {g} positions to fill.");
-        stdout.WriteLine(Legend(color));
+        stdout.WriteLine(Legend(color, CharVocabulary.MaskGlyph.ToString()));
         var saber = new DecodeOptions { GenerationLength = g, Strategy = new SaberStrategy() };
+        int[] canvas = [];
         await foreach (DecodeStepUpdate update in sampler.DecodeStepsAsync(new SyntheticDenoiser(task), [prompt], saber, cancellationToken))
+        {
             stdout.WriteLine(StepLine(update, prompt.Length, color, id => CharVocabulary.Decode(id).ToString()));
+            canvas = update.Sequences[0].Canvas;
+        }
+        stdout.WriteLine(FinalText(CharVocabulary.Decode(canvas)));
 
         stdout.WriteLine();
         stdout.WriteLine($"{"strategy",-34} {"NFE",5} {"tokens recovered",17} {"planted mistakes left",22}");
@@ -90,9 +108,9 @@ internal static class DemoCommand
         return 0;
     }
 
-    private static string Legend(bool color) =>
+    private static string Legend(bool color, string maskGlyph) =>
         (color ? "(green: committed this step, red: re-masked this step" : "([x]: committed this step, {x}: re-masked this step") +
-        ", _ : mask, ⏎ : newline, ⇥ : tab)";
+        $", {maskGlyph} : mask, ⏎ : newline, ⇥ : tab, {EndOfText} : end of text)";
 
     /// <summary>One cell per character in a step line: newline and tab drawn as symbols.</summary>
     private static string Show(string text) => text.Replace("\n", "⏎").Replace("\t", "⇥");

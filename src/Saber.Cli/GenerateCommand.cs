@@ -24,13 +24,15 @@ internal static class GenerateCommand
         IReadOnlyList<string> texts = args.Positionals;
         if (texts.Count == 0) throw new UsageException("Give at least one prompt.");
         var (g, k) = ModelArguments.Lengths(args);
+        DecodingStrategy strategy = StrategyArguments.Read(args);
+        var (temperature, seed) = StrategyArguments.Sampling(args);
         var options = new DecodeOptions
         {
             GenerationLength = g,
             BlockLength = k,
-            Strategy = StrategyArguments.Read(args),
-            Temperature = args.Float("--temperature") ?? 0f,
-            Seed = args.ULong("--seed") ?? 0,
+            Strategy = strategy,
+            Temperature = temperature,
+            Seed = seed ?? 0,
         };
         bool progress = !args.Flag("--no-progress");
         string engine = args.Text("--engine") ?? "onnx";
@@ -40,8 +42,9 @@ internal static class GenerateCommand
         CharacterTokenizer tokenizer = model?.Tokenizer ?? CharacterTokenizer.Load(Path.Combine(args.Text("--model") ?? ModelArguments.ShippedModel(), "tokenizer.json"));
         args.RejectUnknown();
         options.Validate();
+        StrategyArguments.WarnAboutSeed(options, seed is not null, "generate", stderr);
 
-        ReadOnlyMemory<int>[] prompts = ModelArguments.Encode(tokenizer, texts);
+        ReadOnlyMemory<int>[] prompts = ModelArguments.Encode(tokenizer, texts, "generate", stderr);
         using Saber.Cuda.CudaContext? context = engineFile is null ? null : Saber.Cuda.CudaContext.Create();
         using Saber.Cuda.NativeEngine? gpuEngine = context is null ? null : Saber.Cuda.NativeEngine.LoadTensorRt(context, engineFile!, tokenizer.MaskId);
         IAsyncEnumerable<DecodeStepUpdate> steps = gpuEngine is null
@@ -49,6 +52,8 @@ internal static class GenerateCommand
             : new Saber.Cuda.CudaSampler(context!, logging.CreateLogger<Saber.Cuda.CudaSampler>()).DecodeStepsAsync(gpuEngine, prompts, options, cancellationToken);
         var clock = Stopwatch.StartNew();
         int[][] canvases = ModelArguments.InitialCanvases(prompts, tokenizer.MaskId, g);
+        // On a terminal the progress line is redrawn in place; in a log file each step is a line of its own.
+        bool terminal = ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected;
         var nfe = new int[prompts.Length];
         await foreach (DecodeStepUpdate update in steps)
         {
@@ -60,10 +65,12 @@ internal static class GenerateCommand
             if (progress)
             {
                 int masked = canvases.Sum(c => c.Count(t => t == tokenizer.MaskId));
-                stderr.Write($"\rstep {update.Step,4}: {masked,5} of {g * prompts.Length} positions masked");
+                string line = $"step {update.Step,4}: {masked,5} of {g * prompts.Length} positions masked";
+                if (terminal) stderr.Write("\r" + line);
+                else stderr.WriteLine(line);
             }
         }
-        if (progress) stderr.WriteLine();
+        if (progress && terminal) stderr.WriteLine();
         double seconds = clock.Elapsed.TotalSeconds;
         for (int b = 0; b < prompts.Length; b++)
             stdout.WriteLine(texts[b] + tokenizer.Decode(canvases[b].AsSpan(prompts[b].Length)));

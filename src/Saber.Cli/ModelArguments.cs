@@ -8,7 +8,7 @@ internal static class ModelArguments
 {
     public const string Usage =
         "  --model DIR        model directory with model.onnx and tokenizer.json (default: the shipped models/tiny)\n" +
-        "  --threads N        ONNX Runtime intra-op threads (default 0: one per core)\n" +
+        "  --threads N        ONNX Runtime intra-op threads, at most four per core (default 0: one per core)\n" +
         "  --gen-length G     positions to generate (default 64)\n" +
         "  --block-length K   semi-autoregressive block length (default 32)";
 
@@ -23,7 +23,8 @@ internal static class ModelArguments
     {
         string directory = args.Text("--model") ?? ShippedModel();
         int threads = args.Int("--threads") ?? 0;
-        if (threads < 0) throw new UsageException($"--threads must be >= 0; got {threads}.");
+        if (threads < 0 || threads > OnnxEngineOptions.MaxIntraOpThreads)
+            throw new UsageException($"--threads must lie in [0, {OnnxEngineOptions.MaxIntraOpThreads}] (four per core; 0: one per core); got {threads}.");
         return LocalModel.Open(directory, new OnnxEngineOptions { IntraOpThreads = threads }, logging.CreateLogger<OnnxDenoiser>());
     }
 
@@ -34,9 +35,26 @@ internal static class ModelArguments
         return (g, args.Int("--block-length") ?? (g % 32 == 0 ? 32 : g));
     }
 
-    /// <summary>The prompts as token ids.</summary>
-    public static ReadOnlyMemory<int>[] Encode(CharacterTokenizer tokenizer, IEnumerable<string> texts) =>
-        texts.Select(t => (ReadOnlyMemory<int>)tokenizer.Encode(t)).ToArray();
+    /// <summary>The prompts as token ids; characters outside the vocabulary are named in a warning on <paramref name="stderr"/>.</summary>
+    public static ReadOnlyMemory<int>[] Encode(CharacterTokenizer tokenizer, IReadOnlyList<string> texts, string command, TextWriter stderr)
+    {
+        var prompts = new ReadOnlyMemory<int>[texts.Count];
+        for (int i = 0; i < texts.Count; i++)
+        {
+            prompts[i] = tokenizer.Encode(texts[i], out IReadOnlyList<string> unknown);
+            if (unknown.Count > 0)
+                stderr.WriteLine($"saber {command}: warning: prompt {i + 1} holds {unknown.Count} character(s) outside the model's vocabulary, " +
+                    $"read as the unknown token: {string.Join(" ", unknown.Select(Describe))}");
+        }
+        return prompts;
+    }
+
+    /// <summary>A character and its code point, e.g. 'é' (U+00E9); a control character by its code point alone.</summary>
+    private static string Describe(string character)
+    {
+        string codePoints = string.Join(" ", character.EnumerateRunes().Select(r => $"U+{r.Value:X4}"));
+        return character.EnumerateRunes().Any(System.Text.Rune.IsControl) ? codePoints : $"'{character}' ({codePoints})";
+    }
 
     /// <summary>Each prompt followed by <paramref name="g"/> masks: the canvases before the first step.</summary>
     public static int[][] InitialCanvases(IEnumerable<ReadOnlyMemory<int>> prompts, int maskId, int g) =>

@@ -11,7 +11,14 @@ public static class Program
         "  generate complete prompts with a model (default: the shipped models/tiny, ONNX Runtime on the CPU)\n" +
         "  compare  one prompt set through Saber, low-confidence (S = G) and threshold 0.9: NFE, wall time, tokens/s\n" +
         "  replay   decode against logits recorded in a .npy file [steps, L, V]\n" +
-        "common options: --verbose (log to stderr), --help";
+        "common options: --verbose (log to stderr), --help; --version prints the version;\n" +
+        "-- ends the options (what follows is a prompt, even if it starts with --)";
+
+    /// <summary>The informational version of this build (what <c>saber --version</c> prints).</summary>
+    public static string Version =>
+        typeof(Program).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion
+        ?? typeof(Program).Assembly.GetName().Version?.ToString() ?? "unknown";
 
     public static async Task<int> Main(string[] args)
     {
@@ -41,15 +48,23 @@ public static class Program
             (args.Length == 0 ? stderr : stdout).WriteLine(Usage);
             return args.Length == 0 ? 2 : 0;
         }
+        if (args[0] is "--version" or "version")
+        {
+            stdout.WriteLine($"saber {Version}");
+            return 0;
+        }
         string command = args[0];
         string[] rest = args[1..];
-        if (rest.Contains("--help"))
+        // Options end at "--": a prompt after it may read "--help" or "--verbose".
+        int end = Array.IndexOf(rest, "--");
+        ArraySegment<string> options = new(rest, 0, end < 0 ? rest.Length : end);
+        if (options.Contains("--help"))
         {
             stdout.WriteLine(CommandUsage(command));
             return 0;
         }
-        bool verbose = rest.Contains("--verbose");
-        rest = rest.Where(a => a != "--verbose").ToArray();
+        bool verbose = options.Contains("--verbose");
+        rest = [.. options.Where(a => a != "--verbose"), .. rest.AsSpan(options.Count)];
         using ILoggerFactory logging = LoggerFactory.Create(builder =>
         {
             builder.SetMinimumLevel(verbose ? LogLevel.Debug : LogLevel.Warning);
@@ -60,10 +75,10 @@ public static class Program
         {
             return command switch
             {
-                "replay" => await ReplayCommand.RunAsync(rest, stdout, logging, cancellationToken),
+                "replay" => await ReplayCommand.RunAsync(rest, stdout, stderr, logging, cancellationToken),
                 "demo" => await DemoCommand.RunAsync(rest, stdout, logging, cancellationToken),
                 "generate" => await GenerateCommand.RunAsync(rest, stdout, stderr, logging, cancellationToken),
-                "compare" => await CompareCommand.RunAsync(rest, stdout, logging, cancellationToken),
+                "compare" => await CompareCommand.RunAsync(rest, stdout, stderr, logging, cancellationToken),
                 _ => throw new UsageException($"Unknown command '{command}'."),
             };
         }
@@ -82,7 +97,7 @@ public static class Program
                                        or UnauthorizedAccessException or Saber.Cuda.SaberNativeException or DllNotFoundException
                                        or Microsoft.ML.OnnxRuntime.OnnxRuntimeException)
         {
-            stderr.WriteLine($"saber {command}: {e.Message}");
+            stderr.WriteLine($"saber {command}: {ErrorMessages.Describe(e)}");
             return 1;
         }
     }

@@ -14,21 +14,21 @@ internal static class ReplayCommand
         "--json prints one JSON object {tokens, nfe, trace} on stdout; otherwise a readable table.\n" +
         "--device cuda decodes with libsaber_native's kernels (SABER_NATIVE_LIBRARY, or next to saber).";
 
-
-
-    public static async Task<int> RunAsync(string[] argv, TextWriter stdout, ILoggerFactory logging, CancellationToken cancellationToken)
+    public static async Task<int> RunAsync(string[] argv, TextWriter stdout, TextWriter stderr, ILoggerFactory logging, CancellationToken cancellationToken)
     {
         var args = new Arguments(argv, new HashSet<string>(StrategyArguments.Flags.Append("--json")));
         string path = args.RequiredText("--logits");
         int[] prompt = args.IntList("--prompt-tokens");
         int maskId = args.RequiredInt("--mask-id");
+        DecodingStrategy strategy = StrategyArguments.Read(args);
+        var (temperature, seed) = StrategyArguments.Sampling(args);
         var options = new DecodeOptions
         {
             GenerationLength = args.RequiredInt("--gen-length"),
             BlockLength = args.Int("--block-length"),
-            Strategy = StrategyArguments.Read(args),
-            Temperature = args.Float("--temperature") ?? 0f,
-            Seed = args.ULong("--seed") ?? 0,
+            Strategy = strategy,
+            Temperature = temperature,
+            Seed = seed ?? 0,
             Trace = true,
         };
         bool json = args.Flag("--json");
@@ -40,8 +40,10 @@ internal static class ReplayCommand
         };
         args.RejectUnknown();
         options.Validate();
+        StrategyArguments.WarnAboutSeed(options, seed is not null, "replay", stderr);
 
         using var denoiser = new ReplayDenoiser(path, maskId);
+        denoiser.CheckCanvasLength(prompt.Length, options.GenerationLength);
         using Saber.Cuda.CudaContext? context = cuda ? Saber.Cuda.CudaContext.Create() : null;
         ISampler sampler = context is null
             ? new CpuSampler(logging.CreateLogger<CpuSampler>())

@@ -59,6 +59,24 @@ internal static class StrategyArguments
         }
     }
 
+    /// <summary><c>--temperature</c> (default 0) and <c>--seed</c> (null when not given).</summary>
+    public static (float Temperature, ulong? Seed) Sampling(Arguments args) => (args.Float("--temperature") ?? 0f, args.ULong("--seed"));
+
+    /// <summary>
+    /// After validation: the seed keys the Gumbel draws (T &gt; 0) and the random metric; warns on
+    /// <paramref name="stderr"/> when one of seed and randomness is given without the other.
+    /// </summary>
+    public static void WarnAboutSeed(DecodeOptions options, bool seedGiven, string command, TextWriter stderr)
+    {
+        bool temperature = options.Temperature > 0f;
+        bool random = temperature || options.Strategy is LowConfidenceStrategy { Metric: ConfidenceMetric.Random };
+        if (random && !seedGiven)
+            stderr.WriteLine($"saber {command}: warning: {(temperature ? "--temperature without --seed" : "--metric random without --seed")}: " +
+                "the random draws use seed 0 (give --seed N to choose another)");
+        if (!random && seedGiven)
+            stderr.WriteLine($"saber {command}: warning: --seed has no effect without --temperature > 0 or --metric random");
+    }
+
     /// <summary>A short name for tables.</summary>
     public static string Describe(DecodingStrategy strategy) => strategy switch
     {

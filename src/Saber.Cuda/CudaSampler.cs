@@ -83,7 +83,7 @@ public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler
         {
             ArgumentNullException.ThrowIfNull(denoiser);
             // The same checks and messages as the CPU sampler; the native layer checks again.
-            DecodeInputs.Validate(prompts, options, denoiser.VocabularySize, denoiser.MaskId);
+            DecodeInputs.Validate(prompts, options, denoiser.VocabularySize, denoiser.MaskId, denoiser.MaxSequenceLength);
             return new Model
             {
                 Vocabulary = denoiser.VocabularySize,
@@ -101,7 +101,7 @@ public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler
         public static Model Gpu(IGpuDenoiser denoiser, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options, CudaContext context)
         {
             ArgumentNullException.ThrowIfNull(denoiser);
-            DecodeInputs.Validate(prompts, options, denoiser.VocabularySize, denoiser.MaskId);
+            DecodeInputs.Validate(prompts, options, denoiser.VocabularySize, denoiser.MaskId, denoiser.MaxSequenceLength);
             if (!Enum.IsDefined(denoiser.ElementType))
                 throw new ArgumentOutOfRangeException(nameof(denoiser), denoiser.ElementType, "The engine's ElementType is not a LogitsElementType.");
             nint stream = context.Stream;

@@ -13,6 +13,9 @@ public interface IGpuDenoiser
     /// <summary>The [MASK] token id, in <c>[0, V)</c>.</summary>
     int MaskId { get; }
 
+    /// <summary>The longest canvas (prompt + <c>G</c>) the engine takes; null when it does not say (see <see cref="IDenoiser.MaxSequenceLength"/>).</summary>
+    int? MaxSequenceLength => null;
+
     /// <summary>The element type of the logits the engine writes.</summary>
     LogitsElementType ElementType { get; }
 

@@ -8,7 +8,10 @@ namespace Saber.Onnx;
 /// <summary>Session settings of an <see cref="OnnxDenoiser"/>.</summary>
 public sealed record OnnxEngineOptions
 {
-    /// <summary>Threads inside one operator; 0 lets ONNX Runtime choose (one per physical core).</summary>
+    /// <summary>The most intra-op threads accepted: four per logical core (more only thrash, and ONNX Runtime starts them all at load).</summary>
+    public static int MaxIntraOpThreads => 4 * Environment.ProcessorCount;
+
+    /// <summary>Threads inside one operator, in <c>[0, <see cref="MaxIntraOpThreads"/>]</c>; 0 lets ONNX Runtime choose (one per physical core).</summary>
     public int IntraOpThreads { get; init; }
 
     /// <summary>ONNX Runtime's graph optimisation level.</summary>
@@ -55,6 +58,9 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
     /// <summary>The longest canvas the model accepts (metadata <c>max_positions</c>); null when the model does not say.</summary>
     public int? MaxPositions { get; }
 
+    /// <inheritdoc />
+    public int? MaxSequenceLength => MaxPositions;
+
     /// <summary>How the weights were made (metadata <c>weights</c>, e.g. the training run); null when the model does not say.</summary>
     public string? WeightsDescription { get; }
 
@@ -71,7 +77,9 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
     {
         ArgumentNullException.ThrowIfNull(path);
         options ??= new OnnxEngineOptions();
-        ArgumentOutOfRangeException.ThrowIfNegative(options.IntraOpThreads, nameof(options.IntraOpThreads));
+        if (options.IntraOpThreads < 0 || options.IntraOpThreads > OnnxEngineOptions.MaxIntraOpThreads)
+            throw new ArgumentOutOfRangeException(nameof(options.IntraOpThreads), options.IntraOpThreads,
+                $"Intra-op threads must lie in [0, {OnnxEngineOptions.MaxIntraOpThreads}] (four per core; 0: ONNX Runtime's default); got {options.IntraOpThreads}.");
         if (!File.Exists(path)) throw new FileNotFoundException($"No ONNX model at '{path}'.", path);
 
         using var sessionOptions = new SessionOptions { GraphOptimizationLevel = options.OptimizationLevel, IntraOpNumThreads = options.IntraOpThreads };
@@ -93,6 +101,8 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
             if (maskId < 0 || maskId >= vocabulary)
                 throw new InvalidDataException($"Mask id {maskId} of '{path}' lies outside the vocabulary [0, {vocabulary}).");
             int? maxPositions = MetadataInt(metadata, "max_positions", path);
+            if (maxPositions <= 0)
+                throw new InvalidDataException($"Metadata 'max_positions' of '{path}' must be > 0; it is {maxPositions}.");
             string? weights = metadata.TryGetValue("weights", out string? text) ? text : null;
             var denoiser = new OnnxDenoiser(session, path, vocabulary, maskId, maxPositions, weights, type, logger ?? (ILogger)NullLogger.Instance);
             denoiser.LogLoaded(path, vocabulary, maskId, type, maxPositions?.ToString(CultureInfo.InvariantCulture) ?? "unknown", options.IntraOpThreads);
@@ -143,6 +153,8 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
             if (canvas.Length == 0) throw new ArgumentException("A canvas is empty.", nameof(request));
             if (MaxPositions is int max && canvas.Length > max)
                 throw new ArgumentException($"A canvas of {canvas.Length} positions is longer than the model's max_positions {max}.", nameof(request));
+            if ((long)canvas.Length * VocabularySize > Array.MaxLength)
+                throw new ArgumentException($"A canvas of {canvas.Length} positions has logits [{canvas.Length}, {VocabularySize}], more than the largest array holds.", nameof(request));
         }
         if (Interlocked.Exchange(ref running, 1) == 1)
             throw new InvalidOperationException("OnnxDenoiser runs one forward pass at a time.");
@@ -151,15 +163,17 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
             var result = new SequenceLogits[request.Canvases.Count];
             using var runOptions = new RunOptions();
             using CancellationTokenRegistration registration = cancellationToken.Register(() => runOptions.Terminate = true);
-            // Equal lengths share a run; the order of the request is kept in the result.
-            foreach (var group in Enumerable.Range(0, request.Canvases.Count).GroupBy(i => request.Canvases[i].Length))
+            // Equal lengths share a run, as many as fit one logits array; the order of the request is kept in the result.
+            var groups = Enumerable.Range(0, request.Canvases.Count).GroupBy(i => request.Canvases[i].Length)
+                .SelectMany(g => g.Chunk((int)Math.Max(1, Array.MaxLength / ((long)g.Key * VocabularySize))).Select(members => (Length: g.Key, Members: members)));
+            foreach (var group in groups)
             {
-                int[] members = group.ToArray();
-                BoundShape shape = Shape(members.Length, group.Key);
+                int[] members = group.Members;
+                BoundShape shape = Shape(members.Length, group.Length);
                 for (int m = 0; m < members.Length; m++)
                 {
                     ReadOnlySpan<int> canvas = request.Canvases[members[m]].Span;
-                    Span<long> ids = shape.InputIds.AsSpan(m * group.Key, group.Key);
+                    Span<long> ids = shape.InputIds.AsSpan(m * group.Length, group.Length);
                     for (int i = 0; i < canvas.Length; i++) ids[i] = canvas[i];
                 }
                 try

@@ -57,7 +57,7 @@ public sealed partial class CpuSampler : ISampler
     private DecodeBatch Begin(IDenoiser denoiser, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options)
     {
         ArgumentNullException.ThrowIfNull(denoiser);
-        return DecodeBatch.Create(prompts, options, denoiser.VocabularySize, denoiser.MaskId, maxDegreeOfParallelism);
+        return DecodeBatch.Create(prompts, options, denoiser.VocabularySize, denoiser.MaskId, maxDegreeOfParallelism, denoiser.MaxSequenceLength);
     }
 
     private async ValueTask<DecodeStepUpdate> StepAsync(IDenoiser denoiser, DecodeBatch batch, bool snapshots, CancellationToken cancellationToken)

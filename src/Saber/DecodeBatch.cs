@@ -37,9 +37,10 @@ internal sealed class DecodeBatch
     }
 
     /// <summary>Validates everything of spec §7 that is known before the first model call, then sets up the canvases.</summary>
-    public static DecodeBatch Create(IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options, int vocabulary, int maskId, int maxDegreeOfParallelism = -1)
+    public static DecodeBatch Create(IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options, int vocabulary, int maskId, int maxDegreeOfParallelism = -1,
+        int? maxSequenceLength = null)
     {
-        DecodeInputs.Validate(prompts, options, vocabulary, maskId);
+        DecodeInputs.Validate(prompts, options, vocabulary, maskId, maxSequenceLength);
         var states = new SequenceState[prompts.Count];
         for (int b = 0; b < states.Length; b++)
             states[b] = new SequenceState(prompts[b].Span, options, maskId);

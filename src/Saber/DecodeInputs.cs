@@ -3,8 +3,18 @@ namespace Saber;
 /// <summary>The checks of spec §7 that can be made before the first model call; every sampler runs them.</summary>
 public static class DecodeInputs
 {
-    /// <summary>Throws an <see cref="ArgumentException"/> naming the first invalid option, vocabulary, mask id or prompt token.</summary>
-    public static void Validate(IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options, int vocabulary, int maskId)
+    /// <summary>
+    /// The most sequences in one decode: the CUDA row pass runs one grid row per sequence (a grid's y
+    /// dimension holds 65535), and both samplers accept the same batches.
+    /// </summary>
+    public const int MaxBatch = 65535;
+
+    /// <summary>
+    /// Throws an <see cref="ArgumentException"/> naming the first invalid option, vocabulary, mask id, batch size,
+    /// canvas length or prompt token. Sizes are checked before anything is allocated.
+    /// </summary>
+    /// <param name="maxSequenceLength">The model's longest canvas (<see cref="IDenoiser.MaxSequenceLength"/>), if it has one.</param>
+    public static void Validate(IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options, int vocabulary, int maskId, int? maxSequenceLength = null)
     {
         ArgumentNullException.ThrowIfNull(prompts);
         ArgumentNullException.ThrowIfNull(options);
@@ -13,9 +23,19 @@ public static class DecodeInputs
             throw new ArgumentOutOfRangeException(nameof(vocabulary), vocabulary, $"Vocabulary size V must be > 0; got {vocabulary}.");
         if (maskId < 0 || maskId >= vocabulary)
             throw new ArgumentOutOfRangeException(nameof(maskId), maskId, $"Mask id must lie in [0, V={vocabulary}); got {maskId}.");
+        if (prompts.Count > MaxBatch)
+            throw new ArgumentOutOfRangeException(nameof(prompts), prompts.Count, $"A decode holds at most {MaxBatch} sequences; got {prompts.Count} prompts.");
+        int g = options.GenerationLength;
         for (int b = 0; b < prompts.Count; b++)
         {
             ReadOnlySpan<int> prompt = prompts[b].Span;
+            long length = (long)prompt.Length + g;
+            if (maxSequenceLength is int max && length > max)
+                throw new ArgumentOutOfRangeException(nameof(options.GenerationLength), g,
+                    $"Prompt {b} ({prompt.Length} tokens) plus generation length G={g} makes a canvas of {length} positions; the model takes at most {max}.");
+            if (length * vocabulary > Array.MaxLength)
+                throw new ArgumentOutOfRangeException(nameof(options.GenerationLength), g,
+                    $"Prompt {b} ({prompt.Length} tokens) plus generation length G={g} makes a canvas of {length} positions, whose logits [{length}, V={vocabulary}] exceed the largest array ({Array.MaxLength} elements).");
             for (int i = 0; i < prompt.Length; i++)
             {
                 int token = prompt[i];

@@ -57,11 +57,20 @@ public sealed record SaberStrategy(
 /// <param name="Metric">Ranking metric.</param>
 public sealed record LowConfidenceStrategy(int Steps, ConfidenceMetric Metric = ConfidenceMetric.MaxProb) : DecodingStrategy
 {
+    /// <summary>
+    /// <c>S ≤ MaxStepsPerPosition · G</c>: every step calls the model, and past <c>S = G</c> the extra steps commit
+    /// nothing (spec §4), so a larger <c>S</c> is a mistake that would run for hours, not a decode.
+    /// </summary>
+    public const int MaxStepsPerPosition = 16;
+
     internal override void Validate(int generationLength, int blockLength)
     {
         int blocks = generationLength / blockLength;
         if (Steps <= 0 || Steps % blocks != 0)
             throw new ArgumentOutOfRangeException(nameof(Steps), Steps, $"Low-confidence steps S must be a positive multiple of the block count {blocks} (G={generationLength}, K={blockLength}); got {Steps}.");
+        if (Steps > (long)MaxStepsPerPosition * generationLength)
+            throw new ArgumentOutOfRangeException(nameof(Steps), Steps,
+                $"Low-confidence steps S must be at most {MaxStepsPerPosition} x G = {(long)MaxStepsPerPosition * generationLength} (steps past G commit nothing); got {Steps}.");
         if (!Enum.IsDefined(Metric))
             throw new ArgumentOutOfRangeException(nameof(Metric), Metric, $"Unknown confidence metric {Metric}.");
     }
@@ -78,7 +87,13 @@ public sealed record ThresholdStrategy(float Threshold = 0.9f) : DecodingStrateg
 /// <summary>Everything a decode needs besides the model and the prompts.</summary>
 public sealed record DecodeOptions
 {
-    /// <summary><c>G</c>: number of generated positions after each prompt.</summary>
+    /// <summary>
+    /// The largest <c>G</c> accepted (2^20): far beyond any diffusion LM's context, and small enough that a
+    /// sequence's decode state (about 40 bytes a position) stays within tens of MiB.
+    /// </summary>
+    public const int MaxGenerationLength = 1 << 20;
+
+    /// <summary><c>G</c>: number of generated positions after each prompt, in <c>[1, <see cref="MaxGenerationLength"/>]</c>.</summary>
     public required int GenerationLength { get; init; }
 
     /// <summary><c>K</c>: semi-autoregressive block length; null means one block (<c>K = G</c>).</summary>
@@ -103,6 +118,9 @@ public sealed record DecodeOptions
     {
         if (GenerationLength <= 0)
             throw new ArgumentOutOfRangeException(nameof(GenerationLength), GenerationLength, $"Generation length G must be > 0; got {GenerationLength}.");
+        if (GenerationLength > MaxGenerationLength)
+            throw new ArgumentOutOfRangeException(nameof(GenerationLength), GenerationLength,
+                $"Generation length G must be at most {MaxGenerationLength}; got {GenerationLength}.");
         int k = EffectiveBlockLength;
         if (k <= 0 || GenerationLength % k != 0)
             throw new ArgumentOutOfRangeException(nameof(BlockLength), k, $"Block length K must be > 0 and divide G={GenerationLength}; got {k}.");

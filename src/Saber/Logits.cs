@@ -103,6 +103,12 @@ public interface IDenoiser
     int MaskId { get; }
 
     /// <summary>
+    /// The longest canvas (prompt + <c>G</c>) the model takes, e.g. its position-embedding table; null when it
+    /// does not say. Samplers reject a longer decode before allocating anything.
+    /// </summary>
+    int? MaxSequenceLength => null;
+
+    /// <summary>
     /// Runs the model on every canvas of <paramref name="request"/> and returns one
     /// <see cref="SequenceLogits"/> per canvas, in the same order, with one row per canvas position.
     /// </summary>

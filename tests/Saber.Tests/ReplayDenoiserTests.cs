@@ -71,7 +71,23 @@ public class ReplayDenoiserTests
         using var replay = new ReplayDenoiser(file, 4);
         var options = new DecodeOptions { GenerationLength = 4 };
         var e = Assert.ThrowsAsync<InvalidLogitsException>(() => new CpuSampler().DecodeAsync(replay, [new[] { 1 }], options));
-        Assert.That(e!.Message, Does.Contain("[6, 5]; expected [5, 5]"));
+        Assert.That(e!.Message, Does.Contain(file).And.Contain("[6, 5] per step").And.Contain("expected [5, 5]"));
+        Assert.That(() => replay.CheckCanvasLength(1, 4), Throws.ArgumentException.With.Message.Contain(file).And.Message.Contain("(2, 6, 5)")
+            .And.Message.Contain("L = 6").And.Message.Contain("G = 4 makes 5"));
+        Assert.That(() => replay.CheckCanvasLength(2, 4), Throws.Nothing);
+    }
+
+    [Test]
+    public void ALongerCanvasIsRejectedBeforeAnythingIsAllocated()
+    {
+        string file = NpyWriter.WriteFloat32(PathOf("m.npy"), [2, 6, 5], Recording(2, 6, 5, 1));
+        using var replay = new ReplayDenoiser(file, 4);
+        Assert.That(((IDenoiser)replay).MaxSequenceLength, Is.EqualTo(6));
+        var counting = new CountingDenoiser(replay);
+        var e = Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => new CpuSampler().DecodeAsync(counting, [new[] { 1, 2, 3 }], new DecodeOptions { GenerationLength = 4 }));
+        Assert.That(e!.ParamName, Is.EqualTo("GenerationLength"));
+        Assert.That(e.Message, Does.Contain("Prompt 0 (3 tokens) plus generation length G=4 makes a canvas of 7 positions; the model takes at most 6."));
+        Assert.That(counting.Calls, Is.Zero);
     }
 
     public static IEnumerable<TestCaseData> BadFiles()

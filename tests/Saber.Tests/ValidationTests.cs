@@ -28,6 +28,52 @@ public class ValidationTests
         yield return Case("theta>1", Options(new ThresholdStrategy(1.5f)), "Threshold", "got 1.5");
         yield return Case("theta=NaN", Options(new ThresholdStrategy(float.NaN)), "Threshold", "got NaN");
         yield return Case("fixed theta<0", Options(new SaberStrategy(FixedThreshold: -0.1f)), "FixedThreshold", "got -0.1");
+        yield return Case("G=int.MaxValue", Options() with { GenerationLength = int.MaxValue, BlockLength = null }, "GenerationLength", "at most 1048576; got 2147483647");
+        yield return Case("G=2^20+1", Options() with { GenerationLength = (1 << 20) + 1, BlockLength = 1 }, "GenerationLength", "got 1048577");
+        yield return Case("S>16G", Options(new LowConfidenceStrategy(16 * 8 + 2)), "Steps", "at most 16 x G = 128 (steps past G commit nothing); got 130");
+    }
+
+    [Test]
+    public void TheLargestLimitsAreAccepted()
+    {
+        Assert.That(() => (Options() with { GenerationLength = DecodeOptions.MaxGenerationLength, BlockLength = null }).Validate(), Throws.Nothing);
+        Assert.That(() => Options(new LowConfidenceStrategy(16 * 8)).Validate(), Throws.Nothing);
+    }
+
+    /// <summary>A canvas whose logits [P + G, V] cannot be one array is rejected before any state is allocated.</summary>
+    [Test]
+    public void ACanvasWhoseLogitsExceedAnArrayIsRejectedUpFront()
+    {
+        const int vocabulary = 1 << 12;   // 2^20 positions x 2^12 = 2^32 logits
+        var denoiser = new CountingDenoiser(new RandomDenoiser(1, vocabulary, 0));
+        var options = new DecodeOptions { GenerationLength = DecodeOptions.MaxGenerationLength };
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var e = Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => new CpuSampler().DecodeAsync(denoiser, [Prompt], options));
+        Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.LessThan(1 << 20), "nothing of the canvas size was allocated");
+        Assert.That(e!.ParamName, Is.EqualTo("GenerationLength"));
+        Assert.That(e.Message, Does.Contain($"a canvas of {3 + (1 << 20)} positions, whose logits [{3 + (1 << 20)}, V={vocabulary}] exceed the largest array"));
+        Assert.That(denoiser.Calls, Is.Zero);
+    }
+
+    [Test]
+    public void TheModelsLongestCanvasIsCheckedBeforeTheFirstCall()
+    {
+        var denoiser = new CountingDenoiser(new LimitedDenoiser(new RandomDenoiser(1, 11, 10), maxSequenceLength: 10));
+        var options = Options();   // P = 3, G = 8: 11 positions
+        var e = Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => new CpuSampler().DecodeAsync(denoiser, [new[] { 1 }, Prompt], options));
+        Assert.That(e!.ParamName, Is.EqualTo("GenerationLength"));
+        Assert.That(e.Message, Does.Contain("Prompt 1 (3 tokens) plus generation length G=8 makes a canvas of 11 positions; the model takes at most 10."));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new CpuSampler().DecodeStepsAsync(denoiser, [Prompt], options));
+        Assert.That(denoiser.Calls, Is.Zero);
+        Assert.That(() => new CpuSampler().DecodeAsync(denoiser, [new[] { 1, 2 }], options).Wait(), Throws.Nothing, "10 positions fit");
+    }
+
+    [Test]
+    public void MoreSequencesThanABatchHoldsAreRejected()
+    {
+        var prompts = Enumerable.Repeat((ReadOnlyMemory<int>)Prompt, DecodeInputs.MaxBatch + 1).ToArray();
+        var e = Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => new CpuSampler().DecodeAsync(new RandomDenoiser(1, 11, 10), prompts, Options()));
+        Assert.That(e!.Message, Does.Contain("at most 65535 sequences; got 65536 prompts"));
     }
 
     [TestCaseSource(nameof(BadOptions))]
@@ -179,10 +225,20 @@ public class ValidationTests
 }
 
 /// <summary>Counts the calls made to another denoiser.</summary>
+/// <summary>A denoiser that declares a longest canvas.</summary>
+internal sealed class LimitedDenoiser(IDenoiser inner, int maxSequenceLength) : IDenoiser
+{
+    public int VocabularySize => inner.VocabularySize;
+    public int MaskId => inner.MaskId;
+    public int? MaxSequenceLength => maxSequenceLength;
+    public ValueTask<IReadOnlyList<SequenceLogits>> ForwardAsync(DenoiseRequest request, CancellationToken cancellationToken) => inner.ForwardAsync(request, cancellationToken);
+}
+
 internal sealed class CountingDenoiser(IDenoiser inner) : IDenoiser
 {
     public int VocabularySize => inner.VocabularySize;
     public int MaskId => inner.MaskId;
+    public int? MaxSequenceLength => inner.MaxSequenceLength;
     public int Calls { get; private set; }
 
     public ValueTask<IReadOnlyList<SequenceLogits>> ForwardAsync(DenoiseRequest request, CancellationToken cancellationToken)

@@ -19,8 +19,11 @@ public static class CharVocabulary
 
     public static int[] Encode(string text) => text.Select(Encode).ToArray();
 
+    /// <summary>The default glyph of a mask: not a character of the vocabulary ('_' is one).</summary>
+    public const char MaskGlyph = '\u2591';
+
     /// <summary>Decodes one id; the mask shows as <paramref name="mask"/>.</summary>
-    public static char Decode(int id, char mask = '_') => id switch
+    public static char Decode(int id, char mask = MaskGlyph) => id switch
     {
         MaskId => mask,
         Newline => '\n',
@@ -28,7 +31,7 @@ public static class CharVocabulary
         _ => throw new ArgumentOutOfRangeException(nameof(id), id, $"Token id {id} is outside [0, {Size})."),
     };
 
-    public static string Decode(ReadOnlySpan<int> ids, char mask = '_')
+    public static string Decode(ReadOnlySpan<int> ids, char mask = MaskGlyph)
     {
         var chars = new char[ids.Length];
         for (int i = 0; i < ids.Length; i++) chars[i] = Decode(ids[i], mask);

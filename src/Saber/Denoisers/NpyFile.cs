@@ -15,6 +15,12 @@ public sealed partial class NpyFile : IDisposable
     // Bytes, not a u8 string literal: "\x93" in C# would be U+0093, which UTF-8 encodes as two bytes.
     private static ReadOnlySpan<byte> Magic => [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
 
+    /// <summary>The longest header read (NumPy writes well under 1 KiB; its own reader stops at 10,000 bytes by default).</summary>
+    public const int MaxHeaderLength = 1 << 16;
+
+    /// <summary>The highest rank read.</summary>
+    public const int MaxRank = 32;
+
     private readonly MemoryMappedFile map;
     private readonly MemoryMappedViewAccessor view;
     private readonly long dataOffset;
@@ -39,15 +45,16 @@ public sealed partial class NpyFile : IDisposable
     public static NpyFile Open(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        if (Directory.Exists(path))
+            throw new InvalidDataException($"{path} is a directory, not a .npy file.");
         long headerEnd;
         long[] shape;
         LogitsElementType type;
         using (var stream = File.OpenRead(path))
         {
             (headerEnd, shape, type) = ReadHeader(stream, path);
-            long elements = 1;
-            foreach (long d in shape) elements = checked(elements * d);
-            long needed = checked(elements * (type == LogitsElementType.Float32 ? 4 : 2));
+            long needed = DataBytes(shape, type == LogitsElementType.Float32 ? 4 : 2)
+                ?? throw new InvalidDataException($"{path}: shape ({string.Join(", ", shape)}) holds more elements than any file can.");
             long available = stream.Length - headerEnd;
             if (available < needed)
                 throw new InvalidDataException($"{path}: truncated: shape ({string.Join(", ", shape)}) needs {needed} bytes of data; the file holds {available}.");
@@ -89,6 +96,28 @@ public sealed partial class NpyFile : IDisposable
         map.Dispose();
     }
 
+    /// <summary>
+    /// The bytes of data a shape holds, or null when the product of its non-zero dimensions (times the element
+    /// size) overflows a long: such a shape is rejected even where a zero dimension makes it empty, so that any
+    /// product of its dimensions can be computed afterwards without overflow.
+    /// </summary>
+    private static long? DataBytes(long[] shape, int elementSize)
+    {
+        long product = elementSize;
+        bool empty = false;
+        foreach (long d in shape)
+        {
+            if (d == 0)
+            {
+                empty = true;
+                continue;
+            }
+            if (product > long.MaxValue / d) return null;
+            product *= d;
+        }
+        return empty ? 0 : product;
+    }
+
     private static (long HeaderEnd, long[] Shape, LogitsElementType Type) ReadHeader(Stream stream, string path)
     {
         Span<byte> prefix = stackalloc byte[12];
@@ -110,6 +139,8 @@ public sealed partial class NpyFile : IDisposable
             default:
                 throw new InvalidDataException($"{path}: unsupported .npy format version {major}.{prefix[7]} (1.0, 2.0 and 3.0 are read).");
         }
+        if (headerLength > MaxHeaderLength)
+            throw new InvalidDataException($"{path}: header of {headerLength} bytes is longer than the {MaxHeaderLength} read.");
         if (headerStart + headerLength > stream.Length)
             throw new InvalidDataException($"{path}: header of {headerLength} bytes runs past the end of the file.");
         var headerBytes = new byte[headerLength];
@@ -136,10 +167,12 @@ public sealed partial class NpyFile : IDisposable
         var dims = new List<long>();
         foreach (string part in shape.Groups[1].Value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
         {
-            if (!long.TryParse(part.TrimEnd('L'), out long d) || d < 0)
-                throw new InvalidDataException($"{path}: bad dimension '{part}' in shape ({shape.Groups[1].Value}).");
+            if (!long.TryParse(part.TrimEnd('L'), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long d))
+                throw new InvalidDataException($"{path}: bad dimension '{part}' in shape ({shape.Groups[1].Value}): dimensions are integers in [0, {long.MaxValue}].");
             dims.Add(d);
         }
+        if (dims.Count > MaxRank)
+            throw new InvalidDataException($"{path}: shape of rank {dims.Count}; at most {MaxRank} dimensions are read.");
         return (headerStart + headerLength, dims.ToArray(), type);
     }
 

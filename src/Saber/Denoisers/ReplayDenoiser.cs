@@ -50,12 +50,27 @@ public sealed class ReplayDenoiser : IDenoiser, IDisposable
     /// <summary>Canvas length <c>L</c> the logits were recorded for.</summary>
     public int Length { get; }
 
+    /// <summary>The recorded canvas length: a replay answers canvases of exactly <see cref="Length"/> positions.</summary>
+    public int? MaxSequenceLength => Length;
+
+    /// <summary>Throws unless a prompt of <paramref name="promptLength"/> tokens plus <paramref name="generationLength"/> positions is the recorded canvas length.</summary>
+    /// <exception cref="ArgumentException">The lengths do not add up to <see cref="Length"/>; the message names the file and its shape.</exception>
+    public void CheckCanvasLength(int promptLength, int generationLength)
+    {
+        if ((long)promptLength + generationLength != Length)
+            throw new ArgumentException($"{file.Path} holds logits of shape ({string.Join(", ", file.Shape)}), recorded for canvases of L = {Length} positions; " +
+                $"a prompt of {promptLength} tokens plus G = {generationLength} makes {(long)promptLength + generationLength}.", nameof(generationLength));
+    }
+
     public ValueTask<IReadOnlyList<SequenceLogits>> ForwardAsync(DenoiseRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
         if (request.Canvases.Count != 1)
             throw new InvalidOperationException($"{file.Path} replays one sequence; the request holds {request.Canvases.Count}.");
+        if (request.Canvases[0].Length != Length)
+            throw new InvalidLogitsException($"Step {request.Step}: {file.Path} holds logits of shape [{Length}, {VocabularySize}] per step, recorded for canvases of " +
+                $"{Length} positions; expected [{request.Canvases[0].Length}, {VocabularySize}] for this canvas.");
         if (request.Step < 1 || request.Step > Steps)
             throw new InvalidOperationException($"Step {request.Step} needs recorded slice {request.Step - 1}, but {file.Path} holds {Steps} steps (0..{Steps - 1}).");
         long first = (long)(request.Step - 1) * Length * VocabularySize;

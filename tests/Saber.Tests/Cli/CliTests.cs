@@ -133,7 +133,7 @@ public class CliTests
         Assert.That(stderr, Does.Contain(message));
     }
 
-    [TestCase(new[] { "--min-tokens", "0" }, "minimum tokens per step n must be >= 1; got 0")]
+    [TestCase(new[] { "--min-tokens", "0" }, "--min-tokens: Saber's minimum tokens per step n must be >= 1; got 0")]
     [TestCase(new[] { "--block-length", "3" }, "Block length K must be > 0 and divide G=8; got 3")]
     [TestCase(new[] { "--temperature", "-1" }, "Temperature T must be finite and >= 0; got -1")]
     public async Task InvalidValuesFailWithOneAndTheMessage(string[] extra, string message)
@@ -273,12 +273,143 @@ public class CliTests
     [TestCase(new[] { "generate", "--engine", "tpu", "x" }, "--engine expects onnx or tensorrt; got 'tpu'")]
     [TestCase(new[] { "generate", "--engine", "tensorrt", "x" }, "Option --engine-file is required")]
     [TestCase(new[] { "generate", "--model", "/nonexistent/model", "x" }, "No model directory '/nonexistent/model'")]
-    [TestCase(new[] { "generate", "--threads", "-2", "x" }, "--threads must be >= 0")]
-    [TestCase(new[] { "compare", "--gen-length", "10", "--block-length", "3" }, "BlockLength")]
+    [TestCase(new[] { "generate", "--threads", "-2", "x" }, "--threads must lie in [0, ")]
+    [TestCase(new[] { "generate", "--threads", "100000", "x" }, "(four per core; 0: one per core); got 100000.")]
+    [TestCase(new[] { "compare", "--gen-length", "10", "--block-length", "3" }, "saber compare: --block-length: Block length K must be > 0 and divide G=10; got 3.")]
     public async Task ModelCommandErrorsNameTheProblem(string[] args, string message)
     {
         var (code, _, stderr) = await Run(args);
         Assert.That(code, Is.Not.Zero);
         Assert.That(stderr, Does.Contain(message));
+    }
+
+    [Test]
+    public async Task VersionIsPrinted()
+    {
+        var (code, stdout, _) = await Run("--version");
+        Assert.That(code, Is.Zero);
+        Assert.That(stdout.Trim(), Does.Match(@"^saber \d+\.\d+\.\d+"));
+    }
+
+    [Test]
+    public async Task DoubleDashEndsTheOptions()
+    {
+        // "--help" after "--" is a prompt, not a request for help.
+        var (code, stdout, stderr) = await Run("generate", "--gen-length", "8", "--no-progress", "--", "--help", "--verbose");
+        Assert.That(code, Is.Zero, stderr);
+        string[] lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(lines, Has.Length.EqualTo(2));
+        Assert.That(lines[0], Does.StartWith("--help"));
+        Assert.That(lines[1], Does.StartWith("--verbose"));
+
+        var replay = await Run(Replay("--", "stray"));
+        Assert.That(replay.Code, Is.EqualTo(2));
+        Assert.That(replay.Err, Does.Contain("Unexpected argument 'stray'"));
+    }
+
+    [TestCase(new[] { "--gen-length", "2147483647" }, "saber replay: --gen-length: Generation length G must be at most 1048576; got 2147483647.")]
+    [TestCase(new[] { "--gen-length", "2147483640", "--block-length", "8" }, "saber replay: --gen-length: Generation length G must be at most 1048576; got 2147483640.")]
+    [TestCase(new[] { "--gen-length", "0" }, "saber replay: --gen-length: Generation length G must be > 0; got 0.")]
+    [TestCase(new[] { "--gen-length", "8", "--strategy", "low-confidence", "--steps", "2147483647" }, "saber replay: --steps: Low-confidence steps S must be at most 16 x G = 128")]
+    [TestCase(new[] { "--gen-length", "8", "--min-tokens", "0" }, "saber replay: --min-tokens: Saber's minimum tokens per step n must be >= 1; got 0.")]
+    [TestCase(new[] { "--gen-length", "8", "--threshold", "NaN", "--strategy", "threshold" }, "saber replay: --threshold: Threshold theta must lie in (0, 1]; got NaN.")]
+    [TestCase(new[] { "--gen-length", "8", "--temperature", "1e40" }, "saber replay: --temperature: Temperature T must be finite and >= 0; got ")]
+    public async Task ValueErrorsNameTheOptionNotTheParameter(string[] extra, string message)
+    {
+        string[] args = ["replay", "--logits", logits, "--prompt-tokens", "3,4", "--mask-id", $"{Mask}", .. extra];
+        var (code, stdout, stderr) = await Run(args);
+        Assert.That(code, Is.EqualTo(1), stderr);
+        Assert.That(stderr, Does.StartWith(message));
+        Assert.That(stderr, Does.Not.Contain("(Parameter").And.Not.Contain("Actual value was").And.Not.Contain("   at "));
+        Assert.That(stdout, Is.Empty);
+    }
+
+    [Test]
+    public async Task MaskIdErrorsNameTheOption()
+    {
+        var (code, _, stderr) = await Run(["replay", "--logits", logits, "--prompt-tokens", "3,4", "--mask-id", "13", "--gen-length", $"{G}"]);
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(stderr, Does.StartWith("saber replay: --mask-id: Mask id must lie in [0, V=13) for " + logits + "; got 13."));
+    }
+
+    [Test]
+    public async Task ReplayingADirectoryOrAMismatchedRecordingNamesTheFile()
+    {
+        var dir = await Run(["replay", "--logits", directory, "--prompt-tokens", "3,4", "--mask-id", $"{Mask}", "--gen-length", $"{G}"]);
+        Assert.That(dir.Code, Is.EqualTo(1));
+        Assert.That(dir.Err, Does.Contain($"{directory} is a directory, not a .npy file"));
+
+        // The recording holds canvases of P + G = 10; a prompt of 3 makes 11. Checked before step 1.
+        var mismatch = await Run(["replay", "--logits", logits, "--prompt-tokens", "3,4,5", "--mask-id", $"{Mask}", "--gen-length", $"{G}", "--json"]);
+        Assert.That(mismatch.Code, Is.EqualTo(1));
+        Assert.That(mismatch.Out, Is.Empty);
+        Assert.That(mismatch.Err, Does.Contain($"{logits} holds logits of shape (16, 10, 13), recorded for canvases of L = 10 positions; a prompt of 3 tokens plus G = 8 makes 11."));
+    }
+
+    [TestCase("9223372036854775807, 11, 16")]
+    [TestCase("4611686018427387904, 4611686018427387904, 16")]
+    [TestCase("0, 4611686018427387904, 4611686018427387904")]
+    public async Task AHeaderWithHugeDimensionsIsACleanError(string shape)
+    {
+        string path = Path.Combine(directory, "huge.npy");
+        NpyWriter.Write(path, "<f4", [], new byte[64], header: $"{{'descr': '<f4', 'fortran_order': False, 'shape': ({shape}), }}");
+        var (code, _, stderr) = await Run(["replay", "--logits", path, "--prompt-tokens", "3", "--mask-id", "1", "--gen-length", "8"]);
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(stderr, Does.StartWith($"saber replay: {path}: "));
+        Assert.That(stderr, Does.Not.Contain("   at ").And.Not.Contain("Exception"));
+    }
+
+    [Test]
+    public async Task SeedAndTemperatureWithoutTheOtherAreWarnedAbout()
+    {
+        var temperature = await Run(Replay("--json", "--temperature", "0.7"));
+        Assert.That(temperature.Code, Is.Zero, temperature.Err);
+        Assert.That(temperature.Err, Does.Contain("saber replay: warning: --temperature without --seed: the random draws use seed 0"));
+
+        var seed = await Run(Replay("--json", "--seed", "5"));
+        Assert.That(seed.Code, Is.Zero, seed.Err);
+        Assert.That(seed.Err, Does.Contain("saber replay: warning: --seed has no effect without --temperature > 0 or --metric random"));
+
+        var metric = await Run(Replay("--json", "--strategy", "low-confidence", "--steps", "8", "--metric", "random"));
+        Assert.That(metric.Err, Does.Contain("--metric random without --seed"));
+
+        var both = await Run(Replay("--json", "--temperature", "0.7", "--seed", "5"));
+        var metricAndSeed = await Run(Replay("--json", "--strategy", "low-confidence", "--steps", "8", "--metric", "random", "--seed", "3"));
+        Assert.That(both.Err + metricAndSeed.Err, Does.Not.Contain("warning"));
+    }
+
+    [Test]
+    public async Task ProgressIsOneLinePerStepWhenStderrIsNotATerminal()
+    {
+        var (code, _, stderr) = await Run("generate", "--gen-length", "16", "--strategy", "threshold", "x");
+        Assert.That(code, Is.Zero, stderr);
+        Assert.That(stderr, Does.Not.Contain("\r"));
+        string[] steps = stderr.Split('\n').Where(l => l.StartsWith("step ")).ToArray();
+        Assert.That(steps, Is.Not.Empty);
+        Assert.That(steps, Has.All.Match(@"^step +\d+: +\d+ of 16 positions masked$"));
+    }
+
+    [Test]
+    public async Task CharactersOutsideTheVocabularyAreNamed()
+    {
+        var (code, stdout, stderr) = await Run("generate", "--gen-length", "8", "--no-progress", "ab", "x\u00E9\U0001F600\u00E9y");
+        Assert.That(code, Is.Zero, stderr);
+        string warning = stderr.Split('\n').Single(l => l.Contains("warning"));
+        Assert.That(warning, Is.EqualTo("saber generate: warning: prompt 2 holds 2 character(s) outside the model's vocabulary, read as the unknown token: " +
+            "'\u00E9' (U+00E9) '\U0001F600' (U+1F600)"));
+        Assert.That(stdout, Does.Contain("x\u00E9\U0001F600\u00E9y"), "the prompt is echoed as given");
+    }
+
+    [Test]
+    public async Task DemosPrintTheFinalTextAndAMaskGlyphThatIsNoCharacter()
+    {
+        var (code, stdout, stderr) = await Run("demo", "--no-color", "--synthetic");
+        Assert.That(code, Is.Zero, stderr);
+        Assert.That(stdout, Does.Contain("\u2591 : mask"));
+        Assert.That(stdout, Does.Not.Contain("_ : mask"));
+        // Saber repairs every planted mistake: the final text is the known completion.
+        Assert.That(stdout, Does.Contain($"----\n{DemoCommand.Prompt}{DemoCommand.Completion}\n----"));
+        string firstStep = stdout.Split('\n').First(l => l.StartsWith("step "));
+        Assert.That(firstStep, Does.Contain("\u2591"), "masked positions are drawn with the glyph");
     }
 }
