@@ -9,6 +9,11 @@ namespace saber {
 saber_status validate_options(const saber_decode_options &o, int32_t vocabulary, int32_t mask_id) {
     if (o.generation_length <= 0)
         return fail(SABER_ERROR_INVALID_ARGUMENT, "generation_length G must be > 0; got %d", o.generation_length);
+    // The limits of the C# API (DecodeOptions.MaxGenerationLength, LowConfidenceStrategy.MaxStepsPerPosition).
+    constexpr int32_t max_generation_length = 1 << 20, max_steps_per_position = 16;
+    if (o.generation_length > max_generation_length)
+        return fail(SABER_ERROR_INVALID_ARGUMENT, "generation_length G must be at most %d; got %d", max_generation_length,
+                    o.generation_length);
     if (o.block_length <= 0 || o.generation_length % o.block_length != 0)
         return fail(SABER_ERROR_INVALID_ARGUMENT, "block_length K must be > 0 and divide G=%d; got %d", o.generation_length,
                     o.block_length);
@@ -37,6 +42,9 @@ saber_status validate_options(const saber_decode_options &o, int32_t vocabulary,
                 return fail(SABER_ERROR_INVALID_ARGUMENT,
                             "steps S must be a positive multiple of the block count %d (G=%d, K=%d); got %d", blocks,
                             o.generation_length, o.block_length, o.steps);
+            if (static_cast<int64_t>(o.steps) > static_cast<int64_t>(max_steps_per_position) * o.generation_length)
+                return fail(SABER_ERROR_INVALID_ARGUMENT, "steps S must be at most %d x G = %lld (steps past G commit nothing); got %d",
+                            max_steps_per_position, static_cast<long long>(max_steps_per_position) * o.generation_length, o.steps);
             if (o.metric < SABER_METRIC_MAXPROB || o.metric > SABER_METRIC_RANDOM)
                 return fail(SABER_ERROR_INVALID_ARGUMENT, "metric must be a saber_metric (0..3); got %d", o.metric);
             return SABER_OK;

@@ -88,7 +88,11 @@ TEST(Validation, GoodOptionsPass) {
     o.strategy = SABER_STRATEGY_LOW_CONFIDENCE;
     o.steps = 4;
     EXPECT_EQ(saber_validate_options(&o, 100, 99), SABER_OK) << error();
+    o.steps = 128;   // 16 x G, the largest S
+    EXPECT_EQ(saber_validate_options(&o, 100, 99), SABER_OK) << error();
     o.strategy = SABER_STRATEGY_THRESHOLD;
+    EXPECT_EQ(saber_validate_options(&o, 100, 99), SABER_OK) << error();
+    o.generation_length = o.block_length = 1 << 20;   // the largest G
     EXPECT_EQ(saber_validate_options(&o, 100, 99), SABER_OK) << error();
 }
 
@@ -115,6 +119,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadOption{"K3", [](saber_decode_options &o) { o.block_length = 3; }, "divide G=8; got 3"},
         BadOption{"S", [](saber_decode_options &o) { o.strategy = SABER_STRATEGY_LOW_CONFIDENCE; o.steps = 3; },
                   "steps S must be a positive multiple of the block count 2 (G=8, K=4); got 3"},
+        BadOption{"Gmax", [](saber_decode_options &o) { o.generation_length = (1 << 20) + 8; },
+                  "generation_length G must be at most 1048576; got 1048584"},
+        BadOption{"Smax", [](saber_decode_options &o) { o.strategy = SABER_STRATEGY_LOW_CONFIDENCE; o.steps = 130; },
+                  "steps S must be at most 16 x G = 128 (steps past G commit nothing); got 130"},
         BadOption{"n", [](saber_decode_options &o) { o.min_tokens_per_step = 0; }, "min_tokens_per_step n must be >= 1; got 0"},
         BadOption{"mu", [](saber_decode_options &o) { o.remask_divisor = 0; }, "remask_divisor mu must be >= 1; got 0"},
         BadOption{"T", [](saber_decode_options &o) { o.temperature = -0.5f; }, "temperature T must be finite and >= 0; got -0.5"},

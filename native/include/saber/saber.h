@@ -82,7 +82,7 @@ typedef enum saber_metric {
 
 /** Everything a decode needs besides the model and the prompts; the same fields as the C# DecodeOptions. */
 typedef struct saber_decode_options {
-    /** G > 0: generated positions after each prompt. */
+    /** 0 < G <= 1048576 (2^20, as the C# API): generated positions after each prompt. */
     int32_t generation_length;
     /** K > 0 dividing G: semi-autoregressive block length. */
     int32_t block_length;
@@ -100,7 +100,7 @@ typedef struct saber_decode_options {
     int32_t use_fixed_threshold;
     /** Threshold of the fixed-threshold ablation, in (0, 1]. */
     float fixed_threshold;
-    /** S > 0, a multiple of the block count (low-confidence only). */
+    /** S > 0, a multiple of the block count, at most 16 G: steps past G commit nothing (low-confidence only). */
     int32_t steps;
     /** A saber_metric (low-confidence only). */
     int32_t metric;
