@@ -66,7 +66,7 @@ public enum SaberMetric
 [StructLayout(LayoutKind.Sequential)]
 public unsafe struct SaberDecodeOptions
 {
-    /// <summary>G &gt; 0: generated positions after each prompt.</summary>
+    /// <summary>G in [1, 1048576] (2^20, as the C# API): generated positions after each prompt.</summary>
     public int GenerationLength;
     /// <summary>K &gt; 0 dividing G: semi-autoregressive block length.</summary>
     public int BlockLength;
@@ -84,7 +84,7 @@ public unsafe struct SaberDecodeOptions
     public int UseFixedThreshold;
     /// <summary>Threshold of the fixed-threshold ablation, in (0, 1].</summary>
     public float FixedThreshold;
-    /// <summary>S &gt; 0, a multiple of the block count (low-confidence only).</summary>
+    /// <summary>S &gt; 0, a multiple of the block count, at most 16 G: steps past G commit nothing (low-confidence only).</summary>
     public int Steps;
     /// <summary>A saber_metric (low-confidence only).</summary>
     public int Metric;

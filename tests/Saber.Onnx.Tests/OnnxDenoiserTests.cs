@@ -137,10 +137,28 @@ public class OnnxDenoiserTests
     public void SessionOptionsAreChecked()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => OnnxDenoiser.Load(TinyModel, new OnnxEngineOptions { IntraOpThreads = -1 }));
+        // A thread count far past the cores would start that many threads at load (and take minutes): rejected first.
+        int cap = OnnxEngineOptions.MaxIntraOpThreads;
+        Assert.That(cap, Is.EqualTo(4 * Environment.ProcessorCount));
+        var threads = Assert.Throws<ArgumentOutOfRangeException>(() => OnnxDenoiser.Load(TinyModel, new OnnxEngineOptions { IntraOpThreads = cap + 1 }));
+        Assert.That(threads!.ParamName, Is.EqualTo("IntraOpThreads"));
+        Assert.That(threads.Message, Does.Contain($"must lie in [0, {cap}]").And.Contain($"got {cap + 1}"));
         using OnnxDenoiser basic = OnnxDenoiser.Load(TinyModel, new OnnxEngineOptions { OptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL });
         Assert.That(basic.VocabularySize, Is.EqualTo(100));
         var e = Assert.Throws<InvalidDataException>(() => OnnxDenoiser.Load(TinyModel, new OnnxEngineOptions { MaskId = 100 }));
         Assert.That(e!.Message, Does.Contain("Mask id 100"));
+    }
+
+    [Test]
+    public void ADecodeLongerThanMaxPositionsIsRejectedBeforeTheFirstRun()
+    {
+        using LocalModel model = LocalModel.Open(Path.Combine(Models, "tiny"));
+        Assert.That(((IDenoiser)model.Denoiser).MaxSequenceLength, Is.EqualTo(512));
+        int[] prompt = model.Tokenizer.Encode("def f():\n");   // 9 characters
+        var options = new DecodeOptions { GenerationLength = 504 };
+        var e = Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => new CpuSampler().DecodeAsync(model.Denoiser, [prompt], options));
+        Assert.That(e!.Message, Does.Contain("Prompt 0 (9 tokens) plus generation length G=504 makes a canvas of 513 positions; the model takes at most 512."));
+        Assert.That(model.Denoiser.Runs, Is.Zero);
     }
 
     [Test]

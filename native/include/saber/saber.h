@@ -82,7 +82,7 @@ typedef enum saber_metric {
 
 /** Everything a decode needs besides the model and the prompts; the same fields as the C# DecodeOptions. */
 typedef struct saber_decode_options {
-    /** 0 < G <= 1048576 (2^20, as the C# API): generated positions after each prompt. */
+    /** G in [1, 1048576] (2^20, as the C# API): generated positions after each prompt. */
     int32_t generation_length;
     /** K > 0 dividing G: semi-autoregressive block length. */
     int32_t block_length;
