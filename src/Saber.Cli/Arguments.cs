@@ -78,7 +78,8 @@ internal sealed class Arguments
     public int RequiredInt(string name) => ParseInt(name, RequiredText(name));
 
     public ulong? ULong(string name) => Text(name) is { } s
-        ? ulong.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out ulong v) ? v : throw new UsageException($"{name} expects a non-negative integer; got '{s}'.")
+        ? ulong.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out ulong v) ? v
+            : throw new UsageException($"{name} expects an integer in [0, {ulong.MaxValue}]; got '{s}'.")
         : null;
 
     public float? Float(string name) => Text(name) is { } s
@@ -107,5 +108,8 @@ internal sealed class Arguments
     }
 
     private static int ParseInt(string name, string s) =>
-        int.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int v) ? v : throw new UsageException($"{name} expects an integer; got '{s}'.");
+        int.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int v) ? v
+        : System.Numerics.BigInteger.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _)
+            ? throw new UsageException($"{name} expects an integer in [{int.MinValue}, {int.MaxValue}]; got '{s}'.")
+            : throw new UsageException($"{name} expects an integer; got '{s}'.");
 }

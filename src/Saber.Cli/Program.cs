@@ -100,5 +100,12 @@ public static class Program
             stderr.WriteLine($"saber {command}: {ErrorMessages.Describe(e)}");
             return 1;
         }
+        catch (Exception e)
+        {
+            // A bug of ours, not of the input: one line (the tests look for it), the stack trace only with --verbose.
+            stderr.WriteLine($"saber {command}: internal error ({e.GetType().Name}): {e.Message} (please report it; --verbose shows where)");
+            if (verbose) stderr.WriteLine(e);
+            return 1;
+        }
     }
 }

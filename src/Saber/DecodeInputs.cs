@@ -32,10 +32,10 @@ public static class DecodeInputs
             long length = (long)prompt.Length + g;
             if (maxSequenceLength is int max && length > max)
                 throw new ArgumentOutOfRangeException(nameof(options.GenerationLength), g,
-                    $"Prompt {b} ({prompt.Length} tokens) plus generation length G={g} makes a canvas of {length} positions; the model takes at most {max}.");
+                    $"Prompt {b} ({prompt.Length} token{(prompt.Length == 1 ? "" : "s")}) plus generation length G={g} makes a canvas of {length} positions; the model takes at most {max}.");
             if (length * vocabulary > Array.MaxLength)
                 throw new ArgumentOutOfRangeException(nameof(options.GenerationLength), g,
-                    $"Prompt {b} ({prompt.Length} tokens) plus generation length G={g} makes a canvas of {length} positions, whose logits [{length}, V={vocabulary}] exceed the largest array ({Array.MaxLength} elements).");
+                    $"Prompt {b} ({prompt.Length} token{(prompt.Length == 1 ? "" : "s")}) plus generation length G={g} makes a canvas of {length} positions, whose logits [{length}, V={vocabulary}] exceed the largest array ({Array.MaxLength} elements).");
             for (int i = 0; i < prompt.Length; i++)
             {
                 int token = prompt[i];

@@ -121,7 +121,8 @@ public class CliTests
     [TestCase(new[] { "--strategy", "threshold", "--min-tokens", "2" }, "--min-tokens does not apply to --strategy threshold")]
     [TestCase(new[] { "--metric", "margin" }, "--metric does not apply to --strategy saber")]
     [TestCase(new[] { "--variant", "draft" }, "--variant expects one of reference, paper; got 'draft'")]
-    [TestCase(new[] { "--seed", "-1" }, "--seed expects a non-negative integer; got '-1'")]
+    [TestCase(new[] { "--seed", "-1" }, "--seed expects an integer in [0, 18446744073709551615]; got '-1'")]
+    [TestCase(new[] { "--gen-length", "99999999999" }, "--gen-length expects an integer in [-2147483648, 2147483647]; got '99999999999'")]
     [TestCase(new[] { "--json", "--json" }, "Option --json is given twice")]
     public async Task BadReplayOptionsAreUsageErrors(string[] extra, string message)
     {
