@@ -157,7 +157,7 @@ public partial class CliFuzzTests
             from t in Required("--prompt-tokens", "3,4", Gen.OneOf(TokenLists))
             from m in Required("--mask-id", $"{Mask}", AnyInt)
             from g in Required("--gen-length", $"{G}", AnyInt)
-            from extras in OptionGen(cheap: false).Array[0, 5]
+            from extras in OptionGen(cheap: false).Array[0, 3]
             from order in Gen.Int
             select (string[])["replay", .. Shuffled(new[] { l, t, m, g }.OfType<string[]>().Concat(extras), order)];
     }
@@ -170,9 +170,13 @@ public partial class CliFuzzTests
             (1, Gen.Const((string?)null)))
         from options in OptionGen(cheap: command is not ("replay" or null)).Array[0, 6]
         from prompts in command is "generate" or "compare" ? PromptGen.Array[0, 2] : Gen.Const(Array.Empty<string>())
+        // A model command without --gen-length decodes 64 positions (about a second here): mostly give a small one.
+        from length in command is "generate" or "compare" or "demo"
+            ? Gen.Frequency<string[]>((6, Gen.OneOf(CheapGenerationLengths).Select(g => new[] { "--gen-length", g })), (1, Gen.Const(Array.Empty<string>())))
+            : Gen.Const(Array.Empty<string>())
         from order in Gen.Int
         select command is null ? Shuffled(options, order)
-            : (string[])[command, .. Shuffled(options.Concat(prompts.Select(p => new[] { p })), order)];
+            : (string[])[command, .. Shuffled(options.Append(length).Concat(prompts.Select(p => new[] { p })), order)];
 
     /// <summary>Model commands that are valid and small, then possibly given one edge value or extra option.</summary>
     private Gen<string[]> ModelArgs() =>
@@ -227,7 +231,9 @@ public partial class CliFuzzTests
         catch (TimeoutException) when (!run.IsCompleted)
         {
             cancel.Cancel();   // stop what can be stopped; the run is judged as it stands
-            return new Outcome(null, "", "", clock.Elapsed, null, true);
+            string partial;
+            lock (errWriter) partial = stderr.ToString();   // the synchronized writer locks on itself
+            return new Outcome(null, "", partial, clock.Elapsed, null, true);
         }
         catch (Exception e)
         {
@@ -243,7 +249,7 @@ public partial class CliFuzzTests
 
     private static string Judge(CliCase c, Outcome o, bool cancelledByTest)
     {
-        Require(!o.TimedOut, $"did not finish within {RunBound.TotalSeconds:0.#} s");
+        Require(!o.TimedOut, $"did not finish within {RunBound.TotalSeconds:0.#} s; stderr so far: {Tail(o.Err)}");
         Require(o.Escaped is null, $"{o.Escaped?.GetType().FullName} escaped RunAsync after {o.Elapsed.TotalMilliseconds:0} ms: {o.Escaped?.Message}");
         int code = o.Code!.Value;
         Require(code is 0 or 1 or 2 || (code == 130 && cancelledByTest), $"exit code {code}{(code == 130 ? " without a cancellation" : "")}; stderr: {Tail(o.Err)}");
@@ -334,7 +340,7 @@ public partial class CliFuzzTests
         {
             process.Kill(entireProcessTree: true);
             await process.WaitForExitAsync();
-            return new Outcome(null, "", "", clock.Elapsed, null, true);
+            return new Outcome(null, "", await stderr, clock.Elapsed, null, true);
         }
         return new Outcome(process.ExitCode, await stdout, await stderr, clock.Elapsed, null, false);
     }
@@ -353,7 +359,7 @@ public partial class CliFuzzTests
             from command in value[0] == "--strategy" ? Gen.Const("generate") : Gen.OneOf("generate", "compare", "demo")
             from prompt in Gen.OneOf("def f(x):", "x = [")
             select new CliCase(Build(command, "8", [], [prompt], value));
-        var budget = new Budget(TimeSpan.FromSeconds(25));
+        var budget = new Budget(TimeSpan.FromSeconds(15));
         await Fuzz.SampleAsync(cases, async c =>
         {
             if (budget.Spent) return "skipped: time budget spent";

@@ -38,10 +38,10 @@ internal static class Fuzz
 
     private static (string Seed, long Cases, TextWriter Out) Plan(string property, long cases)
     {
-        string seed = ReplaySeed ?? Gen.Seed.Single();
+        string seed = ReplaySeed ?? Check.Seed ?? Gen.Seed.Single();   // Check.Seed: CsCheck_Seed
         long n = ReplaySeed is null ? Math.Max(1, (long)Math.Round(cases * Scale)) : 1;
         TextWriter output = TestContext.Out;   // the test's own writer: CsCheck calls back from pool threads
-        output.WriteLine($"[fuzz] {property}: seed {seed}{(ReplaySeed is null ? "" : " (SABER_FUZZ_SEED: this case only)")}, {n} cases");
+        output.WriteLine($"[fuzz] {property}: seed {seed}{(ReplaySeed is not null ? " (SABER_FUZZ_SEED: this case only)" : Check.Seed is not null ? " (CsCheck_Seed: this case first)" : "")}, {n} cases");
         return (seed, n, output);
     }
 
