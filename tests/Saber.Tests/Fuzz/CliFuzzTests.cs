@@ -254,6 +254,8 @@ public partial class CliFuzzTests
         int code = o.Code!.Value;
         Require(code is 0 or 1 or 2 || (code == 130 && cancelledByTest), $"exit code {code}{(code == 130 ? " without a cancellation" : "")}; stderr: {Tail(o.Err)}");
         Require(!StackFrame().IsMatch(o.Err) && !ExceptionTypeName().IsMatch(o.Err), $"a .NET stack trace or exception type on stderr (exit {code}): {Tail(o.Err)}");
+        // RunAsync's last-resort handler turns an exception of ours into one "internal error" line: still a bug.
+        Require(!o.Err.Contains("internal error", StringComparison.Ordinal), $"an internal error (exit {code}): {Tail(o.Err)}");
         string command = c.Args.Length > 0 ? c.Args[0] : "";
         switch (code)
         {
