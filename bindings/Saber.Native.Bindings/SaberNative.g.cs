@@ -62,6 +62,17 @@ public enum SaberMetric
     Random = 3,
 }
 
+/// <summary>Functions of the exact step arithmetic (native/src/exact_math.h, docs/arithmetic.md), for saber_exact_eval.</summary>
+public enum SaberExactFunction
+{
+    /// <summary>e^x for x in [-inf, 0].</summary>
+    Exp = 0,
+    /// <summary>ln x for a positive normal x.</summary>
+    Log = 1,
+    /// <summary>The Gumbel transform -ln(-ln u) for u in [2^-24, 1 - 2^-24].</summary>
+    Gumbel = 2,
+}
+
 /// <summary>Everything a decode needs besides the model and the prompts; the same fields as the C# DecodeOptions.</summary>
 [StructLayout(LayoutKind.Sequential)]
 public unsafe struct SaberDecodeOptions
@@ -187,6 +198,22 @@ public static unsafe partial class SaberNative
     /// <summary>The raw Philox4x32-10 draw of the documented layout at (seed, step, sequence, position, v).</summary>
     [LibraryImport(LibraryName, EntryPoint = "saber_random_bits")]
     public static partial uint RandomBits(ulong seed, int step, int sequence, int position, int v);
+
+    /// <summary>The host build of the exact step arithmetic: outputs[i] = function(inputs[i]) for a saber_exact_function, the same bits the device computes; for testing other implementations against it. An input outside the function&apos;s domain is an argument error naming its index, and nothing is written.</summary>
+    [LibraryImport(LibraryName, EntryPoint = "saber_exact_eval")]
+    public static partial SaberStatus ExactEval(int function, float* inputs, float* outputs, long count);
+
+    /// <summary>outputs[i] = floor(inputs[i] * 2^42), the fixed-point softmax term, for inputs in [0, 1]; like saber_exact_eval.</summary>
+    [LibraryImport(LibraryName, EntryPoint = "saber_exact_fixed_terms")]
+    public static partial SaberStatus ExactFixedTerms(float* inputs, ulong* outputs, long count);
+
+    /// <summary>saber_exact_eval on the context&apos;s device: the inputs are copied to the device, evaluated by the same header compiled for it, and copied back (synchronously); for testing that the device computes the host&apos;s bits.</summary>
+    [LibraryImport(LibraryName, EntryPoint = "saber_exact_eval_device")]
+    public static partial SaberStatus ExactEvalDevice(nint context, int function, float* inputs, float* outputs, long count);
+
+    /// <summary>saber_exact_fixed_terms on the context&apos;s device, like saber_exact_eval_device.</summary>
+    [LibraryImport(LibraryName, EntryPoint = "saber_exact_fixed_terms_device")]
+    public static partial SaberStatus ExactFixedTermsDevice(nint context, float* inputs, ulong* outputs, long count);
 
     /// <summary>Creates a context on CUDA device `device` with its own non-blocking stream.</summary>
     [LibraryImport(LibraryName, EntryPoint = "saber_context_create")]

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "common.h"
+#include "exact_math.h"
 #include "philox.h"
 #include "validate.h"
 
@@ -111,6 +112,22 @@ SABER_API saber_status saber_validate_options(const saber_decode_options *option
 
 SABER_API uint32_t saber_random_bits(uint64_t seed, int32_t step, int32_t sequence, int32_t position, int32_t v) {
     return saber::random_bits(seed, step, sequence, position, v);
+}
+
+SABER_API saber_status saber_exact_eval(int32_t function, const float *inputs, float *outputs, int64_t count) {
+    return saber::guarded(__func__, [&] {
+        if (const saber_status s = saber::validate_exact_inputs(function, inputs, outputs, count)) return s;
+        for (int64_t i = 0; i < count; ++i) outputs[i] = saber::exact::evaluate(function, inputs[i]);
+        return SABER_OK;
+    });
+}
+
+SABER_API saber_status saber_exact_fixed_terms(const float *inputs, uint64_t *outputs, int64_t count) {
+    return saber::guarded(__func__, [&] {
+        if (const saber_status s = saber::validate_fixed_inputs(inputs, outputs, count)) return s;
+        for (int64_t i = 0; i < count; ++i) outputs[i] = saber::exact::fixed_term(inputs[i]);
+        return SABER_OK;
+    });
 }
 
 }  // extern "C"

@@ -169,6 +169,33 @@ saber_status initialize(saber_decode_impl &decode) {
     return SABER_OK;
 }
 
+/// Device memory freed at scope exit (cudaFree waits for the work that uses it).
+struct DeviceMemory {
+    void *pointer = nullptr;
+    DeviceMemory() = default;
+    DeviceMemory(const DeviceMemory &) = delete;
+    DeviceMemory &operator=(const DeviceMemory &) = delete;
+    ~DeviceMemory() {
+        if (pointer != nullptr) cudaFree(pointer);
+    }
+};
+
+/// Copies `count` inputs to the device, queues `launch(inputs, outputs, stream)` and copies the outputs back, on the
+/// context's stream; returns when the outputs are on the host.
+template <typename Output, typename Launch>
+saber_status run_elementwise(saber_context context, const float *inputs, Output *outputs, int64_t count, Launch launch) {
+    if (count == 0) return SABER_OK;
+    SABER_CUDA(cudaSetDevice(context->device));
+    DeviceMemory in, out;
+    SABER_CUDA(cudaMalloc(&in.pointer, static_cast<size_t>(count) * sizeof(float)));
+    SABER_CUDA(cudaMalloc(&out.pointer, static_cast<size_t>(count) * sizeof(Output)));
+    SABER_CUDA(cudaMemcpyAsync(in.pointer, inputs, static_cast<size_t>(count) * sizeof(float), cudaMemcpyHostToDevice, context->stream));
+    SABER_CUDA(launch(static_cast<const float *>(in.pointer), static_cast<Output *>(out.pointer), context->stream));
+    SABER_CUDA(cudaMemcpyAsync(outputs, out.pointer, static_cast<size_t>(count) * sizeof(Output), cudaMemcpyDeviceToHost, context->stream));
+    SABER_CUDA(cudaStreamSynchronize(context->stream));
+    return SABER_OK;
+}
+
 }  // namespace
 }  // namespace saber
 
@@ -176,6 +203,7 @@ using saber::cuda_failure;
 using saber::fail;
 using saber::guarded;
 using saber::registry;
+using saber::run_elementwise;
 
 extern "C" {
 
@@ -246,6 +274,26 @@ SABER_API saber_status saber_context_copy_to_device(saber_context context, void 
 
 SABER_API saber_status saber_context_copy_to_host(saber_context context, void *host_destination, const void *device_source, uint64_t bytes) {
     return guarded(__func__, [&]() -> saber_status { return copy_on_stream(context, host_destination, device_source, bytes, cudaMemcpyDeviceToHost); });
+}
+
+SABER_API saber_status saber_exact_eval_device(saber_context context, int32_t function, const float *inputs, float *outputs, int64_t count) {
+    return guarded(__func__, [&]() -> saber_status {
+        SABER_REQUIRE_HANDLE(context);
+        if (const saber_status s = saber::validate_exact_inputs(function, inputs, outputs, count)) return s;
+        return run_elementwise(context, inputs, outputs, count, [&](const float *in, float *out, cudaStream_t stream) {
+            return saber::launch_exact_eval(function, in, out, count, stream);
+        });
+    });
+}
+
+SABER_API saber_status saber_exact_fixed_terms_device(saber_context context, const float *inputs, uint64_t *outputs, int64_t count) {
+    return guarded(__func__, [&]() -> saber_status {
+        SABER_REQUIRE_HANDLE(context);
+        if (const saber_status s = saber::validate_fixed_inputs(inputs, outputs, count)) return s;
+        return run_elementwise(context, inputs, outputs, count, [&](const float *in, uint64_t *out, cudaStream_t stream) {
+            return saber::launch_fixed_terms(in, out, count, stream);
+        });
+    });
 }
 
 SABER_API saber_status saber_buffer_create(saber_context context, uint64_t bytes, saber_buffer *out_buffer) {

@@ -82,4 +82,44 @@ saber_status validate_prompts(int32_t batch, const int32_t *prompt_tokens, const
     return SABER_OK;
 }
 
+namespace {
+
+saber_status validate_arrays(const float *inputs, const void *outputs, int64_t count) {
+    if (count < 0) return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: count must be >= 0; got %lld", entry_point(), static_cast<long long>(count));
+    if (count > 0) {
+        SABER_REQUIRE_NOT_NULL(inputs);
+        SABER_REQUIRE_NOT_NULL(outputs);
+    }
+    return SABER_OK;
+}
+
+}  // namespace
+
+saber_status validate_exact_inputs(int32_t function, const float *inputs, const void *outputs, int64_t count) {
+    if (const saber_status s = validate_arrays(inputs, outputs, count)) return s;
+    // The domains of docs/arithmetic.md (NaN is in none of them).
+    bool (*in_domain)(float);
+    switch (function) {
+        case SABER_EXACT_EXP: in_domain = [](float x) { return x <= 0.0f; }; break;
+        case SABER_EXACT_LOG: in_domain = [](float x) { return x >= 1.17549435e-38f && x <= 3.40282347e+38f; }; break;
+        case SABER_EXACT_GUMBEL: in_domain = [](float u) { return u >= 5.96046448e-08f && u <= 0.99999994f; }; break;
+        default:
+            return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: function must be a saber_exact_function (0..2); got %d", entry_point(), function);
+    }
+    for (int64_t i = 0; i < count; ++i)
+        if (!in_domain(inputs[i]))
+            return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: input %lld (%g) is outside function %d's domain", entry_point(),
+                        static_cast<long long>(i), static_cast<double>(inputs[i]), function);
+    return SABER_OK;
+}
+
+saber_status validate_fixed_inputs(const float *inputs, const void *outputs, int64_t count) {
+    if (const saber_status s = validate_arrays(inputs, outputs, count)) return s;
+    for (int64_t i = 0; i < count; ++i)
+        if (!(inputs[i] >= 0.0f && inputs[i] <= 1.0f))
+            return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: input %lld (%g) is outside [0, 1]", entry_point(), static_cast<long long>(i),
+                        static_cast<double>(inputs[i]));
+    return SABER_OK;
+}
+
 }  // namespace saber

@@ -11,4 +11,10 @@ saber_status validate_options(const saber_decode_options &options, int32_t vocab
 saber_status validate_prompts(int32_t batch, const int32_t *prompt_tokens, const int32_t *prompt_lengths, int32_t vocabulary,
                               int32_t mask_id);
 
+/// Checks the arguments of saber_exact_eval(_device): a known function, non-null arrays, every input in its domain.
+saber_status validate_exact_inputs(int32_t function, const float *inputs, const void *outputs, int64_t count);
+
+/// Checks the arguments of saber_exact_fixed_terms(_device): non-null arrays, every input in [0, 1].
+saber_status validate_fixed_inputs(const float *inputs, const void *outputs, int64_t count);
+
 }  // namespace saber

@@ -347,3 +347,47 @@ TEST_F(Device, SaberDecodeCommitsNFirstAndFinishesWithoutMasks) {
 }
 
 }  // namespace
+
+// ---- exact step arithmetic: the device computes the host build's bits ----
+
+namespace {
+
+/// `count` random inputs drawn by `draw`, then `edges`.
+template <typename Draw>
+std::vector<float> exact_inputs(std::mt19937 &rng, int count, Draw draw, std::initializer_list<float> edges) {
+    std::vector<float> inputs(static_cast<size_t>(count));
+    for (float &x : inputs) x = draw(rng);
+    inputs.insert(inputs.end(), edges);
+    return inputs;
+}
+
+}  // namespace
+
+TEST_F(Device, ExactMathComputesTheHostBuildsBits) {
+    std::mt19937 rng(11);
+    std::uniform_real_distribution<float> exp_range(-90.0f, 0.0f), log_range(-30.0f, 30.0f);
+    std::uniform_int_distribution<uint32_t> uniform_bits;
+    const int n = 4096;  // small: device tests may run in a simulator
+    const std::vector<float> cases[3] = {
+        exact_inputs(rng, n, [&](std::mt19937 &r) { return exp_range(r); }, {0.0f, -0.0f, -kInf, -86.0f, -86.00001f, -1e-45f}),
+        exact_inputs(rng, n, [&](std::mt19937 &r) { return std::exp2(log_range(r)); }, {1.0f, 1.17549435e-38f, 3.40282347e+38f, 1.41421354f}),
+        exact_inputs(rng, n, [&](std::mt19937 &r) { return saber::to_uniform(uniform_bits(r)); }, {5.96046448e-08f, 0.99999994f}),
+    };
+    for (int32_t function = SABER_EXACT_EXP; function <= SABER_EXACT_GUMBEL; ++function) {
+        const std::vector<float> &inputs = cases[function];
+        std::vector<float> host(inputs.size()), device(inputs.size(), std::nanf(""));
+        ASSERT_EQ(saber_exact_eval(function, inputs.data(), host.data(), static_cast<int64_t>(inputs.size())), SABER_OK) << saber_last_error();
+        ASSERT_EQ(saber_exact_eval_device(context, function, inputs.data(), device.data(), static_cast<int64_t>(inputs.size())), SABER_OK)
+            << saber_last_error();
+        for (size_t i = 0; i < inputs.size(); ++i)
+            ASSERT_EQ(std::memcmp(&host[i], &device[i], sizeof(float)), 0)
+                << "function " << function << " at " << inputs[i] << ": host " << host[i] << ", device " << device[i];
+    }
+    std::vector<float> terms = exact_inputs(rng, n, [&](std::mt19937 &r) { return std::uniform_real_distribution<float>(0.0f, 1.0f)(r); },
+                                            {0.0f, 1.0f, 1e-45f, 2.27373675e-13f});
+    std::vector<uint64_t> host(terms.size()), device(terms.size(), ~uint64_t{0});
+    ASSERT_EQ(saber_exact_fixed_terms(terms.data(), host.data(), static_cast<int64_t>(terms.size())), SABER_OK) << saber_last_error();
+    ASSERT_EQ(saber_exact_fixed_terms_device(context, terms.data(), device.data(), static_cast<int64_t>(terms.size())), SABER_OK)
+        << saber_last_error();
+    EXPECT_EQ(host, device);
+}

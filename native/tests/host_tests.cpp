@@ -1,10 +1,13 @@
 // Host-side tests of the C ABI: they need no GPU and run in CI.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
+#include "exact_math.h"
 #include "philox.h"
 #include "saber/saber.h"
 
@@ -205,3 +208,93 @@ TEST(NoDevice, ContextCreationReportsWhyWithoutAGpu) {
 }
 
 }  // namespace
+
+// ---- exact step arithmetic (exact_math.h): accuracy against double-precision libm, edge values ----
+
+namespace {
+
+/// Distance in units in the last place between two finite floats of the same sign.
+int64_t ulps(float a, float b) {
+    return std::llabs(static_cast<int64_t>(saber::exact::bits(a)) - static_cast<int64_t>(saber::exact::bits(b)));
+}
+
+}  // namespace
+
+TEST(ExactMath, ExpIsWithinTwoUlpsAndMonotoneOnItsWholeDomain) {
+    using saber::exact::exp_nonpositive;
+    EXPECT_EQ(exp_nonpositive(0.0f), 1.0f);
+    EXPECT_EQ(exp_nonpositive(-0.0f), 1.0f);
+    EXPECT_EQ(exp_nonpositive(-INFINITY), 0.0f);
+    EXPECT_EQ(exp_nonpositive(-86.0001f), 0.0f);
+    EXPECT_GT(exp_nonpositive(-86.0f), 1.17549435e-38f) << "every non-zero result is a normal float";
+    int64_t worst = 0;
+    float previous = 2.0f;
+    // Every 7th float from -0 down to -86 (about 1.6e8 of the 1.1e9 in the domain).
+    for (uint32_t u = 0x80000000u; u <= saber::exact::bits(-86.0f); u += 7) {
+        const float x = saber::exact::from_bits(u);
+        const float e = exp_nonpositive(x);
+        const float want = static_cast<float>(std::exp(static_cast<double>(x)));
+        worst = std::max(worst, ulps(e, want));
+        ASSERT_LE(e, previous) << "exp must not increase as x decreases, at x = " << x;
+        previous = e;
+    }
+    EXPECT_LE(worst, 2) << "worst ulp error against libm's double exp";
+}
+
+TEST(ExactMath, LogIsWithinTwoUlpsOnPositiveNormals) {
+    using saber::exact::log_positive;
+    EXPECT_EQ(log_positive(1.0f), 0.0f);
+    int64_t worst = 0;
+    for (uint32_t u = 0x00800000u; u < 0x7F800000u; u += 13) {
+        const float x = saber::exact::from_bits(u);
+        const float l = log_positive(x);
+        const double want = std::log(static_cast<double>(x));
+        const float rounded = static_cast<float>(want);
+        if (rounded == 0.0f) continue;
+        worst = std::max(worst, ulps(l, rounded));
+    }
+    EXPECT_LE(worst, 2) << "worst ulp error against libm's double log";
+    // Near 1, where ln x is tiny, the error stays relative.
+    for (float x : {0.99999994f, 1.00000012f, 0.9999f, 1.0001f})
+        EXPECT_LE(ulps(log_positive(x), static_cast<float>(std::log(static_cast<double>(x)))), 2) << x;
+}
+
+TEST(ExactMath, GumbelOfEveryUniformDrawIsCloseToTheDoubleTransform) {
+    double worst = 0;
+    // Every uniform the layout can draw: u = ((b >> 9) + 0.5) 2^-23 for the 2^23 values of b >> 9.
+    for (uint32_t high = 0; high < (1u << 23); ++high) {
+        const float u = saber::to_uniform(high << 9);
+        const double want = -std::log(-std::log(static_cast<double>(u)));
+        const double error = std::abs(static_cast<double>(saber::exact::gumbel(u)) - want) / std::max(1.0, std::abs(want));
+        worst = std::max(worst, error);
+    }
+    EXPECT_LE(worst, 1e-6) << "worst error relative to max(1, |g|)";
+}
+
+TEST(ExactMath, FixedTermsAreTheTruncatedScaledTerm) {
+    using saber::exact::fixed_term;
+    EXPECT_EQ(fixed_term(1.0f), uint64_t{1} << 42);
+    EXPECT_EQ(fixed_term(0.0f), 0u);
+    EXPECT_EQ(fixed_term(0x1p-42f), 1u);
+    EXPECT_EQ(fixed_term(0x1.8p-43f), 0u) << "truncated, not rounded";
+    for (uint32_t u = 0; u <= saber::exact::bits(1.0f); u += 4099) {
+        const float e = saber::exact::from_bits(u);
+        EXPECT_EQ(fixed_term(e), static_cast<uint64_t>(std::floor(static_cast<double>(e) * 0x1p42))) << e;
+    }
+    // 2^21 terms of 1 (the vocabulary limit) fit a uint64 with room to spare.
+    EXPECT_LT(static_cast<double>(fixed_term(1.0f)) * (1 << 21), 0x1p64);
+}
+
+TEST(ExactMath, EvalChecksItsArguments) {
+    float in[2] = {-1.0f, 0.5f}, out[2] = {7.0f, 7.0f};
+    EXPECT_EQ(saber_exact_eval(SABER_EXACT_EXP, in, out, 2), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(error().find("saber_exact_eval: input 1 (0.5) is outside function 0's domain"), std::string::npos) << error();
+    EXPECT_EQ(out[0], 7.0f) << "nothing is written on failure";
+    EXPECT_EQ(saber_exact_eval(9, in, out, 1), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_EQ(saber_exact_eval(SABER_EXACT_EXP, in, out, 1), SABER_OK) << error();
+    EXPECT_EQ(out[0], saber::exact::exp_nonpositive(-1.0f));
+    uint64_t terms[2];
+    EXPECT_EQ(saber_exact_fixed_terms(in, terms, 2), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_EQ(saber_exact_fixed_terms(in + 1, terms, 1), SABER_OK) << error();
+    EXPECT_EQ(terms[0], uint64_t{1} << 41);
+}

@@ -80,6 +80,16 @@ typedef enum saber_metric {
     SABER_METRIC_RANDOM = 3
 } saber_metric;
 
+/** Functions of the exact step arithmetic (native/src/exact_math.h, docs/arithmetic.md), for saber_exact_eval. */
+typedef enum saber_exact_function {
+    /** e^x for x in [-inf, 0]. */
+    SABER_EXACT_EXP = 0,
+    /** ln x for a positive normal x. */
+    SABER_EXACT_LOG = 1,
+    /** The Gumbel transform -ln(-ln u) for u in [2^-24, 1 - 2^-24]. */
+    SABER_EXACT_GUMBEL = 2
+} saber_exact_function;
+
 /** Everything a decode needs besides the model and the prompts; the same fields as the C# DecodeOptions. */
 typedef struct saber_decode_options {
     /** G in [1, 1048576] (2^20, as the C# API): generated positions after each prompt. */
@@ -183,6 +193,21 @@ SABER_API saber_status saber_validate_options(const saber_decode_options *option
 
 /** The raw Philox4x32-10 draw of the documented layout at (seed, step, sequence, position, v). */
 SABER_API uint32_t saber_random_bits(uint64_t seed, int32_t step, int32_t sequence, int32_t position, int32_t v);
+
+/** The host build of the exact step arithmetic: outputs[i] = function(inputs[i]) for a saber_exact_function, the
+ *  same bits the device computes; for testing other implementations against it. An input outside the function's
+ *  domain is an argument error naming its index, and nothing is written. */
+SABER_API saber_status saber_exact_eval(int32_t function, const float *inputs, float *outputs, int64_t count);
+
+/** outputs[i] = floor(inputs[i] * 2^42), the fixed-point softmax term, for inputs in [0, 1]; like saber_exact_eval. */
+SABER_API saber_status saber_exact_fixed_terms(const float *inputs, uint64_t *outputs, int64_t count);
+
+/** saber_exact_eval on the context's device: the inputs are copied to the device, evaluated by the same header compiled
+ *  for it, and copied back (synchronously); for testing that the device computes the host's bits. */
+SABER_API saber_status saber_exact_eval_device(saber_context context, int32_t function, const float *inputs, float *outputs, int64_t count);
+
+/** saber_exact_fixed_terms on the context's device, like saber_exact_eval_device. */
+SABER_API saber_status saber_exact_fixed_terms_device(saber_context context, const float *inputs, uint64_t *outputs, int64_t count);
 
 /** Creates a context on CUDA device `device` with its own non-blocking stream. */
 SABER_API saber_status saber_context_create(int32_t device, saber_context *out_context);

@@ -37,4 +37,10 @@ size_t row_partial_bytes(size_t rows, int splits);
 /// bookkeeping (step counter, NFE, done flags, status for the host).
 cudaError_t launch_decide(const DecodeState &state, cudaStream_t stream);
 
+/// The exact step arithmetic element by element (kernels/exact_math.cu): outputs[i] = evaluate(function, inputs[i]).
+cudaError_t launch_exact_eval(int32_t function, const float *inputs, float *outputs, int64_t count, cudaStream_t stream);
+
+/// outputs[i] = fixed_term(inputs[i]) (kernels/exact_math.cu).
+cudaError_t launch_fixed_terms(const float *inputs, uint64_t *outputs, int64_t count, cudaStream_t stream);
+
 }  // namespace saber
