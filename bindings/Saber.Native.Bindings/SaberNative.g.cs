@@ -207,6 +207,14 @@ public static unsafe partial class SaberNative
     [LibraryImport(LibraryName, EntryPoint = "saber_exact_fixed_terms")]
     public static partial SaberStatus ExactFixedTerms(float* inputs, ulong* outputs, long count);
 
+    /// <summary>The definition of one row&apos;s quantities (spec §2) in the exact arithmetic, host build: prediction, c, q and the metric of `vocabulary` float logits. token: the id whose probability q is wanted, or -1 (q is NaN); metric: a saber_metric; temperature &gt;= 0 with the Philox coordinates (seed, step, sequence, position) of the row&apos;s draws. out_values receives {c, q, metric}. A bad row is not an error of the call: *out_prediction is -1 and *out_bad_index the lowest id of a NaN or +inf logit, or `vocabulary` when no logit besides the mask id&apos;s is finite (else -1). For testing other implementations against it.</summary>
+    [LibraryImport(LibraryName, EntryPoint = "saber_exact_row")]
+    public static partial SaberStatus ExactRow(float* row, int vocabulary, int maskId, int token, int metric, float temperature, ulong seed, int step, int sequence, int position, int* outPrediction, int* outBadIndex, float* outValues);
+
+    /// <summary>saber_exact_row computed on the context&apos;s device (one thread runs the definition), like saber_exact_eval_device.</summary>
+    [LibraryImport(LibraryName, EntryPoint = "saber_exact_row_device")]
+    public static partial SaberStatus ExactRowDevice(nint context, float* row, int vocabulary, int maskId, int token, int metric, float temperature, ulong seed, int step, int sequence, int position, int* outPrediction, int* outBadIndex, float* outValues);
+
     /// <summary>saber_exact_eval on the context&apos;s device: the inputs are copied to the device, evaluated by the same header compiled for it, and copied back (synchronously); for testing that the device computes the host&apos;s bits.</summary>
     [LibraryImport(LibraryName, EntryPoint = "saber_exact_eval_device")]
     public static partial SaberStatus ExactEvalDevice(nint context, int function, float* inputs, float* outputs, long count);

@@ -122,6 +122,24 @@ SABER_API saber_status saber_exact_eval(int32_t function, const float *inputs, f
     });
 }
 
+SABER_API saber_status saber_exact_row(const float *row, int32_t vocabulary, int32_t mask_id, int32_t token, int32_t metric, float temperature,
+                                       uint64_t seed, int32_t step, int32_t sequence, int32_t position, int32_t *out_prediction,
+                                       int32_t *out_bad_index, float *out_values) {
+    return saber::guarded(__func__, [&] {
+        if (const saber_status s = saber::validate_exact_row(row, vocabulary, mask_id, token, metric, temperature, out_prediction, out_bad_index,
+                                                             out_values))
+            return s;
+        const saber::exact::RowResult r =
+            saber::exact::row_reference(row, vocabulary, mask_id, token, metric, temperature, seed, step, sequence, position);
+        *out_prediction = r.prediction;
+        *out_bad_index = r.bad_index;
+        out_values[0] = r.confidence;
+        out_values[1] = r.token_confidence;
+        out_values[2] = r.metric;
+        return SABER_OK;
+    });
+}
+
 SABER_API saber_status saber_exact_fixed_terms(const float *inputs, uint64_t *outputs, int64_t count) {
     return saber::guarded(__func__, [&] {
         if (const saber_status s = saber::validate_fixed_inputs(inputs, outputs, count)) return s;

@@ -276,6 +276,35 @@ SABER_API saber_status saber_context_copy_to_host(saber_context context, void *h
     return guarded(__func__, [&]() -> saber_status { return copy_on_stream(context, host_destination, device_source, bytes, cudaMemcpyDeviceToHost); });
 }
 
+SABER_API saber_status saber_exact_row_device(saber_context context, const float *row, int32_t vocabulary, int32_t mask_id, int32_t token,
+                                              int32_t metric, float temperature, uint64_t seed, int32_t step, int32_t sequence,
+                                              int32_t position, int32_t *out_prediction, int32_t *out_bad_index, float *out_values) {
+    return guarded(__func__, [&]() -> saber_status {
+        SABER_REQUIRE_HANDLE(context);
+        if (const saber_status s = saber::validate_exact_row(row, vocabulary, mask_id, token, metric, temperature, out_prediction, out_bad_index,
+                                                             out_values))
+            return s;
+        const saber::ExactRowArguments arguments{vocabulary, mask_id, token, metric, temperature, seed, step, sequence, position};
+        saber::exact::RowResult result{};
+        // The row in, one RowResult out, on the context's stream.
+        SABER_CUDA(cudaSetDevice(context->device));
+        saber::DeviceMemory device_row, device_result;
+        SABER_CUDA(cudaMalloc(&device_row.pointer, static_cast<size_t>(vocabulary) * sizeof(float)));
+        SABER_CUDA(cudaMalloc(&device_result.pointer, sizeof result));
+        SABER_CUDA(cudaMemcpyAsync(device_row.pointer, row, static_cast<size_t>(vocabulary) * sizeof(float), cudaMemcpyHostToDevice, context->stream));
+        SABER_CUDA(saber::launch_exact_row(static_cast<const float *>(device_row.pointer), arguments,
+                                           static_cast<saber::exact::RowResult *>(device_result.pointer), context->stream));
+        SABER_CUDA(cudaMemcpyAsync(&result, device_result.pointer, sizeof result, cudaMemcpyDeviceToHost, context->stream));
+        SABER_CUDA(cudaStreamSynchronize(context->stream));
+        *out_prediction = result.prediction;
+        *out_bad_index = result.bad_index;
+        out_values[0] = result.confidence;
+        out_values[1] = result.token_confidence;
+        out_values[2] = result.metric;
+        return SABER_OK;
+    });
+}
+
 SABER_API saber_status saber_exact_eval_device(saber_context context, int32_t function, const float *inputs, float *outputs, int64_t count) {
     return guarded(__func__, [&]() -> saber_status {
         SABER_REQUIRE_HANDLE(context);

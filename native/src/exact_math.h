@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "philox.h"
+
 #if defined(__CUDACC__)
 #define SABER_EXACT_FN __host__ __device__ __forceinline__
 #else
@@ -49,6 +51,30 @@ SABER_EXACT_FN float fma(float a, float b, float c) {
 SABER_EXACT_FN float div(float a, float b) {
 #if defined(__CUDA_ARCH__)
     return __fdiv_rn(a, b);
+#else
+    return a / b;
+#endif
+}
+
+SABER_EXACT_FN double dadd(double a, double b) {
+#if defined(__CUDA_ARCH__)
+    return __dadd_rn(a, b);
+#else
+    return a + b;
+#endif
+}
+
+SABER_EXACT_FN double dmul(double a, double b) {
+#if defined(__CUDA_ARCH__)
+    return __dmul_rn(a, b);
+#else
+    return a * b;
+#endif
+}
+
+SABER_EXACT_FN double ddiv(double a, double b) {
+#if defined(__CUDA_ARCH__)
+    return __ddiv_rn(a, b);
 #else
     return a / b;
 #endif
@@ -165,6 +191,139 @@ SABER_EXACT_FN uint64_t fixed_term(float e) {
 #else
     return static_cast<uint64_t>(scaled);
 #endif
+}
+
+// ---- one row of logits: the quantities of spec §2 ----
+
+/// The constant partition of a row: chunk j holds ids [j kChunk, (j + 1) kChunk). No launch parameter changes it; a
+/// parallel row pass may split a row only at chunk boundaries.
+constexpr int kChunk = 1024;
+
+/// What chunk j contributes: its exact maximum m_j and the fixed-point sums of e = exp(l - m_j) and of e (m_j - l)
+/// over its finite logits (order-free: integer sums).
+struct ChunkPartial {
+    float max;
+    uint64_t sum;
+    uint64_t entropy;
+};
+
+/// The partial of ids [begin, end) of a row that holds no NaN or +inf.
+SABER_EXACT_FN ChunkPartial chunk_partial(const float *row, int begin, int end, bool with_entropy) {
+    ChunkPartial p{-INFINITY, 0, 0};
+    for (int v = begin; v < end; ++v)
+        if (row[v] > p.max) p.max = row[v];
+    if (p.max == -INFINITY) return p;
+    for (int v = begin; v < end; ++v) {
+        if (row[v] == -INFINITY) continue;
+        const float d = add(row[v], -p.max);
+        const float e = exp_nonpositive(d);
+        p.sum += fixed_term(e);
+        if (with_entropy) p.entropy += fixed_term(mul(e, -d));
+    }
+    return p;
+}
+
+/// The row's softmax normaliser from its chunk partials, merged in chunk order in double: M = max_j m_j,
+/// sum = sum_j e^(m_j - M) S_j 2^-42 = sum_v e^(l_v - M), entropy = sum_v e^(l_v - M) (M - l_v).
+struct RowNormaliser {
+    float max;
+    double sum;
+    double entropy;
+};
+
+/// Adds chunk partial `p` to `n`, whose max is already the row's maximum M. Chunks are added in chunk order.
+SABER_EXACT_FN void accumulate(RowNormaliser &n, const ChunkPartial &p) {
+    if (p.max == -INFINITY) return;
+    const float dm = add(p.max, -n.max);
+    const double scale = dmul(static_cast<double>(exp_nonpositive(dm)), 0x1p-42);  // exact: a power-of-two scaling
+    const double sum = static_cast<double>(p.sum);
+    n.sum = dadd(n.sum, dmul(sum, scale));
+    n.entropy = dadd(n.entropy, dmul(scale, dadd(static_cast<double>(p.entropy), dmul(static_cast<double>(-dm), sum))));
+}
+
+/// The normaliser of a row from its chunk partials, `count` of them in chunk order.
+SABER_EXACT_FN RowNormaliser merge_chunks(const ChunkPartial *parts, int count) {
+    RowNormaliser n{-INFINITY, 0.0, 0.0};
+    for (int j = 0; j < count; ++j)
+        if (parts[j].max > n.max) n.max = parts[j].max;
+    for (int j = 0; j < count; ++j) accumulate(n, parts[j]);
+    return n;
+}
+
+/// The row's results. prediction is -1 when the row is bad: bad_index is then the lowest id of a NaN or +inf logit,
+/// or the vocabulary size when no logit besides the mask id's is finite.
+struct RowResult {
+    int prediction;
+    int bad_index;
+    float confidence;
+    float token_confidence;
+    float metric;
+};
+
+/// s_v = e^(l_v - M) / sum as a float: the exp of the max-subtracted logit over the merged normaliser, in double.
+SABER_EXACT_FN float probability(float logit, const RowNormaliser &n) {
+    return static_cast<float>(ddiv(static_cast<double>(exp_nonpositive(add(logit, -n.max))), n.sum));
+}
+
+/// The definition of spec §2 for one row of `vocabulary` float logits (the reference every fast path must equal).
+/// metric: 0 maxprob, 1 margin, 2 negentropy, 3 random (saber_metric); token: the id whose probability q is wanted,
+/// or -1 (q is then NaN). At T > 0 the score of id v is l_v + T g_v with g_v = gumbel(uniform(random_bits(seed, step,
+/// sequence, position, v))); the random metric is the uniform at v = vocabulary.
+SABER_EXACT_FN RowResult row_reference(const float *row, int vocabulary, int mask_id, int token, int metric, float temperature, uint64_t seed,
+                                       int step, int sequence, int position) {
+    RowResult r{-1, -1, 0.0f, 0.0f, 0.0f};
+    for (int v = 0; v < vocabulary; ++v)
+        if (row[v] != row[v] || row[v] == INFINITY) {
+            r.bad_index = v;
+            return r;
+        }
+    int best = -1, second = -1;
+    float best_score = -INFINITY, second_score = -INFINITY;
+    for (int v = 0; v < vocabulary; ++v) {
+        if (v == mask_id) continue;
+        float score = row[v];
+        if (temperature > 0.0f)
+            score = add(score, mul(temperature, gumbel(to_uniform(random_bits(seed, step, sequence, position, v)))));
+        if (score == -INFINITY) continue;
+        if (best < 0 || score > best_score) {  // ascending ids: a tie keeps the lower id
+            second = best;
+            second_score = best_score;
+            best = v;
+            best_score = score;
+        } else if (second < 0 || score > second_score) {
+            second = v;
+            second_score = score;
+        }
+    }
+    if (best < 0) {
+        r.bad_index = vocabulary;
+        return r;
+    }
+    // The row's maximum (the maximum of its chunk maxima), then the chunk partials in chunk order; a parallel pass
+    // computes the partials anywhere and merges them the same way (merge_chunks).
+    RowNormaliser n{-INFINITY, 0.0, 0.0};
+    for (int v = 0; v < vocabulary; ++v)
+        if (row[v] > n.max) n.max = row[v];
+    for (int begin = 0; begin < vocabulary; begin += kChunk)
+        accumulate(n, chunk_partial(row, begin, begin + kChunk < vocabulary ? begin + kChunk : vocabulary, metric == 2));
+    r.prediction = best;
+    r.confidence = probability(row[best], n);
+    r.token_confidence = token >= 0 ? probability(row[token], n) : NAN;
+    switch (metric) {
+        case 0: r.metric = r.confidence; break;
+        case 1:
+            r.metric = second < 0 ? r.confidence
+                                  : static_cast<float>(ddiv(dadd(static_cast<double>(exp_nonpositive(add(row[best], -n.max))),
+                                                                 -static_cast<double>(exp_nonpositive(add(row[second], -n.max)))),
+                                                            n.sum));
+            break;
+        case 2:
+            // sum_v s_v ln s_v = -(sum_v e^(l_v - M) (M - l_v)) / sum - ln sum; sum >= 1 (the maximum contributes exactly 1).
+            r.metric = static_cast<float>(dadd(-ddiv(n.entropy, n.sum), -static_cast<double>(log_positive(static_cast<float>(n.sum)))));
+            break;
+        default: r.metric = to_uniform(random_bits(seed, step, sequence, position, vocabulary)); break;
+    }
+    return r;
 }
 
 /// The saber_exact_function `function` (exp, log or Gumbel) at x: what saber_exact_eval(_device) computes.

@@ -25,6 +25,8 @@ SABER_NO_DEVICE_DESTROY(saber_engine_destroy(saber_engine engine), engine)
 SABER_NO_DEVICE(saber_engine_describe(saber_engine, int32_t *, int32_t *))
 SABER_NO_DEVICE(saber_engine_forward(saber_engine, const void *, int32_t, int32_t, void *))
 SABER_NO_DEVICE(saber_context_create(int32_t, saber_context *))
+SABER_NO_DEVICE(saber_exact_row_device(saber_context, const float *, int32_t, int32_t, int32_t, int32_t, float, uint64_t, int32_t, int32_t,
+                                       int32_t, int32_t *, int32_t *, float *))
 SABER_NO_DEVICE(saber_exact_eval_device(saber_context, int32_t, const float *, float *, int64_t))
 SABER_NO_DEVICE(saber_exact_fixed_terms_device(saber_context, const float *, uint64_t *, int64_t))
 SABER_NO_DEVICE_DESTROY(saber_context_destroy(saber_context context), context)

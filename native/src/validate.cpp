@@ -113,6 +113,25 @@ saber_status validate_exact_inputs(int32_t function, const float *inputs, const 
     return SABER_OK;
 }
 
+saber_status validate_exact_row(const float *row, int32_t vocabulary, int32_t mask_id, int32_t token, int32_t metric, float temperature,
+                                const int32_t *out_prediction, const int32_t *out_bad_index, const float *out_values) {
+    SABER_REQUIRE_NOT_NULL(row);
+    SABER_REQUIRE_NOT_NULL(out_prediction);
+    SABER_REQUIRE_NOT_NULL(out_bad_index);
+    SABER_REQUIRE_NOT_NULL(out_values);
+    if (vocabulary <= 0) return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: vocabulary must be > 0; got %d", entry_point(), vocabulary);
+    if (mask_id < 0 || mask_id >= vocabulary)
+        return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: mask id must lie in [0, V=%d); got %d", entry_point(), vocabulary, mask_id);
+    if (token < -1 || token >= vocabulary)
+        return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: token must be -1 or lie in [0, V=%d); got %d", entry_point(), vocabulary, token);
+    if (metric < SABER_METRIC_MAXPROB || metric > SABER_METRIC_RANDOM)
+        return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: metric must be a saber_metric (0..3); got %d", entry_point(), metric);
+    if (!(temperature >= 0.0f && temperature <= 3.40282347e+38f))
+        return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: temperature T must be finite and >= 0; got %g", entry_point(),
+                    static_cast<double>(temperature));
+    return SABER_OK;
+}
+
 saber_status validate_fixed_inputs(const float *inputs, const void *outputs, int64_t count) {
     if (const saber_status s = validate_arrays(inputs, outputs, count)) return s;
     for (int64_t i = 0; i < count; ++i)

@@ -14,6 +14,10 @@ saber_status validate_prompts(int32_t batch, const int32_t *prompt_tokens, const
 /// Checks the arguments of saber_exact_eval(_device): a known function, non-null arrays, every input in its domain.
 saber_status validate_exact_inputs(int32_t function, const float *inputs, const void *outputs, int64_t count);
 
+/// Checks the arguments of saber_exact_row(_device) besides the device context.
+saber_status validate_exact_row(const float *row, int32_t vocabulary, int32_t mask_id, int32_t token, int32_t metric, float temperature,
+                                const int32_t *out_prediction, const int32_t *out_bad_index, const float *out_values);
+
 /// Checks the arguments of saber_exact_fixed_terms(_device): non-null arrays, every input in [0, 1].
 saber_status validate_fixed_inputs(const float *inputs, const void *outputs, int64_t count);
 

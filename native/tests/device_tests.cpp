@@ -391,3 +391,31 @@ TEST_F(Device, ExactMathComputesTheHostBuildsBits) {
         << saber_last_error();
     EXPECT_EQ(host, device);
 }
+
+TEST_F(Device, ExactRowDefinitionComputesTheHostBuildsBits) {
+    std::mt19937 rng(13);
+    std::normal_distribution<float> logit(0.0f, 4.0f);
+    // Small rows (one device thread runs the whole definition, and device tests may run in a simulator).
+    for (int vocabulary : {2, 37, 1025, 3000})
+        for (int metric = SABER_METRIC_MAXPROB; metric <= SABER_METRIC_RANDOM; ++metric)
+            for (float temperature : {0.0f, 0.8f}) {
+                std::vector<float> row(static_cast<size_t>(vocabulary));
+                for (float &l : row) l = logit(rng);
+                row[0] = -kInf;
+                const int mask = vocabulary - 1, token = vocabulary / 2;
+                int32_t host_prediction, host_bad, device_prediction, device_bad;
+                float host[3], device[3];
+                ASSERT_EQ(saber_exact_row(row.data(), vocabulary, mask, token, metric, temperature, 99, 4, 2, 17, &host_prediction, &host_bad, host),
+                          SABER_OK)
+                    << saber_last_error();
+                ASSERT_EQ(saber_exact_row_device(context, row.data(), vocabulary, mask, token, metric, temperature, 99, 4, 2, 17, &device_prediction,
+                                                 &device_bad, device),
+                          SABER_OK)
+                    << saber_last_error();
+                EXPECT_EQ(device_prediction, host_prediction);
+                EXPECT_EQ(device_bad, host_bad);
+                EXPECT_EQ(std::memcmp(host, device, sizeof host), 0)
+                    << "V " << vocabulary << ", metric " << metric << ", T " << temperature << ": host (" << host[0] << ", " << host[1] << ", "
+                    << host[2] << "), device (" << device[0] << ", " << device[1] << ", " << device[2] << ")";
+            }
+}

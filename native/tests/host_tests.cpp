@@ -2,6 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <random>
+#include <tuple>
+#include <vector>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -297,4 +300,100 @@ TEST(ExactMath, EvalChecksItsArguments) {
     EXPECT_EQ(saber_exact_fixed_terms(in, terms, 2), SABER_ERROR_INVALID_ARGUMENT);
     EXPECT_EQ(saber_exact_fixed_terms(in + 1, terms, 1), SABER_OK) << error();
     EXPECT_EQ(terms[0], uint64_t{1} << 41);
+}
+
+// ---- exact step arithmetic: one row (row_reference and the chunk merge) ----
+
+namespace {
+
+std::vector<float> random_row(std::mt19937 &rng, int vocabulary, float scale) {
+    std::normal_distribution<float> logit(0.0f, scale);
+    std::vector<float> row(static_cast<size_t>(vocabulary));
+    for (float &l : row) l = logit(rng);
+    return row;
+}
+
+}  // namespace
+
+TEST(ExactRow, ProbabilitiesAreWithinAMillionthOfTheExactSoftmax) {
+    std::mt19937 rng(5);
+    double worst_c = 0, worst_excess = 0, worst_entropy = 0;
+    for (int vocabulary : {2, 37, 1000, 5000, 151936})
+        for (float scale : {0.5f, 3.0f, 20.0f}) {
+            std::vector<float> row = random_row(rng, vocabulary, scale);
+            if (vocabulary > 2) row[static_cast<size_t>(vocabulary) - 1] = -INFINITY;  // a banned id
+            const float max = *std::max_element(row.begin(), row.end());
+            double sum = 0, weighted = 0;
+            for (float l : row) {
+                if (l == -INFINITY) continue;
+                const double e = std::exp(static_cast<double>(l) - max);
+                sum += e;
+                weighted += e * (static_cast<double>(l) - max);
+            }
+            for (int metric : {SABER_METRIC_MAXPROB, SABER_METRIC_NEGENTROPY}) {
+                const saber::exact::RowResult r = saber::exact::row_reference(row.data(), vocabulary, 0, 1, metric, 0.0f, 0, 1, 0, 0);
+                ASSERT_GE(r.prediction, 1);
+                const double c = std::exp(static_cast<double>(row[r.prediction]) - max) / sum;
+                const double q = std::exp(static_cast<double>(row[1]) - max) / sum;
+                // The float subtraction l - M is off by up to |l - M| 2^-24, which exp turns into that relative error: the bound
+                // is 4e-7 + |l - M| 2^-24 (docs/arithmetic.md). Below e^-86 of the maximum's term s is 0 by definition.
+                for (auto [got, want, gap] : {std::tuple<double, double, double>{r.confidence, c, max - row[r.prediction]},
+                                              {r.token_confidence, q, max - row[1]}}) {
+                    if (want <= 1e-30) {
+                        EXPECT_LE(got, 1e-30);
+                        continue;
+                    }
+                    const double relative = std::abs(got - want) / want;
+                    worst_excess = std::max(worst_excess, relative - gap * 0x1p-24);
+                    if (want >= 1e-3) worst_c = std::max(worst_c, relative);
+                }
+                if (metric == SABER_METRIC_NEGENTROPY) worst_entropy = std::max(worst_entropy, std::abs(r.metric - (weighted / sum - std::log(sum))));
+            }
+        }
+    EXPECT_LE(worst_c, 1e-6) << "relative error of c and q where they are at least 1e-3";
+    EXPECT_LE(worst_excess, 4e-7) << "relative error of c and q beyond |l - M| 2^-24";
+    EXPECT_LE(worst_entropy, 1e-5) << "absolute error of the negentropy";
+}
+
+TEST(ExactRow, ChunkPartialsComputedInAnyOrderMergeToTheReferencesBits) {
+    std::mt19937 rng(9);
+    for (int vocabulary : {1, 1024, 1025, 4099, 151936}) {
+        std::vector<float> row = random_row(rng, vocabulary, 4.0f);
+        const int chunks = (vocabulary + saber::exact::kChunk - 1) / saber::exact::kChunk;
+        std::vector<saber::exact::ChunkPartial> parts(static_cast<size_t>(chunks));
+        // As a parallel pass would: chunks computed in a shuffled order, each into its own slot, then merged in chunk order.
+        std::vector<int> order(static_cast<size_t>(chunks));
+        for (int j = 0; j < chunks; ++j) order[static_cast<size_t>(j)] = j;
+        std::shuffle(order.begin(), order.end(), rng);
+        for (int j : order)
+            parts[static_cast<size_t>(j)] = saber::exact::chunk_partial(row.data(), j * saber::exact::kChunk,
+                                                                       std::min(vocabulary, (j + 1) * saber::exact::kChunk), true);
+        const saber::exact::RowNormaliser merged = saber::exact::merge_chunks(parts.data(), chunks);
+        const int mask = vocabulary - 1;
+        const saber::exact::RowResult r = saber::exact::row_reference(row.data(), vocabulary, mask, -1, SABER_METRIC_NEGENTROPY, 0.0f, 0, 1, 0, 0);
+        if (vocabulary == 1) {
+            EXPECT_EQ(r.prediction, -1);
+            EXPECT_EQ(r.bad_index, 1) << "nothing finite besides the mask";
+            continue;
+        }
+        EXPECT_EQ(saber::exact::bits(r.confidence), saber::exact::bits(saber::exact::probability(row[static_cast<size_t>(r.prediction)], merged)));
+        // A chunk's fixed-point sums are the same in any order of its terms (integer addition).
+        uint64_t reversed = 0;
+        const int last = chunks - 1;
+        for (int v = vocabulary - 1; v >= last * saber::exact::kChunk; --v)
+            reversed += saber::exact::fixed_term(saber::exact::exp_nonpositive(saber::exact::add(row[static_cast<size_t>(v)], -parts.back().max)));
+        EXPECT_EQ(reversed, parts.back().sum);
+    }
+}
+
+TEST(ExactRow, RowArgumentsAreChecked) {
+    const float row[3] = {0.0f, 1.0f, 2.0f};
+    int32_t prediction = 0, bad = 0;
+    float values[3];
+    EXPECT_EQ(saber_exact_row(row, 3, 3, -1, 0, 0.0f, 0, 1, 0, 0, &prediction, &bad, values), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(error().find("saber_exact_row: mask id must lie in [0, V=3); got 3"), std::string::npos) << error();
+    EXPECT_EQ(saber_exact_row(row, 3, 2, -1, 0, 0.0f, 0, 1, 0, 0, &prediction, &bad, values), SABER_OK) << error();
+    EXPECT_EQ(prediction, 1) << "the mask id is never predicted";
+    EXPECT_EQ(bad, -1);
+    EXPECT_TRUE(std::isnan(values[1])) << "no token asked: q is NaN";
 }

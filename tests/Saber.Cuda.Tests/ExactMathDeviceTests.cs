@@ -55,4 +55,25 @@ public unsafe class ExactMathDeviceTests
             NativeStatus.Check(SaberNative.ExactFixedTermsDevice(context.NativeHandle, i, o, inputs.Length), "saber_exact_fixed_terms_device");
         Assert.That(device, Is.EqualTo(inputs.Select(ExactMath.FixedTerm).ToArray()));
     }
+
+    [TestCase(ConfidenceMetric.MaxProb, 0f)]
+    [TestCase(ConfidenceMetric.Margin, 0.8f)]
+    [TestCase(ConfidenceMetric.NegEntropy, 0f)]
+    public void TheDeviceComputesTheCSharpRowDefinition(ConfidenceMetric metric, float temperature)
+    {
+        CudaContext context = GpuFixture.Require();
+        var rng = new Random(29);
+        float[] row = Enumerable.Range(0, 1500).Select(_ => (float)(rng.NextDouble() * 12 - 6)).ToArray();
+        row[3] = float.NegativeInfinity;
+        int prediction, bad;
+        var values = new float[3];
+        fixed (float* r = row)
+        fixed (float* o = values)
+            NativeStatus.Check(SaberNative.ExactRowDevice(context.NativeHandle, r, row.Length, 7, 11, (int)metric, temperature, 5, 2, 1, 40, &prediction, &bad, o),
+                "saber_exact_row_device");
+        ExactMath.RowResult mine = ExactMath.Row(row, 7, 11, metric, temperature, 5, new RowCoordinates(2, 1, 40));
+        Assert.That((prediction, bad), Is.EqualTo((mine.Prediction, mine.BadIndex)));
+        Assert.That(values.Select(BitConverter.SingleToUInt32Bits),
+            Is.EqualTo(new[] { mine.Confidence, mine.TokenConfidence, mine.Metric }.Select(BitConverter.SingleToUInt32Bits)));
+    }
 }

@@ -101,4 +101,72 @@ public unsafe class ExactMathTests
         Assert.That(NativeLibraryFixture.LastError(), Does.Match(@"saber_exact_eval: input 1 \(-?nan\) is outside function 0.s domain"));
         Assert.That(outputs, Is.EqualTo(new[] { 0f, 0f }), "nothing written");
     }
+
+    private static bool SameBits(float a, float b) =>
+        (float.IsNaN(a) && float.IsNaN(b)) || BitConverter.SingleToUInt32Bits(a) == BitConverter.SingleToUInt32Bits(b);
+
+    /// <summary>A row of one of the adversarial kinds: plain, ties, banned ids, huge and tiny magnitudes, the mask holding the maximum, bad entries.</summary>
+    private static float[] AdversarialRow(Random rng, int vocabulary, int kind, int mask)
+    {
+        var row = new float[vocabulary];
+        for (int v = 0; v < vocabulary; v++)
+            row[v] = kind switch
+            {
+                1 => rng.Next(3),                                                              // exact ties
+                2 => rng.Next(3) == 0 ? float.NegativeInfinity : (float)(rng.NextDouble() * 10 - 5),
+                3 => (float)((rng.NextDouble() - 0.5) * Math.Pow(10, rng.Next(-3, 31))),         // up to ±5e29
+                4 => (float)(rng.NextDouble() * 1e-38) * (rng.Next(2) == 0 ? 1 : -1),          // subnormal and tiny
+                5 => float.NegativeInfinity,                                                   // all banned but a few
+                _ => (float)(rng.NextDouble() * 16 - 8),
+            };
+        if (kind == 5) row[rng.Next(vocabulary)] = (float)rng.NextDouble();
+        if (kind == 6) row[mask] = 1e4f;                                                       // the mask holds the maximum
+        if (kind == 7) row[rng.Next(vocabulary)] = rng.Next(2) == 0 ? float.NaN : float.PositiveInfinity;
+        if (kind == 8) { Array.Fill(row, float.NegativeInfinity); row[mask] = 0f; }             // nothing finite but the mask
+        return row;
+    }
+
+    private static void AssertSameRow(float[] row, int mask, int token, ConfidenceMetric metric, float temperature, ulong seed, RowCoordinates at)
+    {
+        int prediction, bad;
+        var values = new float[3];
+        fixed (float* r = row)
+        fixed (float* o = values)
+            Assert.That(SaberNative.ExactRow(r, row.Length, mask, token, (int)metric, temperature, seed, at.Step, at.Sequence, at.Position, &prediction, &bad, o),
+                Is.EqualTo(SaberStatus.Ok), NativeLibraryFixture.LastError());
+        ExactMath.RowResult mine = ExactMath.Row(row, mask, token, metric, temperature, seed, at);
+        string where = $"V {row.Length}, mask {mask}, token {token}, {metric}, T {temperature}, seed {seed}, {at}";
+        Assert.That(mine.Prediction, Is.EqualTo(prediction), where);
+        Assert.That(mine.BadIndex, Is.EqualTo(bad), where);
+        if (!SameBits(mine.Confidence, values[0]) || !SameBits(mine.TokenConfidence, values[1]) || !SameBits(mine.Metric, values[2]))
+            Assert.Fail($"{where}: C# (c, q, metric) = ({mine.Confidence:R}, {mine.TokenConfidence:R}, {mine.Metric:R}), native ({values[0]:R}, {values[1]:R}, {values[2]:R})");
+    }
+
+    [Test]
+    public void RowsMatchTheNativeDefinitionBitForBit()
+    {
+        var rng = new Random(31);
+        int[] vocabularies = [1, 2, 3, 5, 37, 1023, 1024, 1025, 2048, 4099];
+        for (int i = 0; i < 4000; i++)
+        {
+            int vocabulary = vocabularies[rng.Next(vocabularies.Length)];
+            int mask = rng.Next(vocabulary);
+            float[] row = AdversarialRow(rng, vocabulary, rng.Next(9), mask);
+            int token = rng.Next(3) == 0 ? -1 : rng.Next(vocabulary);
+            float temperature = new[] { 0f, 0f, 0.7f, 2.5f }[rng.Next(4)];
+            AssertSameRow(row, mask, token, (ConfidenceMetric)rng.Next(4), temperature, (ulong)rng.NextInt64(), new RowCoordinates(rng.Next(1, 100), rng.Next(64), rng.Next(4096)));
+        }
+    }
+
+    [Test]
+    public void LongRowsMatchTheNativeDefinitionBitForBit()
+    {
+        var rng = new Random(37);
+        foreach (var (kind, metric, temperature) in new[] { (0, ConfidenceMetric.NegEntropy, 0f), (2, ConfidenceMetric.Margin, 0.9f), (3, ConfidenceMetric.MaxProb, 0f), (1, ConfidenceMetric.Margin, 0f) })
+        {
+            const int vocabulary = 151936;   // Qwen-sized: 149 chunks and a partial one
+            int mask = rng.Next(vocabulary);
+            AssertSameRow(AdversarialRow(rng, vocabulary, kind, mask), mask, rng.Next(vocabulary), metric, temperature, 7, new RowCoordinates(3, 1, 200));
+        }
+    }
 }

@@ -202,6 +202,21 @@ SABER_API saber_status saber_exact_eval(int32_t function, const float *inputs, f
 /** outputs[i] = floor(inputs[i] * 2^42), the fixed-point softmax term, for inputs in [0, 1]; like saber_exact_eval. */
 SABER_API saber_status saber_exact_fixed_terms(const float *inputs, uint64_t *outputs, int64_t count);
 
+/** The definition of one row's quantities (spec §2) in the exact arithmetic, host build: prediction, c, q and the
+ *  metric of `vocabulary` float logits. token: the id whose probability q is wanted, or -1 (q is NaN); metric: a
+ *  saber_metric; temperature >= 0 with the Philox coordinates (seed, step, sequence, position) of the row's draws.
+ *  out_values receives {c, q, metric}. A bad row is not an error of the call: *out_prediction is -1 and
+ *  *out_bad_index the lowest id of a NaN or +inf logit, or `vocabulary` when no logit besides the mask id's is finite
+ *  (else -1). For testing other implementations against it. */
+SABER_API saber_status saber_exact_row(const float *row, int32_t vocabulary, int32_t mask_id, int32_t token, int32_t metric, float temperature,
+                                       uint64_t seed, int32_t step, int32_t sequence, int32_t position, int32_t *out_prediction,
+                                       int32_t *out_bad_index, float *out_values);
+
+/** saber_exact_row computed on the context's device (one thread runs the definition), like saber_exact_eval_device. */
+SABER_API saber_status saber_exact_row_device(saber_context context, const float *row, int32_t vocabulary, int32_t mask_id, int32_t token,
+                                              int32_t metric, float temperature, uint64_t seed, int32_t step, int32_t sequence,
+                                              int32_t position, int32_t *out_prediction, int32_t *out_bad_index, float *out_values);
+
 /** saber_exact_eval on the context's device: the inputs are copied to the device, evaluated by the same header compiled
  *  for it, and copied back (synchronously); for testing that the device computes the host's bits. */
 SABER_API saber_status saber_exact_eval_device(saber_context context, int32_t function, const float *inputs, float *outputs, int64_t count);

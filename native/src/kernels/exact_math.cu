@@ -18,12 +18,23 @@ __global__ void fixed_terms_kernel(const float *__restrict__ inputs, uint64_t *_
         outputs[i] = exact::fixed_term(inputs[i]);
 }
 
+/// One thread runs the whole row definition: a reference, not a fast path.
+__global__ void exact_row_kernel(const float *__restrict__ row, ExactRowArguments a, exact::RowResult *__restrict__ result) {
+    if (blockIdx.x == 0 && threadIdx.x == 0)
+        *result = exact::row_reference(row, a.vocabulary, a.mask_id, a.token, a.metric, a.temperature, a.seed, a.step, a.sequence, a.position);
+}
+
 unsigned blocks_for(int64_t count) {
     const int64_t blocks = (count + kThreads - 1) / kThreads;
     return static_cast<unsigned>(blocks < 4096 ? (blocks > 0 ? blocks : 1) : 4096);
 }
 
 }  // namespace
+
+cudaError_t launch_exact_row(const float *row, const ExactRowArguments &arguments, exact::RowResult *result, cudaStream_t stream) {
+    exact_row_kernel<<<1, 1, 0, stream>>>(row, arguments, result);
+    return cudaGetLastError();
+}
 
 cudaError_t launch_exact_eval(int32_t function, const float *inputs, float *outputs, int64_t count, cudaStream_t stream) {
     exact_eval_kernel<<<blocks_for(count), kThreads, 0, stream>>>(function, inputs, outputs, count);

@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "decode_state.h"
+#include "exact_math.h"
 
 namespace saber {
 
@@ -36,6 +37,17 @@ size_t row_partial_bytes(size_t rows, int splits);
 /// Decide (kernels/decide.cu): the strategy's step rule, one block per sequence, then the step's
 /// bookkeeping (step counter, NFE, done flags, status for the host).
 cudaError_t launch_decide(const DecodeState &state, cudaStream_t stream);
+
+/// The arguments of exact::row_reference besides the row.
+struct ExactRowArguments {
+    int vocabulary, mask_id, token, metric;
+    float temperature;
+    uint64_t seed;
+    int step, sequence, position;
+};
+
+/// exact::row_reference of one device row, computed by one device thread into *result (kernels/exact_math.cu).
+cudaError_t launch_exact_row(const float *row, const ExactRowArguments &arguments, exact::RowResult *result, cudaStream_t stream);
 
 /// The exact step arithmetic element by element (kernels/exact_math.cu): outputs[i] = evaluate(function, inputs[i]).
 cudaError_t launch_exact_eval(int32_t function, const float *inputs, float *outputs, int64_t count, cudaStream_t stream);
