@@ -129,13 +129,8 @@ SABER_API saber_status saber_exact_row(const float *row, int32_t vocabulary, int
         if (const saber_status s = saber::validate_exact_row(row, vocabulary, mask_id, token, metric, temperature, out_prediction, out_bad_index,
                                                              out_values))
             return s;
-        const saber::exact::RowResult r =
-            saber::exact::row_reference(row, vocabulary, mask_id, token, metric, temperature, seed, step, sequence, position);
-        *out_prediction = r.prediction;
-        *out_bad_index = r.bad_index;
-        out_values[0] = r.confidence;
-        out_values[1] = r.token_confidence;
-        out_values[2] = r.metric;
+        saber::export_row_result(saber::exact::row_reference(row, vocabulary, mask_id, token, metric, temperature, seed, step, sequence, position),
+                                 out_prediction, out_bad_index, out_values);
         return SABER_OK;
     });
 }

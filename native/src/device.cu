@@ -296,11 +296,7 @@ SABER_API saber_status saber_exact_row_device(saber_context context, const float
                                            static_cast<saber::exact::RowResult *>(device_result.pointer), context->stream));
         SABER_CUDA(cudaMemcpyAsync(&result, device_result.pointer, sizeof result, cudaMemcpyDeviceToHost, context->stream));
         SABER_CUDA(cudaStreamSynchronize(context->stream));
-        *out_prediction = result.prediction;
-        *out_bad_index = result.bad_index;
-        out_values[0] = result.confidence;
-        out_values[1] = result.token_confidence;
-        out_values[2] = result.metric;
+        saber::export_row_result(result, out_prediction, out_bad_index, out_values);
         return SABER_OK;
     });
 }

@@ -132,6 +132,14 @@ saber_status validate_exact_row(const float *row, int32_t vocabulary, int32_t ma
     return SABER_OK;
 }
 
+void export_row_result(const exact::RowResult &result, int32_t *out_prediction, int32_t *out_bad_index, float *out_values) {
+    *out_prediction = result.prediction;
+    *out_bad_index = result.bad_index;
+    out_values[0] = result.confidence;
+    out_values[1] = result.token_confidence;
+    out_values[2] = result.metric;
+}
+
 saber_status validate_fixed_inputs(const float *inputs, const void *outputs, int64_t count) {
     if (const saber_status s = validate_arrays(inputs, outputs, count)) return s;
     for (int64_t i = 0; i < count; ++i)

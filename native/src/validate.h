@@ -1,5 +1,6 @@
 #pragma once
 
+#include "exact_math.h"
 #include "saber/saber.h"
 
 namespace saber {
@@ -17,6 +18,9 @@ saber_status validate_exact_inputs(int32_t function, const float *inputs, const 
 /// Checks the arguments of saber_exact_row(_device) besides the device context.
 saber_status validate_exact_row(const float *row, int32_t vocabulary, int32_t mask_id, int32_t token, int32_t metric, float temperature,
                                 const int32_t *out_prediction, const int32_t *out_bad_index, const float *out_values);
+
+/// Writes a row's results to saber_exact_row(_device)'s out parameters (checked by validate_exact_row).
+void export_row_result(const exact::RowResult &result, int32_t *out_prediction, int32_t *out_bad_index, float *out_values);
 
 /// Checks the arguments of saber_exact_fixed_terms(_device): non-null arrays, every input in [0, 1].
 saber_status validate_fixed_inputs(const float *inputs, const void *outputs, int64_t count);

@@ -51,13 +51,9 @@ internal static class DemoCommand
         stdout.WriteLine(Legend(color, tokenizer.MaskGlyph));
         var saber = new DecodeOptions { GenerationLength = g, BlockLength = k, Strategy = new SaberStrategy() };
         var sampler = new CpuSampler(logging.CreateLogger<CpuSampler>());
-        int[] canvas = [];
-        await foreach (DecodeStepUpdate update in sampler.DecodeStepsAsync(model.Denoiser, [prompt], saber, cancellationToken))
-        {
-            // End-of-text has a cell of its own, so that the line keeps one cell per position.
-            stdout.WriteLine(StepLine(update, prompt.Length, color, id => id == tokenizer.EosId ? EndOfText : tokenizer.Decode([id])));
-            canvas = update.Sequences[0].Canvas;
-        }
+        // End-of-text has a cell of its own, so that the line keeps one cell per position.
+        int[] canvas = await ShowStepsAsync(sampler.DecodeStepsAsync(model.Denoiser, [prompt], saber, cancellationToken), prompt.Length, color,
+            id => id == tokenizer.EosId ? EndOfText : tokenizer.Decode([id]), stdout);
         stdout.WriteLine(FinalText(tokenizer.Decode(canvas)));
         stdout.WriteLine();
         ReadOnlyMemory<int>[] comparePrompts = CompareCommand.DefaultPrompts.Select(p => (ReadOnlyMemory<int>)tokenizer.Encode(p)).ToArray();
@@ -66,6 +62,19 @@ internal static class DemoCommand
     }
 
     private const string EndOfText = "\u2404";   // ␄
+
+    /// <summary>Prints a line per step of a one-sequence decode; returns the final canvas.</summary>
+    private static async Task<int[]> ShowStepsAsync(IAsyncEnumerable<DecodeStepUpdate> steps, int promptLength, bool color, Func<int, string> decode,
+        TextWriter stdout)
+    {
+        int[] canvas = [];
+        await foreach (DecodeStepUpdate update in steps)
+        {
+            stdout.WriteLine(StepLine(update, promptLength, color, decode));
+            canvas = update.Sequences[0].Canvas;
+        }
+        return canvas;
+    }
 
     /// <summary>The decoded text as it reads, prompt included, framed by rules.</summary>
     private static string FinalText(string text) => $"text (prompt + completion, up to the first end-of-text):\n----\n{text}\n----";
@@ -87,12 +96,8 @@ internal static class DemoCommand
         stdout.WriteLine($"Saber on a synthetic model: prompt {Show(Prompt)}, {g} positions to fill.");
         stdout.WriteLine(Legend(color, CharVocabulary.MaskGlyph.ToString()));
         var saber = new DecodeOptions { GenerationLength = g, Strategy = new SaberStrategy() };
-        int[] canvas = [];
-        await foreach (DecodeStepUpdate update in sampler.DecodeStepsAsync(new SyntheticDenoiser(task), [prompt], saber, cancellationToken))
-        {
-            stdout.WriteLine(StepLine(update, prompt.Length, color, id => CharVocabulary.Decode(id).ToString()));
-            canvas = update.Sequences[0].Canvas;
-        }
+        int[] canvas = await ShowStepsAsync(sampler.DecodeStepsAsync(new SyntheticDenoiser(task), [prompt], saber, cancellationToken), prompt.Length, color,
+            id => CharVocabulary.Decode(id).ToString(), stdout);
         stdout.WriteLine(FinalText(CharVocabulary.Decode(canvas)));
 
         stdout.WriteLine();
