@@ -194,6 +194,80 @@ SABER_EXACT_FN uint64_t fixed_term(float e) {
 }
 
 // ---- one row of logits: the quantities of spec §2 ----
+//
+// The row functions read the row through a loader, `load(v)` -> the float logit of id v, so that float16 and bfloat16
+// rows (which widen to float exactly) and device rows use the same definitions; FloatRow reads a float array.
+
+struct FloatRow {
+    const float *row;
+    SABER_EXACT_FN float operator()(int v) const { return row[v]; }
+};
+
+/// A logit that makes its row bad: NaN or +inf.
+SABER_EXACT_FN bool is_bad(float logit) { return logit != logit || logit == INFINITY; }
+
+/// The lowest id of a bad logit in the row, or -1.
+template <typename Load>
+SABER_EXACT_FN int first_bad(const Load &load, int vocabulary) {
+    for (int v = 0; v < vocabulary; ++v)
+        if (is_bad(load(v))) return v;
+    return -1;
+}
+
+/// The prediction score of a logit: the logit at T = 0, l + T g with g = gumbel(to_uniform(bits)) at T > 0, where bits
+/// is random_bits(seed, step, sequence, position, v).
+SABER_EXACT_FN float score(float logit, float temperature, uint32_t bits) {
+    return temperature > 0.0f ? add(logit, mul(temperature, gumbel(to_uniform(bits)))) : logit;
+}
+
+/// An upper bound of gumbel(u) over every uniform u of the random layout (the largest is gumbel(1 - 2^-24), about 16.64;
+/// checked over all 2^23 of them in CTest). Since rounding is monotone, score(l, T, bits) <= add(l, mul(T, kGumbelMax)):
+/// a fast pass may skip the Gumbel draw of a logit whose bound cannot beat its current runner-up.
+constexpr float kGumbelMax = 16.75f;
+
+/// The best two predictions: ids (-1 when none) and scores. The ranking is: the higher score first, the lower id on equal
+/// scores. Ids whose score is -inf are never offered, and the mask id never.
+struct TopTwo {
+    int best, second;
+    float best_score, second_score;
+};
+
+SABER_EXACT_FN TopTwo no_candidates() { return TopTwo{-1, -1, -INFINITY, -INFINITY}; }
+
+/// Offers id v with `score` (not -inf) to `t`. Offered in ascending id order this is row_reference's scan (the tie
+/// clauses never hold). For scores that are not NaN the ranking is a total order, so offers in any order, and the merge of
+/// top twos of disjoint id sets (offering each one's best and second), give the same top two.
+SABER_EXACT_FN void offer(TopTwo &t, float score, int v) {
+    if (t.best < 0 || score > t.best_score || (score == t.best_score && v < t.best)) {
+        t.second = t.best;
+        t.second_score = t.best_score;
+        t.best = v;
+        t.best_score = score;
+    } else if (t.second < 0 || score > t.second_score || (score == t.second_score && v < t.second)) {
+        t.second = v;
+        t.second_score = score;
+    }
+}
+
+/// Merges the top two of another, disjoint, set of ids into `t`.
+SABER_EXACT_FN void merge(TopTwo &t, const TopTwo &other) {
+    if (other.best >= 0) offer(t, other.best_score, other.best);
+    if (other.second >= 0) offer(t, other.second_score, other.second);
+}
+
+/// The best two predictions of a row with no bad logit: every id but the mask, scanned in ascending order.
+template <typename Load>
+SABER_EXACT_FN TopTwo top_two(const Load &load, int vocabulary, int mask_id, float temperature, uint64_t seed, int step, int sequence,
+                              int position) {
+    TopTwo t = no_candidates();
+    for (int v = 0; v < vocabulary; ++v) {
+        if (v == mask_id) continue;
+        const float s = score(load(v), temperature, temperature > 0.0f ? random_bits(seed, step, sequence, position, v) : 0u);
+        if (s == -INFINITY) continue;
+        offer(t, s, v);
+    }
+    return t;
+}
 
 /// The constant partition of a row: chunk j holds ids [j kChunk, (j + 1) kChunk). No launch parameter changes it; a
 /// parallel row pass may split a row only at chunk boundaries.
@@ -207,20 +281,31 @@ struct ChunkPartial {
     uint64_t entropy;
 };
 
+/// Adds the terms of a finite logit (not -inf) to `p`, whose max is already its chunk's maximum.
+SABER_EXACT_FN void add_term(ChunkPartial &p, float logit, bool with_entropy) {
+    const float d = add(logit, -p.max);
+    const float e = exp_nonpositive(d);
+    p.sum += fixed_term(e);
+    if (with_entropy) p.entropy += fixed_term(mul(e, -d));
+}
+
 /// The partial of ids [begin, end) of a row that holds no NaN or +inf.
-SABER_EXACT_FN ChunkPartial chunk_partial(const float *row, int begin, int end, bool with_entropy) {
+template <typename Load>
+SABER_EXACT_FN ChunkPartial chunk_partial_of(const Load &load, int begin, int end, bool with_entropy) {
     ChunkPartial p{-INFINITY, 0, 0};
     for (int v = begin; v < end; ++v)
-        if (row[v] > p.max) p.max = row[v];
+        if (load(v) > p.max) p.max = load(v);
     if (p.max == -INFINITY) return p;
     for (int v = begin; v < end; ++v) {
-        if (row[v] == -INFINITY) continue;
-        const float d = add(row[v], -p.max);
-        const float e = exp_nonpositive(d);
-        p.sum += fixed_term(e);
-        if (with_entropy) p.entropy += fixed_term(mul(e, -d));
+        const float l = load(v);
+        if (l == -INFINITY) continue;
+        add_term(p, l, with_entropy);
     }
     return p;
+}
+
+SABER_EXACT_FN ChunkPartial chunk_partial(const float *row, int begin, int end, bool with_entropy) {
+    return chunk_partial_of(FloatRow{row}, begin, end, with_entropy);
 }
 
 /// The row's softmax normaliser from its chunk partials, merged in chunk order in double: M = max_j m_j,
@@ -231,14 +316,26 @@ struct RowNormaliser {
     double entropy;
 };
 
+/// What a chunk with a finite maximum adds to the normaliser's two sums, given the row's maximum M. A parallel pass may
+/// compute these for every chunk at once; only the additions (accumulate) must run in chunk order.
+struct ChunkTerms {
+    double sum;
+    double entropy;
+};
+
+SABER_EXACT_FN ChunkTerms chunk_terms(const ChunkPartial &p, float row_max) {
+    const float dm = add(p.max, -row_max);
+    const double scale = dmul(static_cast<double>(exp_nonpositive(dm)), 0x1p-42);  // exact: a power-of-two scaling
+    const double sum = static_cast<double>(p.sum);
+    return ChunkTerms{dmul(sum, scale), dmul(scale, dadd(static_cast<double>(p.entropy), dmul(static_cast<double>(-dm), sum)))};
+}
+
 /// Adds chunk partial `p` to `n`, whose max is already the row's maximum M. Chunks are added in chunk order.
 SABER_EXACT_FN void accumulate(RowNormaliser &n, const ChunkPartial &p) {
     if (p.max == -INFINITY) return;
-    const float dm = add(p.max, -n.max);
-    const double scale = dmul(static_cast<double>(exp_nonpositive(dm)), 0x1p-42);  // exact: a power-of-two scaling
-    const double sum = static_cast<double>(p.sum);
-    n.sum = dadd(n.sum, dmul(sum, scale));
-    n.entropy = dadd(n.entropy, dmul(scale, dadd(static_cast<double>(p.entropy), dmul(static_cast<double>(-dm), sum))));
+    const ChunkTerms t = chunk_terms(p, n.max);
+    n.sum = dadd(n.sum, t.sum);
+    n.entropy = dadd(n.entropy, t.entropy);
 }
 
 /// The normaliser of a row from its chunk partials, `count` of them in chunk order.
@@ -265,57 +362,22 @@ SABER_EXACT_FN float probability(float logit, const RowNormaliser &n) {
     return static_cast<float>(ddiv(static_cast<double>(exp_nonpositive(add(logit, -n.max))), n.sum));
 }
 
-/// The definition of spec §2 for one row of `vocabulary` float logits (the reference every fast path must equal).
-/// metric: 0 maxprob, 1 margin, 2 negentropy, 3 random (saber_metric); token: the id whose probability q is wanted,
-/// or -1 (q is then NaN). At T > 0 the score of id v is l_v + T g_v with g_v = gumbel(uniform(random_bits(seed, step,
-/// sequence, position, v))); the random metric is the uniform at v = vocabulary.
-SABER_EXACT_FN RowResult row_reference(const float *row, int vocabulary, int mask_id, int token, int metric, float temperature, uint64_t seed,
-                                       int step, int sequence, int position) {
-    RowResult r{-1, -1, 0.0f, 0.0f, 0.0f};
-    for (int v = 0; v < vocabulary; ++v)
-        if (row[v] != row[v] || row[v] == INFINITY) {
-            r.bad_index = v;
-            return r;
-        }
-    int best = -1, second = -1;
-    float best_score = -INFINITY, second_score = -INFINITY;
-    for (int v = 0; v < vocabulary; ++v) {
-        if (v == mask_id) continue;
-        float score = row[v];
-        if (temperature > 0.0f)
-            score = add(score, mul(temperature, gumbel(to_uniform(random_bits(seed, step, sequence, position, v)))));
-        if (score == -INFINITY) continue;
-        if (best < 0 || score > best_score) {  // ascending ids: a tie keeps the lower id
-            second = best;
-            second_score = best_score;
-            best = v;
-            best_score = score;
-        } else if (second < 0 || score > second_score) {
-            second = v;
-            second_score = score;
-        }
-    }
-    if (best < 0) {
-        r.bad_index = vocabulary;
-        return r;
-    }
-    // The row's maximum (the maximum of its chunk maxima), then the chunk partials in chunk order; a parallel pass
-    // computes the partials anywhere and merges them the same way (merge_chunks).
-    RowNormaliser n{-INFINITY, 0.0, 0.0};
-    for (int v = 0; v < vocabulary; ++v)
-        if (row[v] > n.max) n.max = row[v];
-    for (int begin = 0; begin < vocabulary; begin += kChunk)
-        accumulate(n, chunk_partial(row, begin, begin + kChunk < vocabulary ? begin + kChunk : vocabulary, metric == 2));
-    r.prediction = best;
-    r.confidence = probability(row[best], n);
-    r.token_confidence = token >= 0 ? probability(row[token], n) : NAN;
+/// The results of a row with no bad logit from its top two (top.best >= 0) and its merged normaliser (the entropy sum
+/// is needed for metric 2 only). The arguments are row_reference's.
+template <typename Load>
+SABER_EXACT_FN RowResult finish_row(const Load &load, const RowNormaliser &n, const TopTwo &top, int vocabulary, int token, int metric,
+                                    uint64_t seed, int step, int sequence, int position) {
+    RowResult r{top.best, -1, 0.0f, 0.0f, 0.0f};
+    const float best_logit = load(top.best);
+    r.confidence = probability(best_logit, n);
+    r.token_confidence = token >= 0 ? probability(load(token), n) : NAN;
     switch (metric) {
         case 0: r.metric = r.confidence; break;
         case 1:
-            r.metric = second < 0 ? r.confidence
-                                  : static_cast<float>(ddiv(dadd(static_cast<double>(exp_nonpositive(add(row[best], -n.max))),
-                                                                 -static_cast<double>(exp_nonpositive(add(row[second], -n.max)))),
-                                                            n.sum));
+            r.metric = top.second < 0 ? r.confidence
+                                      : static_cast<float>(ddiv(dadd(static_cast<double>(exp_nonpositive(add(best_logit, -n.max))),
+                                                                     -static_cast<double>(exp_nonpositive(add(load(top.second), -n.max)))),
+                                                                n.sum));
             break;
         case 2:
             // sum_v s_v ln s_v = -(sum_v e^(l_v - M) (M - l_v)) / sum - ln sum; sum >= 1 (the maximum contributes exactly 1).
@@ -324,6 +386,40 @@ SABER_EXACT_FN RowResult row_reference(const float *row, int vocabulary, int mas
         default: r.metric = to_uniform(random_bits(seed, step, sequence, position, vocabulary)); break;
     }
     return r;
+}
+
+/// The definition of spec §2 for one row of `vocabulary` logits read through `load` (the reference every fast path must
+/// equal). metric: 0 maxprob, 1 margin, 2 negentropy, 3 random (saber_metric); token: the id whose probability q is
+/// wanted, or -1 (q is then NaN). At T > 0 the score of id v is l_v + T g_v with g_v = gumbel(uniform(random_bits(seed,
+/// step, sequence, position, v))); the random metric is the uniform at v = vocabulary.
+template <typename Load>
+SABER_EXACT_FN RowResult row_reference_of(const Load &load, int vocabulary, int mask_id, int token, int metric, float temperature,
+                                          uint64_t seed, int step, int sequence, int position) {
+    RowResult r{-1, -1, 0.0f, 0.0f, 0.0f};
+    const int bad = first_bad(load, vocabulary);
+    if (bad >= 0) {
+        r.bad_index = bad;
+        return r;
+    }
+    const TopTwo top = top_two(load, vocabulary, mask_id, temperature, seed, step, sequence, position);
+    if (top.best < 0) {
+        r.bad_index = vocabulary;
+        return r;
+    }
+    // The row's maximum (the maximum of its chunk maxima), then the chunk partials in chunk order; a parallel pass
+    // computes the partials anywhere and merges them the same way (merge_chunks).
+    RowNormaliser n{-INFINITY, 0.0, 0.0};
+    for (int v = 0; v < vocabulary; ++v)
+        if (load(v) > n.max) n.max = load(v);
+    for (int begin = 0; begin < vocabulary; begin += kChunk)
+        accumulate(n, chunk_partial_of(load, begin, begin + kChunk < vocabulary ? begin + kChunk : vocabulary, metric == 2));
+    return finish_row(load, n, top, vocabulary, token, metric, seed, step, sequence, position);
+}
+
+/// row_reference_of a float row.
+SABER_EXACT_FN RowResult row_reference(const float *row, int vocabulary, int mask_id, int token, int metric, float temperature, uint64_t seed,
+                                       int step, int sequence, int position) {
+    return row_reference_of(FloatRow{row}, vocabulary, mask_id, token, metric, temperature, seed, step, sequence, position);
 }
 
 /// The saber_exact_function `function` (exp, log or Gumbel) at x: what saber_exact_eval(_device) computes.
