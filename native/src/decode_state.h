@@ -29,8 +29,9 @@ struct DecodeState {
     int32_t vocabulary;   // V
     int32_t mask_id;
     int32_t trace_capacity;
-    int32_t row_splits;   // blocks per logits row in the fast row pass (1: no split)
-    int32_t row_chunk;    // logits each split reads (see kernels.h)
+    int32_t row_chunks;        // exact::kChunk-id chunks per logits row: ceil(V / kChunk)
+    int32_t row_splits;        // blocks per logits row in the fast row pass (1: no split)
+    int32_t row_split_chunks;  // chunks each split reads (the last split fewer); splits cut rows only between chunks
 
     // Per sequence [batch].
     int32_t *prompt_length;
@@ -53,7 +54,8 @@ struct DecodeState {
     float *confidence;     // c
     float *token_confidence;   // q (paper variant, decoded positions)
     float *metric;         // low-confidence ranking value
-    void *row_partials;    // scratch [batch, G, row_splits] of the split row pass; null when row_splits == 1
+    void *chunk_partials;  // scratch [batch, G, row_chunks] exact::ChunkPartial of the fast row pass
+    void *split_partials;  // scratch [batch, G, row_splits] of the split row pass's per-split results; null when row_splits == 1
 
     // Step bookkeeping.
     int32_t *step;         // [1] steps completed

@@ -3,11 +3,10 @@
 //   key     (k0, k1)         = (low, high) 32 bits of the seed
 //   counter (c0, c1, c2, c3) = (v / 4, position, sequence, step); the draw is output word v % 4
 //   uniform u = ((x >> 9) + 0.5) * 2^-23, exact in float32, strictly inside (0, 1)
-//   Gumbel  g = -ln(-ln u), computed in double and rounded to float32 (so both sides agree)
+//   Gumbel  g = exact::gumbel(u) = -ln(-ln u), as a fixed sequence of float32 operations (exact_math.h)
 //   the random confidence metric uses the draw at v = V
 #pragma once
 
-#include <math.h>
 #include <stdint.h>
 
 #if defined(__CUDACC__)
@@ -59,7 +58,5 @@ SABER_HOST_DEVICE uint32_t random_bits(uint64_t seed, int step, int sequence, in
 }
 
 SABER_HOST_DEVICE float to_uniform(uint32_t bits) { return (static_cast<float>(bits >> 9) + 0.5f) * (1.0f / 8388608.0f); }
-
-SABER_HOST_DEVICE float to_gumbel(float u) { return static_cast<float>(-log(-log(static_cast<double>(u)))); }
 
 }  // namespace saber

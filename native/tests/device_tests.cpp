@@ -1,5 +1,7 @@
-// Device tests (host code: built by the C++ compiler, linked with the CUDA runtime): the step kernels against a host double-precision computation on fresh random data,
-// with outputs poisoned before each run. Without a CUDA device every test skips with the reason.
+// Device tests (host code: built by the C++ compiler, linked with the CUDA runtime): the step kernels against the host
+// build of the exact row definition (exact::row_reference), bit for bit, on fresh random data with outputs poisoned
+// before each run, and decodes that must not depend on the batch they run in. Without a CUDA device every test skips
+// with the reason (the RowSplitPlan tests are host functions and run anyway).
 #include <gtest/gtest.h>
 
 #include <cuda_runtime_api.h>
@@ -14,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "exact_math.h"
 #include "philox.h"
 #include "saber/saber.h"
 #include "testing.h"
@@ -79,92 +82,68 @@ protected:
     saber_decode_status status{};
 };
 
-struct HostRow {
-    int prediction;
-    double confidence, margin, negentropy;
-};
+uint32_t bits_of(float x) {
+    uint32_t u;
+    std::memcpy(&u, &x, sizeof u);
+    return u;
+}
 
-/// The spec's per-row quantities in double precision, straight from the definition.
-HostRow host_row(const float *row, int vocabulary, int mask, float temperature, uint64_t seed, int step, int sequence, int position) {
-    double max = -INFINITY;
-    for (int v = 0; v < vocabulary; ++v) max = std::max(max, static_cast<double>(row[v]));
-    double z = 0;
-    for (int v = 0; v < vocabulary; ++v) z += std::exp(row[v] - max);
-    int best = -1, second = -1;
-    float best_score = -kInf, second_score = -kInf;
-    for (int v = 0; v < vocabulary; ++v) {
-        if (v == mask) continue;
-        float score = row[v];
-        if (temperature > 0) {
-            const float g = saber::to_gumbel(saber::to_uniform(saber::random_bits(seed, step, sequence, position, v)));
-            volatile float scaled = temperature * g;   // float32 arithmetic without contraction, as specified
-            score = row[v] + scaled;
-        }
-        if (score == -kInf) continue;
-        if (best < 0 || score > best_score) {
-            second = best;
-            second_score = best_score;
-            best = v;
-            best_score = score;
-        } else if (second < 0 || score > second_score) {
-            second = v;
-            second_score = score;
-        }
-    }
-    HostRow r{best, 0, 0, 0};
-    if (best < 0) return r;
-    r.confidence = std::exp(row[best] - max) / z;
-    r.margin = second < 0 ? r.confidence : r.confidence - std::exp(row[second] - max) / z;
-    for (int v = 0; v < vocabulary; ++v) {
-        const double p = std::exp(row[v] - max) / z;
-        if (p > 0) r.negentropy += p * std::log(p);
-    }
-    return r;
+/// Expects a row's results on the device to be the host build's exact::row_reference of the same row, bit for bit.
+void ExpectTheDefinition(const saber::testing::RowResults &rows, size_t at, const saber::exact::RowResult &want, const std::string &where) {
+    ASSERT_GE(want.prediction, 0) << where << ": the test made a bad row";
+    EXPECT_EQ(rows.prediction[at], want.prediction) << where;
+    EXPECT_EQ(bits_of(rows.confidence[at]), bits_of(want.confidence)) << where << ": c " << rows.confidence[at] << " vs " << want.confidence;
+    EXPECT_EQ(bits_of(rows.token_confidence[at]), bits_of(want.token_confidence))
+        << where << ": q " << rows.token_confidence[at] << " vs " << want.token_confidence;
+    EXPECT_EQ(bits_of(rows.metric[at]), bits_of(want.metric)) << where << ": metric " << rows.metric[at] << " vs " << want.metric;
 }
 
 struct RowCase {
     int dtype, vocabulary, metric;
     float temperature;
+    int batch, generation;
 };
 
 std::string RowCaseName(const ::testing::TestParamInfo<RowCase> &info) {
     static const char *const dtypes[] = {"f32", "f16", "bf16"};
     static const char *const metrics[] = {"maxprob", "margin", "negentropy", "random"};
-    return std::string(dtypes[info.param.dtype]) + "_V" + std::to_string(info.param.vocabulary) + "_" + metrics[info.param.metric] +
-           (info.param.temperature > 0 ? "_sampled" : "_greedy");
+    const RowCase &c = info.param;
+    return std::string(dtypes[c.dtype]) + "_V" + std::to_string(c.vocabulary) + "_" + metrics[c.metric] +
+           (c.temperature > 1e30f ? "_hugeT" : c.temperature > 0 ? "_sampled" : "_greedy") + "_rows" + std::to_string(c.batch * c.generation);
 }
 
 class RowConfidence : public Device, public ::testing::WithParamInterface<RowCase> {
 protected:
-    static constexpr int kGeneration = 24, kBatch = 2;
-
-    /// A low-confidence decode (every position of the one block is scored) with fresh random logits,
-    /// a quarter of the rows adversarial; returns the logits as the device sees them.
+    /// A low-confidence decode (every position of the one block is scored) with fresh random logits, most rows
+    /// adversarial; returns the logits as the device sees them.
     std::vector<float> Prepare() {
         const RowCase c = GetParam();
         mask = c.vocabulary / 3;
         options = saber_decode_options{};
-        options.generation_length = kGeneration;
-        options.block_length = kGeneration;
+        options.generation_length = c.generation;
+        options.block_length = c.generation;
         options.strategy = SABER_STRATEGY_LOW_CONFIDENCE;
-        options.steps = kGeneration;
+        options.steps = c.generation;
         options.metric = c.metric;
         options.temperature = c.temperature;
         options.seed = 0x5EED5EED12345ull;
-        Create(options, c.vocabulary, mask, kBatch);
+        Create(options, c.vocabulary, mask, c.batch);
 
         std::mt19937 rng(static_cast<unsigned>(c.vocabulary * 31 + c.dtype));
         std::uniform_real_distribution<float> uniform(-8.0f, 8.0f);
-        std::vector<float> values(static_cast<size_t>(kBatch) * kGeneration * c.vocabulary);
+        std::vector<float> values(static_cast<size_t>(c.batch) * c.generation * c.vocabulary);
         for (float &x : values) x = uniform(rng);
-        for (int r = 0; r < kBatch * kGeneration; ++r) {
+        const int other = (mask + 1) % c.vocabulary;
+        for (int r = 0; r < c.batch * c.generation; ++r) {
             float *row = values.data() + static_cast<size_t>(r) * c.vocabulary;
-            switch (r % 4) {
+            switch (r % 5) {
                 case 1: row[mask] = 50.0f; break;                                   // the mask id holds the maximum
                 case 2: for (int v = 0; v < c.vocabulary; v += 3) row[v] = -kInf;    // banned tokens
-                        row[(mask + 1) % c.vocabulary] = 1.0f;
+                        row[other] = 1.0f;
                         break;
-                case 3: if (c.vocabulary > 2) row[c.vocabulary - 1] = row[(mask + 1) % c.vocabulary] = 20.0f;   // a tie
+                case 3: if (c.vocabulary > 2) row[c.vocabulary - 1] = row[other] = 20.0f;   // a tie for the maximum
+                        break;
+                case 4: for (int v = 0; v < c.vocabulary; ++v) row[v] = v % 7 == 6 ? -3.0f : v % 2 ? -0.0f : 0.0f;   // a zero maximum, many ties
                         break;
                 default: break;
             }
@@ -183,94 +162,122 @@ protected:
         return rows;
     }
 
+    /// Every row of the first step is the host build's definition of it, bit for bit.
+    void ExpectEveryRowIsTheDefinition(const saber::testing::RowResults &rows, const std::vector<float> &seen, const std::string &what) {
+        const RowCase c = GetParam();
+        for (int b = 0; b < c.batch; ++b)
+            for (int g = 0; g < c.generation; ++g) {
+                const size_t at = static_cast<size_t>(b) * c.generation + g;
+                const saber::exact::RowResult want = saber::exact::row_reference(seen.data() + at * c.vocabulary, c.vocabulary, mask, -1, c.metric,
+                                                                                 c.temperature, options.seed, 1, b, g);
+                ExpectTheDefinition(rows, at, want, what + ", sequence " + std::to_string(b) + " position " + std::to_string(g));
+                if (HasFatalFailure()) return;
+            }
+    }
+
     saber_decode_options options{};
     int mask = 0;
 };
 
-TEST_P(RowConfidence, MatchesTheHostComputation) {
+TEST_P(RowConfidence, StepComputesTheDefinitionsBits) {
     const RowCase c = GetParam();
     const std::vector<float> seen = Prepare();
     ASSERT_EQ(saber::testing::poison_rows(decode), SABER_OK);
     Step(c.dtype);
     ASSERT_EQ(status.error, SABER_OK) << "bad logits reported at position " << status.error_position;
-
     saber::testing::RowResults rows;
     ASSERT_EQ(saber::testing::read_rows(decode, rows), SABER_OK);
-    for (int b = 0; b < kBatch; ++b)
-        for (int g = 0; g < kGeneration; ++g) {
-            const HostRow want = host_row(seen.data() + (static_cast<size_t>(b) * kGeneration + g) * c.vocabulary, c.vocabulary, mask,
-                                          c.temperature, options.seed, 1, b, g);
-            const size_t at = static_cast<size_t>(b) * kGeneration + g;
-            ASSERT_EQ(rows.prediction[at], want.prediction) << "sequence " << b << " position " << g;
-            EXPECT_NEAR(rows.confidence[at], want.confidence, 2e-6 * std::max(1.0, want.confidence)) << "position " << g;
-            const double metric = c.metric == SABER_METRIC_MARGIN ? want.margin
-                                  : c.metric == SABER_METRIC_NEGENTROPY ? want.negentropy
-                                  : c.metric == SABER_METRIC_RANDOM
-                                      ? saber::to_uniform(saber::random_bits(options.seed, 1, b, g, c.vocabulary))
-                                      : want.confidence;
-            EXPECT_NEAR(rows.metric[at], metric, 1e-5 * std::max(1.0, std::fabs(metric))) << "position " << g;
-        }
+    ExpectEveryRowIsTheDefinition(rows, seen, "step");
 }
 
-TEST_P(RowConfidence, FastPathMatchesTheReferencePathForEverySplit) {
-    Prepare();
-    const saber::testing::RowResults reference = RunRows(saber::RowPath::Reference);
-    for (int splits : {1, 2, 3, 7, 64}) {
+TEST_P(RowConfidence, FastAndReferencePathsComputeTheDefinitionsBitsForEverySplit) {
+    const RowCase c = GetParam();
+    const std::vector<float> seen = Prepare();
+    ExpectEveryRowIsTheDefinition(RunRows(saber::RowPath::Reference), seen, "reference path");
+    const int chunks = (c.vocabulary + 1023) / 1024;
+    ExpectEveryRowIsTheDefinition(RunRows(saber::RowPath::Fast), seen, "planned split (" + std::to_string(saber::testing::row_splits(decode)) + ")");
+    for (int splits : {1, 2, 3, 64}) {
         ASSERT_EQ(saber::testing::set_row_splits(decode, splits), SABER_OK) << saber_last_error();
-        const saber::testing::RowResults fast = RunRows(saber::RowPath::Fast);
         const int used = saber::testing::row_splits(decode);
-        for (size_t at = 0; at < reference.prediction.size(); ++at) {
-            ASSERT_EQ(fast.prediction[at], reference.prediction[at]) << "row " << at << ", " << used << " splits";
-            EXPECT_NEAR(fast.confidence[at], reference.confidence[at], 2e-6 * std::max(1.0f, reference.confidence[at]))
-                << "row " << at << ", " << used << " splits";
-            EXPECT_NEAR(fast.metric[at], reference.metric[at], 1e-5 * std::max(1.0f, std::fabs(reference.metric[at])))
-                << "row " << at << ", " << used << " splits";
-        }
+        EXPECT_LE(used, std::min(splits, chunks)) << "more splits than chunks clamp";
+        ExpectEveryRowIsTheDefinition(RunRows(saber::RowPath::Fast), seen, std::to_string(used) + " splits");
     }
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Dtypes, RowConfidence,
-    ::testing::Values(RowCase{SABER_DTYPE_FLOAT32, 2, SABER_METRIC_MAXPROB, 0}, RowCase{SABER_DTYPE_FLOAT32, 37, SABER_METRIC_MARGIN, 0},
-                      RowCase{SABER_DTYPE_FLOAT32, 1001, SABER_METRIC_NEGENTROPY, 0},
-                      RowCase{SABER_DTYPE_FLOAT32, 126464, SABER_METRIC_MAXPROB, 0},
-                      RowCase{SABER_DTYPE_FLOAT32, 4099, SABER_METRIC_RANDOM, 0.8f},
-                      RowCase{SABER_DTYPE_FLOAT16, 1003, SABER_METRIC_MARGIN, 0}, RowCase{SABER_DTYPE_FLOAT16, 9, SABER_METRIC_MAXPROB, 1.5f},
-                      RowCase{SABER_DTYPE_BFLOAT16, 151936, SABER_METRIC_MAXPROB, 0},
-                      RowCase{SABER_DTYPE_BFLOAT16, 77, SABER_METRIC_NEGENTROPY, 0.5f},
-                      RowCase{SABER_DTYPE_BFLOAT16, 3, SABER_METRIC_MARGIN, 0}),
+    ::testing::Values(RowCase{SABER_DTYPE_FLOAT32, 2, SABER_METRIC_MAXPROB, 0, 2, 10},
+                      RowCase{SABER_DTYPE_FLOAT32, 37, SABER_METRIC_MARGIN, 0, 2, 10},
+                      RowCase{SABER_DTYPE_FLOAT32, 1001, SABER_METRIC_NEGENTROPY, 0, 2, 10},     // rows not 16-byte aligned
+                      RowCase{SABER_DTYPE_FLOAT32, 5120, SABER_METRIC_MARGIN, 0, 2, 10},         // 5 full, aligned chunks
+                      RowCase{SABER_DTYPE_FLOAT32, 5120, SABER_METRIC_NEGENTROPY, 0.7f, 2, 10},
+                      RowCase{SABER_DTYPE_FLOAT32, 4099, SABER_METRIC_RANDOM, 0.7f, 2, 10},
+                      RowCase{SABER_DTYPE_FLOAT32, 4099, SABER_METRIC_MAXPROB, 0, 2, 10},
+                      RowCase{SABER_DTYPE_FLOAT32, 37, SABER_METRIC_MARGIN, 3e38f, 1, 10},       // T g overflows: NaN scores
+                      RowCase{SABER_DTYPE_FLOAT32, 151936, SABER_METRIC_NEGENTROPY, 0, 1, 2},
+                      RowCase{SABER_DTYPE_FLOAT32, 151936, SABER_METRIC_MARGIN, 0.7f, 1, 1},
+                      RowCase{SABER_DTYPE_FLOAT16, 1003, SABER_METRIC_MARGIN, 0, 2, 10},
+                      RowCase{SABER_DTYPE_FLOAT16, 9, SABER_METRIC_MAXPROB, 1.5f, 2, 10},
+                      RowCase{SABER_DTYPE_FLOAT16, 8192, SABER_METRIC_NEGENTROPY, 0.7f, 2, 5},
+                      RowCase{SABER_DTYPE_BFLOAT16, 151936, SABER_METRIC_MAXPROB, 0, 1, 2},
+                      RowCase{SABER_DTYPE_BFLOAT16, 151936, SABER_METRIC_NEGENTROPY, 0.7f, 1, 1},
+                      RowCase{SABER_DTYPE_BFLOAT16, 77, SABER_METRIC_NEGENTROPY, 0.5f, 2, 10},
+                      RowCase{SABER_DTYPE_BFLOAT16, 3, SABER_METRIC_MARGIN, 0, 2, 10},
+                      RowCase{SABER_DTYPE_BFLOAT16, 2051, SABER_METRIC_RANDOM, 0, 2, 10}),
     RowCaseName);
+
+// ---- the split plans (host functions: these run without a GPU) ----
+
+/// Every split reads whole chunks, starting at a multiple of 1024 ids; together they cover the row; none is empty.
+void ExpectWholeChunks(const saber::RowSplit &split, int vocabulary) {
+    const int chunks = (vocabulary + 1023) / 1024;
+    ASSERT_GE(split.splits, 1);
+    ASSERT_GE(split.chunks, 1);
+    EXPECT_LE(split.splits, chunks) << "V " << vocabulary;
+    EXPECT_GE(static_cast<long>(split.chunks) * split.splits, chunks) << "V " << vocabulary << ": the splits cover the row";
+    EXPECT_LT(static_cast<long>(split.chunks) * (split.splits - 1), chunks) << "V " << vocabulary << ": no split is empty";
+    for (int s = 0; s < split.splits; ++s) {
+        const long begin = static_cast<long>(s) * split.chunks * 1024;
+        EXPECT_EQ(begin % 1024, 0);
+        EXPECT_LT(begin, vocabulary) << "split " << s << " of V " << vocabulary << " is empty";
+    }
+}
 
 TEST(RowSplitPlan, OneBlockPerRowWhenRowsFillTheGpu) {
     EXPECT_EQ(saber::plan_row_split(132 * 8, 126464, 132).splits, 1);
     EXPECT_EQ(saber::plan_row_split(8 * 1024, 151936, 132).splits, 1);
-    EXPECT_EQ(saber::plan_row_split(4, 16383, 132).splits, 1) << "rows shorter than one split's minimum are not cut";
+    EXPECT_EQ(saber::plan_row_split(4, 16384 + 1024 * 15, 132).splits, 1) << "rows shorter than two splits' minimum are not cut";
+    EXPECT_EQ(saber::plan_row_split(132 * 8, 151936, 132).chunks, 149) << "one split reads every chunk";
 }
 
-TEST(RowSplitPlan, FewRowsAreCutIntoWholeVectorChunksCoveringTheRow) {
+TEST(RowSplitPlan, FewRowsAreCutBetweenChunksCoveringTheRow) {
     for (int rows : {1, 8, 32, 256, 1000})
-        for (int vocabulary : {16384, 50257, 126464, 151936}) {
+        for (int vocabulary : {1, 2, 1000, 16384, 32768, 50257, 126464, 151936, (1 << 21) - 1}) {
             const saber::RowSplit split = saber::plan_row_split(rows, vocabulary, 132);
-            ASSERT_GE(split.splits, 1);
-            EXPECT_LE(split.splits, std::max(1, vocabulary / 16384)) << "a split reads at least 16384 logits";
-            if (split.splits == 1) continue;
-            EXPECT_TRUE(rows * split.splits >= 132 * 8 || split.splits == vocabulary / 16384)
-                << rows << " rows: fills the 1056 resident blocks or stops at the length cap";
-            EXPECT_EQ(split.chunk % 64, 0) << "chunks are whole 16-byte vectors of every dtype";
-            EXPECT_GE(static_cast<long>(split.chunk) * split.splits, vocabulary) << "the chunks cover the row";
-            EXPECT_LT(static_cast<long>(split.chunk) * (split.splits - 1), vocabulary) << "no chunk is empty";
+            ExpectWholeChunks(split, vocabulary);
+            const int chunks = (vocabulary + 1023) / 1024;
+            EXPECT_LE(split.splits, std::max(1, chunks / 16)) << "a split reads at least 16 chunks";
+            // Enough splits to fill the 1056 resident blocks of 132 SMs, at most one per 16 chunks, as whole chunks.
+            const int wanted = std::max(1, std::min((132 * 8 + rows - 1) / rows, chunks / 16));
+            EXPECT_EQ(split.splits, rows >= 132 * 8 ? 1 : saber::fixed_row_split(vocabulary, wanted).splits) << rows << " rows, V " << vocabulary;
         }
     EXPECT_EQ(saber::plan_row_split(256, 126464, 132).splits, 5) << "256 rows on 132 SMs of 8 blocks: ceil(1056 / 256)";
-    EXPECT_EQ(saber::plan_row_split(1, 126464, 132).splits, 7) << "capped at V / 16384";
+    EXPECT_EQ(saber::plan_row_split(256, 126464, 132).chunks, 25) << "124 chunks in 5 splits";
+    EXPECT_EQ(saber::plan_row_split(1, 126464, 132).splits, 7) << "capped at 124 chunks / 16";
 }
 
-TEST(RowSplitPlan, FixedSplitsNeverLeaveAnEmptyChunk) {
-    EXPECT_EQ(saber::fixed_row_split(1000, 4).splits, 4);
-    EXPECT_EQ(saber::fixed_row_split(1000, 4).chunk, 256);
+TEST(RowSplitPlan, FixedSplitsAreWholeChunksAndNeverEmpty) {
+    for (int vocabulary : {1, 2, 1023, 1024, 1025, 4099, 5120, 151936})
+        for (int splits : {1, 2, 3, 4, 7, 64, 65535}) ExpectWholeChunks(saber::fixed_row_split(vocabulary, splits), vocabulary);
+    EXPECT_EQ(saber::fixed_row_split(4096, 4).splits, 4);
+    EXPECT_EQ(saber::fixed_row_split(4096, 4).chunks, 1);
+    EXPECT_EQ(saber::fixed_row_split(1000, 4).splits, 1) << "one chunk: one split";
     EXPECT_EQ(saber::fixed_row_split(2, 64).splits, 1);
-    EXPECT_EQ(saber::fixed_row_split(130, 3).splits, 3);   // chunks 64, 64, 2
-    EXPECT_EQ(saber::fixed_row_split(129, 3).splits, 3);   // chunks 64, 64, 1
-    EXPECT_EQ(saber::fixed_row_split(128, 3).splits, 2);
+    EXPECT_EQ(saber::fixed_row_split(5120, 64).splits, 5) << "more splits than chunks clamp";
+    EXPECT_EQ(saber::fixed_row_split(5120, 3).splits, 3);    // chunks 2, 2, 1
+    EXPECT_EQ(saber::fixed_row_split(5120, 3).chunks, 2);
+    EXPECT_EQ(saber::fixed_row_split(5120, 4).splits, 3);    // 2 chunks each, or an empty fourth split
+    EXPECT_EQ(saber::fixed_row_split(4099, 2).splits, 2);    // chunks 3, 2 (the last one holds 3 ids)
 }
 
 saber_decode_options SaberOptions(int generation, int block, int n, int mu) {
@@ -289,12 +296,12 @@ class BadLogits : public Device, public ::testing::WithParamInterface<int> {};
 
 TEST_P(BadLogits, StopTheDecodeAndNameTheFirstPlace) {
     const saber_decode_options o = SaberOptions(8, 8, 2, 8);
-    const int vocabulary = 1000, mask = 999;
+    const int vocabulary = 4096, mask = 4095;   // 4 chunks
     Create(o, vocabulary, mask, 1);
     ASSERT_EQ(saber::testing::set_row_splits(decode, GetParam()), SABER_OK);
     ASSERT_EQ(saber::testing::row_splits(decode), GetParam());
     std::vector<float> values(8 * vocabulary, 0.5f);
-    values[5 * vocabulary + 917] = NAN;   // same row, a later chunk than the +inf below
+    values[5 * vocabulary + 3000] = NAN;   // same row, a later chunk (and split) than the +inf below
     values[5 * vocabulary + 301] = kInf;
     values[6 * vocabulary + 3] = kInf;
     Upload(values, SABER_DTYPE_FLOAT32);
@@ -344,6 +351,170 @@ TEST_F(Device, SaberDecodeCommitsNFirstAndFinishesWithoutMasks) {
     EXPECT_EQ(first.tau, 1.0);
     for (int g = 8; g < generation; ++g) EXPECT_EQ(events[g], 0) << "position " << g << " is beyond the active block";
     EXPECT_EQ(saber_decode_step(decode, canvas.data(), SABER_DTYPE_FLOAT32), SABER_ERROR_FINISHED);
+}
+
+TEST_F(Device, TokenConfidenceIsTheDefinitionsQForEverySplit) {
+    saber_decode_options o = SaberOptions(16, 16, 3, 4);
+    o.variant = SABER_VARIANT_PAPER;   // q of every decoded position
+    o.temperature = 0.7f;
+    o.seed = 77;
+    const int vocabulary = 3001, mask = 7, batch = 2, generation = 16;
+    Create(o, vocabulary, mask, batch);
+    std::mt19937 rng(21);
+    std::normal_distribution<float> logit(0.0f, 3.0f);
+    std::vector<float> values(static_cast<size_t>(batch) * generation * vocabulary);
+    for (float &x : values) x = logit(rng);
+    Upload(values, SABER_DTYPE_FLOAT32);
+    Step(SABER_DTYPE_FLOAT32);   // commits at least n = 3 positions of each sequence
+    ASSERT_EQ(status.error, SABER_OK);
+    std::vector<int32_t> canvas(static_cast<size_t>(batch) * generation);
+    ASSERT_EQ(saber_decode_read(decode, canvas.data(), nullptr, nullptr), SABER_OK);
+    for (float &x : values) x = logit(rng);
+    Upload(values, SABER_DTYPE_FLOAT32);
+    void *pointer = nullptr;
+    ASSERT_EQ(saber_buffer_device_pointer(logits, &pointer), SABER_OK);
+    int decoded = 0;
+    for (int splits : {0, 1, 3}) {
+        if (splits > 0) {
+            ASSERT_EQ(saber::testing::set_row_splits(decode, splits), SABER_OK) << saber_last_error();
+        }
+        saber::testing::RowResults rows;
+        ASSERT_EQ(saber::testing::poison_rows(decode), SABER_OK);
+        ASSERT_EQ(saber::testing::launch_rows(decode, pointer, SABER_DTYPE_FLOAT32), SABER_OK) << saber_last_error();
+        ASSERT_EQ(saber::testing::read_rows(decode, rows), SABER_OK) << saber_last_error();
+        for (int b = 0; b < batch; ++b)
+            for (int g = 0; g < generation; ++g) {
+                const size_t at = static_cast<size_t>(b) * generation + g;
+                const int token = canvas[at] != mask ? canvas[at] : -1;
+                decoded += token >= 0;
+                const saber::exact::RowResult want =
+                    saber::exact::row_reference(values.data() + at * vocabulary, vocabulary, mask, token, SABER_METRIC_MAXPROB, o.temperature, o.seed, 2, b, g);
+                ExpectTheDefinition(rows, at, want, std::to_string(saber::testing::row_splits(decode)) + " splits, sequence " + std::to_string(b) +
+                                                        " position " + std::to_string(g) + ", token " + std::to_string(token));
+                if (HasFatalFailure()) return;
+            }
+    }
+    EXPECT_GE(decoded, 3 * 2 * batch) << "the first step commits n positions of each sequence";
+}
+
+// ---- batch composition: a sequence decodes the same alone and beside others ----
+
+/// The logits a model gives one sequence: a function of that sequence's own tokens (prompt and generation) and the
+/// position, whatever batch it is in.
+void SequenceLogits(const int32_t *tokens, int count, int position, int vocabulary, int mask, float *out) {
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < count; ++i) h = (h ^ static_cast<uint32_t>(tokens[i])) * 1099511628211ull;
+    std::mt19937_64 rng(h ^ (static_cast<uint64_t>(position) * 0x9E3779B97F4A7C15ull));
+    std::normal_distribution<float> logit(0.0f, 2.0f);
+    for (int v = 0; v < vocabulary; ++v) out[v] = logit(rng);
+    out[mask] = 9.0f;   // a model may favour its mask id; it is never predicted
+    out[rng() % static_cast<uint64_t>(vocabulary)] += 6.0f;
+}
+
+/// What sequence 0 of a decode went through: its generation, NFE and every step's trace.
+struct FirstSequenceRun {
+    std::vector<int32_t> tokens;
+    int32_t nfe = 0;
+    std::vector<saber_trace_step> steps;
+    std::vector<int32_t> events, trace_tokens;
+    std::vector<uint32_t> confidences, deltas;   // bits
+};
+
+class BatchComposition : public Device {
+protected:
+    static constexpr int kVocabulary = 5001, kMask = 5000, kGeneration = 16;   // 5 chunks, rows not 16-byte aligned
+
+    /// Decodes `prompts` as one batch (the model: SequenceLogits) with `splits` blocks per row (0: the planned split).
+    void DecodeTogether(const std::vector<std::vector<int32_t>> &prompts, int splits, FirstSequenceRun &out) {
+        saber_decode_destroy(decode);
+        saber_buffer_destroy(logits);
+        decode = nullptr;
+        logits = nullptr;
+        saber_decode_options o = SaberOptions(kGeneration, 8, 2, 4);
+        o.variant = SABER_VARIANT_PAPER;
+        o.temperature = 0.7f;
+        o.seed = 1234;
+        const int batch = static_cast<int>(prompts.size());
+        std::vector<int32_t> lengths, flat;
+        for (const auto &p : prompts) {
+            lengths.push_back(static_cast<int32_t>(p.size()));
+            flat.insert(flat.end(), p.begin(), p.end());
+        }
+        constexpr int kTraceCapacity = 256;
+        ASSERT_EQ(saber_decode_create(context, &o, kVocabulary, kMask, batch, flat.data(), lengths.data(), kTraceCapacity, &decode), SABER_OK)
+            << saber_last_error();
+        int32_t length = 0;
+        ASSERT_EQ(saber_decode_length(decode, &length), SABER_OK);
+        const size_t rows = static_cast<size_t>(batch) * length;
+        ASSERT_EQ(saber_buffer_create(context, rows * kVocabulary * 4, &logits), SABER_OK);
+        if (splits > 0) {
+            ASSERT_EQ(saber::testing::set_row_splits(decode, splits), SABER_OK) << saber_last_error();
+        }
+        std::vector<int32_t> canvas(rows), done(static_cast<size_t>(batch));
+        std::vector<float> values(rows * kVocabulary, 0.0f);
+        int steps = 0;
+        while (true) {
+            ASSERT_EQ(saber_decode_read(decode, canvas.data(), nullptr, done.data()), SABER_OK);
+            if (done[0]) break;
+            ASSERT_LT(steps, kTraceCapacity) << "no progress";
+            for (int b = 0; b < batch; ++b)
+                for (int p = lengths[b]; p < lengths[b] + kGeneration; ++p)
+                    SequenceLogits(canvas.data() + static_cast<size_t>(b) * length, lengths[b] + kGeneration, p, kVocabulary, kMask,
+                                   values.data() + (static_cast<size_t>(b) * length + p) * kVocabulary);
+            Upload(values, SABER_DTYPE_FLOAT32);
+            Step(SABER_DTYPE_FLOAT32);
+            ASSERT_EQ(status.error, SABER_OK);
+            ++steps;
+        }
+        out.tokens.assign(canvas.begin() + lengths[0], canvas.begin() + lengths[0] + kGeneration);
+        std::vector<int32_t> nfe(static_cast<size_t>(batch));
+        ASSERT_EQ(saber_decode_read(decode, nullptr, nfe.data(), nullptr), SABER_OK);
+        out.nfe = nfe[0];
+        for (int step = 1; step <= steps; ++step) {
+            saber_trace_step info{};
+            std::vector<int32_t> events(kGeneration), tokens(kGeneration);
+            std::vector<float> confidences(kGeneration), deltas(kGeneration);
+            ASSERT_EQ(saber_decode_read_trace(decode, 0, step, &info, events.data(), tokens.data(), confidences.data(), deltas.data()), SABER_OK)
+                << saber_last_error();
+            out.steps.push_back(info);
+            out.events.insert(out.events.end(), events.begin(), events.end());
+            out.trace_tokens.insert(out.trace_tokens.end(), tokens.begin(), tokens.end());
+            for (int g = 0; g < kGeneration; ++g) {
+                out.confidences.push_back(bits_of(confidences[static_cast<size_t>(g)]));
+                out.deltas.push_back(bits_of(deltas[static_cast<size_t>(g)]));
+            }
+        }
+    }
+};
+
+TEST_F(BatchComposition, ASequenceDecodesTheSameAloneAndInBatchesOfTwoAndEight) {
+    std::mt19937 rng(3);
+    std::vector<std::vector<int32_t>> prompts{{11, 12, 13, 14, 15}};
+    for (int b = 1; b < 8; ++b) {
+        std::vector<int32_t> prompt(static_cast<size_t>(1 + rng() % 12));
+        for (int32_t &t : prompt) t = static_cast<int32_t>(rng() % kMask);
+        prompts.push_back(prompt);
+    }
+    FirstSequenceRun alone, pair, eight;
+    DecodeTogether({prompts[0]}, 1, alone);
+    if (HasFatalFailure()) return;
+    DecodeTogether({prompts[0], prompts[1]}, 0, pair);
+    if (HasFatalFailure()) return;
+    DecodeTogether(prompts, 3, eight);
+    if (HasFatalFailure()) return;
+    ASSERT_FALSE(alone.steps.empty());
+    for (const FirstSequenceRun *other : {&pair, &eight}) {
+        const char *name = other == &pair ? "batch of 2" : "batch of 8";
+        EXPECT_EQ(other->tokens, alone.tokens) << name;
+        EXPECT_EQ(other->nfe, alone.nfe) << name;
+        ASSERT_EQ(other->steps.size(), alone.steps.size()) << name;
+        for (size_t i = 0; i < alone.steps.size(); ++i)
+            EXPECT_EQ(std::memcmp(&other->steps[i], &alone.steps[i], sizeof(saber_trace_step)), 0) << name << ", step " << i + 1;
+        EXPECT_EQ(other->events, alone.events) << name;
+        EXPECT_EQ(other->trace_tokens, alone.trace_tokens) << name;
+        EXPECT_EQ(other->confidences, alone.confidences) << name << ": trace confidences (bits)";
+        EXPECT_EQ(other->deltas, alone.deltas) << name << ": trace deltas (bits)";
+    }
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "exact_math.h"
+#include "kernels/row_scan.h"
 #include "philox.h"
 #include "saber/saber.h"
 
@@ -84,7 +85,7 @@ TEST(Philox, UniformIsExactAndStrictlyInsideTheUnitInterval) {
         EXPECT_GT(u, 0.0f);
         EXPECT_LT(u, 1.0f);
         EXPECT_EQ(static_cast<double>(u), ((bits >> 9) + 0.5) / 8388608.0);
-        EXPECT_TRUE(std::isfinite(saber::to_gumbel(u)));
+        EXPECT_TRUE(std::isfinite(saber::exact::gumbel(u)));
     }
 }
 
@@ -400,4 +401,147 @@ TEST(ExactRow, RowArgumentsAreChecked) {
     EXPECT_EQ(prediction, 1) << "the mask id is never predicted";
     EXPECT_EQ(bad, -1);
     EXPECT_TRUE(std::isnan(values[1])) << "no token asked: q is NaN";
+}
+
+// ---- the fast row pass's lane steps (kernels/row_scan.h), emulated on the host ----
+
+namespace {
+
+/// row_confidence.cu's fast pass for one row, emulated: the row cut into `splits` runs of whole chunks, 8 warps of 32 lanes
+/// per split running row_scan.h's steps on chunks w, w + 8, ..., the warp's shuffles as loops over the lanes, every
+/// summary merged in a shuffled order, the chunk terms computed in a shuffled order and added in chunk order. `width` is
+/// the ids per 16-byte vector (4 for float, 8 for the 16-bit types). Returns what the kernel writes.
+saber::exact::RowResult emulate_fast_pass(const std::vector<float> &row, int width, int splits, int mask, int token, int metric, float temperature,
+                                          uint64_t seed, int step, int sequence, int position, std::mt19937 &rng) {
+    namespace exact = saber::exact;
+    namespace scan = saber::scan;
+    const int vocabulary = static_cast<int>(row.size());
+    const int chunks = (vocabulary + exact::kChunk - 1) / exact::kChunk;
+    const int per_split = (chunks + std::min(splits, chunks) - 1) / std::min(splits, chunks);
+    const bool entropy = metric == SABER_METRIC_NEGENTROPY;
+    const scan::ScanArgs a{vocabulary, mask, temperature, exact::mul(temperature, exact::kGumbelMax), seed, step, sequence, position};
+    std::vector<exact::ChunkPartial> parts(static_cast<size_t>(chunks));
+    std::vector<scan::RowSummary> summaries;
+    for (int first = 0; first < chunks; first += per_split)
+        for (int warp = 0; warp < 8; ++warp) {
+            std::vector<scan::RowSummary> lanes(scan::kLanes, scan::empty_summary());
+            for (int c = first + warp; c < std::min(chunks, first + per_split); c += 8) {
+                const int begin = c * exact::kChunk;
+                float x[scan::kLanes][scan::kPerLane];
+                bool good = true;
+                for (int l = 0; l < scan::kLanes; ++l) {
+                    for (int e = 0; e < scan::kPerLane; ++e) {
+                        const int v = scan::lane_id(begin, width, l, e);
+                        x[l][e] = v < vocabulary ? row[static_cast<size_t>(v)] : -INFINITY;
+                    }
+                    good &= scan::all_good(x[l]);
+                }
+                if (!good) {
+                    for (int l = 0; l < scan::kLanes; ++l)
+                        if (!scan::all_good(x[l])) lanes[l].bad = std::min(lanes[l].bad, scan::first_bad_id(x[l], begin, width, l));
+                    continue;
+                }
+                float m = scan::lane_max(x[0]);
+                for (int l = 1; l < scan::kLanes; ++l) m = std::fmax(m, scan::lane_max(x[l]));
+                m = scan::canonical_max(m);
+                exact::ChunkPartial p{m, 0, 0};
+                for (int l = 0; l < scan::kLanes; ++l) {
+                    if (m > lanes[l].max) lanes[l].max = m;
+                    const exact::ChunkPartial q = entropy ? scan::lane_terms<true>(x[l], m) : scan::lane_terms<false>(x[l], m);
+                    p.sum += q.sum;
+                    p.entropy += q.entropy;
+                    if (temperature > 0.0f)
+                        scan::offer_sampled(lanes[l], x[l], scan::lane_max(x[l]), begin, width, l, a);
+                    else
+                        scan::offer_greedy(lanes[l], x[l], scan::lane_max(x[l]), begin, width, l, mask);
+                }
+                parts[static_cast<size_t>(c)] = p;
+            }
+            summaries.insert(summaries.end(), lanes.begin(), lanes.end());
+        }
+    std::shuffle(summaries.begin(), summaries.end(), rng);
+    scan::RowSummary r = scan::empty_summary();
+    for (const scan::RowSummary &s : summaries) scan::merge(r, s);
+    if (r.bad != scan::kNoBad) return exact::RowResult{-1, r.bad, 0.0f, 0.0f, 0.0f};
+    const exact::FloatRow load{row.data()};
+    if (r.nan_score) r.top = exact::top_two(load, vocabulary, mask, temperature, seed, step, sequence, position);
+    if (r.top.best < 0) return exact::RowResult{-1, vocabulary, 0.0f, 0.0f, 0.0f};
+    exact::RowNormaliser n{r.max, 0.0, 0.0};
+    std::vector<int> order(static_cast<size_t>(chunks));
+    for (int c = 0; c < chunks; ++c) order[static_cast<size_t>(c)] = c;
+    std::shuffle(order.begin(), order.end(), rng);
+    std::vector<exact::ChunkTerms> terms(static_cast<size_t>(chunks));
+    for (int c : order)
+        if (parts[static_cast<size_t>(c)].max != -INFINITY) terms[static_cast<size_t>(c)] = exact::chunk_terms(parts[static_cast<size_t>(c)], n.max);
+    for (int c = 0; c < chunks; ++c)
+        if (parts[static_cast<size_t>(c)].max != -INFINITY) {
+            n.sum = exact::dadd(n.sum, terms[static_cast<size_t>(c)].sum);
+            n.entropy = exact::dadd(n.entropy, terms[static_cast<size_t>(c)].entropy);
+        }
+    return exact::finish_row(load, n, r.top, vocabulary, token, metric, seed, step, sequence, position);
+}
+
+}  // namespace
+
+TEST(FastRowPass, LaneStepsEmulatedOnTheHostComputeTheDefinitionsBits) {
+    std::mt19937 rng(17);
+    std::normal_distribution<float> logit(0.0f, 4.0f);
+    int rows = 0, sampled_rows = 0;
+    for (int vocabulary : {2, 3, 37, 1001, 1024, 4099, 5120, 20000})
+        for (int pattern = 0; pattern < 9; ++pattern)
+            for (float temperature : {0.0f, 0.7f, 5.0f, 3e38f}) {
+                std::vector<float> row(static_cast<size_t>(vocabulary));
+                for (float &l : row) l = logit(rng);
+                const int mask = static_cast<int>(rng() % static_cast<unsigned>(vocabulary));
+                const int other = (mask + 1) % vocabulary;
+                switch (pattern) {
+                    case 1: row[static_cast<size_t>(mask)] = 50.0f; break;   // the mask id holds the maximum
+                    case 2:                                                    // banned ids
+                        for (int v = 0; v < vocabulary; v += 3) row[static_cast<size_t>(v)] = -INFINITY;
+                        row[static_cast<size_t>(other)] = 1.0f;
+                        break;
+                    case 3:   // exact ties everywhere: logits on a coarse grid
+                        for (float &l : row) l = std::round(l * 0.5f) * 2.0f;
+                        break;
+                    case 4:   // a zero maximum, +0 and -0
+                        for (int v = 0; v < vocabulary; ++v) row[static_cast<size_t>(v)] = v % 7 == 6 ? -3.0f : v % 2 ? -0.0f : 0.0f;
+                        break;
+                    case 5:   // bad logits: +inf, and a NaN later
+                        row[static_cast<size_t>(vocabulary / 2)] = INFINITY;
+                        row[static_cast<size_t>(vocabulary - 1)] = NAN;
+                        break;
+                    case 6:   // nothing finite but the mask id
+                        for (float &l : row) l = -INFINITY;
+                        row[static_cast<size_t>(mask)] = 1.0f;
+                        break;
+                    case 7:   // large magnitudes and subnormals
+                        for (size_t v = 0; v < row.size(); v += 5) row[v] = v % 2 ? 1e-40f : -5e29f;
+                        break;
+                    case 8:   // flat logits: the Gumbel noise decides
+                        for (float &l : row) l *= 0.01f;
+                        break;
+                    default: break;
+                }
+                const int metric = static_cast<int>(rng() % 4);
+                const int token = rng() % 3 == 0 ? -1 : static_cast<int>(rng() % static_cast<unsigned>(vocabulary));
+                const uint64_t seed = rng();
+                const saber::exact::RowResult want = saber::exact::row_reference(row.data(), vocabulary, mask, token, metric, temperature, seed, 3, 1, 9);
+                ++rows;
+                sampled_rows += temperature > 0.0f && want.prediction >= 0;
+                for (int width : {4, 8})
+                    for (int splits : {1, 2, 3, 64}) {
+                        const saber::exact::RowResult got = emulate_fast_pass(row, width, splits, mask, token, metric, temperature, seed, 3, 1, 9, rng);
+                        const std::string where = "V " + std::to_string(vocabulary) + ", pattern " + std::to_string(pattern) + ", T " +
+                                                  std::to_string(temperature) + ", metric " + std::to_string(metric) + ", width " +
+                                                  std::to_string(width) + ", " + std::to_string(splits) + " splits";
+                        ASSERT_EQ(got.prediction, want.prediction) << where;
+                        ASSERT_EQ(got.bad_index, want.bad_index) << where;
+                        if (want.prediction < 0) continue;
+                        ASSERT_EQ(saber::exact::bits(got.confidence), saber::exact::bits(want.confidence)) << where;
+                        ASSERT_EQ(saber::exact::bits(got.token_confidence), saber::exact::bits(want.token_confidence)) << where;
+                        ASSERT_EQ(saber::exact::bits(got.metric), saber::exact::bits(want.metric)) << where;
+                    }
+            }
+    EXPECT_EQ(rows, 8 * 9 * 4);
+    EXPECT_GT(sampled_rows, 50);
 }

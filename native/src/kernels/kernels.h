@@ -10,29 +10,34 @@
 
 namespace saber {
 
-/// Which implementation of the row pass runs: the fast one (vectorised, rows split across blocks
-/// when rows are few), or the reference one (scalar, one plain pass per quantity) it is checked against.
+/// Which implementation of the row pass runs: the fast one (warps reduce 1024-id chunks, rows split across blocks when
+/// rows are few), or the reference one (one thread per row runs exact::row_reference_of) it is checked against. Both
+/// compute exactly exact::row_reference's bits.
 enum class RowPath { Fast, Reference };
 
 /// Row confidence (kernels/row_confidence.cu): one pass over each active logits row.
 cudaError_t launch_row_confidence(const DecodeState &state, const void *logits, int32_t dtype, cudaStream_t stream,
                                   RowPath path = RowPath::Fast);
 
-/// How the fast row pass cuts a row: `splits` blocks, each reading `chunk` logits (the last one fewer).
+/// How the fast row pass cuts a row: `splits` blocks, each reading `chunks` whole exact::kChunk-id chunks (the last
+/// split fewer; none empty). A row is cut only between chunks.
 struct RowSplit {
     int splits;
-    int chunk;
+    int chunks;
 };
 
-/// The split for `rows` active rows of `vocabulary` logits on `multiprocessors` SMs: one block per row
-/// when rows fill the GPU, otherwise enough splits to fill it, each at least 16384 logits long.
+/// The split for `rows` active rows of `vocabulary` logits on `multiprocessors` SMs: one block per row when rows fill
+/// the GPU, otherwise enough splits to fill it, each at least 16 chunks (16384 logits) long.
 RowSplit plan_row_split(int rows, int vocabulary, int multiprocessors);
 
-/// About `splits` equal chunks of whole 64-element groups (fewer splits when the chunks would be empty).
+/// About `splits` equal runs of whole chunks (fewer splits when there are fewer chunks, or a split would be empty).
 RowSplit fixed_row_split(int vocabulary, int splits);
 
-/// Bytes of scratch the split row pass needs for `rows` rows of `splits` partial results each.
-size_t row_partial_bytes(size_t rows, int splits);
+/// Bytes of the fast row pass's chunk scratch for `rows` rows: rows * ceil(V / 1024) * sizeof(exact::ChunkPartial).
+size_t chunk_partial_bytes(size_t rows, int vocabulary);
+
+/// Bytes of the split row pass's per-split scratch for `rows` rows cut into `splits` splits (0 when splits == 1).
+size_t split_partial_bytes(size_t rows, int splits);
 
 /// Decide (kernels/decide.cu): the strategy's step rule, one block per sequence, then the step's
 /// bookkeeping (step counter, NFE, done flags, status for the host).

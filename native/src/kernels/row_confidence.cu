@@ -1,100 +1,50 @@
-// Row confidence: one pass over each active logits row computes the prediction (argmax without the
-// mask id, or Gumbel-max at T > 0), the max-subtracted online softmax normaliser, c, q, and the
-// low-confidence metric.
-//   fast path:      one block per (generation position, sequence, split); 16-byte loads, online softmax
-//                   and a CUB block reduction. When rows are too few to fill the GPU each row is cut into
-//                   `row_splits` chunks whose partial results a second kernel merges in chunk order.
-//   reference path: one block per row, scalar loads, one plain pass per quantity (maximum, sums, best
-//                   two predictions), per-thread results folded in thread order. Slow; the device tests
-//                   check the fast path against it.
+// Row confidence: one pass over each active logits row computes what exact::row_reference defines (exact_math.h), bit
+// for bit: the prediction (argmax without the mask id, or Gumbel-max at T > 0), c, q and the low-confidence metric, for
+// any split plan, batch composition and dtype (float16 and bfloat16 widen to float exactly).
+//   fast path:      block (g, sequence, split) reads whole 1024-id chunks of its row, one warp per chunk at a time: the
+//                   chunk's exact maximum by warp shuffles, then exact::ChunkPartial's uint64 fixed-point sums (integer
+//                   sums, the same in any order), written to a [batch, G, chunks] scratch. Each lane keeps its best two
+//                   predictions (a total order: merging them in any order is exact) and its lowest bad id. Finishing a
+//                   row (in the block with one split, else in combine_row_splits_kernel, one block per row): the
+//                   row's maximum, the chunk terms in parallel, their double additions in chunk order (exactly
+//                   exact::accumulate), then exact::finish_row.
+//   reference path: one thread per row runs exact::row_reference_of. Slow; the device tests check the fast path against
+//                   it and against the host build.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <algorithm>
-#include <climits>
-
-#include <cub/block/block_reduce.cuh>
 
 #include "kernels.h"
 #include "philox.h"
+#include "row_scan.h"
 
 namespace saber {
 namespace {
 
 constexpr int kThreads = 256;
-// Blocks of kThreads threads resident on one SM (2048 threads per SM on sm_80 .. sm_90).
+constexpr int kWarps = kThreads / 32;
+constexpr unsigned kAllLanes = 0xFFFFFFFFu;
+// Blocks of kThreads threads an SM holds at most (2048 threads per SM on sm_80 .. sm_90), the split plan's target. With
+// 64 to 80 registers per thread (ptxas, sm_90) 3 or 4 fast-path blocks are resident; the extra splits cost little.
 constexpr int kResidentBlocks = 2048 / kThreads;
-// A split reads at least this many logits, so that a block's fixed costs stay small beside its loads.
-constexpr int kMinSplitElements = 16384;
+// A split reads at least this many chunks, so that a block's fixed costs stay small beside its loads.
+constexpr int kMinSplitChunks = 16;
+using scan::kNoBad;
+using scan::RowSummary;
+using scan::ScanArgs;
 
-__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
-__device__ __forceinline__ float pos_inf() { return __int_as_float(0x7f800000); }
+__host__ __device__ __forceinline__ float neg_inf() { return -INFINITY; }
 
-__device__ __forceinline__ float to_float(float x) { return x; }
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+__host__ __device__ __forceinline__ float to_float(float x) { return x; }
+__host__ __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+__host__ __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 
-/// One thread's (then a block's) view of a row: online softmax state plus the two best candidates.
-struct RowPartial {
-    float max;           // running maximum of the logits seen
-    double sum;          // Σ e^(l - max)
-    double entropy;      // Σ e^(l - max)·(l - max)
-    float best_score;    // prediction score (logit, plus T·g at T > 0); index -1 when none
-    float best_logit;
-    int best_index;
-    float second_score;
-    float second_logit;
-    int second_index;
-    int bad_index;       // lowest index of a NaN / +inf logit, INT_MAX when none
-};
-
-__device__ __forceinline__ bool before(float score_a, int index_a, float score_b, int index_b) {
-    // Ranking of predictions: higher score first, lower index on ties; index -1 means "none".
-    if (index_b < 0) return index_a >= 0;
-    if (index_a < 0) return false;
-    return score_a > score_b || (score_a == score_b && index_a < index_b);
-}
-
-__device__ __forceinline__ void offer(RowPartial &p, float score, float logit, int index) {
-    if (before(score, index, p.best_score, p.best_index)) {
-        p.second_score = p.best_score;
-        p.second_logit = p.best_logit;
-        p.second_index = p.best_index;
-        p.best_score = score;
-        p.best_logit = logit;
-        p.best_index = index;
-    } else if (before(score, index, p.second_score, p.second_index)) {
-        p.second_score = score;
-        p.second_logit = logit;
-        p.second_index = index;
-    }
-}
-
-/// Rescales the running sums of `p` to a new maximum m (>= p.max).
-__device__ __forceinline__ void rescale(RowPartial &p, float m) {
-    if (m <= p.max) return;
-    if (p.max != neg_inf()) {
-        const double shift = static_cast<double>(p.max) - m;
-        const double factor = exp(shift);
-        p.entropy = factor * (p.entropy + shift * p.sum);
-        p.sum *= factor;
-    }
-    p.max = m;
-}
-
-struct MergeRows {
-    __device__ RowPartial operator()(RowPartial a, const RowPartial &b) const {
-        const float m = fmaxf(a.max, b.max);
-        RowPartial c = b;
-        rescale(a, m);
-        rescale(c, m);
-        a.sum += c.sum;
-        a.entropy += c.entropy;
-        offer(a, b.best_score, b.best_logit, b.best_index);
-        offer(a, b.second_score, b.second_logit, b.second_index);
-        a.bad_index = min(a.bad_index, b.bad_index);
-        return a;
-    }
+/// The exact:: row functions' loader of a device row of T.
+template <typename T>
+struct RowLoader {
+    const T *row;
+    __host__ __device__ __forceinline__ float operator()(int v) const { return to_float(row[v]); }
 };
 
 /// The generation positions a strategy reads this step, and for Saber which token's q it needs.
@@ -121,114 +71,9 @@ __device__ __forceinline__ RowTask row_task(const DecodeState &s, int sequence, 
     return task;
 }
 
-__device__ __forceinline__ RowPartial empty_partial() {
-    return RowPartial{neg_inf(), 0.0, 0.0, neg_inf(), neg_inf(), -1, neg_inf(), neg_inf(), -1, INT_MAX};
-}
-
-/// This thread's share of logits [begin, end) of `row`: scalar head up to 16-byte alignment, 16-byte
-/// vectors, scalar tail. Softmax sums are kept in float per group and folded into double on rescale.
-template <typename T>
-__device__ RowPartial scan_row(const DecodeState &s, const T *row, int begin, int end, int sequence, int position, int step) {
-    const int mask = s.mask_id;
-    const float temperature = s.options.temperature;
-    const bool sampled = temperature > 0.0f;
-    const bool wants_entropy = s.options.strategy == SABER_STRATEGY_LOW_CONFIDENCE && s.options.metric == SABER_METRIC_NEGENTROPY;
-
-    RowPartial p = empty_partial();
-    float sum = 0.0f, entropy = 0.0f;   // this thread's sums relative to p.max, folded into p on rescale
-
-    // Elements [first, first + count): update the softmax state once per group, then offer predictions.
-    auto consume = [&](const float *x, int first, int count) {
-        float group_max = neg_inf();
-        for (int j = 0; j < count; ++j) {
-            if (isnan(x[j]) || (isinf(x[j]) && x[j] > 0.0f)) p.bad_index = min(p.bad_index, first + j);
-            group_max = fmaxf(group_max, x[j]);
-        }
-        if (p.bad_index != INT_MAX) return;
-        if (group_max > p.max) {
-            p.sum += sum;
-            p.entropy += entropy;
-            sum = entropy = 0.0f;
-            rescale(p, group_max);
-        }
-        PhiloxWords words{0, 0, 0, 0};
-        for (int j = 0; j < count; ++j) {
-            const int v = first + j;
-            if (x[j] != neg_inf()) {
-                const float shifted = x[j] - p.max;
-                const float e = expf(shifted);
-                sum += e;
-                if (wants_entropy) entropy += e * shifted;
-            }
-            if (sampled && (j == 0 || (v & 3) == 0)) words = random_words(s.options.seed, step, sequence, position, v);
-            if (v == mask) continue;
-            float score = x[j];
-            if (sampled) {
-                const uint32_t bits = (v & 3) == 0 ? words.x0 : (v & 3) == 1 ? words.x1 : (v & 3) == 2 ? words.x2 : words.x3;
-                // Explicit rounding: no fused multiply-add, so the score matches the CPU's float32 arithmetic.
-                score = __fadd_rn(x[j], __fmul_rn(temperature, to_gumbel(to_uniform(bits))));
-            }
-            if (score != neg_inf()) offer(p, score, x[j], v);
-        }
-    };
-
-    constexpr int kWidth = 16 / sizeof(T);
-    const T *first = row + begin;
-    const int count = end - begin;
-    const uintptr_t address = reinterpret_cast<uintptr_t>(first);
-    const int head = min(count, static_cast<int>(((16 - address % 16) % 16) / sizeof(T)));
-    const int vectors = (count - head) / kWidth;
-    const int tail_start = head + vectors * kWidth;
-    float x[kWidth];
-    for (int i = threadIdx.x; i < head; i += kThreads) {
-        x[0] = to_float(first[i]);
-        consume(x, begin + i, 1);
-    }
-    const uint4 *body = reinterpret_cast<const uint4 *>(first + head);
-    for (int i = threadIdx.x; i < vectors; i += kThreads) {
-        const uint4 packed = __ldg(body + i);
-        const T *elements = reinterpret_cast<const T *>(&packed);
-#pragma unroll
-        for (int j = 0; j < kWidth; ++j) x[j] = to_float(elements[j]);
-        consume(x, begin + head + i * kWidth, kWidth);
-    }
-    for (int i = tail_start + threadIdx.x; i < count; i += kThreads) {
-        x[0] = to_float(first[i]);
-        consume(x, begin + i, 1);
-    }
-    p.sum += sum;
-    p.entropy += entropy;
-    return p;
-}
-
-/// Turns a whole row's merged partial into the row results (or the step's error key). One thread.
-template <typename T>
-__device__ void write_row(const DecodeState &s, int sequence, int g, const RowTask &task, const RowPartial &r, const T *row, int step) {
-    if (r.bad_index != INT_MAX || r.best_index < 0) {
-        // bad_index == V marks a row with no finite logit besides the mask id.
-        atomicMin(s.error, error_key(sequence, task.position, r.bad_index != INT_MAX ? r.bad_index : s.vocabulary));
-        return;
-    }
-    const size_t at = static_cast<size_t>(sequence) * s.generation + g;
-    const double max = r.max;
-    const float c = static_cast<float>(exp(static_cast<double>(r.best_logit) - max) / r.sum);
-    s.prediction[at] = r.best_index;
-    s.confidence[at] = c;
-    s.token_confidence[at] =
-        task.token >= 0 ? static_cast<float>(exp(static_cast<double>(to_float(row[task.token])) - max) / r.sum) : __int_as_float(0x7fc00000);
-    float metric = c;
-    if (s.options.strategy == SABER_STRATEGY_LOW_CONFIDENCE) {
-        switch (s.options.metric) {
-            case SABER_METRIC_MARGIN:
-                if (r.second_index >= 0)
-                    metric = static_cast<float>((exp(static_cast<double>(r.best_logit) - max) - exp(static_cast<double>(r.second_logit) - max)) / r.sum);
-                break;
-            case SABER_METRIC_NEGENTROPY: metric = static_cast<float>(r.entropy / r.sum - log(r.sum)); break;
-            case SABER_METRIC_RANDOM: metric = to_uniform(random_bits(s.options.seed, step, sequence, task.position, s.vocabulary)); break;
-            default: break;
-        }
-    }
-    s.metric[at] = metric;
+/// The metric argument of exact::row_reference: the low-confidence metric, else maxprob (the metric output is then c).
+__device__ __forceinline__ int metric_of(const DecodeState &s) {
+    return s.options.strategy == SABER_STRATEGY_LOW_CONFIDENCE ? s.options.metric : SABER_METRIC_MAXPROB;
 }
 
 template <typename T>
@@ -236,143 +81,247 @@ __device__ __forceinline__ const T *row_of(const DecodeState &s, const T *logits
     return logits + (static_cast<size_t>(sequence) * s.length + position) * s.vocabulary;
 }
 
-/// Fast path: block (g, sequence, split) reads chunk `split` of the row; with one split it writes the
-/// row results, otherwise its partial for combine_row_splits_kernel.
+__device__ __forceinline__ size_t row_index(const DecodeState &s, int sequence, int g) {
+    return static_cast<size_t>(sequence) * s.generation + g;
+}
+
+/// Writes a row's results, or for a bad row the step's error key (bad_index == V: nothing finite but the mask id).
+__device__ __forceinline__ void write_result(const DecodeState &s, int sequence, int g, const RowTask &task, const exact::RowResult &r) {
+    if (r.prediction < 0) {
+        atomicMin(s.error, error_key(sequence, task.position, r.bad_index));
+        return;
+    }
+    const size_t at = row_index(s, sequence, g);
+    s.prediction[at] = r.prediction;
+    s.confidence[at] = r.confidence;
+    s.token_confidence[at] = r.token_confidence;
+    s.metric[at] = r.metric;
+}
+
+/// One warp computes chunk `chunk`'s exact::ChunkPartial into *out (lane 0 writes it) and offers the chunk's ids to its
+/// lanes' top twos (row_scan.h: lane l holds ids lane_id(begin, kWidth, l, e), e < 32). A full chunk of a 16-byte aligned
+/// row is read as 16-byte vectors (coalesced: lane l reads vectors l, l + 32, ...); any other chunk id by id, in the
+/// same layout.
+template <typename T, bool kSampled, bool kEntropy>
+__device__ __forceinline__ void scan_chunk(const T *__restrict__ row, int chunk, bool vectors, const ScanArgs &a, RowSummary &lane,
+                                           exact::ChunkPartial *out) {
+    constexpr int kWidth = 16 / sizeof(T);                   // ids per 16-byte vector: 4 (float) or 8 (16-bit)
+    constexpr int kVectors = scan::kPerLane / kWidth;        // 8 or 4 vectors per lane
+    const int l = threadIdx.x & 31;
+    const int begin = chunk * exact::kChunk;
+
+    float x[scan::kPerLane];
+    if (vectors) {
+        const uint4 *source = reinterpret_cast<const uint4 *>(row + begin) + l;
+        uint4 packed[kVectors];
+#pragma unroll
+        for (int k = 0; k < kVectors; ++k) packed[k] = __ldg(source + 32 * k);
+#pragma unroll
+        for (int k = 0; k < kVectors; ++k)
+#pragma unroll
+            for (int j = 0; j < kWidth; ++j) x[k * kWidth + j] = to_float(reinterpret_cast<const T *>(&packed[k])[j]);
+    } else {
+#pragma unroll
+        for (int e = 0; e < scan::kPerLane; ++e) {
+            const int v = scan::lane_id(begin, kWidth, l, e);
+            x[e] = v < a.vocabulary ? to_float(__ldg(row + v)) : neg_inf();   // ids past the row: -inf, which nothing counts
+        }
+    }
+
+    // A bad logit (NaN or +inf) makes the row bad: only the lowest such id matters then.
+    const bool good = scan::all_good(x);
+    if (!__all_sync(kAllLanes, good)) {
+        if (!good) lane.bad = min(lane.bad, scan::first_bad_id(x, begin, kWidth, l));
+        return;
+    }
+
+    // The chunk's exact maximum, the same bits in every lane.
+    const float x_max = scan::lane_max(x);
+    float m = x_max;
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) m = fmaxf(m, __shfl_xor_sync(kAllLanes, m, offset));
+    m = scan::canonical_max(m);
+    if (m > lane.max) lane.max = m;
+
+    // The fixed-point sums, then their integer warp sums (order-free).
+    exact::ChunkPartial p = scan::lane_terms<kEntropy>(x, m);
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) {
+        p.sum += __shfl_xor_sync(kAllLanes, p.sum, offset);
+        if (kEntropy) p.entropy += __shfl_xor_sync(kAllLanes, p.entropy, offset);
+    }
+    if (l == 0) *out = p;
+
+    if (kSampled)
+        scan::offer_sampled(lane, x, x_max, begin, kWidth, l, a);
+    else
+        scan::offer_greedy(lane, x, x_max, begin, kWidth, l, a.mask);
+}
+
+/// The block's summary of its lanes' into `out` (shared), visible to every thread on return.
+__device__ __forceinline__ void reduce_block(RowSummary lane, RowSummary &out) {
+    __shared__ RowSummary warps[kWarps];
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) {
+        RowSummary other;
+        other.top.best = __shfl_xor_sync(kAllLanes, lane.top.best, offset);
+        other.top.second = __shfl_xor_sync(kAllLanes, lane.top.second, offset);
+        other.top.best_score = __shfl_xor_sync(kAllLanes, lane.top.best_score, offset);
+        other.top.second_score = __shfl_xor_sync(kAllLanes, lane.top.second_score, offset);
+        other.bad = __shfl_xor_sync(kAllLanes, lane.bad, offset);
+        other.max = __shfl_xor_sync(kAllLanes, lane.max, offset);
+        other.nan_score = __shfl_xor_sync(kAllLanes, lane.nan_score, offset);
+        scan::merge(lane, other);
+    }
+    if ((threadIdx.x & 31) == 0) warps[threadIdx.x / 32] = lane;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        RowSummary r = warps[0];
+        for (int w = 1; w < kWarps; ++w) scan::merge(r, warps[w]);
+        out = r;
+    }
+    __syncthreads();
+}
+
+/// n.sum and n.entropy of a row from its `chunks` partials, n.max being the row's maximum: each thread computes chunk
+/// terms (exact::chunk_terms), and thread 0 adds them in chunk order, skipping chunks without a finite logit, which is
+/// exactly exact::accumulate over the chunks in order. The result is thread 0's n. Every thread of the block calls it.
+__device__ __forceinline__ void merge_in_chunk_order(exact::RowNormaliser &n, const exact::ChunkPartial *parts, int chunks) {
+    __shared__ exact::ChunkTerms terms[kThreads];
+    __shared__ bool used[kThreads];
+    for (int base = 0; base < chunks; base += kThreads) {
+        const int c = base + static_cast<int>(threadIdx.x);
+        if (c < chunks) {
+            const exact::ChunkPartial p = parts[c];   // written earlier in this kernel or by the previous one: no __ldg
+            used[threadIdx.x] = p.max != neg_inf();
+            if (p.max != neg_inf()) terms[threadIdx.x] = exact::chunk_terms(p, n.max);
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            const int count = min(kThreads, chunks - base);
+            for (int i = 0; i < count; ++i)
+                if (used[i]) {
+                    n.sum = exact::dadd(n.sum, terms[i].sum);
+                    n.entropy = exact::dadd(n.entropy, terms[i].entropy);
+                }
+        }
+        __syncthreads();
+    }
+}
+
+/// Finishes a row from its summary (shared, visible to all) and chunk partials: the error key of a bad row, or the row's
+/// results as exact::row_reference computes them. Every thread of the block calls it.
 template <typename T>
+__device__ void finish_row_in_block(const DecodeState &s, int sequence, int g, const RowTask &task, RowSummary &summary,
+                                    const exact::ChunkPartial *parts, const T *row, int step) {
+    if (summary.bad != kNoBad) {
+        if (threadIdx.x == 0) atomicMin(s.error, error_key(sequence, task.position, summary.bad));
+        return;
+    }
+    const RowLoader<T> load{row};
+    if (summary.nan_score) {
+        // NaN scores break the total order: rank as the definition does, in id order.
+        if (threadIdx.x == 0)
+            summary.top = exact::top_two(load, s.vocabulary, s.mask_id, s.options.temperature, s.options.seed, step, sequence, task.position);
+        __syncthreads();
+    }
+    if (summary.top.best < 0) {
+        if (threadIdx.x == 0) atomicMin(s.error, error_key(sequence, task.position, s.vocabulary));
+        return;
+    }
+    exact::RowNormaliser n{summary.max, 0.0, 0.0};
+    merge_in_chunk_order(n, parts, s.row_chunks);
+    if (threadIdx.x == 0)
+        write_result(s, sequence, g, task,
+                     exact::finish_row(load, n, summary.top, s.vocabulary, task.token, metric_of(s), s.options.seed, step, sequence,
+                                       task.position));
+}
+
+/// Fast path: block (g, sequence, split) reads the chunks of split `split` of the row; with one split it finishes the
+/// row, otherwise it leaves its summary for combine_row_splits_kernel.
+template <typename T, bool kSampled, bool kEntropy>
 __global__ void __launch_bounds__(kThreads) row_confidence_kernel(DecodeState s, const T *__restrict__ logits) {
     const int g = blockIdx.x, sequence = blockIdx.y, split = blockIdx.z;
     const RowTask task = row_task(s, sequence, g);
     if (!task.active) return;
     const T *row = row_of(s, logits, sequence, task.position);
     const int step = *s.step + 1;
-    const int begin = split * s.row_chunk, end = min(s.vocabulary, begin + s.row_chunk);
-    const RowPartial p = scan_row(s, row, begin, end, sequence, task.position, step);
+    const float temperature = s.options.temperature;
+    const ScanArgs a{s.vocabulary, s.mask_id, temperature, exact::mul(temperature, exact::kGumbelMax), s.options.seed, step, sequence,
+                     task.position};
+    exact::ChunkPartial *parts = static_cast<exact::ChunkPartial *>(s.chunk_partials) + row_index(s, sequence, g) * s.row_chunks;
+    const bool aligned = reinterpret_cast<uintptr_t>(row) % 16 == 0;
+    const int full_chunks = s.vocabulary / exact::kChunk;
+    const int first = split * s.row_split_chunks, last = min(s.row_chunks, first + s.row_split_chunks);
 
-    using Reduce = cub::BlockReduce<RowPartial, kThreads>;
-    __shared__ typename Reduce::TempStorage storage;
-    const RowPartial r = Reduce(storage).Reduce(p, MergeRows());
-    if (threadIdx.x != 0) return;
+    RowSummary lane = scan::empty_summary();
+    for (int c = first + static_cast<int>(threadIdx.x / 32); c < last; c += kWarps)
+        scan_chunk<T, kSampled, kEntropy>(row, c, aligned && c < full_chunks, a, lane, parts + c);
+
+    __shared__ RowSummary summary;
+    reduce_block(lane, summary);   // also orders the chunk partials' writes before the reads below
     if (gridDim.z == 1) {
-        write_row(s, sequence, g, task, r, row, step);
-    } else {
-        static_cast<RowPartial *>(s.row_partials)[(static_cast<size_t>(sequence) * s.generation + g) * gridDim.z + split] = r;
+        finish_row_in_block(s, sequence, g, task, summary, parts, row, step);
+    } else if (threadIdx.x == 0) {
+        static_cast<RowSummary *>(s.split_partials)[row_index(s, sequence, g) * gridDim.z + split] = summary;
     }
 }
 
-/// Fast path, split rows: one thread per row merges the row's partials in chunk order (deterministic).
+/// Fast path, split rows: one block per row merges the splits' summaries and finishes the row.
 template <typename T>
-__global__ void combine_row_splits_kernel(DecodeState s, const T *__restrict__ logits) {
+__global__ void __launch_bounds__(kThreads) combine_row_splits_kernel(DecodeState s, const T *__restrict__ logits) {
+    const int g = blockIdx.x, sequence = blockIdx.y;
+    const RowTask task = row_task(s, sequence, g);
+    if (!task.active) return;
+    __shared__ RowSummary summary;
+    if (threadIdx.x == 0) {
+        const RowSummary *splits = static_cast<const RowSummary *>(s.split_partials) + row_index(s, sequence, g) * s.row_splits;
+        RowSummary r = splits[0];
+        for (int split = 1; split < s.row_splits; ++split) scan::merge(r, splits[split]);
+        summary = r;
+    }
+    __syncthreads();
+    finish_row_in_block(s, sequence, g, task, summary,
+                        static_cast<const exact::ChunkPartial *>(s.chunk_partials) + row_index(s, sequence, g) * s.row_chunks,
+                        row_of(s, logits, sequence, task.position), *s.step + 1);
+}
+
+/// Reference path: one thread per row runs the definition.
+template <typename T>
+__global__ void row_confidence_reference_kernel(DecodeState s, const T *__restrict__ logits) {
     const size_t index = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (index >= static_cast<size_t>(s.batch) * s.generation) return;
     const int sequence = static_cast<int>(index / s.generation), g = static_cast<int>(index % s.generation);
     const RowTask task = row_task(s, sequence, g);
     if (!task.active) return;
-    const RowPartial *partials = static_cast<const RowPartial *>(s.row_partials) + index * s.row_splits;
-    RowPartial r = partials[0];
-    for (int split = 1; split < s.row_splits; ++split) r = MergeRows()(r, partials[split]);
-    write_row(s, sequence, g, task, r, row_of(s, logits, sequence, task.position), *s.step + 1);
+    const int step = *s.step + 1;
+    write_result(s, sequence, g, task,
+                 exact::row_reference_of(RowLoader<T>{row_of(s, logits, sequence, task.position)}, s.vocabulary, s.mask_id, task.token,
+                                         metric_of(s), s.options.temperature, s.options.seed, step, sequence, task.position));
 }
 
-/// Reference path helper: every thread's value folded by thread 0 in thread order, returned to all threads.
-template <typename V, typename Fold>
-__device__ V fold_in_thread_order(const V &mine, Fold fold) {
-    __shared__ V values[kThreads];
-    __shared__ V result;
-    values[threadIdx.x] = mine;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        V folded = values[0];
-        for (int t = 1; t < kThreads; ++t) folded = fold(folded, values[t]);
-        result = folded;
-    }
-    __syncthreads();
-    const V r = result;
-    __syncthreads();
-    return r;
-}
-
-struct Best2 {
-    float best_score, best_logit;
-    int best_index;
-    float second_score, second_logit;
-    int second_index;
-};
-
-/// Reference path: one block per row, one plain pass over the row per quantity.
-template <typename T>
-__global__ void __launch_bounds__(kThreads) row_confidence_reference_kernel(DecodeState s, const T *__restrict__ logits) {
-    const int g = blockIdx.x, sequence = blockIdx.y;
-    const RowTask task = row_task(s, sequence, g);
-    if (!task.active) return;
-    const T *row = row_of(s, logits, sequence, task.position);
-    const int vocabulary = s.vocabulary, step = *s.step + 1;
-    const float temperature = s.options.temperature;
-
-    // Pass 1: the first NaN / +inf logit, and the maximum.
-    int bad = INT_MAX;
-    float max = neg_inf();
-    for (int v = threadIdx.x; v < vocabulary; v += kThreads) {
-        const float x = to_float(row[v]);
-        if (isnan(x) || x == pos_inf()) bad = min(bad, v);
-        else max = fmaxf(max, x);
-    }
-    bad = fold_in_thread_order(bad, [](int a, int b) { return min(a, b); });
-    max = fold_in_thread_order(max, [](float a, float b) { return fmaxf(a, b); });
-
-    // Pass 2: z = Σ e^(l - max) and Σ e^(l - max)·(l - max), in double.
-    double z = 0.0, entropy = 0.0;
-    for (int v = threadIdx.x; v < vocabulary && bad == INT_MAX; v += kThreads) {
-        const float x = to_float(row[v]);
-        if (x == neg_inf()) continue;
-        const double shifted = static_cast<double>(x) - max;
-        const double weight = exp(shifted);
-        z += weight;
-        entropy += weight * shifted;
-    }
-    z = fold_in_thread_order(z, [](double a, double b) { return a + b; });
-    entropy = fold_in_thread_order(entropy, [](double a, double b) { return a + b; });
-
-    // Pass 3: the two best predictions by score (logit, plus T·Gumbel at T > 0), mask id excluded.
-    RowPartial best = empty_partial();
-    for (int v = threadIdx.x; v < vocabulary; v += kThreads) {
-        if (v == s.mask_id) continue;
-        const float x = to_float(row[v]);
-        const float score = temperature > 0.0f
-            ? __fadd_rn(x, __fmul_rn(temperature, to_gumbel(to_uniform(random_bits(s.options.seed, step, sequence, task.position, v)))))
-            : x;
-        if (score != neg_inf() && !isnan(score)) offer(best, score, x, v);
-    }
-    const Best2 mine{best.best_score, best.best_logit, best.best_index, best.second_score, best.second_logit, best.second_index};
-    const Best2 top = fold_in_thread_order(mine, [](Best2 a, const Best2 &b) {
-        RowPartial merged = empty_partial();
-        offer(merged, a.best_score, a.best_logit, a.best_index);
-        offer(merged, a.second_score, a.second_logit, a.second_index);
-        offer(merged, b.best_score, b.best_logit, b.best_index);
-        offer(merged, b.second_score, b.second_logit, b.second_index);
-        return Best2{merged.best_score, merged.best_logit, merged.best_index, merged.second_score, merged.second_logit, merged.second_index};
-    });
-
-    if (threadIdx.x == 0)
-        write_row(s, sequence, g, task,
-                  RowPartial{max, z, entropy, top.best_score, top.best_logit, top.best_index, top.second_score, top.second_logit,
-                             top.second_index, bad},
-                  row, step);
+template <typename T, bool kSampled, bool kEntropy>
+void launch_fast(const DecodeState &state, const T *logits, cudaStream_t stream) {
+    const dim3 grid(static_cast<unsigned>(state.generation), static_cast<unsigned>(state.batch), static_cast<unsigned>(state.row_splits));
+    row_confidence_kernel<T, kSampled, kEntropy><<<grid, kThreads, 0, stream>>>(state, logits);
 }
 
 template <typename T>
 cudaError_t launch_typed(const DecodeState &state, const T *logits, cudaStream_t stream, RowPath path) {
     const unsigned generation = static_cast<unsigned>(state.generation), batch = static_cast<unsigned>(state.batch);
     if (path == RowPath::Reference) {
-        row_confidence_reference_kernel<T><<<dim3(generation, batch), kThreads, 0, stream>>>(state, logits);
+        constexpr unsigned kReferenceThreads = 32;
+        const unsigned rows = generation * batch;
+        row_confidence_reference_kernel<T><<<(rows + kReferenceThreads - 1) / kReferenceThreads, kReferenceThreads, 0, stream>>>(state, logits);
         return cudaGetLastError();
     }
-    const unsigned splits = static_cast<unsigned>(state.row_splits);
-    row_confidence_kernel<T><<<dim3(generation, batch, splits), kThreads, 0, stream>>>(state, logits);
-    if (splits > 1) {
-        constexpr unsigned kCombineThreads = 128;
-        const unsigned rows = generation * batch;
-        combine_row_splits_kernel<T><<<(rows + kCombineThreads - 1) / kCombineThreads, kCombineThreads, 0, stream>>>(state, logits);
-    }
+    const bool sampled = state.options.temperature > 0.0f;
+    const bool entropy = state.options.strategy == SABER_STRATEGY_LOW_CONFIDENCE && state.options.metric == SABER_METRIC_NEGENTROPY;
+    if (sampled)
+        entropy ? launch_fast<T, true, true>(state, logits, stream) : launch_fast<T, true, false>(state, logits, stream);
+    else
+        entropy ? launch_fast<T, false, true>(state, logits, stream) : launch_fast<T, false, false>(state, logits, stream);
+    if (state.row_splits > 1) combine_row_splits_kernel<T><<<dim3(generation, batch), kThreads, 0, stream>>>(state, logits);
     return cudaGetLastError();
 }
 
@@ -386,22 +335,31 @@ cudaError_t launch_row_confidence(const DecodeState &state, const void *logits, 
     }
 }
 
+namespace {
+
+int chunks_of(int vocabulary) { return (vocabulary + exact::kChunk - 1) / exact::kChunk; }
+
+}  // namespace
+
 RowSplit fixed_row_split(int vocabulary, int splits) {
-    // Chunks of whole 64-element groups (a multiple of every dtype's 16-byte vector); no chunk is empty.
-    const int per_split = (vocabulary + splits - 1) / splits;
-    const int chunk = (per_split + 63) / 64 * 64;
-    return RowSplit{(vocabulary + chunk - 1) / chunk, chunk};
+    const int chunks = chunks_of(vocabulary);
+    const int wanted = std::max(1, std::min(splits, chunks));
+    const int per_split = (chunks + wanted - 1) / wanted;
+    return RowSplit{(chunks + per_split - 1) / per_split, per_split};   // no split is empty
 }
 
 RowSplit plan_row_split(int rows, int vocabulary, int multiprocessors) {
+    const int chunks = chunks_of(vocabulary);
     const int wanted_blocks = std::max(1, multiprocessors) * kResidentBlocks;
     const int rows_at_least_one = std::max(1, rows);
-    if (rows_at_least_one >= wanted_blocks) return RowSplit{1, vocabulary};
+    if (rows_at_least_one >= wanted_blocks) return RowSplit{1, chunks};
     const int to_fill = (wanted_blocks + rows_at_least_one - 1) / rows_at_least_one;
-    const int splits = std::max(1, std::min(to_fill, vocabulary / kMinSplitElements));
-    return splits == 1 ? RowSplit{1, vocabulary} : fixed_row_split(vocabulary, splits);
+    const int splits = std::max(1, std::min(to_fill, chunks / kMinSplitChunks));
+    return splits == 1 ? RowSplit{1, chunks} : fixed_row_split(vocabulary, splits);
 }
 
-size_t row_partial_bytes(size_t rows, int splits) { return rows * static_cast<size_t>(splits) * sizeof(RowPartial); }
+size_t chunk_partial_bytes(size_t rows, int vocabulary) { return rows * static_cast<size_t>(chunks_of(vocabulary)) * sizeof(exact::ChunkPartial); }
+
+size_t split_partial_bytes(size_t rows, int splits) { return splits > 1 ? rows * static_cast<size_t>(splits) * sizeof(RowSummary) : 0; }
 
 }  // namespace saber

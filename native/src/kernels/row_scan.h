@@ -1,0 +1,140 @@
+// The per-lane steps of the fast row pass (row_confidence.cu), as __host__ __device__ functions over one lane's 32 logits
+// of a 1024-id chunk, so that the host tests can run the same steps for 32 emulated lanes and check them bit for bit
+// against exact::row_reference without a GPU. The kernel adds the loads, the warp shuffles and the block's reductions.
+//
+// Lane l of a warp holds 32 ids of chunk j: element e = W k + j' (k = e / W, j' = e % W) is id
+// j 1024 + 32 W k + W l + j', where W = 16 / sizeof(logit) is the ids per 16-byte vector (4 for float, 8 for the 16-bit
+// types). A lane's ids ascend in e, and a warp reads its chunks in ascending order, so a lane sees its ids in ascending
+// order over its whole life: exactly row_reference's scan restricted to those ids.
+#pragma once
+
+#include <limits.h>
+
+#include "exact_math.h"
+#include "philox.h"
+
+// Loops over a lane's logits must unroll on the device, so that the 32 logits stay in registers.
+#if defined(__CUDA_ARCH__)
+#define SABER_UNROLL _Pragma("unroll")
+#else
+#define SABER_UNROLL
+#endif
+
+namespace saber {
+namespace scan {
+
+constexpr int kLanes = 32;
+constexpr int kPerLane = exact::kChunk / kLanes;   // 32 ids per lane and chunk
+constexpr int kNoBad = INT_MAX;
+
+/// Id of a lane's element e in the chunk starting at `begin`, for vectors of `width` ids.
+SABER_EXACT_FN int lane_id(int begin, int width, int lane, int e) { return begin + kLanes * width * (e / width) + width * lane + e % width; }
+
+/// A lane's, warp's, block's or split's view of a row, besides its chunk partials.
+struct RowSummary {
+    exact::TopTwo top;
+    int bad;        // lowest id of a NaN / +inf logit, kNoBad when none
+    float max;      // maximum of the chunk maxima seen
+    int nan_score;  // a score was NaN (l = -inf against T g = +inf at an enormous T): the prediction is rescanned in id order
+};
+
+SABER_EXACT_FN RowSummary empty_summary() { return RowSummary{exact::no_candidates(), kNoBad, -INFINITY, 0}; }
+
+/// Merges the summary of another, disjoint, set of ids (any order: each field's merge is a total order or a max).
+SABER_EXACT_FN void merge(RowSummary &a, const RowSummary &b) {
+    exact::merge(a.top, b.top);
+    if (b.bad < a.bad) a.bad = b.bad;
+    if (b.max > a.max) a.max = b.max;
+    a.nan_score |= b.nan_score;
+}
+
+/// What the prediction offers need besides the logits.
+struct ScanArgs {
+    int vocabulary, mask;
+    float temperature;
+    float score_bound;   // mul(T, kGumbelMax): exact::score(l, T, bits) <= add(l, score_bound)
+    uint64_t seed;
+    int step, sequence, position;
+};
+
+/// False when one of the lane's logits is bad (NaN or +inf: not below +inf).
+SABER_EXACT_FN bool all_good(const float (&x)[kPerLane]) {
+    bool good = true;
+    SABER_UNROLL
+    for (int e = 0; e < kPerLane; ++e) good &= x[e] < INFINITY;
+    return good;
+}
+
+/// The lane's lowest id of a bad logit, or kNoBad.
+SABER_EXACT_FN int first_bad_id(const float (&x)[kPerLane], int begin, int width, int lane) {
+    SABER_UNROLL
+    for (int e = 0; e < kPerLane; ++e)
+        if (exact::is_bad(x[e])) return lane_id(begin, width, lane, e);
+    return kNoBad;
+}
+
+/// The maximum of the lane's logits (fmaxf may return either zero of +0 and -0).
+SABER_EXACT_FN float lane_max(const float (&x)[kPerLane]) {
+    float m = x[0];
+    SABER_UNROLL
+    for (int e = 1; e < kPerLane; ++e) m = fmaxf(m, x[e]);
+    return m;
+}
+
+/// The chunk's maximum from its lanes' maxima: -0 becomes +0 so that every lane holds the same bits. The sign of a zero
+/// maximum changes no bit of any result (l - m, exp_nonpositive, the fixed terms and chunk_terms agree for both).
+SABER_EXACT_FN float canonical_max(float m) { return exact::add(m, 0.0f); }
+
+/// The lane's share of the chunk partial of maximum m: exact::add_term over its finite logits (the chunk's is the
+/// integer sum over its lanes, in any order). Without the entropy sum a -inf logit needs no test: its term is
+/// fixed_term(exp_nonpositive(-inf)) = 0, so adding it changes nothing (and the loop has no branch).
+template <bool kEntropy>
+SABER_EXACT_FN exact::ChunkPartial lane_terms(const float (&x)[kPerLane], float m) {
+    exact::ChunkPartial p{m, 0, 0};
+    if (m == -INFINITY) return p;
+    SABER_UNROLL
+    for (int e = 0; e < kPerLane; ++e)
+        if (!kEntropy || x[e] != -INFINITY) exact::add_term(p, x[e], kEntropy);
+    return p;
+}
+
+/// T = 0: offers the lane's ids in ascending order. An id changes the lane's top two exactly when its score beats the
+/// runner-up's (-inf when none; ties keep the earlier, lower id), so only those reach exact::offer; when the lane's
+/// maximum (lane_max(x)) does not beat it, none does.
+SABER_EXACT_FN void offer_greedy(RowSummary &lane, const float (&x)[kPerLane], float x_max, int begin, int width, int l, int mask) {
+    if (!(x_max > lane.top.second_score)) return;
+    SABER_UNROLL
+    for (int e = 0; e < kPerLane; ++e)
+        if (x[e] > lane.top.second_score) {
+            const int v = lane_id(begin, width, l, e);
+            if (v != mask) exact::offer(lane.top, x[e], v);
+        }
+}
+
+/// T > 0: the same with scores l + T g. Four consecutive ids (e, e + 3 with e % 4 == 0) share a Philox counter. Since
+/// score <= add(l, score_bound), an id whose bound cannot beat the runner-up skips its draw: it could not change the
+/// lane's top two. NaN scores are flagged (the row's prediction is then rescanned in id order). x_max is lane_max(x).
+SABER_EXACT_FN void offer_sampled(RowSummary &lane, const float (&x)[kPerLane], float x_max, int begin, int width, int l, const ScanArgs &a) {
+    if (exact::add(x_max, a.score_bound) <= lane.top.second_score) return;
+    SABER_UNROLL
+    for (int e0 = 0; e0 < kPerLane; e0 += 4) {
+        const float group_max = fmaxf(fmaxf(x[e0], x[e0 + 1]), fmaxf(x[e0 + 2], x[e0 + 3]));
+        if (exact::add(group_max, a.score_bound) <= lane.top.second_score) continue;
+        const PhiloxWords w = random_words(a.seed, a.step, a.sequence, a.position, lane_id(begin, width, l, e0));
+        const uint32_t words[4] = {w.x0, w.x1, w.x2, w.x3};
+        SABER_UNROLL
+        for (int j = 0; j < 4; ++j) {
+            const float logit = x[e0 + j];
+            if (exact::add(logit, a.score_bound) <= lane.top.second_score) continue;
+            const float s = exact::score(logit, a.temperature, words[j]);
+            lane.nan_score |= s != s;
+            if (s > lane.top.second_score) {
+                const int v = lane_id(begin, width, l, e0 + j);
+                if (v != a.mask) exact::offer(lane.top, s, v);
+            }
+        }
+    }
+}
+
+}  // namespace scan
+}  // namespace saber
