@@ -17,7 +17,6 @@ public class CpuStepBenchmark
     private static readonly DecodeOptions Options = new() { GenerationLength = Positions, Strategy = new SaberStrategy() };
 
     private IReadOnlyList<SequenceLogits> logits = [];
-    private float[] naiveScratch = [];
 
     [Params(LogitsElementType.Float32, LogitsElementType.BFloat16)]
     public LogitsElementType ElementType { get; set; }
@@ -25,14 +24,19 @@ public class CpuStepBenchmark
     [GlobalSetup]
     public void Setup()
     {
+        logits = [RandomLogits(ElementType)];
+    }
+
+    /// <summary>One step's logits, [Positions, Vocabulary], uniform in [−8, 8) from a fixed seed.</summary>
+    public static SequenceLogits RandomLogits(LogitsElementType type)
+    {
         var rng = new Random(1);
         var values = new float[Positions * Vocabulary];
         for (int i = 0; i < values.Length; i++)
             values[i] = (float)(rng.NextDouble() * 16 - 8);
-        logits = [ElementType == LogitsElementType.Float32
+        return type == LogitsElementType.Float32
             ? SequenceLogits.FromFloat32(values, Positions, Vocabulary)
-            : SequenceLogits.FromBFloat16(values.Select(BFloat16Bits.FromSingle).ToArray(), Positions, Vocabulary)];
-        naiveScratch = new float[Vocabulary];
+            : SequenceLogits.FromBFloat16(values.Select(BFloat16Bits.FromSingle).ToArray(), Positions, Vocabulary);
     }
 
     [Benchmark(Baseline = true, Description = "naive (materialised softmax, 1 thread)")]

@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
 namespace Saber;
 
 /// <summary>
@@ -9,7 +12,7 @@ namespace Saber;
 /// </summary>
 public static class ExactMath
 {
-    /// <summary>Below this, <see cref="Exp"/> returns 0: every non-zero result is a normal float.</summary>
+    /// <summary>Below this, <see cref="Exp(float)"/> returns 0: every non-zero result is a normal float.</summary>
     public const float ExpCutoff = -86.0f;
 
     /// <summary>Fixed-point bits of a softmax term (<see cref="FixedTerm"/>).</summary>
@@ -38,6 +41,39 @@ public static class ExactMath
         p = MathF.FusedMultiplyAdd(p, r, 1.0f);
         p = MathF.FusedMultiplyAdd(p, r, 1.0f);
         return p * Pow2((int)k);
+    }
+
+    /// <summary><see cref="Exp(float)"/> on eight lanes: the same operations lane by lane (a fused multiply-add per
+    /// <c>FusedMultiplyAdd</c>), so every lane has the scalar function's bits.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Exp(Vector256<float> x) => ExpTimesPow2(x, 0);
+
+    /// <summary>
+    /// <c>Exp(x)·2^extra</c> for 0 ≤ extra ≤ 42, lane by lane. Every non-zero <c>Exp(x)</c> is a normal float of at least
+    /// 2^-125, so the scaling is exact whether it is folded into 2^k, as here, or applied afterwards.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> ExpTimesPow2(Vector256<float> x, int extra)
+    {
+        // rint(y) for |y| < 2^22 by adding 1.5·2^23: the sum's ulp is 1, so round-to-nearest-even rounds y as rint does
+        // (1.5·2^23 is even), and the sum's low bits hold k + 2^22 as an integer, which builds 2^k without a conversion.
+        const float Magic = 12582912f;   // 1.5·2^23, bits 0x4B400000
+        Vector256<float> shifted = x * Vector256.Create(Log2E) + Vector256.Create(Magic);
+        Vector256<float> k = shifted - Vector256.Create(Magic);
+        Vector256<float> r = Vector256.FusedMultiplyAdd(k, Vector256.Create(-Ln2Hi), x);
+        r = Vector256.FusedMultiplyAdd(k, Vector256.Create(-Ln2Lo), r);
+        Vector256<float> p = Vector256.Create(1.98412701e-04f);
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(1.38888892e-03f));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(8.33333377e-03f));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(4.16666679e-02f));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(1.66666672e-01f));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(0.5f));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256<float>.One);
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256<float>.One);
+        // 2^(k + extra): bits (k + extra + 127) << 23, where k = bits(shifted) − 0x4B400000. Lanes below the cutoff (and
+        // −∞) compute garbage here; the mask zeroes them, as the scalar test does.
+        Vector256<float> scale = ((shifted.AsInt32() - Vector256.Create(0x4B400000 - 127 - extra)) << 23).AsSingle();
+        return Vector256.GreaterThanOrEqual(x, Vector256.Create(ExpCutoff)) & (p * scale);
     }
 
     /// <summary>ln x for a positive normal x: x = m·2^k, m in [√½, √2), ln m = 2·atanh((m − 1)/(m + 1)) by its series.</summary>
@@ -103,6 +139,66 @@ public static class ExactMath
         return new ChunkPartial(max, sum, entropy);
     }
 
+    /// <summary>
+    /// <see cref="ChunkOf(ReadOnlySpan{float}, bool)"/> for a chunk whose maximum <paramref name="max"/> is known,
+    /// eight lanes at a time. A fixed term ⌊e·2^42⌋ is an integer below 2^43 and a chunk's terms sum to at most 2^52, so
+    /// the lanes add them exactly in double, in any order: the sums equal the scalar ones.
+    /// </summary>
+    public static ChunkPartial ChunkOf(ReadOnlySpan<float> chunk, float max, bool withEntropy)
+    {
+        if (max == float.NegativeInfinity) return new ChunkPartial(max, 0, 0);
+        int i = 0;
+        ulong sum = 0, entropy = 0;
+        if (Vector256.IsHardwareAccelerated && chunk.Length >= Vector256<float>.Count)
+        {
+            ref float first = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(chunk);
+            var vmax = Vector256.Create(max);
+            var sums = new FixedSums();
+            var entropies = new FixedSums();
+            for (; i <= chunk.Length - Vector256<float>.Count; i += Vector256<float>.Count)
+            {
+                Vector256<float> d = Vector256.LoadUnsafe(ref first, (nuint)i) - vmax;
+                Vector256<float> term = ExpTimesPow2(d, FixedBits);   // e·2^42, exact; −∞ logits give 0, as skipping them does
+                sums.Add(term);
+                // round(e·(−d))·2^42 = round(e·2^42·(−d)): no subnormal is involved where the term can reach 1 (a product
+                // below 2^-126 gives ⌊·⌋ = 0 either way). e = 0 must give 0, not 0·∞ = NaN for a −∞ logit.
+                if (withEntropy)
+                    entropies.Add(~Vector256.Equals(term, Vector256<float>.Zero) & (term * -d));
+            }
+            sum = sums.Total;
+            entropy = entropies.Total;
+        }
+        for (; i < chunk.Length; i++)
+        {
+            float l = chunk[i];
+            if (l == float.NegativeInfinity) continue;
+            float d = l - max;
+            float e = Exp(d);
+            sum += FixedTerm(e);
+            if (withEntropy) entropy += FixedTerm(e * -d);
+        }
+        return new ChunkPartial(max, sum, withEntropy ? entropy : 0);
+    }
+
+    /// <summary>
+    /// Exact lane sums of scaled terms t·2^42: ⌊t⌋ is an integer below 2^43 and a chunk's terms add up to at most 2^52, so
+    /// double lanes add them exactly, in any order.
+    /// </summary>
+    private struct FixedSums
+    {
+        private Vector256<double> low, high;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Add(Vector256<float> scaled)
+        {
+            Vector256<float> whole = Vector256.Floor(scaled);
+            low += Vector256.WidenLower(whole);
+            high += Vector256.WidenUpper(whole);
+        }
+
+        public readonly ulong Total => (ulong)Vector256.Sum(low + high);
+    }
+
     /// <summary>A row's softmax normaliser: its maximum M, Σ e^(l−M) and Σ e^(l−M)·(M − l), merged from chunk partials in chunk order.</summary>
     public struct RowNormaliser
     {
@@ -121,8 +217,34 @@ public static class ExactMath
             Entropy += scale * (p.Entropy + (double)-dm * sum);
         }
 
+        /// <summary>The normaliser of a row from its chunk partials in chunk order (native merge_chunks).</summary>
+        public static RowNormaliser Merge(ReadOnlySpan<ChunkPartial> partials)
+        {
+            var n = new RowNormaliser { Max = float.NegativeInfinity };
+            foreach (ChunkPartial p in partials)
+                if (p.Max > n.Max) n.Max = p.Max;
+            foreach (ChunkPartial p in partials)
+                n.Accumulate(p);
+            return n;
+        }
+
         /// <summary>s = e^(l − M) / Σ, rounded to float.</summary>
         public readonly float Probability(float logit) => (float)(Exp(logit - Max) / Sum);
+
+        /// <summary>
+        /// The low-confidence metric of a row whose prediction has probability <paramref name="confidence"/> and logit
+        /// <paramref name="bestLogit"/>; <paramref name="second"/> is the runner-up's id (-1 when none) and
+        /// <paramref name="secondLogit"/> its logit.
+        /// </summary>
+        public readonly float MetricOf(ConfidenceMetric metric, float confidence, float bestLogit, int second, float secondLogit,
+            ulong seed, RowCoordinates at, int vocabulary) => metric switch
+        {
+            ConfidenceMetric.MaxProb => confidence,
+            ConfidenceMetric.Margin => second < 0 ? confidence : (float)(((double)Exp(bestLogit - Max) - (double)Exp(secondLogit - Max)) / Sum),
+            // Σ s ln s = −(Σ e^(l−M)·(M − l))/Σ − ln Σ; Σ ≥ 1, as the maximum's term is exactly 1.
+            ConfidenceMetric.NegEntropy => (float)(-(Entropy / Sum) - (double)Log((float)Sum)),
+            _ => RandomLayout.Uniform(seed, at.Step, at.Sequence, at.Position, vocabulary),
+        };
     }
 
     /// <summary>One row's quantities (spec §2) as native/src/exact_math.h's row_reference defines them.</summary>
@@ -167,13 +289,7 @@ public static class ExactMath
         for (int begin = 0; begin < vocabulary; begin += Chunk)
             n.Accumulate(ChunkOf(row[begin..Math.Min(begin + Chunk, vocabulary)], metric == ConfidenceMetric.NegEntropy));
         float confidence = n.Probability(row[best]);
-        float value = metric switch
-        {
-            ConfidenceMetric.MaxProb => confidence,
-            ConfidenceMetric.Margin => second < 0 ? confidence : (float)(((double)Exp(row[best] - n.Max) - (double)Exp(row[second] - n.Max)) / n.Sum),
-            ConfidenceMetric.NegEntropy => (float)(-(n.Entropy / n.Sum) - (double)Log((float)n.Sum)),
-            _ => RandomLayout.Uniform(seed, at.Step, at.Sequence, at.Position, vocabulary),
-        };
+        float value = n.MetricOf(metric, confidence, row[best], second, second >= 0 ? row[second] : 0f, seed, at, vocabulary);
         return new RowResult(best, -1, confidence, token >= 0 ? n.Probability(row[token]) : float.NaN, value);
     }
 }

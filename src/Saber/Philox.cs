@@ -69,15 +69,11 @@ public static class RandomLayout
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float ToUniform(uint bits) => ((bits >> 9) + 0.5f) * (1f / 8388608f);
 
-    /// <summary>Standard Gumbel noise from a uniform: computed in double, rounded to float32.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float ToGumbel(float u) => (float)-Math.Log(-Math.Log(u));
-
     /// <summary>The uniform draw at the given coordinates.</summary>
     public static float Uniform(ulong seed, int step, int sequence, int position, int v) =>
         ToUniform(Bits(seed, step, sequence, position, v));
 
-    /// <summary>The Gumbel draw at the given coordinates.</summary>
+    /// <summary>The Gumbel draw at the given coordinates: <see cref="ExactMath.Gumbel"/> of the uniform.</summary>
     public static float Gumbel(ulong seed, int step, int sequence, int position, int v) =>
-        ToGumbel(Uniform(seed, step, sequence, position, v));
+        ExactMath.Gumbel(Uniform(seed, step, sequence, position, v));
 }

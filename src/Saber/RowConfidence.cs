@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -16,14 +17,17 @@ public readonly record struct RowConfidence(int Prediction, float Confidence, fl
 public readonly record struct RowCoordinates(int Step, int Sequence, int Position);
 
 /// <summary>
-/// Computes <see cref="RowConfidence"/> in one pass over a row: the row is walked in chunks that fit
-/// in L1; each chunk is scanned once for its maximum and argmax, then summed into an online,
-/// max-subtracted softmax normaliser while it is still in cache. No buffer proportional to the
-/// vocabulary is allocated.
+/// Computes <see cref="RowConfidence"/> in one pass over a row, with the exact arithmetic of docs/arithmetic.md: the
+/// results equal <see cref="ExactMath.Row"/> (and the native kernels) bit for bit. The row is walked in the constant
+/// 1024-id chunks of that definition; each chunk is scanned for its maximum and the prediction, then, while still in
+/// L1, summed into its fixed-point <see cref="ExactMath.ChunkPartial"/>; the partials are merged in chunk order at the
+/// end. Nothing proportional to the vocabulary is allocated below V = 163,840 (the partials of larger rows come from
+/// the array pool).
 /// </summary>
 public static class RowConfidenceKernel
 {
-    private const int ChunkLength = 1024;
+    private const int ChunkLength = ExactMath.Chunk;
+    private const int StackChunks = 160;
 
     /// <summary>Computes one row's prediction, confidence and metric.</summary>
     /// <param name="logits">The sequence's logits.</param>
@@ -39,40 +43,49 @@ public static class RowConfidenceKernel
         float temperature, ulong seed, RowCoordinates at)
     {
         int vocabulary = logits.Vocabulary;
-        var state = new RowState(metric == ConfidenceMetric.NegEntropy);
-        bool general = temperature > 0f || metric == ConfidenceMetric.Margin;
+        int chunks = (vocabulary + ChunkLength - 1) / ChunkLength;
+        bool withEntropy = metric == ConfidenceMetric.NegEntropy;
+        // Gumbel noise and the runner-up (margin) take the scalar scan; the plain argmax is vectorised.
+        bool scalarScan = temperature > 0f || metric == ConfidenceMetric.Margin;
+        ExactMath.ChunkPartial[]? rented = null;
+        Span<ExactMath.ChunkPartial> partials = chunks <= StackChunks
+            ? stackalloc ExactMath.ChunkPartial[StackChunks]
+            : rented = ArrayPool<ExactMath.ChunkPartial>.Shared.Rent(chunks);
         Span<float> buffer = logits.ElementType == LogitsElementType.Float32 ? default : stackalloc float[ChunkLength];
-        for (int start = 0; start < vocabulary; start += ChunkLength)
+        try
         {
-            int length = Math.Min(ChunkLength, vocabulary - start);
-            ReadOnlySpan<float> chunk = ReadChunk(logits, row, start, length, buffer);
-            if (general)
-                state.AddGeneral(chunk, start, maskId, temperature, seed, at);
-            else
-                state.AddFast(chunk, start, maskId);
+            var best = new Candidates();
+            for (int j = 0; j < chunks; j++)
+            {
+                int start = j * ChunkLength;
+                ReadOnlySpan<float> chunk = ReadChunk(logits, row, start, Math.Min(ChunkLength, vocabulary - start), buffer);
+                bool bad = ScanMax(chunk, out float max);
+                if (!bad)
+                {
+                    if (scalarScan)
+                        best.OfferScores(chunk, start, maskId, temperature, seed, at);
+                    else
+                        best.OfferChunkArgmax(chunk, start, maskId, max);
+                }
+                if (bad)
+                    ThrowNonFinite(logits, row, at);
+                partials[j] = ExactMath.ChunkOf(chunk, max, withEntropy);
+            }
+            if (best.Index < 0)
+                throw new InvalidLogitsException(
+                    $"Row for position {at.Position} (sequence {at.Sequence}, step {at.Step}) has no finite logit besides the mask id {maskId}.");
+
+            var n = ExactMath.RowNormaliser.Merge(partials[..chunks]);
+            float bestLogit = logits[row, best.Index];
+            float confidence = n.Probability(bestLogit);
+            float tokenConfidence = token >= 0 ? n.Probability(logits[row, token]) : float.NaN;
+            float value = n.MetricOf(metric, confidence, bestLogit, best.Second, best.Second >= 0 ? logits[row, best.Second] : 0f, seed, at, vocabulary);
+            return new RowConfidence(best.Index, confidence, tokenConfidence, value);
         }
-
-        if (state.Bad)
-            ThrowNonFinite(logits, row, at);
-        if (state.BestIndex < 0)
-            throw new InvalidLogitsException(
-                $"Row for position {at.Position} (sequence {at.Sequence}, step {at.Step}) has no finite logit besides the mask id {maskId}.");
-
-        double sum = state.Sum;
-        double max = state.Max;
-        float confidence = (float)(Math.Exp(logits[row, state.BestIndex] - max) / sum);
-        float tokenConfidence = token >= 0 ? (float)(Math.Exp(logits[row, token] - max) / sum) : float.NaN;
-        float value = metric switch
+        finally
         {
-            ConfidenceMetric.MaxProb => confidence,
-            ConfidenceMetric.Margin => state.SecondIndex < 0
-                ? confidence
-                : (float)((Math.Exp(logits[row, state.BestIndex] - max) - Math.Exp(logits[row, state.SecondIndex] - max)) / sum),
-            // Σ s ln s = Σ e^(l-M)(l-M) / Z − ln Z
-            ConfidenceMetric.NegEntropy => (float)(state.Entropy / sum - Math.Log(sum)),
-            _ => RandomLayout.Uniform(seed, at.Step, at.Sequence, at.Position, vocabulary),
-        };
-        return new RowConfidence(state.BestIndex, confidence, tokenConfidence, value);
+            if (rented is not null) ArrayPool<ExactMath.ChunkPartial>.Shared.Return(rented);
+        }
     }
 
     private static ReadOnlySpan<float> ReadChunk(in SequenceLogits logits, int row, int start, int length, Span<float> buffer)
@@ -121,147 +134,113 @@ public static class RowConfidenceKernel
         throw new InvalidLogitsException($"Non-finite logit in position {at.Position} (sequence {at.Sequence}, step {at.Step}).");
     }
 
-    /// <summary>Running softmax normaliser and argmax of one row.</summary>
-    private struct RowState(bool wantsEntropy)
+    /// <summary>The chunk's maximum over every id (the mask id's too); true when it holds a NaN or +∞.</summary>
+    private static bool ScanMax(ReadOnlySpan<float> chunk, out float max)
     {
-        public float Max = float.NegativeInfinity;
-        public double Sum;
-        /// <summary>Σ e^(l−Max)·(l−Max), for the negentropy metric.</summary>
-        public double Entropy;
-        public float BestScore = float.NegativeInfinity;
-        public int BestIndex = -1;
-        public float SecondScore = float.NegativeInfinity;
-        public int SecondIndex = -1;
-        public bool Bad;
-        private readonly bool wantsEntropy = wantsEntropy;
-
-        /// <summary>Temperature 0, maxprob or negentropy: vectorised argmax and exp-sum.</summary>
-        public void AddFast(ReadOnlySpan<float> chunk, int start, int maskId)
+        int i = 0;
+        max = float.NegativeInfinity;
+        bool bad = false;
+        if (Vector256.IsHardwareAccelerated && chunk.Length >= Vector256<float>.Count)
         {
-            float chunkBest = float.NegativeInfinity;
-            int chunkBestIndex = -1;
-            int maskOffset = maskId - start;
-            if ((uint)maskOffset < (uint)chunk.Length)
+            ref float x = ref MemoryMarshal.GetReference(chunk);
+            var laneMax = Vector256.Create(float.NegativeInfinity);
+            var finiteOrNegInf = Vector256<float>.AllBitsSet;   // NaN and +∞ fail v < +∞
+            var posInf = Vector256.Create(float.PositiveInfinity);
+            for (; i <= chunk.Length - Vector256<float>.Count; i += Vector256<float>.Count)
             {
-                ScanBest(chunk[..maskOffset], start, ref chunkBest, ref chunkBestIndex, ref Bad);
-                ScanBest(chunk[(maskOffset + 1)..], maskId + 1, ref chunkBest, ref chunkBestIndex, ref Bad);
-                float maskValue = chunk[maskOffset];
-                Bad |= float.IsNaN(maskValue) || float.IsPositiveInfinity(maskValue);
-                Rescale(MathF.Max(chunkBest, maskValue));
+                Vector256<float> v = Vector256.LoadUnsafe(ref x, (nuint)i);
+                laneMax = Vector256.Max(laneMax, v);
+                finiteOrNegInf &= Vector256.LessThan(v, posInf);
             }
-            else
+            bad = finiteOrNegInf.AsInt32() != Vector256<int>.AllBitsSet;
+            // The maximum's value is exact in any order; only the sign of a zero maximum may differ, which no result sees
+            // (e^(±0 − ±0) = 1 and ±0·Σ = 0 in the merge).
+            for (int lane = 0; lane < Vector256<float>.Count; lane++)
+                max = MathF.Max(max, laneMax[lane]);
+        }
+        for (; i < chunk.Length; i++)
+        {
+            float value = chunk[i];
+            bad |= float.IsNaN(value) || float.IsPositiveInfinity(value);
+            if (value > max) max = value;
+        }
+        return bad;
+    }
+
+    /// <summary>The best two predictions of a row so far: higher score first, lower id on ties, −∞ scores skipped.</summary>
+    private struct Candidates()
+    {
+        public int Index = -1;
+        public float Score = float.NegativeInfinity;
+        public int Second = -1;
+        public float SecondScore = float.NegativeInfinity;
+
+        /// <summary>Offers id <paramref name="v"/>; ids arrive in ascending order, so a tie keeps the earlier one.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void Offer(int v, float score)
+        {
+            if (score > Score)
             {
-                ScanBest(chunk, start, ref chunkBest, ref chunkBestIndex, ref Bad);
-                Rescale(chunkBest);
+                Second = Index;
+                SecondScore = Score;
+                Index = v;
+                Score = score;
             }
-            if (chunkBest > BestScore)
+            else if (score > SecondScore)
             {
-                BestScore = chunkBest;
-                BestIndex = chunkBestIndex;
+                Second = v;
+                SecondScore = score;
             }
-            if (Max != float.NegativeInfinity && !Bad)
-                SumExp(chunk);
         }
 
-        /// <summary>Gumbel noise and/or the runner-up: scalar, one Philox call per four ids.</summary>
-        public void AddGeneral(ReadOnlySpan<float> chunk, int start, int maskId, float temperature, ulong seed, RowCoordinates at)
+        /// <summary>Scores of a chunk (logit, plus T·Gumbel at T &gt; 0), one Philox call per four ids, best two kept.</summary>
+        public void OfferScores(ReadOnlySpan<float> chunk, int start, int maskId, float temperature, ulong seed, RowCoordinates at)
         {
-            float chunkMax = float.NegativeInfinity;
-            foreach (float x in chunk)
-            {
-                Bad |= float.IsNaN(x) || float.IsPositiveInfinity(x);
-                chunkMax = MathF.Max(chunkMax, x);
-            }
-            if (Bad) return;
-            Rescale(chunkMax);
             uint x0 = 0, x1 = 0, x2 = 0, x3 = 0;
             for (int j = 0; j < chunk.Length; j++)
             {
                 int v = start + j;
-                float logit = chunk[j];
-                if (Max != float.NegativeInfinity && logit != float.NegativeInfinity)
-                {
-                    float shifted = logit - Max;
-                    float e = MathF.Exp(shifted);
-                    Sum += e;
-                    if (wantsEntropy) Entropy += e * shifted;
-                }
-                if (temperature > 0f && (j == 0 || (v & 3) == 0))
-                    (x0, x1, x2, x3) = Philox.Generate((uint)v >> 2, (uint)at.Position, (uint)at.Sequence, (uint)at.Step, (uint)seed, (uint)(seed >> 32));
-                if (v == maskId) continue;
-                float score = logit;
+                float score = chunk[j];
                 if (temperature > 0f)
                 {
+                    if (j == 0 || (v & 3) == 0)
+                        (x0, x1, x2, x3) = Philox.Generate((uint)v >> 2, (uint)at.Position, (uint)at.Sequence, (uint)at.Step, (uint)seed, (uint)(seed >> 32));
                     uint bits = (v & 3) switch { 0 => x0, 1 => x1, 2 => x2, _ => x3 };
-                    score = logit + temperature * RandomLayout.ToGumbel(RandomLayout.ToUniform(bits));
+                    score += temperature * ExactMath.Gumbel(RandomLayout.ToUniform(bits));
                 }
-                if (score == float.NegativeInfinity) continue;
-                if (score > BestScore)
-                {
-                    SecondScore = BestScore;
-                    SecondIndex = BestIndex;
-                    BestScore = score;
-                    BestIndex = v;
-                }
-                else if (score > SecondScore)
-                {
-                    SecondScore = score;
-                    SecondIndex = v;
-                }
+                if (v != maskId && score != float.NegativeInfinity)
+                    Offer(v, score);
             }
         }
 
-        private void Rescale(float chunkMax)
+        /// <summary>
+        /// Temperature 0 without a runner-up: the chunk's argmax (mask id excluded), given the chunk's maximum over every
+        /// id. Most chunks cannot beat the best so far, and then nothing more is read; otherwise the first id holding the
+        /// maximum wins, as in an ascending scan with a strict comparison.
+        /// </summary>
+        public void OfferChunkArgmax(ReadOnlySpan<float> chunk, int start, int maskId, float max)
         {
-            if (chunkMax > Max)
+            int maskOffset = maskId - start;
+            if ((uint)maskOffset < (uint)chunk.Length)
             {
-                if (Max != float.NegativeInfinity)
+                // The maximum may be the mask id's own logit: rank the ids on both sides of it.
+                float chunkBest = float.NegativeInfinity;
+                int chunkBestIndex = -1;
+                bool ignored = false;
+                ScanBest(chunk[..maskOffset], start, ref chunkBest, ref chunkBestIndex, ref ignored);
+                ScanBest(chunk[(maskOffset + 1)..], maskId + 1, ref chunkBest, ref chunkBestIndex, ref ignored);
+                if (chunkBestIndex >= 0 && chunkBest > Score)
                 {
-                    double delta = (double)Max - chunkMax;
-                    double factor = Math.Exp(delta);
-                    // Σ e^(l−M')(l−M') = e^(M−M')·(Σ e^(l−M)(l−M) + (M−M')·Σ e^(l−M))
-                    Entropy = factor * (Entropy + delta * Sum);
-                    Sum *= factor;
+                    Score = chunkBest;
+                    Index = chunkBestIndex;
                 }
-                Max = chunkMax;
+                return;
             }
-        }
-
-        private void SumExp(ReadOnlySpan<float> chunk)
-        {
-            float max = Max;
-            int i = 0;
-            float sum = 0f, entropy = 0f;
-            if (Vector256.IsHardwareAccelerated && chunk.Length >= Vector256<float>.Count)
-            {
-                ref float x = ref MemoryMarshal.GetReference(chunk);
-                var vmax = Vector256.Create(max);
-                var vsum = Vector256<float>.Zero;
-                var vent = Vector256<float>.Zero;
-                var negInf = Vector256.Create(float.NegativeInfinity);
-                for (; i <= chunk.Length - Vector256<float>.Count; i += Vector256<float>.Count)
-                {
-                    Vector256<float> v = Vector256.LoadUnsafe(ref x, (nuint)i);
-                    Vector256<float> shifted = v - vmax;
-                    Vector256<float> e = Vector256.Exp(shifted);
-                    vsum += e;
-                    if (wantsEntropy)
-                        vent += Vector256.ConditionalSelect(Vector256.Equals(v, negInf), Vector256<float>.Zero, e * shifted);
-                }
-                sum = Vector256.Sum(vsum);
-                entropy = Vector256.Sum(vent);
-            }
-            for (; i < chunk.Length; i++)
-            {
-                float logit = chunk[i];
-                if (logit == float.NegativeInfinity) continue;
-                float shifted = logit - max;
-                float e = MathF.Exp(shifted);
-                sum += e;
-                entropy += e * shifted;
-            }
-            Sum += sum;
-            if (wantsEntropy) Entropy += entropy;
+            if (!(max > Score)) return;   // also skips a chunk of −∞ only
+            int at = 0;
+            while (chunk[at] != max) at++;
+            Score = max;
+            Index = start + at;
         }
 
         private static void ScanBest(ReadOnlySpan<float> values, int start, ref float best, ref int bestIndex, ref bool bad)
@@ -275,17 +254,17 @@ public static class RowConfidenceKernel
                 var index = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) + Vector256.Create(start);
                 var step = Vector256.Create(Vector256<float>.Count);
                 var posInf = Vector256.Create(float.PositiveInfinity);
-                var badLanes = Vector256<float>.Zero.AsInt32();
+                var finiteOrNegInf = Vector256<float>.AllBitsSet;   // NaN and +∞ fail v < +∞
                 for (; i <= values.Length - Vector256<float>.Count; i += Vector256<float>.Count)
                 {
                     Vector256<float> v = Vector256.LoadUnsafe(ref x, (nuint)i);
                     Vector256<float> greater = Vector256.GreaterThan(v, laneBest);
                     laneBest = Vector256.ConditionalSelect(greater, v, laneBest);
                     laneIndex = Vector256.ConditionalSelect(greater.AsInt32(), index, laneIndex);
-                    badLanes |= (~Vector256.Equals(v, v) | Vector256.Equals(v, posInf)).AsInt32();
+                    finiteOrNegInf &= Vector256.LessThan(v, posInf);
                     index += step;
                 }
-                bad |= badLanes != Vector256<int>.Zero;
+                bad |= finiteOrNegInf.AsInt32() != Vector256<int>.AllBitsSet;
                 for (int lane = 0; lane < Vector256<float>.Count; lane++)
                 {
                     float value = laneBest.GetElement(lane);

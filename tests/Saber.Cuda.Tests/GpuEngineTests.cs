@@ -22,7 +22,7 @@ public class GpuEngineTests
 
         DecodeResult cpu = await new CpuSampler().DecodeAsync(host, prompts, options);
         DecodeResult gpu = await new CudaSampler(context).DecodeAsync(engine, prompts, options);
-        TraceComparison.AssertSameDecode(cpu, gpu, strategy);
+        TraceComparison.AssertIdenticalDecode(cpu, gpu);
         Assert.That(engine.Forwards, Is.EqualTo(gpu.Sequences.Max(s => s.Nfe)), "one forward pass of the batch per step, until the last sequence finishes");
     }
 
@@ -66,7 +66,7 @@ public class GpuEngineTests
             {
                 Assert.That(gpu[i].Sequences[j].Canvas, Is.EqualTo(cpu[i].Sequences[j].Canvas), $"canvas after step {cpu[i].Step}");
                 Assert.That(gpu[i].Sequences[j].Finished, Is.EqualTo(cpu[i].Sequences[j].Finished), $"finished after step {cpu[i].Step}");
-                TraceComparison.AssertSameStep(cpu[i].Sequences[j].Trace, gpu[i].Sequences[j].Trace, j);
+                TraceComparison.AssertIdenticalStep(cpu[i].Sequences[j].Trace, gpu[i].Sequences[j].Trace, j);
             }
         }
     }

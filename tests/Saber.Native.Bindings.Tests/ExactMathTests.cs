@@ -1,4 +1,5 @@
 using Saber.Native;
+using Saber.Tests;
 
 namespace Saber.Native.Bindings.Tests;
 
@@ -105,27 +106,6 @@ public unsafe class ExactMathTests
     private static bool SameBits(float a, float b) =>
         (float.IsNaN(a) && float.IsNaN(b)) || BitConverter.SingleToUInt32Bits(a) == BitConverter.SingleToUInt32Bits(b);
 
-    /// <summary>A row of one of the adversarial kinds: plain, ties, banned ids, huge and tiny magnitudes, the mask holding the maximum, bad entries.</summary>
-    private static float[] AdversarialRow(Random rng, int vocabulary, int kind, int mask)
-    {
-        var row = new float[vocabulary];
-        for (int v = 0; v < vocabulary; v++)
-            row[v] = kind switch
-            {
-                1 => rng.Next(3),                                                              // exact ties
-                2 => rng.Next(3) == 0 ? float.NegativeInfinity : (float)(rng.NextDouble() * 10 - 5),
-                3 => (float)((rng.NextDouble() - 0.5) * Math.Pow(10, rng.Next(-3, 31))),         // up to ±5e29
-                4 => (float)(rng.NextDouble() * 1e-38) * (rng.Next(2) == 0 ? 1 : -1),          // subnormal and tiny
-                5 => float.NegativeInfinity,                                                   // all banned but a few
-                _ => (float)(rng.NextDouble() * 16 - 8),
-            };
-        if (kind == 5) row[rng.Next(vocabulary)] = (float)rng.NextDouble();
-        if (kind == 6) row[mask] = 1e4f;                                                       // the mask holds the maximum
-        if (kind == 7) row[rng.Next(vocabulary)] = rng.Next(2) == 0 ? float.NaN : float.PositiveInfinity;
-        if (kind == 8) { Array.Fill(row, float.NegativeInfinity); row[mask] = 0f; }             // nothing finite but the mask
-        return row;
-    }
-
     private static void AssertSameRow(float[] row, int mask, int token, ConfidenceMetric metric, float temperature, ulong seed, RowCoordinates at)
     {
         int prediction, bad;
@@ -151,7 +131,7 @@ public unsafe class ExactMathTests
         {
             int vocabulary = vocabularies[rng.Next(vocabularies.Length)];
             int mask = rng.Next(vocabulary);
-            float[] row = AdversarialRow(rng, vocabulary, rng.Next(9), mask);
+            float[] row = AdversarialRows.Row(rng, vocabulary, rng.Next(AdversarialRows.Kinds), mask);
             int token = rng.Next(3) == 0 ? -1 : rng.Next(vocabulary);
             float temperature = new[] { 0f, 0f, 0.7f, 2.5f }[rng.Next(4)];
             AssertSameRow(row, mask, token, (ConfidenceMetric)rng.Next(4), temperature, (ulong)rng.NextInt64(), new RowCoordinates(rng.Next(1, 100), rng.Next(64), rng.Next(4096)));
@@ -166,7 +146,7 @@ public unsafe class ExactMathTests
         {
             const int vocabulary = 151936;   // Qwen-sized: 149 chunks and a partial one
             int mask = rng.Next(vocabulary);
-            AssertSameRow(AdversarialRow(rng, vocabulary, kind, mask), mask, rng.Next(vocabulary), metric, temperature, 7, new RowCoordinates(3, 1, 200));
+            AssertSameRow(AdversarialRows.Row(rng, vocabulary, kind, mask), mask, rng.Next(vocabulary), metric, temperature, 7, new RowCoordinates(3, 1, 200));
         }
     }
 }

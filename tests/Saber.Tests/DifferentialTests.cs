@@ -53,7 +53,7 @@ public class DifferentialTests
         {
             SequenceResult got = actual.Sequences[b];
             IReadOnlyList<StepTrace> want = expected.Traces[b];
-            if (TraceComparison.SameUntilKnifeEdge(want, got.Trace, strategy, b)) continue;
+            if (KnifeEdge.SameUntilKnifeEdge(want, got.Trace, strategy, b)) continue;
             Assert.That(got.Canvas, Is.EqualTo(expected.Canvases[b]), $"canvas of sequence {b}");
             Assert.That(got.Nfe, Is.EqualTo(expected.Nfe[b]), $"NFE of sequence {b}");
             Assert.That(got.Trace, Has.Count.EqualTo(want.Count));

@@ -201,7 +201,7 @@ public class ValidationTests
             Assert.That(a.Sequences[s].Canvas, Is.EqualTo(b.Sequences[s].Canvas));
             Assert.That(a.Sequences[s].Nfe, Is.EqualTo(b.Sequences[s].Nfe));
             for (int t = 0; t < b.Sequences[s].Trace.Count; t++)
-                TraceComparison.AssertSameStep(b.Sequences[s].Trace[t], a.Sequences[s].Trace[t], s);
+                TraceComparison.AssertIdenticalStep(b.Sequences[s].Trace[t], a.Sequences[s].Trace[t], s);
         }
     }
 
