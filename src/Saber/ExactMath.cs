@@ -53,7 +53,13 @@ public static class ExactMath
     /// 2^-125, so the scaling is exact whether it is folded into 2^k, as here, or applied afterwards.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> ExpTimesPow2(Vector256<float> x, int extra)
+    private static Vector256<float> ExpTimesPow2(Vector256<float> x, int extra) =>
+        // Lanes below the cutoff (and −∞) compute garbage unmasked; the mask zeroes them, as the scalar test does.
+        Vector256.GreaterThanOrEqual(x, Vector256.Create(ExpCutoff)) & ExpTimesPow2Unmasked(x, extra);
+
+    /// <summary><see cref="ExpTimesPow2"/> for lanes known to be in [−86, 0] (others get garbage): no cutoff mask.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> ExpTimesPow2Unmasked(Vector256<float> x, int extra)
     {
         // rint(y) for |y| < 2^22 by adding 1.5·2^23: the sum's ulp is 1, so round-to-nearest-even rounds y as rint does
         // (1.5·2^23 is even), and the sum's low bits hold k + 2^22 as an integer, which builds 2^k without a conversion.
@@ -70,10 +76,8 @@ public static class ExactMath
         p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(0.5f));
         p = Vector256.FusedMultiplyAdd(p, r, Vector256<float>.One);
         p = Vector256.FusedMultiplyAdd(p, r, Vector256<float>.One);
-        // 2^(k + extra): bits (k + extra + 127) << 23, where k = bits(shifted) − 0x4B400000. Lanes below the cutoff (and
-        // −∞) compute garbage here; the mask zeroes them, as the scalar test does.
-        Vector256<float> scale = ((shifted.AsInt32() - Vector256.Create(0x4B400000 - 127 - extra)) << 23).AsSingle();
-        return Vector256.GreaterThanOrEqual(x, Vector256.Create(ExpCutoff)) & (p * scale);
+        // 2^(k + extra): bits (k + extra + 127) << 23, where k = bits(shifted) − 0x4B400000.
+        return p * ((shifted.AsInt32() - Vector256.Create(0x4B400000 - 127 - extra)) << 23).AsSingle();
     }
 
     /// <summary>ln x for a positive normal x: x = m·2^k, m in [√½, √2), ln m = 2·atanh((m − 1)/(m + 1)) by its series.</summary>
@@ -105,6 +109,10 @@ public static class ExactMath
         float kf = k;
         return kf * Ln2Hi + MathF.FusedMultiplyAdd(kf, Ln2Lo, lnM);
     }
+
+    /// <summary>An upper bound of <see cref="Gumbel"/> over every uniform of the random layout (the largest is about
+    /// 16.64), as native kGumbelMax: a row pass may skip the draw of an id whose l + T·GumbelMax cannot win.</summary>
+    public const float GumbelMax = 16.75f;
 
     /// <summary>The Gumbel transform −ln(−ln u) of a uniform draw u in [2^-24, 1 − 2^-24].</summary>
     public static float Gumbel(float u) => -Log(-Log(u));
@@ -142,11 +150,31 @@ public static class ExactMath
     /// <summary>
     /// <see cref="ChunkOf(ReadOnlySpan{float}, bool)"/> for a chunk whose maximum <paramref name="max"/> is known,
     /// eight lanes at a time. A fixed term ⌊e·2^42⌋ is an integer below 2^43 and a chunk's terms sum to at most 2^52, so
-    /// the lanes add them exactly in double, in any order: the sums equal the scalar ones.
+    /// the lanes add them exactly in double, in any order: the sums equal the scalar ones. <paramref name="min"/>, the
+    /// chunk's minimum when known, lets a chunk whose every logit is within 86 of its maximum skip the cutoff and −∞ masks.
     /// </summary>
-    public static ChunkPartial ChunkOf(ReadOnlySpan<float> chunk, float max, bool withEntropy)
+    public static ChunkPartial ChunkOf(ReadOnlySpan<float> chunk, float max, bool withEntropy, float min = float.NegativeInfinity)
     {
         if (max == float.NegativeInfinity) return new ChunkPartial(max, 0, 0);
+        // round(l − max) is monotone in l, so every d of the chunk is ≥ −86 when the minimum's is; then no term is 0.
+        bool inRange = min - max >= ExpCutoff;
+        return (withEntropy, inRange) switch
+        {
+            (false, false) => ChunkSums<No, No>(chunk, max),
+            (false, true) => ChunkSums<No, Yes>(chunk, max),
+            (true, false) => ChunkSums<Yes, No>(chunk, max),
+            (true, true) => ChunkSums<Yes, Yes>(chunk, max),
+        };
+    }
+
+    /// <summary>Compile-time flags: the JIT compiles one loop per combination, with the untaken branches removed.</summary>
+    private interface IFlag { static abstract bool On { get; } }
+    private struct Yes : IFlag { public static bool On => true; }
+    private struct No : IFlag { public static bool On => false; }
+
+    private static ChunkPartial ChunkSums<TEntropy, TInRange>(ReadOnlySpan<float> chunk, float max)
+        where TEntropy : struct, IFlag where TInRange : struct, IFlag
+    {
         int i = 0;
         ulong sum = 0, entropy = 0;
         if (Vector256.IsHardwareAccelerated && chunk.Length >= Vector256<float>.Count)
@@ -158,12 +186,13 @@ public static class ExactMath
             for (; i <= chunk.Length - Vector256<float>.Count; i += Vector256<float>.Count)
             {
                 Vector256<float> d = Vector256.LoadUnsafe(ref first, (nuint)i) - vmax;
-                Vector256<float> term = ExpTimesPow2(d, FixedBits);   // e·2^42, exact; −∞ logits give 0, as skipping them does
+                // e·2^42, exact; −∞ logits and those below the cutoff give 0, as skipping them does.
+                Vector256<float> term = TInRange.On ? ExpTimesPow2Unmasked(d, FixedBits) : ExpTimesPow2(d, FixedBits);
                 sums.Add(term);
                 // round(e·(−d))·2^42 = round(e·2^42·(−d)): no subnormal is involved where the term can reach 1 (a product
                 // below 2^-126 gives ⌊·⌋ = 0 either way). e = 0 must give 0, not 0·∞ = NaN for a −∞ logit.
-                if (withEntropy)
-                    entropies.Add(~Vector256.Equals(term, Vector256<float>.Zero) & (term * -d));
+                if (TEntropy.On)
+                    entropies.Add(TInRange.On ? term * -d : ~Vector256.Equals(term, Vector256<float>.Zero) & (term * -d));
             }
             sum = sums.Total;
             entropy = entropies.Total;
@@ -175,9 +204,9 @@ public static class ExactMath
             float d = l - max;
             float e = Exp(d);
             sum += FixedTerm(e);
-            if (withEntropy) entropy += FixedTerm(e * -d);
+            if (TEntropy.On) entropy += FixedTerm(e * -d);
         }
-        return new ChunkPartial(max, sum, withEntropy ? entropy : 0);
+        return new ChunkPartial(max, sum, entropy);
     }
 
     /// <summary>
@@ -186,17 +215,23 @@ public static class ExactMath
     /// </summary>
     private struct FixedSums
     {
+        private Vector512<long> wide;
         private Vector256<double> low, high;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Add(Vector256<float> scaled)
         {
+            if (System.Runtime.Intrinsics.X86.Avx512DQ.IsSupported)
+            {
+                wide += System.Runtime.Intrinsics.X86.Avx512DQ.ConvertToVector512Int64WithTruncation(scaled);
+                return;
+            }
             Vector256<float> whole = Vector256.Floor(scaled);
             low += Vector256.WidenLower(whole);
             high += Vector256.WidenUpper(whole);
         }
 
-        public readonly ulong Total => (ulong)Vector256.Sum(low + high);
+        public readonly ulong Total => System.Runtime.Intrinsics.X86.Avx512DQ.IsSupported ? (ulong)Vector512.Sum(wide) : (ulong)Vector256.Sum(low + high);
     }
 
     /// <summary>A row's softmax normaliser: its maximum M, Σ e^(l−M) and Σ e^(l−M)·(M − l), merged from chunk partials in chunk order.</summary>

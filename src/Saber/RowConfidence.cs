@@ -59,7 +59,7 @@ public static class RowConfidenceKernel
             {
                 int start = j * ChunkLength;
                 ReadOnlySpan<float> chunk = ReadChunk(logits, row, start, Math.Min(ChunkLength, vocabulary - start), buffer);
-                bool bad = ScanMax(chunk, out float max);
+                bool bad = ScanMax(chunk, out float max, out float min);
                 if (!bad)
                 {
                     if (scalarScan)
@@ -69,7 +69,7 @@ public static class RowConfidenceKernel
                 }
                 if (bad)
                     ThrowNonFinite(logits, row, at);
-                partials[j] = ExactMath.ChunkOf(chunk, max, withEntropy);
+                partials[j] = ExactMath.ChunkOf(chunk, max, withEntropy, min);
             }
             if (best.Index < 0)
                 throw new InvalidLogitsException(
@@ -134,35 +134,44 @@ public static class RowConfidenceKernel
         throw new InvalidLogitsException($"Non-finite logit in position {at.Position} (sequence {at.Sequence}, step {at.Step}).");
     }
 
-    /// <summary>The chunk's maximum over every id (the mask id's too); true when it holds a NaN or +∞.</summary>
-    private static bool ScanMax(ReadOnlySpan<float> chunk, out float max)
+    /// <summary>
+    /// The chunk's maximum and minimum over every id (the mask id's too); true when it holds a NaN or +∞. The maximum's value
+    /// is exact in any order; only the sign of a zero maximum may differ from an ascending scan's, which no result sees
+    /// (e^(±0 − ±0) = 1 and ±0·Σ = 0 in the merge).
+    /// </summary>
+    private static bool ScanMax(ReadOnlySpan<float> chunk, out float max, out float min)
     {
         int i = 0;
         max = float.NegativeInfinity;
+        min = float.PositiveInfinity;
         bool bad = false;
         if (Vector256.IsHardwareAccelerated && chunk.Length >= Vector256<float>.Count)
         {
             ref float x = ref MemoryMarshal.GetReference(chunk);
             var laneMax = Vector256.Create(float.NegativeInfinity);
+            var laneMin = Vector256.Create(float.PositiveInfinity);
             var finiteOrNegInf = Vector256<float>.AllBitsSet;   // NaN and +∞ fail v < +∞
             var posInf = Vector256.Create(float.PositiveInfinity);
             for (; i <= chunk.Length - Vector256<float>.Count; i += Vector256<float>.Count)
             {
                 Vector256<float> v = Vector256.LoadUnsafe(ref x, (nuint)i);
                 laneMax = Vector256.Max(laneMax, v);
+                laneMin = Vector256.Min(laneMin, v);
                 finiteOrNegInf &= Vector256.LessThan(v, posInf);
             }
             bad = finiteOrNegInf.AsInt32() != Vector256<int>.AllBitsSet;
-            // The maximum's value is exact in any order; only the sign of a zero maximum may differ, which no result sees
-            // (e^(±0 − ±0) = 1 and ±0·Σ = 0 in the merge).
             for (int lane = 0; lane < Vector256<float>.Count; lane++)
+            {
                 max = MathF.Max(max, laneMax[lane]);
+                min = MathF.Min(min, laneMin[lane]);
+            }
         }
         for (; i < chunk.Length; i++)
         {
             float value = chunk[i];
             bad |= float.IsNaN(value) || float.IsPositiveInfinity(value);
             if (value > max) max = value;
+            if (value < min) min = value;
         }
         return bad;
     }
@@ -175,40 +184,58 @@ public static class RowConfidenceKernel
         public int Second = -1;
         public float SecondScore = float.NegativeInfinity;
 
-        /// <summary>Offers id <paramref name="v"/>; ids arrive in ascending order, so a tie keeps the earlier one.</summary>
+        /// <summary>
+        /// Offers id <paramref name="v"/>; ids arrive in ascending order, so a tie keeps the earlier one. Written as
+        /// <see cref="ExactMath.Row"/> ranks, so that even a NaN score (−∞ + T·g = −∞ + ∞ at T near float's maximum) lands
+        /// where the definition puts it.
+        /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private void Offer(int v, float score)
         {
-            if (score > Score)
+            if (Index < 0 || score > Score)
             {
                 Second = Index;
                 SecondScore = Score;
                 Index = v;
                 Score = score;
             }
-            else if (score > SecondScore)
+            else if (Second < 0 || score > SecondScore)
             {
                 Second = v;
                 SecondScore = score;
             }
         }
 
-        /// <summary>Scores of a chunk (logit, plus T·Gumbel at T &gt; 0), one Philox call per four ids, best two kept.</summary>
+        /// <summary>
+        /// Scores of a chunk (logit, plus T·Gumbel at T &gt; 0), best two kept. At T &gt; 0 an id whose best possible score
+        /// l + T·<see cref="ExactMath.GumbelMax"/> cannot beat the runner-up is skipped without its draw: rounding is
+        /// monotone, so its score could not either. Draws come from one Philox call per four ids.
+        /// </summary>
         public void OfferScores(ReadOnlySpan<float> chunk, int start, int maskId, float temperature, ulong seed, RowCoordinates at)
         {
+            if (temperature == 0f)
+            {
+                for (int j = 0; j < chunk.Length; j++)
+                    if (start + j != maskId && chunk[j] != float.NegativeInfinity)
+                        Offer(start + j, chunk[j]);
+                return;
+            }
+            float reach = temperature * ExactMath.GumbelMax;
+            int group = -1;
             uint x0 = 0, x1 = 0, x2 = 0, x3 = 0;
             for (int j = 0; j < chunk.Length; j++)
             {
                 int v = start + j;
-                float score = chunk[j];
-                if (temperature > 0f)
+                float logit = chunk[j];
+                if (v == maskId || logit + reach <= SecondScore) continue;   // a NaN bound (−∞ + ∞) is not skipped
+                if (v >> 2 != group)
                 {
-                    if (j == 0 || (v & 3) == 0)
-                        (x0, x1, x2, x3) = Philox.Generate((uint)v >> 2, (uint)at.Position, (uint)at.Sequence, (uint)at.Step, (uint)seed, (uint)(seed >> 32));
-                    uint bits = (v & 3) switch { 0 => x0, 1 => x1, 2 => x2, _ => x3 };
-                    score += temperature * ExactMath.Gumbel(RandomLayout.ToUniform(bits));
+                    group = v >> 2;
+                    (x0, x1, x2, x3) = Philox.Generate((uint)group, (uint)at.Position, (uint)at.Sequence, (uint)at.Step, (uint)seed, (uint)(seed >> 32));
                 }
-                if (v != maskId && score != float.NegativeInfinity)
+                uint bits = (v & 3) switch { 0 => x0, 1 => x1, 2 => x2, _ => x3 };
+                float score = logit + temperature * ExactMath.Gumbel(RandomLayout.ToUniform(bits));
+                if (score != float.NegativeInfinity)
                     Offer(v, score);
             }
         }

@@ -40,6 +40,16 @@ public class RandomnessTests
     }
 
     [Test]
+    public void GumbelMaxBoundsEveryDrawOfTheRandomLayout()
+    {
+        // All 2^23 uniforms the layout can produce (the low 9 bits are dropped).
+        float largest = float.NegativeInfinity;
+        for (uint high = 0; high < 1u << 23; high++)
+            largest = MathF.Max(largest, ExactMath.Gumbel(RandomLayout.ToUniform(high << 9)));
+        Assert.That(largest, Is.LessThanOrEqualTo(ExactMath.GumbelMax).And.GreaterThan(16.6f));
+    }
+
+    [Test]
     public async Task SameSeedSameDecodeOtherSeedOtherDecode()
     {
         var denoiser = new RandomDenoiser(11, 50, 49, scale: 1f);

@@ -22,7 +22,7 @@ public class RowConfidenceKernelTests
             int mask = rng.Next(vocabulary);
             float[] row = AdversarialRows.Row(rng, vocabulary, rng.Next(AdversarialRows.Kinds), mask);
             int token = rng.Next(3) == 0 ? -1 : rng.Next(vocabulary);
-            float temperature = new[] { 0f, 0f, 0.7f, 2.5f }[rng.Next(4)];
+            float temperature = new[] { 0f, 0f, 0.7f, 2.5f, 0.7f, 3e38f }[rng.Next(6)];
             AssertMatchesDefinition(row, Types[rng.Next(3)], mask, token, (ConfidenceMetric)rng.Next(4), temperature, (ulong)rng.NextInt64(),
                 new RowCoordinates(rng.Next(1, 100), rng.Next(64), rng.Next(4096)));
         }
@@ -79,12 +79,14 @@ public class RowConfidenceKernelTests
         for (int i = 0; i < 3000; i++)
         {
             int length = rng.Next(1, ExactMath.Chunk + 1);
-            float[] chunk = AdversarialRows.Row(rng, length, rng.Next(6), 0);
+            float[] chunk = AdversarialRows.Row(rng, length, rng.Next(7), 0);
             float max = chunk.Max();
             foreach (bool withEntropy in new[] { false, true })
             {
-                ExactMath.ChunkPartial scalar = ExactMath.ChunkOf(chunk, withEntropy), vector = ExactMath.ChunkOf(chunk, max, withEntropy);
-                Assert.That((vector.Sum, vector.Entropy), Is.EqualTo((scalar.Sum, scalar.Entropy)), $"chunk {i}, length {length}, entropy {withEntropy}");
+                ExactMath.ChunkPartial scalar = ExactMath.ChunkOf(chunk, withEntropy);
+                // Without the minimum (masked lanes), and with it (unmasked lanes where every logit is within 86 of the maximum).
+                foreach (ExactMath.ChunkPartial vector in new[] { ExactMath.ChunkOf(chunk, max, withEntropy), ExactMath.ChunkOf(chunk, max, withEntropy, chunk.Min()) })
+                    Assert.That((vector.Sum, vector.Entropy), Is.EqualTo((scalar.Sum, scalar.Entropy)), $"chunk {i}, length {length}, entropy {withEntropy}");
             }
         }
     }

@@ -25,7 +25,12 @@ internal static class SpecSampler
 
     private sealed record Quantities(int Prediction, float C, float Q, float Metric);
 
-    public static Result Decode(IDenoiser model, IReadOnlyList<int[]> prompts, DecodeOptions o)
+    /// <param name="exactRows">
+    /// Compute each row's quantities with <see cref="ExactMath.Row"/>, the scalar definition of docs/arithmetic.md,
+    /// instead of the double softmax: everything else stays this literal rendering, and the fast samplers must then
+    /// agree with it bit for bit.
+    /// </param>
+    public static Result Decode(IDenoiser model, IReadOnlyList<int[]> prompts, DecodeOptions o, bool exactRows = false)
     {
         int V = model.VocabularySize, mask = model.MaskId, G = o.GenerationLength, K = o.BlockLength ?? G;
         int blocks = G / K;
@@ -51,7 +56,7 @@ internal static class SpecSampler
                 Seq s = seqs[b];
                 SequenceLogits l = logits[k];
                 int step = t;
-                Quantities At(int i) => Compute(l, i, mask, s.X[i], o, step, b, V);
+                Quantities At(int i) => exactRows ? ComputeExact(l, i, mask, s.X[i], o, step, b, V) : Compute(l, i, mask, s.X[i], o, step, b, V);
                 plans.Add(o.Strategy switch
                 {
                     SaberStrategy saber => SaberStep(s, saber, At, t, G, K, mask),
@@ -171,6 +176,17 @@ internal static class SpecSampler
                 else s.Block++;
             }
         };
+    }
+
+    /// <summary>Spec §2 for one position with the exact arithmetic's definition of a row.</summary>
+    private static Quantities ComputeExact(SequenceLogits l, int i, int mask, int current, DecodeOptions o, int step, int sequence, int V)
+    {
+        var row = Enumerable.Range(0, V).Select(v => l[i, v]).ToArray();
+        ConfidenceMetric metric = o.Strategy is LowConfidenceStrategy lc ? lc.Metric : ConfidenceMetric.MaxProb;
+        ExactMath.RowResult r = ExactMath.Row(row, mask, current != mask ? current : -1, metric, o.Temperature, o.Seed, new RowCoordinates(step, sequence, i));
+        if (r.BadIndex >= 0)
+            throw new InvalidLogitsException($"bad logits at {r.BadIndex} of position {i}");
+        return new Quantities(r.Prediction, r.Confidence, r.TokenConfidence, r.Metric);
     }
 
     /// <summary>Spec §2 for one position, straight from the definitions.</summary>
