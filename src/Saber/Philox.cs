@@ -49,8 +49,8 @@ public static class Philox
 /// <para>
 /// Uniform: <c>u = ((x &gt;&gt; 9) + 0.5) · 2^-23</c> in float32: exact, strictly inside (0, 1).
 /// (23 bits, not 24: with 24, <c>(2^24 − 1) + 0.5</c> rounds to <c>2^24</c> in float32 and u becomes 1.)
-/// Gumbel: <c>g = −ln(−ln u)</c> computed in double and rounded to float32 (float32 logarithms differ
-/// by an ulp between libraries; rounding the double result agrees); the score is <c>ℓ + T·g</c> in float32.
+/// Gumbel: <c>g = −ln(−ln u)</c> with <see cref="ExactMath.Log"/> (the same bits on every side, unlike library
+/// logarithms); the score is <c>ℓ + T·g</c> in float32.
 /// The <c>random</c> confidence metric uses the uniform at <c>v = V</c> (one past the vocabulary),
 /// which no Gumbel draw uses.
 /// </para>
