@@ -34,7 +34,7 @@ internal static class PreviousRowConfidence
         for (int start = 0; start < vocabulary; start += ChunkLength)
         {
             int length = Math.Min(ChunkLength, vocabulary - start);
-            ReadOnlySpan<float> chunk = ReadChunk(logits, row, start, length, buffer);
+            ReadOnlySpan<float> chunk = RowConfidenceKernel.ReadChunk(logits, row, start, length, buffer);
             if (general)
                 state.AddGeneral(chunk, start, maskId, temperature, seed, at);
             else
@@ -42,7 +42,7 @@ internal static class PreviousRowConfidence
         }
 
         if (state.Bad)
-            ThrowNonFinite(logits, row, at);
+            RowConfidenceKernel.ThrowNonFinite(logits, row, at);
         if (state.BestIndex < 0)
             throw new InvalidLogitsException(
                 $"Row for position {at.Position} (sequence {at.Sequence}, step {at.Step}) has no finite logit besides the mask id {maskId}.");
@@ -66,52 +66,6 @@ internal static class PreviousRowConfidence
 
     private static float PreviousGumbel(float u) => (float)-Math.Log(-Math.Log(u));
 
-    private static ReadOnlySpan<float> ReadChunk(in SequenceLogits logits, int row, int start, int length, Span<float> buffer)
-    {
-        switch (logits.ElementType)
-        {
-            case LogitsElementType.Float32:
-                return logits.Float32Row(row).Slice(start, length);
-            case LogitsElementType.Float16:
-                TensorPrimitives.ConvertToSingle(logits.Float16Row(row).Slice(start, length), buffer[..length]);
-                return buffer[..length];
-            default:
-                BFloat16ToSingle(logits.BFloat16Row(row).Slice(start, length), buffer[..length]);
-                return buffer[..length];
-        }
-    }
-
-    private static void BFloat16ToSingle(ReadOnlySpan<ushort> source, Span<float> destination)
-    {
-        int i = 0;
-        if (Vector256.IsHardwareAccelerated)
-        {
-            ref ushort src = ref MemoryMarshal.GetReference(source);
-            Span<uint> bits = MemoryMarshal.Cast<float, uint>(destination);
-            for (; i <= source.Length - Vector128<ushort>.Count; i += Vector128<ushort>.Count)
-            {
-                Vector128<ushort> packed = Vector128.LoadUnsafe(ref src, (nuint)i);
-                Vector256<uint> wide = Vector256.Create(Vector128.WidenLower(packed), Vector128.WidenUpper(packed)) << 16;
-                wide.StoreUnsafe(ref MemoryMarshal.GetReference(bits), (nuint)i);
-            }
-        }
-        for (; i < source.Length; i++)
-            destination[i] = BFloat16Bits.ToSingle(source[i]);
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void ThrowNonFinite(in SequenceLogits logits, int row, RowCoordinates at)
-    {
-        for (int v = 0; v < logits.Vocabulary; v++)
-        {
-            float x = logits[row, v];
-            if (float.IsNaN(x) || float.IsPositiveInfinity(x))
-                throw new InvalidLogitsException(
-                    $"Non-finite logit {x} at vocabulary index {v} of position {at.Position} (sequence {at.Sequence}, step {at.Step}).");
-        }
-        throw new InvalidLogitsException($"Non-finite logit in position {at.Position} (sequence {at.Sequence}, step {at.Step}).");
-    }
-
     /// <summary>Running softmax normaliser and argmax of one row.</summary>
     private struct RowState(bool wantsEntropy)
     {
@@ -134,15 +88,15 @@ internal static class PreviousRowConfidence
             int maskOffset = maskId - start;
             if ((uint)maskOffset < (uint)chunk.Length)
             {
-                ScanBest(chunk[..maskOffset], start, ref chunkBest, ref chunkBestIndex, ref Bad);
-                ScanBest(chunk[(maskOffset + 1)..], maskId + 1, ref chunkBest, ref chunkBestIndex, ref Bad);
+                RowConfidenceKernel.ScanBest(chunk[..maskOffset], start, ref chunkBest, ref chunkBestIndex, ref Bad);
+                RowConfidenceKernel.ScanBest(chunk[(maskOffset + 1)..], maskId + 1, ref chunkBest, ref chunkBestIndex, ref Bad);
                 float maskValue = chunk[maskOffset];
                 Bad |= float.IsNaN(maskValue) || float.IsPositiveInfinity(maskValue);
                 Rescale(MathF.Max(chunkBest, maskValue));
             }
             else
             {
-                ScanBest(chunk, start, ref chunkBest, ref chunkBestIndex, ref Bad);
+                RowConfidenceKernel.ScanBest(chunk, start, ref chunkBest, ref chunkBestIndex, ref Bad);
                 Rescale(chunkBest);
             }
             if (chunkBest > BestScore)
@@ -253,51 +207,6 @@ internal static class PreviousRowConfidence
             }
             Sum += sum;
             if (wantsEntropy) Entropy += entropy;
-        }
-
-        private static void ScanBest(ReadOnlySpan<float> values, int start, ref float best, ref int bestIndex, ref bool bad)
-        {
-            int i = 0;
-            if (Vector256.IsHardwareAccelerated && values.Length >= Vector256<float>.Count)
-            {
-                ref float x = ref MemoryMarshal.GetReference(values);
-                var laneBest = Vector256.Create(float.NegativeInfinity);
-                var laneIndex = Vector256.Create(-1);
-                var index = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) + Vector256.Create(start);
-                var step = Vector256.Create(Vector256<float>.Count);
-                var posInf = Vector256.Create(float.PositiveInfinity);
-                var badLanes = Vector256<float>.Zero.AsInt32();
-                for (; i <= values.Length - Vector256<float>.Count; i += Vector256<float>.Count)
-                {
-                    Vector256<float> v = Vector256.LoadUnsafe(ref x, (nuint)i);
-                    Vector256<float> greater = Vector256.GreaterThan(v, laneBest);
-                    laneBest = Vector256.ConditionalSelect(greater, v, laneBest);
-                    laneIndex = Vector256.ConditionalSelect(greater.AsInt32(), index, laneIndex);
-                    badLanes |= (~Vector256.Equals(v, v) | Vector256.Equals(v, posInf)).AsInt32();
-                    index += step;
-                }
-                bad |= badLanes != Vector256<int>.Zero;
-                for (int lane = 0; lane < Vector256<float>.Count; lane++)
-                {
-                    float value = laneBest.GetElement(lane);
-                    int at = laneIndex.GetElement(lane);
-                    if (at >= 0 && (value > best || (value == best && (bestIndex < 0 || at < bestIndex))))
-                    {
-                        best = value;
-                        bestIndex = at;
-                    }
-                }
-            }
-            for (; i < values.Length; i++)
-            {
-                float value = values[i];
-                bad |= float.IsNaN(value) || float.IsPositiveInfinity(value);
-                if (value > best)
-                {
-                    best = value;
-                    bestIndex = start + i;
-                }
-            }
         }
     }
 }

@@ -282,6 +282,36 @@ public static class ExactMath
         };
     }
 
+    /// <summary>
+    /// The best two predictions of a row (native TopTwo): the higher score first, the lower id on equal scores, for ids
+    /// offered in ascending order with scores other than −∞. Written as row_reference ranks, so that even a NaN score
+    /// (−∞ + T·g = −∞ + ∞ at T near float's maximum) lands where the definition puts it.
+    /// </summary>
+    public struct TopTwo()
+    {
+        public int Best = -1;
+        public float BestScore = float.NegativeInfinity;
+        public int Second = -1;
+        public float SecondScore = float.NegativeInfinity;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Offer(int v, float score)
+        {
+            if (Best < 0 || score > BestScore)
+            {
+                Second = Best;
+                SecondScore = BestScore;
+                Best = v;
+                BestScore = score;
+            }
+            else if (Second < 0 || score > SecondScore)
+            {
+                Second = v;
+                SecondScore = score;
+            }
+        }
+    }
+
     /// <summary>One row's quantities (spec §2) as native/src/exact_math.h's row_reference defines them.</summary>
     /// <param name="Prediction">x̂, or -1 for a bad row.</param>
     /// <param name="BadIndex">-1, or the lowest id of a NaN or +∞ logit, or V when no logit besides the mask id's is finite.</param>
@@ -294,28 +324,17 @@ public static class ExactMath
         for (int v = 0; v < vocabulary; v++)
             if (float.IsNaN(row[v]) || float.IsPositiveInfinity(row[v]))
                 return new RowResult(-1, v, 0f, 0f, 0f);
-        int best = -1, second = -1;
-        float bestScore = float.NegativeInfinity, secondScore = float.NegativeInfinity;
+        var top = new TopTwo();
         for (int v = 0; v < vocabulary; v++)
         {
             if (v == maskId) continue;
             float score = row[v];
             if (temperature > 0f)
                 score += temperature * Gumbel(RandomLayout.Uniform(seed, at.Step, at.Sequence, at.Position, v));
-            if (score == float.NegativeInfinity) continue;
-            if (best < 0 || score > bestScore)
-            {
-                second = best;
-                secondScore = bestScore;
-                best = v;
-                bestScore = score;
-            }
-            else if (second < 0 || score > secondScore)
-            {
-                second = v;
-                secondScore = score;
-            }
+            if (score != float.NegativeInfinity)
+                top.Offer(v, score);
         }
+        int best = top.Best, second = top.Second;
         if (best < 0) return new RowResult(-1, vocabulary, 0f, 0f, 0f);
 
         var n = new RowNormaliser { Max = float.NegativeInfinity };

@@ -71,16 +71,16 @@ public static class RowConfidenceKernel
                     ThrowNonFinite(logits, row, at);
                 partials[j] = ExactMath.ChunkOf(chunk, max, withEntropy, min);
             }
-            if (best.Index < 0)
+            if (best.Top.Best < 0)
                 throw new InvalidLogitsException(
                     $"Row for position {at.Position} (sequence {at.Sequence}, step {at.Step}) has no finite logit besides the mask id {maskId}.");
 
             var n = ExactMath.RowNormaliser.Merge(partials[..chunks]);
-            float bestLogit = logits[row, best.Index];
+            float bestLogit = logits[row, best.Top.Best];
             float confidence = n.Probability(bestLogit);
             float tokenConfidence = token >= 0 ? n.Probability(logits[row, token]) : float.NaN;
-            float value = n.MetricOf(metric, confidence, bestLogit, best.Second, best.Second >= 0 ? logits[row, best.Second] : 0f, seed, at, vocabulary);
-            return new RowConfidence(best.Index, confidence, tokenConfidence, value);
+            float value = n.MetricOf(metric, confidence, bestLogit, best.Top.Second, best.Top.Second >= 0 ? logits[row, best.Top.Second] : 0f, seed, at, vocabulary);
+            return new RowConfidence(best.Top.Best, confidence, tokenConfidence, value);
         }
         finally
         {
@@ -88,7 +88,8 @@ public static class RowConfidenceKernel
         }
     }
 
-    private static ReadOnlySpan<float> ReadChunk(in SequenceLogits logits, int row, int start, int length, Span<float> buffer)
+    /// <summary>Logits [start, start + length) of a row as floats: float32 rows directly, 16-bit rows widened (exactly) into <paramref name="buffer"/>.</summary>
+    internal static ReadOnlySpan<float> ReadChunk(in SequenceLogits logits, int row, int start, int length, Span<float> buffer)
     {
         switch (logits.ElementType)
         {
@@ -122,7 +123,7 @@ public static class RowConfidenceKernel
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void ThrowNonFinite(in SequenceLogits logits, int row, RowCoordinates at)
+    internal static void ThrowNonFinite(in SequenceLogits logits, int row, RowCoordinates at)
     {
         for (int v = 0; v < logits.Vocabulary; v++)
         {
@@ -176,35 +177,10 @@ public static class RowConfidenceKernel
         return bad;
     }
 
-    /// <summary>The best two predictions of a row so far: higher score first, lower id on ties, −∞ scores skipped.</summary>
+    /// <summary>The best two predictions of a row so far (<see cref="ExactMath.TopTwo"/>), fed chunk by chunk.</summary>
     private struct Candidates()
     {
-        public int Index = -1;
-        public float Score = float.NegativeInfinity;
-        public int Second = -1;
-        public float SecondScore = float.NegativeInfinity;
-
-        /// <summary>
-        /// Offers id <paramref name="v"/>; ids arrive in ascending order, so a tie keeps the earlier one. Written as
-        /// <see cref="ExactMath.Row"/> ranks, so that even a NaN score (−∞ + T·g = −∞ + ∞ at T near float's maximum) lands
-        /// where the definition puts it.
-        /// </summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private void Offer(int v, float score)
-        {
-            if (Index < 0 || score > Score)
-            {
-                Second = Index;
-                SecondScore = Score;
-                Index = v;
-                Score = score;
-            }
-            else if (Second < 0 || score > SecondScore)
-            {
-                Second = v;
-                SecondScore = score;
-            }
-        }
+        public ExactMath.TopTwo Top = new();
 
         /// <summary>
         /// Scores of a chunk (logit, plus T·Gumbel at T &gt; 0), best two kept. At T &gt; 0 an id whose best possible score
@@ -217,7 +193,7 @@ public static class RowConfidenceKernel
             {
                 for (int j = 0; j < chunk.Length; j++)
                     if (start + j != maskId && chunk[j] != float.NegativeInfinity)
-                        Offer(start + j, chunk[j]);
+                        Top.Offer(start + j, chunk[j]);
                 return;
             }
             float reach = temperature * ExactMath.GumbelMax;
@@ -227,7 +203,7 @@ public static class RowConfidenceKernel
             {
                 int v = start + j;
                 float logit = chunk[j];
-                if (v == maskId || logit + reach <= SecondScore) continue;   // a NaN bound (−∞ + ∞) is not skipped
+                if (v == maskId || logit + reach <= Top.SecondScore) continue;   // a NaN bound (−∞ + ∞) is not skipped
                 if (v >> 2 != group)
                 {
                     group = v >> 2;
@@ -236,7 +212,7 @@ public static class RowConfidenceKernel
                 uint bits = (v & 3) switch { 0 => x0, 1 => x1, 2 => x2, _ => x3 };
                 float score = logit + temperature * ExactMath.Gumbel(RandomLayout.ToUniform(bits));
                 if (score != float.NegativeInfinity)
-                    Offer(v, score);
+                    Top.Offer(v, score);
             }
         }
 
@@ -254,64 +230,64 @@ public static class RowConfidenceKernel
                 float chunkBest = float.NegativeInfinity;
                 int chunkBestIndex = -1;
                 bool ignored = false;
-                ScanBest(chunk[..maskOffset], start, ref chunkBest, ref chunkBestIndex, ref ignored);
-                ScanBest(chunk[(maskOffset + 1)..], maskId + 1, ref chunkBest, ref chunkBestIndex, ref ignored);
-                if (chunkBestIndex >= 0 && chunkBest > Score)
-                {
-                    Score = chunkBest;
-                    Index = chunkBestIndex;
-                }
+                RowConfidenceKernel.ScanBest(chunk[..maskOffset], start, ref chunkBest, ref chunkBestIndex, ref ignored);
+                RowConfidenceKernel.ScanBest(chunk[(maskOffset + 1)..], maskId + 1, ref chunkBest, ref chunkBestIndex, ref ignored);
+                if (chunkBestIndex >= 0 && chunkBest > Top.BestScore)
+                    Top.Offer(chunkBestIndex, chunkBest);
                 return;
             }
-            if (!(max > Score)) return;   // also skips a chunk of −∞ only
+            if (!(max > Top.BestScore)) return;   // also skips a chunk of −∞ only
             int at = 0;
             while (chunk[at] != max) at++;
-            Score = max;
-            Index = start + at;
+            Top.Offer(start + at, max);
         }
+    }
 
-        private static void ScanBest(ReadOnlySpan<float> values, int start, ref float best, ref int bestIndex, ref bool bad)
+    /// <summary>
+    /// The first id of <paramref name="values"/> (ids from <paramref name="start"/>) whose logit beats
+    /// <paramref name="best"/>, as an ascending scan with a strict comparison finds it; flags a NaN or +∞.
+    /// </summary>
+    internal static void ScanBest(ReadOnlySpan<float> values, int start, ref float best, ref int bestIndex, ref bool bad)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated && values.Length >= Vector256<float>.Count)
         {
-            int i = 0;
-            if (Vector256.IsHardwareAccelerated && values.Length >= Vector256<float>.Count)
+            ref float x = ref MemoryMarshal.GetReference(values);
+            var laneBest = Vector256.Create(float.NegativeInfinity);
+            var laneIndex = Vector256.Create(-1);
+            var index = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) + Vector256.Create(start);
+            var step = Vector256.Create(Vector256<float>.Count);
+            var posInf = Vector256.Create(float.PositiveInfinity);
+            var finiteOrNegInf = Vector256<float>.AllBitsSet;   // NaN and +∞ fail v < +∞
+            for (; i <= values.Length - Vector256<float>.Count; i += Vector256<float>.Count)
             {
-                ref float x = ref MemoryMarshal.GetReference(values);
-                var laneBest = Vector256.Create(float.NegativeInfinity);
-                var laneIndex = Vector256.Create(-1);
-                var index = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) + Vector256.Create(start);
-                var step = Vector256.Create(Vector256<float>.Count);
-                var posInf = Vector256.Create(float.PositiveInfinity);
-                var finiteOrNegInf = Vector256<float>.AllBitsSet;   // NaN and +∞ fail v < +∞
-                for (; i <= values.Length - Vector256<float>.Count; i += Vector256<float>.Count)
-                {
-                    Vector256<float> v = Vector256.LoadUnsafe(ref x, (nuint)i);
-                    Vector256<float> greater = Vector256.GreaterThan(v, laneBest);
-                    laneBest = Vector256.ConditionalSelect(greater, v, laneBest);
-                    laneIndex = Vector256.ConditionalSelect(greater.AsInt32(), index, laneIndex);
-                    finiteOrNegInf &= Vector256.LessThan(v, posInf);
-                    index += step;
-                }
-                bad |= finiteOrNegInf.AsInt32() != Vector256<int>.AllBitsSet;
-                for (int lane = 0; lane < Vector256<float>.Count; lane++)
-                {
-                    float value = laneBest.GetElement(lane);
-                    int at = laneIndex.GetElement(lane);
-                    if (at >= 0 && (value > best || (value == best && (bestIndex < 0 || at < bestIndex))))
-                    {
-                        best = value;
-                        bestIndex = at;
-                    }
-                }
+                Vector256<float> v = Vector256.LoadUnsafe(ref x, (nuint)i);
+                Vector256<float> greater = Vector256.GreaterThan(v, laneBest);
+                laneBest = Vector256.ConditionalSelect(greater, v, laneBest);
+                laneIndex = Vector256.ConditionalSelect(greater.AsInt32(), index, laneIndex);
+                finiteOrNegInf &= Vector256.LessThan(v, posInf);
+                index += step;
             }
-            for (; i < values.Length; i++)
+            bad |= finiteOrNegInf.AsInt32() != Vector256<int>.AllBitsSet;
+            for (int lane = 0; lane < Vector256<float>.Count; lane++)
             {
-                float value = values[i];
-                bad |= float.IsNaN(value) || float.IsPositiveInfinity(value);
-                if (value > best)
+                float value = laneBest.GetElement(lane);
+                int at = laneIndex.GetElement(lane);
+                if (at >= 0 && (value > best || (value == best && (bestIndex < 0 || at < bestIndex))))
                 {
                     best = value;
-                    bestIndex = start + i;
+                    bestIndex = at;
                 }
+            }
+        }
+        for (; i < values.Length; i++)
+        {
+            float value = values[i];
+            bad |= float.IsNaN(value) || float.IsPositiveInfinity(value);
+            if (value > best)
+            {
+                best = value;
+                bestIndex = start + i;
             }
         }
     }

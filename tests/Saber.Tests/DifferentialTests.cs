@@ -42,13 +42,7 @@ public class DifferentialTests
     [TestCaseSource(nameof(Cases))]
     public async Task FastSamplerMatchesTheLiteralSpec(int seed, int g, int k, LogitsElementType type, int vocabulary, float temperature, int batch, DecodingStrategy strategy)
     {
-        int mask = seed % vocabulary;
-        var rng = new Random(seed);
-        var prompts = Enumerable.Range(0, batch)
-            .Select(_ => Enumerable.Range(0, rng.Next(0, 5)).Select(_ => NonMask(rng, vocabulary, mask)).ToArray()).ToArray();
-        var denoiser = new RandomDenoiser(seed, vocabulary, mask, type, tieRate: 0.2, bannedRate: 0.05, maskHoldsMax: seed % 2 == 0);
-        var options = new DecodeOptions { GenerationLength = g, BlockLength = k, Strategy = strategy, Temperature = temperature, Seed = (ulong)seed * 0x9E3779B97F4A7C15UL, Trace = true };
-
+        var (prompts, denoiser, options) = Inputs(seed, g, k, type, vocabulary, temperature, batch, strategy);
         var expected = SpecSampler.Decode(denoiser, prompts, options);
         var actual = await new CpuSampler().DecodeAsync(denoiser, prompts.Select(p => (ReadOnlyMemory<int>)p).ToArray(), options);
 
@@ -66,18 +60,25 @@ public class DifferentialTests
     [TestCaseSource(nameof(Cases))]
     public async Task FastSamplerEqualsTheLiteralSpecOnExactRowsBitForBit(int seed, int g, int k, LogitsElementType type, int vocabulary, float temperature, int batch, DecodingStrategy strategy)
     {
+        var (prompts, denoiser, options) = Inputs(seed, g, k, type, vocabulary, temperature, batch, strategy);
+        var expected = SpecSampler.Decode(denoiser, prompts, options, exactRows: true);
+        var actual = await new CpuSampler().DecodeAsync(denoiser, prompts.Select(p => (ReadOnlyMemory<int>)p).ToArray(), options);
+
+        for (int b = 0; b < batch; b++)
+            TraceComparison.AssertIdenticalSequence(new SequenceResult(expected.Canvases[b], prompts[b].Length, expected.Nfe[b], expected.Traces[b]), actual.Sequences[b], b);
+    }
+
+    /// <summary>One case's prompts, logits and options, the same for both comparisons.</summary>
+    private static (int[][] Prompts, RandomDenoiser Denoiser, DecodeOptions Options) Inputs(int seed, int g, int k, LogitsElementType type, int vocabulary,
+        float temperature, int batch, DecodingStrategy strategy)
+    {
         int mask = seed % vocabulary;
         var rng = new Random(seed);
         var prompts = Enumerable.Range(0, batch)
             .Select(_ => Enumerable.Range(0, rng.Next(0, 5)).Select(_ => NonMask(rng, vocabulary, mask)).ToArray()).ToArray();
         var denoiser = new RandomDenoiser(seed, vocabulary, mask, type, tieRate: 0.2, bannedRate: 0.05, maskHoldsMax: seed % 2 == 0);
         var options = new DecodeOptions { GenerationLength = g, BlockLength = k, Strategy = strategy, Temperature = temperature, Seed = (ulong)seed * 0x9E3779B97F4A7C15UL, Trace = true };
-
-        var expected = SpecSampler.Decode(denoiser, prompts, options, exactRows: true);
-        var actual = await new CpuSampler().DecodeAsync(denoiser, prompts.Select(p => (ReadOnlyMemory<int>)p).ToArray(), options);
-
-        for (int b = 0; b < batch; b++)
-            TraceComparison.AssertIdenticalSequence(new SequenceResult(expected.Canvases[b], prompts[b].Length, expected.Nfe[b], expected.Traces[b]), actual.Sequences[b], b);
+        return (prompts, denoiser, options);
     }
 
     private static int NonMask(Random rng, int vocabulary, int mask)
