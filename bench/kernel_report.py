@@ -1,0 +1,824 @@
+#!/usr/bin/env python3
+"""Static performance report of the CUDA step kernels for sm_90, measured without a GPU.
+
+    python3 bench/kernel_report.py [--base REV] [--md FILE] [--json FILE] [--date YYYY-MM-DD]
+
+Compiles native/src/kernels/*.cu of the working tree (and, with --base, of another revision checked out with
+`git worktree add` into a temporary directory, removed afterwards) with nvcc for sm_90 (-cubin -Xptxas -v, the CMake
+build's include paths, defines and -O3), then reports:
+
+  * per kernel instance (templated kernels per dtype and variant): registers, static shared memory, stack and spills
+    (ptxas), and the theoretical occupancy on sm_90;
+  * for the fast row-pass kernel (row_confidence_kernel): SASS instructions per element of its hot loop, by opcode
+    class, and the global vector loads in flight per thread (cuobjdump -sass);
+  * kernel launches per step, counted statically from native/src/device.cu and the launchers in kernels/;
+  * a roofline ESTIMATE of the fraction of HBM bandwidth the row pass can reach on an H100 SXM and an H200.
+
+Nothing here runs on a GPU: every time below is an estimate from instruction counts and peak rates.
+
+How the hot loop is found (the heuristic; it must keep working as the kernel changes, and says so when it cannot):
+  1. Loops are the backward branches of the kernel's SASS; a loop's body is the address range [target, branch].
+     The hot loop is the loop whose body holds the most 128-bit global loads (LDG.E.128); ties go to the smaller body.
+     No such loop: the report says "hot loop not found" (no figure) instead of failing.
+  2. One iteration is walked from the loop header to the back-edge along the *steady-state path* of a good row
+     (all logits finite, 16-byte aligned, each lane's best two already established). At a conditional branch:
+       a. BRA.DIV / BRA.CONV (warp-divergence fallbacks) and branches leaving the loop body: not taken;
+       b. a predicate from VOTE.ALL: true (every lane's logits are good); from VOTE.ANY: false;
+       c. a predicate from an integer compare with 0x7fffffff (INT_MAX, the "no bad id" sentinel): no bad id;
+       d. a branch that would skip 128-bit loads: not taken (the vector path, not the scalar fallback);
+       e. a predicate not computed inside the loop (a loop-invariant mode flag such as T > 0 in older kernels):
+          taken (the optional work it guards is skipped; the report is for greedy, T = 0, decoding);
+       f. a predicate from a float compare against a loop-carried register (a running best: the top two, the running
+          maximum): taken, i.e. the running best is not beaten and its update is skipped;
+       g. otherwise: not taken (fall through: guarded per-element work such as the exp cut-off test runs, and a
+          lane-0-only store is issued by the warp).
+     A backward branch met inside the body is an inner loop: its body (on the path) is counted once per element of
+     the iteration (the elements one vector load holds, times the loads), the assumption of a per-element loop.
+  3. Elements per iteration and lane = (128-bit loads on the path) x (16 / sizeof(dtype)). Instructions per element =
+     path instructions (NOPs excluded) / elements. The static size of the loop body (every instruction of every
+     path, inner loops once) per element is reported beside it for reference; it is not a bound.
+  4. Loads in flight per thread = 128-bit loads issued on the path before the first instruction reading any of their
+     destination registers.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+# ---- machine model (sm_90) ----
+SM90 = dict(registers=65536, threads=2048, shared=228 * 1024, blocks=32, reg_granularity=256, reserved_shared=1024,
+            warp=32, max_warps=64)
+GPUS = {  # SMs, boost clock (GHz), HBM bandwidth (bytes/s)
+    "h100": dict(name="H100 SXM", sms=132, ghz=1.755, bandwidth=3.35e12),
+    "h200": dict(name="H200", sms=132, ghz=1.98, bandwidth=4.8e12),
+}
+SCHEDULERS = 4
+ROWS, VOCAB, G_ROWS = 256, 126464, 1024
+DRAM_LATENCY_NS = 600.0  # assumed loaded HBM latency for the loads-in-flight (Little's law) cap
+DTYPES = {"float": ("f32", 4), "__half": ("f16", 2), "__nv_bfloat16": ("bf16", 2)}
+
+
+def log(msg: str) -> None:
+    print(f"kernel_report: {msg}", file=sys.stderr)
+
+
+def run(cmd, cwd=None, check=True):
+    p = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-4000:]}")
+    return p.stdout
+
+
+def find_tool(name):
+    for candidate in (shutil.which(name), f"/usr/local/cuda/bin/{name}", f"/usr/bin/{name}"):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return None
+
+
+# ---- compile ----
+
+def nvcc_version(nvcc):
+    out = run([nvcc, "--version"])
+    m = re.search(r"release (\d+)\.(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0), out.strip().splitlines()[-1]
+
+
+def compile_tree(root, nvcc, workdir):
+    """Compiles native/src/kernels/*.cu of `root` for sm_90; returns [(source, cubin, ptxas_log)]."""
+    kernels_dir = os.path.join(root, "native", "src", "kernels")
+    sources = sorted(f for f in os.listdir(kernels_dir) if f.endswith(".cu")) if os.path.isdir(kernels_dir) else []
+    (major, _), _ = nvcc_version(nvcc)
+    flags = ["-O3", "-DNDEBUG", "-std=c++17", "-DSABER_WITH_CUDA=1", "-arch=sm_90", "-cubin", "-Xptxas", "-v",
+             "-I" + os.path.join(root, "native", "include"), "-I" + os.path.join(root, "native", "src")]
+    if major and major < 12 and shutil.which("clang++-14"):  # as CMakeLists.txt: nvcc 11 rejects g++ 12
+        flags += ["-ccbin", shutil.which("clang++-14")]
+    results = []
+    for source in sources:
+        cubin = os.path.join(workdir, source.replace(".cu", ".cubin"))
+        try:
+            out = run([nvcc, *flags, "-o", cubin, os.path.join(kernels_dir, source)])
+        except RuntimeError as e:  # report the others
+            log(f"{source} did not compile for sm_90; left out of the report:\n{e}")
+            continue
+        results.append((source, cubin, out))
+    return results
+
+
+def demangle(names):
+    tool = find_tool("cu++filt") or shutil.which("c++filt")
+    if not tool or not names:
+        return {n: n for n in names}
+    p = subprocess.run([tool], input="\n".join(names), stdout=subprocess.PIPE, text=True)
+    lines = p.stdout.splitlines()
+    return {n: (lines[i] if i < len(lines) else n) for i, n in enumerate(names)}
+
+
+def parse_ptxas(text):
+    """{mangled: {registers, smem, stack, spill_stores, spill_loads}} from -Xptxas -v output (sm_90 entries)."""
+    info, current = {}, None
+    for line in text.splitlines():
+        m = re.search(r"Compiling entry function '([^']+)' for 'sm_90'", line)
+        if m:
+            current = m.group(1)
+            info[current] = dict(registers=0, smem=0, stack=0, spill_stores=0, spill_loads=0)
+            continue
+        if current is None:
+            continue
+        m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line)
+        if m:
+            info[current].update(stack=int(m.group(1)), spill_stores=int(m.group(2)), spill_loads=int(m.group(3)))
+        m = re.search(r"Used (\d+) registers", line)
+        if m:
+            info[current]["registers"] = int(m.group(1))
+            s = re.search(r"(\d+) bytes smem", line)
+            info[current]["smem"] = int(s.group(1)) if s else 0
+    return info
+
+
+def block_sizes(root):
+    """Kernel name -> threads per block, from __launch_bounds__(N) and constexpr int N = ... in kernels/*.cu."""
+    sizes = {}
+    kernels_dir = os.path.join(root, "native", "src", "kernels")
+    for f in sorted(os.listdir(kernels_dir)) if os.path.isdir(kernels_dir) else []:
+        if not f.endswith((".cu", ".h", ".cuh")):
+            continue
+        text = open(os.path.join(kernels_dir, f)).read()
+        constants = {m.group(1): int(m.group(2)) for m in re.finditer(
+            r"constexpr\s+(?:unsigned\s+int|unsigned|int|size_t)\s+(\w+)\s*=\s*(\d+)\s*;", text)}
+        for m in re.finditer(r"__launch_bounds__\(\s*(\w+)[^)]*\)\s*(\w+)\s*\(", text):
+            value = m.group(1)
+            sizes[m.group(2)] = int(value) if value.isdigit() else constants.get(value)
+        # kernel<<<grid, N, ...>>> with a literal or constant block size
+        for m in re.finditer(r"(\w+)(?:<[^<>;]*>)?<<<(?:[^,()]|\([^()]*\))+,\s*(\w+)\s*[,>]", text):
+            value = m.group(2)
+            size = int(value) if value.isdigit() else constants.get(value)
+            if size and m.group(1) not in sizes:
+                sizes[m.group(1)] = size
+    return sizes
+
+
+def occupancy(registers, smem, threads):
+    if not threads:
+        return None
+    warps = math.ceil(threads / SM90["warp"])
+    per_warp = math.ceil(max(registers, 1) * SM90["warp"] / SM90["reg_granularity"]) * SM90["reg_granularity"]
+    by_registers = (SM90["registers"] // per_warp) // warps
+    by_threads = SM90["threads"] // threads
+    by_shared = SM90["shared"] // (smem + SM90["reserved_shared"])
+    blocks = min(by_registers, by_threads, by_shared, SM90["blocks"])
+    limiter = min((by_registers, "registers"), (by_threads, "threads"), (by_shared, "shared memory"), (SM90["blocks"], "blocks"))[1]
+    return dict(blocks_per_sm=blocks, warps_per_sm=blocks * warps, occupancy=blocks * warps / SM90["max_warps"], limiter=limiter)
+
+
+# ---- SASS ----
+
+INS_RE = re.compile(r"^\s*/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
+REG_RE = re.compile(r"\bR(\d+)\b")
+
+
+class Ins:
+    __slots__ = ("addr", "text", "guard", "op", "operands")
+
+    def __init__(self, addr, text):
+        self.addr, self.text = addr, text
+        m = re.match(r"(@!?U?P\w+)\s+(.*)", text)
+        self.guard, rest = (m.group(1), m.group(2)) if m else (None, text)
+        parts = rest.split(None, 1)
+        self.op = parts[0]
+        self.operands = [o.strip() for o in parts[1].split(",")] if len(parts) > 1 else []
+
+    @property
+    def base(self):
+        return self.op.split(".")[0]
+
+    def branch_target(self):
+        if self.base not in ("BRA", "JMP", "BRX"):
+            return None
+        m = re.search(r"0x([0-9a-f]+)\s*$", self.text)
+        return int(m.group(1), 16) if m else None
+
+    def pred_dests(self):
+        if self.base in ("FSETP", "ISETP", "DSETP", "HSETP2", "PSETP", "PLOP3", "VOTE", "VOTEU", "UISETP", "FCHK", "R2P"):
+            return [o for o in self.operands[:2] if re.fullmatch(r"U?P\d", o)]
+        return []
+
+    def width(self):
+        if ".128" in self.op:
+            return 4
+        if ".64" in self.op or "WIDE" in self.op or self.base in ("DADD", "DMUL", "DFMA", "F2F") and ".F64" in self.op:
+            return 2
+        if self.base in ("DADD", "DMUL", "DFMA") or (self.base in ("F2I", "I2F") and "64" in self.op):
+            return 2
+        return 1
+
+    def reg_dests(self):
+        if not self.operands or self.base in ("STG", "STS", "ST", "STL", "RED", "BRA", "BSSY", "BSYNC", "EXIT", "CALL",
+                                              "RET", "WARPSYNC", "BAR", "NOP", "ATOM", "ATOMS") and self.base not in ("ATOM", "ATOMS"):
+            return set()
+        m = re.fullmatch(r"R(\d+)(?:\.\w+)*", self.operands[0])
+        if not m:
+            return set()
+        r = int(m.group(1))
+        return {r + i for i in range(self.width())}
+
+    def reg_sources(self):
+        ops = self.operands if not self.reg_dests() else self.operands[1:]
+        regs = set()
+        for o in ops:
+            for m in REG_RE.finditer(o):
+                r = int(m.group(1))
+                regs.add(r)
+                if ".64" in o:
+                    regs.add(r + 1)
+        if self.base in ("STG", "STS", "ST", "STL") and ".128" in self.op:
+            for m in REG_RE.finditer(self.operands[-1] if self.operands else ""):
+                regs.update(int(m.group(1)) + i for i in range(4))
+        return regs
+
+
+def split_functions(sass_text):
+    functions, name = {}, None
+    for line in sass_text.splitlines():
+        m = re.search(r"Function : (\S+)", line)
+        if m:
+            name = m.group(1)
+            functions[name] = []
+            continue
+        m = INS_RE.match(line)
+        if m and name:
+            functions[name].append(Ins(int(m.group(1), 16), m.group(2)))
+    return functions
+
+
+def is_vector_load(ins):
+    return ins.base == "LDG" and ".128" in ins.op
+
+
+OP_CLASSES = [
+    ("fp32 FFMA/FMUL/FADD", {"FFMA", "FMUL", "FADD", "FMUL32I", "FADD32I", "FFMA32I"}),
+    ("fp32 compare/min/max/select", {"FSETP", "FMNMX", "FSEL", "FSET", "FCHK"}),
+    ("conversion F2I/I2F/FRND/F2F", {"F2I", "I2F", "FRND", "F2F", "F2FP", "I2I"}),
+    ("fp64", {"DADD", "DMUL", "DFMA", "DSETP", "DMNMX"}),
+    ("MUFU", {"MUFU"}),
+    ("global load LDG", {"LDG"}),
+    ("other memory", {"STG", "LDS", "STS", "LDC", "ULDC", "LD", "ST", "LDL", "STL", "ATOM", "ATOMS", "RED", "ATOMG"}),
+    ("warp SHFL/VOTE", {"SHFL", "VOTE", "VOTEU", "MATCH", "REDUX"}),
+    ("control", {"BRA", "BSSY", "BSYNC", "EXIT", "WARPSYNC", "BAR", "CALL", "RET", "JMP", "BRX", "BREAK", "YIELD", "NANOSLEEP"}),
+]
+
+
+def op_class(ins):
+    for name, ops in OP_CLASSES:
+        if ins.base in ops:
+            return name
+    return "integer/move/other"
+
+
+def find_loops(ins):
+    loops = []
+    for i, x in enumerate(ins):
+        t = x.branch_target()
+        if t is not None and t <= x.addr and x.base == "BRA":
+            start = next((j for j, y in enumerate(ins) if y.addr == t), None)
+            if start is not None:
+                loops.append((start, i))
+    return loops
+
+
+def analyse_hot_loop(ins, width):
+    """The steady-state path of the hot loop (module docstring); None when no loop with 128-bit loads exists."""
+    loops = find_loops(ins)
+    candidates = [(sum(is_vector_load(x) for x in ins[s:e + 1]), -(e - s), s, e) for s, e in loops]
+    candidates = [c for c in candidates if c[0] > 0]
+    if not candidates:
+        return dict(found=False, reason="no loop (backward branch) whose body holds a 128-bit global load (LDG.E.128)")
+    _, _, start, end = max(candidates)
+    body = ins[start:end + 1]
+    index = {x.addr: i for i, x in enumerate(ins)}
+    lo, hi = ins[start].addr, ins[end].addr
+
+    # Registers written somewhere in the body; one read on the path before any write on the path holds a value from
+    # the previous iteration (loop-carried) when it is in this set.
+    written = set()
+    for x in body:
+        written |= x.reg_dests()
+
+    path, inner, decisions = [], [], []
+    pred_def = {}  # predicate -> defining instruction on the path
+    reg_def = {}  # register -> last writer on the path
+    pred_value = {}  # predicate -> value assumed by an earlier decision
+    i, steps = start, 0
+    while True:
+        steps += 1
+        if steps > 200000 or i >= len(ins):
+            return dict(found=False, reason="the steady-state walk did not reach the back-edge")
+        x = ins[i]
+        if x.base != "NOP":
+            path.append(x)
+        if x.base in ("EXIT", "RET"):
+            return dict(found=False, reason=f"the steady-state walk left the loop at {x.addr:#x} ({x.text})")
+        for p in x.pred_dests():
+            pred_def[p] = x
+            pred_value.pop(p, None)
+        implied = implied_value(x, pred_value)
+        if implied is not None and x.pred_dests() and x.pred_dests()[0] != "PT":
+            pred_value[x.pred_dests()[0]] = implied
+        for r in x.reg_dests():
+            reg_def[r] = x
+        if i == end:
+            break
+        t = x.branch_target()
+        if t is None or x.base != "BRA":
+            i += 1
+            continue
+        if t <= x.addr:  # inner loop back-edge: counted per element below; fall out of it
+            head = next((k for k, y in enumerate(path) if y.addr == t), None)
+            if head is not None:
+                inner.append((t, x.addr, len(path) - head))
+            i += 1
+            continue
+        if x.guard is None and ".DIV" not in x.op and ".CONV" not in x.op and not re.match(r"BRA\s+!?U?P\d,", x.text):
+            taken, why = (lo <= t <= hi), "unconditional"
+        else:
+            taken, why = decide_branch(x, t, lo, hi, ins, index, pred_def, written, reg_def, pred_value)
+            pred = branch_predicate(x)
+            if pred and "a." not in why and "d." not in why:
+                pred_value[pred[1]] = taken != pred[0]
+        decisions.append((x.addr, x.text, "taken" if taken else "not taken", why))
+        i = index[t] if taken and t in index else i + 1
+
+    loads = [x for x in path if is_vector_load(x)]
+    elements = len(loads) * width
+    if elements == 0:
+        return dict(found=False, reason="the steady-state path holds no 128-bit load")
+    extra = sum(n * (elements - 1) for _, _, n in inner)  # inner loop bodies: once per element
+    total = len(path) + extra
+    classes = {}
+    for x in path:
+        classes[op_class(x)] = classes.get(op_class(x), 0) + 1
+    for t, b, n in inner:
+        head = next(k for k, y in enumerate(path) if y.addr == t)
+        for y in path[head:head + n]:
+            classes[op_class(y)] = classes.get(op_class(y), 0) + (elements - 1)
+    # loads in flight: vector loads issued before the first read of a loaded register
+    in_flight, loaded = 0, set()
+    for x in path:
+        if loaded & x.reg_sources():
+            break
+        if is_vector_load(x):
+            in_flight += 1
+            loaded |= x.reg_dests()
+    static_total = sum(1 for x in body if x.base != "NOP")
+    return dict(found=True, loop=(lo, hi), path_instructions=total, elements_per_lane=elements,
+                instructions_per_element=total / elements, static_per_element=static_total / elements,
+                static_instructions=static_total, vector_loads=len(loads), loads_in_flight=in_flight,
+                inner_loops=[(f"{t:#x}", f"{b:#x}", n) for t, b, n in inner],
+                classes={k: v / elements for k, v in sorted(classes.items(), key=lambda kv: -kv[1])},
+                decisions=decisions)
+
+
+def invariant_compare(d, reg_def, written):
+    """A compare of values that do not change in the loop: registers not written on the path so far (and not
+    loop-carried) or loaded from the constant bank (kernel parameters), against immediates or uniform registers."""
+    if d.base not in ("FSETP", "ISETP", "DSETP"):
+        return False
+    sources = d.reg_sources()
+    if not sources:
+        return False
+    for r in sources:
+        w = reg_def.get(r)
+        if w is None and r in written:
+            return False
+        if w is not None and not (w.base in ("LDC", "ULDC") or (w.base in ("MOV", "IMAD") and "c[0x0]" in w.text)):
+            return False
+    return True
+
+
+def branch_predicate(x):
+    """(negated, predicate) of a conditional branch."""
+    m = re.search(r"(!?)(U?P\d)", x.guard or "")
+    if not m:  # "BRA P2, target" (predicate operand only)
+        m = re.match(r"BRA\s+(!?)(U?P\d),", x.text)
+    return (m.group(1) == "!", m.group(2)) if m else None
+
+
+def implied_value(x, pred_value):
+    """The value of a compare's destination predicate when its combining predicate operand decides it
+    (X.OR with a true operand, X.AND with a false one), given the values assumed so far."""
+    if x.base not in ("FSETP", "ISETP", "DSETP", "PLOP3") or len(x.operands) < 5 or x.guard:
+        return None
+    m = re.fullmatch(r"(!?)(U?P\d)", x.operands[-1])
+    if not m or m.group(2) not in pred_value:
+        return None
+    v = pred_value[m.group(2)] != (m.group(1) == "!")
+    if ".OR" in x.op and v:
+        return True
+    if ".AND" in x.op and not v:
+        return False
+    return None
+
+
+def decide_branch(x, t, lo, hi, ins, index, pred_def, written, reg_def, pred_value):
+    if ".DIV" in x.op or ".CONV" in x.op:
+        return False, "a. warp-divergence fallback"
+    if not lo <= t <= hi:
+        return False, "a. leaves the loop body"
+    negated, pred = branch_predicate(x) or (False, None)
+    d = pred_def.get(pred)
+    value = None
+    if pred in pred_value:
+        return pred_value[pred] != negated, "implied by an earlier assumption"
+    if d is not None and d.base in ("VOTE", "VOTEU"):
+        value = ".ALL" in d.op
+        why = "b. vote: every lane good"
+    elif d is not None and d.base in ("ISETP", "UISETP") and any(o.lower() == "0x7fffffff" for o in d.operands):
+        value = ".EQ" in d.op
+        why = "c. INT_MAX sentinel: no bad id"
+    if value is not None:
+        return value != negated, why
+    skipped = [y for y in ins[index[x.addr] + 1:index[t]]]
+    if any(is_vector_load(y) for y in skipped):
+        return False, "d. would skip the 128-bit loads"
+    if d is None or invariant_compare(d, reg_def, written):
+        return True, "e. loop-invariant predicate: optional work skipped"
+    if d.base in ("FSETP", "DSETP", "HSETP2") and any(r in written and r not in reg_def for r in d.reg_sources()):
+        return True, "f. running best not beaten"
+    return False, "g. fall through"
+
+
+# ---- launches per step (static) ----
+
+def function_body(text, name_pattern):
+    m = re.search(name_pattern, text)
+    if not m:
+        return None
+    i = text.find("{", m.end())
+    depth = 0
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i:j + 1]
+    return None
+
+
+def launches_per_step(root):
+    device = os.path.join(root, "native", "src", "device.cu")
+    if not os.path.exists(device):
+        return dict(found=False, reason="native/src/device.cu not found")
+    body = function_body(open(device).read(), r"saber_decode_step\s*\(")
+    if body is None:
+        return dict(found=False, reason="saber_decode_step not found in device.cu")
+    kernels_dir = os.path.join(root, "native", "src", "kernels")
+    sources = "".join(open(os.path.join(kernels_dir, f)).read() for f in sorted(os.listdir(kernels_dir)) if f.endswith(".cu"))
+    launchers = re.findall(r"\b(launch_\w+)\s*\(", body)
+    kernels_always, kernels_conditional = [], []
+    for launcher in dict.fromkeys(launchers):
+        lbody = function_body(sources, r"cudaError_t\s+" + launcher + r"\s*\(")
+        if lbody is None:
+            continue
+        # follow the helpers it calls, defined in the same sources (launch_typed, launch_fast, ...), recursively
+        bodies, seen, work = [], {launcher}, [lbody]
+        while work:
+            b = work.pop()
+            bodies.append(b)
+            for helper in re.findall(r"\b(launch_\w+)\s*(?:<[^;()]*>)?\s*\(", b):
+                if helper not in seen:
+                    seen.add(helper)
+                    hb = function_body(sources, r"(?:void|cudaError_t)\s+" + helper + r"\s*\(")
+                    if hb:
+                        work.append(hb)
+        for b in bodies:
+            lines = b.splitlines()
+            blocks = []  # for each open brace: whether an if/else opened it
+            for n, line in enumerate(lines):
+                inside_if = any(blocks)
+                for ch in line:
+                    if ch == "{":
+                        blocks.append(bool(re.search(r"\bif\s*\(|\belse\b", line)))
+                    elif ch == "}" and blocks:
+                        blocks.pop()
+                for k in re.findall(r"(\w+)(?:<[^<>;]*>)?<<<", line):
+                    if "reference" in k:
+                        continue  # the reference path is not the step's fast path
+                    context = line + (lines[n - 1] if n and lines[n - 1].rstrip().endswith(")") else "")
+                    conditional = inside_if or re.search(r"\bif\s*\(|\?", context)
+                    target = kernels_conditional if conditional else kernels_always
+                    if k not in kernels_always and k not in kernels_conditional:
+                        target.append(k)
+    direct = re.findall(r"<<<", body)
+    copies = re.findall(r"\bcuda(Memcpy\w*Async|MemsetAsync|EventRecord\w*|LaunchHostFunc|StreamWaitEvent)\s*\(", body)
+    return dict(found=True, launchers=list(dict.fromkeys(launchers)), kernels=kernels_always,
+                conditional_kernels=kernels_conditional, launches_min=len(kernels_always) + len(direct),
+                launches_max=len(kernels_always) + len(kernels_conditional) + len(direct),
+                other_stream_operations=["cuda" + c for c in copies])
+
+
+# ---- report of one tree ----
+
+def kernel_label(demangled):
+    m = re.search(r"(\w+)<(.*)>\(", demangled)
+    name = re.search(r"(\w+)(?:<.*>)?\(", demangled)
+    short = name.group(1) if name else demangled
+    dtype, variant = None, ""
+    if m:
+        args = [a.strip() for a in m.group(2).split(",")]
+        dtype = DTYPES.get(args[0], (None,))[0]
+        flags = [{"(bool)1": "true", "(bool)0": "false"}.get(a, a) for a in args[1:]]
+        if short == "row_confidence_kernel" and len(flags) == 2:
+            variant = ("sampled" if flags[0] == "true" else "greedy") + ("+entropy" if flags[1] == "true" else "")
+        elif flags:
+            variant = ",".join(flags)
+    return short, dtype, variant
+
+
+def analyse_tree(root, nvcc, label):
+    work = tempfile.mkdtemp(prefix="kernel_report_")
+    try:
+        compiled = compile_tree(root, nvcc, work)
+        sizes = block_sizes(root)
+        kernels, row_pass = [], {}
+        cuobjdump = find_tool("cuobjdump")
+        for source, cubin, ptxas in compiled:
+            info = parse_ptxas(ptxas)
+            names = demangle(list(info))
+            sass = split_functions(run([cuobjdump, "-sass", cubin])) if cuobjdump else {}
+            for mangled, props in info.items():
+                short, dtype, variant = kernel_label(names[mangled])
+                threads = sizes.get(short)
+                occ = occupancy(props["registers"], props["smem"], threads)
+                entry = dict(source=source, kernel=short, dtype=dtype, variant=variant, threads=threads, **props,
+                             occupancy=occ["occupancy"] if occ else None, blocks_per_sm=occ["blocks_per_sm"] if occ else None,
+                             limiter=occ["limiter"] if occ else None)
+                if short == "row_confidence_kernel" and dtype:
+                    width = 16 // next(b for t, (d, b) in DTYPES.items() if d == dtype)
+                    try:
+                        entry["hot_loop"] = analyse_hot_loop(sass.get(mangled, []), width)
+                    except Exception as e:  # unexpected SASS: say so, do not fail the report
+                        entry["hot_loop"] = dict(found=False, reason=f"analysis failed: {type(e).__name__}: {e}")
+                    entry["variant"] = variant or "runtime flags"
+                    row_pass.setdefault(dtype, {})[entry["variant"]] = entry
+                kernels.append(entry)
+        kernels.sort(key=lambda k: (k["source"], k["kernel"], k["dtype"] or "", k["variant"]))
+        return dict(label=label, root=root, kernels=kernels, row_pass=row_pass, launches=launches_per_step(root))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def headline(row_pass, dtype):
+    """The row-pass instance the summary speaks for: greedy without entropy (or the only, runtime-flag, kernel)."""
+    variants = row_pass.get(dtype, {})
+    for v in ("greedy", "runtime flags"):
+        if v in variants:
+            return variants[v]
+    return next(iter(variants.values()), None)
+
+
+def roofline(entry, dtype_bytes):
+    hot = entry.get("hot_loop") or {}
+    if not hot.get("found"):
+        return None
+    ipe = hot["instructions_per_element"]
+    elements = ROWS * VOCAB
+    out = {}
+    for key, gpu in GPUS.items():
+        issue = ipe * elements / (gpu["sms"] * SCHEDULERS * SM90["warp"] * gpu["ghz"] * 1e9)
+        memory = elements * dtype_bytes / gpu["bandwidth"]
+        fraction_issue = memory / max(memory, issue)
+        # Little's law: bytes in flight the occupancy allows vs. bandwidth x latency
+        warps = (entry.get("blocks_per_sm") or 0) * (entry["threads"] or 0) // SM90["warp"]
+        in_flight = warps * hot["loads_in_flight"] * 16 * SM90["warp"] * gpu["sms"]
+        needed = gpu["bandwidth"] * DRAM_LATENCY_NS * 1e-9
+        fraction_latency = min(1.0, in_flight / needed) if needed else 1.0
+        out[key] = dict(issue_us=issue * 1e6, memory_us=memory * 1e6, fraction_issue=fraction_issue,
+                        fraction_loads_in_flight=fraction_latency, fraction=min(fraction_issue, fraction_latency),
+                        bytes_in_flight=in_flight, bytes_needed=needed)
+    return out
+
+
+def summary(tree):
+    result = {}
+    for dtype, size in (("f32", 4), ("f16", 2), ("bf16", 2)):
+        e = headline(tree["row_pass"], dtype)
+        if e is None:
+            result[dtype] = None
+            continue
+        hot, roof = e.get("hot_loop") or {}, roofline(e, size)
+        result[dtype] = dict(
+            kernel=f"row_confidence_kernel<{dtype}, {e['variant']}>", registers=e["registers"], occupancy=e["occupancy"],
+            instructions_per_element=round(hot["instructions_per_element"], 2) if hot.get("found") else None,
+            static_instructions_per_element=round(hot["static_per_element"], 2) if hot.get("found") else None,
+            loads_in_flight=hot.get("loads_in_flight"),
+            fraction_of_hbm_h100=round(roof["h100"]["fraction"], 3) if roof else None,
+            fraction_of_hbm_h200=round(roof["h200"]["fraction"], 3) if roof else None,
+            issue_us_h100=round(roof["h100"]["issue_us"], 1) if roof else None,
+            memory_us_h100=round(roof["h100"]["memory_us"], 1) if roof else None,
+            issue_us_h200=round(roof["h200"]["issue_us"], 1) if roof else None,
+            memory_us_h200=round(roof["h200"]["memory_us"], 1) if roof else None,
+            hot_loop_found=bool(hot.get("found")), hot_loop_note=None if hot.get("found") else hot.get("reason"))
+    return result
+
+
+STEP_NOTE = ("null: not derivable honestly from static counts. The decide kernel's time is dominated by data-dependent, "
+             "latency-bound loops (select_k scans up to G positions per candidate with dependent global loads; tau is "
+             "summed by one thread), finish_step_kernel is a single thread, and each launch adds a few microseconds of "
+             "launch and dependency latency; an instruction count gives none of these without a latency model that "
+             "could not be checked here. Measure it on a GPU (bench/run_gpu.sh).")
+
+
+# ---- output ----
+
+def fmt(v, digits=1, pct=False):
+    if v is None:
+        return "n/a"
+    if pct:
+        return f"{100 * v:.{digits}f}%"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def markdown(trees, meta):
+    after = trees[-1]
+    before = trees[0] if len(trees) > 1 else None
+    cols = [("before", before), ("after", after)] if before else [("this tree", after)]
+    lines = [f"# Static kernel report, sm_90 — {meta['date']}", "",
+             "**Every time and bandwidth fraction below is an ESTIMATE from compiler output (ptxas, SASS instruction "
+             "counts) and peak rates. Nothing was run on a GPU; no figure here is a measured GPU time.**", "",
+             f"- command: `{meta['command']}`",
+             f"- date: {meta['date']} (generated {meta['generated']})",
+             f"- machine: {meta['machine']} (no GPU)",
+             f"- compiler: {meta['nvcc']}, `-O3 -arch=sm_90 -cubin -Xptxas -v` on native/src/kernels/*.cu",
+             ]
+    for name, t in cols:
+        lines.append(f"- {name}: {t['label']}")
+    for note in meta.get("notes", []):
+        lines += ["", note]
+    lines += ["", "## Row pass summary (greedy, no entropy; 256 rows x 126464 ids, G = 1024)", "",
+              "| dtype | figure | " + " | ".join(n for n, _ in cols) + " |", "|---|---|" + "---|" * len(cols)]
+    sums = [(n, summary(t)) for n, t in cols]
+    rows = [("registers", "registers", 0, False), ("occupancy (theoretical)", "occupancy", 1, True),
+            ("SASS instructions / element (steady-state path)", "instructions_per_element", 1, False),
+            ("static loop body size / element (all paths, inner loops once)", "static_instructions_per_element", 1, False),
+            ("128-bit loads in flight / thread", "loads_in_flight", 0, False),
+            ("ESTIMATE issue time, H100 (us)", "issue_us_h100", 1, False), ("HBM time, H100 (us)", "memory_us_h100", 1, False),
+            ("ESTIMATE fraction of HBM bandwidth, H100", "fraction_of_hbm_h100", 1, True),
+            ("ESTIMATE issue time, H200 (us)", "issue_us_h200", 1, False), ("HBM time, H200 (us)", "memory_us_h200", 1, False),
+            ("ESTIMATE fraction of HBM bandwidth, H200", "fraction_of_hbm_h200", 1, True)]
+    for dtype in ("f32", "f16", "bf16"):
+        for title, key, digits, pct in rows:
+            vals = []
+            for _, s in sums:
+                d = s.get(dtype)
+                vals.append(fmt(d.get(key) if d else None, digits, pct))
+            lines.append(f"| {dtype} | {title} | " + " | ".join(vals) + " |")
+    for name, s in sums:
+        notes = [f"{d}: {v['hot_loop_note']}" for d, v in s.items() if v and v.get("hot_loop_note")]
+        if notes:
+            lines += ["", f"{name}: hot loop not found — " + "; ".join(notes)]
+
+    for name, t in cols:
+        lines += ["", f"## Row-pass hot loop, {name} ({t['label']})", "",
+                  "| kernel | variant | regs | occupancy | loop | instr/element (path) | static body size/element | loads in flight | breakdown per element (path) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for dtype in ("f32", "f16", "bf16"):
+            for variant, e in sorted(t["row_pass"].get(dtype, {}).items()):
+                h = e.get("hot_loop") or {}
+                if not h.get("found"):
+                    lines.append(f"| {dtype} | {variant} | {e['registers']} | {fmt(e['occupancy'], 1, True)} | not found: {h.get('reason')} | | | | |")
+                    continue
+                breakdown = ", ".join(f"{k} {v:.1f}" for k, v in h["classes"].items())
+                lines.append(f"| {dtype} | {variant} | {e['registers']} | {fmt(e['occupancy'], 1, True)} | "
+                             f"{h['loop'][0]:#x}-{h['loop'][1]:#x}, {h['elements_per_lane']} elements/lane/iteration"
+                             f"{', inner loops ' + str(len(h['inner_loops'])) if h['inner_loops'] else ''} | "
+                             f"{h['instructions_per_element']:.1f} | {h['static_per_element']:.1f} | {h['loads_in_flight']} | {breakdown} |")
+    for name, t in cols:
+        lines += ["", f"## All kernels, {name} ({t['label']})", "",
+                  "| source | kernel | dtype | variant | threads/block | registers | static smem (B) | stack (B) | spill st/ld (B) | blocks/SM | occupancy | limited by |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for k in t["kernels"]:
+            lines.append(f"| {k['source']} | {k['kernel']} | {k['dtype'] or ''} | {k['variant']} | {k['threads'] or 'n/a'} | {k['registers']} | "
+                         f"{k['smem']} | {k['stack']} | {k['spill_stores']}/{k['spill_loads']} | {fmt(k['blocks_per_sm'])} | "
+                         f"{fmt(k['occupancy'], 1, True)} | {k['limiter'] or 'block size unknown'} |")
+    lines += ["", "## Launches per step (static count from the source)", ""]
+    for name, t in cols:
+        l = t["launches"]
+        if not l.get("found"):
+            lines.append(f"- {name}: not found ({l.get('reason')})")
+            continue
+        lines.append(f"- {name}: {l['launches_min']}-{l['launches_max']} kernel launches per step (fast path): "
+                     f"{', '.join(l['kernels'])}" + (f"; when rows are split: {', '.join(l['conditional_kernels'])}" if l['conditional_kernels'] else "")
+                     + f"; other stream operations: {', '.join(l['other_stream_operations']) or 'none'}")
+    lines += ["", "Counted from `saber_decode_step` in native/src/device.cu and the `<<<` launches in the launchers it calls "
+              "(kernels/*.cu, helpers followed one level; a launch on a line with `if`/`?` is conditional; reference-path "
+              "kernels excluded). A static reading of the source, not a trace.",
+              "", "## step_over_row_pass", "", f"g256 and g1024: {STEP_NOTE}",
+              "", "## The model and its assumptions", "",
+              f"- Row pass: {ROWS} rows x {VOCAB} ids (G = {G_ROWS} rows of a batch, 256 of them active), one read of each logit.",
+              "- Issue-bound time = instructions per element x elements / (SMs x 4 schedulers x 32 lanes x boost clock): every "
+              "scheduler issues one warp instruction per cycle, no stalls, all lanes active, every SM busy (an upper bound on "
+              "the issue rate, so a lower bound on the time). H100 SXM: 132 SMs, 1.755 GHz; H200: 132 SMs, 1.98 GHz.",
+              "- Memory time = bytes / peak HBM bandwidth (H100 3.35 TB/s, H200 4.8 TB/s); no L2 reuse, no partial-sector waste.",
+              f"- Fraction of HBM = memory time / max(memory time, issue time), further capped by loads in flight (Little's law: "
+              f"resident warps per SM x loads in flight x 512 B x 132 SMs against bandwidth x {DRAM_LATENCY_NS:.0f} ns assumed "
+              "loaded HBM latency).",
+              "- Instructions per element are those of the steady-state path of one hot-loop iteration (the heuristic below), "
+              "for a good row after each lane's best two are established: no id beats a lane's runner-up (so no offer and, at "
+              "T > 0, no Gumbel draw), every exp term computed. Row setup, the block reduction and finishing a row are not "
+              "counted (they are per row, not per element). Sampled and entropy variants are listed in the hot-loop tables; "
+              "their steady state adds the entropy terms and, at T > 0, the per-chunk bound test.",
+              "- Occupancy: sm_90, 65536 registers (allocated per warp in units of 256), 2048 threads, 228 KiB shared memory "
+              "(plus 1 KiB reserved per block), 32 blocks per SM; block size from `__launch_bounds__` or the launch.",
+              "", "## How the hot loop is found", "", "```", __doc__.split("How the hot loop is found", 1)[1].strip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def json_summary(trees, meta):
+    after = summary(trees[-1])
+    row = {}
+    for dtype in ("f32", "f16", "bf16"):
+        d = after.get(dtype)
+        row[dtype] = None if d is None else {k: d[k] for k in (
+            "registers", "occupancy", "instructions_per_element", "loads_in_flight", "fraction_of_hbm_h100", "fraction_of_hbm_h200",
+            "static_instructions_per_element", "kernel", "issue_us_h100", "memory_us_h100", "issue_us_h200", "memory_us_h200")}
+    out = {"date": meta["date"], "arch": "sm_90", "row_pass": row, "step_over_row_pass": {"g256": None, "g1024": None},
+           "step_over_row_pass_note": STEP_NOTE, "estimate": True, "revision": trees[-1]["label"],
+           "launches_per_step": {k: trees[-1]["launches"].get(k) for k in ("launches_min", "launches_max")}}
+    if len(trees) > 1:
+        out["before"] = {"revision": trees[0]["label"], "row_pass": {
+            d: (None if v is None else {k: v[k] for k in ("registers", "occupancy", "instructions_per_element", "loads_in_flight",
+                                                          "fraction_of_hbm_h100", "fraction_of_hbm_h200")})
+            for d, v in summary(trees[0]).items()}}
+    return out
+
+
+def git(*args, cwd):
+    return run(["git", *args], cwd=cwd).strip()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", help="git revision to compare against (before); the working tree is after")
+    parser.add_argument("--md", help="write the markdown report here (default: stdout)")
+    parser.add_argument("--json", help="write the JSON summary here")
+    parser.add_argument("--note", action="append", default=[], help="a line of text added to the markdown report")
+    parser.add_argument("--date", default=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"))
+    parser.add_argument("--root", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    args = parser.parse_args()
+
+    nvcc = os.environ.get("CUDACXX") or find_tool("nvcc")
+    if not nvcc:
+        log("nvcc not found (tools/install-cuda-toolkit.sh installs it); no report")
+        return 2
+    _, nvcc_line = nvcc_version(nvcc)
+    root = args.root
+    try:
+        head = git("rev-parse", "--short", "HEAD", cwd=root)
+        dirty = bool(git("status", "--porcelain", "--", "native", cwd=root))
+    except (RuntimeError, OSError):
+        head, dirty = "an unknown revision (not a git checkout)", False
+    trees = []
+    worktree = None
+    try:
+        if args.base:
+            worktree = tempfile.mkdtemp(prefix="kernel_report_base_")
+            os.rmdir(worktree)
+            git("worktree", "add", "--detach", worktree, args.base, cwd=root)
+            base_label = git("rev-parse", "--short", args.base, cwd=root)
+            log(f"compiling {base_label} (before)")
+            trees.append(analyse_tree(worktree, nvcc, f"{base_label} (--base {args.base})"))
+        log(f"compiling the working tree at {head}{' (native/ modified)' if dirty else ''} (after)")
+        trees.append(analyse_tree(root, nvcc, f"working tree at {head}{' + uncommitted native/ changes' if dirty else ''}"))
+    finally:
+        if worktree:
+            subprocess.run(["git", "worktree", "remove", "--force", worktree], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            shutil.rmtree(worktree, ignore_errors=True)
+    meta = dict(date=args.date, generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                command="python3 bench/kernel_report.py " + " ".join(
+                    '"<note>"' if i > 1 and sys.argv[i - 1] == "--note" else a for i, a in enumerate(sys.argv) if i > 0),
+                machine=f"{platform.node() or 'unknown'}, {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
+                nvcc=nvcc_line, notes=args.note)
+    text = markdown(trees, meta)
+    if args.md:
+        with open(args.md, "w") as f:
+            f.write(text)
+        log(f"wrote {args.md}")
+    else:
+        sys.stdout.write(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(json_summary(trees, meta), f, indent=2)
+            f.write("\n")
+        log(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
