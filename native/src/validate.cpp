@@ -1,6 +1,7 @@
 #include "validate.h"
 
 #include <cmath>
+#include <limits>
 
 #include "common.h"
 
@@ -79,6 +80,34 @@ saber_status validate_prompts(int32_t batch, const int32_t *prompt_tokens, const
         }
         offset += length;
     }
+    return SABER_OK;
+}
+
+saber_status plan_decode_extent(int32_t batch, int32_t generation, int32_t block_length, int32_t length, int32_t trace_capacity,
+                                DecodeExtent &out) {
+    out = DecodeExtent{};
+    if (batch <= 0 || generation <= 0 || block_length <= 0 || length <= 0 || trace_capacity < 0)
+        return fail(SABER_ERROR_INVALID_ARGUMENT, "decode extent: batch %d, G %d, K %d and length %d must be > 0 and trace_capacity %d >= 0",
+                    batch, generation, block_length, length, trace_capacity);
+    constexpr uint64_t max_elements = uint64_t{1} << 56;
+    // a * b in 64 bits (both factors are below 2^57 here, so the product is checked, not wrapped).
+    auto product = [&](uint64_t a, uint64_t b, const char *what, uint64_t &result) -> saber_status {
+        if (a != 0 && b > max_elements / a)
+            return fail(SABER_ERROR_INVALID_ARGUMENT, "decode extent: %s = %llu x %llu exceeds %llu elements", what,
+                        static_cast<unsigned long long>(a), static_cast<unsigned long long>(b),
+                        static_cast<unsigned long long>(max_elements));
+        result = a * b;
+        return SABER_OK;
+    };
+    const uint64_t b = static_cast<uint64_t>(batch);
+    if (const saber_status s = product(b, static_cast<uint64_t>(generation), "batch x G", out.positions)) return s;
+    if (const saber_status s = product(b, static_cast<uint64_t>(length), "batch x length", out.canvas)) return s;
+    if (const saber_status s = product(static_cast<uint64_t>(trace_capacity), b, "trace_capacity x batch", out.trace_slots)) return s;
+    if (const saber_status s = product(out.trace_slots, static_cast<uint64_t>(generation), "trace_capacity x batch x G", out.trace_cells))
+        return s;
+    if (const saber_status s = product(b, static_cast<uint64_t>(block_length), "batch x K", out.first_block_rows)) return s;
+    constexpr uint64_t int_max = static_cast<uint64_t>(std::numeric_limits<int32_t>::max());
+    out.split_rows = static_cast<int32_t>(out.first_block_rows < int_max ? out.first_block_rows : int_max);
     return SABER_OK;
 }
 

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cstdint>
+
 #include "exact_math.h"
 #include "saber/saber.h"
 
@@ -11,6 +13,22 @@ saber_status validate_options(const saber_decode_options &options, int32_t vocab
 /// Checks the prompts of a batch against a vocabulary and mask id.
 saber_status validate_prompts(int32_t batch, const int32_t *prompt_tokens, const int32_t *prompt_lengths, int32_t vocabulary,
                               int32_t mask_id);
+
+/// Element counts of a decode's device arrays, computed in 64 bits from arguments that validate_options and
+/// validate_prompts accepted (batch * G alone can pass 2^31: 65535 x 2^20).
+struct DecodeExtent {
+    uint64_t positions;          // batch * G: per-position state and row results
+    uint64_t canvas;             // batch * length
+    uint64_t trace_slots;        // trace_capacity * batch
+    uint64_t trace_cells;        // trace_slots * G
+    uint64_t first_block_rows;   // batch * K: the active rows of the first block (a lower bound for every strategy)
+    int32_t split_rows;          // first_block_rows saturated to INT32_MAX: what the row pass's split is planned for
+};
+
+/// Fills `out` with overflow-checked 64-bit products; SABER_ERROR_INVALID_ARGUMENT naming the product when an array
+/// would hold more than 2^56 elements (no device holds it; the bytes would overflow 64 bits soon after).
+saber_status plan_decode_extent(int32_t batch, int32_t generation, int32_t block_length, int32_t length, int32_t trace_capacity,
+                                DecodeExtent &out);
 
 /// Checks the arguments of saber_exact_eval(_device): a known function, non-null arrays, every input in its domain.
 saber_status validate_exact_inputs(int32_t function, const float *inputs, const void *outputs, int64_t count);

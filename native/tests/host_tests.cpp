@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <random>
+#include <thread>
 #include <tuple>
 #include <vector>
 #include <cmath>
@@ -11,9 +12,11 @@
 #include <string>
 
 #include "exact_math.h"
+#include "handle_registry.h"
 #include "kernels/row_scan.h"
 #include "philox.h"
 #include "saber/saber.h"
+#include "validate.h"
 
 namespace {
 
@@ -545,3 +548,125 @@ TEST(FastRowPass, LaneStepsEmulatedOnTheHostComputeTheDefinitionsBits) {
     EXPECT_EQ(rows, 8 * 9 * 4);
     EXPECT_GT(sampled_rows, 50);
 }
+
+// ---- decode extents (validate.cpp): every product of the decode's arguments in 64 bits, checked before allocating ----
+
+namespace {
+
+TEST(DecodeExtent, ProductsPast32BitsAreExactNotWrapped) {
+    // batch x K = 65535 x 65538 = 4295032830: in 32 bits it wraps to 65534, a small positive row count that would plan a
+    // split (and allocate split scratch) for a batch that fills the GPU many times over.
+    const int32_t batch = 65535, generation = 65538, block = 65538, length = 65538 + 7;
+    ASSERT_EQ(static_cast<int32_t>(static_cast<uint32_t>(batch) * static_cast<uint32_t>(block)), 65534) << "the 32-bit product wraps";
+    saber::DecodeExtent extent{};
+    ASSERT_EQ(saber::plan_decode_extent(batch, generation, block, length, 3, extent), SABER_OK) << error();
+    EXPECT_EQ(extent.first_block_rows, 4295032830ull);
+    EXPECT_EQ(extent.split_rows, 2147483647) << "saturated for the int split planner, never wrapped";
+    EXPECT_EQ(extent.positions, 4295032830ull);
+    EXPECT_EQ(extent.canvas, 65535ull * (65538 + 7));
+    EXPECT_EQ(extent.trace_slots, 3ull * 65535);
+    EXPECT_EQ(extent.trace_cells, 3ull * 65535 * 65538);
+}
+
+TEST(DecodeExtent, TheLargestAcceptedOptionsStayExact) {
+    // The limits validate_options and validate_prompts accept: batch 65535, G = K = 2^20.
+    saber::DecodeExtent extent{};
+    ASSERT_EQ(saber::plan_decode_extent(65535, 1 << 20, 1 << 20, (1 << 21) - 1, 0, extent), SABER_OK) << error();
+    EXPECT_EQ(extent.first_block_rows, 65535ull << 20);
+    EXPECT_EQ(extent.positions, 65535ull << 20);
+    EXPECT_EQ(extent.split_rows, 2147483647);
+    EXPECT_EQ(extent.trace_cells, 0u);
+    ASSERT_EQ(saber::plan_decode_extent(2, 8, 4, 10, 1, extent), SABER_OK);
+    EXPECT_EQ(extent.split_rows, 8) << "small products are unchanged";
+}
+
+TEST(DecodeExtent, ATraceRingNoDeviceHoldsIsRefusedNamingTheProduct) {
+    // trace_capacity x batch x G = 2^31 x 65535 x 2^20 overflows 64 bits; refused before anything is allocated.
+    saber::DecodeExtent extent{};
+    EXPECT_EQ(saber::plan_decode_extent(65535, 1 << 20, 1 << 20, (1 << 21) - 1, 2147483647, extent), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(error().find("trace_capacity x batch x G"), std::string::npos) << error();
+    EXPECT_EQ(saber::plan_decode_extent(0, 8, 4, 8, 0, extent), SABER_ERROR_INVALID_ARGUMENT);
+}
+
+// ---- the handle registry (handle_registry.h): a context outlives what was created from it ----
+
+TEST(HandleRegistry, AContextWithLiveHandlesIsNotRetiredAndSaysHowManyAreAlive) {
+    saber::HandleRegistry r;
+    using Kind = saber::HandleRegistry::Kind;
+    int context = 0, decode1 = 0, decode2 = 0, buffer = 0, engine = 0;
+    ASSERT_TRUE(r.add(&context, Kind::Context));
+    ASSERT_TRUE(r.add(&decode1, Kind::Decode, &context));
+    ASSERT_TRUE(r.add(&decode2, Kind::Decode, &context));
+    ASSERT_TRUE(r.add(&buffer, Kind::Buffer, &context));
+    saber::HandleRegistry::Dependents alive;
+    EXPECT_FALSE(r.retire_if_unused(&context, alive));
+    EXPECT_EQ(alive.decodes, 2u);
+    EXPECT_EQ(alive.buffers, 1u);
+    EXPECT_EQ(alive.total(), 3u);
+    EXPECT_EQ(saber::describe(alive), "2 decodes and 1 buffer");
+    EXPECT_TRUE(r.contains(&context)) << "a refused destroy leaves the context usable";
+
+    // A retired handle is no longer live, but its context keeps counting it until its resources are released.
+    saber::HandleRegistry::Retired retired;
+    ASSERT_TRUE(r.retire(&decode1, retired));
+    EXPECT_FALSE(r.contains(&decode1));
+    EXPECT_FALSE(r.retire(&decode1, retired)) << "retiring twice is an error, not a double release";
+    EXPECT_FALSE(r.retire_if_unused(&context, alive));
+    EXPECT_EQ(alive.decodes, 2u);
+    r.released(retired);
+    EXPECT_EQ(r.dependents(&context).decodes, 1u);
+
+    ASSERT_TRUE(r.add(&engine, Kind::Engine, &context));
+    EXPECT_FALSE(r.retire_if_unused(&context, alive));
+    EXPECT_EQ(saber::describe(alive), "1 decode, 1 buffer and 1 engine");
+    for (int *h : {&decode2, &buffer, &engine}) {
+        ASSERT_TRUE(r.retire(h, retired));
+        r.released(retired);
+    }
+    EXPECT_TRUE(r.retire_if_unused(&context, alive));
+    EXPECT_EQ(alive.total(), 0u);
+    EXPECT_FALSE(r.contains(&context));
+    EXPECT_FALSE(r.retire_if_unused(&context, alive)) << "destroyed twice";
+}
+
+TEST(HandleRegistry, NothingIsCreatedFromADestroyedContext) {
+    saber::HandleRegistry r;
+    using Kind = saber::HandleRegistry::Kind;
+    int context = 0, buffer = 0, foreign = 0;
+    EXPECT_FALSE(r.add(&buffer, Kind::Buffer, &foreign)) << "the owner was never live";
+    EXPECT_FALSE(r.contains(&buffer));
+    ASSERT_TRUE(r.add(&context, Kind::Context));
+    saber::HandleRegistry::Dependents alive;
+    ASSERT_TRUE(r.retire_if_unused(&context, alive));
+    EXPECT_FALSE(r.add(&buffer, Kind::Buffer, &context));
+    EXPECT_EQ(r.dependents(&context).total(), 0u);
+}
+
+TEST(HandleRegistry, ContextsOnManyThreadsCountOnlyTheirOwnHandles) {
+    saber::HandleRegistry r;
+    using Kind = saber::HandleRegistry::Kind;
+    constexpr int kThreads = 4, kHandles = 500;
+    std::vector<int> contexts(kThreads);
+    std::vector<std::vector<int>> handles(kThreads, std::vector<int>(kHandles));
+    for (int &c : contexts) ASSERT_TRUE(r.add(&c, Kind::Context));
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t)
+        threads.emplace_back([&, t] {
+            for (int &h : handles[t]) r.add(&h, Kind::Decode, &contexts[t]);
+            saber::HandleRegistry::Retired retired;
+            for (int i = 0; i < kHandles - 1; ++i)
+                if (r.retire(&handles[t][i], retired)) r.released(retired);
+        });
+    for (std::thread &t : threads) t.join();
+    for (int t = 0; t < kThreads; ++t) {
+        saber::HandleRegistry::Dependents alive;
+        EXPECT_FALSE(r.retire_if_unused(&contexts[t], alive));
+        EXPECT_EQ(alive.decodes, 1u) << "context " << t;
+        saber::HandleRegistry::Retired retired;
+        ASSERT_TRUE(r.retire(&handles[t].back(), retired));
+        r.released(retired);
+        EXPECT_TRUE(r.retire_if_unused(&contexts[t], alive));
+    }
+}
+
+}  // namespace

@@ -310,9 +310,12 @@ template <typename T>
 cudaError_t launch_typed(const DecodeState &state, const T *logits, cudaStream_t stream, RowPath path) {
     const unsigned generation = static_cast<unsigned>(state.generation), batch = static_cast<unsigned>(state.batch);
     if (path == RowPath::Reference) {
-        constexpr unsigned kReferenceThreads = 32;
-        const unsigned rows = generation * batch;
-        row_confidence_reference_kernel<T><<<(rows + kReferenceThreads - 1) / kReferenceThreads, kReferenceThreads, 0, stream>>>(state, logits);
+        constexpr uint64_t kReferenceThreads = 32;
+        // batch x G passes 2^32 (65535 x 2^20): counted in 64 bits, and a grid past 2^31 - 1 blocks is refused, not wrapped.
+        const uint64_t rows = static_cast<uint64_t>(generation) * batch, blocks = (rows + kReferenceThreads - 1) / kReferenceThreads;
+        if (blocks > 0x7FFFFFFFu) return cudaErrorInvalidConfiguration;
+        row_confidence_reference_kernel<T>
+            <<<static_cast<unsigned>(blocks), static_cast<unsigned>(kReferenceThreads), 0, stream>>>(state, logits);
         return cudaGetLastError();
     }
     const bool sampled = state.options.temperature > 0.0f;
