@@ -223,11 +223,11 @@ public static unsafe partial class SaberNative
     [LibraryImport(LibraryName, EntryPoint = "saber_exact_fixed_terms_device")]
     public static partial SaberStatus ExactFixedTermsDevice(nint context, float* inputs, ulong* outputs, long count);
 
-    /// <summary>Creates a context on CUDA device `device` with its own non-blocking stream.</summary>
+    /// <summary>Creates a context on CUDA device `device` with its own non-blocking stream. Every call on the context and on the buffers, decodes and engines created from it runs on `device`, from any thread, and leaves the calling thread&apos;s current CUDA device as it was.</summary>
     [LibraryImport(LibraryName, EntryPoint = "saber_context_create")]
     public static partial SaberStatus ContextCreate(int device, nint* outContext);
 
-    /// <summary>Destroys a context (NULL is allowed). Buffers and decodes created from it must be destroyed first.</summary>
+    /// <summary>Destroys a context (NULL is allowed). Buffers, decodes and engines created from it must be destroyed first: while any is alive this fails with SABER_ERROR_INVALID_ARGUMENT, naming how many, and the context stays alive.</summary>
     [LibraryImport(LibraryName, EntryPoint = "saber_context_destroy")]
     public static partial SaberStatus ContextDestroy(nint context);
 

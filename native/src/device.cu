@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "engines/engine.h"
+#include "handle_registry.h"
 #include "kernels/kernels.h"
 #include "validate.h"
 
@@ -31,43 +32,51 @@ struct saber_buffer_impl {
 namespace saber {
 namespace {
 
-saber_status cuda_failure(cudaError_t error, const char *call) {
-    const saber_status status = error == cudaErrorMemoryAllocation ? SABER_ERROR_OUT_OF_MEMORY
-                                : error == cudaErrorNoDevice || error == cudaErrorInsufficientDriver ? SABER_ERROR_NO_DEVICE
-                                                                                                       : SABER_ERROR_CUDA;
-    return fail(status, "%s failed: %s (%s)", call, cudaGetErrorName(error), cudaGetErrorString(error));
+saber_status status_of(cudaError_t error) {
+    return error == cudaErrorMemoryAllocation                                       ? SABER_ERROR_OUT_OF_MEMORY
+           : error == cudaErrorNoDevice || error == cudaErrorInsufficientDriver ? SABER_ERROR_NO_DEVICE
+                                                                                  : SABER_ERROR_CUDA;
 }
 
-// Checked CUDA call: returns the mapped status from the enclosing function on failure.
+/// Reports the failure of `call` and consumes it from the thread's last CUDA error (it is reported here, so a later launch
+/// check must not report it again; a sticky error stays, as CUDA keeps it).
+saber_status cuda_failure(cudaError_t error, const char *call) {
+    (void)cudaGetLastError();
+    return fail(status_of(error), "%s failed: %s (%s)", call, cudaGetErrorName(error), cudaGetErrorString(error));
+}
+
+// Checked CUDA call: returns the mapped status from the enclosing function on failure. The one checking path of this
+// file: SABER_LAUNCH and SABER_USE_HANDLE build on it.
 #define SABER_CUDA(call)                                                    \
     do {                                                                    \
         const cudaError_t saber_error_ = (call);                            \
         if (saber_error_ != cudaSuccess) return cuda_failure(saber_error_, #call); \
     } while (0)
 
-/// Live handles of every kind, so that a stale or foreign pointer is an error rather than a crash.
-class Registry {
-public:
-    void add(const void *handle) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        live_.insert(handle);
-    }
-    void remove(const void *handle) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        live_.erase(handle);
-    }
-    bool contains(const void *handle) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        return live_.count(handle) != 0;
-    }
+/// SABER_ERROR_CUDA when a CUDA error is already pending on this thread before `launch` is queued: one left by earlier
+/// asynchronous work or by another library's call, which the launcher's cudaGetLastError would otherwise report as this
+/// launch's failure. Reported once as what it is (then consumed; a sticky error stays and fails every later call).
+saber_status pending_failure(const char *launch) {
+    const cudaError_t pending = cudaPeekAtLastError();
+    if (pending == cudaSuccess) return SABER_OK;
+    (void)cudaGetLastError();
+    return fail(SABER_ERROR_CUDA,
+                "%s: not queued: CUDA error %s (%s) was already pending before %s, left by earlier asynchronous work or another "
+                "library's CUDA call on this thread; it is not an error of this launch",
+                entry_point(), cudaGetErrorName(pending), cudaGetErrorString(pending), launch);
+}
 
-private:
-    std::mutex mutex_;
-    std::unordered_set<const void *> live_;
-};
+// A checked kernel launch: the error pending before it (not this launch's) and the launcher's own error, told apart.
+#define SABER_LAUNCH(launch)                                                                       \
+    do {                                                                                           \
+        if (const saber_status saber_pending_ = ::saber::pending_failure(#launch)) return saber_pending_; \
+        SABER_CUDA(launch);                                                                        \
+    } while (0)
 
-Registry &registry() {
-    static Registry instance;
+using Kind = HandleRegistry::Kind;
+
+HandleRegistry &registry() {
+    static HandleRegistry instance;
     return instance;
 }
 
@@ -77,6 +86,47 @@ Registry &registry() {
             return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: %s is %s", ::saber::entry_point(), #handle,               \
                         (handle) == nullptr ? "null" : "not a live handle (destroyed or foreign)");    \
     } while (0)
+
+/// Makes `device` the calling thread's current CUDA device for a scope and restores the previous one at its end: entry
+/// points work on their context's GPU from any thread (.NET continuations run on pool threads whose current device is
+/// 0), and a caller's current device is left as it was.
+class DeviceGuard {
+public:
+    explicit DeviceGuard(int device) {
+        error_ = cudaGetDevice(&previous_);
+        if (error_ == cudaSuccess && previous_ != device) {
+            error_ = cudaSetDevice(device);
+            restore_ = error_ == cudaSuccess;
+        }
+    }
+    DeviceGuard(const DeviceGuard &) = delete;
+    DeviceGuard &operator=(const DeviceGuard &) = delete;
+    ~DeviceGuard() {
+        if (restore_) (void)cudaSetDevice(previous_);
+    }
+    cudaError_t error() const { return error_; }
+
+private:
+    int previous_ = 0;
+    bool restore_ = false;
+    cudaError_t error_ = cudaSuccess;
+};
+
+int device_of(const saber_context_impl *context) { return context->device; }
+int device_of(const saber_buffer_impl *buffer) { return buffer->context->device; }
+int device_of(const saber_engine_impl *engine) { return engine->context->device; }
+
+int device_of(const saber_decode_impl *decode);   // defined after saber_decode_impl
+
+}  // namespace
+
+// Starts an entry point on a handle: requires it live and binds its context's device until the entry point returns.
+#define SABER_USE_HANDLE(handle)                                                                                          \
+    SABER_REQUIRE_HANDLE(handle);                                                                                         \
+    const ::saber::DeviceGuard saber_device_guard_(::saber::device_of(handle));                                           \
+    if (saber_device_guard_.error() != cudaSuccess) return cuda_failure(saber_device_guard_.error(), "cudaSetDevice(the context's device)")
+
+namespace {
 
 /// Device allocations of one decode, freed together.
 class DeviceArena {
@@ -138,6 +188,8 @@ struct saber_decode_impl {
 namespace saber {
 namespace {
 
+int device_of(const saber_decode_impl *decode) { return decode->context->device; }
+
 /// Writes the initial state of a decode and waits for it: canvases, zeroed flags and counters.
 saber_status initialize(saber_decode_impl &decode) {
     DecodeState &s = decode.state;
@@ -183,12 +235,11 @@ struct DeviceMemory {
 template <typename Output, typename Launch>
 saber_status run_elementwise(saber_context context, const float *inputs, Output *outputs, int64_t count, Launch launch) {
     if (count == 0) return SABER_OK;
-    SABER_CUDA(cudaSetDevice(context->device));
     DeviceMemory in, out;
     SABER_CUDA(cudaMalloc(&in.pointer, static_cast<size_t>(count) * sizeof(float)));
     SABER_CUDA(cudaMalloc(&out.pointer, static_cast<size_t>(count) * sizeof(Output)));
     SABER_CUDA(cudaMemcpyAsync(in.pointer, inputs, static_cast<size_t>(count) * sizeof(float), cudaMemcpyHostToDevice, context->stream));
-    SABER_CUDA(launch(static_cast<const float *>(in.pointer), static_cast<Output *>(out.pointer), context->stream));
+    SABER_LAUNCH(launch(static_cast<const float *>(in.pointer), static_cast<Output *>(out.pointer), context->stream));
     SABER_CUDA(cudaMemcpyAsync(outputs, out.pointer, static_cast<size_t>(count) * sizeof(Output), cudaMemcpyDeviceToHost, context->stream));
     SABER_CUDA(cudaStreamSynchronize(context->stream));
     return SABER_OK;
@@ -198,6 +249,9 @@ saber_status run_elementwise(saber_context context, const float *inputs, Output 
 }  // namespace saber
 
 using saber::cuda_failure;
+using saber::DeviceGuard;
+using saber::HandleRegistry;
+using saber::Kind;
 using saber::fail;
 using saber::guarded;
 using saber::registry;
@@ -215,9 +269,10 @@ SABER_API saber_status saber_context_create(int32_t device, saber_context *out_c
             return fail(SABER_ERROR_INVALID_ARGUMENT, "device must lie in [0, %d) (CUDA devices present); got %d", count, device);
         auto context = std::make_unique<saber_context_impl>();
         context->device = device;
-        SABER_CUDA(cudaSetDevice(device));
+        const DeviceGuard bind(device);
+        SABER_CUDA(bind.error());
         SABER_CUDA(cudaStreamCreateWithFlags(&context->stream, cudaStreamNonBlocking));
-        registry().add(context.get());
+        registry().add(context.get(), Kind::Context);
         *out_context = context.release();
         return SABER_OK;
     });
@@ -227,7 +282,15 @@ SABER_API saber_status saber_context_destroy(saber_context context) {
     return guarded(__func__, [&]() -> saber_status {
         if (context == nullptr) return SABER_OK;
         SABER_REQUIRE_HANDLE(context);
-        registry().remove(context);
+        HandleRegistry::Dependents alive;
+        if (!registry().retire_if_unused(context, alive)) {
+            if (alive.total() == 0) return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: context is not a live handle (destroyed meanwhile)", __func__);
+            return fail(SABER_ERROR_INVALID_ARGUMENT,
+                        "%s: the context still has %zu live handle(s) created from it (%s); destroy them first (the context stays "
+                        "alive)",
+                        __func__, alive.total(), saber::describe(alive).c_str());
+        }
+        const DeviceGuard bind(context->device);
         cudaStreamSynchronize(context->stream);
         cudaStreamDestroy(context->stream);
         delete context;
@@ -237,7 +300,7 @@ SABER_API saber_status saber_context_destroy(saber_context context) {
 
 SABER_API saber_status saber_context_stream(saber_context context, void **out_stream) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(context);
+        SABER_USE_HANDLE(context);
         SABER_REQUIRE_NOT_NULL(out_stream);
         *out_stream = context->stream;
         return SABER_OK;
@@ -246,7 +309,7 @@ SABER_API saber_status saber_context_stream(saber_context context, void **out_st
 
 SABER_API saber_status saber_context_synchronize(saber_context context) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(context);
+        SABER_USE_HANDLE(context);
         SABER_CUDA(cudaStreamSynchronize(context->stream));
         return SABER_OK;
     });
@@ -256,7 +319,7 @@ namespace {
 
 /// A synchronous copy ordered on the context's stream (so it follows the steps queued before it).
 saber_status copy_on_stream(saber_context context, void *destination, const void *source, uint64_t bytes, cudaMemcpyKind kind) {
-    SABER_REQUIRE_HANDLE(context);
+    SABER_USE_HANDLE(context);
     SABER_REQUIRE_NOT_NULL(destination);
     SABER_REQUIRE_NOT_NULL(source);
     SABER_CUDA(cudaMemcpyAsync(destination, source, bytes, kind, context->stream));
@@ -278,19 +341,18 @@ SABER_API saber_status saber_exact_row_device(saber_context context, const float
                                               int32_t metric, float temperature, uint64_t seed, int32_t step, int32_t sequence,
                                               int32_t position, int32_t *out_prediction, int32_t *out_bad_index, float *out_values) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(context);
+        SABER_USE_HANDLE(context);
         if (const saber_status s = saber::validate_exact_row(row, vocabulary, mask_id, token, metric, temperature, out_prediction, out_bad_index,
                                                              out_values))
             return s;
         const saber::ExactRowArguments arguments{vocabulary, mask_id, token, metric, temperature, seed, step, sequence, position};
         saber::exact::RowResult result{};
         // The row in, one RowResult out, on the context's stream.
-        SABER_CUDA(cudaSetDevice(context->device));
         saber::DeviceMemory device_row, device_result;
         SABER_CUDA(cudaMalloc(&device_row.pointer, static_cast<size_t>(vocabulary) * sizeof(float)));
         SABER_CUDA(cudaMalloc(&device_result.pointer, sizeof result));
         SABER_CUDA(cudaMemcpyAsync(device_row.pointer, row, static_cast<size_t>(vocabulary) * sizeof(float), cudaMemcpyHostToDevice, context->stream));
-        SABER_CUDA(saber::launch_exact_row(static_cast<const float *>(device_row.pointer), arguments,
+        SABER_LAUNCH(saber::launch_exact_row(static_cast<const float *>(device_row.pointer), arguments,
                                            static_cast<saber::exact::RowResult *>(device_result.pointer), context->stream));
         SABER_CUDA(cudaMemcpyAsync(&result, device_result.pointer, sizeof result, cudaMemcpyDeviceToHost, context->stream));
         SABER_CUDA(cudaStreamSynchronize(context->stream));
@@ -301,7 +363,7 @@ SABER_API saber_status saber_exact_row_device(saber_context context, const float
 
 SABER_API saber_status saber_exact_eval_device(saber_context context, int32_t function, const float *inputs, float *outputs, int64_t count) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(context);
+        SABER_USE_HANDLE(context);
         if (const saber_status s = saber::validate_exact_inputs(function, inputs, outputs, count)) return s;
         return run_elementwise(context, inputs, outputs, count, [&](const float *in, float *out, cudaStream_t stream) {
             return saber::launch_exact_eval(function, in, out, count, stream);
@@ -311,7 +373,7 @@ SABER_API saber_status saber_exact_eval_device(saber_context context, int32_t fu
 
 SABER_API saber_status saber_exact_fixed_terms_device(saber_context context, const float *inputs, uint64_t *outputs, int64_t count) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(context);
+        SABER_USE_HANDLE(context);
         if (const saber_status s = saber::validate_fixed_inputs(inputs, outputs, count)) return s;
         return run_elementwise(context, inputs, outputs, count, [&](const float *in, uint64_t *out, cudaStream_t stream) {
             return saber::launch_fixed_terms(in, out, count, stream);
@@ -321,16 +383,18 @@ SABER_API saber_status saber_exact_fixed_terms_device(saber_context context, con
 
 SABER_API saber_status saber_buffer_create(saber_context context, uint64_t bytes, saber_buffer *out_buffer) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(context);
+        SABER_USE_HANDLE(context);
         SABER_REQUIRE_NOT_NULL(out_buffer);
         *out_buffer = nullptr;
         if (bytes == 0) return fail(SABER_ERROR_INVALID_ARGUMENT, "buffer size must be > 0 bytes; got 0");
         auto buffer = std::make_unique<saber_buffer_impl>();
         buffer->context = context;
         buffer->bytes = bytes;
-        SABER_CUDA(cudaSetDevice(context->device));
         SABER_CUDA(cudaMalloc(&buffer->pointer, bytes));
-        registry().add(buffer.get());
+        if (!registry().add(buffer.get(), Kind::Buffer, context)) {
+            cudaFree(buffer->pointer);
+            return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: the context was destroyed meanwhile", __func__);
+        }
         *out_buffer = buffer.release();
         return SABER_OK;
     });
@@ -339,17 +403,19 @@ SABER_API saber_status saber_buffer_create(saber_context context, uint64_t bytes
 SABER_API saber_status saber_buffer_destroy(saber_buffer buffer) {
     return guarded(__func__, [&]() -> saber_status {
         if (buffer == nullptr) return SABER_OK;
-        SABER_REQUIRE_HANDLE(buffer);
-        registry().remove(buffer);
+        SABER_USE_HANDLE(buffer);
+        HandleRegistry::Retired retired;
+        if (!registry().retire(buffer, retired)) return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: buffer was destroyed meanwhile", __func__);
         cudaFree(buffer->pointer);
         delete buffer;
+        registry().released(retired);   // only now may its context be destroyed
         return SABER_OK;
     });
 }
 
 SABER_API saber_status saber_buffer_device_pointer(saber_buffer buffer, void **out_pointer) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(buffer);
+        SABER_USE_HANDLE(buffer);
         SABER_REQUIRE_NOT_NULL(out_pointer);
         *out_pointer = buffer->pointer;
         return SABER_OK;
@@ -370,7 +436,7 @@ saber_status check_range(const saber_buffer_impl *buffer, uint64_t offset, uint6
 
 SABER_API saber_status saber_buffer_upload(saber_buffer buffer, uint64_t offset, const void *host, uint64_t bytes) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(buffer);
+        SABER_USE_HANDLE(buffer);
         SABER_REQUIRE_NOT_NULL(host);
         if (const saber_status s = check_range(buffer, offset, bytes, "upload")) return s;
         cudaStream_t stream = buffer->context->stream;
@@ -382,7 +448,7 @@ SABER_API saber_status saber_buffer_upload(saber_buffer buffer, uint64_t offset,
 
 SABER_API saber_status saber_buffer_download(saber_buffer buffer, uint64_t offset, void *host, uint64_t bytes) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(buffer);
+        SABER_USE_HANDLE(buffer);
         SABER_REQUIRE_NOT_NULL(host);
         if (const saber_status s = check_range(buffer, offset, bytes, "download")) return s;
         cudaStream_t stream = buffer->context->stream;
@@ -396,7 +462,7 @@ SABER_API saber_status saber_decode_create(saber_context context, const saber_de
                                            int32_t mask_id, int32_t batch, const int32_t *prompt_tokens,
                                            const int32_t *prompt_lengths, int32_t trace_capacity, saber_decode *out_decode) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(context);
+        SABER_USE_HANDLE(context);
         SABER_REQUIRE_NOT_NULL(options);
         SABER_REQUIRE_NOT_NULL(out_decode);
         *out_decode = nullptr;
@@ -411,6 +477,10 @@ SABER_API saber_status saber_decode_create(saber_context context, const saber_de
             return fail(SABER_ERROR_INVALID_ARGUMENT, "prompt length + G must be < 2097152; got %lld",
                         static_cast<long long>(longest + generation));
         const int32_t length = static_cast<int32_t>(longest + generation);
+        // Every product of the arguments in 64 bits, checked before anything is allocated.
+        saber::DecodeExtent extent{};
+        if (const saber_status s = saber::plan_decode_extent(batch, generation, options->block_length, length, trace_capacity, extent))
+            return s;
 
         auto decode = std::make_unique<saber_decode_impl>();
         decode->context = context;
@@ -424,26 +494,25 @@ SABER_API saber_status saber_decode_create(saber_context context, const saber_de
         s.mask_id = mask_id;
         s.trace_capacity = trace_capacity;
 
-        SABER_CUDA(cudaSetDevice(context->device));
         int multiprocessors = 0;
         SABER_CUDA(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, context->device));
         // Rows of the first block: a lower bound of the active rows of every strategy.
-        const saber::RowSplit split = saber::plan_row_split(batch * options->block_length, vocabulary, multiprocessors);
+        const saber::RowSplit split = saber::plan_row_split(extent.split_rows, vocabulary, multiprocessors);
         saber::DeviceArena &arena = decode->arena;
         // The chunk scratch of the row pass: 24 bytes per 1024 logits of every row (0.6% of a float32 logits buffer, 1.2% of a
         // 16-bit one).
         s.row_chunks = (vocabulary + saber::exact::kChunk - 1) / saber::exact::kChunk;
         char *chunk_partials = nullptr;
-        SABER_CUDA(arena.allocate(&chunk_partials, saber::chunk_partial_bytes(static_cast<size_t>(batch) * generation, vocabulary)));
+        SABER_CUDA(arena.allocate(&chunk_partials, saber::chunk_partial_bytes(extent.positions, vocabulary)));
         s.chunk_partials = chunk_partials;
         SABER_CUDA(saber::use_row_split(arena, s, split));
-        const size_t per_sequence = batch, per_position = static_cast<size_t>(batch) * generation;
+        const size_t per_sequence = static_cast<size_t>(batch), per_position = extent.positions;
         SABER_CUDA(arena.allocate(&s.prompt_length, per_sequence));
         SABER_CUDA(arena.allocate(&s.block, per_sequence));
         SABER_CUDA(arena.allocate(&s.block_step, per_sequence));
         SABER_CUDA(arena.allocate(&s.nfe, per_sequence));
         SABER_CUDA(arena.allocate(&s.done, per_sequence));
-        SABER_CUDA(arena.allocate(&s.canvas, static_cast<size_t>(batch) * length));
+        SABER_CUDA(arena.allocate(&s.canvas, extent.canvas));
         SABER_CUDA(arena.allocate(&s.decoded, per_position));
         SABER_CUDA(arena.allocate(&s.commit_set, per_position));
         SABER_CUDA(arena.allocate(&s.in_draft, per_position));
@@ -460,12 +529,11 @@ SABER_API saber_status saber_decode_create(saber_context context, const saber_de
         SABER_CUDA(arena.allocate(&s.error_step, 1));
         SABER_CUDA(arena.allocate(&s.status, 1));
         if (trace_capacity > 0) {
-            const size_t slots = static_cast<size_t>(trace_capacity) * batch;
-            SABER_CUDA(arena.allocate(&s.trace_steps, slots));
-            SABER_CUDA(arena.allocate(&s.trace_events, slots * generation));
-            SABER_CUDA(arena.allocate(&s.trace_tokens, slots * generation));
-            SABER_CUDA(arena.allocate(&s.trace_confidences, slots * generation));
-            SABER_CUDA(arena.allocate(&s.trace_deltas, slots * generation));
+            SABER_CUDA(arena.allocate(&s.trace_steps, extent.trace_slots));
+            SABER_CUDA(arena.allocate(&s.trace_events, extent.trace_cells));
+            SABER_CUDA(arena.allocate(&s.trace_tokens, extent.trace_cells));
+            SABER_CUDA(arena.allocate(&s.trace_confidences, extent.trace_cells));
+            SABER_CUDA(arena.allocate(&s.trace_deltas, extent.trace_cells));
         }
         SABER_CUDA(cudaMallocHost(&decode->pinned_status, sizeof(saber_decode_status)));
         SABER_CUDA(cudaEventCreateWithFlags(&decode->step_done, cudaEventDisableTiming));
@@ -477,7 +545,8 @@ SABER_API saber_status saber_decode_create(saber_context context, const saber_de
             std::copy(prompt_tokens + offset, prompt_tokens + offset + prompt_lengths[b],
                       decode->initial_canvases.begin() + static_cast<size_t>(b) * length);
         if (const saber_status status = saber::initialize(*decode)) return status;
-        registry().add(decode.get());
+        if (!registry().add(decode.get(), Kind::Decode, context))
+            return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: the context was destroyed meanwhile", __func__);
         *out_decode = decode.release();
         return SABER_OK;
     });
@@ -486,17 +555,19 @@ SABER_API saber_status saber_decode_create(saber_context context, const saber_de
 SABER_API saber_status saber_decode_destroy(saber_decode decode) {
     return guarded(__func__, [&]() -> saber_status {
         if (decode == nullptr) return SABER_OK;
-        SABER_REQUIRE_HANDLE(decode);
-        registry().remove(decode);
+        SABER_USE_HANDLE(decode);
+        HandleRegistry::Retired retired;
+        if (!registry().retire(decode, retired)) return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: decode was destroyed meanwhile", __func__);
         cudaStreamSynchronize(decode->context->stream);
         delete decode;
+        registry().released(retired);   // only now may its context be destroyed
         return SABER_OK;
     });
 }
 
 SABER_API saber_status saber_decode_length(saber_decode decode, int32_t *out_length) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(decode);
+        SABER_USE_HANDLE(decode);
         SABER_REQUIRE_NOT_NULL(out_length);
         *out_length = decode->state.length;
         return SABER_OK;
@@ -505,7 +576,7 @@ SABER_API saber_status saber_decode_length(saber_decode decode, int32_t *out_len
 
 SABER_API saber_status saber_decode_canvas_pointer(saber_decode decode, void **out_pointer) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(decode);
+        SABER_USE_HANDLE(decode);
         SABER_REQUIRE_NOT_NULL(out_pointer);
         *out_pointer = decode->state.canvas;
         return SABER_OK;
@@ -514,7 +585,7 @@ SABER_API saber_status saber_decode_canvas_pointer(saber_decode decode, void **o
 
 SABER_API saber_status saber_decode_step(saber_decode decode, const void *device_logits, int32_t dtype) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(decode);
+        SABER_USE_HANDLE(decode);
         SABER_REQUIRE_NOT_NULL(device_logits);
         if (dtype < SABER_DTYPE_FLOAT32 || dtype > SABER_DTYPE_BFLOAT16)
             return fail(SABER_ERROR_INVALID_ARGUMENT, "dtype must be a saber_dtype (0..2); got %d", dtype);
@@ -522,8 +593,8 @@ SABER_API saber_status saber_decode_step(saber_decode decode, const void *device
             return fail(SABER_ERROR_INVALID_LOGITS, "an earlier step met invalid logits (see saber_decode_poll); the decode is stopped");
         if (decode->finished) return fail(SABER_ERROR_FINISHED, "every sequence has finished after %d steps", decode->steps_queued);
         cudaStream_t stream = decode->context->stream;
-        SABER_CUDA(saber::launch_row_confidence(decode->state, device_logits, dtype, stream));
-        SABER_CUDA(saber::launch_decide(decode->state, stream));
+        SABER_LAUNCH(saber::launch_row_confidence(decode->state, device_logits, dtype, stream));
+        SABER_LAUNCH(saber::launch_decide(decode->state, stream));
         SABER_CUDA(cudaMemcpyAsync(decode->pinned_status, decode->state.status, sizeof(saber_decode_status), cudaMemcpyDeviceToHost, stream));
         SABER_CUDA(cudaEventRecord(decode->step_done, stream));
         ++decode->steps_queued;
@@ -533,7 +604,7 @@ SABER_API saber_status saber_decode_step(saber_decode decode, const void *device
 
 SABER_API saber_status saber_decode_poll(saber_decode decode, saber_decode_status *out_status) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(decode);
+        SABER_USE_HANDLE(decode);
         SABER_REQUIRE_NOT_NULL(out_status);
         SABER_CUDA(cudaEventSynchronize(decode->step_done));
         *out_status = *decode->pinned_status;
@@ -545,7 +616,7 @@ SABER_API saber_status saber_decode_poll(saber_decode decode, saber_decode_statu
 
 SABER_API saber_status saber_decode_read(saber_decode decode, int32_t *out_canvases, int32_t *out_nfe, int32_t *out_done) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(decode);
+        SABER_USE_HANDLE(decode);
         const saber::DecodeState &s = decode->state;
         cudaStream_t stream = decode->context->stream;
         if (out_canvases)
@@ -560,7 +631,7 @@ SABER_API saber_status saber_decode_read(saber_decode decode, int32_t *out_canva
 SABER_API saber_status saber_decode_read_trace(saber_decode decode, int32_t sequence, int32_t step, saber_trace_step *out_step,
                                                int32_t *out_events, int32_t *out_tokens, float *out_confidences, float *out_deltas) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(decode);
+        SABER_USE_HANDLE(decode);
         SABER_REQUIRE_NOT_NULL(out_step);
         const saber::DecodeState &s = decode->state;
         if (s.trace_capacity == 0) return fail(SABER_ERROR_INVALID_ARGUMENT, "the decode was created with trace_capacity 0");
@@ -594,14 +665,14 @@ SABER_API saber_status saber_engine_create_tensorrt(saber_context context, const
         *out_engine = nullptr;
         std::unique_ptr<saber::Engine> loaded;
         if (!saber::built_with_tensorrt()) return saber::create_tensorrt_engine(plan_path, loaded);   // says how to build one
-        SABER_REQUIRE_HANDLE(context);
+        SABER_USE_HANDLE(context);
         SABER_REQUIRE_NOT_NULL(plan_path);
-        SABER_CUDA(cudaSetDevice(context->device));
         if (const saber_status status = saber::create_tensorrt_engine(plan_path, loaded)) return status;
         auto engine = std::make_unique<saber_engine_impl>();
         engine->context = context;
         engine->engine = std::move(loaded);
-        registry().add(engine.get());
+        if (!registry().add(engine.get(), Kind::Engine, context))
+            return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: the context was destroyed meanwhile", __func__);
         *out_engine = engine.release();
         return SABER_OK;
     });
@@ -610,17 +681,19 @@ SABER_API saber_status saber_engine_create_tensorrt(saber_context context, const
 SABER_API saber_status saber_engine_destroy(saber_engine engine) {
     return guarded(__func__, [&]() -> saber_status {
         if (engine == nullptr) return SABER_OK;
-        SABER_REQUIRE_HANDLE(engine);
-        registry().remove(engine);
+        SABER_USE_HANDLE(engine);
+        HandleRegistry::Retired retired;
+        if (!registry().retire(engine, retired)) return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: engine was destroyed meanwhile", __func__);
         cudaStreamSynchronize(engine->context->stream);   // no forward pass may still use it
         delete engine;
+        registry().released(retired);   // only now may its context be destroyed
         return SABER_OK;
     });
 }
 
 SABER_API saber_status saber_engine_describe(saber_engine engine, int32_t *out_vocabulary, int32_t *out_dtype) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(engine);
+        SABER_USE_HANDLE(engine);
         SABER_REQUIRE_NOT_NULL(out_vocabulary);
         SABER_REQUIRE_NOT_NULL(out_dtype);
         *out_vocabulary = engine->engine->vocabulary();
@@ -632,19 +705,20 @@ SABER_API saber_status saber_engine_describe(saber_engine engine, int32_t *out_v
 SABER_API saber_status saber_engine_forward(saber_engine engine, const void *device_token_ids, int32_t batch, int32_t length,
                                             void *device_logits) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(engine);
+        SABER_USE_HANDLE(engine);
         SABER_REQUIRE_NOT_NULL(device_token_ids);
         SABER_REQUIRE_NOT_NULL(device_logits);
         if (batch <= 0 || length <= 0)
             return fail(SABER_ERROR_INVALID_ARGUMENT, "saber_engine_forward: batch and length must be > 0; got %d and %d", batch, length);
-        SABER_CUDA(cudaSetDevice(engine->context->device));
+        // The engine's own launches report through its status; an error pending before them is not theirs.
+        if (const saber_status pending = saber::pending_failure("the engine's forward pass")) return pending;
         return engine->engine->forward(static_cast<const int32_t *>(device_token_ids), batch, length, device_logits, engine->context->stream);
     });
 }
 
 SABER_API saber_status saber_event_record(saber_context context, void **out_event) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(context);
+        SABER_USE_HANDLE(context);
         SABER_REQUIRE_NOT_NULL(out_event);
         cudaEvent_t event = nullptr;
         SABER_CUDA(cudaEventCreate(&event));
@@ -684,7 +758,7 @@ namespace saber::testing {
 
 saber_status poison_rows(saber_decode decode) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(decode);
+        SABER_USE_HANDLE(decode);
         const DecodeState &s = decode->state;
         const size_t n = static_cast<size_t>(s.batch) * s.generation;
         cudaStream_t stream = decode->context->stream;
@@ -699,7 +773,7 @@ saber_status poison_rows(saber_decode decode) {
 
 saber_status read_rows(saber_decode decode, RowResults &out) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(decode);
+        SABER_USE_HANDLE(decode);
         const DecodeState &s = decode->state;
         const size_t n = static_cast<size_t>(s.batch) * s.generation;
         out.prediction.resize(n);
@@ -718,15 +792,15 @@ saber_status read_rows(saber_decode decode, RowResults &out) {
 
 saber_status launch_rows(saber_decode decode, const void *device_logits, int32_t dtype, RowPath path) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(decode);
-        SABER_CUDA(launch_row_confidence(decode->state, device_logits, dtype, decode->context->stream, path));
+        SABER_USE_HANDLE(decode);
+        SABER_LAUNCH(launch_row_confidence(decode->state, device_logits, dtype, decode->context->stream, path));
         return SABER_OK;
     });
 }
 
 saber_status set_row_splits(saber_decode decode, int32_t splits) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(decode);
+        SABER_USE_HANDLE(decode);
         if (splits < 1 || splits > 65535) return fail(SABER_ERROR_INVALID_ARGUMENT, "splits must lie in [1, 65535]; got %d", splits);
         SABER_CUDA(cudaStreamSynchronize(decode->context->stream));
         SABER_CUDA(use_row_split(decode->arena, decode->state, fixed_row_split(decode->state.vocabulary, splits)));
@@ -738,7 +812,7 @@ int32_t row_splits(saber_decode decode) { return registry().contains(decode) ? d
 
 saber_status reset(saber_decode decode) {
     return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_HANDLE(decode);
+        SABER_USE_HANDLE(decode);
         return initialize(*decode);
     });
 }

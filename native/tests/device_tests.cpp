@@ -10,10 +10,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "exact_math.h"
@@ -589,4 +591,120 @@ TEST_F(Device, ExactRowDefinitionComputesTheHostBuildsBits) {
                     << "V " << vocabulary << ", metric " << metric << ", T " << temperature << ": host (" << host[0] << ", " << host[1] << ", "
                     << host[2] << "), device (" << device[0] << ", " << device[1] << ", " << device[2] << ")";
             }
+}
+
+// ---- contexts, threads and devices (issue 13): entry points bind their context's device; a context outlives its handles;
+// a CUDA error pending before a launch is reported as such ----
+
+namespace {
+
+/// Runs a whole small SABER decode on `device` from the calling thread, whose current device is set to `current` first;
+/// returns the canvas, or an empty vector after a failure (reported through ADD_FAILURE). Every call must leave the
+/// thread's current device at `current`.
+std::vector<int32_t> DecodeOnDevice(int device, int current) {
+    const auto failed = [](const char *what) {
+        ADD_FAILURE() << what << ": " << saber_last_error();
+        return std::vector<int32_t>{};
+    };
+    if (cudaSetDevice(current) != cudaSuccess) return failed("cudaSetDevice");
+    const auto current_is_kept = [current] {
+        int now = -1;
+        return cudaGetDevice(&now) == cudaSuccess && now == current;
+    };
+    const saber_decode_options o = SaberOptions(16, 8, 2, 4);
+    const int vocabulary = 64, mask = 63, generation = 16;
+    saber_context context = nullptr;
+    saber_buffer logits = nullptr;
+    saber_decode decode = nullptr;
+    std::vector<int32_t> canvas(generation);
+    std::vector<int32_t> lengths(1, 0);
+    if (saber_context_create(device, &context) != SABER_OK) return failed("saber_context_create");
+    EXPECT_TRUE(current_is_kept()) << "saber_context_create changed the caller's current device";
+    bool ok = saber_decode_create(context, &o, vocabulary, mask, 1, nullptr, lengths.data(), 0, &decode) == SABER_OK &&
+              saber_buffer_create(context, static_cast<uint64_t>(generation) * vocabulary * 4, &logits) == SABER_OK;
+    EXPECT_TRUE(ok) << saber_last_error();
+    std::mt19937 rng(static_cast<unsigned>(29));
+    std::uniform_real_distribution<float> uniform(-4.0f, 4.0f);
+    saber_decode_status status{};
+    void *pointer = nullptr;
+    ok = ok && saber_buffer_device_pointer(logits, &pointer) == SABER_OK;
+    for (int step = 0; ok && step < generation; ++step) {
+        std::vector<float> values(static_cast<size_t>(generation) * vocabulary);
+        for (float &x : values) x = uniform(rng);
+        for (int g = 0; g < generation; ++g) values[static_cast<size_t>(g) * vocabulary + mask] = 100.0f;
+        ok = saber_buffer_upload(logits, 0, values.data(), values.size() * 4) == SABER_OK &&
+             saber_decode_step(decode, pointer, SABER_DTYPE_FLOAT32) == SABER_OK && saber_decode_poll(decode, &status) == SABER_OK &&
+             status.error == SABER_OK;
+        EXPECT_TRUE(ok) << "step " << step << ": " << saber_last_error();
+        EXPECT_TRUE(current_is_kept()) << "a call on device " << device << " changed the caller's current device " << current;
+        if (status.active_sequences == 0) break;
+    }
+    ok = ok && status.active_sequences == 0 && saber_decode_read(decode, canvas.data(), nullptr, nullptr) == SABER_OK;
+    EXPECT_TRUE(ok) << saber_last_error();
+    EXPECT_EQ(saber_decode_destroy(decode), SABER_OK) << saber_last_error();
+    EXPECT_EQ(saber_buffer_destroy(logits), SABER_OK) << saber_last_error();
+    EXPECT_EQ(saber_context_destroy(context), SABER_OK) << saber_last_error();
+    EXPECT_TRUE(current_is_kept());
+    return ok ? canvas : std::vector<int32_t>{};
+}
+
+}  // namespace
+
+// Two contexts used from two threads whose current device is another one (the .NET pool-thread case). With two or more
+// devices the contexts are on devices 0 and 1 and each thread's current device is the other context's; with one device
+// both contexts are on device 0 (the test then checks that two contexts and threads share it, and that the current
+// device is left alone).
+TEST_F(Device, TwoContextsOnTwoThreadsDecodeOnTheirOwnDevices) {
+    int count = 0;
+    ASSERT_EQ(cudaGetDeviceCount(&count), cudaSuccess);
+    const int second = count > 1 ? 1 : 0;
+    std::vector<int32_t> first_canvas, second_canvas;
+    std::thread a([&] { first_canvas = DecodeOnDevice(0, second); });
+    std::thread b([&] { second_canvas = DecodeOnDevice(second, 0); });
+    a.join();
+    b.join();
+    ASSERT_FALSE(first_canvas.empty());
+    EXPECT_EQ(first_canvas, second_canvas) << "the same decode on devices 0 and " << second;
+    if (count < 2) std::printf("[ NOTE     ] one CUDA device: both contexts ran on device 0\n");
+}
+
+TEST_F(Device, AContextWithLiveHandlesIsNotDestroyed) {
+    const saber_decode_options o = SaberOptions(8, 8, 2, 8);
+    Create(o, 64, 63, 2);   // one decode and one buffer from `context`
+    saber_buffer extra = nullptr;
+    ASSERT_EQ(saber_buffer_create(context, 256, &extra), SABER_OK);
+    EXPECT_EQ(saber_context_destroy(context), SABER_ERROR_INVALID_ARGUMENT);
+    const std::string message = saber_last_error();
+    EXPECT_NE(message.find("3 live handle(s)"), std::string::npos) << message;
+    EXPECT_NE(message.find("1 decode and 2 buffers"), std::string::npos) << message;
+    // The refused destroy left everything usable.
+    void *stream = nullptr;
+    EXPECT_EQ(saber_context_stream(context, &stream), SABER_OK);
+    EXPECT_EQ(saber_buffer_upload(extra, 0, message.data(), 16), SABER_OK) << saber_last_error();
+    EXPECT_EQ(saber_buffer_destroy(extra), SABER_OK);
+    EXPECT_EQ(saber_decode_destroy(decode), SABER_OK);
+    decode = nullptr;
+    EXPECT_EQ(saber_context_destroy(context), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(saber_last_error()).find("(1 buffer)"), std::string::npos) << saber_last_error();
+    EXPECT_EQ(saber_buffer_destroy(logits), SABER_OK);
+    logits = nullptr;
+    EXPECT_EQ(saber_context_destroy(context), SABER_OK) << saber_last_error();
+    context = nullptr;
+}
+
+TEST_F(Device, AnErrorPendingBeforeALaunchIsReportedAsSuchAndNotAsTheLaunchs) {
+    // Another library's failed call leaves a (non-sticky) error pending on this thread.
+    void *huge = nullptr;
+    ASSERT_NE(cudaMalloc(&huge, size_t{1} << 62), cudaSuccess);
+    ASSERT_NE(cudaPeekAtLastError(), cudaSuccess) << "the failed call left no pending error to test with";
+    const std::vector<float> inputs(64, -1.0f);
+    std::vector<float> outputs(inputs.size());
+    EXPECT_EQ(saber_exact_eval_device(context, SABER_EXACT_EXP, inputs.data(), outputs.data(), 64), SABER_ERROR_CUDA);
+    const std::string message = saber_last_error();
+    EXPECT_NE(message.find("already pending"), std::string::npos) << message;
+    EXPECT_NE(message.find("cudaErrorMemoryAllocation"), std::string::npos) << message;
+    EXPECT_NE(message.find("not an error of this launch"), std::string::npos) << message;
+    // Reported once: the next call launches normally.
+    EXPECT_EQ(cudaPeekAtLastError(), cudaSuccess);
+    EXPECT_EQ(saber_exact_eval_device(context, SABER_EXACT_EXP, inputs.data(), outputs.data(), 64), SABER_OK) << saber_last_error();
 }

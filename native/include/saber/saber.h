@@ -224,10 +224,13 @@ SABER_API saber_status saber_exact_eval_device(saber_context context, int32_t fu
 /** saber_exact_fixed_terms on the context's device, like saber_exact_eval_device. */
 SABER_API saber_status saber_exact_fixed_terms_device(saber_context context, const float *inputs, uint64_t *outputs, int64_t count);
 
-/** Creates a context on CUDA device `device` with its own non-blocking stream. */
+/** Creates a context on CUDA device `device` with its own non-blocking stream. Every call on the context and on the
+ * buffers, decodes and engines created from it runs on `device`, from any thread, and leaves the calling thread's current
+ * CUDA device as it was. */
 SABER_API saber_status saber_context_create(int32_t device, saber_context *out_context);
 
-/** Destroys a context (NULL is allowed). Buffers and decodes created from it must be destroyed first. */
+/** Destroys a context (NULL is allowed). Buffers, decodes and engines created from it must be destroyed first: while any
+ * is alive this fails with SABER_ERROR_INVALID_ARGUMENT, naming how many, and the context stays alive. */
 SABER_API saber_status saber_context_destroy(saber_context context);
 
 /** The context's cudaStream_t, for engines that write logits on the same stream. */
