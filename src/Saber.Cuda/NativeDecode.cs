@@ -55,7 +55,7 @@ internal sealed unsafe class NativeDecode : IDisposable
         int length;
         var decode = new NativeDecode(context, prompts.Count, lengths.Max() + options.GenerationLength, options.GenerationLength, vocabulary, lengths,
             options.Strategy is SaberStrategy);
-        decode.handle.Adopt(raw);
+        decode.handle.Adopt(raw, context.Handle);
         NativeStatus.Check(SaberNative.DecodeLength(raw, &length), "saber_decode_length");
         if (length != decode.Length) throw new InvalidOperationException($"native row pitch {length} differs from {decode.Length}");
         return decode;
@@ -150,7 +150,7 @@ internal sealed unsafe class NativeDecode : IDisposable
             var buffer = new BufferHandle();
             nint raw;
             NativeStatus.Check(SaberNative.BufferCreate(context.Handle.Value, RowPitchBytes * (ulong)Batch, &raw), "saber_buffer_create");
-            buffer.Adopt(raw);
+            buffer.Adopt(raw, context.Handle);
             logits = buffer;
             void* pointer;
             NativeStatus.Check(SaberNative.BufferDevicePointer(logits.Value, &pointer), "saber_buffer_device_pointer");

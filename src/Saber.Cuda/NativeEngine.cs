@@ -53,7 +53,7 @@ public sealed unsafe class NativeEngine : IGpuDenoiser, IDisposable
         {
             Marshal.FreeCoTaskMem(path);
         }
-        handle.Adopt(raw);
+        handle.Adopt(raw, context.Handle);
         int vocabulary, dtype;
         NativeStatus.Check(SaberNative.EngineDescribe(handle.Value, &vocabulary, &dtype), "saber_engine_describe");
         if (maskId < 0 || maskId >= vocabulary)
