@@ -496,8 +496,13 @@ SABER_API saber_status saber_decode_create(saber_context context, const saber_de
 
         int multiprocessors = 0;
         SABER_CUDA(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, context->device));
+        // The fast row pass's resident blocks per SM, from the occupancy of the kernel a step of these options launches.
+        // The dtype is a step's argument, not known yet: the least over the three, so that no dtype's waves are over-split.
+        int resident_blocks = saber::row_pass_resident_blocks(SABER_DTYPE_FLOAT32, *options);
+        for (const int32_t dtype : {SABER_DTYPE_FLOAT16, SABER_DTYPE_BFLOAT16})
+            resident_blocks = std::min(resident_blocks, saber::row_pass_resident_blocks(dtype, *options));
         // Rows of the first block: a lower bound of the active rows of every strategy.
-        const saber::RowSplit split = saber::plan_row_split(extent.split_rows, vocabulary, multiprocessors);
+        const saber::RowSplit split = saber::plan_row_split(extent.split_rows, vocabulary, multiprocessors, resident_blocks);
         saber::DeviceArena &arena = decode->arena;
         // The chunk scratch of the row pass: 24 bytes per 1024 logits of every row (0.6% of a float32 logits buffer, 1.2% of a
         // 16-bit one).

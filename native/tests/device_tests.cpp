@@ -1,7 +1,7 @@
 // Device tests (host code: built by the C++ compiler, linked with the CUDA runtime): the step kernels against the host
 // build of the exact row definition (exact::row_reference), bit for bit, on fresh random data with outputs poisoned
 // before each run, and decodes that must not depend on the batch they run in. Without a CUDA device every test skips
-// with the reason (the RowSplitPlan tests are host functions and run anyway).
+// with the reason (the RowSplitPlan tests of the split plan are host functions and run anyway).
 #include <gtest/gtest.h>
 
 #include <cuda_runtime_api.h>
@@ -245,27 +245,70 @@ void ExpectWholeChunks(const saber::RowSplit &split, int vocabulary) {
     }
 }
 
-TEST(RowSplitPlan, OneBlockPerRowWhenRowsFillTheGpu) {
-    EXPECT_EQ(saber::plan_row_split(132 * 8, 126464, 132).splits, 1);
-    EXPECT_EQ(saber::plan_row_split(8 * 1024, 151936, 132).splits, 1);
-    EXPECT_EQ(saber::plan_row_split(4, 16384 + 1024 * 15, 132).splits, 1) << "rows shorter than two splits' minimum are not cut";
-    EXPECT_EQ(saber::plan_row_split(132 * 8, 151936, 132).chunks, 149) << "one split reads every chunk";
+/// The plan's model of a split's run time: waves of multiprocessors x resident blocks, each as long as a split's chunks.
+long long SplitTime(const saber::RowSplit &split, int rows, int multiprocessors, int resident) {
+    const long long wave = static_cast<long long>(multiprocessors) * resident;
+    return (static_cast<long long>(std::max(1, rows)) * split.splits + wave - 1) / wave * split.chunks;
 }
 
-TEST(RowSplitPlan, FewRowsAreCutBetweenChunksCoveringTheRow) {
-    for (int rows : {1, 8, 32, 256, 1000})
-        for (int vocabulary : {1, 2, 1000, 16384, 32768, 50257, 126464, 151936, (1 << 21) - 1}) {
-            const saber::RowSplit split = saber::plan_row_split(rows, vocabulary, 132);
-            ExpectWholeChunks(split, vocabulary);
-            const int chunks = (vocabulary + 1023) / 1024;
-            EXPECT_LE(split.splits, std::max(1, chunks / 16)) << "a split reads at least 16 chunks";
-            // Enough splits to fill the 1056 resident blocks of 132 SMs, at most one per 16 chunks, as whole chunks.
-            const int wanted = std::max(1, std::min((132 * 8 + rows - 1) / rows, chunks / 16));
-            EXPECT_EQ(split.splits, rows >= 132 * 8 ? 1 : saber::fixed_row_split(vocabulary, wanted).splits) << rows << " rows, V " << vocabulary;
-        }
-    EXPECT_EQ(saber::plan_row_split(256, 126464, 132).splits, 5) << "256 rows on 132 SMs of 8 blocks: ceil(1056 / 256)";
-    EXPECT_EQ(saber::plan_row_split(256, 126464, 132).chunks, 25) << "124 chunks in 5 splits";
-    EXPECT_EQ(saber::plan_row_split(1, 126464, 132).splits, 7) << "capped at 124 chunks / 16";
+TEST(RowSplitPlan, OneBlockPerRowWhenRowsFillAWave) {
+    // 132 SMs (H100) of 4 resident blocks: a wave is 528 blocks.
+    EXPECT_EQ(saber::plan_row_split(528, 126464, 132, 4).splits, 1);
+    EXPECT_EQ(saber::plan_row_split(528, 151937, 132, 4).chunks, 149) << "one split reads every chunk";
+    EXPECT_EQ(saber::plan_row_split(396, 151936, 132, 3).splits, 1) << "132 x 3 sampled blocks";
+    EXPECT_EQ(saber::plan_row_split(8 * 1024, 151936, 132, 4).splits, 1);
+    EXPECT_EQ(saber::plan_row_split(4, 16384 + 1024 * 15, 132, 4).splits, 1) << "rows shorter than two splits' minimum are not cut";
+    EXPECT_GT(saber::plan_row_split(527, 151936, 132, 8).splits, 1) << "the same rows are too few for 8 resident blocks";
+}
+
+TEST(RowSplitPlan, FewRowsAreCutBetweenChunksIntoWholeWaves) {
+    for (int resident : {1, 3, 4, 8})
+        for (int rows : {1, 8, 32, 100, 256, 300, 527, 1000})
+            for (int vocabulary : {1, 2, 1000, 16384, 32768, 50257, 126464, 151936, 151937, (1 << 21) - 1}) {
+                const saber::RowSplit split = saber::plan_row_split(rows, vocabulary, 132, resident);
+                ExpectWholeChunks(split, vocabulary);
+                const int chunks = (vocabulary + 1023) / 1024;
+                const std::string where = std::to_string(rows) + " rows, V " + std::to_string(vocabulary) + ", " +
+                                          std::to_string(resident) + " resident blocks";
+                EXPECT_LE(split.splits, std::max(1, chunks / 16)) << where << ": a split reads at least 16 chunks";
+                if (rows >= 132 * resident) {
+                    EXPECT_EQ(split.splits, 1) << where;
+                    continue;
+                }
+                // No other whole-chunk split of at most chunks / 16 splits finishes sooner in whole waves.
+                for (int wanted = 1; wanted <= std::max(1, chunks / 16); ++wanted)
+                    EXPECT_LE(SplitTime(split, rows, 132, resident), SplitTime(saber::fixed_row_split(vocabulary, wanted), rows, 132, resident))
+                        << where << ", against " << wanted << " splits";
+            }
+    // 256 rows on a 528-block wave, 124 chunks: 2 splits (512 blocks, one wave of 62 chunks); 3 would need 2 waves.
+    EXPECT_EQ(saber::plan_row_split(256, 126464, 132, 4).splits, 2);
+    EXPECT_EQ(saber::plan_row_split(256, 126464, 132, 4).chunks, 62);
+    // The thread limit's 8 blocks (1056): 4 splits, 1024 blocks of 31 chunks.
+    EXPECT_EQ(saber::plan_row_split(256, 126464, 132, 8).splits, 4);
+    // 132 rows, 3 sampled blocks (396): 3 splits fill the wave exactly.
+    EXPECT_EQ(saber::plan_row_split(132, 151937, 132, 3).splits, 3);
+    EXPECT_EQ(saber::plan_row_split(132, 151937, 132, 3).chunks, 50);
+    // One row: capped at 124 chunks / 16 = 7 splits.
+    EXPECT_EQ(saber::plan_row_split(1, 126464, 132, 4).splits, 7);
+    EXPECT_EQ(saber::plan_row_split(0, 126464, 132, 0).splits, 7) << "no rows and no resident figure: counted as 1 and 1";
+    EXPECT_EQ(saber::plan_row_split(1, 126464, 0, 4).splits, 4) << "no multiprocessors: counted as 1 (a wave of 4 blocks)";
+}
+
+TEST(RowSplitPlan, ResidentBlocksComeFromTheKernelsOccupancy) {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) GTEST_SKIP() << "no CUDA device on this machine";
+    for (float temperature : {0.0f, 0.7f})
+        for (int metric : {SABER_METRIC_MAXPROB, SABER_METRIC_NEGENTROPY})
+            for (int dtype : {SABER_DTYPE_FLOAT32, SABER_DTYPE_FLOAT16, SABER_DTYPE_BFLOAT16}) {
+                saber_decode_options o{};
+                o.strategy = SABER_STRATEGY_LOW_CONFIDENCE;
+                o.metric = metric;
+                o.temperature = temperature;
+                const int resident = saber::row_pass_resident_blocks(dtype, o);
+                EXPECT_GE(resident, 1);
+                EXPECT_LE(resident, 8) << "256-thread blocks: at most 2048 threads per SM";
+            }
+    EXPECT_EQ(cudaGetLastError(), cudaSuccess) << "the queries leave no pending error";
 }
 
 TEST(RowSplitPlan, FixedSplitsAreWholeChunksAndNeverEmpty) {

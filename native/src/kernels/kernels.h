@@ -26,9 +26,17 @@ struct RowSplit {
     int chunks;
 };
 
-/// The split for `rows` active rows of `vocabulary` logits on `multiprocessors` SMs: one block per row when rows fill
-/// the GPU, otherwise enough splits to fill it, each at least 16 chunks (16384 logits) long.
-RowSplit plan_row_split(int rows, int vocabulary, int multiprocessors);
+/// The split for `rows` active rows of `vocabulary` logits on `multiprocessors` SMs that each hold `resident_blocks`
+/// fast-path blocks (row_pass_resident_blocks): one block per row when rows fill a wave (multiprocessors x
+/// resident_blocks blocks), otherwise the split of at most chunks / 16 splits (each at least 16 chunks, 16384 logits,
+/// long) whose blocks finish soonest in whole waves (waves x chunks per split; the fewest splits on a tie). A pure host
+/// function.
+RowSplit plan_row_split(int rows, int vocabulary, int multiprocessors, int resident_blocks);
+
+/// Fast-path row-pass blocks resident per SM for logits of `dtype` under `options` (the kernel instantiation a step
+/// would launch: dtype, greedy or sampled, entropy or not), by cudaOccupancyMaxActiveBlocksPerMultiprocessor on the
+/// current device; if the query fails, the figure ptxas's register counts give (4 greedy, 3 sampled on sm_90).
+int row_pass_resident_blocks(int32_t dtype, const saber_decode_options &options);
 
 /// About `splits` equal runs of whole chunks (fewer splits when there are fewer chunks, or a split would be empty).
 RowSplit fixed_row_split(int vocabulary, int splits);

@@ -25,9 +25,12 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr unsigned kAllLanes = 0xFFFFFFFFu;
-// Blocks of kThreads threads an SM holds at most (2048 threads per SM on sm_80 .. sm_90), the split plan's target. With
-// 64 to 80 registers per thread (ptxas, sm_90) 3 or 4 fast-path blocks are resident; the extra splits cost little.
-constexpr int kResidentBlocks = 2048 / kThreads;
+// Fast-path blocks resident per SM, by the register count alone, when cudaOccupancyMaxActiveBlocksPerMultiprocessor
+// cannot answer (row_pass_resident_blocks): ptxas (sm_90) gives the greedy kernels 64 registers per thread (65536 /
+// (64 x 256) = 4 blocks) and the sampled ones 77 to 80 (3 blocks). The split plan targets whole waves of
+// multiprocessors x resident blocks; the thread limit (2048 / kThreads = 8 blocks) would over-split.
+constexpr int kFallbackResidentBlocksGreedy = 4;
+constexpr int kFallbackResidentBlocksSampled = 3;
 // A split reads at least this many chunks, so that a block's fixed costs stay small beside its loads.
 constexpr int kMinSplitChunks = 16;
 using scan::kNoBad;
@@ -328,7 +331,36 @@ cudaError_t launch_typed(const DecodeState &state, const T *logits, cudaStream_t
     return cudaGetLastError();
 }
 
+template <typename T, bool kSampled, bool kEntropy>
+int resident_blocks_of() {
+    int blocks = 0;
+    const cudaError_t error =
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, row_confidence_kernel<T, kSampled, kEntropy>, kThreads, 0);
+    if (error == cudaSuccess && blocks > 0) return blocks;
+    // The query failed (or found no room, which a launch would then report): consume its error so that the next launch
+    // does not report it as pending, and fall back to the figure the register count gives.
+    if (error != cudaSuccess) (void)cudaGetLastError();
+    return kSampled ? kFallbackResidentBlocksSampled : kFallbackResidentBlocksGreedy;
+}
+
+template <typename T>
+int resident_blocks_typed(bool sampled, bool entropy) {
+    if (sampled) return entropy ? resident_blocks_of<T, true, true>() : resident_blocks_of<T, true, false>();
+    return entropy ? resident_blocks_of<T, false, true>() : resident_blocks_of<T, false, false>();
+}
+
 }  // namespace
+
+int row_pass_resident_blocks(int32_t dtype, const saber_decode_options &options) {
+    // The instantiation launch_typed selects for these options.
+    const bool sampled = options.temperature > 0.0f;
+    const bool entropy = options.strategy == SABER_STRATEGY_LOW_CONFIDENCE && options.metric == SABER_METRIC_NEGENTROPY;
+    switch (dtype) {
+        case SABER_DTYPE_FLOAT32: return resident_blocks_typed<float>(sampled, entropy);
+        case SABER_DTYPE_FLOAT16: return resident_blocks_typed<__half>(sampled, entropy);
+        default: return resident_blocks_typed<__nv_bfloat16>(sampled, entropy);
+    }
+}
 
 cudaError_t launch_row_confidence(const DecodeState &state, const void *logits, int32_t dtype, cudaStream_t stream, RowPath path) {
     switch (dtype) {
@@ -351,14 +383,29 @@ RowSplit fixed_row_split(int vocabulary, int splits) {
     return RowSplit{(chunks + per_split - 1) / per_split, per_split};   // no split is empty
 }
 
-RowSplit plan_row_split(int rows, int vocabulary, int multiprocessors) {
+RowSplit plan_row_split(int rows, int vocabulary, int multiprocessors, int resident_blocks) {
     const int chunks = chunks_of(vocabulary);
-    const int wanted_blocks = std::max(1, multiprocessors) * kResidentBlocks;
-    const int rows_at_least_one = std::max(1, rows);
-    if (rows_at_least_one >= wanted_blocks) return RowSplit{1, chunks};
-    const int to_fill = (wanted_blocks + rows_at_least_one - 1) / rows_at_least_one;
-    const int splits = std::max(1, std::min(to_fill, chunks / kMinSplitChunks));
-    return splits == 1 ? RowSplit{1, chunks} : fixed_row_split(vocabulary, splits);
+    const RowSplit whole{1, chunks};
+    // A wave: the blocks the GPU runs at once. Rows that fill one are not cut.
+    const long long wave = static_cast<long long>(std::max(1, multiprocessors)) * std::max(1, resident_blocks);
+    const long long active = std::max(1, rows);
+    if (active >= wave) return whole;
+    // Fewer rows: the split whose blocks finish soonest, taking a block's time as its chunks and blocks as running in
+    // waves: waves(rows x splits) x chunks per split, least over 1 .. chunks / 16 splits (the fewest splits on a tie).
+    // So rows x splits fills whole waves as nearly as whole-chunk splits of at least 16 chunks allow.
+    const int most = std::max(1, chunks / kMinSplitChunks);
+    RowSplit best = whole;
+    long long best_time = chunks;
+    for (int wanted = 2; wanted <= most; ++wanted) {
+        const RowSplit split = fixed_row_split(vocabulary, wanted);
+        const long long waves = (active * split.splits + wave - 1) / wave;
+        const long long time = waves * split.chunks;
+        if (time < best_time) {
+            best = split;
+            best_time = time;
+        }
+    }
+    return best;
 }
 
 size_t chunk_partial_bytes(size_t rows, int vocabulary) { return rows * static_cast<size_t>(chunks_of(vocabulary)) * sizeof(exact::ChunkPartial); }
