@@ -366,6 +366,137 @@ TEST_P(BadLogits, StopTheDecodeAndNameTheFirstPlace) {
 
 INSTANTIATE_TEST_SUITE_P(Splits, BadLogits, ::testing::Values(1, 4));
 
+// ---- boundary coverage: one value planted at each place where the fast path changes how it reads a row ----
+
+enum class Planted { UniqueMax, NaN, PlusInf };
+
+struct BoundaryCase {
+    int dtype;
+    int offset;   // elements the logits base pointer is moved by: 1 misaligns the rows' 16-byte vectors
+    Planted planted;
+};
+
+std::string BoundaryCaseName(const ::testing::TestParamInfo<BoundaryCase> &info) {
+    static const char *const dtypes[] = {"f32", "f16", "bf16"};
+    static const char *const planted[] = {"UniqueMax", "NaN", "PlusInf"};
+    const BoundaryCase &c = info.param;
+    return std::string(dtypes[c.dtype]) + "_offset" + std::to_string(c.offset) + "_" + planted[static_cast<int>(c.planted)];
+}
+
+/// One row of V = 151937 logits (148 full chunks and a tail of 385 ids, an odd length: the next row would be misaligned),
+/// starting `offset` elements past the buffer's (256-byte aligned) base. Each boundary place in turn holds the planted
+/// value: the row's first id, the last id before its first 16-byte boundary and the first after it, the end of that first
+/// vector, both sides of every 1024-id chunk edge, the tail's first id and the row's last. The rest are random in [-8, 8].
+class RowBoundaries : public Device, public ::testing::WithParamInterface<BoundaryCase> {
+protected:
+    static constexpr int kVocabulary = 151937, kMask = 100;
+
+    void SetUp() override {
+        Device::SetUp();
+        if (IsSkipped() || HasFatalFailure()) return;
+        options = saber_decode_options{};
+        options.generation_length = 1;
+        options.block_length = 1;
+        options.strategy = SABER_STRATEGY_LOW_CONFIDENCE;
+        options.steps = 1;
+        options.metric = SABER_METRIC_MARGIN;
+        options.seed = 0xB0B0ull;
+        Create(options, kVocabulary, kMask, 1);
+        std::mt19937 rng(static_cast<unsigned>(GetParam().dtype * 2 + GetParam().offset));
+        std::uniform_real_distribution<float> uniform(-8.0f, 8.0f);
+        base.resize(static_cast<size_t>(GetParam().offset) + kVocabulary);
+        for (float &x : base) x = uniform(rng);
+    }
+
+    /// The places, ascending, without the mask id.
+    std::vector<int> Places() const {
+        const int size = GetParam().dtype == SABER_DTYPE_FLOAT32 ? 4 : 2, width = 16 / size;
+        const int start_byte = GetParam().offset * size;          // the row's start past a 16-byte boundary
+        const int head = (16 - start_byte % 16) / size;            // ids before the row's first 16-byte boundary after its start
+        std::vector<int> places{0, head - 1, head, head + width - 1};
+        for (int edge = 1024; edge < kVocabulary; edge += 1024) {
+            places.push_back(edge - 1);
+            places.push_back(edge);
+        }
+        places.push_back(kVocabulary / 1024 * 1024);   // the tail's first id
+        places.push_back(kVocabulary - 1);
+        std::sort(places.begin(), places.end());
+        places.erase(std::unique(places.begin(), places.end()), places.end());
+        places.erase(std::remove_if(places.begin(), places.end(), [](int v) { return v < 0 || v == kMask; }), places.end());
+        return places;
+    }
+
+    /// Uploads the base row with `value` at `place` (and `later` at V - 1 when place < V - 1), returning the row as the device
+    /// sees it.
+    std::vector<float> UploadWith(int place, float value, float later) {
+        std::vector<float> values = base;
+        const int offset = GetParam().offset;
+        values[offset + place] = value;
+        if (place < kVocabulary - 1) values[offset + kVocabulary - 1] = later;
+        const std::vector<float> seen = Upload(values, GetParam().dtype);
+        return std::vector<float>(seen.begin() + offset, seen.end());
+    }
+
+    void *Row() {
+        void *pointer = nullptr;
+        EXPECT_EQ(saber_buffer_device_pointer(logits, &pointer), SABER_OK);
+        const int size = GetParam().dtype == SABER_DTYPE_FLOAT32 ? 4 : 2;
+        return static_cast<char *>(pointer) + static_cast<size_t>(GetParam().offset) * size;
+    }
+
+    saber_decode_options options{};
+    std::vector<float> base;
+};
+
+TEST_P(RowBoundaries, PlantedValueIsFoundAtEveryBoundary) {
+    const BoundaryCase c = GetParam();
+    const std::vector<int> places = Places();
+    ASSERT_GE(places.size(), 2u * 148u);
+    const int planned = saber::testing::row_splits(decode);
+    for (const int place : places) {
+        SCOPED_TRACE("planted at id " + std::to_string(place));
+        if (c.planted == Planted::UniqueMax) {
+            // The unique maximum is the prediction, and c, q and the margin are the host definition's bits, with the
+            // planned split and with one block per row.
+            const std::vector<float> row = UploadWith(place, 30.0f, 1.0f);
+            const saber::exact::RowResult want =
+                saber::exact::row_reference(row.data(), kVocabulary, kMask, -1, options.metric, 0.0f, options.seed, 1, 0, 0);
+            ASSERT_EQ(want.prediction, place) << "the test's maximum is not unique";
+            for (const int splits : {planned, 1}) {
+                ASSERT_EQ(saber::testing::set_row_splits(decode, splits), SABER_OK) << saber_last_error();
+                ASSERT_EQ(saber::testing::poison_rows(decode), SABER_OK);
+                ASSERT_EQ(saber::testing::launch_rows(decode, Row(), c.dtype), SABER_OK) << saber_last_error();
+                saber::testing::RowResults rows;
+                ASSERT_EQ(saber::testing::read_rows(decode, rows), SABER_OK) << saber_last_error();
+                ExpectTheDefinition(rows, 0, want, std::to_string(saber::testing::row_splits(decode)) + " splits");
+                if (HasFatalFailure()) return;
+            }
+        } else {
+            // A bad logit stops the step, naming the lowest bad id (a second bad value, of the other kind, sits at V - 1).
+            const bool nan = c.planted == Planted::NaN;
+            UploadWith(place, nan ? NAN : kInf, nan ? kInf : NAN);
+            ASSERT_EQ(saber::testing::reset(decode), SABER_OK) << saber_last_error();
+            ASSERT_EQ(saber_decode_step(decode, Row(), c.dtype), SABER_OK) << saber_last_error();
+            ASSERT_EQ(saber_decode_poll(decode, &status), SABER_OK) << saber_last_error();
+            EXPECT_EQ(status.error, SABER_ERROR_INVALID_LOGITS);
+            EXPECT_EQ(status.error_step, 1);
+            EXPECT_EQ(status.error_position, 0);
+            EXPECT_EQ(status.error_vocabulary_index, place);
+            if (HasFailure()) return;
+        }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Dtypes, RowBoundaries,
+    ::testing::Values(BoundaryCase{SABER_DTYPE_FLOAT16, 0, Planted::UniqueMax}, BoundaryCase{SABER_DTYPE_FLOAT16, 1, Planted::UniqueMax},
+                      BoundaryCase{SABER_DTYPE_BFLOAT16, 0, Planted::UniqueMax}, BoundaryCase{SABER_DTYPE_BFLOAT16, 1, Planted::UniqueMax},
+                      BoundaryCase{SABER_DTYPE_FLOAT16, 0, Planted::NaN}, BoundaryCase{SABER_DTYPE_FLOAT16, 1, Planted::NaN},
+                      BoundaryCase{SABER_DTYPE_BFLOAT16, 0, Planted::NaN}, BoundaryCase{SABER_DTYPE_BFLOAT16, 1, Planted::NaN},
+                      BoundaryCase{SABER_DTYPE_FLOAT16, 0, Planted::PlusInf}, BoundaryCase{SABER_DTYPE_FLOAT16, 1, Planted::PlusInf},
+                      BoundaryCase{SABER_DTYPE_BFLOAT16, 0, Planted::PlusInf}, BoundaryCase{SABER_DTYPE_BFLOAT16, 1, Planted::PlusInf}),
+    BoundaryCaseName);
+
 TEST_F(Device, SaberDecodeCommitsNFirstAndFinishesWithoutMasks) {
     const saber_decode_options o = SaberOptions(32, 8, 3, 4);
     const int vocabulary = 64, mask = 63, generation = 32;
