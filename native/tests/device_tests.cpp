@@ -386,7 +386,8 @@ std::string BoundaryCaseName(const ::testing::TestParamInfo<BoundaryCase> &info)
 /// One row of V = 151937 logits (148 full chunks and a tail of 385 ids, an odd length: the next row would be misaligned),
 /// starting `offset` elements past the buffer's (256-byte aligned) base. Each boundary place in turn holds the planted
 /// value: the row's first id, the last id before its first 16-byte boundary and the first after it, the end of that first
-/// vector, both sides of every 1024-id chunk edge, the tail's first id and the row's last. The rest are random in [-8, 8].
+/// vector, both sides of four 1024-id chunk edges (the first two, a middle one, the last), the tail's first id and the
+/// row's last. The rest are random in [-8, 8].
 class RowBoundaries : public Device, public ::testing::WithParamInterface<BoundaryCase> {
 protected:
     static constexpr int kVocabulary = 151937, kMask = 100;
@@ -414,7 +415,10 @@ protected:
         const int start_byte = GetParam().offset * size;          // the row's start past a 16-byte boundary
         const int head = (16 - start_byte % 16) / size;            // ids before the row's first 16-byte boundary after its start
         std::vector<int> places{0, head - 1, head, head + width - 1};
-        for (int edge = 1024; edge < kVocabulary; edge += 1024) {
+        // Both sides of the first two chunk edges, a middle one and the last one (every chunk runs the same code; each
+        // place costs a pass over a 152k row in the slow GPU simulator, so not all 148 edges).
+        const int last_edge = (kVocabulary - 1) / 1024 * 1024;
+        for (const int edge : {1024, 2048, last_edge / 2 / 1024 * 1024, last_edge}) {
             places.push_back(edge - 1);
             places.push_back(edge);
         }
@@ -451,7 +455,7 @@ protected:
 TEST_P(RowBoundaries, PlantedValueIsFoundAtEveryBoundary) {
     const BoundaryCase c = GetParam();
     const std::vector<int> places = Places();
-    ASSERT_GE(places.size(), 2u * 148u);
+    ASSERT_GE(places.size(), 12u);
     const int planned = saber::testing::row_splits(decode);
     for (const int place : places) {
         SCOPED_TRACE("planted at id " + std::to_string(place));
