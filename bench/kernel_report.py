@@ -154,12 +154,12 @@ def block_sizes(root):
             continue
         text = open(os.path.join(kernels_dir, f)).read()
         constants = {m.group(1): int(m.group(2)) for m in re.finditer(
-            r"constexpr\s+(?:unsigned\s+int|unsigned|int|size_t)\s+(\w+)\s*=\s*(\d+)\s*;", text)}
+            r"constexpr\s+(?:unsigned\s+int|unsigned|int|size_t|u?int(?:32|64)_t)\s+(\w+)\s*=\s*(\d+)\s*;", text)}
         for m in re.finditer(r"__launch_bounds__\(\s*(\w+)[^)]*\)\s*(\w+)\s*\(", text):
             value = m.group(1)
             sizes[m.group(2)] = int(value) if value.isdigit() else constants.get(value)
-        # kernel<<<grid, N, ...>>> with a literal or constant block size
-        for m in re.finditer(r"(\w+)(?:<[^<>;]*>)?<<<(?:[^,()]|\([^()]*\))+,\s*(\w+)\s*[,>]", text):
+        # kernel<<<grid, N, ...>>> with a literal or constant block size (possibly static_cast<...>(N))
+        for m in re.finditer(r"(\w+)(?:<[^<>;]*>)?\s*<<<(?:[^,()]|\([^()]*\))+,\s*(?:static_cast<\w+>\()?(\w+)\)?\s*[,>]", text):
             value = m.group(2)
             size = int(value) if value.isdigit() else constants.get(value)
             if size and m.group(1) not in sizes:
