@@ -119,7 +119,7 @@ internal static class PreviousRowConfidence
             }
             if (Bad) return;
             Rescale(chunkMax);
-            uint x0 = 0, x1 = 0, x2 = 0, x3 = 0;
+            (uint, uint, uint, uint) words = default;
             for (int j = 0; j < chunk.Length; j++)
             {
                 int v = start + j;
@@ -132,13 +132,12 @@ internal static class PreviousRowConfidence
                     if (wantsEntropy) Entropy += e * shifted;
                 }
                 if (temperature > 0f && (j == 0 || (v & 3) == 0))
-                    (x0, x1, x2, x3) = Philox.Generate((uint)v >> 2, (uint)at.Position, (uint)at.Sequence, (uint)at.Step, (uint)seed, (uint)(seed >> 32));
+                    words = RandomLayout.Words(seed, at.Step, at.Sequence, at.Position, v);
                 if (v == maskId) continue;
                 float score = logit;
                 if (temperature > 0f)
                 {
-                    uint bits = (v & 3) switch { 0 => x0, 1 => x1, 2 => x2, _ => x3 };
-                    score = logit + temperature * PreviousGumbel(RandomLayout.ToUniform(bits));
+                    score = logit + temperature * PreviousGumbel(RandomLayout.ToUniform(RandomLayout.Pick(words, v)));
                 }
                 if (score == float.NegativeInfinity) continue;
                 if (score > BestScore)

@@ -117,6 +117,11 @@ public static class ExactMath
     /// <summary>The Gumbel transform −ln(−ln u) of a uniform draw u in [2^-24, 1 − 2^-24].</summary>
     public static float Gumbel(float u) => -Log(-Log(u));
 
+    /// <summary>The prediction score of a logit (native score()): the logit at T = 0, else l + T·g with g the Gumbel
+    /// transform of the draw <paramref name="bits"/>, each operation rounded once.</summary>
+    public static float Score(float logit, float temperature, uint bits) =>
+        temperature > 0f ? logit + temperature * Gumbel(RandomLayout.ToUniform(bits)) : logit;
+
     /// <summary>⌊e·2^42⌋ for a softmax term e in [0, 1]: integer sums of these are the same in every order.</summary>
     public static ulong FixedTerm(float e) => (ulong)(e * 4398046511104.0f);
 
@@ -136,7 +141,14 @@ public static class ExactMath
             if (l > max) max = l;
         if (max == float.NegativeInfinity) return new ChunkPartial(max, 0, 0);
         ulong sum = 0, entropy = 0;
-        foreach (float l in chunk)
+        AddTerms(chunk, max, withEntropy, ref sum, ref entropy);
+        return new ChunkPartial(max, sum, entropy);
+    }
+
+    /// <summary>Adds the fixed terms of <paramref name="logits"/> (−∞ skipped) relative to the chunk maximum <paramref name="max"/> (native add_term).</summary>
+    private static void AddTerms(ReadOnlySpan<float> logits, float max, bool withEntropy, ref ulong sum, ref ulong entropy)
+    {
+        foreach (float l in logits)
         {
             if (l == float.NegativeInfinity) continue;
             float d = l - max;
@@ -144,7 +156,6 @@ public static class ExactMath
             sum += FixedTerm(e);
             if (withEntropy) entropy += FixedTerm(e * -d);
         }
-        return new ChunkPartial(max, sum, entropy);
     }
 
     /// <summary>
@@ -197,21 +208,14 @@ public static class ExactMath
             sum = sums.Total;
             entropy = entropies.Total;
         }
-        for (; i < chunk.Length; i++)
-        {
-            float l = chunk[i];
-            if (l == float.NegativeInfinity) continue;
-            float d = l - max;
-            float e = Exp(d);
-            sum += FixedTerm(e);
-            if (TEntropy.On) entropy += FixedTerm(e * -d);
-        }
+        AddTerms(chunk[i..], max, TEntropy.On, ref sum, ref entropy);
         return new ChunkPartial(max, sum, entropy);
     }
 
     /// <summary>
     /// Exact lane sums of scaled terms t·2^42: ⌊t⌋ is an integer below 2^43 and a chunk's terms add up to at most 2^52, so
-    /// double lanes add them exactly, in any order.
+    /// int64 lanes (one truncating conversion with AVX-512 DQ) or double lanes (floor, then widen) add them exactly, in any
+    /// order.
     /// </summary>
     private struct FixedSums
     {
@@ -328,9 +332,7 @@ public static class ExactMath
         for (int v = 0; v < vocabulary; v++)
         {
             if (v == maskId) continue;
-            float score = row[v];
-            if (temperature > 0f)
-                score += temperature * Gumbel(RandomLayout.Uniform(seed, at.Step, at.Sequence, at.Position, v));
+            float score = temperature > 0f ? Score(row[v], temperature, RandomLayout.Bits(seed, at.Step, at.Sequence, at.Position, v)) : row[v];
             if (score != float.NegativeInfinity)
                 top.Offer(v, score);
         }

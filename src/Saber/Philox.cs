@@ -59,11 +59,18 @@ public static class RandomLayout
 {
     /// <summary>The raw 32-bit draw at the given coordinates.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static uint Bits(ulong seed, int step, int sequence, int position, int v)
-    {
-        var (x0, x1, x2, x3) = Philox.Generate((uint)v >> 2, (uint)position, (uint)sequence, (uint)step, (uint)seed, (uint)(seed >> 32));
-        return (v & 3) switch { 0 => x0, 1 => x1, 2 => x2, _ => x3 };
-    }
+    public static uint Bits(ulong seed, int step, int sequence, int position, int v) =>
+        Pick(Words(seed, step, sequence, position, v), v);
+
+    /// <summary>All four draws of the counter that holds vocabulary index v (those of v − v % 4 … v − v % 4 + 3).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (uint X0, uint X1, uint X2, uint X3) Words(ulong seed, int step, int sequence, int position, int v) =>
+        Philox.Generate((uint)v >> 2, (uint)position, (uint)sequence, (uint)step, (uint)seed, (uint)(seed >> 32));
+
+    /// <summary>Index v's draw among its counter's four <paramref name="words"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static uint Pick((uint X0, uint X1, uint X2, uint X3) words, int v) =>
+        (v & 3) switch { 0 => words.X0, 1 => words.X1, 2 => words.X2, _ => words.X3 };
 
     /// <summary>Maps 32 random bits to a float32 uniform strictly inside (0, 1).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

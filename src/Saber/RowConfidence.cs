@@ -59,16 +59,12 @@ public static class RowConfidenceKernel
             {
                 int start = j * ChunkLength;
                 ReadOnlySpan<float> chunk = ReadChunk(logits, row, start, Math.Min(ChunkLength, vocabulary - start), buffer);
-                bool bad = ScanMax(chunk, out float max, out float min);
-                if (!bad)
-                {
-                    if (scalarScan)
-                        best.OfferScores(chunk, start, maskId, temperature, seed, at);
-                    else
-                        best.OfferChunkArgmax(chunk, start, maskId, max);
-                }
-                if (bad)
+                if (ScanMax(chunk, out float max, out float min))
                     ThrowNonFinite(logits, row, at);
+                if (scalarScan)
+                    best.OfferScores(chunk, start, maskId, temperature, seed, at);
+                else
+                    best.OfferChunkArgmax(chunk, start, maskId, max);
                 partials[j] = ExactMath.ChunkOf(chunk, max, withEntropy, min);
             }
             if (best.Top.Best < 0)
@@ -198,7 +194,7 @@ public static class RowConfidenceKernel
             }
             float reach = temperature * ExactMath.GumbelMax;
             int group = -1;
-            uint x0 = 0, x1 = 0, x2 = 0, x3 = 0;
+            (uint, uint, uint, uint) words = default;
             for (int j = 0; j < chunk.Length; j++)
             {
                 int v = start + j;
@@ -207,10 +203,9 @@ public static class RowConfidenceKernel
                 if (v >> 2 != group)
                 {
                     group = v >> 2;
-                    (x0, x1, x2, x3) = Philox.Generate((uint)group, (uint)at.Position, (uint)at.Sequence, (uint)at.Step, (uint)seed, (uint)(seed >> 32));
+                    words = RandomLayout.Words(seed, at.Step, at.Sequence, at.Position, v);
                 }
-                uint bits = (v & 3) switch { 0 => x0, 1 => x1, 2 => x2, _ => x3 };
-                float score = logit + temperature * ExactMath.Gumbel(RandomLayout.ToUniform(bits));
+                float score = ExactMath.Score(logit, temperature, RandomLayout.Pick(words, v));
                 if (score != float.NegativeInfinity)
                     Top.Offer(v, score);
             }

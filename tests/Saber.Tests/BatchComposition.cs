@@ -35,10 +35,7 @@ internal static class BatchComposition
     {
         var prompt = new int[rng.Next(0, 6)];
         for (int i = 0; i < prompt.Length; i++)
-        {
-            int t = rng.Next(denoiser.VocabularySize - 1);
-            prompt[i] = t >= denoiser.MaskId ? t + 1 : t;
-        }
+            prompt[i] = RandomDenoiser.NonMaskToken(rng, denoiser.VocabularySize, denoiser.MaskId);
         return prompt;
     }
 }

@@ -75,15 +75,9 @@ public class DifferentialTests
         int mask = seed % vocabulary;
         var rng = new Random(seed);
         var prompts = Enumerable.Range(0, batch)
-            .Select(_ => Enumerable.Range(0, rng.Next(0, 5)).Select(_ => NonMask(rng, vocabulary, mask)).ToArray()).ToArray();
+            .Select(_ => Enumerable.Range(0, rng.Next(0, 5)).Select(_ => RandomDenoiser.NonMaskToken(rng, vocabulary, mask)).ToArray()).ToArray();
         var denoiser = new RandomDenoiser(seed, vocabulary, mask, type, tieRate: 0.2, bannedRate: 0.05, maskHoldsMax: seed % 2 == 0);
         var options = new DecodeOptions { GenerationLength = g, BlockLength = k, Strategy = strategy, Temperature = temperature, Seed = (ulong)seed * 0x9E3779B97F4A7C15UL, Trace = true };
         return (prompts, denoiser, options);
-    }
-
-    private static int NonMask(Random rng, int vocabulary, int mask)
-    {
-        int t = rng.Next(vocabulary - 1);
-        return t >= mask ? t + 1 : t;
     }
 }

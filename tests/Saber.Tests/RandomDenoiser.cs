@@ -11,6 +11,13 @@ internal sealed class RandomDenoiser(int seed, int vocabulary, int maskId, Logit
     public int VocabularySize => vocabulary;
     public int MaskId => maskId;
 
+    /// <summary>A token drawn uniformly from every id but the mask id (for prompts).</summary>
+    public static int NonMaskToken(Random rng, int vocabulary, int maskId)
+    {
+        int t = rng.Next(vocabulary - 1);
+        return t >= maskId ? t + 1 : t;
+    }
+
     /// <summary>Varies the logits of every seed at once (hunting for rare cases); 0 in the committed tests.</summary>
     public static int Salt { get; set; }
 
