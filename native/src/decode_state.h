@@ -32,6 +32,7 @@ struct DecodeState {
     int32_t row_chunks;        // exact::kChunk-id chunks per logits row: ceil(V / kChunk)
     int32_t row_splits;        // blocks per logits row in the fast row pass (1: no split)
     int32_t row_split_chunks;  // chunks each split reads (the last split fewer); splits cut rows only between chunks
+    int32_t row_grid;          // blocks of a fast row-pass launch: whole waves (SMs x resident blocks), fixed at create
 
     // Per sequence [batch].
     int32_t *prompt_length;
@@ -57,11 +58,17 @@ struct DecodeState {
     void *chunk_partials;  // scratch [batch, G, row_chunks] exact::ChunkPartial of the fast row pass
     void *split_partials;  // scratch [batch, G, row_splits] of the split row pass's per-split results; null when row_splits == 1
 
+    // Rows of the next row pass (kernels/row_plan.h): [batch + 1] exclusive prefix of each sequence's candidate rows.
+    long long *row_offsets;
+
     // Step bookkeeping.
+    unsigned int *blocks_done;  // [1] decide blocks finished in this step; the last one finishes the step and resets it
     int32_t *step;         // [1] steps completed
     unsigned long long *error; // [1] error_key of the first bad logit, kNoError when none
     int32_t *error_step;   // [1] step of that logit
     saber_decode_status *status;   // [1] device copy of the status the host polls
+    saber_decode_status *host_status;  // [1] mapped pinned host memory: the last finished step's status, written by the
+                                       // device after every step (so that polling works under CUDA-graph replay)
 
     // Trace ring [trace_capacity, batch] and [trace_capacity, batch, G]; null when trace_capacity == 0.
     saber_trace_step *trace_steps;

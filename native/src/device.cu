@@ -210,6 +210,8 @@ saber_status initialize(saber_decode_impl &decode) {
     SABER_CUDA(cudaMemsetAsync(s.step, 0, sizeof(int32_t), stream));
     SABER_CUDA(cudaMemsetAsync(s.error_step, 0, sizeof(int32_t), stream));
     SABER_CUDA(cudaMemsetAsync(s.error, 0xFF, sizeof(unsigned long long), stream));
+    SABER_CUDA(cudaMemsetAsync(s.blocks_done, 0, sizeof(unsigned int), stream));
+    SABER_LAUNCH(launch_plan_rows(s, stream));
     if (s.trace_capacity > 0)
         SABER_CUDA(cudaMemsetAsync(s.trace_steps, 0, static_cast<size_t>(s.trace_capacity) * s.batch * sizeof(saber_trace_step), stream));
     SABER_CUDA(cudaStreamSynchronize(stream));
@@ -529,6 +531,8 @@ SABER_API saber_status saber_decode_create(saber_context context, const saber_de
         SABER_CUDA(arena.allocate(&s.confidence, per_position));
         SABER_CUDA(arena.allocate(&s.token_confidence, per_position));
         SABER_CUDA(arena.allocate(&s.metric, per_position));
+        SABER_CUDA(arena.allocate(&s.row_offsets, per_sequence + 1));
+        SABER_CUDA(arena.allocate(&s.blocks_done, 1));
         SABER_CUDA(arena.allocate(&s.step, 1));
         SABER_CUDA(arena.allocate(&s.error, 1));
         SABER_CUDA(arena.allocate(&s.error_step, 1));
@@ -540,7 +544,12 @@ SABER_API saber_status saber_decode_create(saber_context context, const saber_de
             SABER_CUDA(arena.allocate(&s.trace_confidences, extent.trace_cells));
             SABER_CUDA(arena.allocate(&s.trace_deltas, extent.trace_cells));
         }
-        SABER_CUDA(cudaMallocHost(&decode->pinned_status, sizeof(saber_decode_status)));
+        // The status block: pinned host memory mapped into the device's address space, written by the step's last decide
+        // block itself, so that it is current after a CUDA-graph replay too (a copy or event captured in a graph would be
+        // replayed, but the host could not tell which replay it saw).
+        SABER_CUDA(cudaHostAlloc(&decode->pinned_status, sizeof(saber_decode_status), cudaHostAllocMapped));
+        SABER_CUDA(cudaHostGetDevicePointer(reinterpret_cast<void **>(&s.host_status), decode->pinned_status, 0));
+        s.row_grid = static_cast<int32_t>(std::min<long long>(static_cast<long long>(multiprocessors) * resident_blocks, 0x7FFFFFFF));
         SABER_CUDA(cudaEventCreateWithFlags(&decode->step_done, cudaEventDisableTiming));
 
         // Initial state: canvases = prompt ++ masks (mask-padded to the row pitch), everything else zero.

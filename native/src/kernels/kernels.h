@@ -47,6 +47,10 @@ size_t chunk_partial_bytes(size_t rows, int vocabulary);
 /// Bytes of the split row pass's per-split scratch for `rows` rows cut into `splits` splits (0 when splits == 1).
 size_t split_partial_bytes(size_t rows, int splits);
 
+/// Writes the row plan of the next step (kernels/row_plan.h) from the sequences' state: once at initialization; the
+/// step's last decide block writes it after every step.
+cudaError_t launch_plan_rows(const DecodeState &state, cudaStream_t stream);
+
 /// Decide (kernels/decide.cu): the strategy's step rule, one block per sequence, then the step's
 /// bookkeeping (step counter, NFE, done flags, status for the host).
 cudaError_t launch_decide(const DecodeState &state, cudaStream_t stream);
