@@ -287,9 +287,13 @@ public static unsafe partial class SaberNative
     [LibraryImport(LibraryName, EntryPoint = "saber_decode_step")]
     public static partial SaberStatus DecodeStep(nint decode, void* deviceLogits, int dtype);
 
-    /// <summary>Waits for the last queued step and reports progress; a decode is finished when active_sequences is 0.</summary>
+    /// <summary>Waits for the last queued step and reports progress; a decode is finished when active_sequences is 0. Steps replayed from a CUDA graph count: the status is written by the device itself at the end of every step (into mapped pinned memory), and the step&apos;s completion event is recorded as an external graph node when saber_decode_step is captured.</summary>
     [LibraryImport(LibraryName, EntryPoint = "saber_decode_poll")]
     public static partial SaberStatus DecodePoll(nint decode, SaberDecodeStatus* outStatus);
+
+    /// <summary>Never waits: the status after the most recent step the device has finished, and in *out_finished_steps how many steps it has finished since the decode was created or reset (steps that met bad logits count; so do steps replayed from a CUDA graph). Lets a host loop queue step k + 1 before step k&apos;s status is in, and wait for it without blocking a thread in the driver. Before the first step: the initial status and 0.</summary>
+    [LibraryImport(LibraryName, EntryPoint = "saber_decode_query")]
+    public static partial SaberStatus DecodeQuery(nint decode, SaberDecodeStatus* outStatus, long* outFinishedSteps);
 
     /// <summary>Copies the canvases ([batch, length] int32), per-sequence NFE ([batch] int32) and done flags ([batch] int32, non-zero once a sequence has finished) to host memory; any output may be NULL.</summary>
     [LibraryImport(LibraryName, EntryPoint = "saber_decode_read")]

@@ -20,6 +20,14 @@ inline constexpr unsigned long long error_key(int sequence, int position, int v)
            static_cast<unsigned long long>(v);
 }
 
+/// The status block the host reads (mapped pinned memory), published as a seqlock: `version` is odd while the device
+/// writes `status` and 2 x (steps finished) once it is complete, so a reader that sees the same even version before and
+/// after copying `status` has a consistent copy (kernels/status.h writes it, device.cu reads it).
+struct HostStatus {
+    unsigned long long version;
+    saber_decode_status status;
+};
+
 struct DecodeState {
     saber_decode_options options;
     int32_t batch;
@@ -67,8 +75,9 @@ struct DecodeState {
     unsigned long long *error; // [1] error_key of the first bad logit, kNoError when none
     int32_t *error_step;   // [1] step of that logit
     saber_decode_status *status;   // [1] device copy of the status the host polls
-    saber_decode_status *host_status;  // [1] mapped pinned host memory: the last finished step's status, written by the
-                                       // device after every step (so that polling works under CUDA-graph replay)
+    HostStatus *host_status;   // [1] mapped pinned host memory: the last finished step's status, written by the device
+                               // after every step (kernels/status.h), so that polling works under CUDA-graph replay
+    unsigned long long *finished_steps;  // [1] steps finished (good or failed): the count host_status was published for
 
     // Trace ring [trace_capacity, batch] and [trace_capacity, batch, G]; null when trace_capacity == 0.
     saber_trace_step *trace_steps;

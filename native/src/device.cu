@@ -1,6 +1,7 @@
 // Device entry points of the C ABI: contexts (device + stream), buffers, decodes, timing events.
 // Every handle is registered while alive, so a destroyed or foreign handle is reported, not used.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -171,11 +172,10 @@ struct saber_decode_impl {
     saber_context_impl *context = nullptr;
     saber::DeviceArena arena;
     saber::DecodeState state{};
-    saber_decode_status *pinned_status = nullptr;   // written by a copy queued after each step
-    cudaEvent_t step_done = nullptr;
+    saber::HostStatus *pinned_status = nullptr;   // mapped: written by the device at the end of every step (kernels/status.h)
+    cudaEvent_t step_done = nullptr;               // recorded after every step (as an external node under graph capture)
     std::vector<int32_t> initial_canvases;          // [batch, length]: prompts followed by masks
     std::vector<int32_t> prompt_lengths;
-    int32_t steps_queued = 0;
     bool finished = false;
     bool failed = false;
 
@@ -209,16 +209,45 @@ saber_status initialize(saber_decode_impl &decode) {
     SABER_CUDA(cudaMemsetAsync(s.previous, 0, per_position * sizeof(float), stream));
     SABER_CUDA(cudaMemsetAsync(s.step, 0, sizeof(int32_t), stream));
     SABER_CUDA(cudaMemsetAsync(s.error_step, 0, sizeof(int32_t), stream));
+    SABER_CUDA(cudaMemsetAsync(s.finished_steps, 0, sizeof(unsigned long long), stream));
+    // The device's status before the first step: every sequence active (a step that finds none active is no step).
+    const saber_decode_status initial{0, s.batch, SABER_OK, 0, 0, 0, 0};
+    SABER_CUDA(cudaMemcpyAsync(s.status, &initial, sizeof initial, cudaMemcpyHostToDevice, stream));
     SABER_CUDA(cudaMemsetAsync(s.error, 0xFF, sizeof(unsigned long long), stream));
     SABER_CUDA(cudaMemsetAsync(s.blocks_done, 0, sizeof(unsigned int), stream));
     SABER_LAUNCH(launch_plan_rows(s, stream));
     if (s.trace_capacity > 0)
         SABER_CUDA(cudaMemsetAsync(s.trace_steps, 0, static_cast<size_t>(s.trace_capacity) * s.batch * sizeof(saber_trace_step), stream));
     SABER_CUDA(cudaStreamSynchronize(stream));
-    *decode.pinned_status = saber_decode_status{0, s.batch, SABER_OK, 0, 0, 0, 0};
-    decode.steps_queued = 0;
+    decode.pinned_status->status = initial;
+    decode.pinned_status->version = 0;
     decode.finished = decode.failed = false;
     return SABER_OK;
+}
+
+/// A consistent copy of the status the device last published (the seqlock of decode_state.h's HostStatus), and the steps
+/// finished; remembers whether the decode has finished or failed, which later steps refuse. Never waits for the device:
+/// a torn read is retried, and the device's write of the block takes nanoseconds.
+void read_status(saber_decode_impl &decode, saber_decode_status &status, int64_t &finished_steps) {
+    const volatile HostStatus *host = decode.pinned_status;
+    for (;;) {
+        const unsigned long long before = host->version;
+        std::atomic_thread_fence(std::memory_order_acquire);
+        status.steps = host->status.steps;
+        status.active_sequences = host->status.active_sequences;
+        status.error = host->status.error;
+        status.error_step = host->status.error_step;
+        status.error_sequence = host->status.error_sequence;
+        status.error_position = host->status.error_position;
+        status.error_vocabulary_index = host->status.error_vocabulary_index;
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (before % 2 == 0 && host->version == before) {
+            finished_steps = static_cast<int64_t>(before / 2);
+            break;
+        }
+    }
+    decode.finished = status.active_sequences == 0;
+    decode.failed = status.error != SABER_OK;
 }
 
 /// Device memory freed at scope exit (cudaFree waits for the work that uses it).
@@ -533,6 +562,7 @@ SABER_API saber_status saber_decode_create(saber_context context, const saber_de
         SABER_CUDA(arena.allocate(&s.metric, per_position));
         SABER_CUDA(arena.allocate(&s.row_offsets, per_sequence + 1));
         SABER_CUDA(arena.allocate(&s.blocks_done, 1));
+        SABER_CUDA(arena.allocate(&s.finished_steps, 1));
         SABER_CUDA(arena.allocate(&s.step, 1));
         SABER_CUDA(arena.allocate(&s.error, 1));
         SABER_CUDA(arena.allocate(&s.error_step, 1));
@@ -547,7 +577,7 @@ SABER_API saber_status saber_decode_create(saber_context context, const saber_de
         // The status block: pinned host memory mapped into the device's address space, written by the step's last decide
         // block itself, so that it is current after a CUDA-graph replay too (a copy or event captured in a graph would be
         // replayed, but the host could not tell which replay it saw).
-        SABER_CUDA(cudaHostAlloc(&decode->pinned_status, sizeof(saber_decode_status), cudaHostAllocMapped));
+        SABER_CUDA(cudaHostAlloc(&decode->pinned_status, sizeof(saber::HostStatus), cudaHostAllocMapped));
         SABER_CUDA(cudaHostGetDevicePointer(reinterpret_cast<void **>(&s.host_status), decode->pinned_status, 0));
         s.row_grid = static_cast<int32_t>(std::min<long long>(static_cast<long long>(multiprocessors) * resident_blocks, 0x7FFFFFFF));
         SABER_CUDA(cudaEventCreateWithFlags(&decode->step_done, cudaEventDisableTiming));
@@ -605,13 +635,19 @@ SABER_API saber_status saber_decode_step(saber_decode decode, const void *device
             return fail(SABER_ERROR_INVALID_ARGUMENT, "dtype must be a saber_dtype (0..2); got %d", dtype);
         if (decode->failed)
             return fail(SABER_ERROR_INVALID_LOGITS, "an earlier step met invalid logits (see saber_decode_poll); the decode is stopped");
-        if (decode->finished) return fail(SABER_ERROR_FINISHED, "every sequence has finished after %d steps", decode->steps_queued);
+        if (decode->finished)
+            return fail(SABER_ERROR_FINISHED, "every sequence has finished after %d steps", decode->pinned_status->status.steps);
         cudaStream_t stream = decode->context->stream;
+        // Under capture an ordinary record would become an internal graph dependency that never fires on replay; an
+        // external record node fires on every replay, so that poll waits for the replayed step.
+        cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+        SABER_CUDA(cudaStreamIsCapturing(stream, &capture));
         SABER_LAUNCH(saber::launch_row_confidence(decode->state, device_logits, dtype, stream));
-        SABER_LAUNCH(saber::launch_decide(decode->state, stream));
-        SABER_CUDA(cudaMemcpyAsync(decode->pinned_status, decode->state.status, sizeof(saber_decode_status), cudaMemcpyDeviceToHost, stream));
-        SABER_CUDA(cudaEventRecord(decode->step_done, stream));
-        ++decode->steps_queued;
+        SABER_LAUNCH(saber::launch_decide(decode->state, stream));   // also publishes the status to pinned_status
+        if (capture == cudaStreamCaptureStatusActive)
+            SABER_CUDA(cudaEventRecordWithFlags(decode->step_done, stream, cudaEventRecordExternal));
+        else
+            SABER_CUDA(cudaEventRecord(decode->step_done, stream));
         return SABER_OK;
     });
 }
@@ -621,9 +657,18 @@ SABER_API saber_status saber_decode_poll(saber_decode decode, saber_decode_statu
         SABER_USE_HANDLE(decode);
         SABER_REQUIRE_NOT_NULL(out_status);
         SABER_CUDA(cudaEventSynchronize(decode->step_done));
-        *out_status = *decode->pinned_status;
-        decode->finished = out_status->active_sequences == 0;
-        decode->failed = out_status->error != SABER_OK;
+        int64_t finished_steps = 0;
+        saber::read_status(*decode, *out_status, finished_steps);
+        return SABER_OK;
+    });
+}
+
+SABER_API saber_status saber_decode_query(saber_decode decode, saber_decode_status *out_status, int64_t *out_finished_steps) {
+    return guarded(__func__, [&]() -> saber_status {
+        SABER_USE_HANDLE(decode);
+        SABER_REQUIRE_NOT_NULL(out_status);
+        SABER_REQUIRE_NOT_NULL(out_finished_steps);
+        saber::read_status(*decode, *out_status, *out_finished_steps);
         return SABER_OK;
     });
 }
@@ -651,7 +696,12 @@ SABER_API saber_status saber_decode_read_trace(saber_decode decode, int32_t sequ
         if (s.trace_capacity == 0) return fail(SABER_ERROR_INVALID_ARGUMENT, "the decode was created with trace_capacity 0");
         if (sequence < 0 || sequence >= s.batch)
             return fail(SABER_ERROR_INVALID_ARGUMENT, "sequence must lie in [0, %d); got %d", s.batch, sequence);
-        const int32_t newest = decode->steps_queued, oldest = std::max(1, newest - s.trace_capacity + 1);
+        // The steps the device has finished, replayed ones included: wait for the queued work, then read the status block.
+        SABER_CUDA(cudaStreamSynchronize(decode->context->stream));
+        saber_decode_status status{};
+        int64_t finished_steps = 0;
+        saber::read_status(*decode, status, finished_steps);
+        const int32_t newest = static_cast<int32_t>(std::min<int64_t>(finished_steps, 0x7FFFFFFF)), oldest = std::max(1, newest - s.trace_capacity + 1);
         if (step < oldest || step > newest)
             return fail(SABER_ERROR_INVALID_ARGUMENT, "step must lie in [%d, %d] (the ring keeps %d steps); got %d", oldest, newest,
                         s.trace_capacity, step);

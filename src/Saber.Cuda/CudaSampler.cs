@@ -131,15 +131,33 @@ public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler
         bool readEveryStep = everyStep || model.NeedsHostCanvases;
         decode.Read();   // the initial canvases; afterwards each step's read-back gives the next step's
         int[] everySequence = Enumerable.Range(0, prompts.Count).ToArray();
+        if (!readEveryStep)
+        {
+            // A device model and only the final state wanted: stay one step ahead. Step k + 1's forward pass and step are
+            // queued before step k's status is awaited, so the GPU never waits for the host between steps. A step queued
+            // after every sequence has finished changes nothing (finished sequences take no step, count no NFE); it only
+            // costs that forward pass.
+            for (int step = 1; ; step++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                await model.Forward(decode, step, everySequence, cancellationToken).ConfigureAwait(false);
+                decode.Queue(step);
+                if (step > 1 && await WaitForStepAsync(decode, step - 1, cancellationToken).ConfigureAwait(false) == 0) break;
+            }
+            decode.Poll();
+            decode.Read();
+            yield return new StepResult(null, Enumerable.Range(0, prompts.Count).Select(decode.Canvas).ToArray(), (int[])decode.Nfe.Clone());
+            yield break;
+        }
         for (int step = 1; ; step++)
         {
             cancellationToken.ThrowIfCancellationRequested();
             // The unfinished sequences are known only with a read-back; a GPU engine runs the whole batch anyway.
-            IReadOnlyList<int> active = readEveryStep ? everySequence.Where(b => !decode.Done[b]).ToArray() : everySequence;
+            IReadOnlyList<int> active = everySequence.Where(b => !decode.Done[b]).ToArray();
             await model.Forward(decode, step, active, cancellationToken).ConfigureAwait(false);
             int unfinished = decode.Step(step);
 
-            if (readEveryStep) decode.Read();
+            decode.Read();
             if (everyStep)
             {
                 var sequences = new List<SequenceStep>(active.Count);
@@ -153,11 +171,27 @@ public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler
             }
             else if (unfinished == 0)
             {
-                if (!readEveryStep) decode.Read();
                 yield return new StepResult(null, Enumerable.Range(0, prompts.Count).Select(decode.Canvas).ToArray(), (int[])decode.Nfe.Clone());
             }
             if (unfinished == 0) yield break;
         }
+    }
+
+    /// <summary>
+    /// Waits until the device has finished <paramref name="step"/> without blocking a thread in the driver: queries (which
+    /// never wait) with a short spin, then yielding the thread between queries; returns the sequences still unfinished.
+    /// </summary>
+    private static async ValueTask<int> WaitForStepAsync(NativeDecode decode, int step, CancellationToken cancellationToken)
+    {
+        var spinner = new SpinWait();
+        int unfinished;
+        while (!decode.TryFinished(step, out unfinished))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (spinner.NextSpinWillYield) await Task.Yield();
+            else spinner.SpinOnce();
+        }
+        return unfinished;
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Decoded {Sequences} sequence(s) with {Strategy} on CUDA: mean NFE {Nfe:F1}, {Tokens} tokens in {ElapsedMs:F1} ms")]

@@ -183,6 +183,15 @@ internal sealed unsafe class NativeDecode : IDisposable
     /// </summary>
     public int Step(int step)
     {
+        Queue(step);
+        SaberDecodeStatus status;
+        NativeStatus.Check(SaberNative.DecodePoll(handle.Value, &status), "saber_decode_poll");
+        return Unfinished(status);
+    }
+
+    /// <summary>Queues the step on the logits buffer without waiting for it.</summary>
+    public void Queue(int step)
+    {
         if (logits is null) throw new InvalidOperationException($"Step {step}: no logits were written.");
         var dtype = elementType switch
         {
@@ -191,8 +200,32 @@ internal sealed unsafe class NativeDecode : IDisposable
             _ => SaberDtype.Bfloat16,
         };
         NativeStatus.Check(SaberNative.DecodeStep(handle.Value, (void*)logitsPointer, (int)dtype), "saber_decode_step");
+    }
+
+    /// <summary>
+    /// Never waits (<c>saber_decode_query</c>): whether the device has finished step <paramref name="step"/> or a later
+    /// one, and then the sequences unfinished after the newest finished step. Bad logits become
+    /// <see cref="InvalidLogitsException"/>.
+    /// </summary>
+    public bool TryFinished(int step, out int unfinished)
+    {
+        SaberDecodeStatus status;
+        long finished;
+        NativeStatus.Check(SaberNative.DecodeQuery(handle.Value, &status, &finished), "saber_decode_query");
+        unfinished = Unfinished(status);
+        return finished >= step;
+    }
+
+    /// <summary>Waits for every queued step (the last one's status).</summary>
+    public int Poll()
+    {
         SaberDecodeStatus status;
         NativeStatus.Check(SaberNative.DecodePoll(handle.Value, &status), "saber_decode_poll");
+        return Unfinished(status);
+    }
+
+    private int Unfinished(in SaberDecodeStatus status)
+    {
         if ((SaberStatus)status.Error == SaberStatus.ErrorInvalidLogits)
             throw new InvalidLogitsException(status.ErrorVocabularyIndex == vocabulary
                 ? $"Row for position {status.ErrorPosition} (sequence {status.ErrorSequence}, step {status.ErrorStep}) has no finite logit besides the mask id."

@@ -294,8 +294,22 @@ SABER_API saber_status saber_decode_canvas_pointer(saber_decode decode, void **o
  */
 SABER_API saber_status saber_decode_step(saber_decode decode, const void *device_logits, int32_t dtype);
 
-/** Waits for the last queued step and reports progress; a decode is finished when active_sequences is 0. */
+/**
+ * Waits for the last queued step and reports progress; a decode is finished when active_sequences is 0.
+ * Steps replayed from a CUDA graph count: the status is written by the device itself at the end of
+ * every step (into mapped pinned memory), and the step's completion event is recorded as an external
+ * graph node when saber_decode_step is captured.
+ */
 SABER_API saber_status saber_decode_poll(saber_decode decode, saber_decode_status *out_status);
+
+/**
+ * Never waits: the status after the most recent step the device has finished, and in
+ * *out_finished_steps how many steps it has finished since the decode was created or reset (steps
+ * that met bad logits count; so do steps replayed from a CUDA graph). Lets a host loop queue step
+ * k + 1 before step k's status is in, and wait for it without blocking a thread in the driver.
+ * Before the first step: the initial status and 0.
+ */
+SABER_API saber_status saber_decode_query(saber_decode decode, saber_decode_status *out_status, int64_t *out_finished_steps);
 
 /**
  * Copies the canvases ([batch, length] int32), per-sequence NFE ([batch] int32) and done flags

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "kernels.h"
+#include "status.h"
 
 namespace saber {
 namespace {
@@ -273,7 +274,7 @@ __global__ void finish_step_kernel(DecodeState s) {
         status.error_position = static_cast<int32_t>((error >> 21) & ((1u << 21) - 1));
         status.error_vocabulary_index = static_cast<int32_t>(error & ((1u << 21) - 1));
     }
-    *s.status = status;
+    publish_status(s, status);
 }
 
 }  // namespace
