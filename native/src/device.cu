@@ -831,4 +831,19 @@ saber_status reset(saber_decode decode) {
     });
 }
 
+DecodeState device_state(saber_decode decode) { return registry().contains(decode) ? decode->state : DecodeState{}; }
+
+saber_status decide(saber_decode decode) {
+    return guarded(__func__, [&]() -> saber_status {
+        SABER_USE_HANDLE(decode);
+        SABER_LAUNCH(launch_decide(decode->state, decode->context->stream));
+        SABER_CUDA(cudaStreamSynchronize(decode->context->stream));
+        return SABER_OK;
+    });
+}
+
+saber_decode_status host_status(saber_decode decode) {
+    return registry().contains(decode) ? *decode->pinned_status : saber_decode_status{};
+}
+
 }  // namespace saber::testing
