@@ -38,6 +38,7 @@ constexpr int kMask = 7;
 
 struct Batch {
     saber_decode_options o{};
+    bool tiny = false;   // confidences may lie below 2^-17
     int batch = 0, G = 0, K = 0, length = 0, trace_capacity = 0;
     std::vector<int32_t> prompt_length, block, block_step, nfe, done, canvas, prediction;
     std::vector<int8_t> decoded, commit_set, in_draft, selected;
@@ -112,9 +113,13 @@ bool chance(std::mt19937 &rng, double p) { return std::uniform_real_distribution
 
 int uniform(std::mt19937 &rng, int low, int high) { return std::uniform_int_distribution<int>(low, high)(rng); }
 
-// Tie-heavy values: many exact repeats, -0 and +0, the usual thresholds and their neighbours.
-const std::vector<float> kConfidences = {-0.0f, 0.0f, 1e-30f, 0.125f, 0.25f, 0.5f, 0.5f, 0.5f, 0.75f,
+// Tie-heavy values: many exact repeats, -0 and +0, the usual thresholds and their neighbours, values with full
+// mantissas. Half the batches draw from the set with tiny values too (below 2^-17: tau's sum then takes the sequential
+// path), the others only from values tau's exact integer sum covers.
+const std::vector<float> kConfidences = {-0.0f, 0.0f, 0x1p-17f, 1e-5f, 0.1f, 0.125f, 0.25f, 1.0f / 3.0f, 0.5f, 0.5f, 0.5f, 0.75f,
                                          0.9f, std::nextafter(0.9f, 1.0f), 1.0f, 1.0f};
+const std::vector<float> kTinyConfidences = {-0.0f, 0.0f, 1e-30f, 3e-6f, 0.125f, 0.25f, 0.5f, 0.5f, 0.5f, 0.75f,
+                                             0.9f, std::nextafter(0.9f, 1.0f), 1.0f, 1.0f};
 const std::vector<float> kMetrics = {-3.5f, -1.0f, -0.0f, 0.0f, 0.0f, 0.25f, 0.5f, 0.5f, 1.0f};
 const std::vector<float> kPrevious = {-0.0f, 0.0f, 0.25f, 0.5f, 0.5f, 0.9f, 1.0f, -kInf};
 
@@ -132,6 +137,8 @@ Batch random_batch(std::mt19937 &rng, const saber_decode_options &o, int batch, 
     x.G = o.generation_length;
     x.K = o.block_length;
     x.trace_capacity = trace_capacity;
+    x.tiny = chance(rng, 0.5);
+    const std::vector<float> &confidences = x.tiny ? kTinyConfidences : kConfidences;
     const int max_prompt = 3;
     x.length = max_prompt + x.G;
     const size_t n = static_cast<size_t>(batch) * x.G;
@@ -184,7 +191,7 @@ Batch random_batch(std::mt19937 &rng, const saber_decode_options &o, int batch, 
             if (decoded) canvas[g] = token(rng);
             if (g < end) {
                 x.commit_set[at] = saber && (decoded || (o.variant == SABER_VARIANT_REFERENCE && chance(rng, 0.3)));
-                x.commit_confidence[at] = x.commit_set[at] || chance(rng, 0.3) ? pick(rng, kConfidences) : 0.0f;
+                x.commit_confidence[at] = x.commit_set[at] || chance(rng, 0.3) ? pick(rng, confidences) : 0.0f;
                 x.previous[at] = pick(rng, kPrevious);
             } else {
                 x.previous[at] = chance(rng, 0.5) ? 0.0f : -kInf;
@@ -201,14 +208,15 @@ Batch random_batch(std::mt19937 &rng, const saber_decode_options &o, int batch, 
 /// the active end, the baselines the block's masked positions), NaN and -1 for every other row.
 void random_rows(std::mt19937 &rng, Batch &x) {
     const bool saber = x.o.strategy == SABER_STRATEGY_SABER, paper = saber && x.o.variant == SABER_VARIANT_PAPER;
+    const std::vector<float> &confidences = x.tiny ? kTinyConfidences : kConfidences;
     for (int b = 0; b < x.batch; ++b) {
         const int begin = x.block[b] * x.K, end = begin + x.K;
         for (int g = 0; g < x.G; ++g) {
             const size_t at = x.at(b, g);
             const bool row = !x.done[b] && g < end && (saber || (g >= begin && !x.decoded[at]));
             x.prediction[at] = row ? token(rng) : -1;
-            x.confidence[at] = row ? pick(rng, kConfidences) : kNaN;
-            x.token_confidence[at] = row && paper && x.decoded[at] ? pick(rng, kConfidences) : kNaN;
+            x.confidence[at] = row ? pick(rng, confidences) : kNaN;
+            x.token_confidence[at] = row && paper && x.decoded[at] ? pick(rng, confidences) : kNaN;
             x.metric[at] = row ? (x.o.strategy == SABER_STRATEGY_LOW_CONFIDENCE ? pick(rng, kMetrics) : x.confidence[at]) : kNaN;
         }
     }
@@ -527,6 +535,63 @@ TEST(DecideKeys, BitonicSortSortsEveryPowerOfTwoWithDuplicates) {
     }
 }
 
+TEST(DecideKeys, BitonicStagesBetweenBlockBarriersStayInOneWarp) {
+    // The device runs the sort on 128..512 threads: between two block barriers, each key is read and written by one warp
+    // only (pair i goes to thread i mod threads), so a warp barrier orders it. Simulated on the indices of every stage.
+    for (int threads : {128, 256, 512})
+        for (int n = 1; n <= 4096; n *= 2) {
+            std::vector<int> owner(static_cast<size_t>(n), -1);
+            int block_barriers = 0;
+            for (int size = 2; size <= n; size *= 2)
+                for (int stride = size / 2; stride > 0; stride /= 2) {
+                    for (int i = 0; i < n / 2; ++i) {
+                        const int warp = (i % threads) / 32, low = decide::pair_low(i, stride);
+                        ASSERT_EQ(low & stride, 0);
+                        for (int key : {low, low + stride}) {
+                            ASSERT_TRUE(owner[key] == -1 || owner[key] == warp)
+                                << "threads " << threads << " n " << n << " size " << size << " stride " << stride << " key " << key;
+                            owner[key] = warp;
+                        }
+                    }
+                    if (decide::block_barrier_after(size, stride, n)) {
+                        std::fill(owner.begin(), owner.end(), -1);
+                        block_barriers += 1;
+                    }
+                }
+            if (n == 256) {
+                EXPECT_EQ(block_barriers, 6);
+            }
+            if (n == 1024) {
+                EXPECT_EQ(block_barriers, 15);
+            }
+        }
+}
+
+TEST(DecideKeys, TausIntegerSumIsTheSequentialDoubleSumWhereItApplies) {
+    // Terms 0 or in [2^-17, 1] with random mantissas, up to kExactTerms of them: the integer sum scaled back is the
+    // position-order double sum, bit for bit; a term below 2^-17 is refused.
+    std::mt19937 rng(12);
+    for (int round = 0; round < 200; ++round) {
+        const int count = round < 100 ? uniform(rng, 0, 300) : uniform(rng, decide::kExactTerms - 50, decide::kExactTerms);
+        double sequential = 0.0;
+        long long fixed = 0;
+        for (int i = 0; i < count; ++i) {
+            float f = 0.0f;
+            const int kind = uniform(rng, 0, 9);
+            if (kind == 0) f = chance(rng, 0.5) ? -0.0f : 0.0f;
+            else if (kind == 1) f = 1.0f;
+            else if (kind == 2) f = 0x1p-17f;
+            else f = std::ldexp(std::uniform_real_distribution<float>(1.0f, 2.0f)(rng), -uniform(rng, 1, 17));
+            ASSERT_GE(decide::fixed_term(f), 0) << f;
+            sequential += f;
+            fixed += decide::fixed_term(f);
+        }
+        const double exact = static_cast<double>(fixed) * 0x1p-40;
+        EXPECT_TRUE(same_bits(exact, sequential)) << "count " << count << ": " << exact << " vs " << sequential;
+    }
+    for (float f : {1e-30f, 3e-6f, std::nextafter(0x1p-17f, 0.0f), 1.5f, -0.25f, kInf, kNaN}) EXPECT_EQ(decide::fixed_term(f), -1) << f;
+}
+
 TEST(DecideHost, SaberMatchesTheReference) {
     std::mt19937 rng(1);
     int compared = 0;
@@ -785,29 +850,39 @@ protected:
     DecodeState device{};
 };
 
+/// The options of the device cases below.
+std::vector<saber_decode_options> device_case_options() {
+    saber_decode_options low = options_of(SABER_STRATEGY_LOW_CONFIDENCE, 1024, 256);
+    low.steps = 4 * 7;
+    saber_decode_options paper = options_of(SABER_STRATEGY_SABER, 1024, 256);
+    paper.variant = SABER_VARIANT_PAPER;
+    paper.min_tokens_per_step = 3;
+    paper.remask_divisor = 2;
+    return {options_of(SABER_STRATEGY_SABER, 1024, 256), low, paper, options_of(SABER_STRATEGY_SABER, 2048, 512)};
+}
+
+TEST(DecideDeviceCases, OptionsAreValid) {
+    // Runs without a device: the device cases' decodes must be creatable.
+    for (const saber_decode_options &o : device_case_options())
+        EXPECT_EQ(saber_validate_options(&o, kVocabulary, kMask), SABER_OK) << describe(o) << ": " << saber_last_error();
+}
+
 TEST_F(DecideDevice, SaberStepOfABatchIsTheReferencesBitsInSharedMemory) {
     // G = 1024, K = 256, batch 8 with some done: two launches (the second checks the handshake counter's reset).
     std::mt19937 rng(21);
-    saber_decode_options o = options_of(SABER_STRATEGY_SABER, 1024, 256);
-    Batch x = random_batch(rng, o, 8, 2);
+    Batch x = random_batch(rng, device_case_options()[0], 8, 2);
     random_rows(rng, x);
     StepAndCompare(rng, x, 2, "saber G1024 K256");
 }
 
 TEST_F(DecideDevice, LowConfidenceAndPaperSaberStepsAreTheReferencesBits) {
     std::mt19937 rng(22);
-    saber_decode_options o = options_of(SABER_STRATEGY_LOW_CONFIDENCE, 1024, 256);
-    o.steps = 4 * 7;
-    Batch x = random_batch(rng, o, 8, 1);
+    Batch x = random_batch(rng, device_case_options()[1], 8, 1);
     random_rows(rng, x);
     StepAndCompare(rng, x, 1, "low-confidence G1024 K256");
     saber_decode_destroy(decode);
     decode = nullptr;
-    saber_decode_options p = options_of(SABER_STRATEGY_SABER, 1024, 256);
-    p.variant = SABER_VARIANT_PAPER;
-    p.min_tokens_per_step = 3;
-    p.remask_divisor = 2;
-    Batch y = random_batch(rng, p, 8, 1);
+    Batch y = random_batch(rng, device_case_options()[2], 8, 1);
     random_rows(rng, y);
     StepAndCompare(rng, y, 1, "saber paper G1024 K256");
 }
@@ -815,7 +890,7 @@ TEST_F(DecideDevice, LowConfidenceAndPaperSaberStepsAreTheReferencesBits) {
 TEST_F(DecideDevice, GlobalMemoryPathStepIsTheReferencesBits) {
     // G = 2048 > 1024: the global-memory path, keys in the row pass's chunk scratch; one launch.
     std::mt19937 rng(23);
-    Batch x = random_batch(rng, options_of(SABER_STRATEGY_SABER, 2048, 512), 2, 1);
+    Batch x = random_batch(rng, device_case_options()[3], 2, 1);
     random_rows(rng, x);
     StepAndCompare(rng, x, 1, "saber G2048 K512");
 }

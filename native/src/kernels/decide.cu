@@ -62,31 +62,48 @@ struct SharedSequence {
 
 /// The real block as decide_block.h's policy.
 struct DeviceBlock {
-    int (*totals)[32];   // [2][32] in shared memory: per-warp sums, alternating between two rows
+    long long (*totals)[32];   // [4][32] in shared memory: per-warp sums; rows 0 and 1 alternate between sum()s, rows 2
+                               // and 3 hold the staged sums
     int row = 0;
 
     __device__ int thread() const { return static_cast<int>(threadIdx.x); }
     __device__ int threads() const { return static_cast<int>(blockDim.x); }
     __device__ void sync() { __syncthreads(); }
+    __device__ void sync_warp() { __syncwarp(); }
+
+    __device__ static long long warp_sum(long long v) {
+        for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xFFFFFFFFu, v, offset);
+        return v;
+    }
+    __device__ long long total(const long long *warp_sums) const {
+        long long sum = 0;
+        for (int w = 0; w < static_cast<int>(blockDim.x) / 32; ++w) sum += warp_sums[w];
+        return sum;
+    }
 
     /// Warp sums by shuffles, then one barrier and every thread adds the warp sums. The rows alternate: a thread writes a
     /// row again only two sums later, after the barrier of the sum between, which every thread reaches only once it has
     /// read that row. Integer sums: the same in any order.
-    __device__ int sum(int v) {
-        for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xFFFFFFFFu, v, offset);
-        int *warp_sums = totals[row];
+    __device__ long long sum(long long v) {
+        v = warp_sum(v);
+        long long *warp_sums = totals[row];
         row ^= 1;
         if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x / 32] = v;
         __syncthreads();
-        int total = 0;
-        for (int w = 0; w < static_cast<int>(blockDim.x) / 32; ++w) total += warp_sums[w];
-        return total;
+        return total(warp_sums);
     }
+
+    /// Staged sums (written once per step, by load()): the warp sums now, the total after the caller's next barrier.
+    __device__ void stage(int slot, long long v) {
+        v = warp_sum(v);
+        if ((threadIdx.x & 31) == 0) totals[2 + slot][threadIdx.x / 32] = v;
+    }
+    __device__ long long staged(int slot) const { return total(totals[2 + slot]); }
 };
 
 __global__ void __launch_bounds__(kMaxThreads) decide_kernel(DecodeState s) {
     __shared__ SharedSequence shared;
-    __shared__ int totals[2][32];
+    __shared__ long long totals[4][32];
     __shared__ bool last;
     DeviceBlock block{totals};
     const int b = static_cast<int>(blockIdx.x);

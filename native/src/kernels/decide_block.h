@@ -5,7 +5,10 @@
 //       int thread();      // this thread's index in [0, threads())
 //       int threads();     // the block's thread count
 //       void sync();       // barrier of the block's threads (orders their scratch reads and writes)
-//       int sum(int v);    // block-wide sum of every thread's v, returned to every thread (a barrier too)
+//       void sync_warp();  // barrier of this thread's warp of 32
+//       long long sum(long long v);                 // block-wide sum of every thread's v, to every thread (a barrier)
+//       void stage(int slot, long long v);          // contributes v to staged sum `slot` (0 or 1), no barrier ...
+//       long long staged(int slot);                 // ... whose total every thread reads after the next sync()
 //   };
 //
 // decide.cu instantiates it with the real CUDA block (one block per sequence); the host tests with HostBlock, one thread
@@ -38,10 +41,14 @@ constexpr int kSharedPositions = 1024;
 
 /// A block of one thread: the host's emulation of the device block.
 struct HostBlock {
+    long long staged_sums[2] = {0, 0};
     int thread() const { return 0; }
     int threads() const { return 1; }
     void sync() {}
-    int sum(int v) { return v; }
+    void sync_warp() {}
+    long long sum(long long v) { return v; }
+    void stage(int slot, long long v) { staged_sums[slot] = v; }
+    long long staged(int slot) const { return staged_sums[slot]; }
 };
 
 /// One sequence's working arrays, indexed by generation position g. With `staged` they are the sequence's own copies
@@ -120,22 +127,42 @@ SABER_DECIDE_FN unsigned long long sort_key(float score, int g, Order order) {
     return (static_cast<unsigned long long>(rank) << 32) | static_cast<uint32_t>(g);
 }
 
-/// Sorts keys[0, n) ascending, n a power of two: a bitonic network, one barrier per stage (log2(n) (log2(n) + 1) / 2
-/// stages). Each stage compares n / 2 disjoint pairs, spread over the threads.
+/// Pairs a warp compares per sort stage: one per thread of 32.
+constexpr int kWarpPairs = 32;
+
+/// The lower key of pair i in a sort stage of `stride`: pairs (low, low + stride) with low's bit `stride` clear.
+SABER_DECIDE_FN int pair_low(int i, int stride) { return 2 * i - (i & (stride - 1)); }
+
+/// Whether the sort stage (size, stride) of a sort of n keys needs a block barrier after it, rather than a warp barrier:
+/// when it or the next stage has a stride over kWarpPairs, or it is the last stage.
+SABER_DECIDE_FN bool block_barrier_after(int size, int stride, int n) {
+    const bool last = stride == 1 && size == n;
+    const int next = stride > 1 ? stride / 2 : size;   // the next stage's stride (after size's last stage: size 2 size, stride size)
+    return last || stride > kWarpPairs || next > kWarpPairs;
+}
+
+/// Sorts keys[0, n) ascending, n a power of two: a bitonic network of log2(n) (log2(n) + 1) / 2 stages, each comparing
+/// n / 2 disjoint pairs spread over the threads (pair i by thread i mod threads; threads a multiple of 32).
+///
+/// Barriers: pair i = 32 W + l (l < 32) of a stage of stride s <= 32 joins keys low = 64 W + 2 s (l / s) + l % s and
+/// low + s, both in [64 W, 64 W + 64): in every such stage warp-iteration W touches exactly those 64 keys. So between two
+/// stages of stride <= 32 a warp barrier is enough; a block barrier follows every other stage and the last one. For n =
+/// 1024 that is 15 block barriers of 55 stages (n = 256: 6 of 36).
 template <typename Block>
 SABER_DECIDE_FN void bitonic_sort(Block &block, unsigned long long *keys, int n) {
     for (int size = 2; size <= n; size *= 2) {
         for (int stride = size / 2; stride > 0; stride /= 2) {
             for (int i = block.thread(); i < n / 2; i += block.threads()) {
-                const int low = 2 * i - (i & (stride - 1)), high = low + stride;   // pair i of this stage
-                const bool ascending = (low & size) == 0;                         // direction of low's run of `size`
+                const int low = pair_low(i, stride), high = low + stride;
+                const bool ascending = (low & size) == 0;   // direction of low's run of `size`
                 const unsigned long long a = keys[low], b = keys[high];
                 if ((a > b) == ascending) {
                     keys[low] = b;
                     keys[high] = a;
                 }
             }
-            block.sync();
+            if (block_barrier_after(size, stride, n)) block.sync();
+            else block.sync_warp();
         }
     }
 }
@@ -159,12 +186,27 @@ SABER_DECIDE_FN int select_first(Block &block, const Scratch &w, int from, int t
         }
         w.keys[i] = key;
     }
-    const int chosen = imin(k, block.sum(mine));   // the sum is the barrier before the sort
+    const int chosen = imin(k, static_cast<int>(block.sum(mine)));   // the sum is the barrier before the sort
     if (chosen <= 0) return 0;
     bitonic_sort(block, w.keys, n);
     for (int i = block.thread(); i < chosen; i += block.threads()) flags[static_cast<uint32_t>(w.keys[i])] = 1;
     block.sync();
     return chosen;
+}
+
+/// tau without a sequential chain, when that gives the CPU's bits. The CPU adds the commit set's f in position order in
+/// double. If every term is 0 or a float in [2^-17, 1] (a multiple of 2^-40: its ulp is at least 2^-40) and there are at
+/// most kExactTerms of them, every partial sum is a multiple of 2^-40 below 2^13, so it has at most 53 significant bits:
+/// each addition is exact and the sum is the exact one, which integers give in any order (f 2^40 summed in uint64, below
+/// 2^53, then scaled back exactly). Otherwise (a nonzero f below 2^-17, or more terms) one thread adds in position order.
+constexpr int kFixedBits = 40;
+constexpr int kExactTerms = 8191;
+
+/// f 2^40 (an integer) when f is 0 or lies in [2^-17, 1]; -1 for any other f.
+SABER_DECIDE_FN long long fixed_term(float f) {
+    if (f == 0.0f) return 0;
+    if (!(f >= 0x1p-17f && f <= 1.0f)) return -1;
+    return static_cast<long long>(static_cast<double>(f) * 0x1p40);
 }
 
 /// One sequence's place in the state.
@@ -240,6 +282,7 @@ SABER_DECIDE_FN void load(Block &block, const DecodeState &s, const Sequence &q,
     const bool saber = s.options.strategy == SABER_STRATEGY_SABER;
     const bool paper = saber && s.options.variant == SABER_VARIANT_PAPER;
     const float *score = s.options.strategy == SABER_STRATEGY_LOW_CONFIDENCE ? s.metric : s.confidence;
+    long long fixed = 0, terms = 0;   // Saber: tau's integer sum; commit-set size + (terms the integers miss << 32)
     for (int g = block.thread(); g < s.generation; g += block.threads()) {
         const size_t at = q.base + g;
         if (g < q.end) {
@@ -253,6 +296,11 @@ SABER_DECIDE_FN void load(Block &block, const DecodeState &s, const Sequence &q,
             }
             w.drafted[g] = 0;
             w.remasked[g] = 0;
+            if (saber && (paper ? s.decoded[at] : s.commit_set[at])) {
+                const long long term = fixed_term(s.commit_confidence[at]);
+                if (term >= 0) fixed += term;
+                terms += term >= 0 ? 1 : 1 + (1ll << 32);
+            }
         }
         if (saber) {
             const float a = g >= q.end ? -positive_infinity() : paper && s.decoded[at] ? s.token_confidence[at] : s.confidence[at];
@@ -262,6 +310,10 @@ SABER_DECIDE_FN void load(Block &block, const DecodeState &s, const Sequence &q,
             s.previous[at] = a;
             if (w.staged && g < q.end) w.delta[g] = delta;
         }
+    }
+    if (saber) {
+        block.stage(0, fixed);
+        block.stage(1, terms);
     }
     block.sync();
 }
@@ -273,38 +325,49 @@ SABER_DECIDE_FN Outcome saber_rule(Block &block, const DecodeState &s, const Seq
     const bool paper = o.variant == SABER_VARIANT_PAPER;
     Outcome out;
 
-    // 3: tau, the mean of f over the commit set, summed in position order by one thread: the CPU's bits.
-    if (block.thread() == 0) {
-        double sum = 0.0;
-        int count = 0;
-        for (int g = 0; g < q.end; ++g) {
-            if (paper ? w.decoded[g] : w.commit_set[g]) {
-                sum += w.commit_confidence[g];
-                ++count;
+    // 3: tau, the mean of f over the commit set: the CPU's bits (a double sum in position order), by the integer sum that
+    // load() staged when that is exact, else by one thread adding in position order. The fixed threshold replaces it.
+    if (o.use_fixed_threshold) {
+        out.tau = static_cast<double>(o.fixed_threshold);
+    } else {
+        const long long terms = block.staged(1);
+        const int count = static_cast<int>(terms & 0xFFFFFFFFll), inexact = static_cast<int>(terms >> 32);
+        if (inexact == 0 && count <= kExactTerms) {
+            const double sum = static_cast<double>(block.staged(0)) * 0x1p-40;
+            out.tau = count == 0 ? 1.0 : sum / count;
+        } else {
+            if (block.thread() == 0) {
+                double sum = 0.0;
+                int counted = 0;
+                for (int g = 0; g < q.end; ++g) {
+                    if (paper ? w.decoded[g] : w.commit_set[g]) {
+                        sum += w.commit_confidence[g];
+                        ++counted;
+                    }
+                }
+                *w.threshold = counted == 0 ? 1.0 : sum / counted;
             }
+            block.sync();
+            out.tau = *w.threshold;
         }
-        const double tau = count == 0 ? 1.0 : sum / count;
-        *w.threshold = o.use_fixed_threshold ? static_cast<double>(o.fixed_threshold) : tau;
     }
-    block.sync();
-    out.tau = *w.threshold;
 
     // 4: the draft, undecoded positions above the threshold; too few: the n most confident undecoded ones (or all).
-    int above = 0;
+    long long counts = 0;   // drafted + (undecoded << 32)
     for (int g = block.thread(); g < q.end; g += block.threads()) {
         const bool in = !w.decoded[g] && static_cast<double>(w.score[g]) > out.tau;
         w.drafted[g] = in;
-        above += in ? 1 : 0;
+        counts += (in ? 1 : 0) + (w.decoded[g] ? 0 : 1ll << 32);
     }
-    out.committed = block.sum(above);
+    counts = block.sum(counts);
+    const int undecoded = static_cast<int>(counts >> 32);
+    out.committed = static_cast<int>(counts & 0xFFFFFFFFll);
     if (out.committed < o.min_tokens_per_step)
         out.committed = select_first(block, w, 0, q.end, o.min_tokens_per_step, Order::HighestFirst, w.drafted,
-                               [&](int g) { return !w.decoded[g]; }, [&](int g) { return w.score[g]; });
+                                     [&](int g) { return !w.decoded[g]; }, [&](int g) { return w.score[g]; });
 
-    // 5-6: committed, is the active region complete?
-    int undecoded = 0;
-    for (int g = block.thread(); g < q.end; g += block.threads()) undecoded += w.decoded[g] || w.drafted[g] ? 0 : 1;
-    out.block_complete = block.sum(undecoded) == 0;
+    // 5-6: committed (every drafted position was undecoded); is the active region complete?
+    out.block_complete = out.committed == undecoded;
     if (out.block_complete || !o.backtracking) return out;
 
     // 7: re-mask the m largest drops among decoded positions (paper: not this step's draft).
@@ -338,19 +401,19 @@ SABER_DECIDE_FN Outcome threshold_rule(Block &block, const DecodeState &s, const
     const float theta = s.options.threshold;
     Outcome out;
     out.tau = quiet_nan();
-    int above = 0;
-    for (int g = q.begin + block.thread(); g < q.end; g += block.threads()) {
-        const bool in = !w.decoded[g] && w.score[g] >= theta;
-        w.drafted[g] = in;
-        above += in ? 1 : 0;
+    long long counts = 0;   // drafted + (undecoded before the active end << 32)
+    for (int g = block.thread(); g < q.end; g += block.threads()) {
+        const bool in = g >= q.begin && !w.decoded[g] && w.score[g] >= theta;
+        if (g >= q.begin) w.drafted[g] = in;
+        counts += (in ? 1 : 0) + (w.decoded[g] ? 0 : 1ll << 32);
     }
-    out.committed = block.sum(above);
+    counts = block.sum(counts);
+    const int undecoded = static_cast<int>(counts >> 32);
+    out.committed = static_cast<int>(counts & 0xFFFFFFFFll);
     if (out.committed == 0)
         out.committed = select_first(block, w, q.begin, q.end, 1, Order::HighestFirst, w.drafted, [&](int g) { return !w.decoded[g]; },
-                               [&](int g) { return w.score[g]; });
-    int undecoded = 0;
-    for (int g = block.thread(); g < q.end; g += block.threads()) undecoded += w.decoded[g] || w.drafted[g] ? 0 : 1;
-    out.block_complete = block.sum(undecoded) == 0;
+                                     [&](int g) { return w.score[g]; });
+    out.block_complete = out.committed == undecoded;   // every drafted position was undecoded
     return out;
 }
 
@@ -427,7 +490,7 @@ template <typename Block>
 SABER_DECIDE_FN void finish_step(Block &block, const DecodeState &s) {
     int mine = 0;
     for (int b = block.thread(); b < s.batch; b += block.threads()) mine += s.done[b] ? 0 : 1;
-    const int active = block.sum(mine);
+    const int active = static_cast<int>(block.sum(mine));
     if (block.thread() != 0) return;
     const unsigned long long error = *s.error;
     if (error == kNoError) *s.step += 1;
