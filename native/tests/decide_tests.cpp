@@ -722,6 +722,52 @@ TEST(DecideHost, SaberTiesGoByPositionAndSignedZerosTie) {
     EXPECT_EQ(got.trace_steps[0].remasked, 2);
 }
 
+/// HostBlock that counts the block barriers a step would execute on the device (sync and sum; warp barriers apart).
+struct CountingBlock : decide::HostBlock {
+    int block_barriers = 0, warp_barriers = 0;
+    void sync() { block_barriers += 1; }
+    void sync_warp() { warp_barriers += 1; }
+    long long sum(long long v) {
+        block_barriers += 1;
+        return v;
+    }
+};
+
+TEST(DecideHost, BlockBarriersOfASaberStep) {
+    // One sequence, K = G (the active end is G), tau's integer path, re-masking on; without and with the draft fallback.
+    for (int G : {256, 1024}) {
+        for (bool fallback : {false, true}) {
+            saber_decode_options o = options_of(SABER_STRATEGY_SABER, G, G);
+            std::mt19937 rng(7);
+            Batch x = random_batch(rng, o, 1, 1);
+            x.block[0] = 0;
+            for (int g = 0; g < G; ++g) {
+                const size_t at = x.at(0, g);
+                x.decoded[at] = x.commit_set[at] = g < G / 2;
+                x.commit_confidence[at] = 0.5f;
+                x.confidence[at] = fallback ? 0.25f : (g % 4 == 0 ? 0.75f : 0.25f);   // tau = 0.5
+                x.prediction[at] = 1;
+                x.previous[at] = 0.0f;
+            }
+            DecodeState s = x.state();
+            std::vector<int8_t> decoded(G), commit_set(G), drafted(G), remasked(G);
+            std::vector<float> score(G), delta(G), commit_confidence(G);
+            std::vector<unsigned long long> keys(static_cast<size_t>(G));
+            double threshold = 0.0;
+            CountingBlock block;
+            decide::decide_sequence(block, s, 0,
+                                    decide::Scratch{true, decoded.data(), commit_set.data(), drafted.data(), remasked.data(), score.data(),
+                                                    delta.data(), commit_confidence.data(), keys.data(), &threshold});
+            EXPECT_GT(x.trace_steps[0].remasked, 0);
+            const int sort = G == 256 ? 6 : 15;
+            // load, draft counts, [fallback: count, sort, marks], re-mask: count, sort, marks.
+            EXPECT_EQ(block.block_barriers, 2 + (fallback ? sort + 2 : 0) + sort + 2) << "G " << G << (fallback ? " with fallback" : "");
+            RecordProperty("G" + std::to_string(G) + (fallback ? "_fallback" : "") + "_block_barriers", block.block_barriers);
+            RecordProperty("G" + std::to_string(G) + (fallback ? "_fallback" : "") + "_warp_barriers", block.warp_barriers);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------------------
 // Device tests: the kernel on injected rows (one launch each, cheap enough for a slow simulator).
 

@@ -13,7 +13,7 @@
 //
 // decide.cu instantiates it with the real CUDA block (one block per sequence); the host tests with HostBlock, one thread
 // whose loops `for (i = thread(); i < n; i += threads())` cover everything and whose barriers are no-ops. So the host
-// runs the same code, sort included, that the device runs.
+// runs the same code, sort included, that the device runs. A device block's thread count is a multiple of 32.
 //
 // A sequence works in a Scratch: its own copies of the per-position arrays it decides on (shared memory on the device
 // when G <= kSharedPositions: loaded once, written back once), or the decode state's arrays themselves (the global-memory
