@@ -9,11 +9,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "decide_reference.h"
@@ -722,6 +726,132 @@ TEST(DecideHost, SaberTiesGoByPositionAndSignedZerosTie) {
     EXPECT_EQ(got.trace_steps[0].remasked, 2);
 }
 
+// A block of real threads: decide_block.h's code on `threads` OS threads (a multiple of 32) with real barriers, block and
+// per warp of 32, so that a missing barrier or a loop that assumes one thread shows, and ThreadSanitizer sees every
+// unordered access (a missing block barrier, or a warp barrier where the sort's stages leave a warp's 64 keys). From the
+// repository root after the CUDA build:
+//   g++ -std=c++17 -O1 -g -fsanitize=thread -ffp-contract=off -DSABER_WITH_CUDA=1 -Inative/src -Inative/include \
+//       native/tests/decide_tests.cpp build/cuda/native/libsaber_static.a -lgtest -lgtest_main -lcudart_static -ldl -lrt \
+//       -lpthread -o /tmp/decide_tsan && /tmp/decide_tsan --gtest_filter='DecideThreaded*'
+
+class Barrier {
+public:
+    explicit Barrier(int count) : count_(count) {}
+    void wait() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        const unsigned long generation = generation_;
+        if (++waiting_ == count_) {
+            waiting_ = 0;
+            ++generation_;
+            changed_.notify_all();
+        } else {
+            changed_.wait(lock, [&] { return generation_ != generation; });
+        }
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    int count_, waiting_ = 0;
+    unsigned long generation_ = 0;
+};
+
+struct ThreadedShared {
+    explicit ThreadedShared(int threads) : threads(threads), block(threads), sums(2, std::vector<long long>(threads)), staged(2, std::vector<long long>(threads)) {
+        for (int w = 0; w < threads / 32; ++w) warps.push_back(std::make_unique<Barrier>(32));
+    }
+    int threads;
+    Barrier block;
+    std::vector<std::unique_ptr<Barrier>> warps;
+    std::vector<std::vector<long long>> sums, staged;   // per-thread contributions: two alternating rows; two staged sums
+};
+
+struct ThreadedBlock {
+    ThreadedShared *shared;
+    int index;
+    int row = 0;
+    int thread() const { return index; }
+    int threads() const { return shared->threads; }
+    void sync() { shared->block.wait(); }
+    void sync_warp() { shared->warps[static_cast<size_t>(index / 32)]->wait(); }
+    long long sum(long long v) {
+        std::vector<long long> &mine = shared->sums[static_cast<size_t>(row)];
+        row ^= 1;
+        mine[static_cast<size_t>(index)] = v;
+        sync();
+        long long total = 0;
+        for (long long x : mine) total += x;
+        return total;
+    }
+    void stage(int slot, long long v) { shared->staged[static_cast<size_t>(slot)][static_cast<size_t>(index)] = v; }
+    long long staged(int slot) const {
+        long long total = 0;
+        for (long long x : shared->staged[static_cast<size_t>(slot)]) total += x;
+        return total;
+    }
+};
+
+/// host_step on `threads` threads per sequence: staged scratch (shared by the threads) when G <= 1024, else in place.
+void threaded_step(Batch &x, int threads) {
+    DecodeState s = x.state();
+    const int n = decide::pow2_at_least(x.G);
+    std::vector<int8_t> decoded(x.G), commit_set(x.G), drafted(x.G), remasked(x.G);
+    std::vector<float> score(x.G), delta(x.G), commit_confidence(x.G);
+    std::vector<unsigned long long> keys(static_cast<size_t>(n));
+    double threshold = 0.0;
+    auto run = [&](auto body) {
+        ThreadedShared shared(threads);
+        std::vector<std::thread> team;
+        for (int t = 0; t < threads; ++t) team.emplace_back([&, t] {
+            ThreadedBlock block{&shared, t};
+            body(block);
+        });
+        for (std::thread &t : team) t.join();
+    };
+    for (int b = 0; b < x.batch; ++b) {
+        if (*s.error != kNoError || s.done[b]) continue;
+        const decide::Scratch w = x.G <= decide::kSharedPositions
+                                      ? decide::Scratch{true,        decoded.data(), commit_set.data(), drafted.data(),
+                                                        remasked.data(), score.data(), delta.data(), commit_confidence.data(),
+                                                        keys.data(), &threshold}
+                                      : decide::state_scratch(s, b, &threshold);
+        run([&](ThreadedBlock &block) { decide::decide_sequence(block, s, b, w); });
+    }
+    run([&](ThreadedBlock &block) { decide::finish_step(block, s); });
+}
+
+TEST(DecideThreaded, RealThreadsWithBarriersMatchTheReference) {
+    std::mt19937 rng(8);
+    int compared = 0;
+    const std::vector<Shape> shapes = {{32, 8}, {256, 64}, {1024, 1024}, {2048, 512}};
+    for (const Shape &shape : shapes) {
+        std::vector<saber_decode_options> all = {options_of(SABER_STRATEGY_SABER, shape.G, shape.K),
+                                                 options_of(SABER_STRATEGY_SABER, shape.G, shape.K),
+                                                 options_of(SABER_STRATEGY_LOW_CONFIDENCE, shape.G, shape.K),
+                                                 options_of(SABER_STRATEGY_THRESHOLD, shape.G, shape.K)};
+        all[1].variant = SABER_VARIANT_PAPER;
+        all[1].min_tokens_per_step = 5;
+        all[1].remask_divisor = 1;
+        all[2].steps = 3 * (shape.G / shape.K);
+        for (const saber_decode_options &o : all) {
+            for (int threads : {64, 128}) {
+                Batch x = random_batch(rng, o, 3, 2);
+                for (int t = 0; t < 2; ++t) {
+                    random_rows(rng, x);
+                    const Batch want = expected_step(x);
+                    Batch got = x;
+                    threaded_step(got, threads);
+                    expect_same_state(got, want, false, describe(o) + " threads " + std::to_string(threads) + " step " + std::to_string(t));
+                    if (HasFailure()) return;
+                    x = got;
+                    compared += 1;
+                }
+            }
+        }
+    }
+    RecordProperty("steps_compared", compared);
+}
+
 /// HostBlock that counts the block barriers a step would execute on the device (sync and sum; warp barriers apart).
 struct CountingBlock : decide::HostBlock {
     int block_barriers = 0, warp_barriers = 0;
@@ -837,7 +967,12 @@ protected:
         upload_one(device.step, x.step);
         upload_one(device.error_step, x.error_step);
         upload_one(device.error, x.error);
+        Settle();
     }
+
+    /// cudaMemcpy runs on the legacy stream, which the context's non-blocking stream does not wait for, and a pageable
+    /// upload may return before its DMA ends: finish every copy before a launch.
+    static void Settle() { ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess); }
 
     /// Reads the decode's state back into x's layout.
     void Download(Batch &x, unsigned int &blocks_done) {
@@ -878,6 +1013,7 @@ protected:
                 upload(device.confidence, x.confidence);
                 upload(device.token_confidence, x.token_confidence);
                 upload(device.metric, x.metric);
+                Settle();
             }
             const Batch want = expected_step(x);
             ASSERT_EQ(saber::testing::decide(decode), SABER_OK) << saber_last_error();
