@@ -730,8 +730,8 @@ TEST(DecideHost, SaberTiesGoByPositionAndSignedZerosTie) {
 // per warp of 32, so that a missing barrier or a loop that assumes one thread shows, and ThreadSanitizer sees every
 // unordered access (a missing block barrier, or a warp barrier where the sort's stages leave a warp's 64 keys). From the
 // repository root after the CUDA build:
-//   g++ -std=c++17 -O1 -g -fsanitize=thread -ffp-contract=off -DSABER_WITH_CUDA=1 -Inative/src -Inative/include \
-//       native/tests/decide_tests.cpp build/cuda/native/libsaber_static.a -lgtest -lgtest_main -lcudart_static -ldl -lrt \
+//   g++ -std=c++17 -O1 -g -fsanitize=thread -ffp-contract=off -DSABER_WITH_CUDA=1 -Inative/src -Inative/include
+//       native/tests/decide_tests.cpp build/cuda/native/libsaber_static.a -lgtest -lgtest_main -lcudart_static -ldl -lrt
 //       -lpthread -o /tmp/decide_tsan && /tmp/decide_tsan --gtest_filter='DecideThreaded*'
 
 class Barrier {
