@@ -42,7 +42,7 @@ constexpr int kMask = 7;
 
 struct Batch {
     saber_decode_options o{};
-    bool tiny = false;   // confidences may lie below 2^-17
+    bool tiny = false;   // confidences may lie below 2^-20
     int batch = 0, G = 0, K = 0, length = 0, trace_capacity = 0;
     std::vector<int32_t> prompt_length, block, block_step, nfe, done, canvas, prediction;
     std::vector<int8_t> decoded, commit_set, in_draft, selected;
@@ -118,11 +118,11 @@ bool chance(std::mt19937 &rng, double p) { return std::uniform_real_distribution
 int uniform(std::mt19937 &rng, int low, int high) { return std::uniform_int_distribution<int>(low, high)(rng); }
 
 // Tie-heavy values: many exact repeats, -0 and +0, the usual thresholds and their neighbours, values with full
-// mantissas. Half the batches draw from the set with tiny values too (below 2^-17: tau's sum then takes the sequential
+// mantissas. Half the batches draw from the set with tiny values too (below 2^-20: tau's sum then takes the sequential
 // path), the others only from values tau's exact integer sum covers.
-const std::vector<float> kConfidences = {-0.0f, 0.0f, 0x1p-17f, 1e-5f, 0.1f, 0.125f, 0.25f, 1.0f / 3.0f, 0.5f, 0.5f, 0.5f, 0.75f,
+const std::vector<float> kConfidences = {-0.0f, 0.0f, 0x1p-20f, 3e-6f, 0.1f, 0.125f, 0.25f, 1.0f / 3.0f, 0.5f, 0.5f, 0.5f, 0.75f,
                                          0.9f, std::nextafter(0.9f, 1.0f), 1.0f, 1.0f};
-const std::vector<float> kTinyConfidences = {-0.0f, 0.0f, 1e-30f, 3e-6f, 0.125f, 0.25f, 0.5f, 0.5f, 0.5f, 0.75f,
+const std::vector<float> kTinyConfidences = {-0.0f, 0.0f, 1e-30f, 5e-7f, 0.125f, 0.25f, 0.5f, 0.5f, 0.5f, 0.75f,
                                              0.9f, std::nextafter(0.9f, 1.0f), 1.0f, 1.0f};
 const std::vector<float> kMetrics = {-3.5f, -1.0f, -0.0f, 0.0f, 0.0f, 0.25f, 0.5f, 0.5f, 1.0f};
 const std::vector<float> kPrevious = {-0.0f, 0.0f, 0.25f, 0.5f, 0.5f, 0.9f, 1.0f, -kInf};
@@ -572,11 +572,11 @@ TEST(DecideKeys, BitonicStagesBetweenBlockBarriersStayInOneWarp) {
 }
 
 TEST(DecideKeys, TausIntegerSumIsTheSequentialDoubleSumWhereItApplies) {
-    // Terms 0 or in [2^-17, 1] with random mantissas, up to kExactTerms of them: the integer sum scaled back is the
-    // position-order double sum, bit for bit; a term below 2^-17 is refused.
+    // Terms 0 or in [2^-20, 1] with random mantissas, up to kExactTerms of them: the integer sum scaled back is the
+    // position-order double sum, bit for bit; a term below 2^-20 is refused.
     std::mt19937 rng(12);
     for (int round = 0; round < 200; ++round) {
-        const int count = round < 100 ? uniform(rng, 0, 300) : uniform(rng, decide::kExactTerms - 50, decide::kExactTerms);
+        const int count = round < 100 ? uniform(rng, 0, 300) : uniform(rng, decide::kExactTerms - 20, decide::kExactTerms);
         double sequential = 0.0;
         long long fixed = 0;
         for (int i = 0; i < count; ++i) {
@@ -584,16 +584,17 @@ TEST(DecideKeys, TausIntegerSumIsTheSequentialDoubleSumWhereItApplies) {
             const int kind = uniform(rng, 0, 9);
             if (kind == 0) f = chance(rng, 0.5) ? -0.0f : 0.0f;
             else if (kind == 1) f = 1.0f;
-            else if (kind == 2) f = 0x1p-17f;
-            else f = std::ldexp(std::uniform_real_distribution<float>(1.0f, 2.0f)(rng), -uniform(rng, 1, 17));
+            else if (kind == 2) f = 0x1p-20f;
+            else if (kind == 3) f = std::nextafter(1.0f, 0.0f);
+            else f = std::ldexp(std::uniform_real_distribution<float>(1.0f, 2.0f)(rng), -uniform(rng, 1, 20));
             ASSERT_GE(decide::fixed_term(f), 0) << f;
             sequential += f;
             fixed += decide::fixed_term(f);
         }
-        const double exact = static_cast<double>(fixed) * 0x1p-40;
+        const double exact = static_cast<double>(fixed) * 0x1p-43;
         EXPECT_TRUE(same_bits(exact, sequential)) << "count " << count << ": " << exact << " vs " << sequential;
     }
-    for (float f : {1e-30f, 3e-6f, std::nextafter(0x1p-17f, 0.0f), 1.5f, -0.25f, kInf, kNaN}) EXPECT_EQ(decide::fixed_term(f), -1) << f;
+    for (float f : {1e-30f, 5e-7f, std::nextafter(0x1p-20f, 0.0f), 1.5f, -0.25f, kInf, kNaN}) EXPECT_EQ(decide::fixed_term(f), -1) << f;
 }
 
 TEST(DecideHost, SaberMatchesTheReference) {

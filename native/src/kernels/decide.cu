@@ -5,7 +5,7 @@
 // there, written back once; larger G (up to 2^20) decides in the state's global arrays with the same code. Selections
 // sort 64-bit (score rank, position) keys with a bitonic network and take the first k, so equal scores go by position
 // ascending, exactly the spec's order. tau has the CPU's bits: the position-order double sum, which is an exact integer
-// sum when every f is 0 or at least 2^-17 (then summed by the block), else one thread's sum in position order.
+// sum when every f is 0 or at least 2^-20 (then summed by the block), else one thread's sum in position order.
 //
 // Every block, also a done sequence's or one of a failed step, then takes part in the last-block handshake: the block
 // that finishes last advances the step counter (or records the failed step), writes the status (device copy and mapped

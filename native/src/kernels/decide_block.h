@@ -195,18 +195,18 @@ SABER_DECIDE_FN int select_first(Block &block, const Scratch &w, int from, int t
 }
 
 /// tau without a sequential chain, when that gives the CPU's bits. The CPU adds the commit set's f in position order in
-/// double. If every term is 0 or a float in [2^-17, 1] (a multiple of 2^-40: its ulp is at least 2^-40) and there are at
-/// most kExactTerms of them, every partial sum is a multiple of 2^-40 below 2^13, so it has at most 53 significant bits:
-/// each addition is exact and the sum is the exact one, which integers give in any order (f 2^40 summed in uint64, below
-/// 2^53, then scaled back exactly). Otherwise (a nonzero f below 2^-17, or more terms) one thread adds in position order.
-constexpr int kFixedBits = 40;
-constexpr int kExactTerms = 8191;
+/// double. If every term is 0 or a float in [2^-20, 1] (a multiple of 2^-43: its ulp is at least 2^-43) and there are at
+/// most kExactTerms = 1024 of them, every partial sum is m 2^-43 with an integer m <= 1024 2^43 = 2^53, which a double
+/// holds exactly: each addition is exact and the sum is the exact one, which integers give in any order (f 2^43 summed
+/// in int64, at most 2^53, then scaled back exactly). Otherwise (a nonzero f below 2^-20 ~ 9.5e-7, or more than 1024
+/// terms: only when G > 1024) one thread adds in position order.
+constexpr int kExactTerms = 1024;
 
-/// f 2^40 (an integer) when f is 0 or lies in [2^-17, 1]; -1 for any other f.
+/// f 2^43 (an integer) when f is 0 or lies in [2^-20, 1]; -1 for any other f.
 SABER_DECIDE_FN long long fixed_term(float f) {
     if (f == 0.0f) return 0;
-    if (!(f >= 0x1p-17f && f <= 1.0f)) return -1;
-    return static_cast<long long>(static_cast<double>(f) * 0x1p40);
+    if (!(f >= 0x1p-20f && f <= 1.0f)) return -1;
+    return static_cast<long long>(static_cast<double>(f) * 0x1p43);
 }
 
 /// One sequence's place in the state.
@@ -333,7 +333,7 @@ SABER_DECIDE_FN Outcome saber_rule(Block &block, const DecodeState &s, const Seq
         const long long terms = block.staged(1);
         const int count = static_cast<int>(terms & 0xFFFFFFFFll), inexact = static_cast<int>(terms >> 32);
         if (inexact == 0 && count <= kExactTerms) {
-            const double sum = static_cast<double>(block.staged(0)) * 0x1p-40;
+            const double sum = static_cast<double>(block.staged(0)) * 0x1p-43;
             out.tau = count == 0 ? 1.0 : sum / count;
         } else {
             if (block.thread() == 0) {
