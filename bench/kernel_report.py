@@ -62,6 +62,14 @@ GPUS = {  # SMs, boost clock (GHz), HBM bandwidth (bytes/s)
     "h200": dict(name="H200", sms=132, ghz=1.98, bandwidth=4.8e12),
 }
 SCHEDULERS = 4
+# Results per clock per SM of each opcode class's pipe on sm_90 (compute capability 9.0), as we read the CUDA C++
+# Programming Guide's throughput table: 128 fp32 add/mul/fma; 64 for 32-bit integer, compare/min/max, logic and shifts
+# and fp64; 16 for type conversions and MUFU; 32 for warp shuffles and votes and for load/store instructions. Control
+# instructions are counted only against the dispatch limit (one warp instruction per scheduler per clock).
+PIPE_RATES = {
+    "fp32 FFMA/FMUL/FADD": 128, "fp32 compare/min/max/select": 64, "conversion F2I/I2F/FRND/F2F": 16, "fp64": 64,
+    "MUFU": 16, "global load LDG": 32, "other memory": 32, "warp SHFL/VOTE": 32, "integer/move/other": 64,
+}
 ROWS, VOCAB, G_ROWS = 256, 126464, 1024
 DRAM_LATENCY_NS = 600.0  # assumed loaded HBM latency for the loads-in-flight (Little's law) cap
 DTYPES = {"float": ("f32", 4), "__half": ("f16", 2), "__nv_bfloat16": ("bf16", 2)}
@@ -589,9 +597,15 @@ def roofline(entry, dtype_bytes):
         return None
     ipe = hot["instructions_per_element"]
     elements = ROWS * VOCAB
+    # Cycles per element and SM: the dispatch limit (SCHEDULERS warp instructions per clock) or the busiest pipe's.
+    limits = {"dispatch": ipe / (SCHEDULERS * SM90["warp"])}
+    for name, per_element in hot.get("classes", {}).items():
+        if name in PIPE_RATES:
+            limits[name] = per_element / PIPE_RATES[name]
+    binding = max(limits, key=limits.get)
     out = {}
     for key, gpu in GPUS.items():
-        issue = ipe * elements / (gpu["sms"] * SCHEDULERS * SM90["warp"] * gpu["ghz"] * 1e9)
+        issue = limits[binding] * elements / (gpu["sms"] * gpu["ghz"] * 1e9)
         memory = elements * dtype_bytes / gpu["bandwidth"]
         fraction_issue = memory / max(memory, issue)
         # Little's law: bytes in flight the occupancy allows vs. bandwidth x latency
@@ -599,7 +613,8 @@ def roofline(entry, dtype_bytes):
         in_flight = warps * hot["loads_in_flight"] * 16 * SM90["warp"] * gpu["sms"]
         needed = gpu["bandwidth"] * DRAM_LATENCY_NS * 1e-9
         fraction_latency = min(1.0, in_flight / needed) if needed else 1.0
-        out[key] = dict(issue_us=issue * 1e6, memory_us=memory * 1e6, fraction_issue=fraction_issue,
+        out[key] = dict(issue_us=issue * 1e6, memory_us=memory * 1e6, fraction_issue=fraction_issue, binding=binding,
+                        pipe_cycles_per_element={k: round(v, 4) for k, v in limits.items()},
                         fraction_loads_in_flight=fraction_latency, fraction=min(fraction_issue, fraction_latency),
                         bytes_in_flight=in_flight, bytes_needed=needed)
     return out
@@ -620,6 +635,7 @@ def summary(tree):
             loads_in_flight=hot.get("loads_in_flight"),
             fraction_of_hbm_h100=round(roof["h100"]["fraction"], 3) if roof else None,
             fraction_of_hbm_h200=round(roof["h200"]["fraction"], 3) if roof else None,
+            issue_limit=roof["h100"]["binding"] if roof else None,
             issue_us_h100=round(roof["h100"]["issue_us"], 1) if roof else None,
             memory_us_h100=round(roof["h100"]["memory_us"], 1) if roof else None,
             issue_us_h200=round(roof["h200"]["issue_us"], 1) if roof else None,
@@ -668,6 +684,7 @@ def markdown(trees, meta):
             ("SASS instructions / element (steady-state path)", "instructions_per_element", 1, False),
             ("static loop body size / element (all paths, inner loops once)", "static_instructions_per_element", 1, False),
             ("128-bit loads in flight / thread", "loads_in_flight", 0, False),
+            ("issue limit (dispatch or the busiest pipe)", "issue_limit", 0, False),
             ("ESTIMATE issue time, H100 (us)", "issue_us_h100", 1, False), ("HBM time, H100 (us)", "memory_us_h100", 1, False),
             ("ESTIMATE fraction of HBM bandwidth, H100", "fraction_of_hbm_h100", 1, True),
             ("ESTIMATE issue time, H200 (us)", "issue_us_h200", 1, False), ("HBM time, H200 (us)", "memory_us_h200", 1, False),
@@ -722,9 +739,13 @@ def markdown(trees, meta):
               "", "## step_over_row_pass", "", f"g256 and g1024: {STEP_NOTE}",
               "", "## The model and its assumptions", "",
               f"- Row pass: {ROWS} rows x {VOCAB} ids (G = {G_ROWS} rows of a batch, 256 of them active), one read of each logit.",
-              "- Issue-bound time = instructions per element x elements / (SMs x 4 schedulers x 32 lanes x boost clock): every "
-              "scheduler issues one warp instruction per cycle, no stalls, all lanes active, every SM busy (an upper bound on "
-              "the issue rate, so a lower bound on the time). H100 SXM: 132 SMs, 1.755 GHz; H200: 132 SMs, 1.98 GHz.",
+              "- Issue-bound time = elements x (cycles per element and SM) / (SMs x boost clock), the cycles being the larger of "
+              "the dispatch limit (instructions per element / (4 schedulers x 32 lanes): every scheduler issues one warp "
+              "instruction per cycle) and the busiest pipe's (instructions of its class per element / its results per clock "
+              "per SM: fp32 128; integer, compare/min/max and fp64 64; shuffles, votes, loads and stores 32; conversions and "
+              "MUFU 16, as we read the CUDA C++ Programming Guide's table for compute capability 9.0). No stalls, all lanes "
+              "active, every SM busy: a lower bound on the time. The row-pass table names the binding limit. "
+              "H100 SXM: 132 SMs, 1.755 GHz; H200: 132 SMs, 1.98 GHz.",
               "- Memory time = bytes / peak HBM bandwidth (H100 3.35 TB/s, H200 4.8 TB/s); no L2 reuse, no partial-sector waste.",
               f"- Fraction of HBM = memory time / max(memory time, issue time), further capped by loads in flight (Little's law: "
               f"resident warps per SM x loads in flight x 512 B x 132 SMs against bandwidth x {DRAM_LATENCY_NS:.0f} ns assumed "
@@ -747,7 +768,7 @@ def json_summary(trees, meta):
         d = after.get(dtype)
         row[dtype] = None if d is None else {k: d[k] for k in (
             "registers", "occupancy", "instructions_per_element", "loads_in_flight", "fraction_of_hbm_h100", "fraction_of_hbm_h200",
-            "static_instructions_per_element", "kernel", "issue_us_h100", "memory_us_h100", "issue_us_h200", "memory_us_h200")}
+            "static_instructions_per_element", "kernel", "issue_limit", "issue_us_h100", "memory_us_h100", "issue_us_h200", "memory_us_h200")}
     out = {"date": meta["date"], "arch": "sm_90", "row_pass": row, "step_over_row_pass": {"g256": None, "g1024": None},
            "step_over_row_pass_note": STEP_NOTE, "estimate": True, "revision": trees[-1]["label"],
            "launches_per_step": {k: trees[-1]["launches"].get(k) for k in ("launches_min", "launches_max")}}

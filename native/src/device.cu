@@ -881,4 +881,30 @@ saber_status reset(saber_decode decode) {
     });
 }
 
+DecodeState device_state(saber_decode decode) { return registry().contains(decode) ? decode->state : DecodeState{}; }
+
+saber_status decide(saber_decode decode) {
+    return guarded(__func__, [&]() -> saber_status {
+        SABER_USE_HANDLE(decode);
+        SABER_LAUNCH(launch_decide(decode->state, decode->context->stream));
+        SABER_CUDA(cudaStreamSynchronize(decode->context->stream));
+        return SABER_OK;
+    });
+}
+
+HostStatus host_status(saber_decode decode) {
+    if (!registry().contains(decode)) return HostStatus{};
+    const volatile HostStatus *host = decode->pinned_status;
+    HostStatus copy{};
+    copy.version = host->version;
+    copy.status.steps = host->status.steps;
+    copy.status.active_sequences = host->status.active_sequences;
+    copy.status.error = host->status.error;
+    copy.status.error_step = host->status.error_step;
+    copy.status.error_sequence = host->status.error_sequence;
+    copy.status.error_position = host->status.error_position;
+    copy.status.error_vocabulary_index = host->status.error_vocabulary_index;
+    return copy;
+}
+
 }  // namespace saber::testing

@@ -32,4 +32,13 @@ int32_t row_splits(saber_decode decode);
 /// Puts a decode back in its initial state (canvases = prompts + masks, no step taken), synchronously.
 saber_status reset(saber_decode decode);
 
+/// The decode's device state (device pointers, for tests that write and read its arrays themselves); zero for a dead handle.
+DecodeState device_state(saber_decode decode);
+
+/// Queues launch_decide alone (no row pass) on the decode's stream and waits for it.
+saber_status decide(saber_decode decode);
+
+/// The status the device last wrote to the decode's mapped pinned host block (zero for a dead handle).
+HostStatus host_status(saber_decode decode);
+
 }  // namespace saber::testing
