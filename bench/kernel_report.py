@@ -644,13 +644,78 @@ def summary(tree):
     return result
 
 
-STEP_NOTE = ("null: not derivable honestly from static counts. The decide kernel's time is dominated by data-dependent, "
-             "latency-bound loops (select_k scans up to G positions per candidate with dependent global loads; tau is "
-             "summed by one thread), finish_step_kernel is a single thread, and each launch adds a few microseconds of "
-             "launch and dependency latency; an instruction count gives none of these without a latency model that "
-             "could not be checked here. Measure it on a GPU (bench/run_gpu.sh).")
+# ---- whole step vs row pass (a latency model: ESTIMATE) ----
+# A step of one request (batch 1) in its last block, where Saber reads every position's row: G rows of VOCAB bf16
+# logits. The row pass time is the roofline above, scaled to G rows. The rest of the step is latency, which instruction
+# counts do not give, so it comes from this model; each figure is an assumption stated in the report, none is measured.
+STEP_MODEL = dict(
+    launch_gap_us=2.0,        # a dependent kernel starting after the previous one drains (stream order or graph replay)
+    round_trip_us=0.6,        # one dependent global-memory round trip (DRAM_LATENCY_NS), an atomic or a device fence
+    system_fence_us=1.0,      # __threadfence_system with a posted write to mapped host memory outstanding
+    barrier_cycles=60,        # a block barrier with the shared-memory load/compare/store before it
+    warp_phase_cycles=30,     # a warp-synchronous bitonic stage (shared memory, __syncwarp)
+    dadd_cycles=8,            # a dependent FP64 add
+)
+# Decide's block barriers on a Saber step with backtracking and no draft fallback, K = G, counted by the host test
+# DecideHost.BlockBarriersOfASaberStep (native/tests/decide_tests.cpp), and the warp-synchronous stages of its sort; the
+# last block adds its active-count sum and plan_rows (one tile: 4 barriers). tau takes the exact integer path (no
+# sequential chain) whenever every commit confidence is 0 or at least 2^-20, which covers every G <= 1024 step of a
+# vocabulary below 2^20.
+DECIDE_BARRIERS = {256: dict(block=10, warp=30), 1024: dict(block=19, warp=40)}
+LAST_BLOCK_BARRIERS = 5
+STEP_VOCAB, STEP_SMS, STEP_RESIDENT, STEP_K = 126464, 132, 4, 32
 
 
+def plan_row_split(rows, vocabulary, sms, resident):
+    """native/src/kernels/row_confidence.cu's plan_row_split (the split fixed at decode create for the first block's rows)."""
+    chunks = -(-vocabulary // 1024)
+    wave = sms * resident
+    if rows >= wave:
+        return 1, chunks
+    best, best_time = (1, chunks), chunks
+    for wanted in range(2, max(1, chunks // 16) + 1):
+        wanted = max(1, min(wanted, chunks))
+        per = -(-chunks // wanted)
+        splits = -(-chunks // per)
+        time = -(-(rows * splits) // wave) * per
+        if time < best_time:
+            best, best_time = (splits, per), time
+    return best
+
+
+def step_estimate(tree):
+    """step / row pass for G = 256 and 1024 (batch 1, bf16), or None with the reason, and the parts of each."""
+    e = headline(tree["row_pass"], "bf16")
+    roof = roofline(e, 2) if e else None
+    if roof is None:
+        return None, "no bf16 row-pass roofline (hot loop not found)"
+    m, ghz = STEP_MODEL, GPUS["h100"]["ghz"]
+    cycles = lambda n: n / (ghz * 1e3)  # cycles -> us
+    row_256 = max(roof["h100"]["issue_us"], roof["h100"]["memory_us"]) * VOCAB / VOCAB  # ROWS = 256 rows
+    out = {}
+    for g in (256, 1024):
+        splits, per_split = plan_row_split(STEP_K, STEP_VOCAB, STEP_SMS, STEP_RESIDENT)
+        chunks = -(-STEP_VOCAB // 1024)
+        stream = row_256 * g / ROWS
+        # Finishing a row: the chunk terms' double additions in chunk order by one thread, then finish_row (a few round
+        # trips); with a split, in a second kernel after a launch gap and a read of the split summaries.
+        finish = cycles(2 * chunks * m["dadd_cycles"]) + 2 * m["round_trip_us"]
+        combine = (m["launch_gap_us"] + m["round_trip_us"]) if splits > 1 else 0.0
+        row_pass = stream + finish + combine
+        b = DECIDE_BARRIERS[g]
+        decide = (m["launch_gap_us"] + m["round_trip_us"]                          # launch, stage the sequence in shared memory
+                  + cycles(b["block"] * m["barrier_cycles"] + b["warp"] * m["warp_phase_cycles"])
+                  + 2 * m["round_trip_us"]                                          # write back + fence, handshake atomic
+                  + 2 * m["round_trip_us"] + cycles(LAST_BLOCK_BARRIERS * m["barrier_cycles"])  # last block: done flags, plan
+                  + 2 * m["system_fence_us"])                                       # publish the status (seqlock)
+        out[f"g{g}"] = dict(ratio=round((row_pass + decide) / row_pass, 3), ratio_over_stream=round((row_pass + decide) / stream, 3),
+                            row_pass_us=round(row_pass, 1),
+                            row_stream_us=round(stream, 1), row_finish_us=round(finish + combine, 1), decide_us=round(decide, 1),
+                            splits=splits)
+    return out, None
+
+
+# ---- output ----
 # ---- output ----
 
 def fmt(v, digits=1, pct=False):
@@ -659,6 +724,34 @@ def fmt(v, digits=1, pct=False):
     if pct:
         return f"{100 * v:.{digits}f}%"
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+STEP_NOTE = ("ESTIMATE, H100, batch 1, bf16, V = 126464, Saber's last block (G rows): (row pass + decide) / row pass, "
+             "where the row pass is its kernels: the roofline scaled to G rows plus finishing the rows (and the split merge "
+             "kernel when the plan splits); the stricter ratio over the streaming time alone is given beside it. Decide is a latency model (launch gap, memory round trips, barriers, fences) with the assumptions "
+             "listed in the markdown report; nothing is measured. Measure it on a GPU with bench/run_gpu.sh.")
+
+
+def step_lines(tree):
+    steps, reason = step_estimate(tree)
+    if steps is None:
+        return [f"Not estimated: {reason}."]
+    lines = ["| G | row pass: stream (us) | row pass: finish + merge (us) | decide + bookkeeping (us) | splits | "
+             "step / row-pass kernels | step / streaming alone | target |",
+             "|---|---|---|---|---|---|---|---|"]
+    for g, target in ((256, 1.25), (1024, 1.5)):
+        d = steps[f"g{g}"]
+        lines.append(f"| {g} | {d['row_stream_us']} | {d['row_finish_us']} | {d['decide_us']} | {d['splits']} | "
+                     f"{d['ratio']:.2f} | {d['ratio_over_stream']:.2f} | <= {target} |")
+    m = STEP_MODEL
+    lines += ["", f"{STEP_NOTE} Assumptions: a dependent kernel boundary costs {m['launch_gap_us']} us; a dependent global "
+              f"round trip, atomic or device fence {m['round_trip_us']} us; a system fence with a mapped-memory write "
+              f"{m['system_fence_us']} us; a block barrier phase {m['barrier_cycles']} cycles, a warp-synchronous sort stage "
+              f"{m['warp_phase_cycles']}, a dependent FP64 add {m['dadd_cycles']}; decide's barriers as counted by the host "
+              f"test DecideHost.BlockBarriersOfASaberStep ({DECIDE_BARRIERS[256]['block']} block barriers at G = 256, "
+              f"{DECIDE_BARRIERS[1024]['block']} at G = 1024, plus {LAST_BLOCK_BARRIERS} in the last block); the split is "
+              f"plan_row_split's for the first block's {STEP_K} rows on {STEP_SMS} SMs x {STEP_RESIDENT} resident blocks."]
+    return lines
 
 
 def markdown(trees, meta):
@@ -736,7 +829,7 @@ def markdown(trees, meta):
     lines += ["", "Counted from `saber_decode_step` in native/src/device.cu and the `<<<` launches in the launchers it calls "
               "(kernels/*.cu, helpers followed one level; a launch on a line with `if`/`?` is conditional; reference-path "
               "kernels excluded). A static reading of the source, not a trace.",
-              "", "## step_over_row_pass", "", f"g256 and g1024: {STEP_NOTE}",
+              "", "## Whole step vs row pass (ESTIMATE from a latency model)", ""] + step_lines(after) + [
               "", "## The model and its assumptions", "",
               f"- Row pass: {ROWS} rows x {VOCAB} ids (G = {G_ROWS} rows of a batch, 256 of them active), one read of each logit.",
               "- Issue-bound time = elements x (cycles per element and SM) / (SMs x boost clock), the cycles being the larger of "
@@ -769,8 +862,10 @@ def json_summary(trees, meta):
         row[dtype] = None if d is None else {k: d[k] for k in (
             "registers", "occupancy", "instructions_per_element", "loads_in_flight", "fraction_of_hbm_h100", "fraction_of_hbm_h200",
             "static_instructions_per_element", "kernel", "issue_limit", "issue_us_h100", "memory_us_h100", "issue_us_h200", "memory_us_h200")}
-    out = {"date": meta["date"], "arch": "sm_90", "row_pass": row, "step_over_row_pass": {"g256": None, "g1024": None},
-           "step_over_row_pass_note": STEP_NOTE, "estimate": True, "revision": trees[-1]["label"],
+    steps, reason = step_estimate(trees[-1])
+    out = {"date": meta["date"], "arch": "sm_90", "row_pass": row,
+           "step_over_row_pass": {k: (steps[k]["ratio"] if steps else None) for k in ("g256", "g1024")},
+           "step_over_row_pass_parts": steps, "step_over_row_pass_note": reason or STEP_NOTE, "estimate": True, "revision": trees[-1]["label"],
            "launches_per_step": {k: trees[-1]["launches"].get(k) for k in ("launches_min", "launches_max")}}
     if len(trees) > 1:
         out["before"] = {"revision": trees[0]["label"], "row_pass": {
