@@ -18,6 +18,14 @@ __global__ void fixed_terms_kernel(const float *__restrict__ inputs, uint64_t *_
         outputs[i] = exact::fixed_term(inputs[i]);
 }
 
+/// outputs[2i] = exact::fixed_exp(inputs[i]), outputs[2i + 1] = the composition it stands for.
+__global__ void fixed_exp_kernel(const float *__restrict__ inputs, uint64_t *__restrict__ outputs, int64_t count) {
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+        outputs[2 * i] = exact::fixed_exp(inputs[i]);
+        outputs[2 * i + 1] = exact::fixed_term(exact::exp_nonpositive(inputs[i]));
+    }
+}
+
 /// One thread runs the whole row definition: a reference, not a fast path.
 __global__ void exact_row_kernel(const float *__restrict__ row, ExactRowArguments a, exact::RowResult *__restrict__ result) {
     if (blockIdx.x == 0 && threadIdx.x == 0)
@@ -43,6 +51,11 @@ cudaError_t launch_exact_eval(int32_t function, const float *inputs, float *outp
 
 cudaError_t launch_fixed_terms(const float *inputs, uint64_t *outputs, int64_t count, cudaStream_t stream) {
     fixed_terms_kernel<<<blocks_for(count), kThreads, 0, stream>>>(inputs, outputs, count);
+    return cudaGetLastError();
+}
+
+cudaError_t launch_fixed_exp(const float *inputs, uint64_t *outputs, int64_t count, cudaStream_t stream) {
+    fixed_exp_kernel<<<blocks_for(count), kThreads, 0, stream>>>(inputs, outputs, count);
     return cudaGetLastError();
 }
 

@@ -81,20 +81,52 @@ SABER_EXACT_FN float lane_max(const float (&x)[kPerLane]) {
     return m;
 }
 
+/// The larger of a and b, or NaN when either is NaN (PTX max.NaN.f32, sm_80 and later).
+SABER_EXACT_FN float max_or_nan(float a, float b) {
+#if defined(__CUDA_ARCH__)
+    float m;
+    asm("max.NaN.f32 %0, %1, %2;" : "=f"(m) : "f"(a), "f"(b));
+    return m;
+#else
+    return a != a || b != b ? NAN : fmaxf(a, b);
+#endif
+}
+
+/// lane_max(x) when the lane's logits are good; NaN or +inf when one is bad (NaN or +inf). So one test of the result,
+/// good_max, tells all_good(x): the kernel's hot loop needs no test per logit.
+SABER_EXACT_FN float lane_max_or_bad(const float (&x)[kPerLane]) {
+    float m = x[0];
+    SABER_UNROLL
+    for (int e = 1; e < kPerLane; ++e) m = max_or_nan(m, x[e]);
+    return m;
+}
+
+/// all_good(x) from m = lane_max_or_bad(x): neither NaN nor +inf.
+SABER_EXACT_FN bool good_max(float m) { return m < INFINITY; }
+
 /// The chunk's maximum from its lanes' maxima: -0 becomes +0 so that every lane holds the same bits. The sign of a zero
 /// maximum changes no bit of any result (l - m, exp_nonpositive, the fixed terms and chunk_terms agree for both).
 SABER_EXACT_FN float canonical_max(float m) { return exact::add(m, 0.0f); }
 
 /// The lane's share of the chunk partial of maximum m: exact::add_term over its finite logits (the chunk's is the
 /// integer sum over its lanes, in any order). Without the entropy sum a -inf logit needs no test: its term is
-/// fixed_term(exp_nonpositive(-inf)) = 0, so adding it changes nothing (and the loop has no branch).
+/// fixed_term(exp_nonpositive(-inf)) = 0, so adding it changes nothing (and the loop has no branch); the sum is then
+/// exact::fixed_exp, the same bits as add_term's fixed_term(exp_nonpositive(d)) with fewer operations. Each term is
+/// below 2^43 (e < 1.42 before the scaling by 2^42), so a lane's 32 terms sum to less than 2^48 (the kernel's warp sum
+/// relies on it).
 template <bool kEntropy>
 SABER_EXACT_FN exact::ChunkPartial lane_terms(const float (&x)[kPerLane], float m) {
     exact::ChunkPartial p{m, 0, 0};
     if (m == -INFINITY) return p;
-    SABER_UNROLL
-    for (int e = 0; e < kPerLane; ++e)
-        if (!kEntropy || x[e] != -INFINITY) exact::add_term(p, x[e], kEntropy);
+    if (kEntropy) {
+        SABER_UNROLL
+        for (int e = 0; e < kPerLane; ++e)
+            if (x[e] != -INFINITY) exact::add_term(p, x[e], true);
+    } else {
+        // Terms added in pairs: the device adds two 64-bit terms to the sum with one 3-input add and its carry.
+        SABER_UNROLL
+        for (int e = 0; e < kPerLane; e += 2) p.sum += exact::fixed_exp(exact::add(x[e], -m)) + exact::fixed_exp(exact::add(x[e + 1], -m));
+    }
     return p;
 }
 
