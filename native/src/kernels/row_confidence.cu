@@ -272,23 +272,26 @@ __device__ void finish_row_in_block(const DecodeState &s, int sequence, int g, c
                                        task.position));
 }
 
-/// A row of the step's row plan (kernels/row_plan.h) and what the row pass does with it, held in shared memory by a block
-/// (thread 0 finds it, every thread reads it): its fields are read where they are used, not kept in registers across the
-/// chunk loop (a __syncthreads between makes the compiler load them again), which keeps that loop within its registers.
+/// A work item of the row pass (a row of the step's row plan, kernels/row_plan.h, or one split of it) and what the row
+/// pass does with it, held in shared memory by a block: thread 0 finds it, every thread reads it where it is used. The
+/// fields (and the block's next item) are not kept in registers across the chunk loop (a __syncthreads between makes
+/// the compiler load them again), which keeps that loop within its registers.
 struct PlannedRow {
-    int sequence, g;
+    long long item;   // the block's current work item; thread 0 advances it
+    int sequence, g, split;
     RowTask task;
 };
 
-/// Thread 0 writes planned row r into `out`; the block's threads may read it after the __syncthreads_and that returns
-/// whether the row is read this step (the same answer in every thread). The caller keeps out's previous readers before it
-/// (a __syncthreads).
-__device__ __forceinline__ bool plan_row(const DecodeState &s, long long r, PlannedRow &out) {
+/// Thread 0 writes planned row r (split `split`) into `out`; the block's threads may read it after the
+/// __syncthreads_and that returns whether the row is read this step (thread 0's answer, the same in every thread). The
+/// caller keeps out's previous readers before it (a __syncthreads).
+__device__ __forceinline__ bool plan_row(const DecodeState &s, long long r, int split, PlannedRow &out) {
     bool active = false;
     if (threadIdx.x == 0) {
-        const int sequence = sequence_of_row(s.row_offsets, s.batch, r);
-        const int g = candidate_position(s.options, s.block_length, s.block[sequence], static_cast<int>(r - s.row_offsets[sequence]));
-        out = PlannedRow{sequence, g, row_task(s, sequence, g)};
+        out.sequence = sequence_of_row(s.row_offsets, s.batch, r);
+        out.g = candidate_position(s.options, s.block_length, s.block[out.sequence], static_cast<int>(r - s.row_offsets[out.sequence]));
+        out.split = split;
+        out.task = row_task(s, out.sequence, out.g);
         active = out.task.active;
     }
     return __syncthreads_and(threadIdx.x != 0 || active);
@@ -297,19 +300,22 @@ __device__ __forceinline__ bool plan_row(const DecodeState &s, long long r, Plan
 /// Fast path: the grid's blocks walk the work items (row, split) of the step's row plan, grid-stride: item w is split
 /// w % splits of planned row w / splits. A block reads the chunks of its split of the row; with one split it finishes
 /// the row, otherwise it leaves its summary for combine_row_splits_kernel. Every __syncthreads is reached by the whole
-/// block: the loop bounds come from memory the row pass does not write, and whether a row is read is thread 0's answer,
-/// shared by __syncthreads_and.
+/// block: the loop bounds come from memory the row pass does not write (and the item from shared memory), and whether a
+/// row is read is thread 0's answer, shared by __syncthreads_and.
 template <typename T, bool kSampled, bool kEntropy>
 __global__ void __launch_bounds__(kThreads, kSampled ? kFallbackResidentBlocksSampled : kFallbackResidentBlocksGreedy)
     row_confidence_kernel(DecodeState s, const T *__restrict__ logits) {
     __shared__ PlannedRow planned;
     __shared__ RowSummary summary;
-    const long long items = s.row_offsets[s.batch] * s.row_splits;
-    for (long long w = blockIdx.x; w < items; w += gridDim.x) {
-        __syncthreads();   // the previous item's reads of `planned` and `summary` come first
+    if (threadIdx.x == 0) planned.item = blockIdx.x;
+    while (true) {
+        __syncthreads();   // the previous item's reads of `planned` and `summary` come first; the next item is visible
+        const long long w = planned.item;
+        if (w >= s.row_offsets[s.batch] * s.row_splits) break;
         const long long r = w / s.row_splits;
-        const int split = static_cast<int>(w - r * s.row_splits);
-        if (!plan_row(s, r, planned)) continue;
+        const bool active = plan_row(s, r, static_cast<int>(w - r * s.row_splits), planned);
+        if (threadIdx.x == 0) planned.item = w + gridDim.x;   // every thread has read w (before plan_row's barrier)
+        if (!active) continue;
         const T *row = row_of(s, logits, planned.sequence, planned.task.position);
         const ScanArgs a{s.vocabulary, s.mask_id, s.options.temperature, exact::mul(s.options.temperature, exact::kGumbelMax), s.options.seed,
                          *s.step + 1, planned.sequence, planned.task.position};
@@ -317,7 +323,7 @@ __global__ void __launch_bounds__(kThreads, kSampled ? kFallbackResidentBlocksSa
             static_cast<exact::ChunkPartial *>(s.chunk_partials) + row_index(s, planned.sequence, planned.g) * s.row_chunks;
         const bool aligned = reinterpret_cast<uintptr_t>(row) % 16 == 0;
         const int full_chunks = s.vocabulary / exact::kChunk;
-        const int first = split * s.row_split_chunks, last = min(s.row_chunks, first + s.row_split_chunks);
+        const int first = planned.split * s.row_split_chunks, last = min(s.row_chunks, first + s.row_split_chunks);
 
         RowSummary lane = scan::empty_summary();
         for (int c = first + static_cast<int>(threadIdx.x / 32); c < last; c += kWarps)
@@ -330,7 +336,7 @@ __global__ void __launch_bounds__(kThreads, kSampled ? kFallbackResidentBlocksSa
                                 static_cast<const exact::ChunkPartial *>(s.chunk_partials) + row_index(s, sequence, g) * s.row_chunks,
                                 row_of(s, logits, sequence, planned.task.position), *s.step + 1);
         } else if (threadIdx.x == 0) {
-            static_cast<RowSummary *>(s.split_partials)[row_index(s, sequence, g) * s.row_splits + split] = summary;
+            static_cast<RowSummary *>(s.split_partials)[row_index(s, sequence, g) * s.row_splits + planned.split] = summary;
         }
     }
 }
@@ -344,7 +350,7 @@ __global__ void __launch_bounds__(kThreads) combine_row_splits_kernel(DecodeStat
     const long long rows = s.row_offsets[s.batch];
     for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
         __syncthreads();   // the previous row's reads of `planned` and `summary` come first
-        if (!plan_row(s, r, planned)) continue;
+        if (!plan_row(s, r, 0, planned)) continue;
         const int sequence = planned.sequence, g = planned.g;
         if (threadIdx.x == 0) {
             const RowSummary *splits = static_cast<const RowSummary *>(s.split_partials) + row_index(s, sequence, g) * s.row_splits;
