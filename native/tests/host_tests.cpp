@@ -490,14 +490,14 @@ saber::exact::RowResult emulate_fast_pass(const std::vector<float> &row, int wid
                             lanes[l].bad = std::min(lanes[l].bad, scan::first_bad_id(x[l], begin, width, l));
                     continue;
                 }
-                // The kernel's warp maximum (an integer reduction: +0 above -0), then canonical.
-                float m = scan::lane_max_or_bad(x[0]);
+                // The kernel's warp maximum: an integer maximum of scan::order_key, then canonical.
+                int32_t key = scan::order_key(scan::lane_max_or_bad(x[0]));
                 for (int l = 1; l < scan::kLanes; ++l) {
                     const float lane_max = scan::lane_max_or_bad(x[l]);
                     EXPECT_EQ(exact::bits(lane_max), exact::bits(scan::lane_max(x[l])));
-                    m = lane_max > m || (lane_max == m && !std::signbit(lane_max)) ? lane_max : m;
+                    key = std::max(key, scan::order_key(lane_max));
                 }
-                m = scan::canonical_max(m);
+                const float m = scan::canonical_max(scan::float_of_order_key(key));
                 exact::ChunkPartial p{m, 0, 0};
                 for (int l = 0; l < scan::kLanes; ++l) {
                     if (m > lanes[l].max) lanes[l].max = m;
@@ -536,6 +536,37 @@ saber::exact::RowResult emulate_fast_pass(const std::vector<float> &row, int wid
 }
 
 }  // namespace
+
+TEST(FastRowPass, OrderKeysOrderFloatsAndInvertExactly) {
+    namespace scan = saber::scan;
+    namespace exact = saber::exact;
+    std::vector<float> values = {-INFINITY, -3.4028235e38f, -1.0f, -1e-45f, -0.0f, 0.0f, 1e-45f, 1.17549435e-38f, 1.0f, 3.4028235e38f, INFINITY};
+    std::mt19937 rng(29);
+    for (int i = 0; i < 100000; ++i) {
+        const float x = exact::from_bits(static_cast<uint32_t>(rng()));
+        if (x == x) values.push_back(x);
+    }
+    std::sort(values.begin(), values.end(), [](float a, float b) { return a < b || (a == b && std::signbit(a) && !std::signbit(b)); });
+    for (size_t i = 0; i < values.size(); ++i) {
+        ASSERT_EQ(exact::bits(scan::float_of_order_key(scan::order_key(values[i]))), exact::bits(values[i])) << values[i];
+        if (i == 0) continue;
+        if (exact::bits(values[i - 1]) == exact::bits(values[i])) {
+            ASSERT_EQ(scan::order_key(values[i - 1]), scan::order_key(values[i])) << values[i];
+        } else {
+            ASSERT_LT(scan::order_key(values[i - 1]), scan::order_key(values[i])) << values[i - 1] << " vs " << values[i];
+        }
+    }
+    // The lane maximum with NaN propagation: NaN or +inf exactly when a logit is bad.
+    float x[scan::kPerLane];
+    for (int bad = 0; bad < 3; ++bad)
+        for (int at = 0; at < scan::kPerLane; at += 7) {
+            for (int e = 0; e < scan::kPerLane; ++e) x[e] = e % 3 ? -INFINITY : static_cast<float>(e) - 40.0f;
+            if (bad == 1) x[at] = NAN;
+            if (bad == 2) x[at] = INFINITY;
+            EXPECT_EQ(scan::good_max(scan::lane_max_or_bad(x)), bad == 0);
+            EXPECT_EQ(scan::all_good(x), bad == 0);
+        }
+}
 
 TEST(FastRowPass, LaneStepsEmulatedOnTheHostComputeTheDefinitionsBits) {
     std::mt19937 rng(17);

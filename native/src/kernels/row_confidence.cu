@@ -16,6 +16,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "kernels.h"
 #include "philox.h"
@@ -57,14 +58,50 @@ __device__ __forceinline__ void unpack(const uint4 &v, float *x) {
     for (int j = 0; j < 16 / static_cast<int>(sizeof(T)); ++j) x[j] = to_float(reinterpret_cast<const T *>(&v)[j]);
 }
 
+/// The two 16-bit logits of a 32-bit word, widened to float: the lower id (the low half) first.
+template <typename T>
+__device__ __forceinline__ void unpack_word(unsigned w, float *x) {
+    if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+        x[0] = __uint_as_float(w << 16);              // a bfloat16 is the high half of its float
+        x[1] = __uint_as_float(w & 0xFFFF0000u);
+    } else {
+        x[0] = __half2float(__ushort_as_half(static_cast<unsigned short>(w)));
+        x[1] = __half2float(__ushort_as_half(static_cast<unsigned short>(w >> 16)));
+    }
+}
+
 template <>
 __device__ __forceinline__ void unpack<__nv_bfloat16>(const uint4 &v, float *x) {
     const unsigned words[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        x[2 * j] = __uint_as_float(words[j] << 16);              // the lower id: the word's low half
-        x[2 * j + 1] = __uint_as_float(words[j] & 0xFFFF0000u);  // the higher id: its high half
-    }
+    for (int j = 0; j < 4; ++j) unpack_word<__nv_bfloat16>(words[j], &x[2 * j]);
+}
+
+/// The larger of each pair of 16-bit logits, NaN when either is NaN (PTX max.NaN on f16x2 / bf16x2, sm_80 and later).
+template <typename T>
+__device__ __forceinline__ unsigned max_or_nan_x2(unsigned a, unsigned b) {
+    unsigned m;
+    if constexpr (std::is_same_v<T, __half>)
+        asm("max.NaN.f16x2 %0, %1, %2;" : "=r"(m) : "r"(a), "r"(b));
+    else
+        asm("max.NaN.bf16x2 %0, %1, %2;" : "=r"(m) : "r"(a), "r"(b));
+    return m;
+}
+
+/// scan::lane_max_or_bad of the lane's 16-bit logits (the same value, but for the sign of a zero maximum, which
+/// scan::canonical_max removes), from their 16-byte vectors: one packed maximum per two logits.
+template <typename T, int kVectors>
+__device__ __forceinline__ float packed_max_or_bad(const uint4 (&packed)[kVectors]) {
+    unsigned m = packed[0].x;
+    m = max_or_nan_x2<T>(m, packed[0].y);
+    m = max_or_nan_x2<T>(m, packed[0].z);
+    m = max_or_nan_x2<T>(m, packed[0].w);
+#pragma unroll
+    for (int k = 1; k < kVectors; ++k)
+        m = max_or_nan_x2<T>(max_or_nan_x2<T>(m, packed[k].x), max_or_nan_x2<T>(max_or_nan_x2<T>(packed[k].y, packed[k].z), packed[k].w));
+    float pair[2];
+    unpack_word<T>(m, pair);
+    return scan::max_or_nan(pair[0], pair[1]);
 }
 
 /// The exact:: row functions' loader of a device row of T.
@@ -125,12 +162,9 @@ __device__ __forceinline__ void write_result(const DecodeState &s, int sequence,
     s.metric[at] = r.metric;
 }
 
-/// The maximum over the warp's lanes of a float that is not NaN (any zero may come back as +0), by one integer
-/// reduction: the map below orders ints as their floats (-0 just below +0) and is its own inverse.
-__device__ __forceinline__ float warp_max(float x) {
-    const auto ordered = [](int i) { return i ^ ((i >> 31) & 0x7FFFFFFF); };
-    return __int_as_float(ordered(__reduce_max_sync(kAllLanes, ordered(__float_as_int(x)))));
-}
+/// The maximum over the warp's lanes of a float that is not NaN (a zero maximum is +0 if any lane holds +0), by one
+/// integer reduction of scan::order_key.
+__device__ __forceinline__ float warp_max(float x) { return scan::float_of_order_key(__reduce_max_sync(kAllLanes, scan::order_key(x))); }
 
 /// The sum over the warp's lanes of values below 2^48 (scan::lane_terms' sums): two 32-bit reductions of 24-bit halves,
 /// each below 32 x 2^24, so nothing wraps. Integer sums: the same in any order.
@@ -153,24 +187,29 @@ __device__ __forceinline__ void scan_chunk(const T *__restrict__ row, int chunk,
     const int begin = chunk * exact::kChunk;
 
     float x[scan::kPerLane];
+    float x_max;   // scan::lane_max_or_bad(x): NaN or +inf when one of the lane's logits is bad
     if (vectors) {
         const uint4 *source = reinterpret_cast<const uint4 *>(row + begin) + l;
         uint4 packed[kVectors];
 #pragma unroll
         for (int k = 0; k < kVectors; ++k) packed[k] = __ldg(source + 32 * k);
+        // 16-bit logits: the maximum of pairs, then of the last pair, widened (widening is exact and monotone, and NaN
+        // and +inf stay NaN and +inf).
+        if constexpr (sizeof(T) == 2) x_max = packed_max_or_bad<T>(packed);
 #pragma unroll
         for (int k = 0; k < kVectors; ++k) unpack<T>(packed[k], &x[k * kWidth]);
+        if constexpr (sizeof(T) != 2) x_max = scan::lane_max_or_bad(x);
     } else {
 #pragma unroll
         for (int e = 0; e < scan::kPerLane; ++e) {
             const int v = scan::lane_id(begin, kWidth, l, e);
             x[e] = v < a.vocabulary ? to_float(__ldg(row + v)) : neg_inf();   // ids past the row: -inf, which nothing counts
         }
+        x_max = scan::lane_max_or_bad(x);
     }
 
     // A bad logit (NaN or +inf) makes the row bad: only the lowest such id matters then. The lane's maximum is NaN or
     // +inf exactly when one of its logits is bad (one test per lane, not per logit).
-    const float x_max = scan::lane_max_or_bad(x);
     const bool good = scan::good_max(x_max);
     if (!__all_sync(kAllLanes, good)) {
         if (!good) lane.bad = min(lane.bad, scan::first_bad_id(x, begin, kWidth, l));

@@ -104,6 +104,15 @@ SABER_EXACT_FN float lane_max_or_bad(const float (&x)[kPerLane]) {
 /// all_good(x) from m = lane_max_or_bad(x): neither NaN nor +inf.
 SABER_EXACT_FN bool good_max(float m) { return m < INFINITY; }
 
+/// An int whose order is the float order of x (not NaN), -0 just below +0: the key of an integer warp maximum. The map is
+/// its own inverse (float_of_order_key undoes it).
+SABER_EXACT_FN int32_t order_key(float x) {
+    const int32_t i = static_cast<int32_t>(exact::bits(x));
+    return i ^ ((i >> 31) & 0x7FFFFFFF);
+}
+
+SABER_EXACT_FN float float_of_order_key(int32_t key) { return exact::from_bits(static_cast<uint32_t>(key ^ ((key >> 31) & 0x7FFFFFFF))); }
+
 /// The chunk's maximum from its lanes' maxima: -0 becomes +0 so that every lane holds the same bits. The sign of a zero
 /// maximum changes no bit of any result (l - m, exp_nonpositive, the fixed terms and chunk_terms agree for both).
 SABER_EXACT_FN float canonical_max(float m) { return exact::add(m, 0.0f); }
