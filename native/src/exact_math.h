@@ -193,6 +193,34 @@ SABER_EXACT_FN uint64_t fixed_term(float e) {
 #endif
 }
 
+/// e^d 2^42 for d in [-87, 0] as fixed_exp computes it before truncating: exactly exp_nonpositive(d) 2^42 where d >= -86
+/// (a normal float; below -86 the value is not 0 but below 2^-80). fixed_exp's comment explains the steps.
+SABER_EXACT_FN float scaled_exp_clamped(float d) {
+    const float t = add(mul(d, kLog2e), 0x1.8p23f);   // 1.5 2^23 + k, exactly
+    const float k = add(t, -0x1.8p23f);
+    float r = fma(k, -kLn2Hi, d);
+    r = fma(k, -kLn2Lo, r);
+    constexpr float kScale = 4398046511104.0f;        // 2^42
+    float p = 1.98412701e-04f * kScale;
+    p = fma(p, r, 1.38888892e-03f * kScale);
+    p = fma(p, r, 8.33333377e-03f * kScale);
+    p = fma(p, r, 4.16666679e-02f * kScale);
+    p = fma(p, r, 1.66666672e-01f * kScale);
+    p = fma(p, r, 0.5f * kScale);
+    p = fma(p, r, kScale);
+    p = fma(p, r, kScale);
+    return from_bits(bits(p) + (bits(t) << 23));   // p 2^k, exactly
+}
+
+/// Truncation of a float in [0, 2^64) to an integer, as fixed_term truncates.
+SABER_EXACT_FN uint64_t truncate_u64(float x) {
+#if defined(__CUDA_ARCH__)
+    return __float2ull_rz(x);
+#else
+    return static_cast<uint64_t>(x);
+#endif
+}
+
 /// fixed_term(exp_nonpositive(d)) for d <= 0, -inf (and NaN): the same bits, in fewer operations, for the fast row pass's
 /// sums without entropy. Not a new definition: it is identical to the composition, which the host tests check for every
 /// float d in [-90, 0] (and -inf, NaN), and so it needs no C# mirror. Why it is identical:
@@ -208,27 +236,23 @@ SABER_EXACT_FN uint64_t fixed_term(float e) {
 ///     >= -84), which adding k to the exponent field of p 2^42 gives without a multiply: bits(t) = bits(1.5 2^23) + k,
 ///     and bits(1.5 2^23) << 23 is 0 modulo 2^32, so bits(t) << 23 is k << 23. In [-87, -86), where exp_nonpositive
 ///     gives 0, p 2^(k + 42) < 2^-81 truncates to 0 as well.
-SABER_EXACT_FN uint64_t fixed_exp(float d) {
-    d = fmaxf(d, -87.0f);
-    const float t = add(mul(d, kLog2e), 0x1.8p23f);   // 1.5 2^23 + k, exactly
-    const float k = add(t, -0x1.8p23f);
-    float r = fma(k, -kLn2Hi, d);
-    r = fma(k, -kLn2Lo, r);
-    constexpr float kScale = 4398046511104.0f;        // 2^42
-    float p = 1.98412701e-04f * kScale;
-    p = fma(p, r, 1.38888892e-03f * kScale);
-    p = fma(p, r, 8.33333377e-03f * kScale);
-    p = fma(p, r, 4.16666679e-02f * kScale);
-    p = fma(p, r, 1.66666672e-01f * kScale);
-    p = fma(p, r, 0.5f * kScale);
-    p = fma(p, r, kScale);
-    p = fma(p, r, kScale);
-    const float scaled = from_bits(bits(p) + (bits(t) << 23));   // p 2^k, exactly
-#if defined(__CUDA_ARCH__)
-    return __float2ull_rz(scaled);
-#else
-    return static_cast<uint64_t>(scaled);
-#endif
+SABER_EXACT_FN uint64_t fixed_exp(float d) { return truncate_u64(scaled_exp_clamped(fmaxf(d, -87.0f))); }
+
+/// What add_term(p, l, true) adds for d = l - p.max, or nothing (both 0) for d = -inf, a -inf logit, which the row
+/// functions skip: {fixed_term(e), fixed_term(mul(e, -d))} with e = exp_nonpositive(d), the same bits (checked on the
+/// host for every float d in [-90, 0] and -inf) in fewer operations and without a branch. With d' = max(d, -87) and E =
+/// scaled_exp_clamped(d') (so fixed_exp(d) = trunc(E)): where d >= -86, E = e 2^42 exactly, and mul(E, -d) = mul(e, -d)
+/// 2^42 exactly when mul(e, -d) is normal (scaling by a power of two commutes with rounding); when it is subnormal (or
+/// 0), both products are below 2^-80 and truncate to 0. Below -86 (and at -inf), where e = 0, E (-d') < 2^-74: 0 too.
+struct FixedTerms {
+    uint64_t sum;
+    uint64_t entropy;
+};
+
+SABER_EXACT_FN FixedTerms fixed_exp_entropy(float d) {
+    const float clamped = fmaxf(d, -87.0f);
+    const float scaled = scaled_exp_clamped(clamped);
+    return FixedTerms{truncate_u64(scaled), truncate_u64(mul(scaled, -clamped))};
 }
 
 // ---- one row of logits: the quantities of spec §2 ----

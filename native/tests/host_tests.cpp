@@ -298,22 +298,28 @@ TEST(ExactMath, FixedTermsAreTheTruncatedScaledTerm) {
 
 namespace {
 
-/// Compares exact::fixed_exp with the composition it replaces at the floats with bits [first, last] stepping by `stride`
-/// (bits of negative floats grow with their magnitude); returns the mismatches and reports the first.
+/// Compares exact::fixed_exp and fixed_exp_entropy with the compositions they replace (add_term's terms) at the floats
+/// with bits [first, last] stepping by `stride` (bits of negative floats grow with their magnitude); returns the
+/// mismatches and reports the first.
 uint64_t fixed_exp_mismatches(uint32_t first, uint32_t last, uint32_t stride) {
     using namespace saber::exact;
     uint64_t mismatches = 0;
     for (uint64_t u = first; u <= last; u += stride) {
         const float d = from_bits(static_cast<uint32_t>(u));
-        const uint64_t want = fixed_term(exp_nonpositive(d)), got = fixed_exp(d);
-        if (got != want && mismatches++ == 0) ADD_FAILURE() << "fixed_exp(" << d << ") = " << got << ", composition " << want;
+        const float e = exp_nonpositive(d);
+        const uint64_t sum = fixed_term(e), entropy = fixed_term(mul(e, -d));
+        const FixedTerms both = fixed_exp_entropy(d);
+        const uint64_t alone = fixed_exp(d);
+        if ((alone != sum || both.sum != sum || both.entropy != entropy) && mismatches++ == 0)
+            ADD_FAILURE() << "at d = " << d << ": fixed_exp " << alone << ", fixed_exp_entropy " << both.sum << " " << both.entropy << "; composition "
+                          << sum << " " << entropy;
     }
     return mismatches;
 }
 
 }  // namespace
 
-TEST(ExactMath, FixedExpIsTheCompositionBitForBit) {
+TEST(ExactMath, FixedExpAndFixedExpEntropyAreTheCompositionBitForBit) {
     using namespace saber::exact;
     // Every float of [-90, -2^-24] (2.6e8 floats: every magnitude where k, r and the cut-offs vary), and every 61st float
     // of (-2^-24, -0] (where k = 0 and r = d); SABER_EXHAUSTIVE=1 checks every float of [-90, -0] (1.1e9, about a minute).
@@ -328,11 +334,20 @@ TEST(ExactMath, FixedExpIsTheCompositionBitForBit) {
             const uint32_t u = bits(edge);
             const float d = from_bits(edge == 0.0f && step < 0 ? u : u + static_cast<uint32_t>(step));
             if (d > 0.0f) continue;
-            EXPECT_EQ(fixed_exp(d), fixed_term(exp_nonpositive(d))) << d;
+            const float e = exp_nonpositive(d);
+            EXPECT_EQ(fixed_exp(d), fixed_term(e)) << d;
+            if (d == -INFINITY || d != d) continue;   // no logit gives a NaN d; -inf: below
+            EXPECT_EQ(fixed_exp_entropy(d).sum, fixed_term(e)) << d;
+            EXPECT_EQ(fixed_exp_entropy(d).entropy, fixed_term(mul(e, -d))) << d;
         }
     EXPECT_EQ(fixed_exp(NAN), fixed_term(exp_nonpositive(NAN)));
     EXPECT_EQ(fixed_exp(0.0f), uint64_t{1} << 42);
     EXPECT_EQ(fixed_exp(-INFINITY), 0u);
+    // A -inf logit, which add_term's callers skip: nothing.
+    EXPECT_EQ(fixed_exp_entropy(-INFINITY).sum, 0u);
+    EXPECT_EQ(fixed_exp_entropy(-INFINITY).entropy, 0u);
+    EXPECT_EQ(fixed_exp_entropy(0.0f).sum, uint64_t{1} << 42);
+    EXPECT_EQ(fixed_exp_entropy(0.0f).entropy, 0u);
     // The term's last non-zero value: the largest d with fixed_exp(d) == 0 lies between -29.2 and -29.1.
     EXPECT_EQ(fixed_exp(-29.2f), 0u);
     EXPECT_GT(fixed_exp(-29.1f), 0u);

@@ -5,7 +5,7 @@
 //                   grid-stride: each candidate row of the row plan (row_plan.h) times its splits. A block reads whole
 //                   1024-id chunks of its split of the row, one warp per chunk at a time: the chunk's exact maximum by
 //                   one integer warp reduction, then exact::ChunkPartial's uint64 fixed-point sums (integer sums, the
-//                   same in any order; exact::fixed_exp without the entropy sum), written to a [batch, G, chunks]
+//                   same in any order; exact::fixed_exp and fixed_exp_entropy), written to a [batch, G, chunks]
 //                   scratch. Each lane keeps its best two predictions (a total order: merging them in any order is
 //                   exact) and its lowest bad id. Finishing a row (in the block with one split, else in
 //                   combine_row_splits_kernel, grid-stride over the planned rows): the row's maximum, the chunk terms in

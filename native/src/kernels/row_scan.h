@@ -118,19 +118,23 @@ SABER_EXACT_FN float float_of_order_key(int32_t key) { return exact::from_bits(s
 SABER_EXACT_FN float canonical_max(float m) { return exact::add(m, 0.0f); }
 
 /// The lane's share of the chunk partial of maximum m: exact::add_term over its finite logits (the chunk's is the
-/// integer sum over its lanes, in any order). Without the entropy sum a -inf logit needs no test: its term is
-/// fixed_term(exp_nonpositive(-inf)) = 0, so adding it changes nothing (and the loop has no branch); the sum is then
-/// exact::fixed_exp, the same bits as add_term's fixed_term(exp_nonpositive(d)) with fewer operations. Each term is
-/// below 2^43 (e < 1.42 before the scaling by 2^42), so a lane's 32 terms sum to less than 2^48 (the kernel's warp sum
-/// relies on it).
+/// integer sum over its lanes, in any order). A -inf logit needs no test: its terms are 0 (exact::fixed_exp(-inf) and
+/// exact::fixed_exp_entropy(-inf)), so adding them changes nothing and the loop has no branch; fixed_exp and
+/// fixed_exp_entropy are add_term's terms bit for bit with fewer operations. Each sum term is at most 2^42 (e <= 1) and
+/// each entropy term below 2^41 (e (-d) <= 1/e), so a lane's 32 terms sum to less than 2^48 (the kernel's warp sums
+/// rely on it).
 template <bool kEntropy>
 SABER_EXACT_FN exact::ChunkPartial lane_terms(const float (&x)[kPerLane], float m) {
     exact::ChunkPartial p{m, 0, 0};
     if (m == -INFINITY) return p;
     if (kEntropy) {
+        // exact::fixed_exp_entropy: add_term's two terms bit for bit, and nothing for a -inf logit (no branch).
         SABER_UNROLL
-        for (int e = 0; e < kPerLane; ++e)
-            if (x[e] != -INFINITY) exact::add_term(p, x[e], true);
+        for (int e = 0; e < kPerLane; ++e) {
+            const exact::FixedTerms t = exact::fixed_exp_entropy(exact::add(x[e], -m));
+            p.sum += t.sum;
+            p.entropy += t.entropy;
+        }
     } else {
         // Terms added in pairs: the device adds two 64-bit terms to the sum with one 3-input add and its carry.
         SABER_UNROLL
