@@ -840,8 +840,9 @@ TEST_F(Device, ExactMathComputesTheHostBuildsBits) {
 }
 
 TEST_F(Device, FixedExpIsTheCompositionOnTheDeviceAndTheHostsBits) {
-    // exact::fixed_exp (the row pass's sum without entropy) against fixed_term(exp_nonpositive(d)), both on the device,
-    // and against the host build's composition; the host tests check every float of [-90, 0] on the host.
+    // exact::fixed_exp and fixed_exp_entropy (the row pass's terms) against add_term's terms, fixed_term(e) and
+    // fixed_term(mul(e, -d)), all on the device, and against the host build; the host tests check every float of [-90, 0].
+    namespace exact = saber::exact;
     std::mt19937 rng(19);
     std::uniform_real_distribution<float> wide(-90.0f, 0.0f), near(-30.0f, 0.0f);
     std::vector<float> inputs = exact_inputs(rng, 2048, [&](std::mt19937 &r) { return wide(r); },
@@ -851,18 +852,31 @@ TEST_F(Device, FixedExpIsTheCompositionOnTheDeviceAndTheHostsBits) {
     float *device_inputs = nullptr;
     uint64_t *device_outputs = nullptr;
     ASSERT_EQ(cudaMalloc(&device_inputs, n * sizeof(float)), cudaSuccess);
-    ASSERT_EQ(cudaMalloc(&device_outputs, 2 * n * sizeof(uint64_t)), cudaSuccess);
-    std::vector<uint64_t> outputs(2 * n, ~uint64_t{0});
+    ASSERT_EQ(cudaMalloc(&device_outputs, 5 * n * sizeof(uint64_t)), cudaSuccess);
+    std::vector<uint64_t> out(5 * n, ~uint64_t{0});
     ASSERT_EQ(cudaMemcpy(device_inputs, inputs.data(), n * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
     ASSERT_EQ(saber::launch_fixed_exp(device_inputs, device_outputs, static_cast<int64_t>(n), nullptr), cudaSuccess);
-    ASSERT_EQ(cudaMemcpy(outputs.data(), device_outputs, 2 * n * sizeof(uint64_t), cudaMemcpyDeviceToHost), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(out.data(), device_outputs, 5 * n * sizeof(uint64_t), cudaMemcpyDeviceToHost), cudaSuccess);
     cudaFree(device_inputs);
     cudaFree(device_outputs);
     for (size_t i = 0; i < n; ++i) {
-        const uint64_t host = saber::exact::fixed_term(saber::exact::exp_nonpositive(inputs[i]));
-        ASSERT_EQ(outputs[2 * i], outputs[2 * i + 1]) << "device fixed_exp vs device composition at d = " << inputs[i];
-        ASSERT_EQ(outputs[2 * i], host) << "device vs host at d = " << inputs[i];
-        ASSERT_EQ(saber::exact::fixed_exp(inputs[i]), host) << "host fixed_exp at d = " << inputs[i];
+        const float d = inputs[i], e = exact::exp_nonpositive(d);
+        const uint64_t *o = &out[5 * i];
+        ASSERT_EQ(o[0], o[3]) << "device fixed_exp vs device composition at d = " << d;
+        ASSERT_EQ(o[0], exact::fixed_term(e)) << "device vs host at d = " << d;
+        ASSERT_EQ(exact::fixed_exp(d), exact::fixed_term(e)) << "host fixed_exp at d = " << d;
+        if (d != d) continue;   // no logit gives a NaN d
+        const exact::FixedTerms host = exact::fixed_exp_entropy(d);
+        ASSERT_EQ(o[1], host.sum) << "d = " << d;
+        ASSERT_EQ(o[2], host.entropy) << "d = " << d;
+        if (d == -kInf) {   // a -inf logit: its terms are skipped, so fixed_exp_entropy gives nothing
+            ASSERT_EQ(o[1], 0u);
+            ASSERT_EQ(o[2], 0u);
+            continue;
+        }
+        ASSERT_EQ(o[1], o[3]) << "device fixed_exp_entropy vs device composition at d = " << d;
+        ASSERT_EQ(o[2], o[4]) << "device fixed_exp_entropy vs device composition at d = " << d;
+        ASSERT_EQ(o[4], exact::fixed_term(exact::mul(e, -d))) << "device vs host at d = " << d;
     }
 }
 

@@ -18,11 +18,18 @@ __global__ void fixed_terms_kernel(const float *__restrict__ inputs, uint64_t *_
         outputs[i] = exact::fixed_term(inputs[i]);
 }
 
-/// outputs[2i] = exact::fixed_exp(inputs[i]), outputs[2i + 1] = the composition it stands for.
+/// outputs[5i ... 5i + 4] = exact::fixed_exp(d), fixed_exp_entropy(d) (sum, entropy), and the compositions they stand
+/// for, fixed_term(e) and fixed_term(mul(e, -d)) with e = exp_nonpositive(d), for d = inputs[i].
 __global__ void fixed_exp_kernel(const float *__restrict__ inputs, uint64_t *__restrict__ outputs, int64_t count) {
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-        outputs[2 * i] = exact::fixed_exp(inputs[i]);
-        outputs[2 * i + 1] = exact::fixed_term(exact::exp_nonpositive(inputs[i]));
+        const float d = inputs[i], e = exact::exp_nonpositive(d);
+        const exact::FixedTerms both = exact::fixed_exp_entropy(d);
+        uint64_t *out = outputs + 5 * i;
+        out[0] = exact::fixed_exp(d);
+        out[1] = both.sum;
+        out[2] = both.entropy;
+        out[3] = exact::fixed_term(e);
+        out[4] = exact::fixed_term(exact::mul(e, -d));
     }
 }
 
