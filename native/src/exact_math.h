@@ -193,6 +193,68 @@ SABER_EXACT_FN uint64_t fixed_term(float e) {
 #endif
 }
 
+/// e^d 2^42 for d in [-87, 0] as fixed_exp computes it before truncating: exactly exp_nonpositive(d) 2^42 where d >= -86
+/// (a normal float; below -86 the value is not 0 but below 2^-80). fixed_exp's comment explains the steps.
+SABER_EXACT_FN float scaled_exp_clamped(float d) {
+    const float t = add(mul(d, kLog2e), 0x1.8p23f);   // 1.5 2^23 + k, exactly
+    const float k = add(t, -0x1.8p23f);
+    float r = fma(k, -kLn2Hi, d);
+    r = fma(k, -kLn2Lo, r);
+    constexpr float kScale = 4398046511104.0f;        // 2^42
+    float p = 1.98412701e-04f * kScale;
+    p = fma(p, r, 1.38888892e-03f * kScale);
+    p = fma(p, r, 8.33333377e-03f * kScale);
+    p = fma(p, r, 4.16666679e-02f * kScale);
+    p = fma(p, r, 1.66666672e-01f * kScale);
+    p = fma(p, r, 0.5f * kScale);
+    p = fma(p, r, kScale);
+    p = fma(p, r, kScale);
+    return from_bits(bits(p) + (bits(t) << 23));   // p 2^k, exactly
+}
+
+/// Truncation of a float in [0, 2^64) to an integer, as fixed_term truncates.
+SABER_EXACT_FN uint64_t truncate_u64(float x) {
+#if defined(__CUDA_ARCH__)
+    return __float2ull_rz(x);
+#else
+    return static_cast<uint64_t>(x);
+#endif
+}
+
+/// fixed_term(exp_nonpositive(d)) for d <= 0, -inf (and NaN): the same bits, in fewer operations, for the fast row pass's
+/// sums without entropy. Not a new definition: it is identical to the composition, which the host tests check for every
+/// float d in [-90, 0] (and -inf, NaN), and so it needs no C# mirror. Why it is identical:
+///   - d is first raised to -87 (a NaN too); every d below -29.2 has a fixed term of 0 either way (e^d 2^42 < 1, and
+///     exp_nonpositive gives 0 below -86), so the clamp changes no result and keeps k in [-126, 0] below.
+///   - k = rint(mul(d, log2 e)) by adding and subtracting 1.5 2^23: v = mul(d, log2 e) lies in [-125.6, 0], so v + 1.5 2^23
+///     lies in [2^23, 2^24), where floats are the integers: the addition rounds v to an integer, ties to even as rint does
+///     (1.5 2^23 is even). r is exp_nonpositive's.
+///   - The polynomial with every coefficient times 2^42 (exact) is exp_nonpositive's p times 2^42 at every step: scaling
+///     an fma's addend and one factor by a power of two scales its rounded result (no value comes near the subnormals or
+///     overflow). exp_nonpositive's mul(p, 2^k) is exact (p in [0.7, 1.42], k >= -124 above the cut-off: the result is
+///     normal), and so is fixed_term's scaling by 2^42: both are the one exact value p 2^(k + 42), a normal float (k + 42
+///     >= -84), which adding k to the exponent field of p 2^42 gives without a multiply: bits(t) = bits(1.5 2^23) + k,
+///     and bits(1.5 2^23) << 23 is 0 modulo 2^32, so bits(t) << 23 is k << 23. In [-87, -86), where exp_nonpositive
+///     gives 0, p 2^(k + 42) < 2^-81 truncates to 0 as well.
+SABER_EXACT_FN uint64_t fixed_exp(float d) { return truncate_u64(scaled_exp_clamped(fmaxf(d, -87.0f))); }
+
+/// What add_term(p, l, true) adds for d = l - p.max, or nothing (both 0) for d = -inf, a -inf logit, which the row
+/// functions skip: {fixed_term(e), fixed_term(mul(e, -d))} with e = exp_nonpositive(d), the same bits (checked on the
+/// host for every float d in [-90, 0] and -inf) in fewer operations and without a branch. With d' = max(d, -87) and E =
+/// scaled_exp_clamped(d') (so fixed_exp(d) = trunc(E)): where d >= -86, E = e 2^42 exactly, and mul(E, -d) = mul(e, -d)
+/// 2^42 exactly when mul(e, -d) is normal (scaling by a power of two commutes with rounding); when it is subnormal (or
+/// 0), both products are below 2^-80 and truncate to 0. Below -86 (and at -inf), where e = 0, E (-d') < 2^-74: 0 too.
+struct FixedTerms {
+    uint64_t sum;
+    uint64_t entropy;
+};
+
+SABER_EXACT_FN FixedTerms fixed_exp_entropy(float d) {
+    const float clamped = fmaxf(d, -87.0f);
+    const float scaled = scaled_exp_clamped(clamped);
+    return FixedTerms{truncate_u64(scaled), truncate_u64(mul(scaled, -clamped))};
+}
+
 // ---- one row of logits: the quantities of spec §2 ----
 //
 // The row functions read the row through a loader, `load(v)` -> the float logit of id v, so that float16 and bfloat16

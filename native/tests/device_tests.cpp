@@ -577,6 +577,102 @@ TEST_F(Device, TokenConfidenceIsTheDefinitionsQForEverySplit) {
     EXPECT_GE(decoded, 3 * 2 * batch) << "the first step commits n positions of each sequence";
 }
 
+// ---- the row plan: the fast pass's grid walks each sequence's own candidate rows ----
+
+namespace {
+
+struct PlanCase {
+    int strategy;
+    int splits;   // 0: the planned split
+};
+
+std::string PlanCaseName(const ::testing::TestParamInfo<PlanCase> &info) {
+    return std::string(info.param.strategy == SABER_STRATEGY_SABER ? "saber" : "threshold") + "_splits" + std::to_string(info.param.splits);
+}
+
+}  // namespace
+
+class RowPlan : public Device, public ::testing::WithParamInterface<PlanCase> {};
+
+TEST_P(RowPlan, StaggeredSequencesReadTheirOwnRowsBitForBit) {
+    // Four sequences driven apart by their logits (confident rows commit a whole block, flat ones a single position), so
+    // that at the checked row pass they are done, or in different blocks with some of the block decoded: the fast pass
+    // (grid-stride over the row plan) must write exactly the rows the reference path (one thread per position) writes,
+    // with the same bits, and those are the host build's definition.
+    constexpr int kVocabulary = 2100, kMask = 2099, kGeneration = 8, kBlock = 2, kBatch = 4;   // 3 chunks, rows not aligned
+    saber_decode_options o = SaberOptions(kGeneration, kBlock, 1, 4);
+    o.strategy = GetParam().strategy;
+    o.threshold = 0.9f;
+    Create(o, kVocabulary, kMask, kBatch);
+    if (GetParam().splits > 0) {
+        ASSERT_EQ(saber::testing::set_row_splits(decode, GetParam().splits), SABER_OK) << saber_last_error();
+    }
+    int32_t length = 0;
+    ASSERT_EQ(saber_decode_length(decode, &length), SABER_OK);
+    ASSERT_EQ(length, kGeneration) << "empty prompts";
+    std::mt19937 rng(23);
+    std::uniform_real_distribution<float> flat(-0.01f, 0.01f), uniform(-8.0f, 8.0f);
+    std::vector<float> values(static_cast<size_t>(kBatch) * kGeneration * kVocabulary);
+    // confident[b][step]: sequence 0 always, 1 never, 2 in its first two steps, 3 after its first.
+    const auto confident = [](int b, int step) { return b == 0 || (b == 2 && step < 2) || (b == 3 && step >= 1); };
+    std::vector<int32_t> done(kBatch);
+    int taken = 0;   // steps
+    while (taken < 5) {
+        for (int b = 0; b < kBatch; ++b)
+            for (int g = 0; g < kGeneration; ++g) {
+                float *row = values.data() + (static_cast<size_t>(b) * kGeneration + g) * kVocabulary;
+                for (int v = 0; v < kVocabulary; ++v) row[v] = confident(b, taken) ? 0.0f : flat(rng);
+                if (confident(b, taken)) row[(g * 37 + b) % kMask] = 30.0f;
+            }
+        Upload(values, SABER_DTYPE_FLOAT32);
+        Step(SABER_DTYPE_FLOAT32);
+        ASSERT_EQ(status.error, SABER_OK);
+        ++taken;
+        ASSERT_EQ(saber_decode_read(decode, nullptr, nullptr, done.data()), SABER_OK);
+        if (std::count(done.begin(), done.end(), 1) >= kBatch - 1) break;
+    }
+    const int finished = static_cast<int>(std::count(done.begin(), done.end(), 1));
+    ASSERT_LT(finished, kBatch) << "a sequence must still be decoding";
+    if (o.strategy == SABER_STRATEGY_THRESHOLD) {
+        EXPECT_GE(finished, 1) << "the confident sequence finishes within 4 steps";
+    }
+
+    for (int dtype : {SABER_DTYPE_FLOAT32, SABER_DTYPE_FLOAT16, SABER_DTYPE_BFLOAT16}) {
+        for (float &x : values) x = uniform(rng);
+        const std::vector<float> seen = Upload(values, dtype);
+        void *pointer = nullptr;
+        ASSERT_EQ(saber_buffer_device_pointer(logits, &pointer), SABER_OK);
+        saber::testing::RowResults fast, reference;
+        for (auto [path, out] : {std::pair{saber::RowPath::Fast, &fast}, std::pair{saber::RowPath::Reference, &reference}}) {
+            ASSERT_EQ(saber::testing::poison_rows(decode), SABER_OK);
+            ASSERT_EQ(saber::testing::launch_rows(decode, pointer, dtype, path), SABER_OK) << saber_last_error();
+            ASSERT_EQ(saber::testing::read_rows(decode, *out), SABER_OK) << saber_last_error();
+        }
+        int written = 0;
+        for (int b = 0; b < kBatch; ++b)
+            for (int g = 0; g < kGeneration; ++g) {
+                const size_t at = static_cast<size_t>(b) * kGeneration + g;
+                const std::string where = "dtype " + std::to_string(dtype) + ", sequence " + std::to_string(b) + " position " + std::to_string(g);
+                ASSERT_EQ(fast.prediction[at], reference.prediction[at]) << where;
+                ASSERT_EQ(bits_of(fast.confidence[at]), bits_of(reference.confidence[at])) << where;
+                ASSERT_EQ(bits_of(fast.token_confidence[at]), bits_of(reference.token_confidence[at])) << where;
+                ASSERT_EQ(bits_of(fast.metric[at]), bits_of(reference.metric[at])) << where;
+                if (reference.prediction[at] < 0) continue;   // not a row of this step: untouched by both
+                ++written;
+                EXPECT_FALSE(done[static_cast<size_t>(b)]) << where << ": a finished sequence has no rows";
+                ExpectTheDefinition(fast, at, saber::exact::row_reference(seen.data() + at * kVocabulary, kVocabulary, kMask, -1, SABER_METRIC_MAXPROB, 0.0f,
+                                                                         o.seed, taken + 1, b, g),
+                                    where);
+            }
+        EXPECT_GT(written, 0);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Strategies, RowPlan,
+                         ::testing::Values(PlanCase{SABER_STRATEGY_THRESHOLD, 0}, PlanCase{SABER_STRATEGY_THRESHOLD, 3},
+                                           PlanCase{SABER_STRATEGY_SABER, 0}, PlanCase{SABER_STRATEGY_SABER, 3}),
+                         PlanCaseName);
+
 // ---- batch composition: a sequence decodes the same alone and beside others ----
 
 /// The logits a model gives one sequence: a function of that sequence's own tokens (prompt and generation) and the
@@ -741,6 +837,47 @@ TEST_F(Device, ExactMathComputesTheHostBuildsBits) {
     ASSERT_EQ(saber_exact_fixed_terms_device(context, terms.data(), device.data(), static_cast<int64_t>(terms.size())), SABER_OK)
         << saber_last_error();
     EXPECT_EQ(host, device);
+}
+
+TEST_F(Device, FixedExpIsTheCompositionOnTheDeviceAndTheHostsBits) {
+    // exact::fixed_exp and fixed_exp_entropy (the row pass's terms) against add_term's terms, fixed_term(e) and
+    // fixed_term(mul(e, -d)), all on the device, and against the host build; the host tests check every float of [-90, 0].
+    namespace exact = saber::exact;
+    std::mt19937 rng(19);
+    std::uniform_real_distribution<float> wide(-90.0f, 0.0f), near(-30.0f, 0.0f);
+    std::vector<float> inputs = exact_inputs(rng, 2048, [&](std::mt19937 &r) { return wide(r); },
+                                             {0.0f, -0.0f, -kInf, std::nanf(""), -1e-45f, -86.0f, -86.00001f, -87.0f, -87.00001f, -29.1f, -29.2f, -3.4e38f});
+    for (int i = 0; i < 2048; ++i) inputs.push_back(near(rng));
+    const size_t n = inputs.size();
+    float *device_inputs = nullptr;
+    uint64_t *device_outputs = nullptr;
+    ASSERT_EQ(cudaMalloc(&device_inputs, n * sizeof(float)), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&device_outputs, 5 * n * sizeof(uint64_t)), cudaSuccess);
+    std::vector<uint64_t> out(5 * n, ~uint64_t{0});
+    ASSERT_EQ(cudaMemcpy(device_inputs, inputs.data(), n * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+    ASSERT_EQ(saber::launch_fixed_exp(device_inputs, device_outputs, static_cast<int64_t>(n), nullptr), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(out.data(), device_outputs, 5 * n * sizeof(uint64_t), cudaMemcpyDeviceToHost), cudaSuccess);
+    cudaFree(device_inputs);
+    cudaFree(device_outputs);
+    for (size_t i = 0; i < n; ++i) {
+        const float d = inputs[i], e = exact::exp_nonpositive(d);
+        const uint64_t *o = &out[5 * i];
+        ASSERT_EQ(o[0], o[3]) << "device fixed_exp vs device composition at d = " << d;
+        ASSERT_EQ(o[0], exact::fixed_term(e)) << "device vs host at d = " << d;
+        ASSERT_EQ(exact::fixed_exp(d), exact::fixed_term(e)) << "host fixed_exp at d = " << d;
+        if (d != d) continue;   // no logit gives a NaN d
+        const exact::FixedTerms host = exact::fixed_exp_entropy(d);
+        ASSERT_EQ(o[1], host.sum) << "d = " << d;
+        ASSERT_EQ(o[2], host.entropy) << "d = " << d;
+        if (d == -kInf) {   // a -inf logit: its terms are skipped, so fixed_exp_entropy gives nothing
+            ASSERT_EQ(o[1], 0u);
+            ASSERT_EQ(o[2], 0u);
+            continue;
+        }
+        ASSERT_EQ(o[1], o[3]) << "device fixed_exp_entropy vs device composition at d = " << d;
+        ASSERT_EQ(o[2], o[4]) << "device fixed_exp_entropy vs device composition at d = " << d;
+        ASSERT_EQ(o[4], exact::fixed_term(exact::mul(e, -d))) << "device vs host at d = " << d;
+    }
 }
 
 TEST_F(Device, ExactRowDefinitionComputesTheHostBuildsBits) {

@@ -296,6 +296,63 @@ TEST(ExactMath, FixedTermsAreTheTruncatedScaledTerm) {
     EXPECT_LT(static_cast<double>(fixed_term(1.0f)) * (1 << 21), 0x1p64);
 }
 
+namespace {
+
+/// Compares exact::fixed_exp and fixed_exp_entropy with the compositions they replace (add_term's terms) at the floats
+/// with bits [first, last] stepping by `stride` (bits of negative floats grow with their magnitude); returns the
+/// mismatches and reports the first.
+uint64_t fixed_exp_mismatches(uint32_t first, uint32_t last, uint32_t stride) {
+    using namespace saber::exact;
+    uint64_t mismatches = 0;
+    for (uint64_t u = first; u <= last; u += stride) {
+        const float d = from_bits(static_cast<uint32_t>(u));
+        const float e = exp_nonpositive(d);
+        const uint64_t sum = fixed_term(e), entropy = fixed_term(mul(e, -d));
+        const FixedTerms both = fixed_exp_entropy(d);
+        const uint64_t alone = fixed_exp(d);
+        if ((alone != sum || both.sum != sum || both.entropy != entropy) && mismatches++ == 0)
+            ADD_FAILURE() << "at d = " << d << ": fixed_exp " << alone << ", fixed_exp_entropy " << both.sum << " " << both.entropy << "; composition "
+                          << sum << " " << entropy;
+    }
+    return mismatches;
+}
+
+}  // namespace
+
+TEST(ExactMath, FixedExpAndFixedExpEntropyAreTheCompositionBitForBit) {
+    using namespace saber::exact;
+    // Every float of [-90, -2^-24] (2.6e8 floats: every magnitude where k, r and the cut-offs vary), and every 61st float
+    // of (-2^-24, -0] (where k = 0 and r = d); SABER_EXHAUSTIVE=1 checks every float of [-90, -0] (1.1e9, about a minute).
+    const bool exhaustive = std::getenv("SABER_EXHAUSTIVE") != nullptr && std::string(std::getenv("SABER_EXHAUSTIVE")) == "1";
+    const uint32_t small = bits(-0x1p-24f);
+    EXPECT_EQ(fixed_exp_mismatches(small, bits(-90.0f), 1), 0u);
+    EXPECT_EQ(fixed_exp_mismatches(bits(-0.0f), small, exhaustive ? 1 : 61), 0u);
+    // The edges: zeros, -inf, NaN, the cut-offs at -86 and -87 and where the term becomes 0, each with its neighbours.
+    const float edges[] = {0.0f, -0.0f, -INFINITY, -1e-45f, -86.0f, -87.0f, -29.0f, -29.1f, -29.2f, -29.3f, -0.5f, -1.0f, -3.4e38f};
+    for (const float edge : edges)
+        for (int step = -3; step <= 3; ++step) {
+            const uint32_t u = bits(edge);
+            const float d = from_bits(edge == 0.0f && step < 0 ? u : u + static_cast<uint32_t>(step));
+            if (d > 0.0f) continue;
+            const float e = exp_nonpositive(d);
+            EXPECT_EQ(fixed_exp(d), fixed_term(e)) << d;
+            if (d == -INFINITY || d != d) continue;   // no logit gives a NaN d; -inf: below
+            EXPECT_EQ(fixed_exp_entropy(d).sum, fixed_term(e)) << d;
+            EXPECT_EQ(fixed_exp_entropy(d).entropy, fixed_term(mul(e, -d))) << d;
+        }
+    EXPECT_EQ(fixed_exp(NAN), fixed_term(exp_nonpositive(NAN)));
+    EXPECT_EQ(fixed_exp(0.0f), uint64_t{1} << 42);
+    EXPECT_EQ(fixed_exp(-INFINITY), 0u);
+    // A -inf logit, which add_term's callers skip: nothing.
+    EXPECT_EQ(fixed_exp_entropy(-INFINITY).sum, 0u);
+    EXPECT_EQ(fixed_exp_entropy(-INFINITY).entropy, 0u);
+    EXPECT_EQ(fixed_exp_entropy(0.0f).sum, uint64_t{1} << 42);
+    EXPECT_EQ(fixed_exp_entropy(0.0f).entropy, 0u);
+    // The term's last non-zero value: the largest d with fixed_exp(d) == 0 lies between -29.2 and -29.1.
+    EXPECT_EQ(fixed_exp(-29.2f), 0u);
+    EXPECT_GT(fixed_exp(-29.1f), 0u);
+}
+
 TEST(ExactMath, EvalChecksItsArguments) {
     float in[2] = {-1.0f, 0.5f}, out[2] = {7.0f, 7.0f};
     EXPECT_EQ(saber_exact_eval(SABER_EXACT_EXP, in, out, 2), SABER_ERROR_INVALID_ARGUMENT);
@@ -437,16 +494,25 @@ saber::exact::RowResult emulate_fast_pass(const std::vector<float> &row, int wid
                         const int v = scan::lane_id(begin, width, l, e);
                         x[l][e] = v < vocabulary ? row[static_cast<size_t>(v)] : -INFINITY;
                     }
-                    good &= scan::all_good(x[l]);
+                    // The kernel's test of a lane: its maximum, NaN or +inf when a logit is bad.
+                    const bool lane_good = scan::good_max(scan::lane_max_or_bad(x[l]));
+                    EXPECT_EQ(lane_good, scan::all_good(x[l]));
+                    good &= lane_good;
                 }
                 if (!good) {
                     for (int l = 0; l < scan::kLanes; ++l)
-                        if (!scan::all_good(x[l])) lanes[l].bad = std::min(lanes[l].bad, scan::first_bad_id(x[l], begin, width, l));
+                        if (!scan::good_max(scan::lane_max_or_bad(x[l])))
+                            lanes[l].bad = std::min(lanes[l].bad, scan::first_bad_id(x[l], begin, width, l));
                     continue;
                 }
-                float m = scan::lane_max(x[0]);
-                for (int l = 1; l < scan::kLanes; ++l) m = std::fmax(m, scan::lane_max(x[l]));
-                m = scan::canonical_max(m);
+                // The kernel's warp maximum: an integer maximum of scan::order_key, then canonical.
+                int32_t key = scan::order_key(scan::lane_max_or_bad(x[0]));
+                for (int l = 1; l < scan::kLanes; ++l) {
+                    const float lane_max = scan::lane_max_or_bad(x[l]);
+                    EXPECT_EQ(exact::bits(lane_max), exact::bits(scan::lane_max(x[l])));
+                    key = std::max(key, scan::order_key(lane_max));
+                }
+                const float m = scan::canonical_max(scan::float_of_order_key(key));
                 exact::ChunkPartial p{m, 0, 0};
                 for (int l = 0; l < scan::kLanes; ++l) {
                     if (m > lanes[l].max) lanes[l].max = m;
@@ -454,9 +520,9 @@ saber::exact::RowResult emulate_fast_pass(const std::vector<float> &row, int wid
                     p.sum += q.sum;
                     p.entropy += q.entropy;
                     if (temperature > 0.0f)
-                        scan::offer_sampled(lanes[l], x[l], scan::lane_max(x[l]), begin, width, l, a);
+                        scan::offer_sampled(lanes[l], x[l], scan::lane_max_or_bad(x[l]), begin, width, l, a);
                     else
-                        scan::offer_greedy(lanes[l], x[l], scan::lane_max(x[l]), begin, width, l, mask);
+                        scan::offer_greedy(lanes[l], x[l], scan::lane_max_or_bad(x[l]), begin, width, l, mask);
                 }
                 parts[static_cast<size_t>(c)] = p;
             }
@@ -485,6 +551,37 @@ saber::exact::RowResult emulate_fast_pass(const std::vector<float> &row, int wid
 }
 
 }  // namespace
+
+TEST(FastRowPass, OrderKeysOrderFloatsAndInvertExactly) {
+    namespace scan = saber::scan;
+    namespace exact = saber::exact;
+    std::vector<float> values = {-INFINITY, -3.4028235e38f, -1.0f, -1e-45f, -0.0f, 0.0f, 1e-45f, 1.17549435e-38f, 1.0f, 3.4028235e38f, INFINITY};
+    std::mt19937 rng(29);
+    for (int i = 0; i < 100000; ++i) {
+        const float x = exact::from_bits(static_cast<uint32_t>(rng()));
+        if (x == x) values.push_back(x);
+    }
+    std::sort(values.begin(), values.end(), [](float a, float b) { return a < b || (a == b && std::signbit(a) && !std::signbit(b)); });
+    for (size_t i = 0; i < values.size(); ++i) {
+        ASSERT_EQ(exact::bits(scan::float_of_order_key(scan::order_key(values[i]))), exact::bits(values[i])) << values[i];
+        if (i == 0) continue;
+        if (exact::bits(values[i - 1]) == exact::bits(values[i])) {
+            ASSERT_EQ(scan::order_key(values[i - 1]), scan::order_key(values[i])) << values[i];
+        } else {
+            ASSERT_LT(scan::order_key(values[i - 1]), scan::order_key(values[i])) << values[i - 1] << " vs " << values[i];
+        }
+    }
+    // The lane maximum with NaN propagation: NaN or +inf exactly when a logit is bad.
+    float x[scan::kPerLane];
+    for (int bad = 0; bad < 3; ++bad)
+        for (int at = 0; at < scan::kPerLane; at += 7) {
+            for (int e = 0; e < scan::kPerLane; ++e) x[e] = e % 3 ? -INFINITY : static_cast<float>(e) - 40.0f;
+            if (bad == 1) x[at] = NAN;
+            if (bad == 2) x[at] = INFINITY;
+            EXPECT_EQ(scan::good_max(scan::lane_max_or_bad(x)), bad == 0);
+            EXPECT_EQ(scan::all_good(x), bad == 0);
+        }
+}
 
 TEST(FastRowPass, LaneStepsEmulatedOnTheHostComputeTheDefinitionsBits) {
     std::mt19937 rng(17);

@@ -18,6 +18,21 @@ __global__ void fixed_terms_kernel(const float *__restrict__ inputs, uint64_t *_
         outputs[i] = exact::fixed_term(inputs[i]);
 }
 
+/// outputs[5i ... 5i + 4] = exact::fixed_exp(d), fixed_exp_entropy(d) (sum, entropy), and the compositions they stand
+/// for, fixed_term(e) and fixed_term(mul(e, -d)) with e = exp_nonpositive(d), for d = inputs[i].
+__global__ void fixed_exp_kernel(const float *__restrict__ inputs, uint64_t *__restrict__ outputs, int64_t count) {
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+        const float d = inputs[i], e = exact::exp_nonpositive(d);
+        const exact::FixedTerms both = exact::fixed_exp_entropy(d);
+        uint64_t *out = outputs + 5 * i;
+        out[0] = exact::fixed_exp(d);
+        out[1] = both.sum;
+        out[2] = both.entropy;
+        out[3] = exact::fixed_term(e);
+        out[4] = exact::fixed_term(exact::mul(e, -d));
+    }
+}
+
 /// One thread runs the whole row definition: a reference, not a fast path.
 __global__ void exact_row_kernel(const float *__restrict__ row, ExactRowArguments a, exact::RowResult *__restrict__ result) {
     if (blockIdx.x == 0 && threadIdx.x == 0)
@@ -43,6 +58,11 @@ cudaError_t launch_exact_eval(int32_t function, const float *inputs, float *outp
 
 cudaError_t launch_fixed_terms(const float *inputs, uint64_t *outputs, int64_t count, cudaStream_t stream) {
     fixed_terms_kernel<<<blocks_for(count), kThreads, 0, stream>>>(inputs, outputs, count);
+    return cudaGetLastError();
+}
+
+cudaError_t launch_fixed_exp(const float *inputs, uint64_t *outputs, int64_t count, cudaStream_t stream) {
+    fixed_exp_kernel<<<blocks_for(count), kThreads, 0, stream>>>(inputs, outputs, count);
     return cudaGetLastError();
 }
 

@@ -72,4 +72,9 @@ cudaError_t launch_exact_eval(int32_t function, const float *inputs, float *outp
 /// outputs[i] = fixed_term(inputs[i]) (kernels/exact_math.cu).
 cudaError_t launch_fixed_terms(const float *inputs, uint64_t *outputs, int64_t count, cudaStream_t stream);
 
+/// For d = inputs[i], outputs[5i ... 5i + 4] = exact::fixed_exp(d), exact::fixed_exp_entropy(d) (sum, entropy),
+/// fixed_term(e) and fixed_term(mul(e, -d)) with e = exp_nonpositive(d), all computed on the device
+/// (kernels/exact_math.cu; device memory, for the device tests).
+cudaError_t launch_fixed_exp(const float *inputs, uint64_t *outputs, int64_t count, cudaStream_t stream);
+
 }  // namespace saber

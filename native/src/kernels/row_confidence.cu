@@ -1,22 +1,26 @@
 // Row confidence: one pass over each active logits row computes what exact::row_reference defines (exact_math.h), bit
 // for bit: the prediction (argmax without the mask id, or Gumbel-max at T > 0), c, q and the low-confidence metric, for
 // any split plan, batch composition and dtype (float16 and bfloat16 widen to float exactly).
-//   fast path:      block (g, sequence, split) reads whole 1024-id chunks of its row, one warp per chunk at a time: the
-//                   chunk's exact maximum by warp shuffles, then exact::ChunkPartial's uint64 fixed-point sums (integer
-//                   sums, the same in any order), written to a [batch, G, chunks] scratch. Each lane keeps its best two
-//                   predictions (a total order: merging them in any order is exact) and its lowest bad id. Finishing a
-//                   row (in the block with one split, else in combine_row_splits_kernel, one block per row): the
-//                   row's maximum, the chunk terms in parallel, their double additions in chunk order (exactly
-//                   exact::accumulate), then exact::finish_row.
-//   reference path: one thread per row runs exact::row_reference_of. Slow; the device tests check the fast path against
-//                   it and against the host build.
+//   fast path:      a grid of the decode's row_grid blocks (whole waves, fixed at create) walks the step's work items
+//                   grid-stride: each candidate row of the row plan (row_plan.h) times its splits. A block reads whole
+//                   1024-id chunks of its split of the row, one warp per chunk at a time: the chunk's exact maximum by
+//                   one integer warp reduction, then exact::ChunkPartial's uint64 fixed-point sums (integer sums, the
+//                   same in any order; exact::fixed_exp and fixed_exp_entropy), written to a [batch, G, chunks]
+//                   scratch. Each lane keeps its best two predictions (a total order: merging them in any order is
+//                   exact) and its lowest bad id. Finishing a row (in the block with one split, else in
+//                   combine_row_splits_kernel, grid-stride over the planned rows): the row's maximum, the chunk terms in
+//                   parallel, their double additions in chunk order (exactly exact::accumulate), then exact::finish_row.
+//   reference path: one thread per row of batch x G runs exact::row_reference_of. Slow; the device tests check the fast
+//                   path against it and against the host build.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "kernels.h"
 #include "philox.h"
+#include "row_plan.h"
 #include "row_scan.h"
 
 namespace saber {
@@ -33,6 +37,9 @@ constexpr int kFallbackResidentBlocksGreedy = 4;
 constexpr int kFallbackResidentBlocksSampled = 3;
 // A split reads at least this many chunks, so that a block's fixed costs stay small beside its loads.
 constexpr int kMinSplitChunks = 16;
+// The fast row pass launches plan_rows_kernel before it, for a decide kernel that does not yet write the row plan after
+// every step (kernels/row_plan.h). Set to false once it does: the plan it reads is then the decide kernel's.
+constexpr bool kPlanRowsBeforeRowPass = true;
 using scan::kNoBad;
 using scan::RowSummary;
 using scan::ScanArgs;
@@ -42,6 +49,60 @@ __host__ __device__ __forceinline__ float neg_inf() { return -INFINITY; }
 __host__ __device__ __forceinline__ float to_float(float x) { return x; }
 __host__ __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
 __host__ __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+/// The 16 / sizeof(T) logits of a 16-byte vector, widened to float (exactly) in id order. A bfloat16 is the high half of
+/// its float: one shift or mask per logit.
+template <typename T>
+__device__ __forceinline__ void unpack(const uint4 &v, float *x) {
+#pragma unroll
+    for (int j = 0; j < 16 / static_cast<int>(sizeof(T)); ++j) x[j] = to_float(reinterpret_cast<const T *>(&v)[j]);
+}
+
+/// The two 16-bit logits of a 32-bit word, widened to float: the lower id (the low half) first.
+template <typename T>
+__device__ __forceinline__ void unpack_word(unsigned w, float *x) {
+    if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+        x[0] = __uint_as_float(w << 16);              // a bfloat16 is the high half of its float
+        x[1] = __uint_as_float(w & 0xFFFF0000u);
+    } else {
+        x[0] = __half2float(__ushort_as_half(static_cast<unsigned short>(w)));
+        x[1] = __half2float(__ushort_as_half(static_cast<unsigned short>(w >> 16)));
+    }
+}
+
+template <>
+__device__ __forceinline__ void unpack<__nv_bfloat16>(const uint4 &v, float *x) {
+    const unsigned words[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) unpack_word<__nv_bfloat16>(words[j], &x[2 * j]);
+}
+
+/// The larger of each pair of 16-bit logits, NaN when either is NaN (PTX max.NaN on f16x2 / bf16x2, sm_80 and later).
+template <typename T>
+__device__ __forceinline__ unsigned max_or_nan_x2(unsigned a, unsigned b) {
+    unsigned m;
+    if constexpr (std::is_same_v<T, __half>)
+        asm("max.NaN.f16x2 %0, %1, %2;" : "=r"(m) : "r"(a), "r"(b));
+    else
+        asm("max.NaN.bf16x2 %0, %1, %2;" : "=r"(m) : "r"(a), "r"(b));
+    return m;
+}
+
+/// scan::lane_max_or_bad of the lane's 16-bit logits (the same value, but for the sign of a zero maximum, which
+/// scan::canonical_max removes), from their 16-byte vectors: one packed maximum per two logits.
+template <typename T, int kVectors>
+__device__ __forceinline__ float packed_max_or_bad(const uint4 (&packed)[kVectors]) {
+    unsigned m = packed[0].x;
+    m = max_or_nan_x2<T>(m, packed[0].y);
+    m = max_or_nan_x2<T>(m, packed[0].z);
+    m = max_or_nan_x2<T>(m, packed[0].w);
+#pragma unroll
+    for (int k = 1; k < kVectors; ++k)
+        m = max_or_nan_x2<T>(max_or_nan_x2<T>(m, packed[k].x), max_or_nan_x2<T>(max_or_nan_x2<T>(packed[k].y, packed[k].z), packed[k].w));
+    float pair[2];
+    unpack_word<T>(m, pair);
+    return scan::max_or_nan(pair[0], pair[1]);
+}
 
 /// The exact:: row functions' loader of a device row of T.
 template <typename T>
@@ -101,6 +162,18 @@ __device__ __forceinline__ void write_result(const DecodeState &s, int sequence,
     s.metric[at] = r.metric;
 }
 
+/// The maximum over the warp's lanes of a float that is not NaN (a zero maximum is +0 if any lane holds +0), by one
+/// integer reduction of scan::order_key.
+__device__ __forceinline__ float warp_max(float x) { return scan::float_of_order_key(__reduce_max_sync(kAllLanes, scan::order_key(x))); }
+
+/// The sum over the warp's lanes of values below 2^48 (scan::lane_terms' sums): two 32-bit reductions of 24-bit halves,
+/// each below 32 x 2^24, so nothing wraps. Integer sums: the same in any order.
+__device__ __forceinline__ uint64_t warp_sum(uint64_t x) {
+    const unsigned low = __reduce_add_sync(kAllLanes, static_cast<unsigned>(x) & 0xFFFFFFu);
+    const unsigned high = __reduce_add_sync(kAllLanes, static_cast<unsigned>(x >> 24));
+    return (static_cast<uint64_t>(high) << 24) + low;
+}
+
 /// One warp computes chunk `chunk`'s exact::ChunkPartial into *out (lane 0 writes it) and offers the chunk's ids to its
 /// lanes' top twos (row_scan.h: lane l holds ids lane_id(begin, kWidth, l, e), e < 32). A full chunk of a 16-byte aligned
 /// row is read as 16-byte vectors (coalesced: lane l reads vectors l, l + 32, ...); any other chunk id by id, in the
@@ -114,45 +187,43 @@ __device__ __forceinline__ void scan_chunk(const T *__restrict__ row, int chunk,
     const int begin = chunk * exact::kChunk;
 
     float x[scan::kPerLane];
+    float x_max;   // scan::lane_max_or_bad(x): NaN or +inf when one of the lane's logits is bad
     if (vectors) {
         const uint4 *source = reinterpret_cast<const uint4 *>(row + begin) + l;
         uint4 packed[kVectors];
 #pragma unroll
         for (int k = 0; k < kVectors; ++k) packed[k] = __ldg(source + 32 * k);
+        // 16-bit logits: the maximum of pairs, then of the last pair, widened (widening is exact and monotone, and NaN
+        // and +inf stay NaN and +inf).
+        if constexpr (sizeof(T) == 2) x_max = packed_max_or_bad<T>(packed);
 #pragma unroll
-        for (int k = 0; k < kVectors; ++k)
-#pragma unroll
-            for (int j = 0; j < kWidth; ++j) x[k * kWidth + j] = to_float(reinterpret_cast<const T *>(&packed[k])[j]);
+        for (int k = 0; k < kVectors; ++k) unpack<T>(packed[k], &x[k * kWidth]);
+        if constexpr (sizeof(T) != 2) x_max = scan::lane_max_or_bad(x);
     } else {
 #pragma unroll
         for (int e = 0; e < scan::kPerLane; ++e) {
             const int v = scan::lane_id(begin, kWidth, l, e);
             x[e] = v < a.vocabulary ? to_float(__ldg(row + v)) : neg_inf();   // ids past the row: -inf, which nothing counts
         }
+        x_max = scan::lane_max_or_bad(x);
     }
 
-    // A bad logit (NaN or +inf) makes the row bad: only the lowest such id matters then.
-    const bool good = scan::all_good(x);
+    // A bad logit (NaN or +inf) makes the row bad: only the lowest such id matters then. The lane's maximum is NaN or
+    // +inf exactly when one of its logits is bad (one test per lane, not per logit).
+    const bool good = scan::good_max(x_max);
     if (!__all_sync(kAllLanes, good)) {
         if (!good) lane.bad = min(lane.bad, scan::first_bad_id(x, begin, kWidth, l));
         return;
     }
 
     // The chunk's exact maximum, the same bits in every lane.
-    const float x_max = scan::lane_max(x);
-    float m = x_max;
-#pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) m = fmaxf(m, __shfl_xor_sync(kAllLanes, m, offset));
-    m = scan::canonical_max(m);
+    const float m = scan::canonical_max(warp_max(x_max));
     if (m > lane.max) lane.max = m;
 
     // The fixed-point sums, then their integer warp sums (order-free).
     exact::ChunkPartial p = scan::lane_terms<kEntropy>(x, m);
-#pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) {
-        p.sum += __shfl_xor_sync(kAllLanes, p.sum, offset);
-        if (kEntropy) p.entropy += __shfl_xor_sync(kAllLanes, p.entropy, offset);
-    }
+    p.sum = warp_sum(p.sum);
+    if (kEntropy) p.entropy = warp_sum(p.entropy);
     if (l == 0) *out = p;
 
     if (kSampled)
@@ -240,53 +311,97 @@ __device__ void finish_row_in_block(const DecodeState &s, int sequence, int g, c
                                        task.position));
 }
 
-/// Fast path: block (g, sequence, split) reads the chunks of split `split` of the row; with one split it finishes the
-/// row, otherwise it leaves its summary for combine_row_splits_kernel.
+/// A work item of the row pass (a row of the step's row plan, kernels/row_plan.h, or one split of it) and what the row
+/// pass does with it, held in shared memory by a block: thread 0 finds it, every thread reads it where it is used. The
+/// fields (and the block's next item) are not kept in registers across the chunk loop (a __syncthreads between makes
+/// the compiler load them again), which keeps that loop within its registers.
+struct PlannedRow {
+    long long item;   // the block's current work item; thread 0 advances it
+    int sequence, g, split;
+    RowTask task;
+};
+
+/// Thread 0 writes planned row r (split `split`) into `out`; the block's threads may read it after the
+/// __syncthreads_and that returns whether the row is read this step (thread 0's answer, the same in every thread). The
+/// caller keeps out's previous readers before it (a __syncthreads).
+__device__ __forceinline__ bool plan_row(const DecodeState &s, long long r, int split, PlannedRow &out) {
+    bool active = false;
+    if (threadIdx.x == 0) {
+        out.sequence = sequence_of_row(s.row_offsets, s.batch, r);
+        out.g = candidate_position(s.options, s.block_length, s.block[out.sequence], static_cast<int>(r - s.row_offsets[out.sequence]));
+        out.split = split;
+        out.task = row_task(s, out.sequence, out.g);
+        active = out.task.active;
+    }
+    return __syncthreads_and(threadIdx.x != 0 || active);
+}
+
+/// Fast path: the grid's blocks walk the work items (row, split) of the step's row plan, grid-stride: item w is split
+/// w % splits of planned row w / splits. A block reads the chunks of its split of the row; with one split it finishes
+/// the row, otherwise it leaves its summary for combine_row_splits_kernel. Every __syncthreads is reached by the whole
+/// block: the loop bounds come from memory the row pass does not write (and the item from shared memory), and whether a
+/// row is read is thread 0's answer, shared by __syncthreads_and.
 template <typename T, bool kSampled, bool kEntropy>
-__global__ void __launch_bounds__(kThreads) row_confidence_kernel(DecodeState s, const T *__restrict__ logits) {
-    const int g = blockIdx.x, sequence = blockIdx.y, split = blockIdx.z;
-    const RowTask task = row_task(s, sequence, g);
-    if (!task.active) return;
-    const T *row = row_of(s, logits, sequence, task.position);
-    const int step = *s.step + 1;
-    const float temperature = s.options.temperature;
-    const ScanArgs a{s.vocabulary, s.mask_id, temperature, exact::mul(temperature, exact::kGumbelMax), s.options.seed, step, sequence,
-                     task.position};
-    exact::ChunkPartial *parts = static_cast<exact::ChunkPartial *>(s.chunk_partials) + row_index(s, sequence, g) * s.row_chunks;
-    const bool aligned = reinterpret_cast<uintptr_t>(row) % 16 == 0;
-    const int full_chunks = s.vocabulary / exact::kChunk;
-    const int first = split * s.row_split_chunks, last = min(s.row_chunks, first + s.row_split_chunks);
-
-    RowSummary lane = scan::empty_summary();
-    for (int c = first + static_cast<int>(threadIdx.x / 32); c < last; c += kWarps)
-        scan_chunk<T, kSampled, kEntropy>(row, c, aligned && c < full_chunks, a, lane, parts + c);
-
+__global__ void __launch_bounds__(kThreads, kSampled ? kFallbackResidentBlocksSampled : kFallbackResidentBlocksGreedy)
+    row_confidence_kernel(DecodeState s, const T *__restrict__ logits) {
+    __shared__ PlannedRow planned;
     __shared__ RowSummary summary;
-    reduce_block(lane, summary);   // also orders the chunk partials' writes before the reads below
-    if (gridDim.z == 1) {
-        finish_row_in_block(s, sequence, g, task, summary, parts, row, step);
-    } else if (threadIdx.x == 0) {
-        static_cast<RowSummary *>(s.split_partials)[row_index(s, sequence, g) * gridDim.z + split] = summary;
+    if (threadIdx.x == 0) planned.item = blockIdx.x;
+    while (true) {
+        __syncthreads();   // the previous item's reads of `planned` and `summary` come first; the next item is visible
+        const long long w = planned.item;
+        if (w >= s.row_offsets[s.batch] * s.row_splits) break;
+        const long long r = w / s.row_splits;
+        const bool active = plan_row(s, r, static_cast<int>(w - r * s.row_splits), planned);
+        if (threadIdx.x == 0) planned.item = w + gridDim.x;   // every thread has read w (before plan_row's barrier)
+        if (!active) continue;
+        const T *row = row_of(s, logits, planned.sequence, planned.task.position);
+        const ScanArgs a{s.vocabulary, s.mask_id, s.options.temperature, exact::mul(s.options.temperature, exact::kGumbelMax), s.options.seed,
+                         *s.step + 1, planned.sequence, planned.task.position};
+        exact::ChunkPartial *parts =
+            static_cast<exact::ChunkPartial *>(s.chunk_partials) + row_index(s, planned.sequence, planned.g) * s.row_chunks;
+        const bool aligned = reinterpret_cast<uintptr_t>(row) % 16 == 0;
+        const int full_chunks = s.vocabulary / exact::kChunk;
+        const int first = planned.split * s.row_split_chunks, last = min(s.row_chunks, first + s.row_split_chunks);
+
+        RowSummary lane = scan::empty_summary();
+        for (int c = first + static_cast<int>(threadIdx.x / 32); c < last; c += kWarps)
+            scan_chunk<T, kSampled, kEntropy>(row, c, aligned && c < full_chunks, a, lane, parts + c);
+
+        reduce_block(lane, summary);   // also orders the chunk partials' writes before the reads below
+        const int sequence = planned.sequence, g = planned.g;
+        if (s.row_splits == 1) {
+            finish_row_in_block(s, sequence, g, planned.task, summary,
+                                static_cast<const exact::ChunkPartial *>(s.chunk_partials) + row_index(s, sequence, g) * s.row_chunks,
+                                row_of(s, logits, sequence, planned.task.position), *s.step + 1);
+        } else if (threadIdx.x == 0) {
+            static_cast<RowSummary *>(s.split_partials)[row_index(s, sequence, g) * s.row_splits + planned.split] = summary;
+        }
     }
 }
 
-/// Fast path, split rows: one block per row merges the splits' summaries and finishes the row.
+/// Fast path, split rows: the grid's blocks walk the planned rows grid-stride; a block merges a row's splits' summaries
+/// and finishes the row.
 template <typename T>
 __global__ void __launch_bounds__(kThreads) combine_row_splits_kernel(DecodeState s, const T *__restrict__ logits) {
-    const int g = blockIdx.x, sequence = blockIdx.y;
-    const RowTask task = row_task(s, sequence, g);
-    if (!task.active) return;
+    __shared__ PlannedRow planned;
     __shared__ RowSummary summary;
-    if (threadIdx.x == 0) {
-        const RowSummary *splits = static_cast<const RowSummary *>(s.split_partials) + row_index(s, sequence, g) * s.row_splits;
-        RowSummary r = splits[0];
-        for (int split = 1; split < s.row_splits; ++split) scan::merge(r, splits[split]);
-        summary = r;
+    const long long rows = s.row_offsets[s.batch];
+    for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+        __syncthreads();   // the previous row's reads of `planned` and `summary` come first
+        if (!plan_row(s, r, 0, planned)) continue;
+        const int sequence = planned.sequence, g = planned.g;
+        if (threadIdx.x == 0) {
+            const RowSummary *splits = static_cast<const RowSummary *>(s.split_partials) + row_index(s, sequence, g) * s.row_splits;
+            RowSummary m = splits[0];
+            for (int split = 1; split < s.row_splits; ++split) scan::merge(m, splits[split]);
+            summary = m;
+        }
+        __syncthreads();
+        finish_row_in_block(s, sequence, g, planned.task, summary,
+                            static_cast<const exact::ChunkPartial *>(s.chunk_partials) + row_index(s, sequence, g) * s.row_chunks,
+                            row_of(s, logits, sequence, planned.task.position), *s.step + 1);
     }
-    __syncthreads();
-    finish_row_in_block(s, sequence, g, task, summary,
-                        static_cast<const exact::ChunkPartial *>(s.chunk_partials) + row_index(s, sequence, g) * s.row_chunks,
-                        row_of(s, logits, sequence, task.position), *s.step + 1);
 }
 
 /// Reference path: one thread per row runs the definition.
@@ -303,10 +418,18 @@ __global__ void row_confidence_reference_kernel(DecodeState s, const T *__restri
                                          metric_of(s), s.options.temperature, s.options.seed, step, sequence, task.position));
 }
 
+/// Blocks of a fast-path launch: the decode's row_grid (whole waves, fixed at create so that a captured graph stays
+/// valid), or, for a state that has none, one block per work item the step can have (batch x G x splits, at most 2^31 - 1),
+/// as the grid was before the row plan.
+unsigned fast_grid(const DecodeState &state) {
+    if (state.row_grid > 0) return static_cast<unsigned>(state.row_grid);
+    const long long items = static_cast<long long>(state.batch) * state.generation * std::max(1, state.row_splits);
+    return static_cast<unsigned>(std::max(1LL, std::min(items, 0x7FFFFFFFLL)));
+}
+
 template <typename T, bool kSampled, bool kEntropy>
 void launch_fast(const DecodeState &state, const T *logits, cudaStream_t stream) {
-    const dim3 grid(static_cast<unsigned>(state.generation), static_cast<unsigned>(state.batch), static_cast<unsigned>(state.row_splits));
-    row_confidence_kernel<T, kSampled, kEntropy><<<grid, kThreads, 0, stream>>>(state, logits);
+    row_confidence_kernel<T, kSampled, kEntropy><<<fast_grid(state), kThreads, 0, stream>>>(state, logits);
 }
 
 template <typename T>
@@ -321,13 +444,19 @@ cudaError_t launch_typed(const DecodeState &state, const T *logits, cudaStream_t
             <<<static_cast<unsigned>(blocks), static_cast<unsigned>(kReferenceThreads), 0, stream>>>(state, logits);
         return cudaGetLastError();
     }
+    // The row plan of this step. Until the decide kernel writes it after every step (its last block, issue 13), the row
+    // pass writes it itself: one small kernel, from done and block as the previous step left them.
+    if (kPlanRowsBeforeRowPass) {
+        const cudaError_t error = launch_plan_rows(state, stream);
+        if (error != cudaSuccess) return error;
+    }
     const bool sampled = state.options.temperature > 0.0f;
     const bool entropy = state.options.strategy == SABER_STRATEGY_LOW_CONFIDENCE && state.options.metric == SABER_METRIC_NEGENTROPY;
     if (sampled)
         entropy ? launch_fast<T, true, true>(state, logits, stream) : launch_fast<T, true, false>(state, logits, stream);
     else
         entropy ? launch_fast<T, false, true>(state, logits, stream) : launch_fast<T, false, false>(state, logits, stream);
-    if (state.row_splits > 1) combine_row_splits_kernel<T><<<dim3(generation, batch), kThreads, 0, stream>>>(state, logits);
+    if (state.row_splits > 1) combine_row_splits_kernel<T><<<fast_grid(state), kThreads, 0, stream>>>(state, logits);
     return cudaGetLastError();
 }
 

@@ -81,20 +81,65 @@ SABER_EXACT_FN float lane_max(const float (&x)[kPerLane]) {
     return m;
 }
 
+/// The larger of a and b, or NaN when either is NaN (PTX max.NaN.f32, sm_80 and later).
+SABER_EXACT_FN float max_or_nan(float a, float b) {
+#if defined(__CUDA_ARCH__)
+    float m;
+    asm("max.NaN.f32 %0, %1, %2;" : "=f"(m) : "f"(a), "f"(b));
+    return m;
+#else
+    return a != a || b != b ? NAN : fmaxf(a, b);
+#endif
+}
+
+/// lane_max(x) when the lane's logits are good; NaN or +inf when one is bad (NaN or +inf). So one test of the result,
+/// good_max, tells all_good(x): the kernel's hot loop needs no test per logit.
+SABER_EXACT_FN float lane_max_or_bad(const float (&x)[kPerLane]) {
+    float m = x[0];
+    SABER_UNROLL
+    for (int e = 1; e < kPerLane; ++e) m = max_or_nan(m, x[e]);
+    return m;
+}
+
+/// all_good(x) from m = lane_max_or_bad(x): neither NaN nor +inf.
+SABER_EXACT_FN bool good_max(float m) { return m < INFINITY; }
+
+/// An int whose order is the float order of x (not NaN), -0 just below +0: the key of an integer warp maximum. The map is
+/// its own inverse (float_of_order_key undoes it).
+SABER_EXACT_FN int32_t order_key(float x) {
+    const int32_t i = static_cast<int32_t>(exact::bits(x));
+    return i ^ ((i >> 31) & 0x7FFFFFFF);
+}
+
+SABER_EXACT_FN float float_of_order_key(int32_t key) { return exact::from_bits(static_cast<uint32_t>(key ^ ((key >> 31) & 0x7FFFFFFF))); }
+
 /// The chunk's maximum from its lanes' maxima: -0 becomes +0 so that every lane holds the same bits. The sign of a zero
 /// maximum changes no bit of any result (l - m, exp_nonpositive, the fixed terms and chunk_terms agree for both).
 SABER_EXACT_FN float canonical_max(float m) { return exact::add(m, 0.0f); }
 
 /// The lane's share of the chunk partial of maximum m: exact::add_term over its finite logits (the chunk's is the
-/// integer sum over its lanes, in any order). Without the entropy sum a -inf logit needs no test: its term is
-/// fixed_term(exp_nonpositive(-inf)) = 0, so adding it changes nothing (and the loop has no branch).
+/// integer sum over its lanes, in any order). A -inf logit needs no test: its terms are 0 (exact::fixed_exp(-inf) and
+/// exact::fixed_exp_entropy(-inf)), so adding them changes nothing and the loop has no branch; fixed_exp and
+/// fixed_exp_entropy are add_term's terms bit for bit with fewer operations. Each sum term is at most 2^42 (e <= 1) and
+/// each entropy term below 2^41 (e (-d) <= 1/e), so a lane's 32 terms sum to less than 2^48 (the kernel's warp sums
+/// rely on it).
 template <bool kEntropy>
 SABER_EXACT_FN exact::ChunkPartial lane_terms(const float (&x)[kPerLane], float m) {
     exact::ChunkPartial p{m, 0, 0};
     if (m == -INFINITY) return p;
-    SABER_UNROLL
-    for (int e = 0; e < kPerLane; ++e)
-        if (!kEntropy || x[e] != -INFINITY) exact::add_term(p, x[e], kEntropy);
+    if (kEntropy) {
+        // exact::fixed_exp_entropy: add_term's two terms bit for bit, and nothing for a -inf logit (no branch).
+        SABER_UNROLL
+        for (int e = 0; e < kPerLane; ++e) {
+            const exact::FixedTerms t = exact::fixed_exp_entropy(exact::add(x[e], -m));
+            p.sum += t.sum;
+            p.entropy += t.entropy;
+        }
+    } else {
+        // Terms added in pairs: the device adds two 64-bit terms to the sum with one 3-input add and its carry.
+        SABER_UNROLL
+        for (int e = 0; e < kPerLane; e += 2) p.sum += exact::fixed_exp(exact::add(x[e], -m)) + exact::fixed_exp(exact::add(x[e + 1], -m));
+    }
     return p;
 }
 
