@@ -37,9 +37,6 @@ constexpr int kFallbackResidentBlocksGreedy = 4;
 constexpr int kFallbackResidentBlocksSampled = 3;
 // A split reads at least this many chunks, so that a block's fixed costs stay small beside its loads.
 constexpr int kMinSplitChunks = 16;
-// The fast row pass launches plan_rows_kernel before it, for a decide kernel that does not yet write the row plan after
-// every step (kernels/row_plan.h). Set to false once it does: the plan it reads is then the decide kernel's.
-constexpr bool kPlanRowsBeforeRowPass = true;
 using scan::kNoBad;
 using scan::RowSummary;
 using scan::ScanArgs;
@@ -444,12 +441,7 @@ cudaError_t launch_typed(const DecodeState &state, const T *logits, cudaStream_t
             <<<static_cast<unsigned>(blocks), static_cast<unsigned>(kReferenceThreads), 0, stream>>>(state, logits);
         return cudaGetLastError();
     }
-    // The row plan of this step. Until the decide kernel writes it after every step (its last block, issue 13), the row
-    // pass writes it itself: one small kernel, from done and block as the previous step left them.
-    if (kPlanRowsBeforeRowPass) {
-        const cudaError_t error = launch_plan_rows(state, stream);
-        if (error != cudaSuccess) return error;
-    }
+    // The row plan of this step (kernels/row_plan.h) was written by the previous step's last decide block, or at create.
     const bool sampled = state.options.temperature > 0.0f;
     const bool entropy = state.options.strategy == SABER_STRATEGY_LOW_CONFIDENCE && state.options.metric == SABER_METRIC_NEGENTROPY;
     if (sampled)
