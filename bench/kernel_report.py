@@ -707,7 +707,7 @@ def step_estimate(tree):
                   + cycles(b["block"] * m["barrier_cycles"] + b["warp"] * m["warp_phase_cycles"])
                   + 2 * m["round_trip_us"]                                          # write back + fence, handshake atomic
                   + 2 * m["round_trip_us"] + cycles(LAST_BLOCK_BARRIERS * m["barrier_cycles"])  # last block: done flags, plan
-                  + 2 * m["system_fence_us"])                                       # publish the status (seqlock)
+                  + m["system_fence_us"])                                           # publish the status (one fence)
         out[f"g{g}"] = dict(ratio=round((row_pass + decide) / row_pass, 3), ratio_over_stream=round((row_pass + decide) / stream, 3),
                             row_pass_us=round(row_pass, 1),
                             row_stream_us=round(stream, 1), row_finish_us=round(finish + combine, 1), decide_us=round(decide, 1),

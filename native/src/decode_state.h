@@ -20,12 +20,14 @@ inline constexpr unsigned long long error_key(int sequence, int position, int v)
            static_cast<unsigned long long>(v);
 }
 
-/// The status block the host reads (mapped pinned memory), published as a seqlock: `version` is odd while the device
-/// writes `status` and 2 x (steps finished) once it is complete, so a reader that sees the same even version before and
-/// after copying `status` has a consistent copy (kernels/status.h writes it, device.cu reads it).
+/// The status block the host reads (mapped pinned memory): `version` is the number of steps finished, and the status
+/// after step f is in slots[f % 2]. The device writes a slot, then (after a system fence) the version; a step's writes
+/// are visible before the next kernel's, so the slot it overwrites next was published two versions earlier. A reader
+/// that sees the same version before and after copying slots[version % 2] has a consistent copy (kernels/status.h writes
+/// it, device.cu reads it).
 struct HostStatus {
     unsigned long long version;
-    saber_decode_status status;
+    saber_decode_status slots[2];
 };
 
 struct DecodeState {

@@ -219,30 +219,31 @@ saber_status initialize(saber_decode_impl &decode) {
     if (s.trace_capacity > 0)
         SABER_CUDA(cudaMemsetAsync(s.trace_steps, 0, static_cast<size_t>(s.trace_capacity) * s.batch * sizeof(saber_trace_step), stream));
     SABER_CUDA(cudaStreamSynchronize(stream));
-    decode.pinned_status->status = initial;
+    decode.pinned_status->slots[0] = decode.pinned_status->slots[1] = initial;
     decode.pinned_status->version = 0;
     decode.finished = decode.failed = false;
     return SABER_OK;
 }
 
-/// A consistent copy of the status the device last published (the seqlock of decode_state.h's HostStatus), and the steps
-/// finished; remembers whether the decode has finished or failed, which later steps refuse. Never waits for the device:
-/// a torn read is retried, and the device's write of the block takes nanoseconds.
+/// A consistent copy of the status the device last published (decode_state.h's HostStatus), and the steps finished;
+/// remembers whether the decode has finished or failed, which later steps refuse. Never waits for the device: a copy
+/// that the device overwrote meanwhile (the version moved) is taken again.
 void read_status(saber_decode_impl &decode, saber_decode_status &status, int64_t &finished_steps) {
     const volatile HostStatus *host = decode.pinned_status;
     for (;;) {
-        const unsigned long long before = host->version;
+        const unsigned long long version = host->version;
         std::atomic_thread_fence(std::memory_order_acquire);
-        status.steps = host->status.steps;
-        status.active_sequences = host->status.active_sequences;
-        status.error = host->status.error;
-        status.error_step = host->status.error_step;
-        status.error_sequence = host->status.error_sequence;
-        status.error_position = host->status.error_position;
-        status.error_vocabulary_index = host->status.error_vocabulary_index;
+        const volatile saber_decode_status &slot = host->slots[version % 2];
+        status.steps = slot.steps;
+        status.active_sequences = slot.active_sequences;
+        status.error = slot.error;
+        status.error_step = slot.error_step;
+        status.error_sequence = slot.error_sequence;
+        status.error_position = slot.error_position;
+        status.error_vocabulary_index = slot.error_vocabulary_index;
         std::atomic_thread_fence(std::memory_order_acquire);
-        if (before % 2 == 0 && host->version == before) {
-            finished_steps = static_cast<int64_t>(before / 2);
+        if (host->version == version) {
+            finished_steps = static_cast<int64_t>(version);
             break;
         }
     }
@@ -635,8 +636,12 @@ SABER_API saber_status saber_decode_step(saber_decode decode, const void *device
             return fail(SABER_ERROR_INVALID_ARGUMENT, "dtype must be a saber_dtype (0..2); got %d", dtype);
         if (decode->failed)
             return fail(SABER_ERROR_INVALID_LOGITS, "an earlier step met invalid logits (see saber_decode_poll); the decode is stopped");
-        if (decode->finished)
-            return fail(SABER_ERROR_FINISHED, "every sequence has finished after %d steps", decode->pinned_status->status.steps);
+        if (decode->finished) {
+            saber_decode_status status{};
+            int64_t finished_steps = 0;
+            saber::read_status(*decode, status, finished_steps);
+            return fail(SABER_ERROR_FINISHED, "every sequence has finished after %d steps", status.steps);
+        }
         cudaStream_t stream = decode->context->stream;
         // Under capture an ordinary record would become an internal graph dependency that never fires on replay; an
         // external record node fires on every replay, so that poll waits for the replayed step.
@@ -897,13 +902,15 @@ HostStatus host_status(saber_decode decode) {
     const volatile HostStatus *host = decode->pinned_status;
     HostStatus copy{};
     copy.version = host->version;
-    copy.status.steps = host->status.steps;
-    copy.status.active_sequences = host->status.active_sequences;
-    copy.status.error = host->status.error;
-    copy.status.error_step = host->status.error_step;
-    copy.status.error_sequence = host->status.error_sequence;
-    copy.status.error_position = host->status.error_position;
-    copy.status.error_vocabulary_index = host->status.error_vocabulary_index;
+    for (int i = 0; i < 2; ++i) {
+        copy.slots[i].steps = host->slots[i].steps;
+        copy.slots[i].active_sequences = host->slots[i].active_sequences;
+        copy.slots[i].error = host->slots[i].error;
+        copy.slots[i].error_step = host->slots[i].error_step;
+        copy.slots[i].error_sequence = host->slots[i].error_sequence;
+        copy.slots[i].error_position = host->slots[i].error_position;
+        copy.slots[i].error_vocabulary_index = host->slots[i].error_vocabulary_index;
+    }
     return copy;
 }
 

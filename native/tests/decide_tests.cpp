@@ -56,7 +56,7 @@ struct Batch {
     int32_t step = 0, error_step = 0;
     unsigned long long error = kNoError;
     saber_decode_status status{};
-    saber::HostStatus host_status{};     // the mapped block: the status and its seqlock version
+    saber::HostStatus host_status{};     // the mapped block: the steps finished and the last two statuses
     unsigned long long finished_steps = 0;
 
     size_t at(int b, int g) const { return static_cast<size_t>(b) * G + g; }
@@ -177,7 +177,7 @@ Batch random_batch(std::mt19937 &rng, const saber_decode_options &o, int batch, 
     x.trace_confidences.assign(cells, -2.5f);
     x.trace_deltas.assign(cells, -3.5f);
     x.step = uniform(rng, 0, 7);
-    x.status = x.host_status.status = saber_decode_status{-9, -9, -9, -9, -9, -9, -9};
+    x.status = x.host_status.slots[0] = x.host_status.slots[1] = saber_decode_status{-9, -9, -9, -9, -9, -9, -9};
     x.finished_steps = static_cast<unsigned long long>(uniform(rng, 0, 5));
     for (int b = 0; b < batch; ++b) {
         x.prompt_length[b] = uniform(rng, 0, max_prompt);
@@ -317,9 +317,10 @@ Batch expected_step(const Batch &x) {
         q.done = e.done[b] != 0;
         sequences.push_back(q);
     }
-    e.status = e.host_status.status = reference::status(e.step, active, e.error, e.error_step);
+    e.status = reference::status(e.step, active, e.error, e.error_step);
     e.finished_steps += 1;
-    e.host_status.version = 2 * e.finished_steps;   // published: even, twice the steps finished
+    e.host_status.version = e.finished_steps;   // published: the steps finished, this step's status in its slot
+    e.host_status.slots[e.finished_steps % 2] = e.status;
     e.row_offsets = reference::row_offsets(e.o, e.K, sequences);
     return e;
 }
@@ -376,8 +377,9 @@ void expect_same_state(const Batch &got, const Batch &want, bool plan, const std
     EXPECT_EQ(got.error_step, want.error_step);
     EXPECT_EQ(got.error, want.error);
     EXPECT_TRUE(same_status("status", got.status, want.status));
-    EXPECT_TRUE(same_status("host_status", got.host_status.status, want.host_status.status));
-    EXPECT_EQ(got.host_status.version, want.host_status.version) << "the seqlock version of the published status";
+    EXPECT_TRUE(same_status("host_status slot 0", got.host_status.slots[0], want.host_status.slots[0]));
+    EXPECT_TRUE(same_status("host_status slot 1", got.host_status.slots[1], want.host_status.slots[1]));
+    EXPECT_EQ(got.host_status.version, want.host_status.version) << "the published status's version (steps finished)";
     EXPECT_EQ(got.finished_steps, want.finished_steps);
     if (plan) {
         EXPECT_TRUE(same_array("row_offsets", got.row_offsets, want.row_offsets));

@@ -1,4 +1,4 @@
-// Publishing a step's status to the host: the device copy (s.status) and the seqlock-guarded mapped pinned block
+// Publishing a step's status to the host: the device copy (s.status) and the double-buffered mapped pinned block
 // (s.host_status, decode_state.h's HostStatus) that saber_decode_poll and saber_decode_query read. The device writes it
 // itself at the end of every step, so that it is current after a CUDA-graph replay too.
 #pragma once
@@ -13,29 +13,27 @@ namespace saber {
 #define SABER_STATUS_FN inline
 #endif
 
-/// Called by one thread, once per finished step (good or failed), after the step's state is final. The host tests run it
-/// on an emulated block (no fences there).
+/// Called by one thread, once per finished step (good or failed), after the step's state is final: the slot of step f
+/// (decode_state.h's HostStatus), one system fence, then the version. The host tests run it on an emulated block (no
+/// fence there).
 SABER_STATUS_FN void publish_status(const DecodeState &s, const saber_decode_status &status) {
     *s.status = status;
     const unsigned long long finished = *s.finished_steps + 1;
     *s.finished_steps = finished;
     if (s.host_status == nullptr) return;
     volatile HostStatus *host = s.host_status;
-    host->version = 2 * finished - 1;   // odd: being written
+    volatile saber_decode_status &slot = host->slots[finished % 2];
+    slot.steps = status.steps;
+    slot.active_sequences = status.active_sequences;
+    slot.error = status.error;
+    slot.error_step = status.error_step;
+    slot.error_sequence = status.error_sequence;
+    slot.error_position = status.error_position;
+    slot.error_vocabulary_index = status.error_vocabulary_index;
 #if defined(__CUDA_ARCH__)
-    __threadfence_system();
+    __threadfence_system();   // the slot before the version, as the host sees them
 #endif
-    host->status.steps = status.steps;
-    host->status.active_sequences = status.active_sequences;
-    host->status.error = status.error;
-    host->status.error_step = status.error_step;
-    host->status.error_sequence = status.error_sequence;
-    host->status.error_position = status.error_position;
-    host->status.error_vocabulary_index = status.error_vocabulary_index;
-#if defined(__CUDA_ARCH__)
-    __threadfence_system();
-#endif
-    host->version = 2 * finished;       // even: complete
+    host->version = finished;
 }
 
 }  // namespace saber
