@@ -11,6 +11,7 @@
 #include "common.h"
 #include "engines/engine.h"
 #include "handle_registry.h"
+#include "kernels/status.h"
 #include "kernels/kernels.h"
 #include "validate.h"
 
@@ -233,14 +234,7 @@ void read_status(saber_decode_impl &decode, saber_decode_status &status, int64_t
     for (;;) {
         const unsigned long long version = host->version;
         std::atomic_thread_fence(std::memory_order_acquire);
-        const volatile saber_decode_status &slot = host->slots[version % 2];
-        status.steps = slot.steps;
-        status.active_sequences = slot.active_sequences;
-        status.error = slot.error;
-        status.error_step = slot.error_step;
-        status.error_sequence = slot.error_sequence;
-        status.error_position = slot.error_position;
-        status.error_vocabulary_index = slot.error_vocabulary_index;
+        copy_status(status, host->slots[version % 2]);
         std::atomic_thread_fence(std::memory_order_acquire);
         if (host->version == version) {
             finished_steps = static_cast<int64_t>(version);
@@ -902,15 +896,7 @@ HostStatus host_status(saber_decode decode) {
     const volatile HostStatus *host = decode->pinned_status;
     HostStatus copy{};
     copy.version = host->version;
-    for (int i = 0; i < 2; ++i) {
-        copy.slots[i].steps = host->slots[i].steps;
-        copy.slots[i].active_sequences = host->slots[i].active_sequences;
-        copy.slots[i].error = host->slots[i].error;
-        copy.slots[i].error_step = host->slots[i].error_step;
-        copy.slots[i].error_sequence = host->slots[i].error_sequence;
-        copy.slots[i].error_position = host->slots[i].error_position;
-        copy.slots[i].error_vocabulary_index = host->slots[i].error_vocabulary_index;
-    }
+    for (int i = 0; i < 2; ++i) copy_status(copy.slots[i], host->slots[i]);
     return copy;
 }
 

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "device_test.h"
 #include "decide_reference.h"
 #include "kernels/decide_block.h"
 #include "saber/saber.h"
@@ -441,14 +442,8 @@ int run_steps(std::mt19937 &rng, Batch start, int steps, const std::string &name
 }
 
 saber_decode_options options_of(int strategy, int G, int K) {
-    saber_decode_options o{};
-    o.generation_length = G;
-    o.block_length = K;
+    saber_decode_options o = saber_tests::saber_options(G, K, 2, 8);
     o.strategy = strategy;
-    o.variant = SABER_VARIANT_REFERENCE;
-    o.min_tokens_per_step = 2;
-    o.remask_divisor = 8;
-    o.backtracking = 1;
     o.fixed_threshold = 0.9f;
     o.steps = G;
     o.metric = SABER_METRIC_MAXPROB;
@@ -955,17 +950,8 @@ void download_one(T &host, const T *device) {
     ASSERT_EQ(cudaMemcpy(&host, device, sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
 }
 
-class DecideDevice : public ::testing::Test {
+class DecideDevice : public saber_tests::DeviceTest {
 protected:
-    void SetUp() override {
-        int count = 0;
-        if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) GTEST_SKIP() << "no CUDA device on this machine";
-        ASSERT_EQ(saber_context_create(0, &context), SABER_OK) << saber_last_error();
-    }
-    void TearDown() override {
-        saber_decode_destroy(decode);
-        saber_context_destroy(context);
-    }
 
     /// A decode of x's shape (x.length = max prompt + G: empty-prompt decodes of length G are padded by the test).
     void Create(const Batch &x) {
@@ -1065,8 +1051,6 @@ protected:
         }
     }
 
-    saber_context context = nullptr;
-    saber_decode decode = nullptr;
     DecodeState device{};
 };
 

@@ -21,25 +21,15 @@
 #include "exact_math.h"
 #include "philox.h"
 #include "saber/saber.h"
+#include "device_test.h"
 #include "testing.h"
 
 namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
-class Device : public ::testing::Test {
+class Device : public saber_tests::DeviceTest {
 protected:
-    void SetUp() override {
-        int count = 0;
-        if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) GTEST_SKIP() << "no CUDA device on this machine";
-        ASSERT_EQ(saber_context_create(0, &context), SABER_OK) << saber_last_error();
-    }
-    void TearDown() override {
-        saber_decode_destroy(decode);
-        saber_buffer_destroy(logits);
-        saber_context_destroy(context);
-    }
-
     /// Creates a decode of `batch` empty prompts and a logits buffer of [batch, G, V] `dtype` values.
     void Create(const saber_decode_options &o, int vocabulary, int mask, int batch, int trace = 0) {
         std::vector<int32_t> lengths(batch, 0);
@@ -78,17 +68,10 @@ protected:
         ASSERT_EQ(saber_decode_poll(decode, &status), SABER_OK) << saber_last_error();
     }
 
-    saber_context context = nullptr;
-    saber_decode decode = nullptr;
-    saber_buffer logits = nullptr;
     saber_decode_status status{};
 };
 
-uint32_t bits_of(float x) {
-    uint32_t u;
-    std::memcpy(&u, &x, sizeof u);
-    return u;
-}
+uint32_t bits_of(float x) { return saber::exact::bits(x); }
 
 /// Expects a row's results on the device to be the host build's exact::row_reference of the same row, bit for bit.
 void ExpectTheDefinition(const saber::testing::RowResults &rows, size_t at, const saber::exact::RowResult &want, const std::string &where) {
@@ -325,22 +308,12 @@ TEST(RowSplitPlan, FixedSplitsAreWholeChunksAndNeverEmpty) {
     EXPECT_EQ(saber::fixed_row_split(4099, 2).splits, 2);    // chunks 3, 2 (the last one holds 3 ids)
 }
 
-saber_decode_options SaberOptions(int generation, int block, int n, int mu) {
-    saber_decode_options o{};
-    o.generation_length = generation;
-    o.block_length = block;
-    o.strategy = SABER_STRATEGY_SABER;
-    o.variant = SABER_VARIANT_REFERENCE;
-    o.min_tokens_per_step = n;
-    o.remask_divisor = mu;
-    o.backtracking = 1;
-    return o;
-}
+using saber_tests::saber_options;
 
 class BadLogits : public Device, public ::testing::WithParamInterface<int> {};
 
 TEST_P(BadLogits, StopTheDecodeAndNameTheFirstPlace) {
-    const saber_decode_options o = SaberOptions(8, 8, 2, 8);
+    const saber_decode_options o = saber_options(8, 8, 2, 8);
     const int vocabulary = 4096, mask = 4095;   // 4 chunks
     Create(o, vocabulary, mask, 1);
     ASSERT_EQ(saber::testing::set_row_splits(decode, GetParam()), SABER_OK);
@@ -502,7 +475,7 @@ INSTANTIATE_TEST_SUITE_P(
     BoundaryCaseName);
 
 TEST_F(Device, SaberDecodeCommitsNFirstAndFinishesWithoutMasks) {
-    const saber_decode_options o = SaberOptions(32, 8, 3, 4);
+    const saber_decode_options o = saber_options(32, 8, 3, 4);
     const int vocabulary = 64, mask = 63, generation = 32;
     Create(o, vocabulary, mask, 1, /*trace=*/64);
     std::mt19937 rng(7);
@@ -534,7 +507,7 @@ TEST_F(Device, SaberDecodeCommitsNFirstAndFinishesWithoutMasks) {
 }
 
 TEST_F(Device, TokenConfidenceIsTheDefinitionsQForEverySplit) {
-    saber_decode_options o = SaberOptions(16, 16, 3, 4);
+    saber_decode_options o = saber_options(16, 16, 3, 4);
     o.variant = SABER_VARIANT_PAPER;   // q of every decoded position
     o.temperature = 0.7f;
     o.seed = 77;
@@ -600,7 +573,7 @@ TEST_P(RowPlan, StaggeredSequencesReadTheirOwnRowsBitForBit) {
     // (grid-stride over the row plan) must write exactly the rows the reference path (one thread per position) writes,
     // with the same bits, and those are the host build's definition.
     constexpr int kVocabulary = 2100, kMask = 2099, kGeneration = 8, kBlock = 2, kBatch = 4;   // 3 chunks, rows not aligned
-    saber_decode_options o = SaberOptions(kGeneration, kBlock, 1, 4);
+    saber_decode_options o = saber_options(kGeneration, kBlock, 1, 4);
     o.strategy = GetParam().strategy;
     o.threshold = 0.9f;
     Create(o, kVocabulary, kMask, kBatch);
@@ -706,7 +679,7 @@ protected:
         saber_buffer_destroy(logits);
         decode = nullptr;
         logits = nullptr;
-        saber_decode_options o = SaberOptions(kGeneration, 8, 2, 4);
+        saber_decode_options o = saber_options(kGeneration, 8, 2, 4);
         o.variant = SABER_VARIANT_PAPER;
         o.temperature = 0.7f;
         o.seed = 1234;
@@ -926,7 +899,7 @@ std::vector<int32_t> DecodeOnDevice(int device, int current) {
         int now = -1;
         return cudaGetDevice(&now) == cudaSuccess && now == current;
     };
-    const saber_decode_options o = SaberOptions(16, 8, 2, 4);
+    const saber_decode_options o = saber_options(16, 8, 2, 4);
     const int vocabulary = 64, mask = 63, generation = 16;
     saber_context context = nullptr;
     saber_buffer logits = nullptr;
@@ -984,7 +957,7 @@ TEST_F(Device, TwoContextsOnTwoThreadsDecodeOnTheirOwnDevices) {
 }
 
 TEST_F(Device, AContextWithLiveHandlesIsNotDestroyed) {
-    const saber_decode_options o = SaberOptions(8, 8, 2, 8);
+    const saber_decode_options o = saber_options(8, 8, 2, 8);
     Create(o, 64, 63, 2);   // one decode and one buffer from `context`
     saber_buffer extra = nullptr;
     ASSERT_EQ(saber_buffer_create(context, 256, &extra), SABER_OK);

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <string>
 
+#include "test_support.h"
 #include "exact_math.h"
 #include "handle_registry.h"
 #include "kernels/row_scan.h"
@@ -21,14 +22,7 @@
 namespace {
 
 saber_decode_options saber_options() {
-    saber_decode_options o{};
-    o.generation_length = 8;
-    o.block_length = 4;
-    o.strategy = SABER_STRATEGY_SABER;
-    o.variant = SABER_VARIANT_REFERENCE;
-    o.min_tokens_per_step = 2;
-    o.remask_divisor = 8;
-    o.backtracking = 1;
+    saber_decode_options o = saber_tests::saber_options(8, 4, 2, 8);
     o.threshold = 0.9f;
     return o;
 }

@@ -14,33 +14,13 @@
 
 #include "exact_math.h"
 #include "saber/saber.h"
+#include "device_test.h"
 #include "testing.h"
 
 namespace {
 
-uint32_t bits_of(float x) {
-    uint32_t u;
-    std::memcpy(&u, &x, sizeof u);
-    return u;
-}
-
-class Stream : public ::testing::Test {
-protected:
-    void SetUp() override {
-        int count = 0;
-        if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) GTEST_SKIP() << "no CUDA device on this machine";
-        ASSERT_EQ(saber_context_create(0, &context), SABER_OK) << saber_last_error();
-    }
-    void TearDown() override {
-        saber_decode_destroy(decode);
-        saber_buffer_destroy(logits);
-        saber_context_destroy(context);
-    }
-
-    saber_context context = nullptr;
-    saber_decode decode = nullptr;
-    saber_buffer logits = nullptr;
-};
+using saber::exact::bits;
+using Stream = saber_tests::DeviceTest;
 
 /// A small Saber decode (G 16, K 8, V 64, batch 2) over fixed logits: one buffer, the same for every step, so that a graph
 /// of one step can be replayed. Position g's best token is g % 7 + 1 (the mask, 63, has the row's largest logit).
@@ -51,14 +31,7 @@ protected:
     void SetUp() override {
         Stream::SetUp();
         if (IsSkipped() || HasFatalFailure()) return;
-        saber_decode_options o{};
-        o.generation_length = kGeneration;
-        o.block_length = 8;
-        o.strategy = SABER_STRATEGY_SABER;
-        o.variant = SABER_VARIANT_REFERENCE;
-        o.min_tokens_per_step = 2;
-        o.remask_divisor = 4;
-        o.backtracking = 1;
+        const saber_decode_options o = saber_tests::saber_options(kGeneration, 8, 2, 4);
         std::vector<int32_t> lengths{3, 1}, prompts{1, 2, 3, 4};
         ASSERT_EQ(saber_decode_create(context, &o, kVocabulary, kMask, kBatch, prompts.data(), lengths.data(), 0, &decode), SABER_OK)
             << saber_last_error();
@@ -211,8 +184,8 @@ TEST_F(Stream, LogitsRowsPastTwoToThe31ElementsAreReadAt64BitOffsets) {
                                                                          kMask, -1, o.metric, o.temperature, o.seed, 1, 0, kPrompt + g);
         const size_t at = static_cast<size_t>(g);
         EXPECT_EQ(results.prediction[at], want.prediction) << "position " << kPrompt + g;
-        EXPECT_EQ(bits_of(results.confidence[at]), bits_of(want.confidence)) << "position " << kPrompt + g;
-        EXPECT_EQ(bits_of(results.metric[at]), bits_of(want.metric)) << "position " << kPrompt + g;
+        EXPECT_EQ(bits(results.confidence[at]), bits(want.confidence)) << "position " << kPrompt + g;
+        EXPECT_EQ(bits(results.metric[at]), bits(want.metric)) << "position " << kPrompt + g;
     }
 }
 

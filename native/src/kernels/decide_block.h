@@ -84,15 +84,7 @@ SABER_DECIDE_FN int pow2_at_least(int n) {
     return p;
 }
 
-SABER_DECIDE_FN uint32_t float_bits(float x) {
-#if defined(__CUDA_ARCH__)
-    return __float_as_uint(x);
-#else
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    return u;
-#endif
-}
+using exact::bits;
 
 /// Positive infinity and the quiet NaN a baseline's trace reports as tau (0x7FF8000000000000), the same bits everywhere.
 SABER_DECIDE_FN float positive_infinity() {
@@ -107,7 +99,7 @@ SABER_DECIDE_FN double quiet_nan() {
     memcpy(&x, &u, sizeof x);
     return x;
 }
-SABER_DECIDE_FN bool is_finite(float x) { return (float_bits(x) & 0x7f800000u) != 0x7f800000u; }
+SABER_DECIDE_FN bool is_finite(float x) { return (bits(x) & 0x7f800000u) != 0x7f800000u; }
 
 /// The rank of a float as an unsigned integer: for non-NaN a and b, a < b iff order_bits(a) < order_bits(b) and a == b iff
 /// order_bits(a) == order_bits(b); so -0 and +0 tie, as they do for the float comparisons of the spec's ordering rule.
@@ -115,7 +107,7 @@ SABER_DECIDE_FN bool is_finite(float x) { return (float_bits(x) & 0x7f800000u) !
 /// in [0, 1], the margin, the negentropy of a normaliser >= 1, a uniform in (0, 1)), and Saber sets a non-finite change to
 /// +inf. Positions whose rows were not computed this step (stale or NaN values) are never candidates.
 SABER_DECIDE_FN uint32_t order_bits(float x) {
-    const uint32_t u = x == 0.0f ? 0u : float_bits(x);
+    const uint32_t u = x == 0.0f ? 0u : bits(x);
     return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 

@@ -13,6 +13,18 @@ namespace saber {
 #define SABER_STATUS_FN inline
 #endif
 
+/// Copies a status field by field: a whole-struct assignment cannot read or write a volatile (mapped) one.
+template <typename To, typename From>
+SABER_STATUS_FN void copy_status(To &to, const From &from) {
+    to.steps = from.steps;
+    to.active_sequences = from.active_sequences;
+    to.error = from.error;
+    to.error_step = from.error_step;
+    to.error_sequence = from.error_sequence;
+    to.error_position = from.error_position;
+    to.error_vocabulary_index = from.error_vocabulary_index;
+}
+
 /// Called by one thread, once per finished step (good or failed), after the step's state is final: the slot of step f
 /// (decode_state.h's HostStatus), one system fence, then the version. The host tests run it on an emulated block (no
 /// fence there).
@@ -22,14 +34,7 @@ SABER_STATUS_FN void publish_status(const DecodeState &s, const saber_decode_sta
     *s.finished_steps = finished;
     if (s.host_status == nullptr) return;
     volatile HostStatus *host = s.host_status;
-    volatile saber_decode_status &slot = host->slots[finished % 2];
-    slot.steps = status.steps;
-    slot.active_sequences = status.active_sequences;
-    slot.error = status.error;
-    slot.error_step = status.error_step;
-    slot.error_sequence = status.error_sequence;
-    slot.error_position = status.error_position;
-    slot.error_vocabulary_index = status.error_vocabulary_index;
+    copy_status(host->slots[finished % 2], status);
 #if defined(__CUDA_ARCH__)
     __threadfence_system();   // the slot before the version, as the host sees them
 #endif
