@@ -658,11 +658,12 @@ STEP_MODEL = dict(
 )
 # Decide's block barriers on a Saber step with backtracking and no draft fallback, K = G, counted by the host test
 # DecideHost.BlockBarriersOfASaberStep (native/tests/decide_tests.cpp), and the warp-synchronous stages of its sort; the
-# last block adds its active-count sum and plan_rows (one tile: 4 barriers). tau takes the exact integer path (no
-# sequential chain) whenever every commit confidence is 0 or at least 2^-20, which covers every G <= 1024 step of a
+# handshake adds 2 in every block and the last block plan_rows (one tile: 4), which also counts the active sequences.
+# tau takes the exact integer path (no sequential chain) whenever every commit confidence is 0 or at least 2^-20, which covers every G <= 1024 step of a
 # vocabulary below 2^20.
 DECIDE_BARRIERS = {256: dict(block=10, warp=30), 1024: dict(block=19, warp=40)}
-LAST_BLOCK_BARRIERS = 5
+LAST_BLOCK_BARRIERS = 4
+HANDSHAKE_BARRIERS = 2
 STEP_VOCAB, STEP_SMS, STEP_RESIDENT, STEP_K = 126464, 132, 4, 32
 
 
@@ -704,9 +705,9 @@ def step_estimate(tree):
         row_pass = stream + finish + combine
         b = DECIDE_BARRIERS[g]
         decide = (m["launch_gap_us"] + m["round_trip_us"]                          # launch, stage the sequence in shared memory
-                  + cycles(b["block"] * m["barrier_cycles"] + b["warp"] * m["warp_phase_cycles"])
+                  + cycles((b["block"] + HANDSHAKE_BARRIERS) * m["barrier_cycles"] + b["warp"] * m["warp_phase_cycles"])
                   + 2 * m["round_trip_us"]                                          # write back + fence, handshake atomic
-                  + 2 * m["round_trip_us"] + cycles(LAST_BLOCK_BARRIERS * m["barrier_cycles"])  # last block: done flags, plan
+                  + m["round_trip_us"] + cycles(LAST_BLOCK_BARRIERS * m["barrier_cycles"])  # last block: one pass (plan, count)
                   + m["system_fence_us"])                                           # publish the status (one fence)
         out[f"g{g}"] = dict(ratio=round((row_pass + decide) / row_pass, 3), ratio_over_stream=round((row_pass + decide) / stream, 3),
                             row_pass_us=round(row_pass, 1),
@@ -749,7 +750,7 @@ def step_lines(tree):
               f"{m['system_fence_us']} us; a block barrier phase {m['barrier_cycles']} cycles, a warp-synchronous sort stage "
               f"{m['warp_phase_cycles']}, a dependent FP64 add {m['dadd_cycles']}; decide's barriers as counted by the host "
               f"test DecideHost.BlockBarriersOfASaberStep ({DECIDE_BARRIERS[256]['block']} block barriers at G = 256, "
-              f"{DECIDE_BARRIERS[1024]['block']} at G = 1024, plus {LAST_BLOCK_BARRIERS} in the last block); the split is "
+              f"{DECIDE_BARRIERS[1024]['block']} at G = 1024, plus {HANDSHAKE_BARRIERS} for the handshake and {LAST_BLOCK_BARRIERS} in the last block, whose one pass over the sequences writes the row plan and counts the active ones); the split is "
               f"plan_row_split's for the first block's {STEP_K} rows on {STEP_SMS} SMs x {STEP_RESIDENT} resident blocks."]
     return lines
 

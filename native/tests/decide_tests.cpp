@@ -419,7 +419,7 @@ void host_step(Batch &x, Place place) {
         }
         decide::decide_sequence(block, s, b, w);
     }
-    decide::finish_step(block, s, stepped);
+    decide::finish_step(block, s, stepped, decide::active_sequences(block, s));
 }
 
 /// Runs `steps` steps of random rows from `start`, both places against the reference at every step.
@@ -849,7 +849,7 @@ void threaded_step(Batch &x, int threads) {
                                       : decide::state_scratch(s, b, &threshold);
         run([&](ThreadedBlock &block) { decide::decide_sequence(block, s, b, w); });
     }
-    run([&](ThreadedBlock &block) { decide::finish_step(block, s, stepped); });
+    run([&](ThreadedBlock &block) { decide::finish_step(block, s, stepped, decide::active_sequences(block, s)); });
 }
 
 TEST(DecideThreaded, RealThreadsWithBarriersMatchTheReference) {

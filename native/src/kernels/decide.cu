@@ -133,8 +133,9 @@ __global__ void __launch_bounds__(kMaxThreads) decide_kernel(DecodeState s) {
     if (!last) return;
     __threadfence();   // and every other block's writes are visible to this one's reads
 
-    decide::finish_step(block, s, any_stepped);
-    plan_rows(s);
+    // The next step's row plan, and in the same pass over done the sequences still active, then the status.
+    const int active = plan_rows(s);
+    decide::finish_step(block, s, any_stepped, active);
     if (threadIdx.x == 0) *s.blocks_done = 0;   // ready for the next step, no host reset
 }
 

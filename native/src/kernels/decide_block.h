@@ -477,15 +477,21 @@ SABER_DECIDE_FN void decide_sequence(Block &block, const DecodeState &s, int b, 
     }
 }
 
+/// The sequences not done: a block sum over s.done (the device gets the count from plan_rows's pass instead). Every
+/// thread of one block calls it.
+template <typename Block>
+SABER_DECIDE_FN int active_sequences(Block &block, const DecodeState &s) {
+    int mine = 0;
+    for (int b = block.thread(); b < s.batch; b += block.threads()) mine += s.done[b] ? 0 : 1;
+    return static_cast<int>(block.sum(mine));
+}
+
 /// The step's bookkeeping once every sequence has decided: the step counter (or the failed step), and the status the
 /// host polls, published to *s.status and the mapped host block (kernels/status.h). `stepped`: some sequence took this
 /// step; a step queued after every sequence had finished (a host loop one step ahead) is no step and does not count.
-/// Every thread of one block calls it.
+/// `active`: the sequences not done after the step. Every thread of one block calls it (only thread 0 works).
 template <typename Block>
-SABER_DECIDE_FN void finish_step(Block &block, const DecodeState &s, bool stepped) {
-    int mine = 0;
-    for (int b = block.thread(); b < s.batch; b += block.threads()) mine += s.done[b] ? 0 : 1;
-    const int active = static_cast<int>(block.sum(mine));
+SABER_DECIDE_FN void finish_step(Block &block, const DecodeState &s, bool stepped, int active) {
     if (block.thread() != 0) return;
     const unsigned long long error = *s.error;
     if (error == kNoError) {

@@ -35,24 +35,28 @@ __host__ __device__ inline int sequence_of_row(const long long *row_offsets, int
 }
 
 #if defined(__CUDACC__)
-/// Writes s.row_offsets from s.done and s.block. Every thread of one block calls it (any block size up to 1024); the
-/// caller makes the other blocks' writes of done/block visible first (__threadfence before the last-block handshake).
-__device__ inline void plan_rows(const DecodeState &s) {
+/// Writes s.row_offsets from s.done and s.block, and returns the sequences not done (to every thread), so that the
+/// step's bookkeeping needs no second pass over done. Every thread of one block calls it (any block size up to 1024, a
+/// multiple of 32); the caller makes the other blocks' writes of done/block visible first (__threadfence before the
+/// last-block handshake).
+__device__ inline int plan_rows(const DecodeState &s) {
     __shared__ long long warp_totals[32];
     __shared__ long long carry;
     const int lane = threadIdx.x & 31, warp = threadIdx.x / 32, warps = (blockDim.x + 31) / 32;
+    int active = 0;
     if (threadIdx.x == 0) carry = 0;
     __syncthreads();
     for (int base = 0; base < s.batch; base += blockDim.x) {
         const int b = base + static_cast<int>(threadIdx.x);
-        const long long count = b < s.batch ? candidate_rows(s.options, s.block_length, s.done[b] != 0, s.block[b]) : 0;
+        const bool live = b < s.batch && !s.done[b];
+        const long long count = live ? candidate_rows(s.options, s.block_length, false, s.block[b]) : 0;
         long long inclusive = count;
         for (int offset = 1; offset < 32; offset <<= 1) {
             const long long other = __shfl_up_sync(0xFFFFFFFFu, inclusive, offset);
             if (lane >= offset) inclusive += other;
         }
         if (lane == 31) warp_totals[warp] = inclusive;
-        __syncthreads();
+        active += __syncthreads_count(live);   // the barrier the warp totals need, counting the live sequences
         long long before = carry;
         for (int w = 0; w < warp; ++w) before += warp_totals[w];
         if (b < s.batch) s.row_offsets[b] = before + inclusive - count;
@@ -65,6 +69,7 @@ __device__ inline void plan_rows(const DecodeState &s) {
         __syncthreads();
     }
     if (threadIdx.x == 0) s.row_offsets[s.batch] = carry;
+    return active;
 }
 #endif
 
