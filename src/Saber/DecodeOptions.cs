@@ -1,6 +1,10 @@
+using System.Text.Json.Serialization;
+using Saber.Json;
+
 namespace Saber;
 
-/// <summary>The two readings of Saber in the specification.</summary>
+/// <summary>The two readings of Saber in the specification. JSON: <c>"reference"</c>, <c>"paper"</c> (the CLI's names).</summary>
+[JsonConverter(typeof(SaberVariantJsonConverter))]
 public enum SaberVariant
 {
     /// <summary>The authors' released code: tracks <c>c</c> everywhere; τ counts stale commit confidences of re-masked positions.</summary>
@@ -9,7 +13,11 @@ public enum SaberVariant
     Paper,
 }
 
-/// <summary>Confidence metrics of the low-confidence family (larger is more confident).</summary>
+/// <summary>
+/// Confidence metrics of the low-confidence family (larger is more confident). JSON: <c>"maxprob"</c>,
+/// <c>"margin"</c>, <c>"negentropy"</c>, <c>"random"</c> (the CLI's names).
+/// </summary>
+[JsonConverter(typeof(ConfidenceMetricJsonConverter))]
 public enum ConfidenceMetric
 {
     MaxProb,
@@ -18,7 +26,11 @@ public enum ConfidenceMetric
     Random,
 }
 
-/// <summary>A decoding strategy and its parameters.</summary>
+/// <summary>
+/// A decoding strategy and its parameters. In JSON an object whose <c>"type"</c> names the strategy
+/// (<c>"saber"</c>, <c>"low-confidence"</c>, <c>"threshold"</c>; see <see cref="DecodingStrategyJsonConverter"/>).
+/// </summary>
+[JsonConverter(typeof(DecodingStrategyJsonConverter))]
 public abstract record DecodingStrategy
 {
     private protected DecodingStrategy() { }
@@ -32,12 +44,14 @@ public abstract record DecodingStrategy
 /// <param name="RemaskDivisor"><c>μ ≥ 1</c>: divides the draft size into the re-mask count.</param>
 /// <param name="Backtracking">False reproduces the "no backtracking" ablation (step 7 skipped).</param>
 /// <param name="FixedThreshold">Set, it replaces τ in the draft by this constant in (0, 1] (ablation).</param>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+[JsonNumberHandling(JsonNumberHandling.AllowNamedFloatingPointLiterals)]
 public sealed record SaberStrategy(
-    SaberVariant Variant = SaberVariant.Reference,
-    int MinTokensPerStep = 2,
-    int RemaskDivisor = 8,
-    bool Backtracking = true,
-    float? FixedThreshold = null) : DecodingStrategy
+    [property: JsonPropertyName("variant")] SaberVariant Variant = SaberVariant.Reference,
+    [property: JsonPropertyName("minTokensPerStep")] int MinTokensPerStep = 2,
+    [property: JsonPropertyName("remaskDivisor")] int RemaskDivisor = 8,
+    [property: JsonPropertyName("backtracking")] bool Backtracking = true,
+    [property: JsonPropertyName("fixedThreshold")] float? FixedThreshold = null) : DecodingStrategy
 {
     internal override void Validate(int generationLength, int blockLength)
     {
@@ -55,7 +69,10 @@ public sealed record SaberStrategy(
 /// <summary>LLaDA's low-confidence re-masking: a fixed number of steps, top tokens by a metric (spec §4).</summary>
 /// <param name="Steps"><c>S</c>, a positive multiple of the number of blocks; NFE is exactly <c>S</c>.</param>
 /// <param name="Metric">Ranking metric.</param>
-public sealed record LowConfidenceStrategy(int Steps, ConfidenceMetric Metric = ConfidenceMetric.MaxProb) : DecodingStrategy
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record LowConfidenceStrategy(
+    [property: JsonPropertyName("steps"), JsonRequired] int Steps,
+    [property: JsonPropertyName("metric")] ConfidenceMetric Metric = ConfidenceMetric.MaxProb) : DecodingStrategy
 {
     /// <summary>
     /// <c>S ≤ MaxStepsPerPosition · G</c>: every step calls the model, and past <c>S = G</c> the extra steps commit
@@ -78,13 +95,21 @@ public sealed record LowConfidenceStrategy(int Steps, ConfidenceMetric Metric = 
 
 /// <summary>Fast-dLLM's threshold rule: commit every masked position with <c>c ≥ θ</c>, at least one (spec §5).</summary>
 /// <param name="Threshold"><c>θ</c> in (0, 1].</param>
-public sealed record ThresholdStrategy(float Threshold = 0.9f) : DecodingStrategy
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+[JsonNumberHandling(JsonNumberHandling.AllowNamedFloatingPointLiterals)]
+public sealed record ThresholdStrategy([property: JsonPropertyName("threshold")] float Threshold = 0.9f) : DecodingStrategy
 {
     internal override void Validate(int generationLength, int blockLength) =>
         DecodeOptions.ValidateThreshold(Threshold, nameof(Threshold));
 }
 
-/// <summary>Everything a decode needs besides the model and the prompts.</summary>
+/// <summary>
+/// Everything a decode needs besides the model and the prompts. Serializable with System.Text.Json
+/// (camelCase names, unknown properties rejected; see <see cref="SaberJson"/>); a deserialized value is
+/// checked like any other, by <see cref="Validate"/> when a sampler receives it.
+/// </summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+[JsonNumberHandling(JsonNumberHandling.AllowNamedFloatingPointLiterals)]
 public sealed record DecodeOptions
 {
     /// <summary>
@@ -94,23 +119,42 @@ public sealed record DecodeOptions
     public const int MaxGenerationLength = 1 << 20;
 
     /// <summary><c>G</c>: number of generated positions after each prompt, in <c>[1, <see cref="MaxGenerationLength"/>]</c>.</summary>
+    [JsonPropertyName("generationLength")]
     public required int GenerationLength { get; init; }
 
     /// <summary><c>K</c>: semi-autoregressive block length; null means one block (<c>K = G</c>).</summary>
+    [JsonPropertyName("blockLength")]
     public int? BlockLength { get; init; }
 
-    public DecodingStrategy Strategy { get; init; } = new SaberStrategy();
+    private DecodingStrategy strategy = new SaberStrategy();
+
+    /// <summary>The strategy and its parameters (default: <see cref="SaberStrategy"/> with its defaults).</summary>
+    [JsonIgnore]
+    public DecodingStrategy Strategy { get => strategy; init => strategy = value; }
+
+    /// <summary>
+    /// <see cref="Strategy"/> for System.Text.Json. A settable property, not an init-only one: the source generator
+    /// passes every init-only property to the object initializer, so a JSON object without <c>"strategy"</c> would
+    /// get null instead of the default.
+    /// </summary>
+    [JsonInclude]
+    [JsonPropertyName("strategy")]
+    internal DecodingStrategy StrategyForJson { get => strategy; set => strategy = value; }
 
     /// <summary><c>T ≥ 0</c>; above zero, predictions are Gumbel-max draws (see <see cref="RandomLayout"/>).</summary>
+    [JsonPropertyName("temperature")]
     public float Temperature { get; init; }
 
     /// <summary>Philox key for the Gumbel draws and the random metric.</summary>
+    [JsonPropertyName("seed")]
     public ulong Seed { get; init; }
 
     /// <summary>Record a per-step trace (τ, commits, re-masks) in the result.</summary>
+    [JsonPropertyName("trace")]
     public bool Trace { get; init; }
 
     /// <summary>The block length in force: <see cref="BlockLength"/> or <see cref="GenerationLength"/>.</summary>
+    [JsonIgnore]
     public int EffectiveBlockLength => BlockLength ?? GenerationLength;
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid value (spec §7, options part).</summary>

@@ -1,36 +1,63 @@
+using System.Text.Json.Serialization;
+
 namespace Saber;
 
 /// <summary>A position that received a token this step.</summary>
 /// <param name="Position">Absolute canvas index.</param>
 /// <param name="Token">The committed token id.</param>
 /// <param name="Confidence"><c>c</c>, the probability of the token under the noise-free softmax.</param>
-public readonly record struct CommittedToken(int Position, int Token, float Confidence);
+[JsonNumberHandling(JsonNumberHandling.AllowNamedFloatingPointLiterals)]
+public readonly record struct CommittedToken(
+    [property: JsonPropertyName("position")] int Position,
+    [property: JsonPropertyName("token")] int Token,
+    [property: JsonPropertyName("confidence")] float Confidence);
 
 /// <summary>A position that was masked again this step.</summary>
 /// <param name="Position">Absolute canvas index.</param>
-/// <param name="Delta">Its confidence change <c>Δ</c> (+∞ where not finite).</param>
-public readonly record struct RemaskedToken(int Position, float Delta);
+/// <param name="Delta">Its confidence change <c>Δ</c> (+∞ where not finite; JSON has no infinity, so it is the string <c>"Infinity"</c> there).</param>
+[JsonNumberHandling(JsonNumberHandling.AllowNamedFloatingPointLiterals)]
+public readonly record struct RemaskedToken(
+    [property: JsonPropertyName("position")] int Position,
+    [property: JsonPropertyName("delta")] float Delta);
 
 /// <summary>What one step did to one sequence. Both lists are sorted by position.</summary>
 /// <param name="Step">1-based step number.</param>
 /// <param name="Tau">The threshold the draft used (Saber only; null for other strategies).</param>
-public sealed record StepTrace(int Step, double? Tau, IReadOnlyList<CommittedToken> Committed, IReadOnlyList<RemaskedToken> Remasked);
+[JsonNumberHandling(JsonNumberHandling.AllowNamedFloatingPointLiterals)]
+public sealed record StepTrace(
+    [property: JsonPropertyName("step")] int Step,
+    [property: JsonPropertyName("tau")] double? Tau,
+    [property: JsonPropertyName("committed")] IReadOnlyList<CommittedToken> Committed,
+    [property: JsonPropertyName("remasked")] IReadOnlyList<RemaskedToken> Remasked);
 
 /// <summary>One sequence's outcome.</summary>
 /// <param name="Canvas">The final canvas: prompt followed by the generation region.</param>
 /// <param name="PromptLength"><c>P</c>.</param>
 /// <param name="Nfe">Number of steps (model calls) this sequence was active for.</param>
 /// <param name="Trace">Per-step trace, or empty when tracing was off.</param>
-public sealed record SequenceResult(int[] Canvas, int PromptLength, int Nfe, IReadOnlyList<StepTrace> Trace)
+/// <remarks>
+/// In JSON: <c>canvas</c>, <c>promptLength</c>, <c>nfe</c>, <c>trace</c>. <see cref="Tokens"/> is not written
+/// (it is <c>canvas[promptLength..]</c>).
+/// </remarks>
+public sealed record SequenceResult(
+    [property: JsonPropertyName("canvas")] int[] Canvas,
+    [property: JsonPropertyName("promptLength")] int PromptLength,
+    [property: JsonPropertyName("nfe")] int Nfe,
+    [property: JsonPropertyName("trace")] IReadOnlyList<StepTrace> Trace)
 {
-    /// <summary>The generation region <c>[P, P+G)</c> of <see cref="Canvas"/>.</summary>
+    /// <summary>The generation region <c>[P, P+G)</c> of <see cref="Canvas"/> (a view, no copy; not serialized).</summary>
+    [JsonIgnore]
     public ReadOnlySpan<int> Tokens => Canvas.AsSpan(PromptLength);
 }
 
 /// <summary>The outcome of a batch decode, one entry per prompt in input order.</summary>
-public sealed record DecodeResult(IReadOnlyList<SequenceResult> Sequences, TimeSpan Elapsed)
+/// <remarks>In JSON: <c>sequences</c> and <c>elapsed</c> (a TimeSpan string, <c>"00:00:00.0123456"</c>).</remarks>
+public sealed record DecodeResult(
+    [property: JsonPropertyName("sequences")] IReadOnlyList<SequenceResult> Sequences,
+    [property: JsonPropertyName("elapsed")] TimeSpan Elapsed)
 {
-    /// <summary>Model calls made for the whole batch (the largest per-sequence NFE).</summary>
+    /// <summary>Model calls made for the whole batch (the largest per-sequence NFE; not serialized).</summary>
+    [JsonIgnore]
     public int Steps => Sequences.Count == 0 ? 0 : Sequences.Max(s => s.Nfe);
 }
 
@@ -39,10 +66,16 @@ public sealed record DecodeResult(IReadOnlyList<SequenceResult> Sequences, TimeS
 /// <param name="Canvas">Snapshot of its canvas after the step.</param>
 /// <param name="Trace">What the step committed and re-masked.</param>
 /// <param name="Finished">True when this step decoded its last mask.</param>
-public sealed record SequenceStep(int Sequence, int[] Canvas, StepTrace Trace, bool Finished);
+public sealed record SequenceStep(
+    [property: JsonPropertyName("sequence")] int Sequence,
+    [property: JsonPropertyName("canvas")] int[] Canvas,
+    [property: JsonPropertyName("trace")] StepTrace Trace,
+    [property: JsonPropertyName("finished")] bool Finished);
 
 /// <summary>One step of a streamed decode: the sequences that were active in it.</summary>
-public sealed record DecodeStepUpdate(int Step, IReadOnlyList<SequenceStep> Sequences);
+public sealed record DecodeStepUpdate(
+    [property: JsonPropertyName("step")] int Step,
+    [property: JsonPropertyName("sequences")] IReadOnlyList<SequenceStep> Sequences);
 
 /// <summary>Decodes prompts with a masked diffusion model. The CPU reference and the CUDA sampler implement it.</summary>
 public interface ISampler
