@@ -112,6 +112,37 @@ internal sealed class RoutingDenoiser(int vocabulary) : IDenoiser
     }
 }
 
+/// <summary>
+/// Returns every call's logits in one buffer that the next call first fills with NaN: a caller that read logits after
+/// the next forward pass (the bug of a lock around <see cref="IDenoiser.ForwardAsync"/>) would fail or decode wrong tokens.
+/// </summary>
+internal sealed class BufferReusingDenoiser(IDenoiser inner) : IDenoiser
+{
+    private float[] buffer = [];
+    public int VocabularySize => inner.VocabularySize;
+    public int MaskId => inner.MaskId;
+    public int? MaxSequenceLength => inner.MaxSequenceLength;
+
+    public async ValueTask<IReadOnlyList<SequenceLogits>> ForwardAsync(DenoiseRequest request, CancellationToken cancellationToken)
+    {
+        Array.Fill(buffer, float.NaN);
+        IReadOnlyList<SequenceLogits> logits = await inner.ForwardAsync(request, cancellationToken);
+        long total = logits.Sum(l => (long)l.Rows * l.Vocabulary);
+        if (buffer.Length < total) buffer = new float[total];
+        var result = new SequenceLogits[logits.Count];
+        int offset = 0;
+        for (int i = 0; i < logits.Count; i++)
+        {
+            int size = logits[i].Rows * logits[i].Vocabulary;
+            for (int row = 0; row < logits[i].Rows; row++)
+                logits[i].Float32Row(row).CopyTo(buffer.AsSpan(offset + row * logits[i].Vocabulary));
+            result[i] = SequenceLogits.FromFloat32(buffer.AsMemory(offset, size), logits[i].Rows, logits[i].Vocabulary);
+            offset += size;
+        }
+        return result;
+    }
+}
+
 /// <summary>Throws from chosen calls (1-based call numbers), otherwise forwards.</summary>
 internal sealed class FailingDenoiser(IDenoiser inner, params int[] failingCalls) : IDenoiser
 {
