@@ -26,7 +26,10 @@ public sealed record OnnxEngineOptions
 /// <c>[batch, sequence]</c>, output <c>logits</c> float32 or float16 <c>[batch, sequence, V]</c>. Canvases of
 /// equal length run as one batch (there is no attention mask input, so unequal lengths are never padded);
 /// each (batch, length) shape keeps its input and output buffers bound across steps, so a step allocates
-/// no logits. The logits returned stay valid until the next <see cref="ForwardAsync"/>. Not thread-safe.
+/// no logits. The logits returned stay valid until the next <see cref="ForwardAsync"/>. Not thread-safe: a second
+/// concurrent call throws, and a lock around calls is not enough, since the next call overwrites the logits the
+/// previous caller may still be reading. To serve concurrent requests, make one <c>Saber.Service.SaberEngine</c> its
+/// only caller: it batches every request into one pass per step and consumes the logits before the next pass.
 /// </summary>
 public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
 {

@@ -94,6 +94,21 @@ public sealed record DenoiseRequest(int Step, IReadOnlyList<int> SequenceIds, IR
 /// A masked diffusion language model's forward pass: canvas token ids for a batch in,
 /// logits <c>[batch][length, vocabulary]</c> out.
 /// </summary>
+/// <remarks>
+/// <para><b>Lifetime of the logits.</b> The <see cref="SequenceLogits"/> returned by <see cref="ForwardAsync"/> may be
+/// views of buffers the denoiser reuses: they stay valid only until the next <see cref="ForwardAsync"/> call on the same
+/// denoiser. A caller reads (or copies) every row it needs before it calls again.</para>
+/// <para><b>Concurrency.</b> Callers must not call <see cref="ForwardAsync"/> concurrently, nor call it again before they
+/// have consumed the previous call's logits, unless the implementation documents that it is thread-safe and that its
+/// results do not share buffers. A lock around <see cref="ForwardAsync"/> alone is not enough: another caller's pass
+/// can overwrite the logits between the return and the read. To serve many requests on one model, let one caller own
+/// it: <c>Saber.Service.SaberEngine</c> runs one pass at a time for every request and consumes each pass's logits
+/// before the next.</para>
+/// <para><b>Batches.</b> The canvases of one request may differ in length (prompts of different lengths); a model that
+/// cannot stack them runs each length separately inside the call. The logits of a canvas should not depend on the
+/// other canvases of the call: samplers promise results that do not depend on batch composition only under that
+/// condition.</para>
+/// </remarks>
 public interface IDenoiser
 {
     /// <summary>Vocabulary size <c>V</c>.</summary>
