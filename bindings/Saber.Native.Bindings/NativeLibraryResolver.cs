@@ -9,7 +9,8 @@ public sealed class SaberNativeLibraryException(string message, Exception? inner
 /// <summary>
 /// Finds libsaber_native for the generated bindings, in order: the <c>SABER_NATIVE_LIBRARY</c>
 /// environment variable (a file path), next to this assembly, then <c>runtimes/&lt;rid&gt;/native</c>
-/// (the NuGet layout). Registered by <see cref="SaberNative"/>'s static constructor, before its first call.
+/// (the NuGet layout; the process's runtime identifier, then the portable one such as linux-x64).
+/// Registered by <see cref="SaberNative"/>'s static constructor, before its first call.
 /// </summary>
 public static class NativeLibraryResolver
 {
@@ -28,7 +29,29 @@ public static class NativeLibraryResolver
         if (Environment.GetEnvironmentVariable(EnvironmentVariable) is { Length: > 0 } configured) candidates.Add(configured);
         candidates.Add(Path.Combine(directory, file));
         candidates.Add(Path.Combine(directory, "runtimes", RuntimeInformation.RuntimeIdentifier, "native", file));
+        // NuGet copies a package's runtimes/linux-x64/native into bin/.../runtimes/linux-x64/native; a runtime built
+        // for a distribution reports its own identifier (e.g. ubuntu.24.04-x64), so the portable one is tried too.
+        if (PortableRuntimeIdentifier() is { } portable && portable != RuntimeInformation.RuntimeIdentifier)
+            candidates.Add(Path.Combine(directory, "runtimes", portable, "native", file));
         return candidates;
+    }
+
+    /// <summary>The portable runtime identifier of this process (linux-x64, osx-arm64, win-x64, ...), the one NuGet packages use.</summary>
+    public static string? PortableRuntimeIdentifier()
+    {
+        string? os = OperatingSystem.IsWindows() ? "win" : OperatingSystem.IsMacOS() ? "osx" : OperatingSystem.IsLinux() ? "linux" : null;
+        string? architecture = RuntimeInformation.ProcessArchitecture switch
+        {
+            Architecture.X64 => "x64",
+            Architecture.Arm64 => "arm64",
+            Architecture.X86 => "x86",
+            Architecture.Arm => "arm",
+            _ => null,
+        };
+        if (os is null || architecture is null) return null;
+        // musl-based Linux (Alpine) has packages of its own: linux-musl-x64.
+        if (os == "linux" && RuntimeInformation.RuntimeIdentifier.StartsWith("linux-musl-", StringComparison.Ordinal)) os = "linux-musl";
+        return $"{os}-{architecture}";
     }
 
     /// <summary>Loads the library now (or returns the loaded handle); throws <see cref="SaberNativeLibraryException"/> if it cannot.</summary>

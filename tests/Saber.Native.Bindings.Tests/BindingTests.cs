@@ -82,6 +82,20 @@ public unsafe class BindingTests
 public class ResolverTests
 {
     [Test]
+    public void CandidatesIncludeThePortableRuntimesFolderThatNuGetFillsForRidlessBuilds()
+    {
+        // A consuming project built without a RID gets Saber.Native.Runtime.linux-x64's library in
+        // bin/<config>/<tfm>/runtimes/linux-x64/native, next to Saber.Native.Bindings.dll's folder.
+        string here = Path.GetDirectoryName(typeof(NativeLibraryResolver).Assembly.Location)!;
+        string? portable = NativeLibraryResolver.PortableRuntimeIdentifier();
+        Assert.That(portable, Is.Not.Null);
+        if (OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture == Architecture.X64 && !RuntimeInformation.RuntimeIdentifier.StartsWith("linux-musl-"))
+            Assert.That(portable, Is.EqualTo("linux-x64"));
+        string file = OperatingSystem.IsWindows() ? "saber_native.dll" : OperatingSystem.IsMacOS() ? "libsaber_native.dylib" : "libsaber_native.so";
+        Assert.That(NativeLibraryResolver.Candidates(), Has.Member(Path.Combine(here, "runtimes", portable!, "native", file)));
+    }
+
+    [Test]
     public void CandidatesAreTheEnvironmentVariableThenNextToTheAssemblyThenRuntimes()
     {
         string? saved = Environment.GetEnvironmentVariable(NativeLibraryResolver.EnvironmentVariable);

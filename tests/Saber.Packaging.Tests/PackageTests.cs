@@ -1,0 +1,211 @@
+using System.Text.RegularExpressions;
+using System.Xml.Linq;
+
+namespace Saber.Packaging.Tests;
+
+[SetUpFixture]
+public sealed class PackagingRun
+{
+    [OneTimeTearDown]
+    public void DeleteTemporaryFolder() => PackagedFeed.DisposeShared();
+}
+
+/// <summary>What tools/pack.sh puts into the packages: ids, version, metadata, symbols, the native library, the tool's model.</summary>
+public class PackageContentTests
+{
+    private static PackagedFeed Feed => PackagedFeed.Instance;
+
+    [OneTimeSetUp]
+    public void Pack() => TestContext.Progress.WriteLine($"tools/pack.sh: {Feed.PackTime.TotalSeconds:F0} s, version {Feed.Version}, feed {Feed.Feed}");
+
+    [TestCaseSource(typeof(PackagedFeed), nameof(PackagedFeed.LibraryIds))]
+    [TestCase(PackagedFeed.ToolId)]
+    public void ManagedPackagesCarryTheirMetadataReadmeAndSymbols(string id)
+    {
+        string package = Feed.Package(id);
+        Assert.That(package, Does.Exist);
+        XElement metadata = PackagedFeed.Nuspec(package);
+        string Value(string name) => metadata.Elements().SingleOrDefault(e => e.Name.LocalName == name)?.Value ?? "";
+        Assert.Multiple(() =>
+        {
+            Assert.That(Value("id"), Is.EqualTo(id));
+            Assert.That(Value("version"), Is.EqualTo(Feed.Version));
+            Assert.That(Value("authors"), Is.Not.Empty);
+            Assert.That(Value("description"), Has.Length.GreaterThan(40));
+            Assert.That(Value("readme"), Is.EqualTo("README.md"));
+            Assert.That(PackagedFeed.Entries(package), Has.Member("README.md"));
+            // No licence yet: the repository has none (see Directory.Build.props); this fails once one is
+            // set, as a reminder to assert the expression here.
+            Assert.That(Value("license"), Is.Empty, "a licence was added: assert its expression here");
+            XElement? repository = metadata.Elements().SingleOrDefault(e => e.Name.LocalName == "repository");
+            Assert.That(repository?.Attribute("type")?.Value, Is.EqualTo("git"));
+            Assert.That(repository?.Attribute("commit")?.Value, Does.Match("^[0-9a-f]{40}$"));
+        });
+        string symbols = Feed.Package(id, ".snupkg");
+        Assert.That(symbols, Does.Exist);
+        Assert.That(PackagedFeed.Entries(symbols), Has.Some.EndsWith(".pdb"));
+    }
+
+    [TestCase("Saber.Native.Core", "Saber.Core")]
+    [TestCase("Saber.Native.Onnx", "Saber.Onnx")]
+    [TestCase("Saber.Native.Bindings", "Saber.Native.Bindings")]
+    [TestCase("Saber.Native.Cuda", "Saber.Cuda")]
+    public void LibraryPackagesHoldTheAssemblyAndItsDocumentation(string id, string assembly)
+    {
+        IReadOnlyList<string> entries = PackagedFeed.Entries(Feed.Package(id));
+        Assert.That(entries, Has.Member($"lib/net10.0/{assembly}.dll"));
+        Assert.That(entries, Has.Member($"lib/net10.0/{assembly}.xml"));
+        Assert.That(entries, Has.None.EndsWith(".pdb"), "symbols belong in the .snupkg");
+    }
+
+    [Test]
+    public void TheCudaPackageDependsOnTheNativeRuntimePackage()
+    {
+        XElement metadata = PackagedFeed.Nuspec(Feed.Package("Saber.Native.Cuda"));
+        var dependencies = metadata.Descendants().Where(e => e.Name.LocalName == "dependency")
+            .ToDictionary(e => e.Attribute("id")!.Value, e => e.Attribute("version")!.Value);
+        Assert.That(dependencies, Does.ContainKey(PackagedFeed.RuntimeId));
+        Assert.That(dependencies[PackagedFeed.RuntimeId], Is.EqualTo(Feed.Version));
+        Assert.That(dependencies, Does.ContainKey("Saber.Native.Bindings"));
+        Assert.That(dependencies, Does.ContainKey("Saber.Native.Core"));
+    }
+
+    [Test]
+    public void TheRuntimePackageHoldsOnlyTheNativeLibrary()
+    {
+        if (Feed.NativeSkipReason is { } reason) Assert.Ignore(reason);
+        string package = Feed.Package(PackagedFeed.RuntimeId);
+        IReadOnlyList<string> entries = PackagedFeed.Entries(package);
+        Assert.That(entries, Has.Member("runtimes/linux-x64/native/libsaber_native.so"));
+        Assert.That(entries, Has.None.StartsWith("lib/"));
+        Assert.That(PackagedFeed.Nuspec(package).Elements().Single(e => e.Name.LocalName == "readme").Value, Is.EqualTo("README.md"));
+        using var zip = System.IO.Compression.ZipFile.OpenRead(package);
+        Assert.That(zip.GetEntry("runtimes/linux-x64/native/libsaber_native.so")!.Length, Is.EqualTo(new FileInfo(Feed.NativeLibrary!).Length));
+    }
+
+    [Test]
+    public void TheToolPackageHoldsTheSaberCommandAndTheShippedModel()
+    {
+        string package = Feed.Package(PackagedFeed.ToolId);
+        IReadOnlyList<string> entries = PackagedFeed.Entries(package);
+        Assert.That(entries, Has.Member("tools/net10.0/any/saber.dll"));
+        Assert.That(entries, Has.Member("tools/net10.0/any/models/tiny/model.onnx"));
+        Assert.That(entries, Has.Member("tools/net10.0/any/models/tiny/tokenizer.json"));
+        Assert.That(entries, Has.Member("tools/net10.0/any/runtimes/linux-x64/native/libonnxruntime.so"));
+        XElement metadata = PackagedFeed.Nuspec(package);
+        Assert.That(metadata.Descendants().Where(e => e.Name.LocalName == "packageType").Select(e => e.Attribute("name")?.Value), Has.Member("DotnetTool"));
+        using var zip = System.IO.Compression.ZipFile.OpenRead(package);
+        using var settings = zip.GetEntry("tools/net10.0/any/DotnetToolSettings.xml")!.Open();
+        XElement command = XDocument.Load(settings).Descendants("Command").Single();
+        Assert.That(command.Attribute("Name")?.Value, Is.EqualTo("saber"));
+        Assert.That(command.Attribute("EntryPoint")?.Value, Is.EqualTo("saber.dll"));
+    }
+}
+
+/// <summary>The packages as a user gets them: a fresh console project restored from the feed, and the dotnet tool.</summary>
+public class PackageInstallTests
+{
+    private static PackagedFeed Feed => PackagedFeed.Instance;
+
+    private const string Program = """
+        using Saber;
+        using Saber.Denoisers;
+
+        // saber demo --synthetic's task: the model knows one completion and plants early mistakes that only later
+        // context exposes; Saber (with backtracking) repairs all four.
+        const string prompt = "def fibonacci(n):\n";
+        const string completion = "    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n";
+        Trap[] traps = [new(10, CharVocabulary.Encode('>')), new(12, CharVocabulary.Encode('1')), new(26, CharVocabulary.Encode('m')), new(40, CharVocabulary.Encode('f'))];
+        var task = new SyntheticTask(CharVocabulary.Size, CharVocabulary.MaskId, [CharVocabulary.Encode(prompt)], [CharVocabulary.Encode(completion)], [traps]);
+        var options = new DecodeOptions { GenerationLength = completion.Length, Strategy = new SaberStrategy() };
+        DecodeResult result = await new CpuSampler().DecodeAsync(new SyntheticDenoiser(task), [task.Prompts[0]], options, CancellationToken.None);
+        SequenceResult s = result.Sequences[0];
+        Console.WriteLine($"completion ok: {CharVocabulary.Decode(s.Tokens) == completion}");
+        Console.WriteLine($"mistakes left: {task.Mistakes(0, s.Tokens)}");
+        Console.WriteLine($"nfe: {s.Nfe}");
+        #if SABER_NATIVE
+        Saber.Native.NativeLibraryResolver.EnsureLoaded();
+        string loaded = Saber.Native.NativeLibraryResolver.Candidates().First(File.Exists);
+        Console.WriteLine($"native library: {Path.GetRelativePath(AppContext.BaseDirectory, loaded)}");
+        Console.WriteLine($"built with cuda: {Saber.Native.SaberNative.BuiltWithCuda() != 0}");
+        Console.WriteLine($"abi version: {Saber.Native.SaberNative.AbiVersion()}");
+        #endif
+        """;
+
+    private static readonly Lazy<ProcessResult> Consumer = new(RunConsumer, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    /// <summary>A fresh console project referencing Saber.Native.Core (and Saber.Native.Cuda when the runtime package
+    /// was packed) from the feed, restored, built without a runtime identifier and run once.</summary>
+    private static ProcessResult RunConsumer()
+    {
+        bool native = Feed.NativeSkipReason is null;
+        string project = Path.Combine(Feed.Root, "consumer");
+        Feed.WriteNuGetConfig(project);
+        string references = $"""    <PackageReference Include="Saber.Native.Core" Version="{Feed.Version}" />""";
+        if (native) references += $"""{"\n"}    <PackageReference Include="Saber.Native.Cuda" Version="{Feed.Version}" />""";
+        File.WriteAllText(Path.Combine(project, "Consumer.csproj"), $"""
+            <Project Sdk="Microsoft.NET.Sdk">
+              <PropertyGroup>
+                <OutputType>Exe</OutputType>
+                <TargetFramework>net10.0</TargetFramework>
+                <ImplicitUsings>enable</ImplicitUsings>
+                <Nullable>enable</Nullable>
+                <DefineConstants Condition="{(native ? "true" : "false")}">$(DefineConstants);SABER_NATIVE</DefineConstants>
+              </PropertyGroup>
+              <ItemGroup>
+            {references}
+              </ItemGroup>
+            </Project>
+            """);
+        File.WriteAllText(Path.Combine(project, "Program.cs"), Program);
+        ProcessResult run = Feed.Run("dotnet", ["run", "-c", "Release"], project, TimeSpan.FromMinutes(5));
+        TestContext.Progress.WriteLine($"consumer: restore, build and run in {run.Elapsed.TotalSeconds:F0} s");
+        return run;
+    }
+
+    [Test]
+    public void AConsoleProjectDecodesWithTheCpuSamplerFromTheFeed()
+    {
+        ProcessResult run = Consumer.Value;
+        run.ThrowIfFailed();
+        Assert.That(run.Output, Does.Contain("completion ok: True"));
+        Assert.That(run.Output, Does.Contain("mistakes left: 0"));
+        Assert.That(Regex.Match(run.Output, @"nfe: (\d+)").Groups[1].Value, Is.Not.Empty);
+    }
+
+    [Test]
+    public void TheConsoleProjectLoadsLibsaberNativeFromTheRuntimePackage()
+    {
+        if (Feed.NativeSkipReason is { } reason) Assert.Ignore(reason);
+        ProcessResult run = Consumer.Value;
+        run.ThrowIfFailed();
+        // A RID-less build: NuGet copied the runtime package's library under runtimes/linux-x64/native, and the
+        // resolver found it there (the test runs the consumer without SABER_NATIVE_LIBRARY).
+        Assert.That(run.Output, Does.Contain($"native library: {Path.Combine("runtimes", "linux-x64", "native", "libsaber_native.so")}"));
+        Assert.That(run.Output, Does.Contain("built with cuda: True"));
+    }
+
+    [Test]
+    public void TheSaberToolInstallsFromTheFeedAndRunsTheDemoOnTheShippedModel()
+    {
+        string config = Feed.WriteNuGetConfig(Path.Combine(Feed.Root, "tool-config"));
+        string toolPath = Path.Combine(Feed.Root, "tools");
+        ProcessResult install = Feed.Run("dotnet",
+            ["tool", "install", PackagedFeed.ToolId, "--version", Feed.Version, "--tool-path", toolPath, "--configfile", config],
+            Path.GetDirectoryName(config)!, TimeSpan.FromMinutes(3));
+        install.ThrowIfFailed();
+
+        // Run from an unrelated folder, so that a models/tiny under the working directory cannot stand in for the packaged one.
+        string elsewhere = Path.Combine(Feed.Root, "elsewhere");
+        Directory.CreateDirectory(elsewhere);
+        ProcessResult demo = Feed.Run(Path.Combine(toolPath, "saber"), ["demo", "--no-color"], elsewhere, TimeSpan.FromMinutes(2));
+        demo.ThrowIfFailed();
+        Assert.That(demo.Output, Does.Contain("Saber on " + toolPath), "the model is the one inside the installed tool");
+        Assert.That(demo.Output, Does.Contain("text (prompt + completion"));
+        Assert.That(demo.Output, Does.Contain("saber (reference)"));
+
+        ProcessResult version = Feed.Run(Path.Combine(toolPath, "saber"), ["--version"], elsewhere, TimeSpan.FromMinutes(1));
+        version.ThrowIfFailed();
+        Assert.That(version.Output, Does.Contain($"saber {Feed.Version}"));
+    }
+}
