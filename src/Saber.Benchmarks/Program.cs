@@ -7,7 +7,9 @@ using Saber.Benchmarks;
 
 // dotnet run -c Release --project src/Saber.Benchmarks [-- BenchmarkDotNet options, e.g. --filter *]
 // dotnet run -c Release --project src/Saber.Benchmarks -- gpu-overhead [--decodes N]   (needs a GPU)
+// dotnet run -c Release --project src/Saber.Benchmarks -- service [--requests N] [--concurrency 1,8,32,128] [--model DIR]
 if (args.Length > 0 && args[0] == "gpu-overhead") return GpuOverhead.Run(args[1..]);
+if (args.Length > 0 && args[0] == "service") return await ServiceBenchmark.RunAsync(args[1..]);
 var config = DefaultConfig.Instance
     .AddJob(Job.Default.WithWarmupCount(2).WithIterationCount(10).WithId("step"))
     .AddColumn(new LogitsBandwidthColumn())
