@@ -1,3 +1,5 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
@@ -30,6 +32,8 @@ namespace Saber.Service;
 /// leaves at the next step boundary; its task is cancelled and nothing else changes. <see cref="DisposeAsync"/> stops
 /// admissions, cancels the forward pass in flight (through its token), and when it returns every request not
 /// finished before is cancelled.</para>
+/// <para><b>Metrics.</b> Requests by outcome, queue and active counts, steps, forward passes, NFE and durations go to
+/// the <c>Saber.Service</c> meter (<see cref="SaberEngineMetrics"/>).</para>
 /// </remarks>
 public sealed partial class SaberEngine : IAsyncDisposable
 {
@@ -39,6 +43,7 @@ public sealed partial class SaberEngine : IAsyncDisposable
     private readonly IDenoiser denoiser;
     private readonly SaberEngineOptions options;
     private readonly ILogger logger;
+    private readonly SaberEngineMetrics metrics;
     private readonly object gate = new();
     private readonly LinkedList<Request> waiting = new();   // under gate
     private readonly CancellationTokenSource shutdown = new();
@@ -56,6 +61,18 @@ public sealed partial class SaberEngine : IAsyncDisposable
     /// <param name="options">Limits and grouping; null takes the defaults.</param>
     /// <param name="logger">Admissions, completions and failures (Debug), rejections (Warning), denoiser failures (Error), steps (Trace).</param>
     public SaberEngine(IDenoiser denoiser, SaberEngineOptions? options = null, ILogger<SaberEngine>? logger = null)
+        : this(denoiser, options, logger, meterFactory: null)
+    {
+    }
+
+    /// <param name="denoiser">The model. The engine becomes its only caller.</param>
+    /// <param name="options">Limits and grouping; null takes the defaults.</param>
+    /// <param name="logger">As in the other constructor; null logs nothing.</param>
+    /// <param name="meterFactory">
+    /// Creates the <see cref="SaberEngineMetrics.MeterName"/> meter the engine reports to (see <see cref="SaberEngineMetrics"/>);
+    /// null reports to a process-wide meter of that name.
+    /// </param>
+    public SaberEngine(IDenoiser denoiser, SaberEngineOptions? options, ILogger<SaberEngine>? logger, IMeterFactory? meterFactory)
     {
         ArgumentNullException.ThrowIfNull(denoiser);
         options ??= new SaberEngineOptions();
@@ -63,6 +80,7 @@ public sealed partial class SaberEngine : IAsyncDisposable
         this.denoiser = denoiser;
         this.options = options;
         this.logger = logger ?? NullLogger<SaberEngine>.Instance;
+        metrics = SaberEngineMetrics.For(meterFactory);
         loop = Task.Run(RunAsync);
     }
 
@@ -91,7 +109,10 @@ public sealed partial class SaberEngine : IAsyncDisposable
     public Task<SequenceResult> DecodeAsync(ReadOnlyMemory<int> prompt, DecodeOptions options, CancellationToken cancellationToken = default)
     {
         if (cancellationToken.IsCancellationRequested)
+        {
+            metrics.RequestCancelled(Stopwatch.GetTimestamp());
             return Task.FromCanceled<SequenceResult>(cancellationToken);
+        }
         try
         {
             return Submit(prompt, options, cancellationToken, streamSteps: false).Completion.Task;
@@ -144,10 +165,20 @@ public sealed partial class SaberEngine : IAsyncDisposable
 
     private Request Submit(ReadOnlyMemory<int> prompt, DecodeOptions options, CancellationToken cancellationToken, bool streamSteps)
     {
-        ArgumentNullException.ThrowIfNull(options);
-        DecodeInputs.Validate([prompt], options, denoiser.VocabularySize, denoiser.MaskId, denoiser.MaxSequenceLength);
-        var request = new Request(Interlocked.Increment(ref nextId), new SequenceState(prompt.Span, options, denoiser.MaskId), options,
-            cancellationToken, streamSteps);
+        long submitted = Stopwatch.GetTimestamp();
+        SequenceState state;
+        try
+        {
+            ArgumentNullException.ThrowIfNull(options);
+            DecodeInputs.Validate([prompt], options, denoiser.VocabularySize, denoiser.MaskId, denoiser.MaxSequenceLength);
+            state = new SequenceState(prompt.Span, options, denoiser.MaskId);
+        }
+        catch
+        {
+            metrics.RequestFailed(submitted);   // invalid input
+            throw;
+        }
+        var request = new Request(Interlocked.Increment(ref nextId), state, options, cancellationToken, streamSteps, metrics, submitted);
         // Registered before it is queued: the callback ignores a request that is not waiting.
         request.Registration = cancellationToken.UnsafeRegister(static (state, _) =>
         {
@@ -159,16 +190,19 @@ public sealed partial class SaberEngine : IAsyncDisposable
             if (disposed)
             {
                 request.Registration.Unregister();
+                metrics.RequestRejected();
                 throw new ObjectDisposedException(nameof(SaberEngine));
             }
             if (outstanding >= this.options.Capacity)
             {
                 request.Registration.Unregister();
                 LogRejected(request.Id, this.options.Capacity);
+                metrics.RequestRejected();
                 throw new SaberEngineFullException(this.options.Capacity);
             }
             outstanding++;
             request.WaitingNode = waiting.AddLast(request);
+            metrics.QueueChanged(+1);
             WakeLoop();
         }
         LogQueued(request.Id, prompt.Length, options.GenerationLength);
@@ -192,6 +226,7 @@ public sealed partial class SaberEngine : IAsyncDisposable
             waiting.Remove(request.WaitingNode);
             request.WaitingNode = null;
             outstanding--;
+            metrics.QueueChanged(-1);
         }
         request.Registration.Unregister();
         LogCancelled(request.Id, 0);
@@ -220,6 +255,8 @@ public sealed partial class SaberEngine : IAsyncDisposable
                         r.Slot = freeSlots.Dequeue();
                         running.Add(r);
                         active++;
+                        metrics.QueueChanged(-1);
+                        metrics.ActiveChanged(+1);
                         LogAdmitted(r.Id, r.Slot, running.Count);
                     }
                     if (running.Count == 0)
@@ -235,8 +272,10 @@ public sealed partial class SaberEngine : IAsyncDisposable
                 }
                 RetireCancelled(running, freeSlots);
                 if (running.Count == 0) continue;
+                long stepStarted = Stopwatch.GetTimestamp();
                 await StepAsync(running).ConfigureAwait(false);
                 Interlocked.Increment(ref steps);
+                metrics.StepDone(stepStarted);
                 for (int i = running.Count - 1; i >= 0; i--)
                     if (running[i].Completion.Task.IsCompleted)
                         Release(running, i, freeSlots);
@@ -264,6 +303,8 @@ public sealed partial class SaberEngine : IAsyncDisposable
                 left = [.. waiting];
                 waiting.Clear();
                 foreach (Request r in left) r.WaitingNode = null;
+                metrics.QueueChanged(-left.Count);
+                metrics.ActiveChanged(-active);
                 outstanding = 0;
                 active = 0;
             }
@@ -297,6 +338,7 @@ public sealed partial class SaberEngine : IAsyncDisposable
         {
             outstanding--;
             active--;
+            metrics.ActiveChanged(-1);
         }
     }
 
@@ -325,6 +367,7 @@ public sealed partial class SaberEngine : IAsyncDisposable
             finally
             {
                 Interlocked.Increment(ref forwardPasses);
+                metrics.ForwardPass(pass.Length);
             }
             if (logits is null || logits.Count != pass.Length)
             {
@@ -457,7 +500,8 @@ public sealed partial class SaberEngine : IAsyncDisposable
         shutdown.Dispose();
     }
 
-    private sealed class Request(long id, SequenceState state, DecodeOptions options, CancellationToken token, bool streamSteps)
+    private sealed class Request(long id, SequenceState state, DecodeOptions options, CancellationToken token, bool streamSteps,
+        SaberEngineMetrics metrics, long submitted)
     {
         public long Id { get; } = id;
         public SequenceState State { get; } = state;
@@ -475,20 +519,20 @@ public sealed partial class SaberEngine : IAsyncDisposable
 
         public void Complete(SequenceResult result)
         {
-            Completion.TrySetResult(result);
+            if (Completion.TrySetResult(result)) metrics.RequestCompleted(submitted, result.Nfe);
             Updates?.Writer.TryComplete();
         }
 
         public void Fail(Exception e)
         {
-            Completion.TrySetException(e);
+            if (Completion.TrySetException(e)) metrics.RequestFailed(submitted);
             Updates?.Writer.TryComplete();
         }
 
         public void Cancel()
         {
-            if (Token.IsCancellationRequested) Completion.TrySetCanceled(Token);
-            else Completion.TrySetCanceled();
+            if (Token.IsCancellationRequested ? Completion.TrySetCanceled(Token) : Completion.TrySetCanceled())
+                metrics.RequestCancelled(submitted);
             Updates?.Writer.TryComplete();
         }
     }

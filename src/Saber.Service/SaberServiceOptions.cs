@@ -1,0 +1,182 @@
+namespace Saber.Service;
+
+/// <summary>
+/// The configuration of a <see cref="SaberEngine"/> registered with <c>services.AddSaber(...)</c>: the engine's limits
+/// and grouping (as <see cref="SaberEngineOptions"/>) and the default <see cref="DecodeOptions"/> of the application
+/// (<see cref="Decode"/>). Bound from a configuration section (by default <c>"Saber"</c>) and validated when the host
+/// starts by <see cref="SaberServiceOptionsValidator"/>.
+/// </summary>
+public sealed class SaberServiceOptions
+{
+    /// <summary>The configuration section <c>AddSaber(IConfiguration)</c> callers usually pass: <c>configuration.GetSection("Saber")</c>.</summary>
+    public const string SectionName = "Saber";
+
+    /// <inheritdoc cref="SaberEngineOptions.Capacity"/>
+    public int Capacity { get; set; } = 256;
+
+    /// <inheritdoc cref="SaberEngineOptions.MaxBatchSize"/>
+    public int MaxBatchSize { get; set; } = 32;
+
+    /// <inheritdoc cref="SaberEngineOptions.GroupByCanvasLength"/>
+    public bool GroupByCanvasLength { get; set; }
+
+    /// <inheritdoc cref="SaberEngineOptions.GroupByStep"/>
+    public bool GroupByStep { get; set; }
+
+    /// <inheritdoc cref="SaberEngineOptions.MaxRowsPerForward"/>
+    public int? MaxRowsPerForward { get; set; }
+
+    /// <inheritdoc cref="SaberEngineOptions.MaxDegreeOfParallelism"/>
+    public int MaxDegreeOfParallelism { get; set; } = -1;
+
+    /// <summary>The default decode options (section <c>Decode</c>), registered as the <see cref="DecodeOptions"/> singleton.</summary>
+    public SaberDecodeSettings Decode { get; set; } = new();
+
+    /// <summary>The engine options these settings give; <paramref name="disposeDenoiser"/> is decided by the registration, not by configuration.</summary>
+    public SaberEngineOptions ToEngineOptions(bool disposeDenoiser = false) => new()
+    {
+        Capacity = Capacity,
+        MaxBatchSize = MaxBatchSize,
+        GroupByCanvasLength = GroupByCanvasLength,
+        GroupByStep = GroupByStep,
+        MaxRowsPerForward = MaxRowsPerForward,
+        MaxDegreeOfParallelism = MaxDegreeOfParallelism,
+        DisposeDenoiser = disposeDenoiser,
+    };
+}
+
+/// <summary>Default decode options in configuration form (section <c>Saber:Decode</c>); see <see cref="DecodeOptions"/>.</summary>
+public sealed class SaberDecodeSettings
+{
+    /// <summary><c>G</c> (default 256).</summary>
+    public int GenerationLength { get; set; } = 256;
+
+    /// <summary><c>K</c>; null or absent: one block (<c>K = G</c>).</summary>
+    public int? BlockLength { get; set; }
+
+    /// <summary><c>T ≥ 0</c> (default 0: greedy).</summary>
+    public float Temperature { get; set; }
+
+    /// <summary>Philox key for the Gumbel draws and the random metric (default 0).</summary>
+    public ulong Seed { get; set; }
+
+    /// <summary>Record a per-step trace in each result (default false).</summary>
+    public bool Trace { get; set; }
+
+    /// <summary>The strategy (section <c>Strategy</c>; default Saber with its defaults).</summary>
+    public SaberStrategySettings Strategy { get; set; } = new();
+
+    /// <summary>
+    /// The <see cref="DecodeOptions"/> these settings give. Throws <see cref="ArgumentException"/> for an unknown strategy,
+    /// variant or metric name, a parameter of another strategy, or a missing <c>Steps</c>; the values themselves are
+    /// checked by <see cref="DecodeOptions.Validate"/> (the validator runs both at startup).
+    /// </summary>
+    public DecodeOptions ToDecodeOptions() => new()
+    {
+        GenerationLength = GenerationLength,
+        BlockLength = BlockLength,
+        Temperature = Temperature,
+        Seed = Seed,
+        Trace = Trace,
+        Strategy = Strategy.ToStrategy(),
+    };
+}
+
+/// <summary>
+/// A decoding strategy in configuration form: <see cref="Type"/> names it as in JSON and the CLI (<c>saber</c>,
+/// <c>low-confidence</c>, <c>threshold</c>); only that strategy's parameters may be set, the others stay absent.
+/// Absent parameters take the strategy's defaults.
+/// </summary>
+public sealed class SaberStrategySettings
+{
+    /// <summary>The strategy names accepted in <see cref="Type"/> (compared ignoring case).</summary>
+    public static IReadOnlyList<string> TypeNames { get; } = ["saber", "low-confidence", "threshold"];
+
+    /// <summary><c>saber</c> (default), <c>low-confidence</c> or <c>threshold</c>.</summary>
+    public string Type { get; set; } = "saber";
+
+    /// <summary>saber: <c>reference</c> (default) or <c>paper</c>.</summary>
+    public string? Variant { get; set; }
+
+    /// <summary>saber: <c>n ≥ 1</c> (default 2).</summary>
+    public int? MinTokensPerStep { get; set; }
+
+    /// <summary>saber: <c>μ ≥ 1</c> (default 8).</summary>
+    public int? RemaskDivisor { get; set; }
+
+    /// <summary>saber: false for the no-backtracking ablation (default true).</summary>
+    public bool? Backtracking { get; set; }
+
+    /// <summary>saber: a fixed threshold in (0, 1] replacing τ (ablation; default none).</summary>
+    public float? FixedThreshold { get; set; }
+
+    /// <summary>low-confidence (required): <c>S</c>, a positive multiple of the block count.</summary>
+    public int? Steps { get; set; }
+
+    /// <summary>low-confidence: <c>maxprob</c> (default), <c>margin</c>, <c>negentropy</c> or <c>random</c>.</summary>
+    public string? Metric { get; set; }
+
+    /// <summary>threshold: <c>θ</c> in (0, 1] (default 0.9).</summary>
+    public float? Threshold { get; set; }
+
+    private static readonly (string Name, SaberVariant Value)[] Variants = [("reference", SaberVariant.Reference), ("paper", SaberVariant.Paper)];
+
+    private static readonly (string Name, ConfidenceMetric Value)[] Metrics =
+        [("maxprob", ConfidenceMetric.MaxProb), ("margin", ConfidenceMetric.Margin), ("negentropy", ConfidenceMetric.NegEntropy), ("random", ConfidenceMetric.Random)];
+
+    /// <summary>The strategy; <see cref="ArgumentException"/> (its parameter name the property's) when the settings do not name one.</summary>
+    public DecodingStrategy ToStrategy()
+    {
+        string type = (Type ?? "").Trim().ToLowerInvariant();
+        (string Name, object? Value)[] saber = [(nameof(Variant), Variant), (nameof(MinTokensPerStep), MinTokensPerStep),
+            (nameof(RemaskDivisor), RemaskDivisor), (nameof(Backtracking), Backtracking), (nameof(FixedThreshold), FixedThreshold)];
+        (string Name, object? Value)[] lowConfidence = [(nameof(Steps), Steps), (nameof(Metric), Metric)];
+        (string Name, object? Value)[] threshold = [(nameof(Threshold), Threshold)];
+        void Forbid(params (string Name, object? Value)[][] groups)
+        {
+            foreach (var group in groups)
+                foreach ((string name, object? value) in group)
+                    if (value is not null)
+                        throw new ArgumentException($"{name} = {Format(value)} does not apply to strategy '{type}'.", name);
+        }
+
+        switch (type)
+        {
+            case "saber":
+                Forbid(lowConfidence, threshold);
+                var defaults = new SaberStrategy();
+                return new SaberStrategy(
+                    Variant is null ? defaults.Variant : Parse(Variant, Variants, nameof(Variant), "Saber variant"),
+                    MinTokensPerStep ?? defaults.MinTokensPerStep,
+                    RemaskDivisor ?? defaults.RemaskDivisor,
+                    Backtracking ?? defaults.Backtracking,
+                    FixedThreshold);
+            case "low-confidence":
+                Forbid(saber, threshold);
+                if (Steps is not int steps)
+                    throw new ArgumentException("Steps is required for strategy 'low-confidence'.", nameof(Steps));
+                return new LowConfidenceStrategy(steps, Metric is null ? ConfidenceMetric.MaxProb : Parse(Metric, Metrics, nameof(Metric), "confidence metric"));
+            case "threshold":
+                Forbid(saber, lowConfidence);
+                return new ThresholdStrategy(Threshold ?? new ThresholdStrategy().Threshold);
+            default:
+                throw new ArgumentException($"Type = '{Type}' is not a decoding strategy; expected one of {string.Join(", ", TypeNames)}.", nameof(Type));
+        }
+    }
+
+    private static T Parse<T>(string text, (string Name, T Value)[] names, string property, string what)
+    {
+        foreach ((string name, T value) in names)
+            if (string.Equals(name, text.Trim(), StringComparison.OrdinalIgnoreCase))
+                return value;
+        throw new ArgumentException($"{property} = '{text}' is not a {what}; expected one of {string.Join(", ", names.Select(n => n.Name))}.", property);
+    }
+
+    private static string Format(object value) => value switch
+    {
+        string s => $"'{s}'",
+        bool b => b ? "true" : "false",
+        IFormattable f => f.ToString(null, System.Globalization.CultureInfo.InvariantCulture),
+        _ => value.ToString() ?? "",
+    };
+}
