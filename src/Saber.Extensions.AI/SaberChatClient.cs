@@ -65,7 +65,7 @@ public sealed class SaberChatClient : IChatClient, IAsyncDisposable
     private int disposed;
 
     /// <param name="engine">The engine that decodes; shared with others unless <see cref="SaberChatClientOptions.DisposeEngine"/>.</param>
-    /// <param name="tokenizer">The model's tokenizer, e.g. <see cref="CharacterTextTokenizer"/>.</param>
+    /// <param name="tokenizer">The model's tokenizer, e.g. Saber.Onnx's <c>CharacterTextTokenizer</c> for the shipped models.</param>
     /// <param name="options">Settings; null takes the defaults.</param>
     public SaberChatClient(SaberEngine engine, ITextTokenizer tokenizer, SaberChatClientOptions? options = null)
     {
