@@ -355,7 +355,8 @@ def build_onnx(w, description, attention_mask=False):
     model += metadata("mask_id", str(len(VOCABULARY) - 1)) + metadata("max_positions", str(MAX_POSITIONS))
     model += metadata("weights", description)
     if attention_mask:
-        model += metadata("attention_mask", "left-padded: input attention_mask int64 [batch, sequence], 1 = token, 0 = padding on the left")
+        model += metadata("attention_mask", "left-padded: input attention_mask int64 [batch, sequence], 1 = token, 0 = padding on the left "
+                                            "(positions count tokens only, so padding after the tokens is excluded too)")
     return model
 
 
@@ -496,19 +497,27 @@ def write_model(out, weights, description, seed, attention_mask=True):
     reference = {"seed": seed, "cases": [{"input_ids": ids, "logits": [[round(v, 6) for v in row] for row in logits]}
                                          for ids, logits in zip(cases, unpadded)]}
     if attention_mask:
-        width = max(len(ids) for ids in cases)
-        rows = [[mask] * (width - len(ids)) + ids for ids in cases]       # padded with the mask id: any id would do
-        masks = [[0] * (width - len(ids)) + [1] * len(ids) for ids in cases]
-        for ids, row, row_mask, logits in zip(cases, rows, masks, unpadded):
-            if len(ids) < width:   # the literal forward pass with the mask gives the unpadded row's logits
-                padded = reference_forward(weights, row, row_mask)[width - len(ids):]
-                worst = max(abs(a - b) for p, u in zip(padded, logits) for a, b in zip(p, u))
-                if worst > 1e-9:
-                    raise AssertionError("padded row differs from the unpadded one by %g" % worst)
-        reference["padded_batches"] = [{
-            "input_ids": rows, "attention_mask": masks,
-            "logits": [[[round(v, 6) for v in r] for r in logits] for logits in unpadded],
-            "logits_note": "per row, the logits of its real (unpadded) positions only, from the literal forward pass of the row UNPADDED"}]
+        # Two layouts: all padding on the left; and OnnxDenoiser's (left in multiples of 16, the rest on the right).
+        batches = []
+        for width, alignment, layout in ((max(len(ids) for ids in cases), None, "left"),
+                                         (30, 16, "left in multiples of 16, the rest on the right (OnnxDenoiser's layout)")):
+            rows, masks = [], []
+            for ids, logits in zip(cases, unpadded):
+                padding = width - len(ids)
+                left = padding if alignment is None else padding // alignment * alignment
+                row = [mask] * left + ids + [mask] * (padding - left)        # padded with the mask id: any id would do
+                row_mask = [0] * left + [1] * len(ids) + [0] * (padding - left)
+                if padding:   # the literal forward pass with the mask gives the unpadded row's logits
+                    padded = reference_forward(weights, row, row_mask)[left:left + len(ids)]
+                    worst = max(abs(a - b) for p, u in zip(padded, logits) for a, b in zip(p, u))
+                    if worst > 1e-9:
+                        raise AssertionError("padded row differs from the unpadded one by %g" % worst)
+                rows.append(row)
+                masks.append(row_mask)
+            batches.append({"layout": layout, "input_ids": rows, "attention_mask": masks,
+                            "logits": [[[round(v, 6) for v in r] for r in logits] for logits in unpadded],
+                            "logits_note": "per row, the logits of its real (mask 1) positions only, from the literal forward pass of the row UNPADDED"})
+        reference["padded_batches"] = batches
     with open(os.path.join(out, "reference_logits.json"), "w") as f:
         json.dump(reference, f)
         f.write("\n")

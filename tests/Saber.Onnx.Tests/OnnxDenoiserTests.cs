@@ -51,46 +51,51 @@ public class OnnxDenoiserTests
     }
 
     /// <summary>
-    /// The padded batch of reference_logits.json (two rows, the shorter left-padded), straight through ONNX Runtime with
-    /// its stored input_ids and attention_mask: each row's real positions against the literal forward pass of the row
-    /// unpadded; and the same two canvases through the engine, which pads them itself.
+    /// The padded batches of reference_logits.json (the two cases, padded on the left, and padded as the engine pads),
+    /// straight through ONNX Runtime with their stored input_ids and attention_mask: each row's real positions against
+    /// the literal forward pass of the row unpadded; and the same two canvases through the engine, which pads them itself.
     /// </summary>
     [Test]
     public async Task PaddedLogitsMatchTheLiteralForwardPassOfEachRowUnpadded()
     {
         using JsonDocument reference = JsonDocument.Parse(File.ReadAllText(Path.Combine(Models, "tiny", "reference_logits.json")));
-        JsonElement batch = reference.RootElement.GetProperty("padded_batches")[0];
-        long[][] ids = batch.GetProperty("input_ids").EnumerateArray().Select(r => r.EnumerateArray().Select(e => e.GetInt64()).ToArray()).ToArray();
-        long[][] mask = batch.GetProperty("attention_mask").EnumerateArray().Select(r => r.EnumerateArray().Select(e => e.GetInt64()).ToArray()).ToArray();
-        double[][][] expected = batch.GetProperty("logits").EnumerateArray()
-            .Select(r => r.EnumerateArray().Select(p => p.EnumerateArray().Select(e => e.GetDouble()).ToArray()).ToArray()).ToArray();
-        int rows = ids.Length, width = ids[0].Length;
-        Assert.That(mask.Select(m => m.Count(x => x == 0)).Distinct().Count(), Is.GreaterThan(1), "rows of different lengths");
-
-        using (var session = new InferenceSession(TinyModel))
+        using var session = new InferenceSession(TinyModel);
+        int batches = 0;
+        int[][] canvases = [];
+        double[][][] expected = [];
+        foreach (JsonElement batch in reference.RootElement.GetProperty("padded_batches").EnumerateArray())
         {
+            long[][] ids = batch.GetProperty("input_ids").EnumerateArray().Select(r => r.EnumerateArray().Select(e => e.GetInt64()).ToArray()).ToArray();
+            long[][] mask = batch.GetProperty("attention_mask").EnumerateArray().Select(r => r.EnumerateArray().Select(e => e.GetInt64()).ToArray()).ToArray();
+            expected = batch.GetProperty("logits").EnumerateArray()
+                .Select(r => r.EnumerateArray().Select(p => p.EnumerateArray().Select(e => e.GetDouble()).ToArray()).ToArray()).ToArray();
+            canvases = ids.Select((r, i) => r.Where((_, j) => mask[i][j] == 1).Select(x => (int)x).ToArray()).ToArray();
+            int rows = ids.Length, width = ids[0].Length;
+            Assert.That(mask.Select(m => m.Count(x => x == 0)).Distinct().Count(), Is.GreaterThan(1), "rows of different lengths");
+
             using OrtValue idsValue = OrtValue.CreateTensorValueFromMemory(ids.SelectMany(r => r).ToArray(), [rows, width]);
             using OrtValue maskValue = OrtValue.CreateTensorValueFromMemory(mask.SelectMany(r => r).ToArray(), [rows, width]);
             using var runOptions = new RunOptions();
             using IDisposableReadOnlyCollection<OrtValue> outputs = session.Run(runOptions,
                 new Dictionary<string, OrtValue> { ["input_ids"] = idsValue, ["attention_mask"] = maskValue }, ["logits"]);
-            ReadOnlySpan<float> logits = outputs[0].GetTensorDataAsSpan<float>();
+            float[] logits = outputs[0].GetTensorDataAsSpan<float>().ToArray();
             for (int r = 0; r < rows; r++)
             {
-                int padding = width - expected[r].Length;
+                int left = Array.IndexOf(mask[r], 1L);
                 double worst = 0;
                 for (int p = 0; p < expected[r].Length; p++)
                     for (int v = 0; v < 100; v++)
-                        worst = Math.Max(worst, Math.Abs(expected[r][p][v] - logits[((r * width) + padding + p) * 100 + v]));
-                Assert.That(worst, Is.LessThan(1e-4), $"row {r} ({padding} padded): largest |ONNX Runtime - unpadded reference|");
+                        worst = Math.Max(worst, Math.Abs(expected[r][p][v] - logits[((r * width) + left + p) * 100 + v]));
+                Assert.That(worst, Is.LessThan(1e-4), $"batch {batches} ({batch.GetProperty("layout").GetString()}), row {r}: largest |ONNX Runtime - unpadded reference|");
             }
+            batches++;
         }
+        Assert.That(batches, Is.EqualTo(2));
 
         using OnnxDenoiser model = OnnxDenoiser.Load(TinyModel);
-        int[][] canvases = ids.Select((r, i) => r.Where((_, j) => mask[i][j] == 1).Select(x => (int)x).ToArray()).ToArray();
         IReadOnlyList<SequenceLogits> engine = await model.ForwardAsync(Request(1, canvases), CancellationToken.None);
         Assert.That(model.Runs, Is.EqualTo(1), "two lengths, one run");
-        for (int r = 0; r < rows; r++)
+        for (int r = 0; r < canvases.Length; r++)
         {
             Assert.That(engine[r].Rows, Is.EqualTo(expected[r].Length));
             double worst = 0;
@@ -101,33 +106,49 @@ public class OnnxDenoiserTests
         }
     }
 
-    /// <summary>A canvas alone vs in a ragged batch with a longer and a shorter canvas (so it is padded once and is the longest once).</summary>
+    /// <summary>
+    /// Canvases alone vs in ragged batches with longer and shorter canvases: padded on the left only (by 16, 32), on
+    /// the right only (by fewer than 16) and both; every position, bit for bit (max |diff| in the message).
+    /// </summary>
     [Test]
     public async Task APaddedCanvasGetsTheLogitsItGetsAlone()
     {
         using OnnxDenoiser model = OnnxDenoiser.Load(TinyModel, new OnnxEngineOptions { IntraOpThreads = 1 });
-        int[] a = [10, 11, 12, 99, 99, 99, 40, 41], longer = [13, 14, 15, 99, 99, 99, 99, 99, 99, 99, 99, 99, 20, 21, 22, 23, 24, 25, 3],
-            shorter = [40, 99, 99];
-        float[] alone = Flatten((await model.ForwardAsync(Request(1, a), CancellationToken.None))[0]);
-        float[] shorterAlone = Flatten((await model.ForwardAsync(Request(1, shorter), CancellationToken.None))[0]);
-        int runsBefore = model.Runs;
-        IReadOnlyList<SequenceLogits> batched = await model.ForwardAsync(Request(2, shorter, a, longer), CancellationToken.None);
-        Assert.That(model.Runs - runsBefore, Is.EqualTo(1), "lengths 3, 8 and 19: one run");
-        Assert.That(batched.Select(l => l.Rows), Is.EqualTo(new[] { 3, 8, 19 }), "each canvas gets its own rows, the padding sliced off");
+        Assert.That(model.PadsRaggedBatches, Is.True);
+        var random = new Random(14);
+        int[] Canvas(int length) => Enumerable.Range(0, length).Select(i => i % 3 == 0 ? 99 : random.Next(2, 99)).ToArray();
+        int[][] canvases = [Canvas(3), Canvas(8), Canvas(19), Canvas(24), Canvas(35), Canvas(40)];
+        var alone = new float[canvases.Length][];
+        for (int i = 0; i < canvases.Length; i++)
+            alone[i] = Flatten((await model.ForwardAsync(Request(1, canvases[i]), CancellationToken.None))[0]);
+        int[][][] batches = [[canvases[1], canvases[2], canvases[0]], [canvases[5], canvases[0], canvases[3], canvases[1]],
+            [canvases[4], canvases[2], canvases[5], canvases[3], canvases[1], canvases[0]], [canvases[2], canvases[3]]];
+        double worst = 0;
+        foreach (int[][] batch in batches)
+        {
+            int runsBefore = model.Runs;
+            IReadOnlyList<SequenceLogits> batched = await model.ForwardAsync(Request(2, batch), CancellationToken.None);
+            Assert.That(model.Runs - runsBefore, Is.EqualTo(1), "one run per call, whatever the lengths");
+            int longest = batch.Max(c => c.Length);
+            for (int m = 0; m < batch.Length; m++)
+            {
+                int i = Array.IndexOf(canvases, batch[m]);
+                float[] padded = Flatten(batched[m]);
+                Assert.That(batched[m].Rows, Is.EqualTo(batch[m].Length), "each canvas gets its own rows, the padding sliced off");
+                double difference = padded.Zip(alone[i]).Max(p => (double)Math.Abs(p.First - p.Second));
+                int differing = padded.Zip(alone[i]).Count(p => p.First != p.Second);
+                worst = Math.Max(worst, difference);
+                Assert.That(padded, Is.EqualTo(alone[i]),
+                    $"canvas of {batch[m].Length} padded by {longest - batch[m].Length} in a run of {longest} vs alone: max |diff| {difference:E3}, {differing} logits differ");
+            }
+        }
+        TestContext.Out.WriteLine($"padded vs alone over {batches.Length} ragged batches: max |diff| {worst:E2}");
 
-        (double Worst, int Differing) Compare(float[] x, float[] y) =>
-            (x.Zip(y).Max(p => (double)Math.Abs(p.First - p.Second)), x.Zip(y).Count(p => p.First != p.Second));
-        var (worst, differing) = Compare(Flatten(batched[1]), alone);
-        var (worstShort, differingShort) = Compare(Flatten(batched[0]), shorterAlone);
-        TestContext.Out.WriteLine($"padded by 11 vs alone: max |diff| {worst:E2}, {differing}/{alone.Length} logits not bit-identical; " +
-            $"padded by 16 vs alone: max |diff| {worstShort:E2}, {differingShort}/{shorterAlone.Length} not bit-identical");
-        Assert.That(worst, Is.LessThanOrEqualTo(1e-5), $"canvas padded by 11 vs alone, every position: max |diff| {worst:E3} ({differing} logits differ in any bit)");
-        Assert.That(worstShort, Is.LessThanOrEqualTo(1e-5), $"canvas padded by 16 vs alone: max |diff| {worstShort:E3} ({differingShort} logits differ in any bit)");
-
-        float[] first = Flatten(batched[1]);
-        float[] again = Flatten((await model.ForwardAsync(Request(3, shorter, a, longer), CancellationToken.None))[1]);
-        Assert.That(again, Is.EqualTo(first), "the same batch twice gives the same logits");
-        Assert.That(Flatten(batched[0]).Take(300), Is.Not.EqualTo(first.Take(300)), "different canvases give different logits");
+        IReadOnlyList<SequenceLogits> first = await model.ForwardAsync(Request(3, batches[0]), CancellationToken.None);
+        float[] a = Flatten(first[0]), b = Flatten(first[1]);
+        float[] again = Flatten((await model.ForwardAsync(Request(4, batches[0]), CancellationToken.None))[0]);
+        Assert.That(again, Is.EqualTo(a), "the same batch twice gives the same logits");
+        Assert.That(a.Take(300), Is.Not.EqualTo(b.Take(300)), "different canvases give different logits");
     }
 
     /// <summary>RaggedBatches off: the mask model runs each length as its own batch, bit-identical to each canvas alone.</summary>
@@ -203,7 +224,7 @@ public class OnnxDenoiserTests
 
     /// <summary>
     /// Prompts of four lengths decoded together: one ONNX Runtime run per step (not one per length), and per prompt the
-    /// tokens of decoding it alone.
+    /// tokens, NFE and trace (confidences bit for bit) of decoding it alone.
     /// </summary>
     [Test]
     public async Task RaggedPromptsDecodeInOneRunPerStepWithTheTokensOfDecodingAlone()
@@ -224,12 +245,12 @@ public class OnnxDenoiserTests
             for (int i = 0; i < prompts.Length; i++)
             {
                 SequenceResult alone = (await new CpuSampler().DecodeAsync(model.Denoiser, [prompts[i]], traced)).Sequences[0];
-                // Padded rows' logits differ from alone in the last bits, so the confidences may too: reported, not asserted.
-                int steps = together.Sequences[i].Trace.Count, differing = 0;
+                int steps = together.Sequences[i].Trace.Count;
+                Assert.That(steps, Is.EqualTo(alone.Trace.Count));
                 for (int t = 0; t < steps; t++)
-                    if (!together.Sequences[i].Trace[t].Committed.Select(x => x.Confidence).SequenceEqual(alone.Trace[t].Committed.Select(x => x.Confidence)))
-                        differing++;
-                TestContext.Out.WriteLine($"{strategy.GetType().Name}, prompt {i}: {differing}/{steps} steps with a committed confidence not bit-identical to alone");
+                    Assert.That(together.Sequences[i].Trace[t].Committed.Select(x => (x.Position, x.Token, BitConverter.SingleToInt32Bits(x.Confidence))),
+                        Is.EqualTo(alone.Trace[t].Committed.Select(x => (x.Position, x.Token, BitConverter.SingleToInt32Bits(x.Confidence)))),
+                        $"{strategy}, prompt {i}, step {t + 1}: committed tokens and confidences bit for bit");
                 Assert.That(together.Sequences[i].Tokens.ToArray(), Is.EqualTo(alone.Tokens.ToArray()), $"{strategy}, prompt {i}: tokens together vs alone");
                 Assert.That(together.Sequences[i].Nfe, Is.EqualTo(alone.Nfe), $"{strategy}, prompt {i}: NFE together vs alone");
             }

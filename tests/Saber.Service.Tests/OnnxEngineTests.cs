@@ -6,10 +6,6 @@ namespace Saber.Service.Tests;
 /// The shipped model (models/tiny) behind the engine: 32 concurrent requests on one <see cref="OnnxDenoiser"/>, each
 /// bit-identical to decoding its prompt alone. Before the engine, sharing one OnnxDenoiser this way either threw
 /// ("runs one forward pass at a time") or, with a lock around ForwardAsync, read logits another pass had overwritten.
-/// Bit-identity needs logits that do not depend on the rest of the call: models/tiny takes an attention mask, and a
-/// left-padded row's logits differ from the row's alone in the last bits (tests/Saber.Onnx.Tests reports by how much),
-/// so passes that mix lengths run with <see cref="OnnxEngineOptions.RaggedBatches"/> off (one run per length); passes
-/// of one length (GroupByCanvasLength) are never padded and keep the default.
 /// </summary>
 public class OnnxEngineTests
 {
@@ -41,7 +37,7 @@ public class OnnxEngineTests
     {
         var tokenizer = CharacterTokenizer.Load(Path.Combine(TinyDirectory, "tokenizer.json"));
         string model = Path.Combine(TinyDirectory, "model.onnx");
-        var options = new OnnxEngineOptions { IntraOpThreads = 1, RaggedBatches = groupByLength };
+        var options = new OnnxEngineOptions { IntraOpThreads = 1 };
         using OnnxDenoiser shared = OnnxDenoiser.Load(model, options);
         using OnnxDenoiser alone = OnnxDenoiser.Load(model, options);
         var gate = new GatedDenoiser(shared);
