@@ -8,9 +8,12 @@ the same weights writes reference logits that the engine tests compare ONNX Runt
 Architecture (LLaDA's, scaled down): token embedding; N bidirectional transformer blocks of
 RMSNorm -> multi-head self-attention with rotary position embeddings (rotate-half convention) ->
 residual, RMSNorm -> SwiGLU feed-forward -> residual; final RMSNorm; linear head to the vocabulary.
-Interface: input `input_ids` int64 [batch, sequence] -> output `logits` float32 [batch, sequence, V].
+Interface: inputs `input_ids` int64 [batch, sequence] and (unless --no-attention-mask) `attention_mask` int64
+[batch, sequence], 1 = token, 0 = padding on the left -> output `logits` float32 [batch, sequence, V].
+--weights-from re-exports an existing model's weights (read back with a minimal protobuf reader), e.g. to give
+the trained models/tiny the attention mask without retraining.
 
-    python3 tools/make_tiny_model.py [--out models/tiny] [--seed 20261123]
+    python3 tools/make_tiny_model.py [--out models/tiny] [--seed 20261123] [--weights-from MODEL] [--no-attention-mask]
 
 The same seed gives the same bytes. The shipped models/tiny is trained: tools/train_tiny_model.py
 (PyTorch) trains these parameters and writes them through this module's write_model; run this
@@ -64,6 +67,106 @@ def field_bytes(number, payload):
 
 def field_float(number, value):
     return varint((number << 3) | 5) + struct.pack("<f", value)
+
+
+# Protobuf reading (the subset this module writes), to carry trained weights into a new graph.
+def read_varint(data, at):
+    value, shift = 0, 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, at
+
+
+def read_fields(data):
+    """(field number, wire type, value) of one message: varints as ints, length-delimited as bytes, fixed32 as bytes."""
+    at, fields = 0, []
+    while at < len(data):
+        key, at = read_varint(data, at)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, at = read_varint(data, at)
+        elif wire == 2:
+            length, at = read_varint(data, at)
+            value, at = data[at:at + length], at + length
+        elif wire == 5:
+            value, at = data[at:at + 4], at + 4
+        elif wire == 1:
+            value, at = data[at:at + 8], at + 8
+        else:
+            raise ValueError("unsupported protobuf wire type %d" % wire)
+        fields.append((number, wire, value))
+    return fields
+
+
+def read_model(path):
+    """The float32 initialisers (name -> (dims, values)) and metadata of a model this module wrote.
+
+    ModelProto: 7 graph, 14 metadata_props (1 key, 2 value); GraphProto: 5 initializer;
+    TensorProto: 1 dims, 2 data_type, 4 float_data (packed or not), 8 name, 9 raw_data.
+    """
+    with open(path, "rb") as f:
+        model = read_fields(f.read())
+    metadata, tensors = {}, {}
+    for number, _, value in model:
+        if number == 14:
+            entry = {n: v.decode("utf-8") for n, _, v in read_fields(value)}
+            metadata[entry.get(1, "")] = entry.get(2, "")
+    graph = [v for n, _, v in model if n == 7]
+    if len(graph) != 1:
+        raise ValueError("%s: expected one graph, found %d" % (path, len(graph)))
+    for number, _, value in read_fields(graph[0]):
+        if number != 5:
+            continue
+        dims, data_type, name, values = [], None, None, []
+        for n, wire, v in read_fields(value):
+            if n == 1:
+                dims.append(v)
+            elif n == 2:
+                data_type = v
+            elif n == 8:
+                name = v.decode("utf-8")
+            elif n == 9:
+                values = v
+            elif n == 4:
+                values = (values if isinstance(values, list) else []) + (list(struct.unpack("<%df" % (len(v) // 4), v)) if wire == 2 else list(struct.unpack("<f", v)))
+        if data_type != FLOAT:
+            continue
+        if isinstance(values, bytes):
+            values = list(struct.unpack("<%df" % (len(values) // 4), values))
+        count = 1
+        for d in dims:
+            count *= d
+        if len(values) != count:
+            raise ValueError("%s: initialiser %s holds %d values for dims %s" % (path, name, len(values), dims))
+        tensors[name] = (dims, values)
+    return tensors, metadata
+
+
+def read_weights(path):
+    """The trainable weights (the names make_weights uses, in its order) and the metadata of a written model."""
+    tensors, metadata = read_model(path)
+    names = list(make_weights_names())
+    missing = [n for n in names if n not in tensors]
+    if missing:
+        raise ValueError("%s lacks the weights %s" % (path, ", ".join(missing)))
+    return {n: tensors[n][1] for n in names}, metadata
+
+
+def make_weights_names():
+    yield "embed"
+    for layer in range(LAYERS):
+        p = "layer%d." % layer
+        yield p + "attn_norm"
+        for name in ("wq", "wk", "wv", "wo"):
+            yield p + name
+        for name in ("ffn_norm", "w_gate", "w_up", "w_down"):
+            yield p + name
+    yield "final_norm"
+    yield "lm_head"
 
 
 # ONNX field numbers (onnx/onnx.proto) and enum values.
@@ -156,7 +259,9 @@ def rotary_tables():
     return rounded(cos), rounded(sin)
 
 
-def build_onnx(w, description):
+def build_onnx(w, description, attention_mask=False):
+    """The ONNX ModelProto bytes; with attention_mask, a second input `attention_mask` int64 [batch, sequence]
+    (1 = token, 0 = left padding): per-row positions cumsum(mask) - 1 clamped at 0, padded keys masked out."""
     V = len(VOCABULARY)
     g = Graph()
     cos_table, sin_table = rotary_tables()
@@ -168,7 +273,8 @@ def build_onnx(w, description):
     g.constant("model_shape", [3], [0, 0, D_MODEL], INT64)
     g.constant("zero", [1], [0], INT64)
     g.constant("one", [1], [1], INT64)
-    g.constant("two", [1], [2], INT64)
+    if not attention_mask:
+        g.constant("two", [1], [2], INT64)   # (only the unmasked graph slices the tables by the sequence length)
     g.constant("three", [1], [3], INT64)
     g.constant("half", [1], [HEAD_DIM // 2], INT64)
     g.constant("head_dim", [1], [HEAD_DIM], INT64)
@@ -180,10 +286,24 @@ def build_onnx(w, description):
                     "w_gate": [D_MODEL, D_FF], "w_up": [D_MODEL, D_FF], "w_down": [D_FF, D_MODEL]}.get(short, [D_MODEL])
         g.constant(name, dims, values)
 
-    # Rotary tables cut to the sequence length: [s, head_dim].
-    length = g.op("Slice", g.op("Shape", "input_ids"), "one", "two")
-    cos = g.op("Slice", "rope_cos", "zero", length, "zero")
-    sin = g.op("Slice", "rope_sin", "zero", length, "zero")
+    if attention_mask:
+        g.constant("masked_bias", [], [-1e9])
+        g.constant("one_float", [], [1.0])
+        g.constant("zero_scalar", [], [0], INT64)
+        g.constant("axis_one", [], [1], INT64)
+        g.constant("axes_one_two", [2], [1, 2], INT64)
+        # Per-row positions: the i-th real token of a row is at position i, whatever padding precedes it.
+        positions = g.op("Max", g.op("Sub", g.op("CumSum", "attention_mask", "axis_one"), "one"), "zero_scalar")
+        cos = g.op("Unsqueeze", g.op("Gather", "rope_cos", positions, axis=0), "one")    # [b, 1, s, head_dim]
+        sin = g.op("Unsqueeze", g.op("Gather", "rope_sin", positions, axis=0), "one")
+        # Padded keys: -1e9 added to their scores (not -inf: a row of only padding stays finite).
+        keep = g.op("Cast", "attention_mask", to=FLOAT)
+        key_bias = g.op("Unsqueeze", g.op("Mul", g.op("Sub", "one_float", keep), "masked_bias"), "axes_one_two")   # [b, 1, 1, s]
+    else:
+        # Rotary tables cut to the sequence length: [s, head_dim].
+        length = g.op("Slice", g.op("Shape", "input_ids"), "one", "two")
+        cos = g.op("Slice", "rope_cos", "zero", length, "zero")
+        sin = g.op("Slice", "rope_sin", "zero", length, "zero")
 
     def rms_norm(x, weight):
         mean_square = g.op("ReduceMean", g.op("Mul", x, x), axes=[-1], keepdims=1)
@@ -206,6 +326,8 @@ def build_onnx(w, description):
         k = rotate(heads(g.op("MatMul", h, p + "wk")))
         v = heads(g.op("MatMul", h, p + "wv"))
         scores = g.op("Mul", g.op("MatMul", q, g.op("Transpose", k, perm=[0, 1, 3, 2])), "attention_scale")
+        if attention_mask:
+            scores = g.op("Add", scores, key_bias)
         attended = g.op("MatMul", g.op("Softmax", scores, axis=-1), v)   # bidirectional: no causal mask
         merged = g.op("Reshape", g.op("Transpose", attended, perm=[0, 2, 1, 3]), "model_shape")
         x = g.op("Add", x, g.op("MatMul", merged, p + "wo"))
@@ -219,6 +341,8 @@ def build_onnx(w, description):
     graph = b"".join(field_bytes(1, n) for n in g.nodes) + field_bytes(2, "saber-tiny")
     graph += b"".join(field_bytes(5, t) for t in g.initializers)
     graph += field_bytes(11, value_info("input_ids", INT64, ["batch", "sequence"]))
+    if attention_mask:
+        graph += field_bytes(11, value_info("attention_mask", INT64, ["batch", "sequence"]))
     graph += field_bytes(12, value_info("logits", FLOAT, ["batch", "sequence", V]))
 
     def metadata(key, value):
@@ -230,15 +354,33 @@ def build_onnx(w, description):
     model += field_bytes(8, field_bytes(1, "") + field_varint(2, 17))   # opset 17
     model += metadata("mask_id", str(len(VOCABULARY) - 1)) + metadata("max_positions", str(MAX_POSITIONS))
     model += metadata("weights", description)
+    if attention_mask:
+        model += metadata("attention_mask", "left-padded: input attention_mask int64 [batch, sequence], 1 = token, 0 = padding on the left "
+                                            "(positions count tokens only, so padding after the tokens is excluded too)")
     return model
 
 
-def minimal_model(input_type, output_name):
-    """A one-node model with the given input type and output name, for the engine's signature checks."""
+def minimal_model(input_type, output_name, mask_type=None, mask_dims=("batch", "sequence")):
+    """A one-node model with the given input type and output name (and, with mask_type, an unused
+    attention_mask input of that type and shape), for the engine's signature checks."""
     graph = field_bytes(1, node("Identity", ["input_ids"], [output_name], "identity")) + field_bytes(2, "signature-test")
     graph += field_bytes(11, value_info("input_ids", input_type, ["batch", "sequence"]))
+    if mask_type is not None:
+        graph += field_bytes(11, value_info("attention_mask", mask_type, list(mask_dims)))
     graph += field_bytes(12, value_info(output_name, input_type, ["batch", "sequence"]))
     return field_varint(1, 8) + field_bytes(7, graph) + field_bytes(8, field_bytes(1, "") + field_varint(2, 17))
+
+
+def lookup_model(vocabulary=16):
+    """logits[b, s, :] = table[input_ids[b, s]]: a model WITHOUT an attention mask whose logits depend on the
+    token only (mask_id = vocabulary - 1), for the engine's equal-length grouping path."""
+    table = rounded([math.sin(1.0 + 0.37 * i + 0.11 * i * i) for i in range(vocabulary * vocabulary)])
+    graph = field_bytes(1, node("Gather", ["table", "input_ids"], ["logits"], "lookup", axis=0)) + field_bytes(2, "lookup-test")
+    graph += field_bytes(5, tensor("table", [vocabulary, vocabulary], FLOAT, table))
+    graph += field_bytes(11, value_info("input_ids", INT64, ["batch", "sequence"]))
+    graph += field_bytes(12, value_info("logits", FLOAT, ["batch", "sequence", vocabulary]))
+    model = field_varint(1, 8) + field_bytes(7, graph) + field_bytes(8, field_bytes(1, "") + field_varint(2, 17))
+    return model + field_bytes(14, field_bytes(1, "mask_id") + field_bytes(2, str(vocabulary - 1)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,9 +397,18 @@ def rms(x, weight):
     return out
 
 
-def reference_forward(w, ids):
+def reference_forward(w, ids, mask=None):
+    """Logits [len(ids), V] of one row; with mask (1 = token, 0 = padding), positions cumsum(mask) - 1
+    clamped at 0 and padded keys' scores lowered by 1e9, as the attention_mask graph does."""
     V = len(VOCABULARY)
     s = len(ids)
+    if mask is None:
+        mask = [1] * s
+    positions, seen = [], 0
+    for m in mask:
+        seen += m
+        positions.append(max(seen - 1, 0))
+    key_bias = [(1 - m) * -1e9 for m in mask]
     cos_table, sin_table = rotary_tables()
     x = [w["embed"][t * D_MODEL:(t + 1) * D_MODEL] for t in ids]
     for layer in range(LAYERS):
@@ -276,10 +427,10 @@ def reference_forward(w, ids):
                 n = sin_table[position * HEAD_DIM:(position + 1) * HEAD_DIM]
                 return [part[i] * c[i] + rotated[i] * n[i] for i in range(HEAD_DIM)]
 
-            qs = [rope(q[i], i) for i in range(s)]
-            ks = [rope(k[i], i) for i in range(s)]
+            qs = [rope(q[i], positions[i]) for i in range(s)]
+            ks = [rope(k[i], positions[i]) for i in range(s)]
             for i in range(s):
-                scores = [sum(a * b for a, b in zip(qs[i], ks[j])) / math.sqrt(HEAD_DIM) for j in range(s)]
+                scores = [sum(a * b for a, b in zip(qs[i], ks[j])) / math.sqrt(HEAD_DIM) + key_bias[j] for j in range(s)]
                 top = max(scores)
                 weights = [math.exp(z - top) for z in scores]
                 total = sum(weights)
@@ -306,28 +457,67 @@ def main():
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "models", "tiny"))
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--test-models", help="also write the signature-test models into this directory")
+    parser.add_argument("--weights-from", metavar="MODEL",
+                        help="re-export the weights and 'weights' metadata of MODEL (a model.onnx this module wrote, e.g. the trained "
+                             "models/tiny) instead of seeded random ones; reads the file before --out is written")
+    parser.add_argument("--no-attention-mask", action="store_true",
+                        help="write the graph without the attention_mask input (input_ids only, as before issue 14)")
     args = parser.parse_args()
     if args.test_models:
         os.makedirs(args.test_models, exist_ok=True)
-        for name, model in (("float-input.onnx", minimal_model(FLOAT, "logits")), ("no-logits-output.onnx", minimal_model(INT64, "scores"))):
+        models = (("float-input.onnx", minimal_model(FLOAT, "logits")), ("no-logits-output.onnx", minimal_model(INT64, "scores")),
+                  ("float-mask.onnx", minimal_model(INT64, "logits", FLOAT)), ("flat-mask.onnx", minimal_model(INT64, "logits", INT64, ["batch"])),
+                  ("lookup-no-mask.onnx", lookup_model()))
+        for name, model in models:
             with open(os.path.join(args.test_models, name), "wb") as f:
                 f.write(model)
-    write_model(args.out, make_weights(args.seed), "seeded random (untrained), seed %d" % args.seed, args.seed)
+    if args.weights_from:
+        weights, metadata = read_weights(args.weights_from)
+        description = metadata.get("weights", "read from %s" % os.path.basename(args.weights_from))
+    else:
+        weights, description = make_weights(args.seed), "seeded random (untrained), seed %d" % args.seed
+    write_model(args.out, weights, description, args.seed, attention_mask=not args.no_attention_mask)
 
 
-def write_model(out, weights, description, seed):
-    """model.onnx, tokenizer.json and reference_logits.json for these weights (also the training script's output)."""
+def write_model(out, weights, description, seed, attention_mask=True):
+    """model.onnx, tokenizer.json and reference_logits.json for these weights (also the training script's output).
+
+    With attention_mask (the default), the reference also holds a left-padded batch of the two cases, whose
+    expected logits are those of each row UNPADDED (checked here against the literal padded forward pass)."""
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "model.onnx"), "wb") as f:
-        f.write(build_onnx(weights, description))
+        f.write(build_onnx(weights, description, attention_mask))
     with open(os.path.join(out, "tokenizer.json"), "w") as f:
         json.dump({"type": "characters", "vocabulary": VOCABULARY, "mask": MASK, "eos": "<|eos|>", "unknown": "<|unk|>"}, f, indent=1)
         f.write("\n")
 
     mask = len(VOCABULARY) - 1
     cases = [encode("def f(x):") + [mask] * 5, encode("print(") + [mask, mask] + encode(")\n")]
-    reference = {"seed": seed, "cases": [{"input_ids": ids, "logits": [[round(v, 6) for v in row] for row in reference_forward(weights, ids)]}
-                                         for ids in cases]}
+    unpadded = [reference_forward(weights, ids) for ids in cases]
+    reference = {"seed": seed, "cases": [{"input_ids": ids, "logits": [[round(v, 6) for v in row] for row in logits]}
+                                         for ids, logits in zip(cases, unpadded)]}
+    if attention_mask:
+        # Two layouts: all padding on the left; and OnnxDenoiser's (left in multiples of 16, the rest on the right).
+        batches = []
+        for width, alignment, layout in ((max(len(ids) for ids in cases), None, "left"),
+                                         (30, 16, "left in multiples of 16, the rest on the right (OnnxDenoiser's layout)")):
+            rows, masks = [], []
+            for ids, logits in zip(cases, unpadded):
+                padding = width - len(ids)
+                left = padding if alignment is None else padding // alignment * alignment
+                row = [mask] * left + ids + [mask] * (padding - left)        # padded with the mask id: any id would do
+                row_mask = [0] * left + [1] * len(ids) + [0] * (padding - left)
+                if padding:   # the literal forward pass with the mask gives the unpadded row's logits
+                    padded = reference_forward(weights, row, row_mask)[left:left + len(ids)]
+                    worst = max(abs(a - b) for p, u in zip(padded, logits) for a, b in zip(p, u))
+                    if worst > 1e-9:
+                        raise AssertionError("padded row differs from the unpadded one by %g" % worst)
+                rows.append(row)
+                masks.append(row_mask)
+            batches.append({"layout": layout, "input_ids": rows, "attention_mask": masks,
+                            "logits": [[[round(v, 6) for v in r] for r in logits] for logits in unpadded],
+                            "logits_note": "per row, the logits of its real (mask 1) positions only, from the literal forward pass of the row UNPADDED"})
+        reference["padded_batches"] = batches
     with open(os.path.join(out, "reference_logits.json"), "w") as f:
         json.dump(reference, f)
         f.write("\n")
