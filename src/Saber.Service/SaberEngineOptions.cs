@@ -16,7 +16,8 @@ public sealed record SaberEngineOptions
     /// True for a denoiser that cannot take canvases of different lengths in one call (a model without an
     /// attention mask that batches by stacking): each forward pass then holds canvases of one length.
     /// False (default) sends every active canvas in one call, as <see cref="CpuSampler"/> does;
-    /// <c>OnnxDenoiser</c> accepts that (it runs each length as its own batch inside the call).
+    /// <c>OnnxDenoiser</c> accepts that: a model with an <c>attention_mask</c> input runs the ragged canvases as one
+    /// padded batch, one without runs each length as its own batch inside the call.
     /// </summary>
     public bool GroupByCanvasLength { get; init; }
 
