@@ -1,0 +1,314 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Saber.Extensions.AI;
+using Saber.Service;
+
+namespace Saber.Server;
+
+/// <summary>
+/// The OpenAI-compatible HTTP server: <c>POST /v1/chat/completions</c>, <c>POST /v1/completions</c>, <c>GET /v1/models</c>,
+/// <c>GET /healthz</c> and <c>GET /readyz</c>, over one <see cref="SaberEngine"/> per configured model.
+/// </summary>
+/// <remarks>
+/// Settings: the section <c>"Server"</c> (<see cref="SaberServerOptions"/>: models by id, limits) and the section
+/// <c>"Saber"</c> (<see cref="SaberServiceOptions"/>'s engine settings, used for every model's engine). It listens on
+/// <see cref="SaberServerOptions.DefaultUrl"/> (loopback) unless the <c>urls</c> setting names addresses. No CORS.
+/// </remarks>
+public static class SaberServer
+{
+    /// <summary>A builder with the server's services; add configuration or replace the server (tests: a TestServer), then <see cref="Build"/>.</summary>
+    public static WebApplicationBuilder CreateBuilder(string[]? args = null)
+    {
+        WebApplicationBuilder builder = WebApplication.CreateSlimBuilder(args ?? []);
+        if (string.IsNullOrEmpty(builder.Configuration[WebHostDefaults.ServerUrlsKey]))
+            builder.WebHost.UseUrls(SaberServerOptions.DefaultUrl);
+        builder.Services.AddOptions<SaberServerOptions>().BindConfiguration(SaberServerOptions.SectionName);
+        builder.Services.AddOptions<SaberServiceOptions>().BindConfiguration(SaberServiceOptions.SectionName);
+        builder.Services.AddSingleton<ServedModels>();
+        builder.Services.AddHostedService<ModelLoader>();
+        builder.WebHost.ConfigureKestrel((context, kestrel) =>
+        {
+            var server = new SaberServerOptions();
+            context.Configuration.GetSection(SaberServerOptions.SectionName).Bind(server);
+            kestrel.Limits.MaxRequestBodySize = server.MaxRequestBodyBytes;
+        });
+        return builder;
+    }
+
+    /// <summary>Builds the application and maps the endpoints.</summary>
+    public static WebApplication Build(WebApplicationBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        WebApplication app = builder.Build();
+        Map(app);
+        return app;
+    }
+
+    /// <summary><see cref="Build"/> of <see cref="CreateBuilder"/>.</summary>
+    public static WebApplication Create(string[]? args = null) => Build(CreateBuilder(args));
+
+    private static void Map(WebApplication app)
+    {
+        app.MapPost("/v1/chat/completions", (HttpContext context) => Guard(context, () => CompleteAsync(context, chat: true)));
+        app.MapPost("/v1/completions", (HttpContext context) => Guard(context, () => CompleteAsync(context, chat: false)));
+        app.MapGet("/v1/models", (HttpContext context) => Guard(context, () => WriteJsonAsync(context.Response, json => ModelsBody(json, Models(context)))));
+        app.MapGet("/v1/models/{id}", (HttpContext context, string id) => Guard(context, () =>
+        {
+            ServedModel model = Find(Models(context), id);
+            return WriteJsonAsync(context.Response, json => ModelBody(json, model));
+        }));
+        app.MapGet("/healthz", (HttpContext context) => WriteJsonAsync(context.Response, json =>
+        {
+            json.WriteStartObject();
+            json.WriteString("status", "ok");
+            json.WriteEndObject();
+        }));
+        app.MapGet("/readyz", (HttpContext context) =>
+        {
+            ServedModels models = Models(context);
+            bool stopping = context.RequestServices.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.IsCancellationRequested;
+            bool ready = models.Ready && !stopping;
+            context.Response.StatusCode = ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable;
+            return WriteJsonAsync(context.Response, json =>
+            {
+                json.WriteStartObject();
+                json.WriteString("status", ready ? "ready" : "not_ready");
+                json.WriteStartArray("models");
+                foreach (ServedModel m in models.All) json.WriteStringValue(m.Id);
+                json.WriteEndArray();
+                json.WriteEndObject();
+            });
+        });
+        app.MapFallback((HttpContext context) => Guard(context, () =>
+            throw new OpenAIErrorException(StatusCodes.Status404NotFound, $"No endpoint {context.Request.Method} {context.Request.Path}.", code: "not_found")));
+    }
+
+    private static ServedModels Models(HttpContext context) => context.RequestServices.GetRequiredService<ServedModels>();
+
+    private static ServedModel Find(ServedModels models, string id) =>
+        models.TryGet(id, out ServedModel model)
+            ? model
+            : throw new OpenAIErrorException(StatusCodes.Status404NotFound,
+                $"The model '{id}' does not exist here; served: {string.Join(", ", models.All.Select(m => m.Id))}.", param: "model", code: "model_not_found");
+
+    /// <summary>Runs a handler and answers its failures in OpenAI's error shape; never a stack trace.</summary>
+    private static async Task Guard(HttpContext context, Func<Task> handler)
+    {
+        try
+        {
+            await handler();
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            // The client left: the decode is cancelled, nobody to answer.
+        }
+        catch (Exception e)
+        {
+            OpenAIErrorException error = e switch
+            {
+                OpenAIErrorException known => known,
+                SaberEngineFullException full => new OpenAIErrorException(StatusCodes.Status503ServiceUnavailable,
+                    $"The model's engine is full ({full.Capacity} requests waiting or decoding, Saber:Capacity); retry later.", OpenAIErrorException.ServerError, code: "engine_full"),
+                ObjectDisposedException => new OpenAIErrorException(StatusCodes.Status503ServiceUnavailable, "The server is shutting down.", OpenAIErrorException.ServerError, code: "shutting_down"),
+                ArgumentException argument => CompletionRequest.Invalid(argument),
+                _ => new OpenAIErrorException(StatusCodes.Status500InternalServerError, "The server had an error while processing the request.", OpenAIErrorException.ServerError),
+            };
+            if (error.Status >= 500)
+                context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(SaberServer)).LogError(e, "Request {Path} failed", context.Request.Path);
+            if (context.Response.HasStarted)
+            {
+                // Streaming: the status is sent; the error goes as one last event.
+                await WriteEventAsync(context, json => error.WriteBody(json));
+                return;
+            }
+            context.Response.Clear();
+            await error.WriteAsync(context.Response);
+        }
+    }
+
+    private static async Task CompleteAsync(HttpContext context, bool chat)
+    {
+        SaberServerOptions limits = context.RequestServices.GetRequiredService<IOptions<SaberServerOptions>>().Value;
+        CompletionRequest request = await CompletionRequest.ReadAsync(context.Request, chat, limits);
+        ServedModel model = Find(Models(context), request.Model);
+        SaberChatClient client = chat ? model.Chat : model.Completion;
+
+        int promptTokens = client.Tokenizer.Encode(client.Options.PromptTemplate.Format(request.Messages, request.Options)).Length;
+        if (promptTokens > limits.MaxPromptTokens)
+            throw OpenAIErrorException.BadRequest(
+                $"The prompt is {promptTokens} tokens, above this server's limit of {limits.MaxPromptTokens} ({SaberServerOptions.SectionName}:{nameof(SaberServerOptions.MaxPromptTokens)}).",
+                chat ? "messages" : "prompt", "prompt_too_long");
+
+        CancellationToken aborted = context.RequestAborted;
+        if (!request.Stream)
+        {
+            ChatResponse response = await client.GetResponseAsync(request.Messages, request.Options, aborted);
+            await WriteJsonAsync(context.Response, json => ResponseBody(json, response, model.Id, chat));
+            return;
+        }
+
+        IAsyncEnumerable<ChatResponseUpdate> updates = client.GetStreamingResponseAsync(request.Messages, request.Options, aborted);
+        await using IAsyncEnumerator<ChatResponseUpdate> e = updates.GetAsyncEnumerator(aborted);
+        // The first update (or the engine's refusal) comes before the headers, so that a full engine is still a 503.
+        bool more = await e.MoveNextAsync();
+        context.Response.StatusCode = StatusCodes.Status200OK;
+        context.Response.ContentType = "text/event-stream";
+        context.Response.Headers.CacheControl = "no-cache";
+        bool first = true;
+        UsageDetails? usage = null;
+        string id = "";
+        long createdAt = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        while (more)
+        {
+            ChatResponseUpdate update = e.Current;
+            id = update.ResponseId ?? id;
+            createdAt = update.CreatedAt?.ToUnixTimeSeconds() ?? createdAt;
+            usage = update.Contents.OfType<UsageContent>().FirstOrDefault()?.Details ?? usage;
+            bool isFirst = first;
+            await WriteEventAsync(context, json => ChunkBody(json, id, createdAt, model.Id, chat, isFirst, update.Text, FinishReason(update.FinishReason), null));
+            first = false;
+            more = await e.MoveNextAsync();
+        }
+        if (request.IncludeUsage && usage is not null)
+            await WriteEventAsync(context, json => ChunkBody(json, id, createdAt, model.Id, chat, false, null, null, usage));
+        await context.Response.WriteAsync("data: [DONE]\n\n", aborted);
+        await context.Response.Body.FlushAsync(aborted);
+    }
+
+    private static string? FinishReason(ChatFinishReason? reason) =>
+        reason is null ? null : reason == ChatFinishReason.Stop ? "stop" : reason == ChatFinishReason.Length ? "length" : reason.Value.Value;
+
+    private static async Task WriteEventAsync(HttpContext context, Action<Utf8JsonWriter> body)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        using (var json = new Utf8JsonWriter(buffer)) body(json);
+        await context.Response.WriteAsync("data: ", context.RequestAborted);
+        await context.Response.Body.WriteAsync(buffer.WrittenMemory, context.RequestAborted);
+        await context.Response.WriteAsync("\n\n", context.RequestAborted);
+        await context.Response.Body.FlushAsync(context.RequestAborted);
+    }
+
+    private static async Task WriteJsonAsync(HttpResponse response, Action<Utf8JsonWriter> body)
+    {
+        response.ContentType = "application/json";
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        using (var json = new Utf8JsonWriter(buffer)) body(json);
+        await response.Body.WriteAsync(buffer.WrittenMemory, response.HttpContext.RequestAborted);
+    }
+
+    private static void ResponseBody(Utf8JsonWriter json, ChatResponse response, string modelId, bool chat)
+    {
+        json.WriteStartObject();
+        json.WriteString("id", chat ? "chatcmpl-" + response.ResponseId : "cmpl-" + response.ResponseId);
+        json.WriteString("object", chat ? "chat.completion" : "text_completion");
+        json.WriteNumber("created", (response.CreatedAt ?? DateTimeOffset.UtcNow).ToUnixTimeSeconds());
+        json.WriteString("model", modelId);
+        json.WriteStartArray("choices");
+        json.WriteStartObject();
+        json.WriteNumber("index", 0);
+        if (chat)
+        {
+            json.WriteStartObject("message");
+            json.WriteString("role", "assistant");
+            json.WriteString("content", response.Text);
+            json.WriteEndObject();
+        }
+        else
+        {
+            json.WriteString("text", response.Text);
+        }
+        WriteNullable(json, "finish_reason", FinishReason(response.FinishReason));
+        json.WriteEndObject();
+        json.WriteEndArray();
+        Usage(json, response.Usage);
+        json.WriteEndObject();
+    }
+
+    private static void ChunkBody(Utf8JsonWriter json, string id, long created, string modelId, bool chat, bool first, string? text, string? finish, UsageDetails? usage)
+    {
+        json.WriteStartObject();
+        json.WriteString("id", chat ? "chatcmpl-" + id : "cmpl-" + id);
+        json.WriteString("object", chat ? "chat.completion.chunk" : "text_completion");
+        json.WriteNumber("created", created);
+        json.WriteString("model", modelId);
+        json.WriteStartArray("choices");
+        if (usage is null)
+        {
+            json.WriteStartObject();
+            json.WriteNumber("index", 0);
+            if (chat)
+            {
+                json.WriteStartObject("delta");
+                if (first) json.WriteString("role", "assistant");
+                if (!string.IsNullOrEmpty(text)) json.WriteString("content", text);
+                json.WriteEndObject();
+            }
+            else
+            {
+                json.WriteString("text", text ?? "");
+            }
+            WriteNullable(json, "finish_reason", finish);
+            json.WriteEndObject();
+        }
+        json.WriteEndArray();
+        if (usage is not null) Usage(json, usage);
+        json.WriteEndObject();
+    }
+
+    private static void Usage(Utf8JsonWriter json, UsageDetails? usage)
+    {
+        json.WriteStartObject("usage");
+        json.WriteNumber("prompt_tokens", usage?.InputTokenCount ?? 0);
+        json.WriteNumber("completion_tokens", usage?.OutputTokenCount ?? 0);
+        json.WriteNumber("total_tokens", usage?.TotalTokenCount ?? 0);
+        if (usage?.AdditionalCounts is { } extra && extra.TryGetValue(SaberChatClient.NfeCount, out long nfe))
+            json.WriteNumber(SaberChatClient.NfeCount, nfe);
+        json.WriteEndObject();
+    }
+
+    private static void WriteNullable(Utf8JsonWriter json, string name, string? value)
+    {
+        if (value is null) json.WriteNull(name); else json.WriteString(name, value);
+    }
+
+    private static void ModelsBody(Utf8JsonWriter json, ServedModels models)
+    {
+        json.WriteStartObject();
+        json.WriteString("object", "list");
+        json.WriteStartArray("data");
+        foreach (ServedModel m in models.All) ModelBody(json, m);
+        json.WriteEndArray();
+        json.WriteEndObject();
+    }
+
+    private static void ModelBody(Utf8JsonWriter json, ServedModel model)
+    {
+        json.WriteStartObject();
+        json.WriteString("id", model.Id);
+        json.WriteString("object", "model");
+        json.WriteNumber("created", model.Created.ToUnixTimeSeconds());
+        json.WriteString("owned_by", "saber");
+        if (model.Model.Denoiser.MaxSequenceLength is int max) json.WriteNumber("max_sequence_length", max);
+        json.WriteEndObject();
+    }
+
+    /// <summary>Loads the models when the host starts, so that a missing model fails the start and /readyz follows the load.</summary>
+    private sealed class ModelLoader(IServiceProvider services) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken)
+        {
+            services.GetRequiredService<ServedModels>();
+            return Task.CompletedTask;
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+}

@@ -1,0 +1,63 @@
+namespace Saber.Server;
+
+/// <summary>
+/// The server's settings, bound from the configuration section <see cref="SectionName"/> ("Server"). The engines'
+/// own settings (capacity, batch size, ...) come from the section "Saber" (<c>SaberServiceOptions</c>), one engine per model.
+/// </summary>
+public sealed class SaberServerOptions
+{
+    /// <summary>The configuration section: <c>"Server"</c>.</summary>
+    public const string SectionName = "Server";
+
+    /// <summary>The address <c>saber serve</c> listens on unless <c>--urls</c> or the <c>urls</c> setting says otherwise: loopback only.</summary>
+    public const string DefaultUrl = "http://127.0.0.1:8080";
+
+    /// <summary>
+    /// Model id to model directory (model.onnx and tokenizer.json). Requests name a model by id only, never by path.
+    /// Empty: the shipped models/tiny as <c>"tiny"</c>.
+    /// </summary>
+    public Dictionary<string, string> Models { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>The largest request body in bytes (default 1 MiB); a larger one is answered 413.</summary>
+    public long MaxRequestBodyBytes { get; set; } = 1 << 20;
+
+    /// <summary>The longest prompt in tokens, after the chat template (default 2048); a longer one is answered 400.</summary>
+    public int MaxPromptTokens { get; set; } = 2048;
+
+    /// <summary>The largest <c>max_tokens</c> a request may ask for (default 512); more is answered 400.</summary>
+    public int MaxTokens { get; set; } = 512;
+
+    /// <summary><c>max_tokens</c> when a request gives none (default 64).</summary>
+    public int DefaultMaxTokens { get; set; } = 64;
+
+    /// <summary>ONNX Runtime intra-op threads per model; null lets ONNX Runtime choose.</summary>
+    public int? IntraOpThreads { get; set; }
+
+    /// <summary>The shipped model: models/tiny beside the executable, else under the working directory.</summary>
+    public static string ShippedModelDirectory()
+    {
+        string beside = Path.Combine(AppContext.BaseDirectory, "models", "tiny");
+        return Directory.Exists(beside) ? beside : Path.Combine(Environment.CurrentDirectory, "models", "tiny");
+    }
+
+    internal void Validate()
+    {
+        if (MaxRequestBodyBytes < 1)
+            throw new ArgumentOutOfRangeException(nameof(MaxRequestBodyBytes), MaxRequestBodyBytes, $"{SectionName}:{nameof(MaxRequestBodyBytes)} must be >= 1; got {MaxRequestBodyBytes}.");
+        if (MaxPromptTokens < 1)
+            throw new ArgumentOutOfRangeException(nameof(MaxPromptTokens), MaxPromptTokens, $"{SectionName}:{nameof(MaxPromptTokens)} must be >= 1; got {MaxPromptTokens}.");
+        if (MaxTokens < 1 || MaxTokens > DecodeOptions.MaxGenerationLength)
+            throw new ArgumentOutOfRangeException(nameof(MaxTokens), MaxTokens, $"{SectionName}:{nameof(MaxTokens)} must lie in [1, {DecodeOptions.MaxGenerationLength}]; got {MaxTokens}.");
+        if (DefaultMaxTokens < 1 || DefaultMaxTokens > MaxTokens)
+            throw new ArgumentOutOfRangeException(nameof(DefaultMaxTokens), DefaultMaxTokens, $"{SectionName}:{nameof(DefaultMaxTokens)} must lie in [1, {nameof(MaxTokens)}={MaxTokens}]; got {DefaultMaxTokens}.");
+        if (IntraOpThreads is < 1)
+            throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), IntraOpThreads, $"{SectionName}:{nameof(IntraOpThreads)} must be >= 1 or unset; got {IntraOpThreads}.");
+        foreach (var (name, directory) in Models)
+        {
+            if (string.IsNullOrWhiteSpace(name))
+                throw new ArgumentException($"{SectionName}:{nameof(Models)} has an empty model id.", nameof(Models));
+            if (string.IsNullOrWhiteSpace(directory))
+                throw new ArgumentException($"{SectionName}:{nameof(Models)}:{name} names no directory.", nameof(Models));
+        }
+    }
+}
