@@ -11,6 +11,7 @@ public static class Program
         "  generate complete prompts with a model (default: the shipped models/tiny, ONNX Runtime on the CPU)\n" +
         "  compare  one prompt set through Saber, low-confidence (S = G) and threshold 0.9: NFE, wall time, tokens/s\n" +
         "  replay   decode against logits recorded in a .npy file [steps, L, V]\n" +
+        "  serve    an OpenAI-compatible HTTP server (chat and text completions) on the configured models\n" +
         "common options: --verbose (log to stderr), --help; --version prints the version;\n" +
         "-- ends the options (what follows is a prompt, even if it starts with --)";
 
@@ -37,6 +38,7 @@ public static class Program
         "demo" => DemoCommand.Usage,
         "generate" => GenerateCommand.Usage,
         "compare" => CompareCommand.Usage,
+        "serve" => ServeCommand.Usage,
         _ => Usage,
     };
 
@@ -79,6 +81,7 @@ public static class Program
                 "demo" => await DemoCommand.RunAsync(rest, stdout, logging, cancellationToken),
                 "generate" => await GenerateCommand.RunAsync(rest, stdout, stderr, logging, cancellationToken),
                 "compare" => await CompareCommand.RunAsync(rest, stdout, stderr, logging, cancellationToken),
+                "serve" => await ServeCommand.RunAsync(rest, stdout, verbose, cancellationToken),
                 _ => throw new UsageException($"Unknown command '{command}'."),
             };
         }

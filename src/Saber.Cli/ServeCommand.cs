@@ -1,0 +1,86 @@
+using System.Text.RegularExpressions;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Saber.Server;
+
+namespace Saber.Cli;
+
+/// <summary><c>saber serve</c>: the OpenAI-compatible HTTP server (Saber.Server) until Ctrl+C.</summary>
+internal static partial class ServeCommand
+{
+    public const string Usage =
+        "usage: saber serve [--model NAME=DIR ...] [--urls URL]\n" +
+        "  --model NAME=DIR   serve the model in DIR (model.onnx and tokenizer.json) as model id NAME; repeatable\n" +
+        "                     (default: the shipped models/tiny as \"tiny\"). Requests name models by id, never by path\n" +
+        "  --urls URL         where to listen, e.g. http://127.0.0.1:8080 (the default: loopback only); ';' separates several\n" +
+        "Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /healthz, GET /readyz.\n" +
+        "Settings: appsettings.json in the working directory or environment variables (Server__MaxTokens=...):\n" +
+        "section Server (Models, MaxRequestBodyBytes, MaxPromptTokens, MaxTokens, DefaultMaxTokens, IntraOpThreads)\n" +
+        "and section Saber (the engine: Capacity, MaxBatchSize, ...). Ctrl+C stops it (unfinished requests are cancelled).";
+
+    public static async Task<int> RunAsync(string[] argv, TextWriter stdout, bool verbose, CancellationToken cancellationToken)
+    {
+        var models = new List<(string Name, string Directory)>();
+        string? urls = null;
+        for (int i = 0; i < argv.Length; i++)
+        {
+            string option = argv[i];
+            if (option is not ("--model" or "--urls"))
+                throw new UsageException(option.StartsWith("--", StringComparison.Ordinal) ? $"Unknown option {option}." : $"Unexpected argument '{option}'.");
+            if (i + 1 >= argv.Length) throw new UsageException($"Option {option} needs a value.");
+            string value = argv[++i];
+            if (option == "--urls")
+            {
+                if (urls is not null) throw new UsageException("Option --urls is given twice.");
+                urls = value;
+                continue;
+            }
+            int eq = value.IndexOf('=');
+            if (eq <= 0 || eq == value.Length - 1)
+                throw new UsageException($"--model takes NAME=DIR; got '{value}'.");
+            string name = value[..eq];
+            if (!ModelName().IsMatch(name))
+                throw new UsageException($"Model id '{name}' may hold only letters, digits, '.', '_' and '-'.");
+            if (models.Any(m => m.Name == name))
+                throw new UsageException($"Model id '{name}' is given twice.");
+            models.Add((name, Path.GetFullPath(value[(eq + 1)..])));
+        }
+
+        string[] hostArgs = urls is null ? [] : ["--urls", urls];
+        WebApplicationBuilder builder = SaberServer.CreateBuilder(hostArgs);
+        builder.Logging.SetMinimumLevel(verbose ? LogLevel.Debug : LogLevel.Warning);
+        if (models.Count > 0)
+        {
+            // Command-line models replace any configured ones.
+            builder.Services.PostConfigure<SaberServerOptions>(o =>
+            {
+                o.Models.Clear();
+                foreach (var (name, directory) in models) o.Models[name] = directory;
+            });
+        }
+        await using WebApplication app = SaberServer.Build(builder);
+        await app.StartAsync(cancellationToken);
+        string addresses = string.Join(", ", app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? []);
+        string served = string.Join(", ", app.Services.GetRequiredService<ServedModels>().All.Select(m => m.Id));
+        stdout.WriteLine($"saber serve: listening on {addresses} (models: {served}); Ctrl+C stops");
+        stdout.Flush();
+        try
+        {
+            await app.WaitForShutdownAsync(cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        await app.StopAsync(CancellationToken.None);
+        stdout.WriteLine("saber serve: stopped");
+        return 0;
+    }
+
+    [GeneratedRegex("^[A-Za-z0-9._-]+$")]
+    private static partial Regex ModelName();
+}
