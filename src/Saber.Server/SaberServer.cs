@@ -106,9 +106,9 @@ public static class SaberServer
         {
             await handler();
         }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        catch (Exception) when (context.RequestAborted.IsCancellationRequested)
         {
-            // The client left: the decode is cancelled, nobody to answer.
+            // The client left (a cancelled decode, or a write to a closed connection): nobody to answer.
         }
         catch (Exception e)
         {

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace Saber.Server.Tests;
 
@@ -23,16 +24,17 @@ internal sealed class TestSaberServer : IAsyncDisposable
     public HttpClient Client { get; }
     public ServedModel Tiny => App.Services.GetRequiredService<ServedModels>().All.Single(m => m.Id == "tiny");
 
-    public static async Task<TestSaberServer> StartAsync(params (string Key, string Value)[] settings)
+    public static Task<TestSaberServer> StartAsync(params (string Key, string Value)[] settings) =>
+        StartAsync(configureTiny: true, settings);
+
+    public static async Task<TestSaberServer> StartAsync(bool configureTiny, params (string Key, string Value)[] settings)
     {
         WebApplicationBuilder builder = SaberServer.CreateBuilder([]);
-        var values = new Dictionary<string, string?>
-        {
-            ["Server:Models:tiny"] = TinyDirectory,
-            ["Server:IntraOpThreads"] = "1",
-        };
+        var values = new Dictionary<string, string?> { ["Server:IntraOpThreads"] = "1" };
+        if (configureTiny) values["Server:Models:tiny"] = TinyDirectory;
         foreach (var (key, value) in settings) values[key] = value;
         builder.Configuration.AddInMemoryCollection(values);
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.WebHost.UseTestServer();
         WebApplication app = SaberServer.Build(builder);
         await app.StartAsync();
