@@ -121,7 +121,7 @@ public static class SaberServer
                 ArgumentException argument => CompletionRequest.Invalid(argument),
                 _ => new OpenAIErrorException(StatusCodes.Status500InternalServerError, "The server had an error while processing the request.", OpenAIErrorException.ServerError),
             };
-            if (error.Status >= 500)
+            if (error.Status == StatusCodes.Status500InternalServerError)
                 context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(SaberServer)).LogError(e, "Request {Path} failed", context.Request.Path);
             if (context.Response.HasStarted)
             {

@@ -152,8 +152,9 @@ public class CapacityAndDisconnectTests
             using HttpResponseMessage r = await first;
             await r.Content.ReadAsStringAsync(leave.Token);
         }
-        catch (OperationCanceledException)
+        catch (Exception e) when (e is OperationCanceledException or HttpRequestException or IOException)
         {
+            // Cancelled before the headers, or while reading the stream.
         }
         await Until(() => engine.ActiveCount + engine.WaitingCount == 0, "the decode ends");
         await Until(() => { lock (outcomes) return outcomes.Contains("cancelled"); }, "the engine counts a cancellation");
@@ -163,6 +164,48 @@ public class CapacityAndDisconnectTests
             Assert.That(outcomes, Does.Not.Contain("completed"), "the long decode did not finish");
         }
         Assert.That(engine.Steps - stepsBefore, Is.LessThan(448 * 16));
+    }
+
+    [TestCase(true)]
+    [TestCase(false)]
+    public async Task AClientLeavingMidDecodeCancelsIt(bool stream)
+    {
+        await using TestSaberServer server = await TestSaberServer.StartAsync(("Server:MaxTokens", "448"));
+        SaberEngine engine = server.Tiny.Engine;
+        // Blocks of 8, 128 steps each: the first block's text streams early, the whole decode takes 7168 steps.
+        string body = JsonSerializer.Serialize(new
+        {
+            model = "tiny", messages = new[] { new { role = "user", content = "def fibonacci(n):\n\t" } },
+            max_tokens = 448, block_length = 8, strategy = "low-confidence", steps = 448 * 16, stream,
+        });
+        using var leave = new CancellationTokenSource();
+        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+        Task<HttpResponseMessage> sent = server.Client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, leave.Token);
+        if (stream)
+        {
+            // Mid-stream: the first chunk has arrived.
+            using HttpResponseMessage response = await sent;
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            string? line = await reader.ReadLineAsync();
+            Assert.That(line, Does.StartWith("data: {"));
+            Assert.That(engine.ActiveCount, Is.EqualTo(1), "still decoding");
+            leave.Cancel();
+        }
+        else
+        {
+            await Until(() => engine.ActiveCount == 1 && engine.Steps > 0, "the decode runs");
+            leave.Cancel();
+            try
+            {
+                (await sent).Dispose();   // the TestServer may still hand back the aborted request's (empty) response
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+        await Until(() => engine.ActiveCount + engine.WaitingCount == 0, "the decode ends");
+        Assert.That(engine.Steps, Is.LessThan(448 * 16), "cancelled, not finished");
     }
 
     private static async Task Until(Func<bool> condition, string what)
