@@ -77,7 +77,7 @@ internal sealed partial class CompletionRequest
                 $"'max_tokens' is {maxTokens}, above this server's limit of {limits.MaxTokens} ({SaberServerOptions.SectionName}:{nameof(SaberServerOptions.MaxTokens)}).",
                 "max_tokens", "max_tokens_too_large");
 
-        var options = new ChatOptions { MaxOutputTokens = maxTokens ?? limits.DefaultMaxTokens, AdditionalProperties = [] };
+        var options = new ChatOptions { MaxOutputTokens = maxTokens ?? Math.Min(limits.DefaultMaxTokens, limits.MaxTokens), AdditionalProperties = [] };
         if (Number(root, "temperature") is double t)
         {
             if (!double.IsFinite(t) || t < 0)

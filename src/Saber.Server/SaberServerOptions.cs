@@ -27,7 +27,7 @@ public sealed class SaberServerOptions
     /// <summary>The largest <c>max_tokens</c> a request may ask for (default 512); more is answered 400.</summary>
     public int MaxTokens { get; set; } = 512;
 
-    /// <summary><c>max_tokens</c> when a request gives none (default 64).</summary>
+    /// <summary><c>max_tokens</c> when a request gives none (default 64; <see cref="MaxTokens"/> where that is smaller).</summary>
     public int DefaultMaxTokens { get; set; } = 64;
 
     /// <summary>ONNX Runtime intra-op threads per model; null lets ONNX Runtime choose.</summary>
@@ -48,8 +48,8 @@ public sealed class SaberServerOptions
             throw new ArgumentOutOfRangeException(nameof(MaxPromptTokens), MaxPromptTokens, $"{SectionName}:{nameof(MaxPromptTokens)} must be >= 1; got {MaxPromptTokens}.");
         if (MaxTokens < 1 || MaxTokens > DecodeOptions.MaxGenerationLength)
             throw new ArgumentOutOfRangeException(nameof(MaxTokens), MaxTokens, $"{SectionName}:{nameof(MaxTokens)} must lie in [1, {DecodeOptions.MaxGenerationLength}]; got {MaxTokens}.");
-        if (DefaultMaxTokens < 1 || DefaultMaxTokens > MaxTokens)
-            throw new ArgumentOutOfRangeException(nameof(DefaultMaxTokens), DefaultMaxTokens, $"{SectionName}:{nameof(DefaultMaxTokens)} must lie in [1, {nameof(MaxTokens)}={MaxTokens}]; got {DefaultMaxTokens}.");
+        if (DefaultMaxTokens < 1 || DefaultMaxTokens > DecodeOptions.MaxGenerationLength)
+            throw new ArgumentOutOfRangeException(nameof(DefaultMaxTokens), DefaultMaxTokens, $"{SectionName}:{nameof(DefaultMaxTokens)} must lie in [1, {DecodeOptions.MaxGenerationLength}]; got {DefaultMaxTokens}.");
         if (IntraOpThreads is < 1)
             throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), IntraOpThreads, $"{SectionName}:{nameof(IntraOpThreads)} must be >= 1 or unset; got {IntraOpThreads}.");
         foreach (var (name, directory) in Models)

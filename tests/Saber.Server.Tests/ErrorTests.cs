@@ -90,6 +90,16 @@ public class ErrorTests
     }
 
     [Test]
+    public async Task WithoutMaxTokensTheDefaultIsCappedByTheLimit()
+    {
+        await using TestSaberServer small = await TestSaberServer.StartAsync(("Server:MaxTokens", "5"));
+        HttpResponseMessage response = await small.PostAsync("/v1/completions", """{"model": "tiny", "prompt": "import os\n"}""");
+        string text = await response.Content.ReadAsStringAsync();
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), text);
+        Assert.That(JsonDocument.Parse(text).RootElement.GetProperty("usage").GetProperty("completion_tokens").GetInt32(), Is.LessThanOrEqualTo(5));
+    }
+
+    [Test]
     public async Task APromptOverTheLimitIs400()
     {
         JsonElement error = await ErrorAsync(await server.PostAsync("/v1/completions", $$"""{"model": "tiny", "prompt": "{{new string('a', 65)}}"}"""),
