@@ -10,6 +10,9 @@ public sealed class OpenAIErrorException(int status, string message, string type
     public const string InvalidRequest = "invalid_request_error";
     public const string ServerError = "server_error";
 
+    /// <summary>How every body is written: JSON (never HTML), so quotes and apostrophes stay readable rather than \u-escaped.</summary>
+    internal static readonly JsonWriterOptions WriterOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     public int Status { get; } = status;
     public string Type { get; } = type;
     public string? Param { get; } = param;
@@ -35,7 +38,7 @@ public sealed class OpenAIErrorException(int status, string message, string type
         response.ContentType = "application/json";
         if (Status is StatusCodes.Status503ServiceUnavailable or StatusCodes.Status429TooManyRequests)
             response.Headers.RetryAfter = "1";
-        await using var json = new Utf8JsonWriter(response.Body);
+        await using var json = new Utf8JsonWriter(response.Body, WriterOptions);
         WriteBody(json);
         await json.FlushAsync(response.HttpContext.RequestAborted);
     }

@@ -189,7 +189,7 @@ public static class SaberServer
     private static async Task WriteEventAsync(HttpContext context, Action<Utf8JsonWriter> body)
     {
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();
-        using (var json = new Utf8JsonWriter(buffer)) body(json);
+        using (var json = new Utf8JsonWriter(buffer, OpenAIErrorException.WriterOptions)) body(json);
         await context.Response.WriteAsync("data: ", context.RequestAborted);
         await context.Response.Body.WriteAsync(buffer.WrittenMemory, context.RequestAborted);
         await context.Response.WriteAsync("\n\n", context.RequestAborted);
@@ -200,7 +200,7 @@ public static class SaberServer
     {
         response.ContentType = "application/json";
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();
-        using (var json = new Utf8JsonWriter(buffer)) body(json);
+        using (var json = new Utf8JsonWriter(buffer, OpenAIErrorException.WriterOptions)) body(json);
         await response.Body.WriteAsync(buffer.WrittenMemory, response.HttpContext.RequestAborted);
     }
 
