@@ -60,7 +60,7 @@ common=(-c Release -o "$output" -p:ContinuousIntegrationBuild=true)
 [ -n "$artifacts" ] && common+=(--artifacts-path "$artifacts")
 common+=("${extra[@]}")
 
-projects=(src/Saber src/Saber.Onnx src/Saber.Service src/Saber.Extensions.AI bindings/Saber.Native.Bindings src/Saber.Cuda src/Saber.Cli)
+projects=(src/Saber src/Saber.Onnx src/Saber.Service src/Saber.Extensions.AI src/Saber.Server bindings/Saber.Native.Bindings src/Saber.Cuda src/Saber.Cli)
 if [ -n "$native" ]; then
     echo "== Saber.Native.Runtime.linux-x64 <- $native"
     dotnet pack "$root/src/Saber.Native.Runtime" "${common[@]}" -p:SaberNativeLibrary="$native"

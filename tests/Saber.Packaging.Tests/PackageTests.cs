@@ -50,6 +50,7 @@ public class PackageContentTests
     [TestCase("Saber.Native.Onnx", "Saber.Onnx")]
     [TestCase("Saber.Native.Service", "Saber.Service")]
     [TestCase("Saber.Native.Extensions.AI", "Saber.Extensions.AI")]
+    [TestCase("Saber.Native.Server", "Saber.Server")]
     [TestCase("Saber.Native.Bindings", "Saber.Native.Bindings")]
     [TestCase("Saber.Native.Cuda", "Saber.Cuda")]
     public void LibraryPackagesHoldTheAssemblyAndItsDocumentation(string id, string assembly)

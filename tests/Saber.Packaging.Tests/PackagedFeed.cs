@@ -15,7 +15,7 @@ namespace Saber.Packaging.Tests;
 /// </summary>
 internal sealed class PackagedFeed : IDisposable
 {
-    public static readonly string[] LibraryIds = ["Saber.Native.Core", "Saber.Native.Onnx", "Saber.Native.Service", "Saber.Native.Extensions.AI", "Saber.Native.Bindings", "Saber.Native.Cuda"];
+    public static readonly string[] LibraryIds = ["Saber.Native.Core", "Saber.Native.Onnx", "Saber.Native.Service", "Saber.Native.Extensions.AI", "Saber.Native.Server", "Saber.Native.Bindings", "Saber.Native.Cuda"];
     public const string RuntimeId = "Saber.Native.Runtime.linux-x64";
     public const string ToolId = "Saber.Native.Cli";
 
