@@ -79,4 +79,22 @@ public class CanvasTests
             Assert.That(html, Does.Contain($"id=\"{id}\""));
         Assert.That(html, Does.Contain("fetch(\"/v1/canvas\"").And.Contain("getReader()").And.Not.Contain("innerHTML"));
     }
+
+    [Test]
+    public async Task ADisconnectCancelsTheDecode()
+    {
+        using var leave = new CancellationTokenSource();
+        string body = """{"model": "tiny", "prompt": "import os\n", "max_tokens": 256, "strategy": "low-confidence", "steps": 256}""";
+        HttpResponseMessage response = await server.Client.SendAsync(
+            new HttpRequestMessage(HttpMethod.Post, "/v1/canvas") { Content = new StringContent(body, System.Text.Encoding.UTF8, "application/json") },
+            HttpCompletionOption.ResponseHeadersRead, leave.Token);
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        var reader = new StreamReader(await response.Content.ReadAsStreamAsync(leave.Token));
+        Assert.That(await reader.ReadLineAsync(leave.Token), Does.StartWith("data: {"));
+        leave.Cancel();
+        response.Dispose();
+        var engine = server.Tiny.Engine;
+        for (int i = 0; i < 200 && engine.ActiveCount + engine.WaitingCount != 0; i++) await Task.Delay(50);
+        Assert.That(engine.ActiveCount + engine.WaitingCount, Is.Zero, "the decode ends");
+    }
 }
