@@ -58,6 +58,13 @@ public static class SaberServer
     private static void Map(WebApplication app)
     {
         app.MapPost("/v1/chat/completions", (HttpContext context) => Guard(context, () => CompleteAsync(context, chat: true)));
+        app.MapPost("/v1/canvas", (HttpContext context) => Guard(context, () => CanvasAsync(context)));
+        app.MapGet("/", async (HttpContext context) =>
+        {
+            context.Response.ContentType = "text/html; charset=utf-8";
+            await using Stream page = typeof(SaberServer).Assembly.GetManifestResourceStream("Saber.Server.canvas.html")!;
+            await page.CopyToAsync(context.Response.Body, context.RequestAborted);
+        });
         app.MapPost("/v1/completions", (HttpContext context) => Guard(context, () => CompleteAsync(context, chat: false)));
         app.MapGet("/v1/models", (HttpContext context) => Guard(context, () => WriteJsonAsync(context.Response, json => ModelsBody(json, Models(context)))));
         app.MapGet("/v1/models/{id}", (HttpContext context, string id) => Guard(context, () =>
@@ -179,6 +186,75 @@ public static class SaberServer
         }
         if (request.IncludeUsage && usage is not null)
             await WriteEventAsync(context, json => ChunkBody(json, id, createdAt, model.Id, chat, false, null, null, usage));
+        await context.Response.WriteAsync("data: [DONE]\n\n", aborted);
+        await context.Response.Body.FlushAsync(aborted);
+    }
+
+    /// <summary><c>POST /v1/canvas</c>: a text completion streamed as one SSE event per decode step, then the final text.</summary>
+    private static async Task CanvasAsync(HttpContext context)
+    {
+        SaberServerOptions limits = context.RequestServices.GetRequiredService<IOptions<SaberServerOptions>>().Value;
+        CompletionRequest request = await CompletionRequest.ReadAsync(context.Request, chat: false, limits);
+        ServedModel model = Find(Models(context), request.Model);
+        SaberChatRequest submitted = model.Completion.CreateRequest(request.Messages, request.Options);
+        if (submitted.PromptTokens.Length > limits.MaxPromptTokens)
+            throw OpenAIErrorException.BadRequest(
+                $"The prompt is {submitted.PromptTokens.Length} tokens, above this server's limit of {limits.MaxPromptTokens}.", "prompt", "prompt_too_long");
+        Saber.Onnx.CharacterTokenizer tokenizer = model.Model.Tokenizer;
+        int p = submitted.PromptTokens.Length;
+        CancellationToken aborted = context.RequestAborted;
+        await using IAsyncEnumerator<SequenceStep> e = model.Engine.DecodeStepsAsync(submitted.PromptTokens, submitted.Options, aborted).GetAsyncEnumerator(aborted);
+        bool more = await e.MoveNextAsync();
+        context.Response.StatusCode = StatusCodes.Status200OK;
+        context.Response.ContentType = "text/event-stream";
+        context.Response.Headers.CacheControl = "no-cache";
+        int[] last = [];
+        int steps = 0;
+        while (more)
+        {
+            SequenceStep step = e.Current;
+            last = step.Canvas[p..];
+            steps = step.Trace.Step;
+            int[] tokens = last;
+            await WriteEventAsync(context, json =>
+            {
+                json.WriteStartObject();
+                json.WriteNumber("step", step.Trace.Step);
+                json.WriteNumber("nfe", step.Trace.Step);
+                if (step.Trace.Tau is double tau && double.IsFinite(tau)) json.WriteNumber("tau", tau); else json.WriteNull("tau");
+                json.WriteStartArray("tokens");
+                foreach (int t in tokens) json.WriteNumberValue(t);
+                json.WriteEndArray();
+                json.WriteStartArray("text");
+                foreach (int t in tokens) json.WriteStringValue(t == tokenizer.MaskId ? tokenizer.MaskGlyph : tokenizer.Decode([t]));
+                json.WriteEndArray();
+                json.WriteStartArray("committed");
+                foreach (var c in step.Trace.Committed) json.WriteNumberValue(c.Position - p);
+                json.WriteEndArray();
+                json.WriteStartArray("remasked");
+                foreach (var r in step.Trace.Remasked) json.WriteNumberValue(r.Position - p);
+                json.WriteEndArray();
+                json.WriteNumber("masked", tokens.Count(t => t == tokenizer.MaskId));
+                json.WriteBoolean("finished", step.Finished);
+                json.WriteNumber("mask_id", tokenizer.MaskId);
+                json.WriteEndObject();
+            });
+            more = await e.MoveNextAsync();
+        }
+        string text = tokenizer.Decode(last.AsSpan(0, Math.Min(last.Length, submitted.MaxOutputTokens)));
+        int completion = tokenizer.Encode(text).Length;
+        await WriteEventAsync(context, json =>
+        {
+            json.WriteStartObject();
+            json.WriteNumber("steps", steps);
+            json.WriteString("final_text", text);
+            json.WriteStartObject("usage");
+            json.WriteNumber("prompt_tokens", p);
+            json.WriteNumber("completion_tokens", completion);
+            json.WriteNumber("total_tokens", p + completion);
+            json.WriteEndObject();
+            json.WriteEndObject();
+        });
         await context.Response.WriteAsync("data: [DONE]\n\n", aborted);
         await context.Response.Body.FlushAsync(aborted);
     }
