@@ -148,11 +148,8 @@ public static class SaberServer
         ServedModel model = Find(Models(context), request.Model);
         SaberChatClient client = chat ? model.Chat : model.Completion;
 
-        int promptTokens = client.Tokenizer.Encode(client.Options.PromptTemplate.Format(request.Messages, request.Options)).Length;
-        if (promptTokens > limits.MaxPromptTokens)
-            throw OpenAIErrorException.BadRequest(
-                $"The prompt is {promptTokens} tokens, above this server's limit of {limits.MaxPromptTokens} ({SaberServerOptions.SectionName}:{nameof(SaberServerOptions.MaxPromptTokens)}).",
-                chat ? "messages" : "prompt", "prompt_too_long");
+        CheckPromptLength(client.Tokenizer.Encode(client.Options.PromptTemplate.Format(request.Messages, request.Options)).Length, limits,
+            chat ? "messages" : "prompt");
 
         CancellationToken aborted = context.RequestAborted;
         if (!request.Stream)
@@ -166,9 +163,7 @@ public static class SaberServer
         await using IAsyncEnumerator<ChatResponseUpdate> e = updates.GetAsyncEnumerator(aborted);
         // The first update (or the engine's refusal) comes before the headers, so that a full engine is still a 503.
         bool more = await e.MoveNextAsync();
-        context.Response.StatusCode = StatusCodes.Status200OK;
-        context.Response.ContentType = "text/event-stream";
-        context.Response.Headers.CacheControl = "no-cache";
+        StartEventStream(context.Response);
         bool first = true;
         UsageDetails? usage = null;
         string id = "";
@@ -186,8 +181,7 @@ public static class SaberServer
         }
         if (request.IncludeUsage && usage is not null)
             await WriteEventAsync(context, json => ChunkBody(json, id, createdAt, model.Id, chat, false, null, null, usage));
-        await context.Response.WriteAsync("data: [DONE]\n\n", aborted);
-        await context.Response.Body.FlushAsync(aborted);
+        await EndEventStreamAsync(context);
     }
 
     /// <summary><c>POST /v1/canvas</c>: a text completion streamed as one SSE event per decode step, then the final text.</summary>
@@ -197,17 +191,13 @@ public static class SaberServer
         CompletionRequest request = await CompletionRequest.ReadAsync(context.Request, chat: false, limits);
         ServedModel model = Find(Models(context), request.Model);
         SaberChatRequest submitted = model.Completion.CreateRequest(request.Messages, request.Options);
-        if (submitted.PromptTokens.Length > limits.MaxPromptTokens)
-            throw OpenAIErrorException.BadRequest(
-                $"The prompt is {submitted.PromptTokens.Length} tokens, above this server's limit of {limits.MaxPromptTokens}.", "prompt", "prompt_too_long");
+        CheckPromptLength(submitted.PromptTokens.Length, limits, "prompt");
         Saber.Onnx.CharacterTokenizer tokenizer = model.Model.Tokenizer;
         int p = submitted.PromptTokens.Length;
         CancellationToken aborted = context.RequestAborted;
         await using IAsyncEnumerator<SequenceStep> e = model.Engine.DecodeStepsAsync(submitted.PromptTokens, submitted.Options, aborted).GetAsyncEnumerator(aborted);
         bool more = await e.MoveNextAsync();
-        context.Response.StatusCode = StatusCodes.Status200OK;
-        context.Response.ContentType = "text/event-stream";
-        context.Response.Headers.CacheControl = "no-cache";
+        StartEventStream(context.Response);
         int[] last = [];
         int steps = 0;
         while (more)
@@ -241,8 +231,12 @@ public static class SaberServer
             });
             more = await e.MoveNextAsync();
         }
-        string text = tokenizer.Decode(last.AsSpan(0, Math.Min(last.Length, submitted.MaxOutputTokens)));
-        int completion = tokenizer.Encode(text).Length;
+        // The output as /v1/completions counts it: the first max_tokens generated ids, cut before the first end-of-text id.
+        ReadOnlySpan<int> output = last.AsSpan(0, Math.Min(last.Length, submitted.MaxOutputTokens));
+        int eos = output.IndexOf(tokenizer.EosId);
+        if (eos >= 0) output = output[..eos];
+        string text = tokenizer.Decode(output);
+        int completion = output.Length;
         await WriteEventAsync(context, json =>
         {
             json.WriteStartObject();
@@ -255,12 +249,35 @@ public static class SaberServer
             json.WriteEndObject();
             json.WriteEndObject();
         });
-        await context.Response.WriteAsync("data: [DONE]\n\n", aborted);
-        await context.Response.Body.FlushAsync(aborted);
+        await EndEventStreamAsync(context);
     }
 
     private static string? FinishReason(ChatFinishReason? reason) =>
         reason is null ? null : reason == ChatFinishReason.Stop ? "stop" : reason == ChatFinishReason.Length ? "length" : reason.Value.Value;
+
+    /// <summary>Rejects a prompt of more tokens than the configured limit (a 400 naming the limit and <paramref name="param"/>).</summary>
+    private static void CheckPromptLength(int promptTokens, SaberServerOptions limits, string param)
+    {
+        if (promptTokens > limits.MaxPromptTokens)
+            throw OpenAIErrorException.BadRequest(
+                $"The prompt is {promptTokens} tokens, above this server's limit of {limits.MaxPromptTokens} ({SaberServerOptions.SectionName}:{nameof(SaberServerOptions.MaxPromptTokens)}).",
+                param, "prompt_too_long");
+    }
+
+    /// <summary>The headers of a server-sent event stream (sent with the first event).</summary>
+    private static void StartEventStream(HttpResponse response)
+    {
+        response.StatusCode = StatusCodes.Status200OK;
+        response.ContentType = "text/event-stream";
+        response.Headers.CacheControl = "no-cache";
+    }
+
+    /// <summary>The stream's end marker, flushed.</summary>
+    private static async Task EndEventStreamAsync(HttpContext context)
+    {
+        await context.Response.WriteAsync("data: [DONE]\n\n", context.RequestAborted);
+        await context.Response.Body.FlushAsync(context.RequestAborted);
+    }
 
     private static async Task WriteEventAsync(HttpContext context, Action<Utf8JsonWriter> body)
     {
