@@ -8,6 +8,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using OpenTelemetry.Metrics;
 using Saber.Extensions.AI;
 using Saber.Service;
 
@@ -15,7 +16,7 @@ namespace Saber.Server;
 
 /// <summary>
 /// The OpenAI-compatible HTTP server: <c>POST /v1/chat/completions</c>, <c>POST /v1/completions</c>, <c>GET /v1/models</c>,
-/// <c>GET /healthz</c> and <c>GET /readyz</c>, over one <see cref="SaberEngine"/> per configured model.
+/// <c>GET /healthz</c>, <c>GET /readyz</c> and <c>GET /metrics</c>, over one <see cref="SaberEngine"/> per configured model.
 /// </summary>
 /// <remarks>
 /// Settings: the section <c>"Server"</c> (<see cref="SaberServerOptions"/>: models by id, limits) and the section
@@ -40,6 +41,14 @@ public static class SaberServer
             context.Configuration.GetSection(SaberServerOptions.SectionName).Bind(server);
             kestrel.Limits.MaxRequestBodySize = server.MaxRequestBodyBytes;
         });
+        if (MetricsEnabled(builder.Configuration))
+        {
+            builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
+                .AddMeter(SaberEngineMetrics.MeterName)
+                // ASP.NET Core's built-in meters: request durations and active requests, connections.
+                .AddMeter("Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
+                .AddPrometheusExporter());
+        }
         return builder;
     }
 
@@ -94,9 +103,17 @@ public static class SaberServer
                 json.WriteEndObject();
             });
         });
+        if (MetricsEnabled(app.Configuration))
+            app.MapPrometheusScrapingEndpoint(MetricsPath);
         app.MapFallback((HttpContext context) => Guard(context, () =>
             throw new OpenAIErrorException(StatusCodes.Status404NotFound, $"No endpoint {context.Request.Method} {context.Request.Path}.", code: "not_found")));
     }
+
+    /// <summary>Where Prometheus scrapes the metrics when <see cref="SaberServerOptions.Metrics"/> is on.</summary>
+    public const string MetricsPath = "/metrics";
+
+    private static bool MetricsEnabled(IConfiguration configuration) =>
+        configuration.GetSection(SaberServerOptions.SectionName).GetValue(nameof(SaberServerOptions.Metrics), defaultValue: true);
 
     private static ServedModels Models(HttpContext context) => context.RequestServices.GetRequiredService<ServedModels>();
 

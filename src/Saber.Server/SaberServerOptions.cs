@@ -30,6 +30,12 @@ public sealed class SaberServerOptions
     /// <summary><c>max_tokens</c> when a request gives none (default 64; <see cref="MaxTokens"/> where that is smaller).</summary>
     public int DefaultMaxTokens { get; set; } = 64;
 
+    /// <summary>
+    /// Serve <c>GET /metrics</c> (default true): the engines' <c>Saber.Service</c> meter and ASP.NET Core's request and
+    /// connection meters in Prometheus's text format, through OpenTelemetry's Prometheus exporter.
+    /// </summary>
+    public bool Metrics { get; set; } = true;
+
     /// <summary>ONNX Runtime intra-op threads per model; null lets ONNX Runtime choose.</summary>
     public int? IntraOpThreads { get; set; }
 
