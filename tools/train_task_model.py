@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Trains models/addition: models/tiny's architecture on the addition task of addition_task.py.
+
+LLaDA's supervised objective: the prompt is never masked; per sequence t ~ U(0.001, 1], each response
+position (the 9 answer digits, then end-of-text up to the canvas length) is masked with probability t;
+cross-entropy on the masked positions weighted by 1/t, averaged over the response positions. The canvas
+length G (answer plus end-of-text padding) is drawn per step from --canvas, so the model fills any G in
+that range.
+
+    /usr/bin/python3 tools/train_task_model.py [--steps 6000] [--checkpoint build/addition/checkpoint.pt]
+                                               [--max-minutes M] [--out models/addition]
+
+Resumable: every --save-every steps (and when --max-minutes runs out) the model, optimiser, schedule,
+step and random states go to --checkpoint; run the same command again to go on from there. The ONNX
+files are written only when the last step is done. Needs PyTorch (Debian: apt-get install python3-torch
+libopenblas0-pthread). The same seed and thread count give the same weights, resumed or not.
+"""
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import addition_task as task  # noqa: E402
+import make_tiny_model as tiny  # noqa: E402
+import train_tiny_model as training  # noqa: E402  (the model in PyTorch and the export check)
+
+MASK_ID, EOS_ID, V = training.MASK_ID, training.EOS_ID, training.V
+
+
+def encode_batch(problems, canvas):
+    """[b, prompt + canvas] ids: prompt, answer, end-of-text up to the canvas length; and where the response starts."""
+    rows = [tiny.encode(p) + tiny.encode(a) + [EOS_ID] * (canvas - len(a)) for p, a in problems]
+    return torch.tensor(rows, dtype=torch.long), len(problems[0][0])
+
+
+def response_loss(model, x0, start, generator):
+    b, s = x0.shape
+    t = (1 - 1e-3) * torch.rand(b, 1, generator=generator) + 1e-3
+    masked = torch.rand(b, s, generator=generator) < t
+    masked[:, :start] = False
+    logits = model(torch.where(masked, torch.full_like(x0, MASK_ID), x0))
+    ce = F.cross_entropy(logits.reshape(-1, V), x0.reshape(-1), reduction="none").view(b, s)
+    return (ce * masked / t).sum() / (b * (s - start))
+
+
+def greedy_accuracy(model, problems, canvas, parallel):
+    """Exact-match accuracy of a quick greedy decode: every position from one call (parallel), or one position per
+    call, the most confident first (LLaDA's low-confidence with S = G). A training-time gauge only; saber eval is the
+    measurement."""
+    x, start = encode_batch(problems, canvas)
+    x[:, start:] = MASK_ID
+    with torch.no_grad():
+        for _ in range(1 if parallel else canvas):
+            probabilities = torch.softmax(model(x)[:, start:].float(), -1)
+            confidence, prediction = probabilities[..., :MASK_ID].max(-1)   # never the mask id
+            masked = x[:, start:] == MASK_ID
+            if parallel:
+                x[:, start:] = torch.where(masked, prediction, x[:, start:])
+                break
+            best = torch.where(masked, confidence, torch.full_like(confidence, -1.0)).argmax(-1)
+            rows = torch.arange(len(problems))
+            x[rows, start + best] = torch.where(masked[rows, best], prediction[rows, best], x[rows, start + best])
+    correct = 0
+    for (prompt, _), row in zip(problems, x[:, start:].tolist()):
+        text = "".join(tiny.VOCABULARY[i] for i in (row[:row.index(EOS_ID)] if EOS_ID in row else row))
+        correct += task.check(prompt, text)
+    return correct / len(problems)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "models", "addition"))
+    parser.add_argument("--checkpoint", default=os.path.join(os.path.dirname(__file__), "..", "build", "addition", "checkpoint.pt"))
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--canvas", default="10,32", help="each step's canvas length G (answer + end-of-text) is drawn from [lo, hi]")
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=20261201)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--save-every", type=int, default=250)
+    parser.add_argument("--max-minutes", type=float, default=0, help="save and stop after this long (0: run to the end)")
+    args = parser.parse_args()
+    lo, hi = (int(v) for v in args.canvas.split(","))
+    if not task.ANSWER_LENGTH <= lo <= hi or hi + 2 * task.DIGITS + 2 > tiny.MAX_POSITIONS:
+        parser.error("--canvas %s: need %d <= lo <= hi and the sequence within %d positions" % (args.canvas, task.ANSWER_LENGTH, tiny.MAX_POSITIONS))
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    held_out = task.test_set()
+    excluded = {p for p, _ in held_out}
+    validation = held_out[:256]
+    model = training.TinyModel()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, betas=(0.9, 0.95), weight_decay=0.01)
+    warmup = max(1, args.steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, args.steps) / args.steps)))
+    problems = random.Random(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    step, seconds = 0, 0.0
+    if os.path.exists(args.checkpoint):
+        state = torch.load(args.checkpoint)
+        if state["steps"] != args.steps or state["seed"] != args.seed:
+            raise SystemExit("%s was made with --steps %d --seed %d; remove it or pass those" % (args.checkpoint, state["steps"], state["seed"]))
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        problems.setstate(state["problems"])
+        generator.set_state(state["generator"])
+        step, seconds = state["step"], state["seconds"]
+        print("resumed from %s at step %d (%.0f s of training so far)" % (args.checkpoint, step, seconds), flush=True)
+
+    def save():
+        os.makedirs(os.path.dirname(os.path.abspath(args.checkpoint)), exist_ok=True)
+        temporary = args.checkpoint + ".partial"
+        torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
+                    "problems": problems.getstate(), "generator": generator.get_state(), "step": step,
+                    "seconds": seconds, "steps": args.steps, "seed": args.seed}, temporary)
+        os.replace(temporary, args.checkpoint)
+
+    def report():
+        model.eval()
+        with torch.no_grad():
+            x0, start = encode_batch(validation, 16)
+            loss = response_loss(model, x0, start, torch.Generator().manual_seed(args.seed + 1)).item()
+        parallel = greedy_accuracy(model, validation, 16, parallel=True)
+        sequential = greedy_accuracy(model, validation[:64], 16, parallel=False)
+        model.train()
+        return "held-out loss %.4f, exact: one call %.3f, one position per call %.3f" % (loss, parallel, sequential)
+
+    started = time.time() - seconds
+    deadline = time.time() + args.max_minutes * 60 if args.max_minutes else None
+    print("%d threads; step %d of %d: %s" % (torch.get_num_threads(), step, args.steps, report()), flush=True)
+    while step < args.steps:
+        canvas = problems.randint(lo, hi)
+        drawn = []
+        while len(drawn) < args.batch:
+            p = task.problem(problems)
+            if p[0] not in excluded:
+                drawn.append(p)
+        x0, start = encode_batch(drawn, canvas)
+        loss = response_loss(model, x0, start, generator)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        schedule.step()
+        step += 1
+        seconds = time.time() - started
+        if step % 250 == 0 or step == args.steps:
+            print("step %d: training loss %.4f, %s, %.0f s" % (step, loss.item(), report(), seconds), flush=True)
+        if step % args.save_every == 0 or step == args.steps or (deadline and time.time() > deadline):
+            save()
+            if deadline and time.time() > deadline and step < args.steps:
+                print("stopped at step %d after --max-minutes; run again to resume" % step, flush=True)
+                return
+
+    final = report()
+    training.check_against_literal_forward(model)
+    description = ("addition task: %d steps of batch %d, canvas %d..%d, AdamW lr %g, seed %d, %d threads, %.0f s; %s"
+                   % (args.steps, args.batch, lo, hi, args.learning_rate, args.seed, torch.get_num_threads(), seconds, final))
+    tiny.write_model(args.out, model.onnx_weights(), description, args.seed)
+    with open(os.path.join(args.out, "test.jsonl"), "w") as f:
+        for prompt, answer in held_out:
+            f.write(json.dumps({"prompt": prompt, "answer": answer}) + "\n")
+    print(description)
+
+
+if __name__ == "__main__":
+    main()
