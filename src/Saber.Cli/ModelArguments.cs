@@ -12,16 +12,19 @@ internal static class ModelArguments
         "  --gen-length G     positions to generate (default 64)\n" +
         "  --block-length K   semi-autoregressive block length (default 32)";
 
-    /// <summary>The shipped model: copied next to the saber executable, else models/tiny under the working directory.</summary>
-    public static string ShippedModel()
+    /// <summary>
+    /// A shipped model (<c>tiny</c>: the code model; <c>addition</c>: the task model of <c>saber eval</c> and the demo):
+    /// copied next to the saber executable, else under models/ in the working directory.
+    /// </summary>
+    public static string ShippedModel(string name = "tiny")
     {
-        string beside = Path.Combine(AppContext.BaseDirectory, "models", "tiny");
-        return Directory.Exists(beside) ? beside : Path.Combine(Environment.CurrentDirectory, "models", "tiny");
+        string beside = Path.Combine(AppContext.BaseDirectory, "models", name);
+        return Directory.Exists(beside) ? beside : Path.Combine(Environment.CurrentDirectory, "models", name);
     }
 
-    public static LocalModel Open(Arguments args, ILoggerFactory logging)
+    public static LocalModel Open(Arguments args, ILoggerFactory logging, string shipped = "tiny")
     {
-        string directory = args.Text("--model") ?? ShippedModel();
+        string directory = args.Text("--model") ?? ShippedModel(shipped);
         int threads = args.Int("--threads") ?? 0;
         if (threads < 0 || threads > OnnxEngineOptions.MaxIntraOpThreads)
             throw new UsageException($"--threads must lie in [0, {OnnxEngineOptions.MaxIntraOpThreads}] (four per core; 0: one per core); got {threads}.");

@@ -10,6 +10,7 @@ public static class Program
         "  demo     the main job on the embedded default model: watch Saber fill a canvas, then compare strategies\n" +
         "  generate complete prompts with a model (default: the shipped models/tiny, ONNX Runtime on the CPU)\n" +
         "  compare  one prompt set through Saber, low-confidence (S = G) and threshold 0.9: NFE, wall time, tokens/s\n" +
+        "  eval     a held-out problem set through every strategy: exact-match accuracy, NFE, wall time (default: models/addition)\n" +
         "  replay   decode against logits recorded in a .npy file [steps, L, V]\n" +
         "  serve    an OpenAI-compatible HTTP server (chat and text completions) on the configured models\n" +
         "common options: --verbose (log to stderr), --help; --version prints the version;\n" +
@@ -39,6 +40,7 @@ public static class Program
         "generate" => GenerateCommand.Usage,
         "compare" => CompareCommand.Usage,
         "serve" => ServeCommand.Usage,
+        "eval" => EvalCommand.Usage,
         _ => Usage,
     };
 
@@ -81,6 +83,7 @@ public static class Program
                 "demo" => await DemoCommand.RunAsync(rest, stdout, logging, cancellationToken),
                 "generate" => await GenerateCommand.RunAsync(rest, stdout, stderr, logging, cancellationToken),
                 "compare" => await CompareCommand.RunAsync(rest, stdout, stderr, logging, cancellationToken),
+                "eval" => await EvalCommand.RunAsync(rest, stdout, stderr, logging, cancellationToken),
                 "serve" => await ServeCommand.RunAsync(rest, stdout, verbose, cancellationToken),
                 _ => throw new UsageException($"Unknown command '{command}'."),
             };

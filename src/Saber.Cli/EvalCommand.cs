@@ -1,0 +1,165 @@
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Saber.Onnx;
+
+namespace Saber.Cli;
+
+/// <summary><c>saber eval</c>: a held-out problem set through every strategy; exact-match accuracy, NFE, wall time, tokens/s.</summary>
+internal static class EvalCommand
+{
+    public const string Usage =
+        "usage: saber eval [--model DIR] [--set FILE] [--limit N] [--gen-length G] [--block-length K] [--batch B]\n" +
+        "                  [--temperature T --seed S] [--threads N] [--json] [--no-progress]\n" +
+        "Decodes each problem of the set with every strategy (low-confidence S=G and S=G/2, threshold 0.9, Saber reference\n" +
+        "and paper, Saber without backtracking, Saber with a fixed threshold 0.9) and prints, per strategy, exact-match\n" +
+        "accuracy (the decoded text up to the first end-of-text equals the answer), mean and max NFE, wall time and\n" +
+        "generated positions per second; a Markdown table, or --json.\n" +
+        "  --model DIR        default: the shipped task model models/addition (models/addition/README.md)\n" +
+        "  --set FILE         JSON lines of {\"prompt\": ..., \"answer\": ...} (default: test.jsonl in the model directory)\n" +
+        "  --limit N          the first N problems only\n" +
+        "  --gen-length G     positions to generate (default 16); --block-length K (default G: one block)\n" +
+        "  --batch B          problems per forward pass (default 64; continuous batching: the figures but wall time do not depend on it)\n" +
+        "  --temperature T    default 0 (greedy); with T > 0, problem i draws with seed S + i (--seed S, default 0): the same seed, the same table\n" +
+        "  --threads N        ONNX Runtime intra-op threads (default 0: one per core)\n" +
+        "Progress goes to stderr (--no-progress: none).";
+
+    public static async Task<int> RunAsync(string[] argv, TextWriter stdout, TextWriter stderr, ILoggerFactory logging, CancellationToken cancellationToken)
+    {
+        var args = new Arguments(argv, new HashSet<string> { "--json", "--no-progress" });
+        bool json = args.Flag("--json");
+        bool showProgress = !args.Flag("--no-progress");
+        int? limit = args.Int("--limit");
+        if (limit is < 1) throw new UsageException($"--limit must be >= 1; got {limit}.");
+        int g = args.Int("--gen-length") ?? 16;
+        int k = args.Int("--block-length") ?? g;
+        int batch = args.Int("--batch") ?? 64;
+        if (batch < 1) throw new UsageException($"--batch must be >= 1; got {batch}.");
+        var (temperature, seed) = StrategyArguments.Sampling(args);
+        string? setPath = args.Text("--set");
+        using LocalModel model = ModelArguments.Open(args, logging, shipped: "addition");
+        args.RejectUnknown();
+
+        string directory = Path.GetDirectoryName(model.Denoiser.ModelPath) ?? ".";
+        setPath ??= Path.Combine(directory, "test.jsonl");
+        List<EvalProblem> problems = Evaluation.ReadSet(setPath);
+        if (limit is int n && n < problems.Count) problems = problems[..n];
+
+        IReadOnlyList<(string Label, DecodingStrategy Strategy)> table = Evaluation.Table(g);
+        DecodeOptions Options(DecodingStrategy strategy) =>
+            new() { GenerationLength = g, BlockLength = k, Strategy = strategy, Temperature = temperature, Seed = seed ?? 0 };
+        // Every row's settings and every prompt are checked before anything is decoded.
+        ReadOnlyMemory<int>[] encoded = ModelArguments.Encode(model.Tokenizer, problems.Select(p => p.Prompt).ToArray(), "eval", stderr);
+        foreach (var (_, strategy) in table)
+        {
+            DecodeOptions options = Options(strategy);
+            DecodeInputs.Validate(encoded.Take(batch).ToArray(), options, model.Denoiser.VocabularySize, model.Denoiser.MaskId, model.Denoiser.MaxSequenceLength);
+            StrategyArguments.WarnAboutSeed(options, seed is not null, "eval", stderr);
+            if (seed is not null) break;   // one warning is enough
+        }
+
+        // One untimed forward pass first, so that no row pays for the session's warm-up.
+        await model.Denoiser.ForwardAsync(new DenoiseRequest(0, [0],
+            [ModelArguments.InitialCanvases([encoded[0]], model.Tokenizer.MaskId, g)[0]]), cancellationToken);
+        var rows = new List<EvalRow>();
+        var bar = new ProgressBar(stderr, showProgress, table.Count, problems.Count);
+        foreach (var (label, strategy) in table)
+        {
+            bar.Start(rows.Count, label);
+            rows.Add(await Evaluation.RunAsync(model, problems, label, Options(strategy), batch, bar, cancellationToken));
+            bar.Finish(rows[^1]);
+        }
+
+        string name = Path.GetFileName(Path.GetFullPath(directory).TrimEnd(Path.DirectorySeparatorChar));
+        if (json)
+            WriteJson(stdout, name, problems.Count, g, k, temperature, seed ?? 0, rows);
+        else
+            WriteMarkdown(stdout, name, Path.GetFileName(setPath), problems.Count, g, k, temperature, seed ?? 0, batch, rows);
+        return 0;
+    }
+
+    private static void WriteJson(TextWriter stdout, string model, int problems, int g, int k, float temperature, ulong seed, List<EvalRow> rows)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        {
+            json.WriteStartObject();
+            json.WriteString("model", model);
+            json.WriteNumber("problems", problems);
+            json.WriteNumber("gen_length", g);
+            json.WriteNumber("block_length", k);
+            json.WriteNumber("temperature", temperature);
+            json.WriteNumber("seed", seed);
+            json.WriteStartArray("rows");
+            foreach (EvalRow row in rows)
+            {
+                json.WriteStartObject();
+                json.WriteString("strategy", row.Strategy);
+                if (row.Variant is null) json.WriteNull("variant");
+                else json.WriteString("variant", row.Variant);
+                json.WriteString("label", row.Label);
+                json.WriteNumber("accuracy", row.Accuracy);
+                json.WriteNumber("correct", row.Correct);
+                json.WriteNumber("mean_nfe", row.MeanNfe);
+                json.WriteNumber("max_nfe", row.MaxNfe);
+                json.WriteNumber("wall_ms", Math.Round(row.WallMs, 1));
+                json.WriteNumber("tokens_per_s", Math.Round(row.TokensPerSecond, 1));
+                json.WriteEndObject();
+            }
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+        stdout.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
+    }
+
+    private static void WriteMarkdown(TextWriter stdout, string model, string set, int problems, int g, int k, float temperature, ulong seed, int batch,
+        List<EvalRow> rows)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        string sampling = temperature > 0 ? $"T = {temperature.ToString(inv)}, seed {seed}" : "greedy (T = 0)";
+        stdout.WriteLine($"saber eval: {model}, {problems} problems ({set}), G = {g}, K = {k}, {sampling}, batch {batch}, CPU (ONNX Runtime)");
+        stdout.WriteLine();
+        stdout.WriteLine("| strategy | accuracy | mean NFE | max NFE | NFE vs low-confidence S=G | wall ms | tokens/s |");
+        stdout.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
+        double baseline = rows[0].MeanNfe;
+        foreach (EvalRow row in rows)
+            stdout.WriteLine($"| {row.Label} | {row.Accuracy.ToString("F3", inv)} ({row.Correct}/{row.Problems}) | {row.MeanNfe.ToString("F2", inv)} | {row.MaxNfe} | " +
+                $"{(row.MeanNfe / baseline).ToString("F2", inv)}x | {row.WallMs.ToString("F0", inv)} | {row.TokensPerSecond.ToString("F0", inv)} |");
+    }
+
+    /// <summary>
+    /// Progress on stderr: a bar redrawn in place on a terminal; where stderr is redirected (a log, CI), one line per
+    /// finished row instead of carriage returns.
+    /// </summary>
+    private sealed class ProgressBar(TextWriter stderr, bool enabled, int rows, int problems) : IProgress<int>
+    {
+        private readonly bool interactive = enabled && stderr == Console.Error && !Console.IsErrorRedirected;
+        private int row;
+        private string label = "";
+
+        public void Start(int index, string name)
+        {
+            row = index;
+            label = name;
+            Report(0);
+        }
+
+        public void Report(int done)
+        {
+            if (!interactive) return;
+            const int Width = 30;
+            double fraction = (row + (double)done / problems) / rows;
+            int filled = (int)(fraction * Width);
+            stderr.Write($"\r[{new string('#', filled)}{new string('.', Width - filled)}] {row + 1}/{rows} {label,-28} {done}/{problems}   ");
+        }
+
+        public void Finish(EvalRow result)
+        {
+            if (!enabled) return;
+            if (interactive && row + 1 < rows) return;
+            if (interactive) stderr.WriteLine();
+            else stderr.WriteLine($"saber eval: [{row + 1}/{rows}] {result.Label}: accuracy {result.Accuracy.ToString("F3", CultureInfo.InvariantCulture)}, " +
+                $"mean NFE {result.MeanNfe.ToString("F2", CultureInfo.InvariantCulture)}");
+        }
+    }
+}

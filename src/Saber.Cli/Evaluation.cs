@@ -1,0 +1,101 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Saber.Onnx;
+using Saber.Service;
+
+namespace Saber.Cli;
+
+/// <summary>One held-out problem: the prompt, and the answer the decoded text must equal exactly.</summary>
+internal sealed record EvalProblem(string Prompt, string Answer);
+
+/// <summary>One strategy's row of the table (the <c>--json</c> field names are those of the format).</summary>
+internal sealed record EvalRow(string Strategy, string? Variant, string Label, int Problems, int Correct, double MeanNfe, int MaxNfe,
+    double WallMs, double TokensPerSecond)
+{
+    public double Accuracy => Problems == 0 ? 0 : (double)Correct / Problems;
+}
+
+/// <summary>
+/// Exact-match evaluation of a model on a held-out set, strategy by strategy: the rows of the paper's Table 1 and its
+/// ablations in miniature (<c>saber eval</c>, the demo's comparison, the regression guard).
+/// </summary>
+internal static class Evaluation
+{
+    /// <summary>The rows: the baselines, then Saber and its ablations (n = 2, mu = 8 throughout).</summary>
+    public static IReadOnlyList<(string Label, DecodingStrategy Strategy)> Table(int g) =>
+    [
+        ("low-confidence S=G", new LowConfidenceStrategy(g)),
+        ("low-confidence S=G/2", new LowConfidenceStrategy(Math.Max(1, g / 2))),
+        ("threshold 0.9", new ThresholdStrategy(0.9f)),
+        ("saber reference", new SaberStrategy()),
+        ("saber paper", new SaberStrategy(Variant: SaberVariant.Paper)),
+        ("saber no-backtracking", new SaberStrategy(Backtracking: false)),
+        ("saber fixed-threshold 0.9", new SaberStrategy(FixedThreshold: 0.9f)),
+    ];
+
+    /// <summary>The problems of a JSON-lines file, one <c>{"prompt": "...", "answer": "..."}</c> per line; blank lines skipped.</summary>
+    public static List<EvalProblem> ReadSet(string path)
+    {
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"The problem set {path} does not exist.", path);
+        var problems = new List<EvalProblem>();
+        int number = 0;
+        foreach (string line in File.ReadLines(path))
+        {
+            number++;
+            if (string.IsNullOrWhiteSpace(line)) continue;
+            try
+            {
+                using JsonDocument json = JsonDocument.Parse(line);
+                string? prompt = json.RootElement.TryGetProperty("prompt", out JsonElement p) && p.ValueKind == JsonValueKind.String ? p.GetString() : null;
+                string? answer = json.RootElement.TryGetProperty("answer", out JsonElement a) && a.ValueKind == JsonValueKind.String ? a.GetString() : null;
+                if (prompt is null || answer is null)
+                    throw new InvalidDataException($"{path}:{number}: expected an object with the strings \"prompt\" and \"answer\".");
+                problems.Add(new EvalProblem(prompt, answer));
+            }
+            catch (JsonException e)
+            {
+                throw new InvalidDataException($"{path}:{number}: not JSON ({e.Message}).", e);
+            }
+        }
+        if (problems.Count == 0)
+            throw new InvalidDataException($"{path} holds no problems.");
+        return problems;
+    }
+
+    /// <summary>The strategy's name and variant as the JSON rows give them.</summary>
+    public static (string Strategy, string? Variant) Name(DecodingStrategy strategy) => strategy switch
+    {
+        SaberStrategy s => ("saber", s.Variant.ToString().ToLowerInvariant()),
+        LowConfidenceStrategy => ("low-confidence", null),
+        ThresholdStrategy => ("threshold", null),
+        _ => (strategy.GetType().Name, null),
+    };
+
+    /// <summary>
+    /// Decodes every problem with one strategy through a <see cref="SaberEngine"/> (continuous batching, at most
+    /// <paramref name="batch"/> problems per forward pass) and scores the text up to the first end-of-text against the answer.
+    /// Problem <c>i</c> (0-based, in set order) decodes with seed <c>options.Seed + i</c>, and the engine keys a request's
+    /// draws by its own steps, so every figure but the wall time is independent of the batch size and of <c>--limit</c>.
+    /// <paramref name="progress"/> gets the number of problems done.
+    /// </summary>
+    public static async Task<EvalRow> RunAsync(LocalModel model, IReadOnlyList<EvalProblem> problems, string label, DecodeOptions options, int batch,
+        IProgress<int>? progress, CancellationToken cancellationToken)
+    {
+        int[][] prompts = problems.Select(p => model.Tokenizer.Encode(p.Prompt)).ToArray();
+        await using var engine = new SaberEngine(model.Denoiser, new SaberEngineOptions { MaxBatchSize = batch, Capacity = problems.Count });
+        int done = 0;
+        var clock = Stopwatch.StartNew();
+        SequenceResult[] results = await Task.WhenAll(prompts.Select(async (prompt, i) =>
+        {
+            SequenceResult result = await engine.DecodeAsync(prompt, options with { Seed = unchecked(options.Seed + (ulong)i) }, cancellationToken);
+            progress?.Report(Interlocked.Increment(ref done));
+            return result;
+        }));
+        double seconds = clock.Elapsed.TotalSeconds;
+        int correct = results.Where((s, i) => model.Tokenizer.Decode(s.Tokens) == problems[i].Answer).Count();
+        var (strategy, variant) = Name(options.Strategy);
+        return new EvalRow(strategy, variant, label, problems.Count, correct, results.Average(s => (double)s.Nfe), results.Max(s => s.Nfe),
+            seconds * 1000, seconds > 0 ? (double)options.GenerationLength * problems.Count / seconds : 0);
+    }
+}
