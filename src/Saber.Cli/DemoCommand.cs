@@ -14,10 +14,12 @@ internal static class DemoCommand
 {
     public const string Usage =
         "usage: saber demo [--no-color] [--synthetic | --model DIR --threads N --gen-length G --block-length K]\n" +
-        "Shows Saber filling the canvas step by step (green: committed this step, red: re-masked),\n" +
-        "then compares Saber, low-confidence (S = G) and threshold 0.9 on the same model.\n" +
-        "The default model is the shipped models/tiny: a small LLaDA-architecture transformer trained for a few\n" +
-        "minutes on Python source: its text is code-shaped and repetitive, not code (models/tiny/README.md).\n" +
+        "Shows Saber filling the canvas step by step (green: committed this step, red: re-masked), then a comparison.\n" +
+        "The default model is the shipped task model models/addition (sums of two 8-digit numbers, checked exactly;\n" +
+        "models/addition/README.md): it solves a held-out problem step by step, then low-confidence (S = G), threshold 0.9,\n" +
+        "Saber and Saber without backtracking are compared on the first " + "100 held-out problems (accuracy, NFE).\n" +
+        "With --model models/tiny (the code model: code-shaped text, not code) or any model without a test.jsonl, it\n" +
+        "fills a Python prompt and compares Saber, low-confidence (S = G) and threshold 0.9 on a few prompts (NFE, wall time).\n" +
         "--synthetic uses a synthetic stand-in with planted early mistakes that only backtracking repairs.";
 
     internal const string Prompt = "def fibonacci(n):\n";
@@ -41,10 +43,70 @@ internal static class DemoCommand
             args.RejectUnknown();
             return await SyntheticAsync(stdout, color, logging, cancellationToken);
         }
-        var (g, k) = ModelArguments.Lengths(args);
-        using Saber.Onnx.LocalModel model = ModelArguments.Open(args, logging);
+        using Saber.Onnx.LocalModel model = ModelArguments.Open(args, logging, shipped: "addition");
+        string taskSet = Path.Combine(Path.GetDirectoryName(model.Denoiser.ModelPath) ?? ".", "test.jsonl");
+        bool task = File.Exists(taskSet);
+        // The task model's answers fit 16 positions in one block; the code model writes 64 in blocks of 32.
+        var (g, k) = task ? (args.Int("--gen-length") ?? 16, args.Int("--block-length") ?? args.Int("--gen-length") ?? 16) : ModelArguments.Lengths(args);
         args.RejectUnknown();
+        return task
+            ? await TaskAsync(model, taskSet, g, k, stdout, color, logging, cancellationToken)
+            : await CodeAsync(model, g, k, stdout, color, logging, cancellationToken);
+    }
 
+    /// <summary>Problems the demo's comparison table decodes (the first of the held-out set).</summary>
+    internal const int TableProblems = 100;
+
+    /// <summary>
+    /// The task model (models/addition): one held-out problem solved step by step (the first of the set whose Saber decode
+    /// re-masks a position, so that backtracking is on screen; the line says which), then the comparison on the first
+    /// <see cref="TableProblems"/> problems.
+    /// </summary>
+    private static async Task<int> TaskAsync(Saber.Onnx.LocalModel model, string setPath, int g, int k, TextWriter stdout, bool color,
+        ILoggerFactory logging, CancellationToken cancellationToken)
+    {
+        Saber.Onnx.CharacterTokenizer tokenizer = model.Tokenizer;
+        List<EvalProblem> problems = Evaluation.ReadSet(setPath);
+        var saber = new DecodeOptions { GenerationLength = g, BlockLength = k, Strategy = new SaberStrategy(), Trace = true };
+        var sampler = new CpuSampler(logging.CreateLogger<CpuSampler>());
+        const int Candidates = 50;
+        int shown = 0;
+        for (int i = 0; i < Math.Min(Candidates, problems.Count); i++)
+        {
+            SequenceResult r = (await sampler.DecodeAsync(model.Denoiser, [tokenizer.Encode(problems[i].Prompt)], saber, cancellationToken)).Sequences[0];
+            if (r.Trace.Any(t => t.Remasked.Count > 0))
+            {
+                shown = i;
+                break;
+            }
+        }
+        EvalProblem problem = problems[shown];
+        int[] prompt = tokenizer.Encode(problem.Prompt);
+        stdout.WriteLine($"Saber on {model.Denoiser.ModelPath} (weights: {model.Denoiser.WeightsDescription ?? "not described"}).");
+        stdout.WriteLine($"Held-out problem {shown + 1} of {Path.GetFileName(setPath)} (the first of the first {Candidates} whose decode re-masks a position, " +
+            $"if any): {problem.Prompt} with {g} positions to fill; the answer is {problem.Answer}.");
+        stdout.WriteLine(Legend(color, tokenizer.MaskGlyph));
+        int[] canvas = await ShowStepsAsync(sampler.DecodeStepsAsync(model.Denoiser, [prompt], saber with { Trace = false }, cancellationToken), prompt.Length, color,
+            id => id == tokenizer.EosId ? EndOfText : tokenizer.Decode([id]), stdout);
+        string text = tokenizer.Decode(canvas.AsSpan(prompt.Length));
+        stdout.WriteLine($"decoded {text}: {(text == problem.Answer ? "right" : $"wrong (the answer is {problem.Answer})")}");
+        stdout.WriteLine();
+
+        List<EvalProblem> subset = problems.Take(TableProblems).ToList();
+        var rows = new List<EvalRow>();
+        foreach (var (label, strategy) in Evaluation.Table(g).Where(r => r.Label is "low-confidence S=G" or "threshold 0.9" or "saber reference" or "saber no-backtracking"))
+            rows.Add(await Evaluation.RunAsync(model, subset, label, new DecodeOptions { GenerationLength = g, BlockLength = k, Strategy = strategy },
+                batch: 64, progress: null, cancellationToken));
+        EvalCommand.WriteMarkdown(stdout, Path.GetFileName(Path.GetDirectoryName(model.Denoiser.ModelPath)) ?? "model", Path.GetFileName(setPath),
+            subset.Count, g, k, 0f, 0, 64, rows);
+        stdout.WriteLine("(saber eval runs every strategy on the whole set.)");
+        return 0;
+    }
+
+    /// <summary>The code model (models/tiny, or any model without a test set): a prompt filled step by step, then compare's table.</summary>
+    private static async Task<int> CodeAsync(Saber.Onnx.LocalModel model, int g, int k, TextWriter stdout, bool color, ILoggerFactory logging,
+        CancellationToken cancellationToken)
+    {
         Saber.Onnx.CharacterTokenizer tokenizer = model.Tokenizer;
         int[] prompt = tokenizer.Encode(Prompt);
         stdout.WriteLine($"Saber on {model.Denoiser.ModelPath} (weights: {model.Denoiser.WeightsDescription ?? "not described"}): prompt {Show(Prompt)}, {g} positions to fill.");

@@ -112,7 +112,7 @@ internal static class EvalCommand
         stdout.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
     }
 
-    private static void WriteMarkdown(TextWriter stdout, string model, string set, int problems, int g, int k, float temperature, ulong seed, int batch,
+    internal static void WriteMarkdown(TextWriter stdout, string model, string set, int problems, int g, int k, float temperature, ulong seed, int batch,
         List<EvalRow> rows)
     {
         var inv = CultureInfo.InvariantCulture;
