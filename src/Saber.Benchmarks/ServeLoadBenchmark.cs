@@ -57,6 +57,7 @@ internal static class ServeLoadBenchmark
         Line();
         Line($"- command: `{string.Join(' ', new[] { "dotnet run -c Release --project src/Saber.Benchmarks -- serve-load" }.Concat(args))}`");
         Line($"- machine: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}");
+        Line($"- other load on the machine: 1-minute load average {LoadAverage()} at the start (Linux /proc/loadavg; 2 would fill 2 cores)");
         Line($"- server: `SaberServer` on Kestrel, http://127.0.0.1 (a free port), model {model} as \"tiny\", engine defaults (Saber:Capacity 256, MaxBatchSize 32), ONNX Runtime's thread choice; client and server in one process");
         Line($"- load: {clients} clients x {perClient} streaming requests each ({requests.Count} distinct requests: /v1/completions and /v1/chat/completions in turn, " +
              $"saber / low-confidence / threshold in turn, every third greedy, the rest temperature 0.8 with their own seed, 8 prompts, max_tokens {maxTokens}, block_length 8, include_usage); " +
@@ -133,6 +134,7 @@ internal static class ServeLoadBenchmark
              "percent between runs, compare only within one run. The load is the tiny model (ONNX Runtime, CPU); streaming chunks arrive per finished block, " +
              "so TTFE is roughly one block's decode under the batch. The run below the load measures the limit's behaviour (clean, cheap rejections, exact " +
              "answers for the rest), not throughput.");
+        Line($"Load average at the end: {LoadAverage()}.");
         Line();
         Line(ok ? "Result: PASS (no request failed or was lost; every completed answer equals the request alone)." : "Result: FAIL (see above).");
 
@@ -160,6 +162,22 @@ internal static class ServeLoadBenchmark
             bool pass = failed == 0 && lost == 0 && completed.Length > 0 && (expectRejections || rejected == 0);
             if (!expectRejections && rejected > 0) failures.Add($"{name}: {rejected} rejections with the limit above the load");
             return pass;
+        }
+    }
+
+    private static string LoadAverage()
+    {
+        try
+        {
+            return File.ReadAllText("/proc/loadavg").Split(' ')[0];
+        }
+        catch (IOException)
+        {
+            return "unknown";
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return "unknown";
         }
     }
 }
