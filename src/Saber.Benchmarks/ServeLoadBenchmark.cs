@@ -43,6 +43,8 @@ internal static class ServeLoadBenchmark
         if (clients < 1 || perClient < 1 || maxTokens < 1 || timeoutSeconds < 1 || limit is < 1)
             throw new ArgumentException("--clients, --requests, --max-tokens, --timeout and --limit must be >= 1.");
         int low = limit ?? Math.Max(1, clients / 4);
+        // Above the load: a handler gives its slot back just after flushing [DONE], so a client's next request may
+        // briefly overlap its previous slot; twice the clients can never be reached.
         int high = clients * 2;
         var timeout = TimeSpan.FromSeconds(timeoutSeconds);
         List<LoadRequest> requests = ServeLoad.Requests(clients * perClient, maxTokens);
