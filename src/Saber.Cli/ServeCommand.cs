@@ -20,8 +20,8 @@ internal static partial class ServeCommand
         "  --urls URL         where to listen, e.g. http://127.0.0.1:8080 (the default: loopback only); ';' separates several\n" +
         "Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /healthz, GET /readyz.\n" +
         "Settings: appsettings.json in the working directory or environment variables (Server__MaxTokens=...):\n" +
-        "section Server (Models, MaxRequestBodyBytes, MaxPromptTokens, MaxTokens, DefaultMaxTokens, IntraOpThreads)\n" +
-        "and section Saber (the engine: Capacity, MaxBatchSize, ...). Ctrl+C stops it (unfinished requests are cancelled).";
+        "section Server (Models, MaxRequestBodyBytes, MaxPromptTokens, MaxTokens, DefaultMaxTokens, MaxConcurrentRequests,\n" +
+        "IntraOpThreads) and section Saber (the engine: Capacity, MaxBatchSize, ...). Ctrl+C stops it (unfinished requests are cancelled).";
 
     public static async Task<int> RunAsync(string[] argv, TextWriter stdout, bool verbose, CancellationToken cancellationToken)
     {

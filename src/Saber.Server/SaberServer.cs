@@ -34,6 +34,7 @@ public static class SaberServer
         builder.Services.AddOptions<SaberServerOptions>().BindConfiguration(SaberServerOptions.SectionName);
         builder.Services.AddOptions<SaberServiceOptions>().BindConfiguration(SaberServiceOptions.SectionName);
         builder.Services.AddSingleton<ServedModels>();
+        builder.Services.AddSingleton<ConcurrentRequestLimiter>();
         builder.Services.AddHostedService<ModelLoader>();
         builder.WebHost.ConfigureKestrel((context, kestrel) =>
         {
@@ -66,15 +67,15 @@ public static class SaberServer
 
     private static void Map(WebApplication app)
     {
-        app.MapPost("/v1/chat/completions", (HttpContext context) => Guard(context, () => CompleteAsync(context, chat: true)));
-        app.MapPost("/v1/canvas", (HttpContext context) => Guard(context, () => CanvasAsync(context)));
+        app.MapPost("/v1/chat/completions", (HttpContext context) => Guard(context, () => Limited(context, () => CompleteAsync(context, chat: true))));
+        app.MapPost("/v1/canvas", (HttpContext context) => Guard(context, () => Limited(context, () => CanvasAsync(context))));
         app.MapGet("/", async (HttpContext context) =>
         {
             context.Response.ContentType = "text/html; charset=utf-8";
             await using Stream page = typeof(SaberServer).Assembly.GetManifestResourceStream("Saber.Server.canvas.html")!;
             await page.CopyToAsync(context.Response.Body, context.RequestAborted);
         });
-        app.MapPost("/v1/completions", (HttpContext context) => Guard(context, () => CompleteAsync(context, chat: false)));
+        app.MapPost("/v1/completions", (HttpContext context) => Guard(context, () => Limited(context, () => CompleteAsync(context, chat: false))));
         app.MapGet("/v1/models", (HttpContext context) => Guard(context, () => WriteJsonAsync(context.Response, json => ModelsBody(json, Models(context)))));
         app.MapGet("/v1/models/{id}", (HttpContext context, string id) => Guard(context, () =>
         {
@@ -114,6 +115,10 @@ public static class SaberServer
 
     private static bool MetricsEnabled(IConfiguration configuration) =>
         configuration.GetSection(SaberServerOptions.SectionName).GetValue(nameof(SaberServerOptions.Metrics), defaultValue: true);
+
+    /// <summary>A generation request: holds one of <c>Server:MaxConcurrentRequests</c> slots while it runs, else a 429 before its body is read.</summary>
+    private static Task Limited(HttpContext context, Func<Task> handler) =>
+        context.RequestServices.GetRequiredService<ConcurrentRequestLimiter>().RunAsync(handler);
 
     private static ServedModels Models(HttpContext context) => context.RequestServices.GetRequiredService<ServedModels>();
 

@@ -36,6 +36,14 @@ public sealed class SaberServerOptions
     /// </summary>
     public bool Metrics { get; set; } = true;
 
+    /// <summary>
+    /// The most generation requests (chat, completions, canvas) the server handles at once, across all models (default
+    /// 64); a stream counts until it ends or its client leaves. One more is answered 429 <c>too_many_concurrent_requests</c>
+    /// with <c>Retry-After</c>. Distinct from each engine's <c>Saber:Capacity</c> (default 256, 503 <c>engine_full</c>):
+    /// the default keeps one model's engine below its capacity, so the server refuses early and cheaply, before reading a body.
+    /// </summary>
+    public int MaxConcurrentRequests { get; set; } = 64;
+
     /// <summary>ONNX Runtime intra-op threads per model; null lets ONNX Runtime choose.</summary>
     public int? IntraOpThreads { get; set; }
 
@@ -56,6 +64,8 @@ public sealed class SaberServerOptions
             throw new ArgumentOutOfRangeException(nameof(MaxTokens), MaxTokens, $"{SectionName}:{nameof(MaxTokens)} must lie in [1, {DecodeOptions.MaxGenerationLength}]; got {MaxTokens}.");
         if (DefaultMaxTokens < 1 || DefaultMaxTokens > DecodeOptions.MaxGenerationLength)
             throw new ArgumentOutOfRangeException(nameof(DefaultMaxTokens), DefaultMaxTokens, $"{SectionName}:{nameof(DefaultMaxTokens)} must lie in [1, {DecodeOptions.MaxGenerationLength}]; got {DefaultMaxTokens}.");
+        if (MaxConcurrentRequests < 1)
+            throw new ArgumentOutOfRangeException(nameof(MaxConcurrentRequests), MaxConcurrentRequests, $"{SectionName}:{nameof(MaxConcurrentRequests)} must be >= 1; got {MaxConcurrentRequests}.");
         if (IntraOpThreads is < 1)
             throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), IntraOpThreads, $"{SectionName}:{nameof(IntraOpThreads)} must be >= 1 or unset; got {IntraOpThreads}.");
         foreach (var (name, directory) in Models)
