@@ -86,6 +86,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--save-every", type=int, default=250)
     parser.add_argument("--max-minutes", type=float, default=0, help="save and stop after this long (0: run to the end)")
+    parser.add_argument("--export-checkpoint", action="store_true",
+                        help="write the ONNX files from the checkpoint as it is (before the last step: the description says so) and stop")
     args = parser.parse_args()
     lo, hi = (int(v) for v in args.canvas.split(","))
     if not task.ANSWER_LENGTH <= lo <= hi or hi + 2 * task.DIGITS + 2 > tiny.MAX_POSITIONS:
@@ -134,6 +136,12 @@ def main():
         model.train()
         return "held-out loss %.4f, exact: one call %.3f, one position per call %.3f" % (loss, parallel, sequential)
 
+    if args.export_checkpoint:
+        if step == 0:
+            raise SystemExit("no checkpoint at %s to export" % args.checkpoint)
+        export(model, args, lo, hi, seconds, report(), held_out, step)
+        return
+
     started = time.time() - seconds
     deadline = time.time() + args.max_minutes * 60 if args.max_minutes else None
     print("%d threads; step %d of %d: %s" % (torch.get_num_threads(), step, args.steps, report()), flush=True)
@@ -161,10 +169,14 @@ def main():
                 print("stopped at step %d after --max-minutes; run again to resume" % step, flush=True)
                 return
 
-    final = report()
+    export(model, args, lo, hi, seconds, report(), held_out, step)
+
+
+def export(model, args, lo, hi, seconds, final, held_out, step):
     training.check_against_literal_forward(model)
-    description = ("addition task: %d steps of batch %d, canvas %d..%d, AdamW lr %g, seed %d, %d threads, %.0f s; %s"
-                   % (args.steps, args.batch, lo, hi, args.learning_rate, args.seed, torch.get_num_threads(), seconds, final))
+    schedule = "%d steps" % args.steps if step == args.steps else "step %d of a %d-step schedule (exported before its end)" % (step, args.steps)
+    description = ("addition task: %s of batch %d, canvas %d..%d, AdamW lr %g, seed %d, %d threads, %.0f s; %s"
+                   % (schedule, args.batch, lo, hi, args.learning_rate, args.seed, torch.get_num_threads(), seconds, final))
     tiny.write_model(args.out, model.onnx_weights(), description, args.seed)
     with open(os.path.join(args.out, "test.jsonl"), "w") as f:
         for prompt, answer in held_out:
