@@ -65,7 +65,7 @@ public unsafe class BindingTests
         Assert.That(NativeLibraryFixture.LastError(), Does.Contain("factor must be finite and > 0; got 0"));
         options.Factor = float.NaN;
         Assert.That(SaberNative.ValidateOptions(&options, 100, 99), Is.EqualTo(SaberStatus.ErrorInvalidArgument));
-        Assert.That(NativeLibraryFixture.LastError(), Does.Contain("got nan"));
+        Assert.That(NativeLibraryFixture.LastError(), Does.Match("factor must be finite and > 0; got -?nan"));   // .NET's NaN has the sign bit
         options.Factor = 1f;
         Assert.That(SaberNative.ValidateOptions(&options, 100, 99), Is.EqualTo(SaberStatus.Ok));
     }
