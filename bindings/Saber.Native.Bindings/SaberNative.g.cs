@@ -44,6 +44,8 @@ public enum SaberStrategy
     LowConfidence = 1,
     /// <summary>Fast-dLLM&apos;s threshold rule.</summary>
     Threshold = 2,
+    /// <summary>Fast-dLLM&apos;s factor rule: the i-th most confident masked position needs c &gt;= 1 - factor / (i + 1).</summary>
+    Factor = 3,
 }
 
 /// <summary>Reading of Saber: the authors&apos; released code, or the paper&apos;s text.</summary>
@@ -103,6 +105,8 @@ public unsafe struct SaberDecodeOptions
     public float Threshold;
     /// <summary>T &gt;= 0, finite; above zero predictions are Gumbel-max draws.</summary>
     public float Temperature;
+    /// <summary>The factor, finite and &gt; 0 (factor strategy only). It fills what was padding before seed, so the struct&apos;s size and every other offset are those of ABI version 1 before it existed.</summary>
+    public float Factor;
     /// <summary>Philox key of the Gumbel draws and the random metric.</summary>
     public ulong Seed;
 }

@@ -39,7 +39,7 @@ namespace {
 
 const char *const options_names[] = {"generation_length", "block_length", "strategy", "variant", "min_tokens_per_step",
                                      "remask_divisor", "backtracking", "use_fixed_threshold", "fixed_threshold", "steps",
-                                     "metric", "threshold", "temperature", "seed"};
+                                     "metric", "threshold", "temperature", "factor", "seed"};
 const uint32_t options_offsets[] = {
     SABER_OFFSET(saber_decode_options, generation_length), SABER_OFFSET(saber_decode_options, block_length),
     SABER_OFFSET(saber_decode_options, strategy),          SABER_OFFSET(saber_decode_options, variant),
@@ -47,7 +47,8 @@ const uint32_t options_offsets[] = {
     SABER_OFFSET(saber_decode_options, backtracking),      SABER_OFFSET(saber_decode_options, use_fixed_threshold),
     SABER_OFFSET(saber_decode_options, fixed_threshold),   SABER_OFFSET(saber_decode_options, steps),
     SABER_OFFSET(saber_decode_options, metric),            SABER_OFFSET(saber_decode_options, threshold),
-    SABER_OFFSET(saber_decode_options, temperature),       SABER_OFFSET(saber_decode_options, seed)};
+    SABER_OFFSET(saber_decode_options, temperature),       SABER_OFFSET(saber_decode_options, factor),
+    SABER_OFFSET(saber_decode_options, seed)};
 
 const char *const status_names[] = {"steps", "active_sequences", "error", "error_step", "error_sequence", "error_position",
                                     "error_vocabulary_index"};

@@ -54,8 +54,12 @@ saber_status validate_options(const saber_decode_options &o, int32_t vocabulary,
             if (!threshold_ok(o.threshold))
                 return fail(SABER_ERROR_INVALID_ARGUMENT, "threshold theta must lie in (0, 1]; got %g", static_cast<double>(o.threshold));
             return SABER_OK;
+        case SABER_STRATEGY_FACTOR:
+            if (!(std::isfinite(o.factor) && o.factor > 0.0f))
+                return fail(SABER_ERROR_INVALID_ARGUMENT, "factor must be finite and > 0; got %g", static_cast<double>(o.factor));
+            return SABER_OK;
         default:
-            return fail(SABER_ERROR_INVALID_ARGUMENT, "strategy must be a saber_strategy (0..2); got %d", o.strategy);
+            return fail(SABER_ERROR_INVALID_ARGUMENT, "strategy must be a saber_strategy (0..3); got %d", o.strategy);
     }
 }
 

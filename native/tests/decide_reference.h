@@ -145,6 +145,24 @@ inline void step(const saber_decode_options &o, int K, int mask_id, int t, Seque
         } else {
             x.block_step = j + 1;
         }
+    } else if (o.strategy == SABER_STRATEGY_FACTOR) {
+        // Rank the block's masked positions; walk the ranks until the first i >= 2 with c_i < 1 - factor / (i + 1).
+        std::vector<int> masked;
+        for (int i = begin; i < end; ++i)
+            if (!x.decoded[i]) masked.push_back(i);
+        const int M = static_cast<int>(masked.size());
+        const std::vector<int> ranked = best(masked, r.confidence, M, false);
+        int passed = M > 0 ? 1 : 0;   // rank 1 always passes
+        while (passed < M) {
+            const int rank = passed + 1;
+            const double bar = 1.0 - static_cast<double>(o.factor) / static_cast<double>(rank + 1);
+            if (static_cast<double>(r.confidence[ranked[passed]]) < bar) break;
+            passed += 1;
+        }
+        // The released code commits every masked position when only the last rank fails.
+        const int k = passed == M - 1 ? M : passed;
+        for (int j = 0; j < k; ++j) commit(ranked[j]);
+        advance_when_complete();
     } else {
         std::vector<int> masked, draft;
         for (int i = begin; i < end; ++i) {

@@ -128,6 +128,11 @@ const std::vector<float> kConfidences = {-0.0f, 0.0f, 0x1p-20f, 3e-6f, 0.1f, 0.1
                                          0.9f, std::nextafter(0.9f, 1.0f), 1.0f, 1.0f};
 const std::vector<float> kTinyConfidences = {-0.0f, 0.0f, 1e-30f, 5e-7f, 0.125f, 0.25f, 0.5f, 0.5f, 0.5f, 0.75f,
                                              0.9f, std::nextafter(0.9f, 1.0f), 1.0f, 1.0f};
+// The factor rule's edges: thresholds 1 - F / (i + 1) hit exactly (0.75 = rank 3 at F = 1, 0.5 = rank 3 at F = 2, 0 =
+// rank 3 at F = 4) or missed by one float (the nearest floats around 2/3, rank 2 at F = 1), with ties.
+const std::vector<float> kFactorConfidences = {-0.0f, 0.0f, 0.25f, 0.5f, 0.5f, std::nextafter(0.5f, 0.0f), 2.0f / 3.0f,
+                                               std::nextafter(2.0f / 3.0f, 0.0f), 0.75f, 0.75f, std::nextafter(0.75f, 0.0f),
+                                               0.8f, 0.875f, std::nextafter(0.875f, 0.0f), 0.9375f, 0.96875f, 1.0f, 1.0f};
 const std::vector<float> kMetrics = {-3.5f, -1.0f, -0.0f, 0.0f, 0.0f, 0.25f, 0.5f, 0.5f, 1.0f};
 const std::vector<float> kPrevious = {-0.0f, 0.0f, 0.25f, 0.5f, 0.5f, 0.9f, 1.0f, -kInf};
 
@@ -217,7 +222,7 @@ Batch random_batch(std::mt19937 &rng, const saber_decode_options &o, int batch, 
 /// the active end, the baselines the block's masked positions), NaN and -1 for every other row.
 void random_rows(std::mt19937 &rng, Batch &x) {
     const bool saber = x.o.strategy == SABER_STRATEGY_SABER, paper = saber && x.o.variant == SABER_VARIANT_PAPER;
-    const std::vector<float> &confidences = x.tiny ? kTinyConfidences : kConfidences;
+    const std::vector<float> &confidences = x.o.strategy == SABER_STRATEGY_FACTOR ? kFactorConfidences : x.tiny ? kTinyConfidences : kConfidences;
     for (int b = 0; b < x.batch; ++b) {
         const int begin = x.block[b] * x.K, end = begin + x.K;
         for (int g = 0; g < x.G; ++g) {
@@ -448,6 +453,7 @@ saber_decode_options options_of(int strategy, int G, int K) {
     o.steps = G;
     o.metric = SABER_METRIC_MAXPROB;
     o.threshold = 0.9f;
+    o.factor = 1.0f;
     return o;
 }
 
@@ -495,6 +501,7 @@ std::string describe(const saber_decode_options &o) {
                (o.use_fixed_threshold ? " fixed " + std::to_string(o.fixed_threshold) : "");
     if (o.strategy == SABER_STRATEGY_LOW_CONFIDENCE)
         return d + " low-confidence S" + std::to_string(o.steps) + " metric " + std::to_string(o.metric);
+    if (o.strategy == SABER_STRATEGY_FACTOR) return d + " factor " + std::to_string(o.factor);
     return d + " threshold " + std::to_string(o.threshold);
 }
 
@@ -651,6 +658,62 @@ TEST(DecideHost, ThresholdMatchesTheReference) {
     EXPECT_GT(compared, 100);
 }
 
+TEST(DecideHost, FactorMatchesTheReference) {
+    std::mt19937 rng(9);
+    int compared = 0;
+    for (const Shape &shape : kShapes) {
+        std::vector<saber_decode_options> all;
+        // Tiny (only rank 1, or all at the end), Fast-dLLM's default 1, larger (thresholds at or below 0 for the first
+        // ranks) and huge (every rank passes).
+        for (float factor : {1e-3f, 0.5f, 1.0f, 2.0f, 4.0f, 1e30f}) {
+            saber_decode_options o = options_of(SABER_STRATEGY_FACTOR, shape.G, shape.K);
+            o.factor = factor;
+            all.push_back(o);
+        }
+        compared += run_configurations(rng, all, 3, 4);
+    }
+    RecordProperty("steps_compared", compared);
+    EXPECT_GT(compared, 300);
+}
+
+TEST(DecideHost, FactorWorkedExampleOfTheSpec) {
+    // docs/strategies.md: F = 1, one block of 6. Step 1 commits ranks 1-3 (0.75 meets rank 3's threshold exactly and
+    // goes before the equal 0.75 at a later position, which fails rank 4's 0.8); step 2 commits one of three; step 3
+    // commits both of the last two (only the last rank failed: the released code's rule).
+    saber_decode_options o = options_of(SABER_STRATEGY_FACTOR, 6, 6);
+    std::mt19937 rng(10);
+    Batch x = random_batch(rng, o, 1, 1);
+    x.done[0] = 0;
+    x.block[0] = 0;
+    for (int g = 0; g < 6; ++g) {
+        x.decoded[x.at(0, g)] = 0;
+        x.canvas[static_cast<size_t>(x.prompt_length[0]) + g] = kMask;
+    }
+    const std::vector<std::vector<float>> steps = {{0.95f, 0.5f, 0.75f, 0.99f, 0.75f, 0.3f},
+                                                   {kNaN, 0.6f, kNaN, kNaN, 0.7f, 0.1f},
+                                                   {kNaN, 0.2f, kNaN, kNaN, kNaN, 0.1f}};
+    const std::vector<std::vector<int>> committed = {{0, 2, 3}, {4}, {1, 5}};
+    for (size_t t = 0; t < steps.size(); ++t) {
+        for (int g = 0; g < 6; ++g) {
+            const size_t at = x.at(0, g);
+            const bool row = !x.decoded[at];
+            x.prediction[at] = row ? 10 + g : -1;
+            x.confidence[at] = x.metric[at] = row ? steps[t][static_cast<size_t>(g)] : kNaN;
+            x.token_confidence[at] = kNaN;
+        }
+        const Batch want = expected_step(x);
+        Batch got = x;
+        host_step(got, Place::Staged);
+        expect_same_state(got, want, false, "worked example step " + std::to_string(t + 1));
+        std::vector<int> newly;
+        for (int g = 0; g < 6; ++g)
+            if (got.decoded[got.at(0, g)] && !x.decoded[x.at(0, g)]) newly.push_back(g);
+        EXPECT_EQ(newly, committed[t]) << "step " << t + 1;
+        x = got;
+    }
+    EXPECT_EQ(x.done[0], 1);
+}
+
 TEST(DecideHost, LargeGenerationsOnTheGlobalMemoryPathMatchTheReference) {
     // G > 1024 decides in the state's arrays (state_scratch) with keys in the chunk scratch; G need not be a power of two.
     std::mt19937 rng(4);
@@ -658,7 +721,8 @@ TEST(DecideHost, LargeGenerationsOnTheGlobalMemoryPathMatchTheReference) {
     for (const Shape &shape : std::vector<Shape>{{2048, 512}, {3072, 1024}, {3072, 3072}}) {
         std::vector<saber_decode_options> all = {options_of(SABER_STRATEGY_SABER, shape.G, shape.K),
                                                  options_of(SABER_STRATEGY_LOW_CONFIDENCE, shape.G, shape.K),
-                                                 options_of(SABER_STRATEGY_THRESHOLD, shape.G, shape.K)};
+                                                 options_of(SABER_STRATEGY_THRESHOLD, shape.G, shape.K),
+                                                 options_of(SABER_STRATEGY_FACTOR, shape.G, shape.K)};
         all[0].variant = SABER_VARIANT_PAPER;
         all[1].steps = 2 * (shape.G / shape.K);
         for (const saber_decode_options &o : all) {
@@ -680,7 +744,7 @@ TEST(DecideHost, LargeGenerationsOnTheGlobalMemoryPathMatchTheReference) {
 
 TEST(DecideHost, AFailedStepChangesNothingButTheErrorStepAndStatus) {
     std::mt19937 rng(5);
-    for (int strategy : {SABER_STRATEGY_SABER, SABER_STRATEGY_LOW_CONFIDENCE, SABER_STRATEGY_THRESHOLD}) {
+    for (int strategy : {SABER_STRATEGY_SABER, SABER_STRATEGY_LOW_CONFIDENCE, SABER_STRATEGY_THRESHOLD, SABER_STRATEGY_FACTOR}) {
         Batch x = random_batch(rng, options_of(strategy, 32, 8), 8, 2);
         random_rows(rng, x);
         x.error = saber::error_key(3, 17, 41);
@@ -704,7 +768,7 @@ TEST(DecideHost, AStepAfterEverySequenceFinishedIsNoStepButIsPublished) {
     // A host loop one step ahead queues a step after the last sequence has finished: nothing changes, the step counter
     // stays, and the status is published once more (the host waits for that publication).
     std::mt19937 rng(6);
-    for (int strategy : {SABER_STRATEGY_SABER, SABER_STRATEGY_LOW_CONFIDENCE, SABER_STRATEGY_THRESHOLD}) {
+    for (int strategy : {SABER_STRATEGY_SABER, SABER_STRATEGY_LOW_CONFIDENCE, SABER_STRATEGY_THRESHOLD, SABER_STRATEGY_FACTOR}) {
         Batch x = random_batch(rng, options_of(strategy, 32, 8), 4, 2);
         random_rows(rng, x);
         std::fill(x.done.begin(), x.done.end(), 1);
@@ -860,7 +924,8 @@ TEST(DecideThreaded, RealThreadsWithBarriersMatchTheReference) {
         std::vector<saber_decode_options> all = {options_of(SABER_STRATEGY_SABER, shape.G, shape.K),
                                                  options_of(SABER_STRATEGY_SABER, shape.G, shape.K),
                                                  options_of(SABER_STRATEGY_LOW_CONFIDENCE, shape.G, shape.K),
-                                                 options_of(SABER_STRATEGY_THRESHOLD, shape.G, shape.K)};
+                                                 options_of(SABER_STRATEGY_THRESHOLD, shape.G, shape.K),
+                                                 options_of(SABER_STRATEGY_FACTOR, shape.G, shape.K)};
         all[1].variant = SABER_VARIANT_PAPER;
         all[1].min_tokens_per_step = 5;
         all[1].remask_divisor = 1;
@@ -1062,7 +1127,10 @@ std::vector<saber_decode_options> device_case_options() {
     paper.variant = SABER_VARIANT_PAPER;
     paper.min_tokens_per_step = 3;
     paper.remask_divisor = 2;
-    return {options_of(SABER_STRATEGY_SABER, 1024, 256), low, paper, options_of(SABER_STRATEGY_SABER, 2048, 512)};
+    saber_decode_options factor = options_of(SABER_STRATEGY_FACTOR, 1024, 256);
+    factor.factor = 2.0f;
+    return {options_of(SABER_STRATEGY_SABER, 1024, 256), low, paper, options_of(SABER_STRATEGY_SABER, 2048, 512), factor,
+            options_of(SABER_STRATEGY_FACTOR, 2048, 2048)};
 }
 
 TEST(DecideDeviceCases, OptionsAreValid) {
@@ -1097,6 +1165,19 @@ TEST_F(DecideDevice, GlobalMemoryPathStepIsTheReferencesBits) {
     Batch x = random_batch(rng, device_case_options()[3], 2, 1);
     random_rows(rng, x);
     StepAndCompare(rng, x, 1, "saber G2048 K512");
+}
+
+TEST_F(DecideDevice, FactorStepsAreTheReferencesBitsInSharedAndGlobalMemory) {
+    // G = 1024, K = 256 (shared memory), then G = K = 2048 (the global-memory path, a 2048-key sort); batch 8 and 2.
+    std::mt19937 rng(24);
+    Batch x = random_batch(rng, device_case_options()[4], 8, 2);
+    random_rows(rng, x);
+    StepAndCompare(rng, x, 2, "factor G1024 K256");
+    saber_decode_destroy(decode);
+    decode = nullptr;
+    Batch y = random_batch(rng, device_case_options()[5], 2, 1);
+    random_rows(rng, y);
+    StepAndCompare(rng, y, 1, "factor G2048 K2048");
 }
 
 }  // namespace

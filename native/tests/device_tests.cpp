@@ -560,7 +560,8 @@ struct PlanCase {
 };
 
 std::string PlanCaseName(const ::testing::TestParamInfo<PlanCase> &info) {
-    return std::string(info.param.strategy == SABER_STRATEGY_SABER ? "saber" : "threshold") + "_splits" + std::to_string(info.param.splits);
+    const char *name = info.param.strategy == SABER_STRATEGY_SABER ? "saber" : info.param.strategy == SABER_STRATEGY_FACTOR ? "factor" : "threshold";
+    return std::string(name) + "_splits" + std::to_string(info.param.splits);
 }
 
 }  // namespace
@@ -576,6 +577,7 @@ TEST_P(RowPlan, StaggeredSequencesReadTheirOwnRowsBitForBit) {
     saber_decode_options o = saber_options(kGeneration, kBlock, 1, 4);
     o.strategy = GetParam().strategy;
     o.threshold = 0.9f;
+    o.factor = 1.0f;
     Create(o, kVocabulary, kMask, kBatch);
     if (GetParam().splits > 0) {
         ASSERT_EQ(saber::testing::set_row_splits(decode, GetParam().splits), SABER_OK) << saber_last_error();
@@ -606,7 +608,7 @@ TEST_P(RowPlan, StaggeredSequencesReadTheirOwnRowsBitForBit) {
     }
     const int finished = static_cast<int>(std::count(done.begin(), done.end(), 1));
     ASSERT_LT(finished, kBatch) << "a sequence must still be decoding";
-    if (o.strategy == SABER_STRATEGY_THRESHOLD) {
+    if (o.strategy == SABER_STRATEGY_THRESHOLD || o.strategy == SABER_STRATEGY_FACTOR) {
         EXPECT_GE(finished, 1) << "the confident sequence finishes within 4 steps";
     }
 
@@ -643,6 +645,7 @@ TEST_P(RowPlan, StaggeredSequencesReadTheirOwnRowsBitForBit) {
 
 INSTANTIATE_TEST_SUITE_P(Strategies, RowPlan,
                          ::testing::Values(PlanCase{SABER_STRATEGY_THRESHOLD, 0}, PlanCase{SABER_STRATEGY_THRESHOLD, 3},
+                                           PlanCase{SABER_STRATEGY_FACTOR, 0}, PlanCase{SABER_STRATEGY_FACTOR, 3},
                                            PlanCase{SABER_STRATEGY_SABER, 0}, PlanCase{SABER_STRATEGY_SABER, 3}),
                          PlanCaseName);
 

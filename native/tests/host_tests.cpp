@@ -24,6 +24,7 @@ namespace {
 saber_decode_options saber_options() {
     saber_decode_options o = saber_tests::saber_options(8, 4, 2, 8);
     o.threshold = 0.9f;
+    o.factor = 1.0f;
     return o;
 }
 
@@ -38,9 +39,14 @@ TEST(Abi, StructLayoutsDescribeEveryAbiStruct) {
     ASSERT_EQ(count, 4);
     EXPECT_STREQ(layouts[0].name, "saber_decode_options");
     EXPECT_EQ(layouts[0].size, sizeof(saber_decode_options));
-    EXPECT_EQ(layouts[0].field_count, 14u);
-    EXPECT_STREQ(layouts[0].field_names[13], "seed");
-    EXPECT_EQ(layouts[0].field_offsets[13], offsetof(saber_decode_options, seed));
+    EXPECT_EQ(layouts[0].field_count, 15u);
+    EXPECT_STREQ(layouts[0].field_names[13], "factor");
+    EXPECT_STREQ(layouts[0].field_names[14], "seed");
+    EXPECT_EQ(layouts[0].field_offsets[14], offsetof(saber_decode_options, seed));
+    // factor took the padding after temperature: the size and the other offsets are those of the struct without it.
+    EXPECT_EQ(sizeof(saber_decode_options), 64u);
+    EXPECT_EQ(offsetof(saber_decode_options, factor), 52u);
+    EXPECT_EQ(offsetof(saber_decode_options, seed), 56u);
     EXPECT_STREQ(layouts[2].name, "saber_trace_step");
     EXPECT_EQ(layouts[2].field_offsets[4], offsetof(saber_trace_step, tau));
     for (int32_t i = 0; i < count; ++i)
@@ -96,6 +102,10 @@ TEST(Validation, GoodOptionsPass) {
     EXPECT_EQ(saber_validate_options(&o, 100, 99), SABER_OK) << error();
     o.strategy = SABER_STRATEGY_THRESHOLD;
     EXPECT_EQ(saber_validate_options(&o, 100, 99), SABER_OK) << error();
+    o.strategy = SABER_STRATEGY_FACTOR;
+    EXPECT_EQ(saber_validate_options(&o, 100, 99), SABER_OK) << error();
+    o.factor = 1e30f;   // any finite positive factor (large ones commit every masked position)
+    EXPECT_EQ(saber_validate_options(&o, 100, 99), SABER_OK) << error();
     o.generation_length = o.block_length = 1 << 20;   // the largest G
     EXPECT_EQ(saber_validate_options(&o, 100, 99), SABER_OK) << error();
 }
@@ -138,7 +148,15 @@ INSTANTIATE_TEST_SUITE_P(
         BadOption{"variant", [](saber_decode_options &o) { o.variant = 7; }, "got 7"},
         BadOption{"metric", [](saber_decode_options &o) { o.strategy = SABER_STRATEGY_LOW_CONFIDENCE; o.steps = 2; o.metric = 9; },
                   "metric must be a saber_metric (0..3); got 9"},
-        BadOption{"strategy", [](saber_decode_options &o) { o.strategy = 5; }, "strategy must be a saber_strategy (0..2); got 5"}),
+        BadOption{"factor0", [](saber_decode_options &o) { o.strategy = SABER_STRATEGY_FACTOR; o.factor = 0.0f; },
+                  "factor must be finite and > 0; got 0"},
+        BadOption{"factorNeg", [](saber_decode_options &o) { o.strategy = SABER_STRATEGY_FACTOR; o.factor = -2.0f; },
+                  "factor must be finite and > 0; got -2"},
+        BadOption{"factorInf", [](saber_decode_options &o) { o.strategy = SABER_STRATEGY_FACTOR; o.factor = INFINITY; },
+                  "factor must be finite and > 0; got inf"},
+        BadOption{"factorNaN", [](saber_decode_options &o) { o.strategy = SABER_STRATEGY_FACTOR; o.factor = NAN; },
+                  "factor must be finite and > 0; got nan"},
+        BadOption{"strategy", [](saber_decode_options &o) { o.strategy = 5; }, "strategy must be a saber_strategy (0..3); got 5"}),
     [](const ::testing::TestParamInfo<BadOption> &info) { return std::string(info.param.name); });
 
 TEST(Validation, MaskIdOutsideTheVocabulary) {

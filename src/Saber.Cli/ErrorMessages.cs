@@ -15,6 +15,7 @@ internal static class ErrorMessages
         ["FixedThreshold"] = "--fixed-threshold",
         ["Steps"] = "--steps",
         ["Threshold"] = "--threshold",
+        ["Factor"] = "--factor",
         ["maskId"] = "--mask-id",
         ["IntraOpThreads"] = "--threads",
     };

@@ -4,11 +4,12 @@ namespace Saber.Cli;
 internal static class StrategyArguments
 {
     public const string Usage =
-        "  --strategy saber|low-confidence|threshold   (default saber)\n" +
+        "  --strategy saber|low-confidence|threshold|factor   (default saber)\n" +
         "  saber:          [--variant reference|paper] [--min-tokens n] [--remask-divisor mu]\n" +
         "                  [--no-backtracking] [--fixed-threshold theta]\n" +
         "  low-confidence: --steps S [--metric maxprob|margin|negentropy|random]\n" +
         "  threshold:      [--threshold theta]   (default 0.9)\n" +
+        "  factor:         [--factor F]   (default 1)\n" +
         "  [--temperature T --seed N]";
 
     public static readonly string[] Flags = ["--no-backtracking"];
@@ -30,6 +31,7 @@ internal static class StrategyArguments
         string[] saberOnly = ["--variant", "--min-tokens", "--remask-divisor", "--no-backtracking", "--fixed-threshold"];
         string[] lowConfidenceOnly = ["--steps", "--metric"];
         string[] thresholdOnly = ["--threshold"];
+        string[] factorOnly = ["--factor"];
         void Forbid(IEnumerable<string> names)
         {
             foreach (string name in names)
@@ -40,7 +42,7 @@ internal static class StrategyArguments
         switch (strategy)
         {
             case "saber":
-                Forbid(lowConfidenceOnly.Concat(thresholdOnly));
+                Forbid(lowConfidenceOnly.Concat(thresholdOnly).Concat(factorOnly));
                 var defaults = new SaberStrategy();
                 return new SaberStrategy(
                     args.Choice("--variant", Variants) ?? defaults.Variant,
@@ -49,13 +51,16 @@ internal static class StrategyArguments
                     !args.Flag("--no-backtracking"),
                     args.Float("--fixed-threshold"));
             case "low-confidence":
-                Forbid(saberOnly.Concat(thresholdOnly));
+                Forbid(saberOnly.Concat(thresholdOnly).Concat(factorOnly));
                 return new LowConfidenceStrategy(args.RequiredInt("--steps"), args.Choice("--metric", Metrics) ?? ConfidenceMetric.MaxProb);
             case "threshold":
-                Forbid(saberOnly.Concat(lowConfidenceOnly));
+                Forbid(saberOnly.Concat(lowConfidenceOnly).Concat(factorOnly));
                 return new ThresholdStrategy(args.Float("--threshold") ?? 0.9f);
+            case "factor":
+                Forbid(saberOnly.Concat(lowConfidenceOnly).Concat(thresholdOnly));
+                return new FactorStrategy(args.Float("--factor") ?? new FactorStrategy().Factor);
             default:
-                throw new UsageException($"--strategy expects saber, low-confidence or threshold; got '{strategy}'.");
+                throw new UsageException($"--strategy expects saber, low-confidence, threshold or factor; got '{strategy}'.");
         }
     }
 
@@ -83,6 +88,7 @@ internal static class StrategyArguments
         SaberStrategy s => $"saber ({s.Variant.ToString().ToLowerInvariant()}{(s.Backtracking ? "" : ", no backtracking")}{(s.FixedThreshold is float t ? $", fixed threshold {t}" : "")})",
         LowConfidenceStrategy lc => $"low-confidence (S={lc.Steps}, {lc.Metric.ToString().ToLowerInvariant()})",
         ThresholdStrategy th => $"threshold {th.Threshold}",
+        FactorStrategy f => $"factor {f.Factor}",
         _ => strategy.ToString(),
     };
 }

@@ -74,6 +74,7 @@ internal sealed unsafe class NativeDecode : IDisposable
             MinTokensPerStep = 1,
             RemaskDivisor = 1,
             Threshold = 1f,
+            Factor = 1f,
             Steps = 1,
         };
         switch (o.Strategy)
@@ -95,6 +96,10 @@ internal sealed unsafe class NativeDecode : IDisposable
             case ThresholdStrategy t:
                 n.Strategy = (int)Native.SaberStrategy.Threshold;
                 n.Threshold = t.Threshold;
+                break;
+            case FactorStrategy f:
+                n.Strategy = (int)Native.SaberStrategy.Factor;
+                n.Factor = f.Factor;
                 break;
             default:
                 throw new NotSupportedException($"Unknown strategy {o.Strategy.GetType().Name}.");

@@ -12,7 +12,7 @@ namespace Saber.Extensions.AI;
 /// </summary>
 public static class SaberChatOptionKeys
 {
-    /// <summary><c>"saber"</c> (default), <c>"low-confidence"</c> or <c>"threshold"</c>.</summary>
+    /// <summary><c>"saber"</c> (default), <c>"low-confidence"</c>, <c>"threshold"</c> or <c>"factor"</c>.</summary>
     public const string Strategy = "strategy";
 
     /// <summary>K, an integer &gt;= 1 (default <see cref="SaberChatClientOptions.DefaultBlockLength"/>, or the output limit when that is smaller).</summary>
@@ -41,6 +41,9 @@ public static class SaberChatOptionKeys
 
     /// <summary>Threshold: θ in (0, 1] (default 0.9).</summary>
     public const string Threshold = "threshold";
+
+    /// <summary>Factor: F, finite and &gt; 0 (default 1).</summary>
+    public const string Factor = "factor";
 }
 
 /// <summary>What a <see cref="SaberChatClient"/> submits for one request (see <see cref="SaberChatClient.CreateRequest"/>).</summary>
@@ -101,16 +104,21 @@ internal static class ChatOptionsMapping
             "saber" => SaberFrom(extra),
             "low-confidence" => LowConfidenceFrom(extra, generation, block),
             "threshold" => ThresholdFrom(extra),
+            "factor" => FactorFrom(extra),
             _ => throw new ArgumentException(
-                $"AdditionalProperties[\"{SaberChatOptionKeys.Strategy}\"] must be \"saber\", \"low-confidence\" or \"threshold\"; got \"{strategyName}\".", OptionsParameter),
+                $"AdditionalProperties[\"{SaberChatOptionKeys.Strategy}\"] must be \"saber\", \"low-confidence\", \"threshold\" or \"factor\"; got \"{strategyName}\".", OptionsParameter),
         };
         string[] foreign = strategyName switch
         {
-            "saber" => [SaberChatOptionKeys.Steps, SaberChatOptionKeys.Metric, SaberChatOptionKeys.Threshold],
+            "saber" => [SaberChatOptionKeys.Steps, SaberChatOptionKeys.Metric, SaberChatOptionKeys.Threshold, SaberChatOptionKeys.Factor],
             "low-confidence" => [SaberChatOptionKeys.Variant, SaberChatOptionKeys.MinTokensPerStep, SaberChatOptionKeys.RemaskDivisor,
-                SaberChatOptionKeys.Backtracking, SaberChatOptionKeys.FixedThreshold, SaberChatOptionKeys.Threshold],
+                SaberChatOptionKeys.Backtracking, SaberChatOptionKeys.FixedThreshold, SaberChatOptionKeys.Threshold, SaberChatOptionKeys.Factor],
+            "threshold" => [SaberChatOptionKeys.Variant, SaberChatOptionKeys.MinTokensPerStep, SaberChatOptionKeys.RemaskDivisor,
+                SaberChatOptionKeys.Backtracking, SaberChatOptionKeys.FixedThreshold, SaberChatOptionKeys.Steps, SaberChatOptionKeys.Metric,
+                SaberChatOptionKeys.Factor],
             _ => [SaberChatOptionKeys.Variant, SaberChatOptionKeys.MinTokensPerStep, SaberChatOptionKeys.RemaskDivisor,
-                SaberChatOptionKeys.Backtracking, SaberChatOptionKeys.FixedThreshold, SaberChatOptionKeys.Steps, SaberChatOptionKeys.Metric],
+                SaberChatOptionKeys.Backtracking, SaberChatOptionKeys.FixedThreshold, SaberChatOptionKeys.Steps, SaberChatOptionKeys.Metric,
+                SaberChatOptionKeys.Threshold],
         };
         foreach (string key in foreign)
             if (extra.ContainsKey(key))
@@ -181,6 +189,14 @@ internal static class ChatOptionsMapping
         if (!(theta > 0f && theta <= 1f))
             throw new ArgumentOutOfRangeException(OptionsParameter, theta, $"AdditionalProperties[\"{SaberChatOptionKeys.Threshold}\"] must lie in (0, 1]; got {theta}.");
         return new ThresholdStrategy(theta);
+    }
+
+    private static FactorStrategy FactorFrom(IReadOnlyDictionary<string, object?> extra)
+    {
+        float factor = ReadFloat(extra, SaberChatOptionKeys.Factor) ?? new FactorStrategy().Factor;
+        if (!(float.IsFinite(factor) && factor > 0f))
+            throw new ArgumentOutOfRangeException(OptionsParameter, factor, $"AdditionalProperties[\"{SaberChatOptionKeys.Factor}\"] must be finite and > 0; got {factor}.");
+        return new FactorStrategy(factor);
     }
 
     private static ArgumentException Bad(string key, object value, string kind) =>

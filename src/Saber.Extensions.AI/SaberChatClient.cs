@@ -31,7 +31,7 @@ namespace Saber.Extensions.AI;
 /// <see cref="SaberChatClientOptions.ModelId"/>; <see cref="ChatResponse.RawRepresentation"/> the engine's
 /// <see cref="SequenceResult"/> (the last <see cref="SequenceStep"/> when streaming).</para>
 /// <para><b>Streaming and re-masking.</b> <see cref="GetStreamingResponseAsync"/> emits text only once it can no longer
-/// change (spec §3–§5). Low-confidence (§4), threshold (§5) and Saber without backtracking (§3 with step 7 skipped) never
+/// change (spec §3–§5). Low-confidence (§4), threshold and factor (§5) and Saber without backtracking (§3 with step 7 skipped) never
 /// re-mask a committed token, and a committed token is never rewritten, so the longest run of committed positions at the
 /// start of the generation is final; its text is emitted as it grows, step by step (stopping at an end-of-text id, and
 /// at L). Saber with backtracking may re-mask, at any step that does not finish the decode, any decoded generation

@@ -14,7 +14,7 @@ internal sealed partial class CompletionRequest
     [
         SaberChatOptionKeys.Strategy, SaberChatOptionKeys.BlockLength, SaberChatOptionKeys.MinTokensPerStep, SaberChatOptionKeys.RemaskDivisor,
         SaberChatOptionKeys.Threshold, SaberChatOptionKeys.Variant, SaberChatOptionKeys.Steps, SaberChatOptionKeys.Metric,
-        SaberChatOptionKeys.Backtracking, SaberChatOptionKeys.FixedThreshold,
+        SaberChatOptionKeys.Backtracking, SaberChatOptionKeys.FixedThreshold, SaberChatOptionKeys.Factor,
     ];
 
     public required string Model { get; init; }

@@ -90,9 +90,9 @@ public sealed class SaberDecodeSettings
 public sealed class SaberStrategySettings
 {
     /// <summary>The strategy names accepted in <see cref="Type"/> (compared ignoring case).</summary>
-    public static IReadOnlyList<string> TypeNames { get; } = ["saber", "low-confidence", "threshold"];
+    public static IReadOnlyList<string> TypeNames { get; } = ["saber", "low-confidence", "threshold", "factor"];
 
-    /// <summary><c>saber</c> (default), <c>low-confidence</c> or <c>threshold</c>.</summary>
+    /// <summary><c>saber</c> (default), <c>low-confidence</c>, <c>threshold</c> or <c>factor</c>.</summary>
     public string Type { get; set; } = "saber";
 
     /// <summary>saber: <c>reference</c> (default) or <c>paper</c>.</summary>
@@ -119,6 +119,9 @@ public sealed class SaberStrategySettings
     /// <summary>threshold: <c>θ</c> in (0, 1] (default 0.9).</summary>
     public float? Threshold { get; set; }
 
+    /// <summary>factor: <c>F</c>, finite and &gt; 0 (default 1).</summary>
+    public float? Factor { get; set; }
+
     private static readonly (string Name, SaberVariant Value)[] Variants = [("reference", SaberVariant.Reference), ("paper", SaberVariant.Paper)];
 
     private static readonly (string Name, ConfidenceMetric Value)[] Metrics =
@@ -132,6 +135,7 @@ public sealed class SaberStrategySettings
             (nameof(RemaskDivisor), RemaskDivisor), (nameof(Backtracking), Backtracking), (nameof(FixedThreshold), FixedThreshold)];
         (string Name, object? Value)[] lowConfidence = [(nameof(Steps), Steps), (nameof(Metric), Metric)];
         (string Name, object? Value)[] threshold = [(nameof(Threshold), Threshold)];
+        (string Name, object? Value)[] factor = [(nameof(Factor), Factor)];
         void Forbid(params (string Name, object? Value)[][] groups)
         {
             foreach (var group in groups)
@@ -143,7 +147,7 @@ public sealed class SaberStrategySettings
         switch (type)
         {
             case "saber":
-                Forbid(lowConfidence, threshold);
+                Forbid(lowConfidence, threshold, factor);
                 var defaults = new SaberStrategy();
                 return new SaberStrategy(
                     Variant is null ? defaults.Variant : Parse(Variant, Variants, nameof(Variant), "Saber variant"),
@@ -152,13 +156,16 @@ public sealed class SaberStrategySettings
                     Backtracking ?? defaults.Backtracking,
                     FixedThreshold);
             case "low-confidence":
-                Forbid(saber, threshold);
+                Forbid(saber, threshold, factor);
                 if (Steps is not int steps)
                     throw new ArgumentException("Steps is required for strategy 'low-confidence'.", nameof(Steps));
                 return new LowConfidenceStrategy(steps, Metric is null ? ConfidenceMetric.MaxProb : Parse(Metric, Metrics, nameof(Metric), "confidence metric"));
             case "threshold":
-                Forbid(saber, lowConfidence);
+                Forbid(saber, lowConfidence, factor);
                 return new ThresholdStrategy(Threshold ?? new ThresholdStrategy().Threshold);
+            case "factor":
+                Forbid(saber, lowConfidence, threshold);
+                return new FactorStrategy(Factor ?? new FactorStrategy().Factor);
             default:
                 throw new ArgumentException($"Type = '{Type}' is not a decoding strategy; expected one of {string.Join(", ", TypeNames)}.", nameof(Type));
         }

@@ -28,7 +28,7 @@ public enum ConfidenceMetric
 
 /// <summary>
 /// A decoding strategy and its parameters. In JSON an object whose <c>"type"</c> names the strategy
-/// (<c>"saber"</c>, <c>"low-confidence"</c>, <c>"threshold"</c>; see <see cref="DecodingStrategyJsonConverter"/>).
+/// (<c>"saber"</c>, <c>"low-confidence"</c>, <c>"threshold"</c>, <c>"factor"</c>; see <see cref="DecodingStrategyJsonConverter"/>).
 /// </summary>
 [JsonConverter(typeof(DecodingStrategyJsonConverter))]
 public abstract record DecodingStrategy
@@ -101,6 +101,25 @@ public sealed record ThresholdStrategy([property: JsonPropertyName("threshold")]
 {
     internal override void Validate(int generationLength, int blockLength) =>
         DecodeOptions.ValidateThreshold(Threshold, nameof(Threshold));
+}
+
+/// <summary>
+/// Fast-dLLM's factor rule: rank the masked positions of the block by <c>c</c>; the <c>i</c>-th needs
+/// <c>c ≥ 1 − F/(i + 1)</c> (rank 1 always passes); commit the passing prefix (docs/strategies.md).
+/// </summary>
+/// <param name="Factor"><c>F</c>, finite and &gt; 0 (Fast-dLLM's default 1).</param>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+[JsonNumberHandling(JsonNumberHandling.AllowNamedFloatingPointLiterals)]
+public sealed record FactorStrategy([property: JsonPropertyName("factor")] float Factor = 1.0f) : DecodingStrategy
+{
+    internal override void Validate(int generationLength, int blockLength)
+    {
+        if (!(float.IsFinite(Factor) && Factor > 0f))
+            throw new ArgumentOutOfRangeException(nameof(Factor), Factor, $"Factor F must be finite and > 0; got {Factor}.");
+    }
+
+    /// <summary>The threshold of rank <paramref name="rank"/> (1-based): <c>1 − F/(rank + 1)</c> in double, as the spec computes it.</summary>
+    internal static double RankThreshold(float factor, int rank) => 1.0 - (double)factor / (rank + 1);
 }
 
 /// <summary>

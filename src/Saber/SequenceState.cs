@@ -80,6 +80,7 @@ internal sealed class SequenceState
             SaberStrategy saber => SaberStep(step, saber),
             LowConfidenceStrategy lc => LowConfidenceStep(step, lc),
             ThresholdStrategy threshold => ThresholdStep(step, threshold),
+            FactorStrategy factor => FactorStep(step, factor),
             _ => throw new NotSupportedException($"Unknown strategy {options.Strategy.GetType().Name}."),
         };
     }
@@ -194,8 +195,37 @@ internal sealed class SequenceState
         return new StepTrace(step, null, committed, []);
     }
 
+    private StepTrace FactorStep(int step, FactorStrategy factor)
+    {
+        int end = ActiveEnd - PromptLength;
+        int from = BlockStart - PromptLength;
+        RankUndecoded(end, g => Rows[g].Confidence, from);
+        int masked = candidates.Count;
+        // Rank 1 always passes; the passing ranks are a prefix (c falls and the threshold rises with the rank).
+        int passing = Math.Min(masked, 1);
+        while (passing < masked && Rows[candidates[passing]].Confidence >= FactorStrategy.RankThreshold(factor.Factor, passing + 1))
+            passing++;
+        // The released code commits every masked position when only the last rank fails.
+        int take = passing == masked - 1 ? masked : passing;
+        selection.Clear();
+        selection.AddRange(candidates.Take(take));
+        selection.Sort();
+        var committed = Commit(selection, setCommitConfidence: false);
+        AdvanceIfBlockDone(end);
+        return new StepTrace(step, null, committed, []);
+    }
+
     /// <summary>Fills <see cref="selection"/> with the top <paramref name="k"/> undecoded positions in [from, end) by score (descending, then position).</summary>
     private void TopUndecodedByConfidence(int end, int k, Func<int, float> score, int from = 0)
+    {
+        RankUndecoded(end, score, from);
+        selection.Clear();
+        selection.AddRange(candidates.Take(k));
+        selection.Sort();
+    }
+
+    /// <summary>Fills <see cref="candidates"/> with the undecoded positions in [from, end) by score (descending, then position).</summary>
+    private void RankUndecoded(int end, Func<int, float> score, int from)
     {
         candidates.Clear();
         for (int g = from; g < end; g++)
@@ -206,9 +236,6 @@ internal sealed class SequenceState
             float sx = score(x), sy = score(y);
             return sx != sy ? sy.CompareTo(sx) : x.CompareTo(y);
         });
-        selection.Clear();
-        selection.AddRange(candidates.Take(k));
-        selection.Sort();
     }
 
     private CommittedToken[] Commit(List<int> positions, bool setCommitConfidence)

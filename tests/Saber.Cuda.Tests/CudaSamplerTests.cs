@@ -53,6 +53,8 @@ public class DifferentialTests
                     new SaberStrategy(Backtracking: false, FixedThreshold: 0.3f),
                     new LowConfidenceStrategy(g / k * rng.Next(1, 4), (ConfidenceMetric)rng.Next(4)),
                     new ThresholdStrategy(0.5f),
+                    new FactorStrategy(),
+                    new FactorStrategy(3f),
                 ];
                 foreach (DecodingStrategy strategy in strategies)
                     yield return new TestCaseData(type, vocabulary, g, k, temperature, strategy)

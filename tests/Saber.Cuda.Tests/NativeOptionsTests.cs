@@ -70,17 +70,27 @@ public class NativeOptionsTests
         Assert.That(n.Threshold, Is.EqualTo(0.6f));
     }
 
+    [Test]
+    public void FactorCarriesTheFactor()
+    {
+        SaberDecodeOptions n = NativeDecode.ToNative(new DecodeOptions { GenerationLength = 8, Strategy = new FactorStrategy(2.5f) });
+        Assert.That(n.Strategy, Is.EqualTo(3), "SABER_STRATEGY_FACTOR");
+        Assert.That(n.Strategy, Is.EqualTo((int)Native.SaberStrategy.Factor), "the generated enum agrees");
+        Assert.That(n.Factor, Is.EqualTo(2.5f));
+    }
+
     /// <summary>Fields a strategy does not use hold values the native validation accepts (it checks only the strategy's own).</summary>
     [Test]
     public void UnusedFieldsHoldValidPlaceholders()
     {
-        foreach (DecodingStrategy strategy in new DecodingStrategy[] { new SaberStrategy(), new LowConfidenceStrategy(8), new ThresholdStrategy() })
+        foreach (DecodingStrategy strategy in new DecodingStrategy[] { new SaberStrategy(), new LowConfidenceStrategy(8), new ThresholdStrategy(), new FactorStrategy() })
         {
             SaberDecodeOptions n = NativeDecode.ToNative(new DecodeOptions { GenerationLength = 8, Strategy = strategy });
             Assert.That(n.MinTokensPerStep, Is.GreaterThanOrEqualTo(1), strategy.ToString());
             Assert.That(n.RemaskDivisor, Is.GreaterThanOrEqualTo(1), strategy.ToString());
             Assert.That(n.Steps, Is.GreaterThanOrEqualTo(1), strategy.ToString());
             Assert.That(n.Threshold, Is.InRange(float.Epsilon, 1f), strategy.ToString());
+            Assert.That(float.IsFinite(n.Factor) && n.Factor > 0f, Is.True, strategy.ToString());
         }
     }
 }

@@ -38,6 +38,7 @@ public class ClientTests
             yield return new TestCaseData(Options("low-confidence", t, 32, ("block_length", 8))).SetArgDisplayNames("low-confidence K=8", $"T={t}");
             yield return new TestCaseData(Options("low-confidence", t, 30, ("steps", 15), ("metric", "margin"))).SetArgDisplayNames("low-confidence S=15 L=30", $"T={t}");
             yield return new TestCaseData(Options("threshold", t, 32, ("threshold", 0.6), ("block_length", 16))).SetArgDisplayNames("threshold", $"T={t}");
+            yield return new TestCaseData(Options("factor", t, 32, ("factor", 2.0), ("block_length", 16))).SetArgDisplayNames("factor", $"T={t}");
         }
     }
 
@@ -147,6 +148,7 @@ public class ClientTests
 
     [TestCase("low-confidence")]
     [TestCase("threshold")]
+    [TestCase("factor")]
     [TestCase("saber-no-backtracking")]
     public async Task WithoutRemaskingTheCommittedPrefixStreamsAsItGrows(string strategy)
     {
@@ -156,6 +158,7 @@ public class ClientTests
         {
             "low-confidence" => Options("low-confidence", 0f, 32, ("block_length", 8)),
             "threshold" => Options("threshold", 0f, 32, ("block_length", 4)),
+            "factor" => Options("factor", 0f, 32, ("block_length", 4)),
             _ => Options("saber", 0f, 32, ("block_length", 4), ("backtracking", false)),
         };
         var texts = new List<string>();

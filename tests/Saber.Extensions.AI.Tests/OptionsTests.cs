@@ -101,6 +101,16 @@ public class OptionsTests
     }
 
     [Test]
+    public async Task FactorParametersMap()
+    {
+        Assert.That((await RequestAsync(With(("strategy", "factor")))).Options.Strategy, Is.EqualTo(new FactorStrategy(1f)));
+        Assert.That((await RequestAsync(With(("strategy", "factor"), ("factor", 2.5f)))).Options.Strategy, Is.EqualTo(new FactorStrategy(2.5f)));
+        Assert.That((await RequestAsync(With(("strategy", "factor"), ("factor", JsonDocument.Parse("3").RootElement.Clone())))).Options.Strategy,
+            Is.EqualTo(new FactorStrategy(3f)));
+        Assert.That((await RequestAsync(With(("strategy", "factor"), ("factor", "0.5")))).Options.Strategy, Is.EqualTo(new FactorStrategy(0.5f)));
+    }
+
+    [Test]
     public async Task ValuesMayBeStringsOrJsonElements()
     {
         static JsonElement Json(string text) => JsonDocument.Parse(text).RootElement.Clone();
@@ -122,7 +132,7 @@ public class OptionsTests
         yield return Case("MaxOutputTokens huge", "ChatOptions.MaxOutputTokens must be at most 1048576", new ChatOptions { MaxOutputTokens = int.MaxValue });
         yield return Case("Temperature negative", "ChatOptions.Temperature must be finite and >= 0; got -1", new ChatOptions { Temperature = -1 });
         yield return Case("Temperature NaN", "ChatOptions.Temperature must be finite", new ChatOptions { Temperature = float.NaN });
-        yield return Case("strategy unknown", "AdditionalProperties[\"strategy\"] must be \"saber\", \"low-confidence\" or \"threshold\"; got \"greedy\"", Extra(("strategy", "greedy")));
+        yield return Case("strategy unknown", "AdditionalProperties[\"strategy\"] must be \"saber\", \"low-confidence\", \"threshold\" or \"factor\"; got \"greedy\"", Extra(("strategy", "greedy")));
         yield return Case("strategy number", "AdditionalProperties[\"strategy\"] must be a string; got 3", Extra(("strategy", 3)));
         yield return Case("block_length zero", "AdditionalProperties[\"block_length\"] must be an integer >= 1; got 0", Extra(("block_length", 0)));
         yield return Case("block_length fraction", "AdditionalProperties[\"block_length\"] must be an integer; got 2.5", Extra(("block_length", 2.5)));
@@ -139,6 +149,14 @@ public class OptionsTests
             Extra(("strategy", "low-confidence"), ("metric", "loudness")));
         yield return Case("threshold zero", "AdditionalProperties[\"threshold\"] must lie in (0, 1]; got 0", Extra(("strategy", "threshold"), ("threshold", 0)));
         yield return Case("threshold NaN", "AdditionalProperties[\"threshold\"] must lie in (0, 1]; got NaN", Extra(("strategy", "threshold"), ("threshold", double.NaN)));
+        yield return Case("factor zero", "AdditionalProperties[\"factor\"] must be finite and > 0; got 0", Extra(("strategy", "factor"), ("factor", 0)));
+        yield return Case("factor negative", "AdditionalProperties[\"factor\"] must be finite and > 0; got -2", Extra(("strategy", "factor"), ("factor", -2)));
+        yield return Case("factor NaN", "AdditionalProperties[\"factor\"] must be finite and > 0; got NaN", Extra(("strategy", "factor"), ("factor", double.NaN)));
+        yield return Case("factor text", "AdditionalProperties[\"factor\"] must be", Extra(("strategy", "factor"), ("factor", "big")));
+        yield return Case("factor with saber", "AdditionalProperties[\"factor\"] does not apply to strategy \"saber\"", Extra(("factor", 2)));
+        yield return Case("factor with threshold", "AdditionalProperties[\"factor\"] does not apply to strategy \"threshold\"", Extra(("strategy", "threshold"), ("factor", 2)));
+        yield return Case("threshold with factor", "AdditionalProperties[\"threshold\"] does not apply to strategy \"factor\"", Extra(("strategy", "factor"), ("threshold", 0.5)));
+        yield return Case("steps with factor", "AdditionalProperties[\"steps\"] does not apply to strategy \"factor\"", Extra(("strategy", "factor"), ("steps", 64)));
         yield return Case("steps with saber", "AdditionalProperties[\"steps\"] does not apply to strategy \"saber\"", Extra(("steps", 64)));
         yield return Case("threshold with saber", "AdditionalProperties[\"threshold\"] does not apply to strategy \"saber\"", Extra(("threshold", 0.5)));
         yield return Case("n with threshold", "AdditionalProperties[\"n\"] does not apply to strategy \"threshold\"", Extra(("strategy", "threshold"), ("n", 2)));

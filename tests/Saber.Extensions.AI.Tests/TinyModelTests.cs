@@ -19,6 +19,7 @@ public class TinyModelTests
             yield return new TestCaseData("saber", t, new (string, object)[] { ("backtracking", false) }).SetArgDisplayNames("saber no backtracking", $"T={t}");
             yield return new TestCaseData("low-confidence", t, Array.Empty<(string, object)>()).SetArgDisplayNames("low-confidence", $"T={t}");
             yield return new TestCaseData("threshold", t, new (string, object)[] { ("threshold", 0.5) }).SetArgDisplayNames("threshold", $"T={t}");
+            yield return new TestCaseData("factor", t, new (string, object)[] { ("factor", 1.0) }).SetArgDisplayNames("factor", $"T={t}");
         }
     }
 

@@ -57,6 +57,20 @@ public unsafe class BindingTests
     }
 
     [Test]
+    public void FactorIsValidatedByTheNativeLibrary()
+    {
+        // The factor field sits in what was padding before seed: set through the generated struct, the library reads it.
+        var options = new SaberDecodeOptions { GenerationLength = 8, BlockLength = 4, Strategy = (int)SaberStrategy.Factor, Factor = 0f, Seed = ulong.MaxValue };
+        Assert.That(SaberNative.ValidateOptions(&options, 100, 99), Is.EqualTo(SaberStatus.ErrorInvalidArgument));
+        Assert.That(NativeLibraryFixture.LastError(), Does.Contain("factor must be finite and > 0; got 0"));
+        options.Factor = float.NaN;
+        Assert.That(SaberNative.ValidateOptions(&options, 100, 99), Is.EqualTo(SaberStatus.ErrorInvalidArgument));
+        Assert.That(NativeLibraryFixture.LastError(), Does.Match("factor must be finite and > 0; got -?nan"));   // .NET's NaN has the sign bit
+        options.Factor = 1f;
+        Assert.That(SaberNative.ValidateOptions(&options, 100, 99), Is.EqualTo(SaberStatus.Ok));
+    }
+
+    [Test]
     public void NativeAndManagedPhiloxDrawTheSameBits()
     {
         // The C++ draw (native/src/philox.h) against the C# one (src/Saber/Philox.cs): one layout, two implementations.

@@ -363,7 +363,7 @@ public class OnnxDenoiserTests
     {
         using LocalModel model = LocalModel.Open(Path.Combine(Models, "tiny"));
         int[] prompt = model.Tokenizer.Encode("def add(a, b):\n");
-        foreach (DecodingStrategy strategy in new DecodingStrategy[] { new SaberStrategy(), new LowConfidenceStrategy(32), new ThresholdStrategy(0.9f) })
+        foreach (DecodingStrategy strategy in new DecodingStrategy[] { new SaberStrategy(), new LowConfidenceStrategy(32), new ThresholdStrategy(0.9f), new FactorStrategy() })
         {
             var options = new DecodeOptions { GenerationLength = 32, BlockLength = 8, Strategy = strategy };
             SequenceResult first = (await new CpuSampler().DecodeAsync(model.Denoiser, [prompt], options)).Sequences[0];

@@ -17,6 +17,7 @@ public class CanvasTests
     [TestCase("saber")]
     [TestCase("low-confidence")]
     [TestCase("threshold")]
+    [TestCase("factor")]
     public async Task StreamsEveryStepThenTheCompletionsText(string strategy)
     {
         string body = JsonSerializer.Serialize(new { model = "tiny", prompt = "def fibonacci(n):\n\t", max_tokens = 24, temperature = 0.8, seed = 5, strategy, block_length = 8 });

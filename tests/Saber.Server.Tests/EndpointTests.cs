@@ -28,6 +28,7 @@ public class EndpointTests
     [TestCase("saber")]
     [TestCase("low-confidence")]
     [TestCase("threshold")]
+    [TestCase("factor")]
     public async Task ChatCompletionHasOpenAIsShapeAndTheChatClientsResult(string strategy)
     {
         var (response, body) = await server.PostJsonAsync("/v1/chat/completions", new
@@ -91,6 +92,7 @@ public class EndpointTests
     [TestCase(true, "low-confidence")]
     [TestCase(true, "saber")]
     [TestCase(false, "threshold")]
+    [TestCase(true, "factor")]
     public async Task StreamsChunksThenDoneAndTheirTextIsTheResponse(bool chat, string strategy)
     {
         string path = chat ? "/v1/chat/completions" : "/v1/completions";

@@ -55,6 +55,8 @@ public class ErrorTests
     [TestCase(", \"strategy\": \"low-confidence\", \"metric\": \"loudest\"", "metric")]
     [TestCase(", \"strategy\": \"threshold\", \"threshold\": 1.5", "threshold")]
     [TestCase(", \"strategy\": \"threshold\", \"steps\": 4", "steps")]
+    [TestCase(", \"strategy\": \"factor\", \"factor\": 0", "factor")]
+    [TestCase(", \"strategy\": \"threshold\", \"factor\": 2", "factor")]
     [TestCase(", \"block_length\": 0", "block_length")]
     [TestCase(", \"n\": \"two\"", "n")]
     [TestCase(", \"temperature\": -1", "temperature")]

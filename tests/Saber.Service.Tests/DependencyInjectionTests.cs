@@ -85,6 +85,8 @@ public class DependencyInjectionTests
     [TestCase("Low-Confidence", "Steps=64", "Metric=RANDOM")]
     [TestCase("threshold", "Threshold=0.8")]
     [TestCase("threshold")]
+    [TestCase("factor", "Factor=2.5")]
+    [TestCase("Factor")]
     [TestCase("saber")]
     public void EachStrategyBindsWithItsParameters(string type, params string[] parameters)
     {
@@ -98,6 +100,8 @@ public class DependencyInjectionTests
             "low-confidence" => new LowConfidenceStrategy(64, ConfidenceMetric.Random),
             "threshold" when parameters.Length > 0 => new ThresholdStrategy(0.8f),
             "threshold" => new ThresholdStrategy(),
+            "factor" when parameters.Length > 0 => new FactorStrategy(2.5f),
+            "factor" => new FactorStrategy(),
             _ => new SaberStrategy(),
         };
         Assert.That(provider.GetRequiredService<IOptions<SaberServiceOptions>>().Value.Decode.ToDecodeOptions().Strategy, Is.EqualTo(expected));
@@ -160,13 +164,14 @@ public class DependencyInjectionTests
     [TestCase("Decode:GenerationLength", "0", "Saber:Decode:GenerationLength = 0: Generation length G must be > 0; got 0.")]
     [TestCase("Decode:BlockLength", "48", "Saber:Decode:BlockLength = 48: Block length K must be > 0 and divide G=256; got 48.")]
     [TestCase("Decode:Temperature", "-1", "Saber:Decode:Temperature = -1: Temperature T must be finite and >= 0; got -1.")]
-    [TestCase("Decode:Strategy:Type", "greedy", "Saber:Decode:Strategy:Type = 'greedy' is not a decoding strategy; expected one of saber, low-confidence, threshold.")]
+    [TestCase("Decode:Strategy:Type", "greedy", "Saber:Decode:Strategy:Type = 'greedy' is not a decoding strategy; expected one of saber, low-confidence, threshold, factor.")]
     [TestCase("Decode:Strategy:Variant", "papr", "Saber:Decode:Strategy:Variant = 'papr' is not a Saber variant; expected one of reference, paper.")]
     [TestCase("Decode:Strategy:MinTokensPerStep", "0", "Saber:Decode:Strategy:MinTokensPerStep = 0: Saber's minimum tokens per step n must be >= 1; got 0.")]
     [TestCase("Decode:Strategy:RemaskDivisor", "0", "Saber:Decode:Strategy:RemaskDivisor = 0: Saber's remask divisor mu must be >= 1; got 0.")]
     [TestCase("Decode:Strategy:FixedThreshold", "1.5", "Saber:Decode:Strategy:FixedThreshold = 1.5: Threshold theta must lie in (0, 1]; got 1.5.")]
     [TestCase("Decode:Strategy:Steps", "16", "Saber:Decode:Strategy:Steps = 16 does not apply to strategy 'saber'.")]
     [TestCase("Decode:Strategy:Threshold", "0.5", "Saber:Decode:Strategy:Threshold = 0.5 does not apply to strategy 'saber'.")]
+    [TestCase("Decode:Strategy:Factor", "2", "Saber:Decode:Strategy:Factor = 2 does not apply to strategy 'saber'.")]
     public void AnInvalidValueFailsAtStartNamingItsKeyAndValue(string key, string value, string expected)
     {
         var services = new ServiceCollection();
@@ -183,6 +188,10 @@ public class DependencyInjectionTests
     [TestCase("low-confidence", new[] { "Steps=8", "Variant=paper" }, "Saber:Decode:Strategy:Variant = 'paper' does not apply to strategy 'low-confidence'.")]
     [TestCase("threshold", new[] { "Threshold=0" }, "Saber:Decode:Strategy:Threshold = 0: Threshold theta must lie in (0, 1]; got 0.")]
     [TestCase("threshold", new[] { "Backtracking=false" }, "Saber:Decode:Strategy:Backtracking = false does not apply to strategy 'threshold'.")]
+    [TestCase("threshold", new[] { "Factor=2" }, "Saber:Decode:Strategy:Factor = 2 does not apply to strategy 'threshold'.")]
+    [TestCase("factor", new[] { "Factor=0" }, "Saber:Decode:Strategy:Factor = 0: Factor F must be finite and > 0; got 0.")]
+    [TestCase("factor", new[] { "Factor=-1" }, "Saber:Decode:Strategy:Factor = -1: Factor F must be finite and > 0; got -1.")]
+    [TestCase("factor", new[] { "Threshold=0.5" }, "Saber:Decode:Strategy:Threshold = 0.5 does not apply to strategy 'factor'.")]
     public void AnInvalidStrategyFailsAtStart(string type, string[] parameters, string expected)
     {
         var values = new List<(string, string?)> { ("Decode:BlockLength", "32"), ("Decode:Strategy:Type", type) };

@@ -15,12 +15,13 @@ public class InvarianceTests
         int[] divisors = Enumerable.Range(1, generation).Where(k => generation % k == 0 && k >= 2).ToArray();
         int k = divisors[rng.Next(divisors.Length)];
         int blocks = generation / k;
-        DecodingStrategy strategy = rng.Next(4) switch
+        DecodingStrategy strategy = rng.Next(5) switch
         {
             0 => new SaberStrategy(SaberVariant.Reference, MinTokensPerStep: rng.Next(1, 4), RemaskDivisor: rng.Next(1, 9)),
             1 => new SaberStrategy(SaberVariant.Paper, MinTokensPerStep: rng.Next(1, 4), RemaskDivisor: rng.Next(1, 9)),
             2 => new LowConfidenceStrategy(blocks * rng.Next(1, Math.Max(2, k / 2 + 1)), (ConfidenceMetric)rng.Next(4)),
-            _ => new ThresholdStrategy(0.3f + 0.6f * (float)rng.NextDouble()),
+            3 => new ThresholdStrategy(0.3f + 0.6f * (float)rng.NextDouble()),
+            _ => new FactorStrategy(0.5f + 3f * (float)rng.NextDouble()),
         };
         return new DecodeOptions
         {

@@ -19,12 +19,13 @@ public class OnnxEngineTests
     {
         GenerationLength = 16 + 8 * (i % 3),
         BlockLength = 8,
-        Strategy = (i % 4) switch
+        Strategy = (i % 5) switch
         {
             0 => new SaberStrategy(),
             1 => new SaberStrategy(SaberVariant.Paper),
             2 => new LowConfidenceStrategy(16 + 8 * (i % 3), ConfidenceMetric.Margin),
-            _ => new ThresholdStrategy(0.7f),
+            3 => new ThresholdStrategy(0.7f),
+            _ => new FactorStrategy(2f),
         },
         Temperature = i % 2 == 0 ? 0f : 0.9f,
         Seed = (ulong)(1000 + i),

@@ -13,6 +13,7 @@ public class BatchCompositionTests
             new LowConfidenceStrategy(8, ConfidenceMetric.NegEntropy),
             new LowConfidenceStrategy(8, ConfidenceMetric.Random),
             new ThresholdStrategy(0.4f),
+            new FactorStrategy(3f),
         ];
         int c = 0;
         foreach (DecodingStrategy strategy in strategies)

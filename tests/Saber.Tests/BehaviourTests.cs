@@ -129,6 +129,9 @@ public class BehaviourTests
         }));
         var threshold = await Decode(equal, new DecodeOptions { GenerationLength = 3, Strategy = new ThresholdStrategy(0.9f) });
         Assert.That(threshold.Trace.Select(t => Positions(t.Committed).Single()), Is.EqualTo(new[] { Prompt + 0, Prompt + 1, Prompt + 2 }));
+        // Factor 1: rank 2 needs 2/3, so one position (the lowest), then the last two together (only the last rank failed).
+        var factor = await Decode(equal, new DecodeOptions { GenerationLength = 3, Strategy = new FactorStrategy(1f) });
+        Assert.That(factor.Trace.Select(t => Positions(t.Committed)), Is.EqualTo(new[] { new[] { Prompt + 0 }, new[] { Prompt + 1, Prompt + 2 } }));
     }
 
     [Test]
@@ -188,6 +191,41 @@ public class BehaviourTests
         Assert.That(Positions(result.Trace[2].Committed), Is.EqualTo(new[] { Prompt + 3 }));
         Assert.That(result.Nfe, Is.EqualTo(5));
         Assert.That(result.Trace.Select(s => s.Tau), Has.All.Null);
+    }
+
+    [Test]
+    public async Task FactorCommitsThePassingPrefixOfTheConfidenceRanking()
+    {
+        // F = 1: rank i needs c >= 1 - 1/(i + 1): 2/3, 3/4, 4/5, ... (rank 1 always passes).
+        float[][] p =
+        [
+            [0.95f, 0.5f, 0.8f, 0.99f, 0.3f, 0.2f],
+            [0.95f, 0.6f, 0.8f, 0.99f, 0.7f, 0.15f],
+            [0.95f, 0.2f, 0.8f, 0.99f, 0.7f, 0.15f],
+        ];
+        var result = await Decode(new ConfidenceDenoiser(Prompt, (step, g) => p[Math.Min(step, 3) - 1][g]),
+            new DecodeOptions { GenerationLength = 6, Strategy = new FactorStrategy(1f) });
+        // 0.99, 0.95, 0.8 pass ranks 1-3; 0.5 fails rank 4's 0.8.
+        Assert.That(Positions(result.Trace[0].Committed), Is.EqualTo(new[] { Prompt + 0, Prompt + 2, Prompt + 3 }));
+        // 0.7, then 0.6 fails rank 2's 2/3: one of three.
+        Assert.That(Positions(result.Trace[1].Committed), Is.EqualTo(new[] { Prompt + 4 }));
+        // Two left: only the last rank can fail, and then the released code commits both.
+        Assert.That(Positions(result.Trace[2].Committed), Is.EqualTo(new[] { Prompt + 1, Prompt + 5 }));
+        Assert.That(result.Nfe, Is.EqualTo(3));
+        Assert.That(result.Trace.Select(s => s.Tau), Has.All.Null);
+        Assert.That(result.Trace.SelectMany(s => s.Remasked), Is.Empty);
+    }
+
+    [Test]
+    public async Task FactorStaysInTheActiveBlock()
+    {
+        // K = 3: block 1's confident positions wait until block 0 is complete.
+        var result = await Decode(new ConfidenceDenoiser(Prompt, (_, g) => g >= 3 ? 0.99f : 0.3f),
+            new DecodeOptions { GenerationLength = 6, BlockLength = 3, Strategy = new FactorStrategy(1f) });
+        Assert.That(Positions(result.Trace[0].Committed), Is.EqualTo(new[] { Prompt + 0 }));
+        Assert.That(Positions(result.Trace[1].Committed), Is.EqualTo(new[] { Prompt + 1, Prompt + 2 }));
+        Assert.That(Positions(result.Trace[2].Committed), Is.EqualTo(new[] { Prompt + 3, Prompt + 4, Prompt + 5 }));
+        Assert.That(result.Nfe, Is.EqualTo(3));
     }
 
     [Test]

@@ -19,6 +19,8 @@ public class DifferentialTests
             yield return new LowConfidenceStrategy(blocks * rng.Next(1, k + 3), metric);
         yield return new ThresholdStrategy((float)rng.NextDouble() * 0.6f + 0.2f);
         yield return new ThresholdStrategy(1f);
+        yield return new FactorStrategy();
+        yield return new FactorStrategy(3f);
     }
 
     public static IEnumerable<TestCaseData> Cases()

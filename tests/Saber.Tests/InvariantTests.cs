@@ -22,6 +22,7 @@ public class InvariantTests
                 new SaberStrategy(SaberVariant.Reference, 2, 1, FixedThreshold: 0.05f),
                 new LowConfidenceStrategy(g / k * rng.Next(1, 6), (ConfidenceMetric)rng.Next(4)),
                 new ThresholdStrategy(0.5f),
+                new FactorStrategy(2f),
             ];
             foreach (DecodingStrategy strategy in strategies)
                 yield return new TestCaseData(c, g, k, temperature, strategy).SetArgDisplayNames($"seed{c}", $"G{g}", $"K{k}", $"T{temperature}", strategy.ToString());

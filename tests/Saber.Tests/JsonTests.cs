@@ -27,6 +27,9 @@ public class JsonTests
             yield return new TestCaseData(new LowConfidenceStrategy(32, metric)).SetArgDisplayNames($"low-confidence {metric}");
         yield return new TestCaseData(new ThresholdStrategy()).SetArgDisplayNames("threshold default");
         yield return new TestCaseData(new ThresholdStrategy(0.123456789f)).SetArgDisplayNames("threshold 0.123456789");
+        yield return new TestCaseData(new FactorStrategy()).SetArgDisplayNames("factor default");
+        yield return new TestCaseData(new FactorStrategy(2.718281828f)).SetArgDisplayNames("factor 2.718281828");
+        yield return new TestCaseData(new FactorStrategy(1e-30f)).SetArgDisplayNames("factor 1e-30");
     }
 
     [TestCaseSource(nameof(Strategies))]
@@ -86,6 +89,8 @@ public class JsonTests
             Is.EqualTo("""{"type":"low-confidence","steps":8,"metric":"negentropy"}"""));
         Assert.That(JsonSerializer.Serialize<DecodingStrategy>(new ThresholdStrategy(0.9f), SaberJson.Options),
             Is.EqualTo("""{"type":"threshold","threshold":0.9}"""));
+        Assert.That(JsonSerializer.Serialize<DecodingStrategy>(new FactorStrategy(), SaberJson.Options),
+            Is.EqualTo("""{"type":"factor","factor":1}"""));
 
         var trace = new StepTrace(3, 0.8125, [new CommittedToken(7, 42, 0.5f)], [new RemaskedToken(5, -0.25f), new RemaskedToken(9, float.PositiveInfinity)]);
         Assert.That(JsonSerializer.Serialize(trace, SaberJson.Options), Is.EqualTo(
@@ -106,6 +111,8 @@ public class JsonTests
             Assert.That(JsonSerializer.Deserialize<DecodeOptions>("""{"generationLength":16}""", options)!.Strategy, Is.EqualTo(new SaberStrategy()));
             Assert.That(JsonSerializer.Deserialize<DecodingStrategy>("""{"type":"saber","variant":"paper"}""", options), Is.EqualTo(new SaberStrategy(SaberVariant.Paper)));
             Assert.That(JsonSerializer.Deserialize<DecodingStrategy>("""{"type":"threshold"}""", options), Is.EqualTo(new ThresholdStrategy()));
+            Assert.That(JsonSerializer.Deserialize<DecodingStrategy>("""{"type":"factor"}""", options), Is.EqualTo(new FactorStrategy(1f)));
+            Assert.That(JsonSerializer.Deserialize<DecodingStrategy>("""{"factor":0.5,"type":"factor"}""", options), Is.EqualTo(new FactorStrategy(0.5f)));
         }
     }
 

@@ -62,6 +62,7 @@ internal static class SpecSampler
                     SaberStrategy saber => SaberStep(s, saber, At, t, G, K, mask),
                     LowConfidenceStrategy lc => LowConfidenceStep(s, lc, At, t, K, blocks),
                     ThresholdStrategy th => ThresholdStep(s, th, At, t, G, K),
+                    FactorStrategy f => FactorStep(s, f, At, t, G, K),
                     _ => throw new NotSupportedException(),
                 });
             }
@@ -164,6 +165,29 @@ internal static class SpecSampler
             var chosen = masked.Where(i => q[i].C >= th.Threshold).ToList();
             if (chosen.Count == 0)
                 chosen = masked.OrderByDescending(i => q[i].C).ThenBy(i => i).Take(1).ToList();
+            foreach (int i in chosen)
+            {
+                s.X[i] = q[i].Prediction;
+                s.Decoded[i - s.P] = true;
+            }
+            s.Trace.Add(new StepTrace(t, null, chosen.Order().Select(i => new CommittedToken(i, q[i].Prediction, q[i].C)).ToList(), []));
+            if (Enumerable.Range(start, K).All(i => s.Decoded[i - s.P]))
+            {
+                if (e == s.P + G) s.Done = true;
+                else s.Block++;
+            }
+        };
+    }
+
+    private static Action FactorStep(Seq s, FactorStrategy f, Func<int, Quantities> at, int t, int G, int K)
+    {
+        int start = s.P + s.Block * K, e = start + K;
+        var masked = Enumerable.Range(start, K).Where(i => !s.Decoded[i - s.P]).ToList();
+        var q = masked.ToDictionary(i => i, at);
+        return () =>
+        {
+            s.Nfe++;
+            var chosen = FactorRule.Select(masked.Select(i => q[i].C).ToArray(), f.Factor).Select(j => masked[j]).ToList();
             foreach (int i in chosen)
             {
                 s.X[i] = q[i].Prediction;

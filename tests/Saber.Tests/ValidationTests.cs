@@ -27,6 +27,10 @@ public class ValidationTests
         yield return Case("theta=0", Options(new ThresholdStrategy(0f)), "Threshold", "got 0");
         yield return Case("theta>1", Options(new ThresholdStrategy(1.5f)), "Threshold", "got 1.5");
         yield return Case("theta=NaN", Options(new ThresholdStrategy(float.NaN)), "Threshold", "got NaN");
+        yield return Case("F=0", Options(new FactorStrategy(0f)), "Factor", "Factor F must be finite and > 0; got 0");
+        yield return Case("F<0", Options(new FactorStrategy(-1.5f)), "Factor", "got -1.5");
+        yield return Case("F=NaN", Options(new FactorStrategy(float.NaN)), "Factor", "got NaN");
+        yield return Case("F=inf", Options(new FactorStrategy(float.PositiveInfinity)), "Factor", "got Infinity");
         yield return Case("fixed theta<0", Options(new SaberStrategy(FixedThreshold: -0.1f)), "FixedThreshold", "got -0.1");
         yield return Case("G=int.MaxValue", Options() with { GenerationLength = int.MaxValue, BlockLength = null }, "GenerationLength", "at most 1048576; got 2147483647");
         yield return Case("G=2^20+1", Options() with { GenerationLength = (1 << 20) + 1, BlockLength = 1 }, "GenerationLength", "got 1048577");

@@ -63,7 +63,9 @@ typedef enum saber_strategy {
     /** LLaDA's low-confidence re-masking: a fixed number of steps. */
     SABER_STRATEGY_LOW_CONFIDENCE = 1,
     /** Fast-dLLM's threshold rule. */
-    SABER_STRATEGY_THRESHOLD = 2
+    SABER_STRATEGY_THRESHOLD = 2,
+    /** Fast-dLLM's factor rule: the i-th most confident masked position needs c >= 1 - factor / (i + 1). */
+    SABER_STRATEGY_FACTOR = 3
 } saber_strategy;
 
 /** Reading of Saber: the authors' released code, or the paper's text. */
@@ -118,6 +120,9 @@ typedef struct saber_decode_options {
     float threshold;
     /** T >= 0, finite; above zero predictions are Gumbel-max draws. */
     float temperature;
+    /** The factor, finite and > 0 (factor strategy only). It fills what was padding before seed, so the struct's size
+     *  and every other offset are those of ABI version 1 before it existed. */
+    float factor;
     /** Philox key of the Gumbel draws and the random metric. */
     uint64_t seed;
 } saber_decode_options;

@@ -60,7 +60,7 @@ struct Scratch {
     int8_t *commit_set;         // Saber
     int8_t *drafted;            // D of this step
     int8_t *remasked;           // re-masked this step
-    float *score;               // c (Saber, threshold) or the low-confidence metric
+    float *score;               // c (Saber, threshold, factor) or the low-confidence metric
     float *delta;               // Saber: this step's change
     float *commit_confidence;   // Saber: f
     unsigned long long *keys;   // sort keys: at least pow2_at_least(G) of them
@@ -160,11 +160,12 @@ SABER_DECIDE_FN void bitonic_sort(Block &block, unsigned long long *keys, int n)
     }
 }
 
-/// Sets flags[g] = 1 for the first k candidates g in [from, to) in the spec's order by score (Order), and flags[g] = 0
-/// for every other g in [from, to). Returns how many it set: min(k, candidates), the same on every thread.
+/// Writes the sort keys of [from, to) to keys[0, pow2_at_least(to - from)) (kNoCandidate for non-candidates and the
+/// padding) and clears flags[g] for g in [from, to). Returns the number of candidates, the same on every thread (the
+/// sum is the barrier before a sort).
 template <typename Block, typename Candidate, typename Score>
-SABER_DECIDE_FN int select_first(Block &block, const Scratch &w, int from, int to, int k, Order order, int8_t *flags,
-                           Candidate candidate, Score score) {
+SABER_DECIDE_FN int candidate_keys(Block &block, const Scratch &w, int from, int to, Order order, int8_t *flags,
+                                   Candidate candidate, Score score) {
     const int n = pow2_at_least(to - from);
     int mine = 0;
     for (int i = block.thread(); i < n; i += block.threads()) {
@@ -179,11 +180,25 @@ SABER_DECIDE_FN int select_first(Block &block, const Scratch &w, int from, int t
         }
         w.keys[i] = key;
     }
-    const int chosen = imin(k, static_cast<int>(block.sum(mine)));   // the sum is the barrier before the sort
-    if (chosen <= 0) return 0;
-    bitonic_sort(block, w.keys, n);
-    for (int i = block.thread(); i < chosen; i += block.threads()) flags[static_cast<uint32_t>(w.keys[i])] = 1;
+    return static_cast<int>(block.sum(mine));
+}
+
+/// Sets flags[g] = 1 for the positions of the first k sorted keys (k at most the candidates), then a barrier.
+template <typename Block>
+SABER_DECIDE_FN void flag_first(Block &block, const Scratch &w, int k, int8_t *flags) {
+    for (int i = block.thread(); i < k; i += block.threads()) flags[static_cast<uint32_t>(w.keys[i])] = 1;
     block.sync();
+}
+
+/// Sets flags[g] = 1 for the first k candidates g in [from, to) in the spec's order by score (Order), and flags[g] = 0
+/// for every other g in [from, to). Returns how many it set: min(k, candidates), the same on every thread.
+template <typename Block, typename Candidate, typename Score>
+SABER_DECIDE_FN int select_first(Block &block, const Scratch &w, int from, int to, int k, Order order, int8_t *flags,
+                           Candidate candidate, Score score) {
+    const int chosen = imin(k, candidate_keys(block, w, from, to, order, flags, candidate, score));
+    if (chosen <= 0) return 0;
+    bitonic_sort(block, w.keys, pow2_at_least(to - from));
+    flag_first(block, w, chosen, flags);
     return chosen;
 }
 
@@ -265,7 +280,7 @@ struct Outcome {
     int committed = 0;
     int remasked = 0;
     double tau = 0.0;
-    bool block_complete = false;   // Saber, threshold: every position before the active end is decoded now
+    bool block_complete = false;   // Saber, threshold, factor: every position before the active end is decoded now
 };
 
 /// Loads the arrays the strategy decides on into the scratch (when staged) and clears the flags, for g < end; Saber also
@@ -410,6 +425,39 @@ SABER_DECIDE_FN Outcome threshold_rule(Block &block, const DecodeState &s, const
     return out;
 }
 
+/// The factor rule's threshold of rank i (1-based): 1 - factor / (i + 1) in double, each operation rounded once (no
+/// contraction is possible: a quotient, then a difference), the same bits on the host and the device.
+SABER_DECIDE_FN double factor_threshold(float factor, int rank) {
+    return 1.0 - static_cast<double>(factor) / static_cast<double>(rank + 1);
+}
+
+/// Factor: rank the block's masked positions by c (descending, then position); rank 1 always passes, rank i >= 2 passes
+/// when c_i >= 1 - factor / (i + 1). Commits the longest passing prefix L, or all M masked positions when L = M - 1 (the
+/// released code's rule, docs/strategies.md). c_i does not increase with i and the threshold does not decrease (the
+/// rounded quotient and difference are monotone), so the passing ranks are a prefix and L is their count: a block sum
+/// instead of a scan.
+template <typename Block>
+SABER_DECIDE_FN Outcome factor_rule(Block &block, const DecodeState &s, const Sequence &q, const Scratch &w) {
+    const float factor = s.options.factor;
+    Outcome out;
+    out.tau = quiet_nan();
+    long long counts = 0;   // ranks 2..M that pass + (undecoded positions before the block << 32)
+    for (int g = block.thread(); g < q.begin; g += block.threads()) counts += w.decoded[g] ? 0 : 1ll << 32;
+    const int masked = candidate_keys(block, w, q.begin, q.end, Order::HighestFirst, w.drafted, [&](int g) { return !w.decoded[g]; },
+                                      [&](int g) { return w.score[g]; });
+    if (masked > 0) bitonic_sort(block, w.keys, pow2_at_least(q.end - q.begin));   // ends with a block barrier
+    for (int i = 1 + block.thread(); i < masked; i += block.threads()) {
+        const int g = static_cast<int>(static_cast<uint32_t>(w.keys[i]));
+        counts += static_cast<double>(w.score[g]) >= factor_threshold(factor, i + 1) ? 1 : 0;
+    }
+    counts = block.sum(counts);
+    const int prefix = 1 + static_cast<int>(counts & 0xFFFFFFFFll);
+    out.committed = masked == 0 ? 0 : prefix == masked - 1 ? masked : prefix;
+    if (out.committed > 0) flag_first(block, w, out.committed, w.drafted);
+    out.block_complete = out.committed == masked && (counts >> 32) == 0;
+    return out;
+}
+
 /// Writes the step's result once: decoded (commits, then re-masks), Saber's commit set and f, the canvas, and the trace
 /// events of every generation position (with tokens and confidences of commits, changes of re-masks).
 template <typename Block>
@@ -454,6 +502,7 @@ SABER_DECIDE_FN void decide_sequence(Block &block, const DecodeState &s, int b, 
     switch (s.options.strategy) {
         case SABER_STRATEGY_SABER: out = saber_rule(block, s, q, w); break;
         case SABER_STRATEGY_LOW_CONFIDENCE: out = low_confidence_rule(block, s, q, w); break;
+        case SABER_STRATEGY_FACTOR: out = factor_rule(block, s, q, w); break;
         default: out = threshold_rule(block, s, q, w); break;
     }
     store(block, s, q, w, trace);

@@ -7,8 +7,8 @@ namespace Saber.Json;
 
 /// <summary>
 /// A <see cref="DecodingStrategy"/> as a JSON object tagged by a <c>"type"</c> property: <c>"saber"</c>
-/// (<see cref="SaberStrategy"/>), <c>"low-confidence"</c> (<see cref="LowConfidenceStrategy"/>) or
-/// <c>"threshold"</c> (<see cref="ThresholdStrategy"/>), the CLI's <c>--strategy</c> names, followed by the
+/// (<see cref="SaberStrategy"/>), <c>"low-confidence"</c> (<see cref="LowConfidenceStrategy"/>),
+/// <c>"threshold"</c> (<see cref="ThresholdStrategy"/>) or <c>"factor"</c> (<see cref="FactorStrategy"/>), the CLI's <c>--strategy</c> names, followed by the
 /// strategy's parameters. <c>"type"</c> is written first and read anywhere in the object.
 /// </summary>
 /// <remarks>
@@ -17,7 +17,7 @@ namespace Saber.Json;
 /// abstract) and requires <c>"type"</c> first unless the caller's options say otherwise. Here a missing, duplicated,
 /// non-string or unknown <c>"type"</c> is a <see cref="JsonException"/> naming it. The parameters are read and
 /// written through the resolver of the options in use, so <see cref="SaberJsonContext"/> (or reflection) must know the
-/// three strategy types: it does.
+/// four strategy types: it does.
 /// </remarks>
 public sealed class DecodingStrategyJsonConverter : JsonConverter<DecodingStrategy>
 {
@@ -29,6 +29,7 @@ public sealed class DecodingStrategyJsonConverter : JsonConverter<DecodingStrate
         (typeof(SaberStrategy), "saber"),
         (typeof(LowConfidenceStrategy), "low-confidence"),
         (typeof(ThresholdStrategy), "threshold"),
+        (typeof(FactorStrategy), "factor"),
     ];
 
     private static string Expected => string.Join(", ", Names.Select(n => n.Name));

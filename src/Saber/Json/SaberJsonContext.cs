@@ -24,6 +24,7 @@ namespace Saber.Json;
 [JsonSerializable(typeof(SaberStrategy))]
 [JsonSerializable(typeof(LowConfidenceStrategy))]
 [JsonSerializable(typeof(ThresholdStrategy))]
+[JsonSerializable(typeof(FactorStrategy))]
 [JsonSerializable(typeof(SaberVariant))]
 [JsonSerializable(typeof(ConfidenceMetric))]
 [JsonSerializable(typeof(DecodeResult))]

@@ -102,6 +102,17 @@ public class CliTests
         Assert.That(lines[^1], Does.StartWith("tokens: "));
     }
 
+    [Test]
+    public async Task ReplayRunsTheFactorRule()
+    {
+        var (code, stdout, _) = await Run(Replay("--strategy", "factor", "--factor", "2"));
+        Assert.That(code, Is.Zero);
+        string[] lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        int nfe = int.Parse(System.Text.RegularExpressions.Regex.Match(lines[0], @"NFE (\d+)").Groups[1].Value);
+        Assert.That(lines[0], Does.StartWith("factor 2 on "));
+        Assert.That(lines.Count(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^\s+\d+\s+-\s")), Is.EqualTo(nfe));
+    }
+
     [TestCase(new string[0], "usage: saber")]
     [TestCase(new[] { "frobnicate" }, "Unknown command 'frobnicate'")]
     [TestCase(new[] { "replay", "--mask-id", "1" }, "Option --logits is required")]
@@ -117,7 +128,11 @@ public class CliTests
     }
 
     [TestCase(new[] { "--gen-length", "x" }, "--gen-length expects an integer; got 'x'")]
-    [TestCase(new[] { "--strategy", "greedy" }, "--strategy expects saber, low-confidence or threshold; got 'greedy'")]
+    [TestCase(new[] { "--strategy", "greedy" }, "--strategy expects saber, low-confidence, threshold or factor; got 'greedy'")]
+    [TestCase(new[] { "--strategy", "factor", "--threshold", "0.5" }, "--threshold does not apply to --strategy factor")]
+    [TestCase(new[] { "--strategy", "threshold", "--factor", "2" }, "--factor does not apply to --strategy threshold")]
+    [TestCase(new[] { "--factor", "2" }, "--factor does not apply to --strategy saber")]
+    [TestCase(new[] { "--strategy", "factor", "--factor", "x" }, "--factor expects a number; got 'x'")]
     [TestCase(new[] { "--strategy", "threshold", "--min-tokens", "2" }, "--min-tokens does not apply to --strategy threshold")]
     [TestCase(new[] { "--metric", "margin" }, "--metric does not apply to --strategy saber")]
     [TestCase(new[] { "--variant", "draft" }, "--variant expects one of reference, paper; got 'draft'")]
@@ -314,6 +329,7 @@ public class CliTests
     [TestCase(new[] { "--gen-length", "8", "--strategy", "low-confidence", "--steps", "2147483647" }, "saber replay: --steps: Low-confidence steps S must be at most 16 x G = 128")]
     [TestCase(new[] { "--gen-length", "8", "--min-tokens", "0" }, "saber replay: --min-tokens: Saber's minimum tokens per step n must be >= 1; got 0.")]
     [TestCase(new[] { "--gen-length", "8", "--threshold", "NaN", "--strategy", "threshold" }, "saber replay: --threshold: Threshold theta must lie in (0, 1]; got NaN.")]
+    [TestCase(new[] { "--gen-length", "8", "--factor", "0", "--strategy", "factor" }, "saber replay: --factor: Factor F must be finite and > 0; got 0.")]
     [TestCase(new[] { "--gen-length", "8", "--temperature", "1e40" }, "saber replay: --temperature: Temperature T must be finite and >= 0; got ")]
     public async Task ValueErrorsNameTheOptionNotTheParameter(string[] extra, string message)
     {
