@@ -11,8 +11,8 @@ internal static class EvalCommand
     public const string Usage =
         "usage: saber eval [--model DIR] [--set FILE] [--limit N] [--gen-length G] [--block-length K] [--batch B]\n" +
         "                  [--temperature T --seed S] [--threads N] [--json] [--no-progress]\n" +
-        "Decodes each problem of the set with every strategy (low-confidence S=G and S=G/2, threshold 0.9, Saber reference\n" +
-        "and paper, Saber without backtracking, Saber with a fixed threshold 0.9) and prints, per strategy, exact-match\n" +
+        "Decodes each problem of the set with every strategy (low-confidence S=G and S=G/2, Fast-dLLM's threshold 0.9 and\n" +
+        "factor rule (F = 1), Saber reference and paper, Saber without backtracking, Saber with a fixed threshold 0.9) and prints, per strategy, exact-match\n" +
         "accuracy (the decoded text up to the first end-of-text equals the answer), mean and max NFE, wall time and\n" +
         "generated positions per second; a Markdown table, or --json.\n" +
         "  --model DIR        default: the shipped task model models/addition (models/addition/README.md)\n" +

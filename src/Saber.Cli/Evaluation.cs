@@ -27,6 +27,7 @@ internal static class Evaluation
         ("low-confidence S=G", new LowConfidenceStrategy(g)),
         ("low-confidence S=G/2", new LowConfidenceStrategy(Math.Max(1, g / 2))),
         ("threshold 0.9", new ThresholdStrategy(0.9f)),
+        ("factor 1.0", new FactorStrategy(1.0f)),
         ("saber reference", new SaberStrategy()),
         ("saber paper", new SaberStrategy(Variant: SaberVariant.Paper)),
         ("saber no-backtracking", new SaberStrategy(Backtracking: false)),
@@ -69,6 +70,7 @@ internal static class Evaluation
         SaberStrategy s => ("saber", s.Variant.ToString().ToLowerInvariant()),
         LowConfidenceStrategy => ("low-confidence", null),
         ThresholdStrategy => ("threshold", null),
+        FactorStrategy => ("factor", null),
         _ => (strategy.GetType().Name, null),
     };
 

@@ -58,17 +58,17 @@ public class EvalTests
         JsonElement[] rows = root.GetProperty("rows").EnumerateArray().ToArray();
         Assert.That(rows.Select(r => r.GetProperty("label").GetString()), Is.EqualTo(new[]
         {
-            "low-confidence S=G", "low-confidence S=G/2", "threshold 0.9", "saber reference", "saber paper", "saber no-backtracking",
+            "low-confidence S=G", "low-confidence S=G/2", "threshold 0.9", "factor 1.0", "saber reference", "saber paper", "saber no-backtracking",
             "saber fixed-threshold 0.9",
         }));
         Assert.That(rows.Select(r => r.GetProperty("strategy").GetString()), Is.EqualTo(new[]
-            { "low-confidence", "low-confidence", "threshold", "saber", "saber", "saber", "saber" }));
-        Assert.That(rows[3].GetProperty("variant").GetString(), Is.EqualTo("reference"));
-        Assert.That(rows[4].GetProperty("variant").GetString(), Is.EqualTo("paper"));
+            { "low-confidence", "low-confidence", "threshold", "factor", "saber", "saber", "saber", "saber" }));
+        Assert.That(rows[4].GetProperty("variant").GetString(), Is.EqualTo("reference"));
+        Assert.That(rows[5].GetProperty("variant").GetString(), Is.EqualTo("paper"));
         Assert.That(rows[0].GetProperty("variant").ValueKind, Is.EqualTo(JsonValueKind.Null));
 
         Assert.That(rows[0].GetProperty("accuracy").GetDouble(), Is.EqualTo(0.5), "problem 1 right, problem 2 wrong");
-        Assert.That(rows[3].GetProperty("accuracy").GetDouble(), Is.EqualTo(saber == lowConfidence ? 0.5 : 0.0));
+        Assert.That(rows[4].GetProperty("accuracy").GetDouble(), Is.EqualTo(saber == lowConfidence ? 0.5 : 0.0));
         Assert.That(rows[0].GetProperty("mean_nfe").GetDouble(), Is.EqualTo(8.0), "S = G: one position per call");
         Assert.That(rows[0].GetProperty("max_nfe").GetInt32(), Is.EqualTo(8));
         Assert.That(rows[1].GetProperty("mean_nfe").GetDouble(), Is.EqualTo(4.0), "S = G/2");
@@ -78,7 +78,7 @@ public class EvalTests
             Assert.That(row.GetProperty("wall_ms").GetDouble(), Is.GreaterThan(0));
             Assert.That(row.GetProperty("tokens_per_s").GetDouble(), Is.GreaterThan(0));
         }
-        Assert.That(stderr, Does.Contain("[7/7] saber fixed-threshold 0.9"), "progress on stderr, one line per row when redirected");
+        Assert.That(stderr, Does.Contain("[8/8] saber fixed-threshold 0.9"), "progress on stderr, one line per row when redirected");
     }
 
     [Test]
@@ -106,7 +106,7 @@ public class EvalTests
         var (code, stdout, stderr) = await Run("eval", "--set", set, "--model", ModelArguments.ShippedModel(), "--gen-length", "8", "--no-progress");
         Assert.That(code, Is.Zero, stderr);
         string[] rows = stdout.Split('\n').Where(l => l.StartsWith("| ") && !l.StartsWith("| strategy")).ToArray();
-        Assert.That(rows, Has.Length.EqualTo(7));
+        Assert.That(rows, Has.Length.EqualTo(8));
         Assert.That(rows[0], Does.StartWith("| low-confidence S=G | 0.000 (0/1) | 8.00 | 8 | 1.00x |"));
         Assert.That(rows[1], Does.StartWith("| low-confidence S=G/2 | 0.000 (0/1) | 4.00 | 4 | 0.50x |"));
     }
