@@ -7,7 +7,7 @@ cross-entropy on the masked positions weighted by 1/t, averaged over the respons
 length G (answer plus end-of-text padding) is drawn per step from --canvas, so the model fills any G in
 that range.
 
-    /usr/bin/python3 tools/train_task_model.py [--steps 6000] [--checkpoint build/addition/checkpoint.pt]
+    /usr/bin/python3 tools/train_task_model.py [--steps 4000] [--checkpoint build/addition/checkpoint.pt]
                                                [--max-minutes M] [--out models/addition]
 
 Resumable: every --save-every steps (and when --max-minutes runs out) the model, optimiser, schedule,
@@ -78,9 +78,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "models", "addition"))
     parser.add_argument("--checkpoint", default=os.path.join(os.path.dirname(__file__), "..", "build", "addition", "checkpoint.pt"))
-    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--canvas", default="10,32", help="each step's canvas length G (answer + end-of-text) is drawn from [lo, hi]")
+    parser.add_argument("--canvas", default="10,24", help="each step's canvas length G (answer + end-of-text) is drawn from [lo, hi]")
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=20261201)
     parser.add_argument("--threads", type=int, default=2)

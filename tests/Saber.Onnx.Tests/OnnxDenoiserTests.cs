@@ -22,12 +22,16 @@ public class OnnxDenoiserTests
         Assert.That(model.HasAttentionMask, Is.True);
     }
 
-    /// <summary>ONNX Runtime's logits against a literal pure-Python forward pass of the same weights (tools/make_tiny_model.py).</summary>
-    [Test]
-    public async Task LogitsMatchTheLiteralForwardPass()
+    /// <summary>
+    /// ONNX Runtime's logits against a literal pure-Python forward pass of the same weights (tools/make_tiny_model.py),
+    /// for both shipped models (models/addition's trained logits reach tens, hence a relative part in the bound).
+    /// </summary>
+    [TestCase("tiny")]
+    [TestCase("addition")]
+    public async Task LogitsMatchTheLiteralForwardPass(string name)
     {
-        using OnnxDenoiser model = OnnxDenoiser.Load(TinyModel);
-        using JsonDocument reference = JsonDocument.Parse(File.ReadAllText(Path.Combine(Models, "tiny", "reference_logits.json")));
+        using OnnxDenoiser model = OnnxDenoiser.Load(Path.Combine(Models, name, "model.onnx"));
+        using JsonDocument reference = JsonDocument.Parse(File.ReadAllText(Path.Combine(Models, name, "reference_logits.json")));
         int cases = 0;
         foreach (JsonElement c in reference.RootElement.GetProperty("cases").EnumerateArray())
         {
@@ -40,11 +44,11 @@ public class OnnxDenoiserTests
             {
                 int v = 0;
                 foreach (JsonElement x in expected.EnumerateArray())
-                    worst = Math.Max(worst, Math.Abs(x.GetDouble() - logits[row, v++]));
+                    worst = Math.Max(worst, Math.Abs(x.GetDouble() - logits[row, v++]) / Math.Max(1.0, Math.Abs(x.GetDouble())));
                 Assert.That(v, Is.EqualTo(model.VocabularySize));
                 row++;
             }
-            Assert.That(worst, Is.LessThan(1e-4), $"case {cases}: largest |ONNX Runtime - reference| over {ids.Length} x V logits");
+            Assert.That(worst, Is.LessThan(1e-4), $"case {cases}: largest |ONNX Runtime - reference| / max(1, |reference|) over {ids.Length} x V logits");
             cases++;
         }
         Assert.That(cases, Is.EqualTo(2));

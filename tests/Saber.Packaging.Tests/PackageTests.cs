@@ -87,13 +87,15 @@ public class PackageContentTests
     }
 
     [Test]
-    public void TheToolPackageHoldsTheSaberCommandAndTheShippedModel()
+    public void TheToolPackageHoldsTheSaberCommandAndTheShippedModels()
     {
         string package = Feed.Package(PackagedFeed.ToolId);
         IReadOnlyList<string> entries = PackagedFeed.Entries(package);
         Assert.That(entries, Has.Member("tools/net10.0/any/saber.dll"));
         Assert.That(entries, Has.Member("tools/net10.0/any/models/tiny/model.onnx"));
         Assert.That(entries, Has.Member("tools/net10.0/any/models/tiny/tokenizer.json"));
+        foreach (string file in new[] { "model.onnx", "tokenizer.json", "test.jsonl", "README.md" })
+            Assert.That(entries, Has.Member("tools/net10.0/any/models/addition/" + file));
         Assert.That(entries, Has.Member("tools/net10.0/any/runtimes/linux-x64/native/libonnxruntime.so"));
         XElement metadata = PackagedFeed.Nuspec(package);
         Assert.That(metadata.Descendants().Where(e => e.Name.LocalName == "packageType").Select(e => e.Attribute("name")?.Value), Has.Member("DotnetTool"));
@@ -189,7 +191,7 @@ public class PackageInstallTests
     }
 
     [Test]
-    public void TheSaberToolInstallsFromTheFeedAndRunsTheDemoOnTheShippedModel()
+    public void TheSaberToolInstallsFromTheFeedAndRunsTheDemoOnTheShippedTaskModel()
     {
         string config = Feed.WriteNuGetConfig(Path.Combine(Feed.Root, "tool-config"));
         string toolPath = Path.Combine(Feed.Root, "tools");
@@ -198,14 +200,14 @@ public class PackageInstallTests
             Path.GetDirectoryName(config)!, TimeSpan.FromMinutes(3));
         install.ThrowIfFailed();
 
-        // Run from an unrelated folder, so that a models/tiny under the working directory cannot stand in for the packaged one.
+        // Run from an unrelated folder, so that a models/ under the working directory cannot stand in for the packaged one.
         string elsewhere = Path.Combine(Feed.Root, "elsewhere");
         Directory.CreateDirectory(elsewhere);
         ProcessResult demo = Feed.Run(Path.Combine(toolPath, "saber"), ["demo", "--no-color"], elsewhere, TimeSpan.FromMinutes(2));
         demo.ThrowIfFailed();
-        Assert.That(demo.Output, Does.Contain("Saber on " + toolPath), "the model is the one inside the installed tool");
-        Assert.That(demo.Output, Does.Contain("text (prompt + completion"));
-        Assert.That(demo.Output, Does.Contain("saber (reference)"));
+        Assert.That(demo.Output, Does.Contain("Saber on " + toolPath), "the task model is the one inside the installed tool");
+        Assert.That(demo.Output, Does.Contain("Held-out problem "));
+        Assert.That(demo.Output, Does.Contain("| saber reference |"));
 
         ProcessResult version = Feed.Run(Path.Combine(toolPath, "saber"), ["--version"], elsewhere, TimeSpan.FromMinutes(1));
         version.ThrowIfFailed();

@@ -233,9 +233,31 @@ public class CliTests
     }
 
     [Test]
-    public async Task DemoRunsTheShippedModelAndComparesTheStrategies()
+    public async Task DemoSolvesAHeldOutProblemOfTheTaskModelThenComparesTheStrategies()
     {
-        var (code, stdout, stderr) = await Run("demo", "--no-color", "--gen-length", "32");
+        var (code, stdout, stderr) = await Run("demo", "--no-color");
+        Assert.That(code, Is.Zero, stderr);
+        Assert.That(stdout, Does.Contain("(weights: addition task: "), "the task model's own account of its weights");
+        var problem = System.Text.RegularExpressions.Regex.Match(stdout, @"Held-out problem (\d+) of test\.jsonl .*: (\d{8}\+\d{8}=) with 16 positions to fill; the answer is (\d{9})\.");
+        Assert.That(problem.Success, stdout);
+        string[] lines = stdout.Split('\n');
+        Assert.That(lines.Count(l => l.StartsWith("step ")), Is.InRange(1, 16));
+        // The line of the decoded answer says whether it is the sum, checked here independently of the model's answer file.
+        string prompt = problem.Groups[2].Value;
+        long sum = long.Parse(prompt[..8]) + long.Parse(prompt[9..17]);
+        Assert.That(problem.Groups[3].Value, Is.EqualTo(sum.ToString("D9")));
+        var decoded = System.Text.RegularExpressions.Regex.Match(stdout, @"^decoded (\S*): (right|wrong)", System.Text.RegularExpressions.RegexOptions.Multiline);
+        Assert.That(decoded.Success, stdout);
+        Assert.That(decoded.Groups[2].Value, Is.EqualTo(decoded.Groups[1].Value == sum.ToString("D9") ? "right" : "wrong"));
+        string[] rows = lines.Where(l => l.StartsWith("| ") && !l.StartsWith("| strategy")).ToArray();
+        Assert.That(rows.Select(r => r.Split('|')[1].Trim()), Is.EqualTo(new[] { "low-confidence S=G", "threshold 0.9", "saber reference", "saber no-backtracking" }));
+        Assert.That(rows[0], Does.Contain("| 16.00 | 16 | 1.00x |"), "S = G: one position per call");
+    }
+
+    [Test]
+    public async Task DemoRunsTheCodeModelAndComparesTheStrategies()
+    {
+        var (code, stdout, stderr) = await Run("demo", "--no-color", "--model", ModelArguments.ShippedModel(), "--gen-length", "32");
         Assert.That(code, Is.Zero, stderr);
         Assert.That(stdout, Does.Contain("(weights: trained: "), "the model's own account of its weights");
         string[] lines = stdout.Split('\n');

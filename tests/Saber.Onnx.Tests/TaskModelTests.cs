@@ -1,0 +1,70 @@
+using System.Text.Json;
+
+namespace Saber.Onnx.Tests;
+
+/// <summary>
+/// End to end on the shipped task model models/addition (tools/train_task_model.py): a regression guard for the
+/// samplers on a real trained model. On a fixed subset of the held-out set (its first <see cref="Problems"/>
+/// problems, greedy, G = 16, one block) each strategy's exact-match accuracy and mean NFE must stay within the band
+/// stated here around the figures recorded when the model was made (bench/results/eval-addition-2026-12-01.md,
+/// the same subset). The bands allow other BLAS builds or CPUs to move a near-tie or two; a change to a strategy's
+/// logic moves these figures far more.
+/// </summary>
+public class TaskModelTests
+{
+    private const int Problems = 100, G = 16;
+
+    /// <summary>Accuracy may move by this much (2 problems of 100) and mean NFE by this much (a quarter of a call).</summary>
+    private const double AccuracyBand = 0.02, NfeBand = 0.25;
+
+    private static string Directory => Path.Combine(AppContext.BaseDirectory, "models", "addition");
+
+    private static readonly Lazy<(string Prompt, string Answer)[]> Subset = new(() => File.ReadLines(Path.Combine(Directory, "test.jsonl"))
+        .Take(Problems)
+        .Select(line => JsonDocument.Parse(line).RootElement)
+        .Select(o => (o.GetProperty("prompt").GetString()!, o.GetProperty("answer").GetString()!))
+        .ToArray());
+
+    private static async Task<(double Accuracy, double MeanNfe)> EvaluateAsync(DecodingStrategy strategy)
+    {
+        using LocalModel model = LocalModel.Open(Directory);
+        var options = new DecodeOptions { GenerationLength = G, Strategy = strategy };
+        ReadOnlyMemory<int>[] prompts = Subset.Value.Select(p => (ReadOnlyMemory<int>)model.Tokenizer.Encode(p.Prompt)).ToArray();
+        DecodeResult result = await new CpuSampler().DecodeAsync(model.Denoiser, prompts, options);
+        int correct = result.Sequences.Where((s, i) => model.Tokenizer.Decode(s.Tokens) == Subset.Value[i].Answer).Count();
+        return ((double)correct / Problems, result.Sequences.Average(s => s.Nfe));
+    }
+
+    private static IEnumerable<TestCaseData> Recorded()
+    {
+        // label, strategy, accuracy, mean NFE: the figures of bench/results/eval-addition-2026-12-01.md (first 100 problems).
+        yield return Case("low-confidence S=G", new LowConfidenceStrategy(G), 1.00, 16.00);
+        yield return Case("low-confidence S=G/2", new LowConfidenceStrategy(G / 2), 1.00, 8.00);
+        yield return Case("threshold 0.9", new ThresholdStrategy(0.9f), 1.00, 1.00);
+        yield return Case("factor 1.0", new FactorStrategy(1.0f), 1.00, 1.00);
+        yield return Case("saber reference", new SaberStrategy(), 1.00, 15.00);
+        yield return Case("saber paper", new SaberStrategy(Variant: SaberVariant.Paper), 1.00, 14.00);
+        yield return Case("saber no-backtracking", new SaberStrategy(Backtracking: false), 1.00, 8.00);
+        yield return Case("saber fixed-threshold 0.9", new SaberStrategy(FixedThreshold: 0.9f), 1.00, 1.00);
+
+        static TestCaseData Case(string label, DecodingStrategy strategy, double accuracy, double nfe) =>
+            new TestCaseData(strategy, accuracy, nfe).SetArgDisplayNames(label);
+    }
+
+    [TestCaseSource(nameof(Recorded))]
+    public async Task AccuracyAndNfeStayWithinTheirBands(DecodingStrategy strategy, double accuracy, double meanNfe)
+    {
+        var (gotAccuracy, gotNfe) = await EvaluateAsync(strategy);
+        TestContext.Out.WriteLine($"accuracy {gotAccuracy:F3} (recorded {accuracy:F3}), mean NFE {gotNfe:F3} (recorded {meanNfe:F3})");
+        Assert.That(gotAccuracy, Is.EqualTo(accuracy).Within(AccuracyBand), "exact-match accuracy on the first 100 held-out problems");
+        Assert.That(gotNfe, Is.EqualTo(meanNfe).Within(NfeBand), "mean NFE on the first 100 held-out problems");
+    }
+
+    [Test]
+    public void TheShippedTaskModelSaysHowItWasTrained()
+    {
+        using LocalModel model = LocalModel.Open(Directory);
+        Assert.That(model.Denoiser.WeightsDescription, Does.StartWith("addition task: "), "metadata 'weights' of models/addition/model.onnx");
+        Assert.That(File.ReadLines(Path.Combine(Directory, "test.jsonl")).Count(), Is.EqualTo(1000));
+    }
+}
