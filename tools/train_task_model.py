@@ -14,6 +14,8 @@ Resumable: every --save-every steps (and when --max-minutes runs out) the model,
 step and random states go to --checkpoint; run the same command again to go on from there. The ONNX
 files are written only when the last step is done. Needs PyTorch (Debian: apt-get install python3-torch
 libopenblas0-pthread). The same seed and thread count give the same weights, resumed or not.
+--confidence-report prints how the checkpoint's first-call confidences are spread (how many are exactly 1.0,
+which pins Saber's threshold; bench/results/eval-addition-2026-12-01.md).
 """
 import argparse
 import json
@@ -74,6 +76,19 @@ def greedy_accuracy(model, problems, canvas, parallel):
     return correct / len(problems)
 
 
+def confidence_report(model, problems):
+    """The float32 confidence (largest probability but the mask id's, as SABER_SPEC section 2) of every position of a
+    fully masked G = 16 canvas in the first call: how many are exactly 1.0, which pins Saber's threshold at 1."""
+    model.eval()
+    x, start = encode_batch(problems, 16)
+    x[:, start:] = MASK_ID
+    with torch.no_grad():
+        confidence = torch.softmax(model(x)[:, start:].float(), -1)[..., :MASK_ID].max(-1).values
+    share = lambda condition: condition.float().mean().item()  # noqa: E731
+    return ("first call, %d problems x 16 masked positions: exactly 1.0 %.3f, >= 0.9 %.3f, < 0.5 %.3f, smallest %.3g"
+            % (len(problems), share(confidence == 1.0), share(confidence >= 0.9), share(confidence < 0.5), confidence.min().item()))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "models", "addition"))
@@ -88,6 +103,8 @@ def main():
     parser.add_argument("--max-minutes", type=float, default=0, help="save and stop after this long (0: run to the end)")
     parser.add_argument("--export-checkpoint", action="store_true",
                         help="write the ONNX files from the checkpoint as it is (before the last step: the description says so) and stop")
+    parser.add_argument("--confidence-report", action="store_true",
+                        help="print how the checkpoint's first-call confidences on the held-out set are spread (G = 16, all masked) and stop")
     args = parser.parse_args()
     lo, hi = (int(v) for v in args.canvas.split(","))
     if not task.ANSWER_LENGTH <= lo <= hi or hi + 2 * task.DIGITS + 2 > tiny.MAX_POSITIONS:
@@ -135,6 +152,12 @@ def main():
         sequential = greedy_accuracy(model, validation[:64], 16, parallel=False)
         model.train()
         return "held-out loss %.4f, exact: one call %.3f, one position per call %.3f" % (loss, parallel, sequential)
+
+    if args.confidence_report:
+        if step == 0:
+            raise SystemExit("no checkpoint at %s to report on" % args.checkpoint)
+        print(confidence_report(model, held_out))
+        return
 
     if args.export_checkpoint:
         if step == 0:
