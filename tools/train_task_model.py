@@ -52,6 +52,11 @@ def response_loss(model, x0, start, generator):
     return (ce * masked / t).sum() / (b * (s - start))
 
 
+def confidence_and_prediction(model, x, start):
+    """SABER_SPEC section 2 in float32: each response position's largest probability but the mask id's, and its token."""
+    return torch.softmax(model(x)[:, start:].float(), -1)[..., :MASK_ID].max(-1)
+
+
 def greedy_accuracy(model, problems, canvas, parallel):
     """Exact-match accuracy of a quick greedy decode: every position from one call (parallel), or one position per
     call, the most confident first (LLaDA's low-confidence with S = G). A training-time gauge only; saber eval is the
@@ -60,8 +65,7 @@ def greedy_accuracy(model, problems, canvas, parallel):
     x[:, start:] = MASK_ID
     with torch.no_grad():
         for _ in range(1 if parallel else canvas):
-            probabilities = torch.softmax(model(x)[:, start:].float(), -1)
-            confidence, prediction = probabilities[..., :MASK_ID].max(-1)   # never the mask id
+            confidence, prediction = confidence_and_prediction(model, x, start)
             masked = x[:, start:] == MASK_ID
             if parallel:
                 x[:, start:] = torch.where(masked, prediction, x[:, start:])
@@ -77,13 +81,13 @@ def greedy_accuracy(model, problems, canvas, parallel):
 
 
 def confidence_report(model, problems):
-    """The float32 confidence (largest probability but the mask id's, as SABER_SPEC section 2) of every position of a
-    fully masked G = 16 canvas in the first call: how many are exactly 1.0, which pins Saber's threshold at 1."""
+    """The confidence of every position of a fully masked G = 16 canvas in the first call: how many are exactly 1.0,
+    which pins Saber's threshold at 1."""
     model.eval()
     x, start = encode_batch(problems, 16)
     x[:, start:] = MASK_ID
     with torch.no_grad():
-        confidence = torch.softmax(model(x)[:, start:].float(), -1)[..., :MASK_ID].max(-1).values
+        confidence = confidence_and_prediction(model, x, start).values
     share = lambda condition: condition.float().mean().item()  # noqa: E731
     return ("first call, %d problems x 16 masked positions: exactly 1.0 %.3f, >= 0.9 %.3f, < 0.5 %.3f, smallest %.3g"
             % (len(problems), share(confidence == 1.0), share(confidence >= 0.9), share(confidence < 0.5), confidence.min().item()))

@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using System.Text.Json;
 using Saber.Cli;
 using Saber.Denoisers;
@@ -96,9 +97,9 @@ public class CliTests
         var (code, stdout, _) = await Run(Replay("--strategy", "threshold", "--threshold", "0.5"));
         Assert.That(code, Is.Zero);
         string[] lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        int nfe = int.Parse(System.Text.RegularExpressions.Regex.Match(lines[0], @"NFE (\d+)").Groups[1].Value);
+        int nfe = int.Parse(Regex.Match(lines[0], @"NFE (\d+)").Groups[1].Value);
         Assert.That(lines[0], Does.StartWith("threshold 0.5 on "));
-        Assert.That(lines.Count(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^\s+\d+\s+-\s")), Is.EqualTo(nfe));
+        Assert.That(lines.Count(l => Regex.IsMatch(l, @"^\s+\d+\s+-\s")), Is.EqualTo(nfe));
         Assert.That(lines[^1], Does.StartWith("tokens: "));
     }
 
@@ -108,9 +109,9 @@ public class CliTests
         var (code, stdout, _) = await Run(Replay("--strategy", "factor", "--factor", "2"));
         Assert.That(code, Is.Zero);
         string[] lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        int nfe = int.Parse(System.Text.RegularExpressions.Regex.Match(lines[0], @"NFE (\d+)").Groups[1].Value);
+        int nfe = int.Parse(Regex.Match(lines[0], @"NFE (\d+)").Groups[1].Value);
         Assert.That(lines[0], Does.StartWith("factor 2 on "));
-        Assert.That(lines.Count(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^\s+\d+\s+-\s")), Is.EqualTo(nfe));
+        Assert.That(lines.Count(l => Regex.IsMatch(l, @"^\s+\d+\s+-\s")), Is.EqualTo(nfe));
     }
 
     [TestCase(new string[0], "usage: saber")]
@@ -224,7 +225,7 @@ public class CliTests
         Assert.That(stdout, Does.Contain("{"), "a re-masked token is shown");
 
         // The table: strategy, NFE, tokens recovered (r/G), planted mistakes left (m/4).
-        var rows = lines.Select(l => System.Text.RegularExpressions.Regex.Match(l, @"^(.+?)\s+(\d+)\s+(\d+)/(\d+)\s+(\d+)/4\s*$"))
+        var rows = lines.Select(l => Regex.Match(l, @"^(.+?)\s+(\d+)\s+(\d+)/(\d+)\s+(\d+)/4\s*$"))
             .Where(m => m.Success).ToDictionary(m => m.Groups[1].Value, m => (Nfe: int.Parse(m.Groups[2].Value), Left: int.Parse(m.Groups[5].Value)));
         Assert.That(rows.Keys, Is.EquivalentTo(new[] { "saber (reference)", "saber (reference, no backtracking)", "low-confidence (S=78, maxprob)", "threshold 0.9" }));
         Assert.That(rows["saber (reference)"].Left, Is.LessThan(rows["saber (reference, no backtracking)"].Left));
@@ -238,7 +239,7 @@ public class CliTests
         var (code, stdout, stderr) = await Run("demo", "--no-color");
         Assert.That(code, Is.Zero, stderr);
         Assert.That(stdout, Does.Contain("(weights: addition task: "), "the task model's own account of its weights");
-        var problem = System.Text.RegularExpressions.Regex.Match(stdout, @"Held-out problem (\d+) of test\.jsonl .*: (\d{8}\+\d{8}=) with 16 positions to fill; the answer is (\d{9})\.");
+        var problem = Regex.Match(stdout, @"Held-out problem (\d+) of test\.jsonl .*: (\d{8}\+\d{8}=) with 16 positions to fill; the answer is (\d{9})\.");
         Assert.That(problem.Success, stdout);
         string[] lines = stdout.Split('\n');
         Assert.That(lines.Count(l => l.StartsWith("step ")), Is.InRange(1, 16));
@@ -246,7 +247,7 @@ public class CliTests
         string prompt = problem.Groups[2].Value;
         long sum = long.Parse(prompt[..8]) + long.Parse(prompt[9..17]);
         Assert.That(problem.Groups[3].Value, Is.EqualTo(sum.ToString("D9")));
-        var decoded = System.Text.RegularExpressions.Regex.Match(stdout, @"^decoded (\S*): (right|wrong)", System.Text.RegularExpressions.RegexOptions.Multiline);
+        var decoded = Regex.Match(stdout, @"^decoded (\S*): (right|wrong)", RegexOptions.Multiline);
         Assert.That(decoded.Success, stdout);
         Assert.That(decoded.Groups[2].Value, Is.EqualTo(decoded.Groups[1].Value == sum.ToString("D9") ? "right" : "wrong"));
         string[] rows = lines.Where(l => l.StartsWith("| ") && !l.StartsWith("| strategy")).ToArray();
@@ -269,7 +270,7 @@ public class CliTests
 
     /// <summary>strategy -> mean NFE from a compare table.</summary>
     private static Dictionary<string, double> CompareRows(string stdout) =>
-        stdout.Split('\n').Select(l => System.Text.RegularExpressions.Regex.Match(l, @"^(.+?)\s+(\d+\.\d)\s+(\d+)\s+(\d+)\s*$"))
+        stdout.Split('\n').Select(l => Regex.Match(l, @"^(.+?)\s+(\d+\.\d)\s+(\d+)\s+(\d+)\s*$"))
             .Where(m => m.Success).ToDictionary(m => m.Groups[1].Value, m => double.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
 
     [Test]
