@@ -1,6 +1,6 @@
 // Fuzz and property tests (CsCheck 5) over the .npy reader, the character tokenizer and the saber command line.
 //
-// Run only these (Release, two cores: about 10 s when every property holds, 15-35 s while runs hit the time bound):
+// Run only these (Release, two cores: about 10 s when every property holds, up to a minute while runs hit the time bound):
 //   dotnet test --project tests/Saber.Tests -c Release --filter "FullyQualifiedName~Saber.Tests.Fuzz"
 // (add --output detailed to see each property's seed and its table of outcomes when it passes)
 // One property:
@@ -13,7 +13,9 @@
 //   SABER_FUZZ_SEED=<S> dotnet test --project tests/Saber.Tests -c Release --filter "Name=<property>"
 // (CsCheck_Seed=<S> works too: that case first, then the usual number of random cases.)
 // SABER_FUZZ_SCALE=<x> multiplies the number of cases (e.g. 10 for a longer run); SABER_FUZZ_TIMEOUT_S bounds one
-// command-line run (default 10 s; a normal run here takes well under 1 s).
+// command-line run (default 20 s; most runs take well under 1 s here, the task model's demo 1.5-3 s alone, but the test
+// command runs the test assemblies side by side on 2 cores, and a 2.6 s demo has taken over 10 s there; a runaway run
+// takes minutes or never ends).
 using System.Runtime.CompilerServices;
 using CsCheck;
 
@@ -30,7 +32,7 @@ internal static class Fuzz
 
     /// <summary>The most one command-line run may take.</summary>
     public static TimeSpan RunBound => TimeSpan.FromSeconds(
-        double.TryParse(Environment.GetEnvironmentVariable("SABER_FUZZ_TIMEOUT_S"), System.Globalization.CultureInfo.InvariantCulture, out double s) && s > 0 ? s : 10);
+        double.TryParse(Environment.GetEnvironmentVariable("SABER_FUZZ_TIMEOUT_S"), System.Globalization.CultureInfo.InvariantCulture, out double s) && s > 0 ? s : 20);
 
     public static void Require(bool condition, string message)
     {
