@@ -5,8 +5,9 @@ using Saber.Denoisers;
 namespace Saber.Cli;
 
 /// <summary>
-/// The main job on the embedded default model: the shipped transformer (models/tiny, run by ONNX Runtime)
-/// fills a canvas step by step, then the strategies are compared on it. <c>--synthetic</c> runs the
+/// The main job on the shipped task model (models/addition, run by ONNX Runtime): a held-out problem solved step by
+/// step, then the strategies compared on it; with <c>--model</c> a model without a held-out set (models/tiny) fills a
+/// prompt step by step, then the strategies are compared on a few prompts. <c>--synthetic</c> runs the
 /// synthetic denoiser instead: it "knows" one completion, favours planted wrong characters while the
 /// text after them is still masked, and grows more confident as the canvas fills (what backtracking is for).
 /// </summary>
@@ -17,7 +18,7 @@ internal static class DemoCommand
         "Shows Saber filling the canvas step by step (green: committed this step, red: re-masked), then a comparison.\n" +
         "The default model is the shipped task model models/addition (sums of two 8-digit numbers, checked exactly;\n" +
         "models/addition/README.md): it solves a held-out problem step by step, then low-confidence (S = G), threshold 0.9,\n" +
-        "Saber and Saber without backtracking are compared on the first " + "50 held-out problems (accuracy, NFE).\n" +
+        "Saber and Saber without backtracking are compared on the first 50 held-out problems (accuracy, NFE).\n" +
         "With --model models/tiny (the code model: code-shaped text, not code) or any model without a test.jsonl, it\n" +
         "fills a Python prompt and compares Saber, low-confidence (S = G) and threshold 0.9 on a few prompts (NFE, wall time).\n" +
         "--synthetic uses a synthetic stand-in with planted early mistakes that only backtracking repairs.";
@@ -75,15 +76,8 @@ internal static class DemoCommand
         // The first candidate alone (it usually re-masks), then the rest as one batch (a batch decodes each row as it would
         // alone): where none re-masks (one-position blocks, say) the search costs two decodes, not 50 serial ones.
         const int Candidates = 50;
-        int shown = 0, candidates = Math.Min(Candidates, problems.Count);
-        for (int first = 0, found = -1; first < candidates && found < 0; first = first == 0 ? 1 : candidates)
-        {
-            ReadOnlyMemory<int>[] batch = problems.Take(first == 0 ? 1 : candidates).Skip(first)
-                .Select(p => (ReadOnlyMemory<int>)tokenizer.Encode(p.Prompt)).ToArray();
-            DecodeResult result = await sampler.DecodeAsync(model.Denoiser, batch, saber, cancellationToken);
-            found = result.Sequences.ToList().FindIndex(r => r.Trace.Any(t => t.Remasked.Count > 0));
-            if (found >= 0) shown = first + found;
-        }
+        int candidates = Math.Min(Candidates, problems.Count);
+        int shown = await FirstRemaskingAsync(0, Math.Min(1, candidates)) ?? await FirstRemaskingAsync(1, candidates) ?? 0;
         EvalProblem problem = problems[shown];
         int[] prompt = tokenizer.Encode(problem.Prompt);
         stdout.WriteLine($"Saber on {model.Denoiser.ModelPath} (weights: {model.Denoiser.WeightsDescription ?? "not described"}).");
@@ -105,6 +99,16 @@ internal static class DemoCommand
             subset.Count, g, k, 0f, 0, 64, rows);
         stdout.WriteLine("(saber eval runs every strategy on the whole set.)");
         return 0;
+
+        // The index of the first problem in [from, to) whose Saber decode re-masks a position, or null.
+        async Task<int?> FirstRemaskingAsync(int from, int to)
+        {
+            if (from >= to) return null;
+            ReadOnlyMemory<int>[] batch = problems.Skip(from).Take(to - from).Select(p => (ReadOnlyMemory<int>)tokenizer.Encode(p.Prompt)).ToArray();
+            DecodeResult result = await sampler.DecodeAsync(model.Denoiser, batch, saber, cancellationToken);
+            int found = result.Sequences.ToList().FindIndex(r => r.Trace.Any(t => t.Remasked.Count > 0));
+            return found < 0 ? null : from + found;
+        }
     }
 
     /// <summary>The code model (models/tiny, or any model without a test set): a prompt filled step by step, then compare's table.</summary>

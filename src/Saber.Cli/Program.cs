@@ -7,7 +7,7 @@ public static class Program
     public const string Usage =
         "usage: saber <command> [options]\n" +
         "commands:\n" +
-        "  demo     the main job on the embedded default model: watch Saber fill a canvas, then compare strategies\n" +
+        "  demo     the main job on the shipped task model: watch Saber solve a held-out problem, then compare strategies\n" +
         "  generate complete prompts with a model (default: the shipped models/tiny, ONNX Runtime on the CPU)\n" +
         "  compare  one prompt set through Saber, low-confidence (S = G) and threshold 0.9: NFE, wall time, tokens/s\n" +
         "  eval     a held-out problem set through every strategy: exact-match accuracy, NFE, wall time (default: models/addition)\n" +

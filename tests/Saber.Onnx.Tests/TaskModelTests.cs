@@ -56,8 +56,8 @@ public class TaskModelTests
     {
         var (gotAccuracy, gotNfe) = await EvaluateAsync(strategy);
         TestContext.Out.WriteLine($"accuracy {gotAccuracy:F3} (recorded {accuracy:F3}), mean NFE {gotNfe:F3} (recorded {meanNfe:F3})");
-        Assert.That(gotAccuracy, Is.EqualTo(accuracy).Within(AccuracyBand), "exact-match accuracy on the first 100 held-out problems");
-        Assert.That(gotNfe, Is.EqualTo(meanNfe).Within(NfeBand), "mean NFE on the first 100 held-out problems");
+        Assert.That(gotAccuracy, Is.EqualTo(accuracy).Within(AccuracyBand), $"exact-match accuracy on the first {Problems} held-out problems");
+        Assert.That(gotNfe, Is.EqualTo(meanNfe).Within(NfeBand), $"mean NFE on the first {Problems} held-out problems");
     }
 
     [Test]
