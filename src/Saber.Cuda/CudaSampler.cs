@@ -91,7 +91,10 @@ public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler
                 NeedsHostCanvases = true,
                 Forward = async (decode, step, active, cancellationToken) =>
                 {
-                    var request = new DenoiseRequest(step, active, active.Select(b => (ReadOnlyMemory<int>)decode.Canvas(b)).ToArray());
+                    var request = new DenoiseRequest(step, active, active.Select(b => (ReadOnlyMemory<int>)decode.Canvas(b)).ToArray())
+                    {
+                        LogitsFrom = active.Select(decode.PromptLength).ToArray(),
+                    };
                     IReadOnlyList<SequenceLogits> logits = await denoiser.ForwardAsync(request, cancellationToken).ConfigureAwait(false);
                     decode.Upload(request, logits);
                 },

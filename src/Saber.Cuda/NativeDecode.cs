@@ -118,6 +118,9 @@ internal sealed unsafe class NativeDecode : IDisposable
     }
 
     /// <summary>Sequence <paramref name="b"/>'s canvas (prompt + G), a fresh array.</summary>
+    /// <summary>The prompt length of sequence <paramref name="b"/>.</summary>
+    public int PromptLength(int b) => promptLengths[b];
+
     public int[] Canvas(int b) => canvases.AsSpan(b * Length, promptLengths[b] + generation).ToArray();
 
     /// <summary>Sequences in the batch.</summary>
@@ -178,8 +181,10 @@ internal sealed unsafe class NativeDecode : IDisposable
             if (logits[i].ElementType != type)
                 throw new InvalidLogitsException($"Step {request.Step}, sequence {active[i]}: logits are {logits[i].ElementType}; earlier logits were {type}.");
         nint device = LogitsPointer(type, request.Step);
+        // Rows land at their canvas positions; rows a denoiser left out (prompt rows) are never read on the device.
+        ulong rowBytes = RowPitchBytes / (ulong)Length;
         for (int i = 0; i < active.Count; i++)
-            context.CopyToDevice(logits[i].RawBytes, device + (nint)((ulong)active[i] * RowPitchBytes));
+            context.CopyToDevice(logits[i].RawBytes, device + (nint)((ulong)active[i] * RowPitchBytes + (ulong)logits[i].FirstPosition * rowBytes));
     }
 
     /// <summary>

@@ -348,7 +348,10 @@ public sealed partial class SaberEngine : IAsyncDisposable
         foreach (Request[] pass in Passes(running))
         {
             var request = new DenoiseRequest(pass.Min(r => r.Step) + 1, pass.Select(r => r.Slot).ToArray(),
-                pass.Select(r => (ReadOnlyMemory<int>)r.State.Canvas).ToArray());
+                pass.Select(r => (ReadOnlyMemory<int>)r.State.Canvas).ToArray())
+            {
+                LogitsFrom = pass.Select(r => r.State.PromptLength).ToArray(),
+            };
             IReadOnlyList<SequenceLogits>? logits;
             try
             {
@@ -419,11 +422,9 @@ public sealed partial class SaberEngine : IAsyncDisposable
         {
             Request r = pass[i];
             r.Error = null;
-            SequenceLogits l = logits[i];
-            int length = r.State.Canvas.Length;
-            if (l.Vocabulary != vocabulary || l.Rows != length)
+            if (DecodeInputs.ShapeError(r.Step + 1, 0, r.State.Canvas.Length, r.State.PromptLength, vocabulary, logits[i]) is string error)
             {
-                r.Error = new InvalidLogitsException($"Step {r.Step + 1}: logits have shape [{l.Rows}, {l.Vocabulary}]; expected [{length}, {vocabulary}].");
+                r.Error = new InvalidLogitsException(error);
                 continue;
             }
             for (int pos = r.State.FirstRowToRead(); pos < r.State.ActiveEnd; pos++)

@@ -51,9 +51,13 @@ internal sealed class DecodeBatch
     public DenoiseRequest NextRequest()
     {
         var canvases = new ReadOnlyMemory<int>[active.Count];
+        var logitsFrom = new int[active.Count];
         for (int i = 0; i < canvases.Length; i++)
+        {
             canvases[i] = sequences[active[i]].Canvas;
-        return new DenoiseRequest(Step + 1, active.ToArray(), canvases);
+            logitsFrom[i] = sequences[active[i]].PromptLength;   // no strategy reads a prompt row
+        }
+        return new DenoiseRequest(Step + 1, active.ToArray(), canvases) { LogitsFrom = logitsFrom };
     }
 
     /// <summary>Applies one step given the model's logits for <see cref="NextRequest"/>'s canvases.</summary>

@@ -49,25 +49,35 @@ public static class DecodeInputs
 
     /// <summary>
     /// Checks a model's answer to a request (spec §7, logits part): one <see cref="SequenceLogits"/> per
-    /// canvas, each with the model's vocabulary and one row per canvas position.
+    /// canvas, each with the model's vocabulary and the rows of every canvas position from at most
+    /// <see cref="DenoiseRequest.LogitsFrom"/> (position 0 when the request names none) to the canvas's end.
     /// </summary>
     /// <exception cref="InvalidLogitsException">The first mismatch, naming the step, sequence and shapes.</exception>
     public static void CheckLogits(DenoiseRequest request, int vocabulary, IReadOnlyList<SequenceLogits>? logits)
     {
         ArgumentNullException.ThrowIfNull(request);
-        int step = request.Step;
         if (logits is null || logits.Count != request.Canvases.Count)
-            throw new InvalidLogitsException($"Step {step}: the model returned logits for {logits?.Count ?? 0} sequences; {request.Canvases.Count} canvases were sent.");
+            throw new InvalidLogitsException($"Step {request.Step}: the model returned logits for {logits?.Count ?? 0} sequences; {request.Canvases.Count} canvases were sent.");
         for (int i = 0; i < logits.Count; i++)
-        {
-            SequenceLogits l = logits[i];
-            int sequence = request.SequenceIds[i], length = request.Canvases[i].Length;
-            if (l.Vocabulary != vocabulary)
-                throw new InvalidLogitsException($"Step {step}, sequence {sequence}: logits have vocabulary {l.Vocabulary}; the model reports V={vocabulary}.");
-            if (l.Rows < length)
-                throw new InvalidLogitsException($"Step {step}, sequence {sequence}: the model returned {l.Rows} rows for a canvas of {length} positions.");
-            if (l.Rows != length)
-                throw new InvalidLogitsException($"Step {step}, sequence {sequence}: logits have shape [{l.Rows}, {l.Vocabulary}]; expected [{length}, {vocabulary}].");
-        }
+            if (ShapeError(request.Step, request.SequenceIds[i], request.Canvases[i].Length, request.LogitsFrom?[i] ?? 0, vocabulary, logits[i]) is string error)
+                throw new InvalidLogitsException(error);
+    }
+
+    /// <summary>
+    /// Why one canvas's logits do not answer the request, or null when they do: the vocabulary must be the model's,
+    /// the rows must run to the canvas's end and start at or before <paramref name="logitsFrom"/>.
+    /// </summary>
+    public static string? ShapeError(int step, int sequence, int length, int logitsFrom, int vocabulary, in SequenceLogits logits)
+    {
+        if (logits.Vocabulary != vocabulary)
+            return $"Step {step}, sequence {sequence}: logits have vocabulary {logits.Vocabulary}; the model reports V={vocabulary}.";
+        if (logits.FirstPosition == 0 && logits.Rows < length)
+            return $"Step {step}, sequence {sequence}: the model returned {logits.Rows} rows for a canvas of {length} positions.";
+        if (logits.FirstPosition + logits.Rows != length || logits.FirstPosition > logitsFrom)
+            return logits.FirstPosition == 0
+                ? $"Step {step}, sequence {sequence}: logits have shape [{logits.Rows}, {logits.Vocabulary}]; expected [{length}, {vocabulary}]."
+                : $"Step {step}, sequence {sequence}: logits hold the rows of positions [{logits.FirstPosition}, {logits.FirstPosition + logits.Rows}); " +
+                  $"the canvas has {length} positions and rows from position {logitsFrom} were asked for.";
+        return null;
     }
 }

@@ -10,7 +10,10 @@ public enum LogitsElementType
 }
 
 /// <summary>
-/// The logits a denoiser produced for one sequence: <c>Rows × Vocabulary</c> values in row-major order.
+/// The logits a denoiser produced for one sequence: <c>Rows × Vocabulary</c> values in row-major order, the rows of
+/// canvas positions <c>[FirstPosition, FirstPosition + Rows)</c>. Rows are addressed by canvas position. A denoiser
+/// asked for <see cref="DenoiseRequest.LogitsFrom"/> may leave out the rows before it (the prompt's, which no sampler
+/// reads): on a 126k vocabulary they are most of a step's head work and memory.
 /// The memory stays owned by the denoiser and needs to stay valid only until its next forward call.
 /// </summary>
 public readonly struct SequenceLogits
@@ -19,11 +22,14 @@ public readonly struct SequenceLogits
     private readonly ReadOnlyMemory<Half> float16;
     private readonly ReadOnlyMemory<ushort> bfloat16;
 
-    private SequenceLogits(LogitsElementType type, int rows, int vocabulary, ReadOnlyMemory<float> f32, ReadOnlyMemory<Half> f16, ReadOnlyMemory<ushort> bf16)
+    private SequenceLogits(LogitsElementType type, int rows, int vocabulary, ReadOnlyMemory<float> f32, ReadOnlyMemory<Half> f16, ReadOnlyMemory<ushort> bf16,
+        int firstPosition)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(vocabulary);
+        ArgumentOutOfRangeException.ThrowIfNegative(firstPosition);
         ElementType = type;
+        FirstPosition = firstPosition;
         Rows = rows;
         Vocabulary = vocabulary;
         float32 = f32;
@@ -38,17 +44,23 @@ public readonly struct SequenceLogits
     public int Rows { get; }
     public int Vocabulary { get; }
 
-    public static SequenceLogits FromFloat32(ReadOnlyMemory<float> data, int rows, int vocabulary) =>
-        new(LogitsElementType.Float32, rows, vocabulary, data, default, default);
+    /// <summary>The canvas position of the first row held (0 when every row of the canvas is).</summary>
+    public int FirstPosition { get; }
 
-    public static SequenceLogits FromFloat16(ReadOnlyMemory<Half> data, int rows, int vocabulary) =>
-        new(LogitsElementType.Float16, rows, vocabulary, default, data, default);
+    /// <param name="firstPosition">The canvas position of the first row in <paramref name="data"/>.</param>
+    public static SequenceLogits FromFloat32(ReadOnlyMemory<float> data, int rows, int vocabulary, int firstPosition = 0) =>
+        new(LogitsElementType.Float32, rows, vocabulary, data, default, default, firstPosition);
+
+    /// <param name="firstPosition">The canvas position of the first row in <paramref name="data"/>.</param>
+    public static SequenceLogits FromFloat16(ReadOnlyMemory<Half> data, int rows, int vocabulary, int firstPosition = 0) =>
+        new(LogitsElementType.Float16, rows, vocabulary, default, data, default, firstPosition);
 
     /// <summary>bfloat16 logits as raw bit patterns (a float32's upper 16 bits).</summary>
-    public static SequenceLogits FromBFloat16(ReadOnlyMemory<ushort> data, int rows, int vocabulary) =>
-        new(LogitsElementType.BFloat16, rows, vocabulary, default, default, data);
+    /// <param name="firstPosition">The canvas position of the first row in <paramref name="data"/>.</param>
+    public static SequenceLogits FromBFloat16(ReadOnlyMemory<ushort> data, int rows, int vocabulary, int firstPosition = 0) =>
+        new(LogitsElementType.BFloat16, rows, vocabulary, default, default, data, firstPosition);
 
-    /// <summary>All <c>Rows × Vocabulary</c> values as raw little-endian bytes (for uploads to a device).</summary>
+    /// <summary>All <c>Rows × Vocabulary</c> values held, as raw little-endian bytes (for uploads to a device).</summary>
     public ReadOnlySpan<byte> RawBytes => ElementType switch
     {
         LogitsElementType.Float32 => System.Runtime.InteropServices.MemoryMarshal.AsBytes(float32.Span),
@@ -56,17 +68,29 @@ public readonly struct SequenceLogits
         _ => System.Runtime.InteropServices.MemoryMarshal.AsBytes(bfloat16.Span),
     };
 
-    public ReadOnlySpan<float> Float32Row(int row) => float32.Span.Slice(row * Vocabulary, Vocabulary);
-    public ReadOnlySpan<Half> Float16Row(int row) => float16.Span.Slice(row * Vocabulary, Vocabulary);
-    public ReadOnlySpan<ushort> BFloat16Row(int row) => bfloat16.Span.Slice(row * Vocabulary, Vocabulary);
+    /// <summary>The row of canvas position <paramref name="position"/>.</summary>
+    public ReadOnlySpan<float> Float32Row(int position) => float32.Span.Slice(Offset(position), Vocabulary);
+    /// <inheritdoc cref="Float32Row"/>
+    public ReadOnlySpan<Half> Float16Row(int position) => float16.Span.Slice(Offset(position), Vocabulary);
+    /// <inheritdoc cref="Float32Row"/>
+    public ReadOnlySpan<ushort> BFloat16Row(int position) => bfloat16.Span.Slice(Offset(position), Vocabulary);
 
-    /// <summary>One logit as float32, whatever the element type (slow path: tests, traces, errors).</summary>
-    public float this[int row, int v] => ElementType switch
+    /// <summary>One logit of canvas position <paramref name="position"/> as float32, whatever the element type (slow path: tests, traces, errors).</summary>
+    public float this[int position, int v] => ElementType switch
     {
-        LogitsElementType.Float32 => float32.Span[row * Vocabulary + v],
-        LogitsElementType.Float16 => (float)float16.Span[row * Vocabulary + v],
-        _ => BFloat16Bits.ToSingle(bfloat16.Span[row * Vocabulary + v]),
+        LogitsElementType.Float32 => float32.Span[Offset(position) + v],
+        LogitsElementType.Float16 => (float)float16.Span[Offset(position) + v],
+        _ => BFloat16Bits.ToSingle(bfloat16.Span[Offset(position) + v]),
     };
+
+    private int Offset(int position)
+    {
+        int row = position - FirstPosition;
+        if ((uint)row >= (uint)Rows)
+            throw new ArgumentOutOfRangeException(nameof(position), position,
+                $"These logits hold the rows of positions [{FirstPosition}, {FirstPosition + Rows}).");
+        return row * Vocabulary;
+    }
 }
 
 /// <summary>Conversions between float32 and bfloat16 bit patterns.</summary>
@@ -88,7 +112,15 @@ public static class BFloat16Bits
 /// <param name="Step">1-based step of the decode (one step = one model call).</param>
 /// <param name="SequenceIds">Index in the caller's batch of each canvas below.</param>
 /// <param name="Canvases">Token ids of each canvas: prompt followed by the generation region.</param>
-public sealed record DenoiseRequest(int Step, IReadOnlyList<int> SequenceIds, IReadOnlyList<ReadOnlyMemory<int>> Canvases);
+public sealed record DenoiseRequest(int Step, IReadOnlyList<int> SequenceIds, IReadOnlyList<ReadOnlyMemory<int>> Canvases)
+{
+    /// <summary>
+    /// Per canvas, the first position whose logits row the caller reads (the samplers: the prompt's length), or null
+    /// for every row. A denoiser may return the rows from any position up to this one on
+    /// (<see cref="SequenceLogits.FirstPosition"/>); returning every row stays correct.
+    /// </summary>
+    public IReadOnlyList<int>? LogitsFrom { get; init; }
+}
 
 /// <summary>
 /// A masked diffusion language model's forward pass: canvas token ids for a batch in,
@@ -125,7 +157,8 @@ public interface IDenoiser
 
     /// <summary>
     /// Runs the model on every canvas of <paramref name="request"/> and returns one
-    /// <see cref="SequenceLogits"/> per canvas, in the same order, with one row per canvas position.
+    /// <see cref="SequenceLogits"/> per canvas, in the same order, with one row per canvas position from at most
+    /// <see cref="DenoiseRequest.LogitsFrom"/> (every position when it is null) to the canvas's end.
     /// </summary>
     ValueTask<IReadOnlyList<SequenceLogits>> ForwardAsync(DenoiseRequest request, CancellationToken cancellationToken);
 }
