@@ -69,7 +69,7 @@ internal static class DemoCommand
     private static async Task<int> TaskAsync(Saber.Onnx.LocalModel model, string setPath, int g, int k, TextWriter stdout, bool color,
         ILoggerFactory logging, CancellationToken cancellationToken)
     {
-        Saber.Onnx.CharacterTokenizer tokenizer = model.Tokenizer;
+        Saber.Onnx.IModelTokenizer tokenizer = model.Tokenizer;
         List<EvalProblem> problems = Evaluation.ReadSet(setPath);
         var saber = new DecodeOptions { GenerationLength = g, BlockLength = k, Strategy = new SaberStrategy(), Trace = true };
         var sampler = new CpuSampler(logging.CreateLogger<CpuSampler>());
@@ -85,7 +85,7 @@ internal static class DemoCommand
             $"if any): {problem.Prompt} with {g} positions to fill; the answer is {problem.Answer}.");
         stdout.WriteLine(Legend(color, tokenizer.MaskGlyph));
         int[] canvas = await ShowStepsAsync(sampler.DecodeStepsAsync(model.Denoiser, [prompt], saber with { Trace = false }, cancellationToken), prompt.Length, color,
-            id => id == tokenizer.EosId ? EndOfText : tokenizer.Decode([id]), stdout);
+            id => tokenizer.EndOfTextIds.Contains(id) ? EndOfText : tokenizer.Decode([id]), stdout);
         string text = tokenizer.Decode(canvas.AsSpan(prompt.Length));
         stdout.WriteLine($"decoded {text}: {(text == problem.Answer ? "right" : $"wrong (the answer is {problem.Answer})")}");
         stdout.WriteLine();
@@ -115,7 +115,7 @@ internal static class DemoCommand
     private static async Task<int> CodeAsync(Saber.Onnx.LocalModel model, int g, int k, TextWriter stdout, bool color, ILoggerFactory logging,
         CancellationToken cancellationToken)
     {
-        Saber.Onnx.CharacterTokenizer tokenizer = model.Tokenizer;
+        Saber.Onnx.IModelTokenizer tokenizer = model.Tokenizer;
         int[] prompt = tokenizer.Encode(Prompt);
         stdout.WriteLine($"Saber on {model.Denoiser.ModelPath} (weights: {model.Denoiser.WeightsDescription ?? "not described"}): prompt {Show(Prompt)}, {g} positions to fill.");
         stdout.WriteLine(Legend(color, tokenizer.MaskGlyph));
@@ -123,7 +123,7 @@ internal static class DemoCommand
         var sampler = new CpuSampler(logging.CreateLogger<CpuSampler>());
         // End-of-text has a cell of its own, so that the line keeps one cell per position.
         int[] canvas = await ShowStepsAsync(sampler.DecodeStepsAsync(model.Denoiser, [prompt], saber, cancellationToken), prompt.Length, color,
-            id => id == tokenizer.EosId ? EndOfText : tokenizer.Decode([id]), stdout);
+            id => tokenizer.EndOfTextIds.Contains(id) ? EndOfText : tokenizer.Decode([id]), stdout);
         stdout.WriteLine(FinalText(tokenizer.Decode(canvas)));
         stdout.WriteLine();
         ReadOnlyMemory<int>[] comparePrompts = CompareCommand.DefaultPrompts.Select(p => (ReadOnlyMemory<int>)tokenizer.Encode(p)).ToArray();

@@ -39,7 +39,7 @@ internal static class ModelArguments
     }
 
     /// <summary>The prompts as token ids; characters outside the vocabulary are named in a warning on <paramref name="stderr"/>.</summary>
-    public static ReadOnlyMemory<int>[] Encode(CharacterTokenizer tokenizer, IReadOnlyList<string> texts, string command, TextWriter stderr)
+    public static ReadOnlyMemory<int>[] Encode(IModelTokenizer tokenizer, IReadOnlyList<string> texts, string command, TextWriter stderr)
     {
         var prompts = new ReadOnlyMemory<int>[texts.Count];
         for (int i = 0; i < texts.Count; i++)

@@ -23,7 +23,7 @@ namespace Saber.Extensions.AI;
 /// <c>StopSequences</c>, <c>ResponseFormat</c>, tools and <c>ModelId</c> are ignored: the samplers have no such
 /// controls.</para>
 /// <para><b>Responses.</b> The text is the decoded ids of the first L generated positions, cut before the first
-/// end-of-text id (<see cref="ITextTokenizer.EosId"/>): <see cref="ChatFinishReason.Stop"/> when one was found, else
+/// end-of-text id (<see cref="ITextTokenizer.EndOfTextIds"/>): <see cref="ChatFinishReason.Stop"/> when one was found, else
 /// <see cref="ChatFinishReason.Length"/>. <see cref="UsageDetails.InputTokenCount"/> is the prompt's length,
 /// <see cref="UsageDetails.OutputTokenCount"/> the returned ids (the end-of-text id not counted),
 /// <see cref="UsageDetails.TotalTokenCount"/> their sum; <see cref="UsageDetails.AdditionalCounts"/> holds
@@ -188,7 +188,7 @@ public sealed class SaberChatClient : IChatClient, IAsyncDisposable
         yield return final;
     }
 
-    private bool IsEos(int token) => tokenizer.EosId == token;
+    private bool IsEos(int token) => tokenizer.EndOfTextIds.Contains(token);
 
     /// <summary>The part of <paramref name="text"/> after <paramref name="emitted"/>, which must be its prefix.</summary>
     private string Extend(string emitted, string text) =>
@@ -213,7 +213,7 @@ public sealed class SaberChatClient : IChatClient, IAsyncDisposable
     private (string Text, int OutputTokens, ChatFinishReason Finish) Complete(int[] canvas, SaberChatRequest request)
     {
         ReadOnlySpan<int> output = canvas.AsSpan(request.PromptTokens.Length, request.MaxOutputTokens);
-        int eos = tokenizer.EosId is int e ? output.IndexOf(e) : -1;
+        int eos = tokenizer.IndexOfEndOfText(output);
         if (eos >= 0) output = output[..eos];
         return (tokenizer.Decode(output), output.Length, eos >= 0 ? ChatFinishReason.Stop : ChatFinishReason.Length);
     }

@@ -16,13 +16,7 @@ public sealed class CharacterTextTokenizer(CharacterTokenizer tokenizer) : IText
     public int? EosId => tokenizer.EosId;
 
     /// <inheritdoc />
-    public int[] Encode(string text)
-    {
-        int[] ids = tokenizer.Encode(text);
-        for (int i = 0; i < ids.Length; i++)
-            if (ids[i] == tokenizer.MaskId) ids[i] = tokenizer.UnknownId;
-        return ids;
-    }
+    public int[] Encode(string text) => ((ITextTokenizer)tokenizer).Encode(text);
 
     /// <inheritdoc />
     public string Decode(ReadOnlySpan<int> tokens) => tokenizer.Decode(tokens);

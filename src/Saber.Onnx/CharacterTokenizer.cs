@@ -8,7 +8,7 @@ namespace Saber.Onnx;
 /// (<c>{"type": "characters", "vocabulary": [...], "mask": "...", "eos": "...", "unknown": "..."}</c>):
 /// one id per listed string, specials included; characters not in it encode to the unknown id.
 /// </summary>
-public sealed class CharacterTokenizer
+public sealed class CharacterTokenizer : IModelTokenizer
 {
     private readonly string[] vocabulary;
     private readonly Dictionary<string, int> ids;
@@ -29,6 +29,19 @@ public sealed class CharacterTokenizer
     public int MaskId { get; }
     public int EosId { get; }
     public int UnknownId { get; }
+
+    int? ITextTokenizer.EosId => EosId;
+
+    /// <summary>As <see cref="Encode(string)"/>, but a character whose id is the mask id reads as the unknown id: a prompt never holds a mask.</summary>
+    int[] ITextTokenizer.Encode(string text)
+    {
+        int[] ids = Encode(text);
+        for (int i = 0; i < ids.Length; i++)
+            if (ids[i] == MaskId) ids[i] = UnknownId;
+        return ids;
+    }
+
+    string ITextTokenizer.Decode(ReadOnlySpan<int> tokens) => Decode(tokens);
 
     /// <exception cref="InvalidDataException">The file is not a character tokenizer description.</exception>
     public static CharacterTokenizer Load(string path)
@@ -108,19 +121,25 @@ public sealed class CharacterTokenizer
 /// <summary>A model directory: <c>model.onnx</c> and <c>tokenizer.json</c> that agree on the vocabulary and the mask id.</summary>
 public sealed class LocalModel : IDisposable
 {
-    private LocalModel(OnnxDenoiser denoiser, CharacterTokenizer tokenizer)
+    private LocalModel(OnnxDenoiser denoiser, IModelTokenizer tokenizer)
     {
         Denoiser = denoiser;
         Tokenizer = tokenizer;
     }
 
     public OnnxDenoiser Denoiser { get; }
-    public CharacterTokenizer Tokenizer { get; }
+    public IModelTokenizer Tokenizer { get; }
+
+    /// <summary>The tokenizer of a model directory, without loading the model.</summary>
+    public static IModelTokenizer OpenTokenizer(string directory)
+    {
+        if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"No model directory '{directory}'.");
+        return CharacterTokenizer.Load(Path.Combine(directory, "tokenizer.json"));
+    }
 
     public static LocalModel Open(string directory, OnnxEngineOptions? options = null, Microsoft.Extensions.Logging.ILogger<OnnxDenoiser>? logger = null)
     {
-        if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"No model directory '{directory}'.");
-        CharacterTokenizer tokenizer = CharacterTokenizer.Load(Path.Combine(directory, "tokenizer.json"));
+        IModelTokenizer tokenizer = OpenTokenizer(directory);
         OnnxDenoiser denoiser = OnnxDenoiser.Load(Path.Combine(directory, "model.onnx"), options, logger);
         if (denoiser.VocabularySize != tokenizer.VocabularySize || denoiser.MaskId != tokenizer.MaskId)
         {

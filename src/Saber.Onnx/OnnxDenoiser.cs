@@ -44,12 +44,20 @@ public sealed record OnnxEngineOptions
 /// concurrent call throws, and a lock around calls is not enough, since the next call overwrites the logits the
 /// previous caller may still be reading. To serve concurrent requests, make one <c>Saber.Service.SaberEngine</c> its
 /// only caller: it batches every request into one pass per step and consumes the logits before the next pass.
+/// <para><b>Row-selecting models</b> (what <c>saber import</c> writes) also take <c>logits_index</c> int64
+/// <c>[batch, rows]</c>: flat indices (b × sequence + position) of the hidden states whose logits the model computes,
+/// output as <c>logits</c> <c>[batch, rows, V]</c>. The engine then computes only the rows a request's
+/// <see cref="DenoiseRequest.LogitsFrom"/> asks for (on a 126k vocabulary the head over prompt rows is most of a
+/// step's work), and applies a shifted model's convention (metadata <c>logits_shift</c> = 1, Dream: the prediction for
+/// position i is the model's output at i − 1, at 0 for position 0) by the indices it passes, so the sampler always
+/// receives the prediction for each position in that position's row.</para>
 /// </summary>
 public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
 {
     public const string InputName = "input_ids";
     public const string OutputName = "logits";
     public const string AttentionMaskName = "attention_mask";
+    public const string LogitsIndexName = "logits_index";
 
     /// <summary>
     /// A padded canvas gets its padding on the left in multiples of this many positions and the rest (fewer) on the
@@ -64,14 +72,16 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
 
     private readonly InferenceSession session;
     private readonly ILogger logger;
-    private readonly Dictionary<(int Batch, int Length), BoundShape> shapes = [];
+    private readonly Dictionary<(int Batch, int Length, int Rows), BoundShape> shapes = [];
     private long uses;
     private int running;
 
     private OnnxDenoiser(InferenceSession session, string path, int vocabulary, int maskId, int? maxPositions, string? weights, LogitsElementType type,
-        bool attentionMask, bool ragged, ILogger logger)
+        bool attentionMask, bool selectsRows, bool shifted, bool ragged, ILogger logger)
     {
         HasAttentionMask = attentionMask;
+        SelectsRows = selectsRows;
+        ShiftedLogits = shifted;
         PadsRaggedBatches = attentionMask && ragged;
         this.session = session;
         this.logger = logger;
@@ -105,6 +115,12 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
     /// <summary>Whether calls run as one left-padded batch: the model takes an attention mask and <see cref="OnnxEngineOptions.RaggedBatches"/> is on.</summary>
     public bool PadsRaggedBatches { get; }
 
+    /// <summary>Whether the model takes <c>logits_index</c>, so that only the rows a request asks for are computed.</summary>
+    public bool SelectsRows { get; }
+
+    /// <summary>Whether the model's output at position i − 1 is its prediction for position i (metadata <c>logits_shift</c> = 1: Dream).</summary>
+    public bool ShiftedLogits { get; }
+
     /// <summary>Forward passes (ONNX Runtime runs) so far.</summary>
     public int Runs => Volatile.Read(ref runs);
 
@@ -134,7 +150,7 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
         }
         try
         {
-            var (vocabulary, type, attentionMask) = CheckSignature(session, path);
+            var (vocabulary, type, attentionMask, selectsRows) = CheckSignature(session, path);
             IReadOnlyDictionary<string, string> metadata = session.ModelMetadata.CustomMetadataMap;
             int maskId = options.MaskId ?? MetadataInt(metadata, "mask_id", path)
                 ?? throw new InvalidDataException($"'{path}' has no mask_id metadata; set OnnxEngineOptions.MaskId.");
@@ -144,7 +160,13 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
             if (maxPositions <= 0)
                 throw new InvalidDataException($"Metadata 'max_positions' of '{path}' must be > 0; it is {maxPositions}.");
             string? weights = metadata.TryGetValue("weights", out string? text) ? text : null;
-            var denoiser = new OnnxDenoiser(session, path, vocabulary, maskId, maxPositions, weights, type, attentionMask, options.RaggedBatches, logger ?? (ILogger)NullLogger.Instance);
+            int shift = MetadataInt(metadata, "logits_shift", path) ?? 0;
+            if (shift is not (0 or 1))
+                throw new InvalidDataException($"Metadata 'logits_shift' of '{path}' must be 0 or 1; it is {shift}.");
+            if (shift == 1 && !selectsRows)
+                throw new InvalidDataException($"'{path}' has shifted logits (metadata logits_shift = 1) but no '{LogitsIndexName}' input to apply the shift with.");
+            var denoiser = new OnnxDenoiser(session, path, vocabulary, maskId, maxPositions, weights, type, attentionMask, selectsRows, shift == 1,
+                options.RaggedBatches, logger ?? (ILogger)NullLogger.Instance);
             denoiser.LogLoaded(path, vocabulary, maskId, type, maxPositions?.ToString(CultureInfo.InvariantCulture) ?? "unknown", attentionMask,
                 options.IntraOpThreads);
             return denoiser;
@@ -156,16 +178,21 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
         }
     }
 
-    private static (int Vocabulary, LogitsElementType Type, bool AttentionMask) CheckSignature(InferenceSession session, string path)
+    private static (int Vocabulary, LogitsElementType Type, bool AttentionMask, bool SelectsRows) CheckSignature(InferenceSession session, string path)
     {
         string Describe(IReadOnlyDictionary<string, NodeMetadata> nodes) =>
             string.Join(", ", nodes.Select(n => $"{n.Key} {n.Value.ElementType.Name} [{string.Join(", ", n.Value.Dimensions)}]"));
 
         IReadOnlyDictionary<string, NodeMetadata> inputs = session.InputMetadata;
-        bool attentionMask = inputs.ContainsKey(AttentionMaskName);
-        if (inputs.Count != (attentionMask ? 2 : 1) || !inputs.TryGetValue(InputName, out NodeMetadata? input))
+        bool attentionMask = inputs.ContainsKey(AttentionMaskName), selectsRows = inputs.ContainsKey(LogitsIndexName);
+        if (inputs.Count != 1 + (attentionMask ? 1 : 0) + (selectsRows ? 1 : 0) || !inputs.TryGetValue(InputName, out NodeMetadata? input))
             throw new InvalidDataException(
-                $"'{path}' must have the input '{InputName}' and optionally '{AttentionMaskName}', nothing else; it has {Describe(inputs)}.");
+                $"'{path}' must have the input '{InputName}' and optionally '{AttentionMaskName}' and '{LogitsIndexName}', nothing else; it has {Describe(inputs)}.");
+        if (selectsRows && (inputs[LogitsIndexName].ElementType != typeof(long) || inputs[LogitsIndexName].Dimensions.Length != 2))
+            throw new InvalidDataException(
+                $"Input '{LogitsIndexName}' of '{path}' must be int64 [batch, rows] (flat indices batch × sequence + position); it is {Describe(inputs)}.");
+        if (selectsRows && !attentionMask)
+            throw new InvalidDataException($"'{path}' has '{LogitsIndexName}' but no '{AttentionMaskName}'; a row-selecting model must take both.");
         if (input.ElementType != typeof(long) || input.Dimensions.Length != 2)
             throw new InvalidDataException($"Input '{InputName}' of '{path}' must be int64 [batch, sequence]; it is {Describe(inputs)}.");
         if (attentionMask && (inputs[AttentionMaskName].ElementType != typeof(long) || inputs[AttentionMaskName].Dimensions.Length != 2))
@@ -178,7 +205,7 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
             : throw new InvalidDataException($"Output '{OutputName}' of '{path}' must be float32 or float16; it is {output.ElementType.Name}.");
         if (output.Dimensions.Length != 3 || output.Dimensions[2] <= 0)
             throw new InvalidDataException($"Output '{OutputName}' of '{path}' must be [batch, sequence, V] with a fixed V; it is [{string.Join(", ", output.Dimensions)}].");
-        return (output.Dimensions[2], type, attentionMask);
+        return (output.Dimensions[2], type, attentionMask, selectsRows);
     }
 
     private static int? MetadataInt(IReadOnlyDictionary<string, string> metadata, string key, string path)
@@ -244,7 +271,10 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
         }
         foreach (var (length, members) in groups)
         {
-            BoundShape shape = Shape(members.Length, length);
+            // A row-selecting model computes each member's rows from its LogitsFrom on; the output has the most any
+            // member needs, the others repeating their last index (those rows are not handed out).
+            int rows = SelectsRows ? members.Max(i => request.Canvases[i].Length - From(request, i)) : length;
+            BoundShape shape = Shape(members.Length, length, rows);
             for (int m = 0; m < members.Length; m++)
             {
                 ReadOnlySpan<int> canvas = request.Canvases[members[m]].Span;
@@ -258,6 +288,16 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
                     row.Clear();
                     row.Slice(left, canvas.Length).Fill(1);
                 }
+                if (shape.LogitsIndex is long[] index)
+                {
+                    int from = From(request, members[m]), last = canvas.Length - 1;
+                    for (int r = 0; r < rows; r++)
+                    {
+                        int position = Math.Min(from + r, last);
+                        int source = ShiftedLogits ? Math.Max(position - 1, 0) : position;
+                        index[m * rows + r] = (long)m * length + left + source;
+                    }
+                }
             }
             try
             {
@@ -270,19 +310,24 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
             Interlocked.Increment(ref runs);
             for (int m = 0; m < members.Length; m++)
             {
-                int rows = request.Canvases[members[m]].Length;
-                result[members[m]] = shape.Logits(m, Left(length, rows), rows);
+                int canvasLength = request.Canvases[members[m]].Length;
+                result[members[m]] = SelectsRows
+                    ? shape.Logits(m, 0, canvasLength - From(request, members[m]), From(request, members[m]))
+                    : shape.Logits(m, Left(length, canvasLength), canvasLength, 0);
             }
         }
         return result;
     }
 
+    /// <summary>The first position whose row a row-selecting model computes for canvas <paramref name="i"/>: the request's LogitsFrom, else 0.</summary>
+    private int From(DenoiseRequest request, int i) => SelectsRows ? Math.Clamp(request.LogitsFrom?[i] ?? 0, 0, request.Canvases[i].Length - 1) : 0;
+
     /// <summary>The padding before a canvas of <paramref name="rows"/> positions in a run of <paramref name="length"/>.</summary>
     private static int Left(int length, int rows) => (length - rows) / PaddingAlignment * PaddingAlignment;
 
-    private BoundShape Shape(int batch, int length)
+    private BoundShape Shape(int batch, int length, int rows)
     {
-        if (!shapes.TryGetValue((batch, length), out BoundShape? shape))
+        if (!shapes.TryGetValue((batch, length, rows), out BoundShape? shape))
         {
             if (shapes.Count >= MaxBoundShapes)
             {
@@ -292,27 +337,29 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
                 oldest.Value.Dispose();
                 shapes.Remove(oldest.Key);
             }
-            shape = new BoundShape(session, batch, length, VocabularySize, ElementType, HasAttentionMask);
-            shapes.Add((batch, length), shape);
-            LogShape(batch, length);
+            shape = new BoundShape(session, batch, length, SelectsRows ? rows : length, VocabularySize, ElementType, HasAttentionMask, SelectsRows);
+            shapes.Add((batch, length, rows), shape);
+            LogShape(batch, length, rows);
         }
         shape.LastUse = ++uses;
         return shape;
     }
 
-    /// <summary>Input and output buffers of one (batch, length), bound to the session once.</summary>
+    /// <summary>Input and output buffers of one (batch, length, output rows), bound to the session once.</summary>
     private sealed class BoundShape : IDisposable
     {
-        private readonly int length, vocabulary;
+        private readonly int rows, vocabulary;
         private readonly float[]? float32;
         private readonly Float16[]? float16Bits;
         private readonly Half[]? float16;
         private readonly OrtValue input, output;
-        private readonly OrtValue? mask;
+        private readonly OrtValue? mask, logitsIndex;
 
-        public BoundShape(InferenceSession session, int batch, int length, int vocabulary, LogitsElementType type, bool attentionMask)
+        /// <param name="rows">Output rows per member: the sequence length, or a row-selecting model's row count.</param>
+        public BoundShape(InferenceSession session, int batch, int length, int rows, int vocabulary, LogitsElementType type, bool attentionMask,
+            bool selectsRows)
         {
-            this.length = length;
+            this.rows = rows;
             this.vocabulary = vocabulary;
             InputIds = new long[batch * length];
             input = OrtValue.CreateTensorValueFromMemory(InputIds, [batch, length]);
@@ -321,37 +368,47 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
                 AttentionMask = new long[batch * length];
                 mask = OrtValue.CreateTensorValueFromMemory(AttentionMask, [batch, length]);
             }
-            long[] outputShape = [batch, length, vocabulary];
+            if (selectsRows)
+            {
+                LogitsIndex = new long[batch * rows];
+                logitsIndex = OrtValue.CreateTensorValueFromMemory(LogitsIndex, [batch, rows]);
+            }
+            long[] outputShape = [batch, rows, vocabulary];
             if (type == LogitsElementType.Float32)
             {
-                float32 = new float[batch * length * vocabulary];
+                float32 = new float[batch * rows * vocabulary];
                 output = OrtValue.CreateTensorValueFromMemory(float32, outputShape);
             }
             else
             {
-                float16Bits = new Float16[batch * length * vocabulary];
+                float16Bits = new Float16[batch * rows * vocabulary];
                 float16 = new Half[float16Bits.Length];
                 output = OrtValue.CreateTensorValueFromMemory(float16Bits, outputShape);
             }
             Binding = session.CreateIoBinding();
             Binding.BindInput(InputName, input);
             if (mask is not null) Binding.BindInput(AttentionMaskName, mask);
+            if (logitsIndex is not null) Binding.BindInput(LogitsIndexName, logitsIndex);
             Binding.BindOutput(OutputName, output);
         }
 
         public long[] InputIds { get; }
         public long[]? AttentionMask { get; }
+        public long[]? LogitsIndex { get; }
         public OrtIoBinding Binding { get; }
         public long LastUse { get; set; }
 
-        /// <summary>The logits of <paramref name="rows"/> positions of one member, after its <paramref name="padding"/> positions.</summary>
-        public SequenceLogits Logits(int member, int padding, int rows)
+        /// <summary>
+        /// <paramref name="count"/> output rows of one member after its first <paramref name="skip"/> ones, as the rows of
+        /// canvas positions from <paramref name="firstPosition"/> on.
+        /// </summary>
+        public SequenceLogits Logits(int member, int skip, int count, int firstPosition)
         {
-            int size = rows * vocabulary, start = (member * length + padding) * vocabulary;
-            if (float32 is not null) return SequenceLogits.FromFloat32(float32.AsMemory(start, size), rows, vocabulary);
+            int size = count * vocabulary, start = (member * rows + skip) * vocabulary;
+            if (float32 is not null) return SequenceLogits.FromFloat32(float32.AsMemory(start, size), count, vocabulary, firstPosition);
             // ONNX Runtime's Float16 and Half share the IEEE binary16 layout.
             System.Runtime.InteropServices.MemoryMarshal.Cast<Float16, Half>(float16Bits!.AsSpan(start, size)).CopyTo(float16!.AsSpan(start, size));
-            return SequenceLogits.FromFloat16(float16.AsMemory(start, size), rows, vocabulary);
+            return SequenceLogits.FromFloat16(float16.AsMemory(start, size), count, vocabulary, firstPosition);
         }
 
         public void Dispose()
@@ -359,6 +416,7 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
             Binding.Dispose();
             input.Dispose();
             mask?.Dispose();
+            logitsIndex?.Dispose();
             output.Dispose();
         }
     }
@@ -377,6 +435,6 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
     [LoggerMessage(Level = LogLevel.Information, Message = "Loaded {Path}: V {Vocabulary}, mask id {MaskId}, {Type} logits, max positions {MaxPositions}, attention mask {AttentionMask}, intra-op threads {Threads} (0: default)")]
     private partial void LogLoaded(string path, int vocabulary, int maskId, LogitsElementType type, string maxPositions, bool attentionMask, int threads);
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "Bound buffers for batch {Batch} x length {Length}")]
-    private partial void LogShape(int batch, int length);
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Bound buffers for batch {Batch} x length {Length} ({Rows} logits rows each)")]
+    private partial void LogShape(int batch, int length, int rows);
 }

@@ -214,7 +214,7 @@ public static class SaberServer
         ServedModel model = Find(Models(context), request.Model);
         SaberChatRequest submitted = model.Completion.CreateRequest(request.Messages, request.Options);
         CheckPromptLength(submitted.PromptTokens.Length, limits, "prompt");
-        Saber.Onnx.CharacterTokenizer tokenizer = model.Model.Tokenizer;
+        Saber.Onnx.IModelTokenizer tokenizer = model.Model.Tokenizer;
         int p = submitted.PromptTokens.Length;
         CancellationToken aborted = context.RequestAborted;
         await using IAsyncEnumerator<SequenceStep> e = model.Engine.DecodeStepsAsync(submitted.PromptTokens, submitted.Options, aborted).GetAsyncEnumerator(aborted);
@@ -255,7 +255,7 @@ public static class SaberServer
         }
         // The output as /v1/completions counts it: the first max_tokens generated ids, cut before the first end-of-text id.
         ReadOnlySpan<int> output = last.AsSpan(0, Math.Min(last.Length, submitted.MaxOutputTokens));
-        int eos = output.IndexOf(tokenizer.EosId);
+        int eos = tokenizer.IndexOfEndOfText(output);
         if (eos >= 0) output = output[..eos];
         string text = tokenizer.Decode(output);
         int completion = output.Length;

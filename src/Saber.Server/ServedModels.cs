@@ -73,7 +73,7 @@ public sealed class ServedModels : IAsyncDisposable
                     model.Dispose();
                     throw;
                 }
-                var tokenizer = new CharacterTextTokenizer(model.Tokenizer);
+                IModelTokenizer tokenizer = model.Tokenizer;
                 SaberChatClientOptions Client(IChatPromptTemplate template) => new()
                 {
                     ModelId = id,

@@ -22,4 +22,24 @@ public interface ITextTokenizer
 
     /// <summary>The end-of-text id: generated text ends before its first occurrence. Null when the model has none.</summary>
     int? EosId { get; }
+
+    /// <summary>
+    /// Every id where generated text ends (e.g. LLaDA-Instruct's <c>&lt;|eot_id|&gt;</c> and <c>&lt;|endoftext|&gt;</c>):
+    /// text ends before the first occurrence of any. By default <see cref="EosId"/> alone.
+    /// </summary>
+    IReadOnlyList<int> EndOfTextIds => EosId is int eos ? [eos] : [];
+}
+
+/// <summary>Helpers over <see cref="ITextTokenizer"/>.</summary>
+public static class TextTokenizerExtensions
+{
+    /// <summary>The index of the first end-of-text id in <paramref name="tokens"/> (<see cref="ITextTokenizer.EndOfTextIds"/>), or -1.</summary>
+    public static int IndexOfEndOfText(this ITextTokenizer tokenizer, ReadOnlySpan<int> tokens)
+    {
+        IReadOnlyList<int> ends = tokenizer.EndOfTextIds;
+        for (int i = 0; i < tokens.Length; i++)
+            for (int e = 0; e < ends.Count; e++)
+                if (tokens[i] == ends[e]) return i;
+        return -1;
+    }
 }
