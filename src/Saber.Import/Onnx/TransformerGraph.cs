@@ -266,8 +266,10 @@ public static class TransformerGraph
                 throw new ArgumentException(
                     $"Weight '{name}' must be [{string.Join(", ", shape)}] for this architecture; it is [{string.Join(", ", weight.Shape)}].", nameof(weights));
             long bytes = shape.Aggregate(1L, (a, b) => a * b) * ElementSize(weight.Type);
-            if (weight.Length != bytes)
-                throw new ArgumentException($"Weight '{name}' ({weight.Type}) must take {bytes} bytes; its external data says {weight.Length}.", nameof(weights));
+            if (weight.Length != bytes || weight.Offset < 0)
+                throw new ArgumentException(
+                    $"Weight '{name}' ({weight.Type}) must take {bytes} bytes at an offset ≥ 0; its external data says {weight.Length} bytes at {weight.Offset}.",
+                    nameof(weights));
             declared.Add(name, g.External(weight));
             return name;
         }
