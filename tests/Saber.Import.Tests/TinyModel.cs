@@ -41,7 +41,9 @@ internal sealed class TinyModel : IDisposable
     public string DataPath => Path.Combine(folder, "model.weights");
 
     /// <param name="normBiases">Give every norm a bias, as a LLaDA config with include_bias (and no bias_for_layer_norm) does.</param>
-    public static TinyModel Create(ArchitectureSpec spec, WeightType type, bool normBiases = false, int seed = 20261207)
+    /// <param name="metadata">Metadata entries added to (or replacing) <see cref="Metadata"/>.</param>
+    public static TinyModel Create(ArchitectureSpec spec, WeightType type, bool normBiases = false, int seed = 20261207,
+        IReadOnlyDictionary<string, string>? metadata = null)
     {
         string folder = Directory.CreateTempSubdirectory("saber-graph-").FullName;
         var random = new Random(seed);
@@ -91,7 +93,8 @@ internal sealed class TinyModel : IDisposable
             if (!spec.TiedEmbeddings) Linear(WeightNames.OutputHead(spec.Family), spec.Vocabulary, spec.HiddenSize, spec.LinearBias);
         }
         using (var graph = File.Create(Path.Combine(folder, "model.onnx")))
-            TransformerGraph.Write(graph, spec, external, Metadata);
+            TransformerGraph.Write(graph, spec, external, metadata is null ? Metadata
+                : Metadata.Where(e => !metadata.ContainsKey(e.Key)).Concat(metadata).ToDictionary(e => e.Key, e => e.Value));
         return new TinyModel(spec, type, folder, weights, external);
     }
 
