@@ -378,6 +378,79 @@ public sealed class FixtureTests
         Assert.That(LiteralForward.PredictionLogits(llada, Sequence), Is.EqualTo(LiteralForward.Logits(llada, Sequence)));
     }
 
+    [TestCase(Family.LLaDA)]
+    [TestCase(Family.Dream)]
+    public void GroupedQueryAttentionEqualsMultiHeadWithRepeatedKeyValueHeads(Family family)
+    {
+        // repeat_kv / repeat_interleave: query head h reads key/value head h / (heads / kvHeads). Rewriting the
+        // checkpoint with each key/value head's rows repeated that way must give multi-head attention and the
+        // same logits: checks the literal pass's head grouping against the weights' own arrangement.
+        string grouped = Write(new FixtureOptions { Family = family, KvHeads = 2, DType = FixtureDType.F32 }, $"gqa-{family}");
+        Dictionary<string, (long[] Shape, float[] Values)> tensors = ReadF32(grouped);
+        const int headDim = 16, heads = 4, group = 2;
+        foreach (string name in tensors.Keys.Where(n => n.Contains("k_proj") || n.Contains("v_proj")).ToList())
+        {
+            (long[] shape, float[] values) = tensors[name];
+            int columns = shape.Length == 2 ? (int)shape[1] : 1;
+            var repeated = new float[heads * headDim * columns];
+            for (int row = 0; row < heads * headDim; row++)
+            {
+                int sourceRow = (row / headDim / group) * headDim + row % headDim;
+                Array.Copy(values, sourceRow * columns, repeated, row * columns, columns);
+            }
+            tensors[name] = (shape.Length == 2 ? [heads * headDim, columns] : [heads * headDim], repeated);
+        }
+        string multiHead = CopyWithConfig(grouped, "gqa-as-mha-" + family, tensors,
+            family == Family.LLaDA ? "n_kv_heads" : "num_key_value_heads", JsonValueKind.Number, 4);
+
+        Assert.That(MaxDifference(LiteralForward.Load(grouped).Run(Sequence), LiteralForward.Load(multiHead).Run(Sequence)), Is.LessThan(1e-9));
+    }
+
+    [TestCase(Family.LLaDA)]
+    [TestCase(Family.Dream)]
+    public void TiedHeadEqualsAnUntiedHeadHoldingTheEmbedding(Family family)
+    {
+        string tied = Write(new FixtureOptions { Family = family, TiedEmbeddings = true }, $"tied-{family}");
+        Dictionary<string, (long[] Shape, float[] Values)> tensors = ReadF32(tied);
+        string embedding = family == Family.LLaDA ? "model.transformer.wte.weight" : "model.embed_tokens.weight";
+        string head = family == Family.LLaDA ? "model.transformer.ff_out.weight" : "lm_head.weight";
+        Assert.That(tensors.ContainsKey(head), Is.False);
+        tensors[head] = tensors[embedding];
+        string untied = CopyWithConfig(tied, "untied-" + family, tensors,
+            family == Family.LLaDA ? "weight_tying" : "tie_word_embeddings", JsonValueKind.False, 0);
+
+        Assert.That(LiteralForward.Load(untied).TiedEmbeddings, Is.False);
+        Assert.That(MaxDifference(LiteralForward.Load(tied).Run(Sequence), LiteralForward.Load(untied).Run(Sequence)), Is.Zero);
+    }
+
+    [Test]
+    public void LLaDAAndDreamPathsAgreeOnTheSameWeights()
+    {
+        // The two families' blocks compute the same thing under different names (LLaDA's ff_proj is Dream's
+        // gate_proj, both activated; q/k/v biases with include_qkv_bias). A Dream checkpoint renamed to LLaDA's
+        // names, with LLaDA's config given Dream's eps and theta, must give the same raw logits.
+        string dream = Write(new FixtureOptions { Family = Family.Dream }, "cross-dream");
+        string llada = Write(new FixtureOptions { Family = Family.LLaDA, QkvBias = true, KvHeads = 2, IntermediateSize = 96, VocabSize = FixtureVocabulary.Dream.VocabSize, EmbeddingSize = FixtureVocabulary.Dream.VocabSize, MaskTokenId = FixtureVocabulary.Dream.Mask, EosTokenId = FixtureVocabulary.Dream.EndOfText }, "cross-llada");
+        var renamed = new Dictionary<string, (long[] Shape, float[] Values)>();
+        foreach (var (name, tensor) in ReadF32(dream))
+        {
+            string target = name
+                .Replace("model.embed_tokens.weight", "model.transformer.wte.weight")
+                .Replace("lm_head.weight", "model.transformer.ff_out.weight")
+                .Replace("model.norm.weight", "model.transformer.ln_f.weight")
+                .Replace("model.layers.", "model.transformer.blocks.")
+                .Replace("self_attn.o_proj", "attn_out").Replace("self_attn.", "")
+                .Replace("input_layernorm", "attn_norm").Replace("post_attention_layernorm", "ff_norm")
+                .Replace("mlp.gate_proj", "ff_proj").Replace("mlp.up_proj", "up_proj").Replace("mlp.down_proj", "ff_out");
+            renamed.Add(target, tensor);
+        }
+        Assert.That(renamed.Keys, Is.EquivalentTo(ReadF32(llada).Keys), "the renaming covers LLaDA's names exactly");
+        string converted = CopyWithConfig(llada, "cross-converted", renamed, "rms_norm_eps", JsonValueKind.Number, 1e-6);
+        converted = CopyWithConfig(converted, "cross-converted-2", renamed, "rope_theta", JsonValueKind.Number, 1e6);
+
+        Assert.That(MaxDifference(LiteralForward.Load(dream).Run(Sequence), LiteralForward.Load(converted).Run(Sequence)), Is.LessThan(1e-9));
+    }
+
     // ---- helpers ----------------------------------------------------------------------------------------------------
 
     /// <summary>Round-to-nearest-even to bfloat16 by comparing the two neighbours' distances in double: no bit tricks shared with the fixture.</summary>
@@ -413,6 +486,68 @@ public sealed class FixtureTests
         for (int j = 0; j < a.GetLength(1); j++)
             max = Math.Max(max, Math.Abs(a[rowA, j] - b[rowB, j]));
         return max;
+    }
+
+    /// <summary>Every tensor of an F32 checkpoint (single file or shards) as floats, through the test's own parser.</summary>
+    private static Dictionary<string, (long[] Shape, float[] Values)> ReadF32(string directory)
+    {
+        var result = new Dictionary<string, (long[] Shape, float[] Values)>();
+        foreach (string file in Directory.GetFiles(directory, "*.safetensors"))
+        {
+            MinimalSafetensors parsed = MinimalSafetensors.Parse(file);
+            foreach (var tensor in parsed.Tensors)
+            {
+                Assert.That(tensor.DType, Is.EqualTo("F32"));
+                byte[] bytes = parsed.Bytes(tensor.Name);
+                float[] values = new float[bytes.Length / 4];
+                for (int i = 0; i < values.Length; i++)
+                    values[i] = BinaryPrimitives.ReadSingleLittleEndian(bytes.AsSpan(i * 4));
+                result.Add(tensor.Name, (tensor.Shape, values));
+            }
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// A new checkpoint directory: <paramref name="source"/>'s config.json with one key changed, and
+    /// <paramref name="tensors"/> in one F32 model.safetensors written here (header, space padding, data).
+    /// </summary>
+    private string CopyWithConfig(string source, string name, Dictionary<string, (long[] Shape, float[] Values)> tensors, string key, JsonValueKind kind, double number)
+    {
+        string directory = Path.Combine(_root, name);
+        Directory.CreateDirectory(directory);
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(source, "config.json")))!.AsObject();
+        config[key] = kind switch
+        {
+            JsonValueKind.Number => System.Text.Json.Nodes.JsonValue.Create(number),
+            _ => System.Text.Json.Nodes.JsonValue.Create(kind == JsonValueKind.True),
+        };
+        File.WriteAllText(Path.Combine(directory, "config.json"), config.ToJsonString());
+
+        var header = new StringBuilder("{\"__metadata__\":{\"format\":\"pt\"}");
+        long offset = 0;
+        foreach (var (tensorName, (shape, values)) in tensors)
+        {
+            header.Append($",\"{tensorName}\":{{\"dtype\":\"F32\",\"shape\":[{string.Join(",", shape)}],\"data_offsets\":[{offset},{offset + values.Length * 4L}]}}");
+            offset += values.Length * 4L;
+        }
+        header.Append('}');
+        header.Append(' ', (8 - header.Length % 8) % 8);
+        using var file = File.Create(Path.Combine(directory, "model.safetensors"));
+        byte[] length = new byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
+        file.Write(length);
+        file.Write(Encoding.ASCII.GetBytes(header.ToString()));
+        byte[] element = new byte[4];
+        foreach (var (_, (_, values)) in tensors)
+        {
+            foreach (float value in values)
+            {
+                BinaryPrimitives.WriteSingleLittleEndian(element, value);
+                file.Write(element);
+            }
+        }
+        return directory;
     }
 
     private static Dictionary<string, byte[]> AllTensorBytes(string directory)
