@@ -40,7 +40,7 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer
     private HuggingFaceTokenizer(TokenizerJson file, TokenizerConfig config, HuggingFaceTokenizerOptions options, IEnumerable<int> configuredEndIds, string directory)
     {
         preTokenization = file.PreTokenization.ToArray();
-        normalizeToNfc = file.NormalizeToNfc;
+        normalizeToNfc = file.NormalizeToNfc && CanNormalize;
         addedTokenIds = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach ((int id, string content) in file.AddedTokens) addedTokenIds[content] = id;
 
@@ -82,6 +82,16 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer
         if (file.IgnoreMerges) wholeWordIds = file.Vocabulary;   // HF: a word already in the vocabulary is one id, merges or not.
         bpe = BpeTokenizer.Create(new BpeOptions(file.Vocabulary) { Merges = file.Merges, ByteLevel = true });
     }
+
+    // string.Normalize silently does nothing under InvariantGlobalization (this repository's default): probe it once.
+    private static readonly bool CanNormalize = "e\u0301".Normalize(NormalizationForm.FormC).Length == 1;
+
+    /// <summary>
+    /// True when tokenizer.json asks for NFC and this process can apply it. Under InvariantGlobalization (no ICU)
+    /// <see cref="string.Normalize()"/> does nothing, so there Encode takes the text as given: a decomposed character
+    /// (rare in prompts) then encodes to other ids than transformers gives, though it still decodes back to the same text.
+    /// </summary>
+    public bool NormalizesToNfc => normalizeToNfc;
 
     /// <summary>How many ids the tokenizer knows (vocabulary and added tokens): one past the largest id.</summary>
     public int VocabularySize { get; }
