@@ -165,8 +165,8 @@ public sealed class LiteralForward
             double[,] q = Linear(h, attention + "q_proj", _hidden, _hidden);
             double[,] k = Linear(h, attention + "k_proj", kvWidth, _hidden);
             double[,] v = Linear(h, attention + "v_proj", kvWidth, _hidden);
-            ApplyRotary(q, _heads);
-            ApplyRotary(k, _kvHeads);
+            ApplyRotary(q, _heads, _headDim, _theta);
+            ApplyRotary(k, _kvHeads, _headDim, _theta);
             double[,] attended = Attention(q, k, v);
             AddInPlace(x, Linear(attended, attention + (llada ? "attn_out" : "o_proj"), _hidden, _hidden));
 
@@ -242,19 +242,19 @@ public sealed class LiteralForward
     /// Rotary embedding, rotate-half form, in place on each head of <paramref name="x"/> ([L, heads × d]): for
     /// i &lt; d/2, angle = p / θ^(2i/d), (a, b) = (x_i, x_{i+d/2}) becomes (a cos − b sin, b cos + a sin).
     /// </summary>
-    private void ApplyRotary(double[,] x, int heads)
+    internal static void ApplyRotary(double[,] x, int heads, int headDim, double theta)
     {
-        int half = _headDim / 2;
+        int half = headDim / 2;
         for (int position = 0; position < x.GetLength(0); position++)
         {
             for (int i = 0; i < half; i++)
             {
-                double inverseFrequency = 1.0 / Math.Pow(_theta, 2.0 * i / _headDim);
+                double inverseFrequency = 1.0 / Math.Pow(theta, 2.0 * i / headDim);
                 double angle = position * inverseFrequency;
                 double cos = Math.Cos(angle), sin = Math.Sin(angle);
                 for (int head = 0; head < heads; head++)
                 {
-                    int first = head * _headDim + i, second = first + half;
+                    int first = head * headDim + i, second = first + half;
                     double a = x[position, first], b = x[position, second];
                     x[position, first] = a * cos - b * sin;
                     x[position, second] = b * cos + a * sin;

@@ -451,6 +451,68 @@ public sealed class FixtureTests
         Assert.That(MaxDifference(LiteralForward.Load(dream).Run(Sequence), LiteralForward.Load(converted).Run(Sequence)), Is.LessThan(1e-9));
     }
 
+    [Test]
+    public void RotaryStepIsRotateHalfWithInverseFrequenciesOfTheta()
+    {
+        // Head width 4, θ = 10000: inv_freq = [1, 1/100]; x = [x1, x2] with halves x1 = [1, 2], x2 = [3, 4] becomes
+        // x·cos + [−x2, x1]·sin, the first half's element i paired with the second half's element i.
+        double[,] x = new double[3, 8];
+        for (int position = 0; position < 3; position++)
+            for (int j = 0; j < 8; j++)
+                x[position, j] = j % 4 + 1 + (j >= 4 ? 10 : 0); // head 0: [1, 2, 3, 4]; head 1: [11, 12, 13, 14]
+        LiteralForward.ApplyRotary(x, heads: 2, headDim: 4, theta: 10000.0);
+        for (int position = 0; position < 3; position++)
+        {
+            double c0 = Math.Cos(position), s0 = Math.Sin(position), c1 = Math.Cos(position / 100.0), s1 = Math.Sin(position / 100.0);
+            double[] expected =
+            [
+                1 * c0 - 3 * s0, 2 * c1 - 4 * s1, 3 * c0 + 1 * s0, 4 * c1 + 2 * s1,
+                11 * c0 - 13 * s0, 12 * c1 - 14 * s1, 13 * c0 + 11 * s0, 14 * c1 + 12 * s1,
+            ];
+            for (int j = 0; j < 8; j++)
+                Assert.That(x[position, j], Is.EqualTo(expected[j]).Within(1e-12), $"position {position}, element {j}");
+        }
+    }
+
+    [TestCase(Family.LLaDA, "<|mdm_mask|>")]
+    [TestCase(Family.Dream, "<|mask|>")]
+    public void TokenizerFilesAgreeWithTheConfigsSpecialIds(Family family, string maskText)
+    {
+        string directory = Write(new FixtureOptions { Family = family }, $"tokenizer-{family}");
+        using JsonDocument config = JsonDocument.Parse(File.ReadAllText(Path.Combine(directory, "config.json")));
+        using JsonDocument tokenizer = JsonDocument.Parse(File.ReadAllText(Path.Combine(directory, "tokenizer.json")));
+        var added = tokenizer.RootElement.GetProperty("added_tokens").EnumerateArray()
+            .ToDictionary(t => t.GetProperty("content").GetString()!, t => t.GetProperty("id").GetInt32());
+        Assert.That(added[maskText], Is.EqualTo(config.RootElement.GetProperty("mask_token_id").GetInt32()));
+        Assert.That(added["<|endoftext|>"], Is.EqualTo(config.RootElement.GetProperty("eos_token_id").GetInt32()));
+        Assert.That(added.Values.Max(), Is.LessThan(config.RootElement.GetProperty("vocab_size").GetInt32()));
+        using JsonDocument tokenizerConfig = JsonDocument.Parse(File.ReadAllText(Path.Combine(directory, "tokenizer_config.json")));
+        Assert.That(tokenizerConfig.RootElement.GetProperty("chat_template").GetString(), Is.Not.Empty);
+
+        string without = Write(new FixtureOptions { Family = family, Tokenizer = false }, $"tokenizer-{family}-none");
+        Assert.That(File.Exists(Path.Combine(without, "tokenizer.json")), Is.False);
+    }
+
+    [Test]
+    public void CommandLineWritesAFixtureAndExplainsBadUsage()
+    {
+        string directory = Path.Combine(_root, "cli-dream");
+        (int code, string output) = RunFixtureTool("write", "--family", "dream", "--dtype", "bf16", "--shards", "2", "--seed", "5", "--out", directory);
+        Assert.That(code, Is.Zero, output);
+        Assert.That(File.Exists(Path.Combine(directory, "model-00002-of-00002.safetensors")), Is.True, output);
+        Assert.That(AllTensorBytes(directory), Is.EquivalentTo(AllTensorBytes(Write(new FixtureOptions { Family = Family.Dream, DType = FixtureDType.BF16, Shards = 2, Seed = 5 }, "cli-dream-api"))));
+
+        (code, output) = RunFixtureTool("write", "--family", "dream", "--out", directory, "--wide");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(output, Does.Contain("unknown option '--wide'").And.Contain("usage:"));
+        (code, output) = RunFixtureTool("write", "--family", "dream", "--preset", "llada-8b", "--out", directory);
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(output, Does.Contain("use --family llada"));
+        (code, output) = RunFixtureTool("write", "--out", directory);
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(output, Does.Contain("--family is required"));
+    }
+
     // ---- helpers ----------------------------------------------------------------------------------------------------
 
     /// <summary>Round-to-nearest-even to bfloat16 by comparing the two neighbours' distances in double: no bit tricks shared with the fixture.</summary>
@@ -548,6 +610,24 @@ public sealed class FixtureTests
             }
         }
         return directory;
+    }
+
+    /// <summary>Runs saber-fixture (copied beside the tests) through the dotnet host; returns its exit code and stdout + stderr.</summary>
+    private static (int Code, string Output) RunFixtureTool(params string[] arguments)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "saber-fixture.dll"));
+        foreach (string argument in arguments)
+            start.ArgumentList.Add(argument);
+        using var process = System.Diagnostics.Process.Start(start)!;
+        Task<string> error = process.StandardError.ReadToEndAsync();
+        string output = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        return (process.ExitCode, output + error.Result);
     }
 
     private static Dictionary<string, byte[]> AllTensorBytes(string directory)
