@@ -2,6 +2,9 @@ using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
 using Saber.Checkpoints.Fixtures;
+// An alias, not the bare name: branch i22-graph has a test-internal Saber.Import.Tests.LiteralForward (over an
+// ArchitectureSpec), which would shadow the fixtures' one inside this namespace once the branches merge.
+using ReferenceForward = Saber.Checkpoints.Fixtures.LiteralForward;
 
 namespace Saber.Import.Tests;
 
@@ -326,7 +329,7 @@ public sealed class FixtureTests
     public void LiteralLogitsHaveTheShapeAndAreFiniteAndVaried(Family family, FixtureDType dtype)
     {
         string directory = Write(new FixtureOptions { Family = family, DType = dtype }, $"literal-{family}-{dtype}");
-        float[,] logits = LiteralForward.Logits(directory, Sequence);
+        float[,] logits = ReferenceForward.Logits(directory, Sequence);
         int width = family == Family.LLaDA ? FixtureVocabulary.LLaDA.EmbeddingSize : FixtureVocabulary.Dream.VocabSize;
         Assert.That(logits.GetLength(0), Is.EqualTo(Sequence.Length));
         Assert.That(logits.GetLength(1), Is.EqualTo(width));
@@ -342,7 +345,7 @@ public sealed class FixtureTests
     public void AttentionIsBidirectionalAndPositionAware(Family family)
     {
         string directory = Write(new FixtureOptions { Family = family, KvHeads = family == Family.LLaDA ? 2 : null }, $"bidirectional-{family}");
-        LiteralForward model = LiteralForward.Load(directory);
+        ReferenceForward model = ReferenceForward.Load(directory);
         double[,] original = model.Run(Sequence);
 
         int[] lastChanged = (int[])Sequence.Clone();
@@ -361,36 +364,36 @@ public sealed class FixtureTests
     public void LiteralPassReadsWhatIsOnDisk()
     {
         var options = new FixtureOptions { Family = Family.Dream, Seed = 11 };
-        double[,] single = LiteralForward.Load(Write(options, "disk-single")).Run(Sequence);
-        double[,] sharded = LiteralForward.Load(Write(options with { Shards = 3 }, "disk-sharded")).Run(Sequence);
-        double[,] bf16 = LiteralForward.Load(Write(options with { DType = FixtureDType.BF16 }, "disk-bf16")).Run(Sequence);
+        double[,] single = ReferenceForward.Load(Write(options, "disk-single")).Run(Sequence);
+        double[,] sharded = ReferenceForward.Load(Write(options with { Shards = 3 }, "disk-sharded")).Run(Sequence);
+        double[,] bf16 = ReferenceForward.Load(Write(options with { DType = FixtureDType.BF16 }, "disk-bf16")).Run(Sequence);
         Assert.That(MaxDifference(single, sharded), Is.Zero, "same bits, same logits");
         double rounding = MaxDifference(single, bf16);
         Assert.That(rounding, Is.GreaterThan(0), "BF16 weights are read as stored, not as drawn");
         Assert.That(rounding, Is.LessThan(0.5), "and stay close to the F32 ones");
 
         string tiedDirectory = Write(new FixtureOptions { Family = Family.LLaDA, TiedEmbeddings = true, IncludeBias = true }, "disk-tied");
-        Assert.That(LiteralForward.Load(tiedDirectory).TiedEmbeddings, Is.True);
-        Assert.That(LiteralForward.Logits(tiedDirectory, Sequence).Cast<float>(), Has.All.Matches<float>(float.IsFinite));
+        Assert.That(ReferenceForward.Load(tiedDirectory).TiedEmbeddings, Is.True);
+        Assert.That(ReferenceForward.Logits(tiedDirectory, Sequence).Cast<float>(), Has.All.Matches<float>(float.IsFinite));
     }
 
     [Test]
     public void DreamShiftMovesEachRowDownOneAndKeepsRowZero()
     {
         int[,] logits = { { 1, 2 }, { 3, 4 }, { 5, 6 } };
-        int[,] shifted = LiteralForward.ShiftForDream(logits);
+        int[,] shifted = ReferenceForward.ShiftForDream(logits);
         Assert.That(shifted, Is.EqualTo(new[,] { { 1, 2 }, { 1, 2 }, { 3, 4 } }));
         Assert.That(logits, Is.EqualTo(new[,] { { 1, 2 }, { 3, 4 }, { 5, 6 } }), "the input is left alone");
-        Assert.That(LiteralForward.ShiftForDream(new int[,] { { 9 } }), Is.EqualTo(new[,] { { 9 } }));
+        Assert.That(ReferenceForward.ShiftForDream(new int[,] { { 9 } }), Is.EqualTo(new[,] { { 9 } }));
     }
 
     [Test]
     public void PredictionLogitsShiftDreamOnly()
     {
         string dream = Write(new FixtureOptions { Family = Family.Dream }, "prediction-dream");
-        Assert.That(LiteralForward.PredictionLogits(dream, Sequence), Is.EqualTo(LiteralForward.ShiftForDream(LiteralForward.Logits(dream, Sequence))));
+        Assert.That(ReferenceForward.PredictionLogits(dream, Sequence), Is.EqualTo(ReferenceForward.ShiftForDream(ReferenceForward.Logits(dream, Sequence))));
         string llada = Write(new FixtureOptions { Family = Family.LLaDA }, "prediction-llada");
-        Assert.That(LiteralForward.PredictionLogits(llada, Sequence), Is.EqualTo(LiteralForward.Logits(llada, Sequence)));
+        Assert.That(ReferenceForward.PredictionLogits(llada, Sequence), Is.EqualTo(ReferenceForward.Logits(llada, Sequence)));
     }
 
     [TestCase(Family.LLaDA)]
@@ -418,7 +421,7 @@ public sealed class FixtureTests
         string multiHead = CopyWithConfig(grouped, "gqa-as-mha-" + family, tensors,
             family == Family.LLaDA ? "n_kv_heads" : "num_key_value_heads", JsonValueKind.Number, 4);
 
-        Assert.That(MaxDifference(LiteralForward.Load(grouped).Run(Sequence), LiteralForward.Load(multiHead).Run(Sequence)), Is.LessThan(1e-9));
+        Assert.That(MaxDifference(ReferenceForward.Load(grouped).Run(Sequence), ReferenceForward.Load(multiHead).Run(Sequence)), Is.LessThan(1e-9));
     }
 
     [TestCase(Family.LLaDA)]
@@ -434,8 +437,8 @@ public sealed class FixtureTests
         string untied = CopyWithConfig(tied, "untied-" + family, tensors,
             family == Family.LLaDA ? "weight_tying" : "tie_word_embeddings", JsonValueKind.False, 0);
 
-        Assert.That(LiteralForward.Load(untied).TiedEmbeddings, Is.False);
-        Assert.That(MaxDifference(LiteralForward.Load(tied).Run(Sequence), LiteralForward.Load(untied).Run(Sequence)), Is.Zero);
+        Assert.That(ReferenceForward.Load(untied).TiedEmbeddings, Is.False);
+        Assert.That(MaxDifference(ReferenceForward.Load(tied).Run(Sequence), ReferenceForward.Load(untied).Run(Sequence)), Is.Zero);
     }
 
     [Test]
@@ -463,7 +466,7 @@ public sealed class FixtureTests
         string converted = CopyWithConfig(llada, "cross-converted", renamed, "rms_norm_eps", JsonValueKind.Number, 1e-6);
         converted = CopyWithConfig(converted, "cross-converted-2", renamed, "rope_theta", JsonValueKind.Number, 1e6);
 
-        Assert.That(MaxDifference(LiteralForward.Load(dream).Run(Sequence), LiteralForward.Load(converted).Run(Sequence)), Is.LessThan(1e-9));
+        Assert.That(MaxDifference(ReferenceForward.Load(dream).Run(Sequence), ReferenceForward.Load(converted).Run(Sequence)), Is.LessThan(1e-9));
     }
 
     [Test]
@@ -475,7 +478,7 @@ public sealed class FixtureTests
         for (int position = 0; position < 3; position++)
             for (int j = 0; j < 8; j++)
                 x[position, j] = j % 4 + 1 + (j >= 4 ? 10 : 0); // head 0: [1, 2, 3, 4]; head 1: [11, 12, 13, 14]
-        LiteralForward.ApplyRotary(x, heads: 2, headDim: 4, theta: 10000.0);
+        ReferenceForward.ApplyRotary(x, heads: 2, headDim: 4, theta: 10000.0);
         for (int position = 0; position < 3; position++)
         {
             double c0 = Math.Cos(position), s0 = Math.Sin(position), c1 = Math.Cos(position / 100.0), s1 = Math.Sin(position / 100.0);
