@@ -90,9 +90,12 @@ public static class WeightNames
     public static string FinalNorm(CheckpointFamily family) =>
         family == CheckpointFamily.LLaDA ? "model.transformer.ln_f.weight" : "model.norm.weight";
 
-    /// <summary>The untied output head, <c>[Vocabulary, HiddenSize]</c> (absent when the embeddings are tied).</summary>
+    /// <summary>
+    /// The untied output head, a linear layer's prefix like <see cref="BlockNames"/>' (append <c>.weight</c>,
+    /// <c>[Vocabulary, HiddenSize]</c>, or <c>.bias</c>); absent when the embeddings are tied.
+    /// </summary>
     public static string OutputHead(CheckpointFamily family) =>
-        family == CheckpointFamily.LLaDA ? "model.transformer.ff_out.weight" : "lm_head.weight";
+        family == CheckpointFamily.LLaDA ? "model.transformer.ff_out" : "lm_head";
 
     /// <summary>One block's tensors by role.</summary>
     public static BlockNames Block(CheckpointFamily family, int layer) => family == CheckpointFamily.LLaDA
