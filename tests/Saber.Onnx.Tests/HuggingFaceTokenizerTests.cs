@@ -294,6 +294,22 @@ public class HuggingFaceTokenizerTests
         Assert.That(error!.Message, Does.Contain(message));
     }
 
+    [TestCase(false, new[] { 104, 274, 108, 111 })]   // merges only: e+l (274) is the one that applies to "hello"
+    [TestCase(true, new[] { 400 })]                    // ignore_merges: a word in the vocabulary is that id
+    public void IgnoreMergesTakesWholeWordsFromTheVocabulary(bool ignoreMerges, int[] ids)
+    {
+        string directory = Path.Combine(Root, "ignore-merges-" + ignoreMerges);
+        FixtureTokenizer.Write(Family.LLaDA, directory);
+        string path = Path.Combine(directory, "tokenizer.json");
+        JsonNode root = JsonNode.Parse(File.ReadAllText(path))!;
+        root["model"]!["ignore_merges"] = ignoreMerges;
+        root["model"]!["vocab"]!["hello"] = 400;
+        File.WriteAllText(path, root.ToJsonString());
+        HuggingFaceTokenizer tokenizer = HuggingFaceTokenizer.Load(directory);
+        Assert.That(tokenizer.Encode("hello"), Is.EqualTo(ids));
+        Assert.That(tokenizer.Decode(ids), Is.EqualTo("hello"));
+    }
+
     [Test]
     public void EncodesTenThousandCharactersWellUnder100Milliseconds([Values] Family family)
     {
