@@ -265,6 +265,14 @@ public class HuggingFaceTokenizerTests
     }
 
     [Test]
+    public void AMaskThatBpeCouldProduceIsRejected()
+    {
+        var error = Assert.Throws<InvalidDataException>(() =>
+            HuggingFaceTokenizer.Load(Directory(Family.LLaDA), new HuggingFaceTokenizerOptions { MaskId = 297 }));
+        Assert.That(error!.Message, Does.Contain("mask id 297 is an ordinary vocabulary token"));
+    }
+
+    [Test]
     public void ReadsEosIdsFromGenerationConfigAndConfig()
     {
         string directory = Path.Combine(Root, "with-configs");
@@ -308,6 +316,23 @@ public class HuggingFaceTokenizerTests
         HuggingFaceTokenizer tokenizer = HuggingFaceTokenizer.Load(directory);
         Assert.That(tokenizer.Encode("hello"), Is.EqualTo(ids));
         Assert.That(tokenizer.Decode(ids), Is.EqualTo("hello"));
+    }
+
+    [Test]
+    public void ByteLevelAloneSplitsWithGpt2sRegexAfterThePrefixSpace()
+    {
+        // pre_tokenizer ByteLevel(add_prefix_space, use_regex): " 123abc" splits into " 123" and "abc" (GPT-2's regex
+        // takes " ?\p{N}+" then "\p{L}+"), so "abc" gets no space of its own.
+        string directory = Path.Combine(Root, "byte-level-alone");
+        FixtureTokenizer.Write(Family.LLaDA, directory);
+        string path = Path.Combine(directory, "tokenizer.json");
+        JsonNode root = JsonNode.Parse(File.ReadAllText(path))!;
+        root["pre_tokenizer"] = JsonNode.Parse("{\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true, \"use_regex\": true}");
+        File.WriteAllText(path, root.ToJsonString());
+        HuggingFaceTokenizer tokenizer = HuggingFaceTokenizer.Load(directory);
+        Assert.That(tokenizer.Encode("123abc"), Is.EqualTo(new[] { 32, 49, 50, 51, 97, 98, 99 }));
+        // " the": Ġ+t, Ġt+h, Ġth+e (259) once the prefix space is there.
+        Assert.That(tokenizer.Encode("the"), Is.EqualTo(new[] { 259 }));
     }
 
     [Test]

@@ -61,6 +61,9 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer
                  ?? WellKnownMaskTokens.Select(LookUp).FirstOrDefault(id => id is not null);
         if (MaskId is { } mask && (mask < 0 || mask >= VocabularySize))
             throw new InvalidDataException($"'{directory}': mask id {mask} is outside the vocabulary [0, {VocabularySize}).");
+        // Encode keeps the mask out by not recognizing its added token; a mask that BPE itself could produce it cannot keep out.
+        if (MaskId is { } maskId && !file.AddedTokens.Any(a => a.Id == maskId))
+            throw new InvalidDataException($"'{directory}': mask id {maskId} is an ordinary vocabulary token, not an added token, so prompts could encode to it.");
 
         BosId = LookUp(config.BosToken);
         BosToken = config.BosToken;
@@ -166,10 +169,11 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer
         List<string> pieces = [text];
         foreach (TokenizerJson.PreTokenizationStep step in preTokenization)
         {
-            if (step.Split is { } split) pieces = pieces.SelectMany(p => SplitIsolated(split, p)).ToList();
+            // As HF's ByteLevel does: the prefix space goes on each piece it receives, before its own regex splits it.
             if (step.AddPrefixSpace)
                 for (int i = 0; i < pieces.Count; i++)
                     if (!pieces[i].StartsWith(' ')) pieces[i] = " " + pieces[i];
+            if (step.Split is { } split) pieces = pieces.SelectMany(p => SplitIsolated(split, p)).ToList();
         }
         foreach (string piece in pieces)
         {

@@ -23,7 +23,7 @@ internal sealed class TokenizerJson
     /// <summary>The pre-tokenization steps in order: each splits every piece the previous one produced.</summary>
     public required List<PreTokenizationStep> PreTokenization { get; init; }
 
-    /// <summary>One step: split by <see cref="Split"/> (matches and the text between them both become pieces, HF's "Isolated"), and/or prefix each piece with a space.</summary>
+    /// <summary>One step: prefix each piece with a space (if it has none), then split it by <see cref="Split"/> (matches and the text between them both become pieces, HF's "Isolated").</summary>
     public sealed record PreTokenizationStep(Regex? Split, bool AddPrefixSpace);
 
     public static TokenizerJson Read(string path)
