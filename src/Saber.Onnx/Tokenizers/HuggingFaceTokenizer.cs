@@ -61,7 +61,7 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer
                  ?? WellKnownMaskTokens.Select(LookUp).FirstOrDefault(id => id is not null);
         if (MaskId is { } mask && (mask < 0 || mask >= VocabularySize))
             throw new InvalidDataException($"'{directory}': mask id {mask} is outside the vocabulary [0, {VocabularySize}).");
-        // Encode keeps the mask out by not recognizing its added token; a mask that BPE itself could produce it cannot keep out.
+        // Encode keeps the mask out by not recognizing its added token; an id that BPE could produce could not be kept out that way.
         if (MaskId is { } maskId && !file.AddedTokens.Any(a => a.Id == maskId))
             throw new InvalidDataException($"'{directory}': mask id {maskId} is an ordinary vocabulary token, not an added token, so prompts could encode to it.");
 
