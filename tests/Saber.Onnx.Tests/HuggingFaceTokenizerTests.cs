@@ -336,6 +336,31 @@ public class HuggingFaceTokenizerTests
     }
 
     [Test]
+    public void ReadsAQwen2SlowTokenizerWithoutTokenizerJson()
+    {
+        // Dream ships DreamTokenizer (Qwen2's slow tokenizer): vocab.json, merges.txt and tokenizer_config.json's
+        // added_tokens_decoder. Written here from the fixture's tokenizer.json, it must encode exactly as that does.
+        string directory = Path.Combine(Root, "dream-slow");
+        FixtureTokenizer.Write(Family.Dream, directory);
+        string path = Path.Combine(directory, "tokenizer.json");
+        JsonNode model = JsonNode.Parse(File.ReadAllText(path))!["model"]!;
+        File.WriteAllText(Path.Combine(directory, "vocab.json"), model["vocab"]!.ToJsonString());
+        File.WriteAllLines(Path.Combine(directory, "merges.txt"),
+            model["merges"]!.AsArray().Select(m => m![0]!.GetValue<string>() + " " + m[1]!.GetValue<string>()).Prepend("#version: 0.2"));
+        File.Delete(path);
+        HuggingFaceTokenizer slow = HuggingFaceTokenizer.Load(directory);
+        Assert.That(slow.VocabularySize, Is.EqualTo(Dream.VocabularySize));
+        Assert.That(slow.MaskId, Is.EqualTo(Dream.MaskId));
+        Assert.That(slow.EndOfTextIds, Is.EquivalentTo(Dream.EndOfTextIds));
+        foreach (string text in Samples.Append(FixtureTokenizer.TrainingText))
+            Assert.That(slow.Encode(text), Is.EqualTo(Dream.Encode(text)), text);
+
+        File.Delete(Path.Combine(directory, "tokenizer_config.json"));
+        var error = Assert.Throws<InvalidDataException>(() => HuggingFaceTokenizer.Load(directory));
+        Assert.That(error!.Message, Does.Contain("tokenizer_class '' without a tokenizer.json"));
+    }
+
+    [Test]
     public void EncodesTenThousandCharactersWellUnder100Milliseconds([Values] Family family)
     {
         HuggingFaceTokenizer tokenizer = Load(family);
