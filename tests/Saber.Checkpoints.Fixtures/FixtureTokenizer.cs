@@ -29,13 +29,20 @@ public static class FixtureTokenizer
         "def main():\n    for item in items:\n        if item is not None:\n            print(item)\n    return 0\n\n" +
         "class Tokenizer:\n    def __init__(self, text):\n        self.text = text\n\n    def tokens(self):\n        return self.text.split()\n";
 
-    /// <summary>LLaDA-8B-Instruct's chat_template, as its tokenizer_config.json has it.</summary>
+    /// <summary>
+    /// LLaDA-8B-Instruct's chat_template, as its tokenizer_config.json has it (the JSON's "\n" escapes are newline
+    /// characters inside the template's string literals). It always ends with the assistant header, whatever
+    /// add_generation_prompt is, and trims each message's content.
+    /// </summary>
     public const string LLaDAChatTemplate =
-        "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}";
+        "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}";
 
-    /// <summary>Dream-v0-Instruct-7B's chat_template: Qwen2's ChatML template with its default system prompt.</summary>
+    /// <summary>
+    /// Dream-v0-Instruct-7B's chat_template: Qwen2's ChatML template, which adds the default system prompt
+    /// "You are a helpful assistant." when the conversation does not start with a system turn.
+    /// </summary>
     public const string DreamChatTemplate =
-        "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+        "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
     /// <summary>Llama 3's split regex (LLaDA-8B's tokenizer is Llama-3-style): numbers in runs of up to three digits.</summary>
     public const string LLaDASplitPattern =

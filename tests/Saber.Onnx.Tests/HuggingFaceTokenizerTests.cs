@@ -265,6 +265,14 @@ public class HuggingFaceTokenizerTests
     }
 
     [Test]
+    public void AMaskThatBpeCouldProduceIsRejected()
+    {
+        var error = Assert.Throws<InvalidDataException>(() =>
+            HuggingFaceTokenizer.Load(Directory(Family.LLaDA), new HuggingFaceTokenizerOptions { MaskId = 297 }));
+        Assert.That(error!.Message, Does.Contain("mask id 297 is an ordinary vocabulary token"));
+    }
+
+    [Test]
     public void ReadsEosIdsFromGenerationConfigAndConfig()
     {
         string directory = Path.Combine(Root, "with-configs");
@@ -292,6 +300,64 @@ public class HuggingFaceTokenizerTests
         File.WriteAllText(path, root.ToJsonString());
         var error = Assert.Throws<InvalidDataException>(() => HuggingFaceTokenizer.Load(directory));
         Assert.That(error!.Message, Does.Contain(message));
+    }
+
+    [TestCase(false, new[] { 104, 274, 108, 111 })]   // merges only: e+l (274) is the one that applies to "hello"
+    [TestCase(true, new[] { 400 })]                    // ignore_merges: a word in the vocabulary is that id
+    public void IgnoreMergesTakesWholeWordsFromTheVocabulary(bool ignoreMerges, int[] ids)
+    {
+        string directory = Path.Combine(Root, "ignore-merges-" + ignoreMerges);
+        FixtureTokenizer.Write(Family.LLaDA, directory);
+        string path = Path.Combine(directory, "tokenizer.json");
+        JsonNode root = JsonNode.Parse(File.ReadAllText(path))!;
+        root["model"]!["ignore_merges"] = ignoreMerges;
+        root["model"]!["vocab"]!["hello"] = 400;
+        File.WriteAllText(path, root.ToJsonString());
+        HuggingFaceTokenizer tokenizer = HuggingFaceTokenizer.Load(directory);
+        Assert.That(tokenizer.Encode("hello"), Is.EqualTo(ids));
+        Assert.That(tokenizer.Decode(ids), Is.EqualTo("hello"));
+    }
+
+    [Test]
+    public void ByteLevelAloneSplitsWithGpt2sRegexAfterThePrefixSpace()
+    {
+        // pre_tokenizer ByteLevel(add_prefix_space, use_regex): " 123abc" splits into " 123" and "abc" (GPT-2's regex
+        // takes " ?\p{N}+" then "\p{L}+"), so "abc" gets no space of its own.
+        string directory = Path.Combine(Root, "byte-level-alone");
+        FixtureTokenizer.Write(Family.LLaDA, directory);
+        string path = Path.Combine(directory, "tokenizer.json");
+        JsonNode root = JsonNode.Parse(File.ReadAllText(path))!;
+        root["pre_tokenizer"] = JsonNode.Parse("{\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true, \"use_regex\": true}");
+        File.WriteAllText(path, root.ToJsonString());
+        HuggingFaceTokenizer tokenizer = HuggingFaceTokenizer.Load(directory);
+        Assert.That(tokenizer.Encode("123abc"), Is.EqualTo(new[] { 32, 49, 50, 51, 97, 98, 99 }));
+        // " the": Ġ+t, Ġt+h, Ġth+e (259) once the prefix space is there.
+        Assert.That(tokenizer.Encode("the"), Is.EqualTo(new[] { 259 }));
+    }
+
+    [Test]
+    public void ReadsAQwen2SlowTokenizerWithoutTokenizerJson()
+    {
+        // Dream ships DreamTokenizer (Qwen2's slow tokenizer): vocab.json, merges.txt and tokenizer_config.json's
+        // added_tokens_decoder. Written here from the fixture's tokenizer.json, it must encode exactly as that does.
+        string directory = Path.Combine(Root, "dream-slow");
+        FixtureTokenizer.Write(Family.Dream, directory);
+        string path = Path.Combine(directory, "tokenizer.json");
+        JsonNode model = JsonNode.Parse(File.ReadAllText(path))!["model"]!;
+        File.WriteAllText(Path.Combine(directory, "vocab.json"), model["vocab"]!.ToJsonString());
+        File.WriteAllLines(Path.Combine(directory, "merges.txt"),
+            model["merges"]!.AsArray().Select(m => m![0]!.GetValue<string>() + " " + m[1]!.GetValue<string>()).Prepend("#version: 0.2"));
+        File.Delete(path);
+        HuggingFaceTokenizer slow = HuggingFaceTokenizer.Load(directory);
+        Assert.That(slow.VocabularySize, Is.EqualTo(Dream.VocabularySize));
+        Assert.That(slow.MaskId, Is.EqualTo(Dream.MaskId));
+        Assert.That(slow.EndOfTextIds, Is.EquivalentTo(Dream.EndOfTextIds));
+        foreach (string text in Samples.Append(FixtureTokenizer.TrainingText))
+            Assert.That(slow.Encode(text), Is.EqualTo(Dream.Encode(text)), text);
+
+        File.Delete(Path.Combine(directory, "tokenizer_config.json"));
+        var error = Assert.Throws<InvalidDataException>(() => HuggingFaceTokenizer.Load(directory));
+        Assert.That(error!.Message, Does.Contain("tokenizer_class '' without a tokenizer.json"));
     }
 
     [Test]

@@ -61,6 +61,9 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer
                  ?? WellKnownMaskTokens.Select(LookUp).FirstOrDefault(id => id is not null);
         if (MaskId is { } mask && (mask < 0 || mask >= VocabularySize))
             throw new InvalidDataException($"'{directory}': mask id {mask} is outside the vocabulary [0, {VocabularySize}).");
+        // Encode keeps the mask out by not recognizing its added token; an id that BPE could produce could not be kept out that way.
+        if (MaskId is { } maskId && !file.AddedTokens.Any(a => a.Id == maskId))
+            throw new InvalidDataException($"'{directory}': mask id {maskId} is an ordinary vocabulary token, not an added token, so prompts could encode to it.");
 
         BosId = LookUp(config.BosToken);
         BosToken = config.BosToken;
@@ -122,16 +125,21 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer
 
     /// <summary>
     /// Reads <c>tokenizer.json</c> and, if present, <c>tokenizer_config.json</c>, <c>generation_config.json</c> and
-    /// <c>config.json</c> (their eos ids) from <paramref name="directory"/>.
+    /// <c>config.json</c> (their eos ids) from <paramref name="directory"/>. Without tokenizer.json, a Qwen2-style slow
+    /// tokenizer (<c>vocab.json</c>, <c>merges.txt</c> and tokenizer_config.json's <c>added_tokens_decoder</c>, as
+    /// Dream's <c>DreamTokenizer</c> ships) is read with Qwen2's split regex and NFC.
     /// </summary>
     /// <exception cref="InvalidDataException">A file is malformed or describes something this tokenizer does not support.</exception>
     public static HuggingFaceTokenizer Load(string directory, HuggingFaceTokenizerOptions? options = null)
     {
         if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"No model directory '{directory}'.");
         string tokenizerPath = Path.Combine(directory, "tokenizer.json");
-        if (!File.Exists(tokenizerPath)) throw new FileNotFoundException($"No tokenizer.json in '{directory}'.", tokenizerPath);
-        TokenizerJson file = TokenizerJson.Read(tokenizerPath);
         TokenizerConfig config = TokenizerConfig.Read(Path.Combine(directory, "tokenizer_config.json"));
+        TokenizerJson file;
+        if (File.Exists(tokenizerPath)) file = TokenizerJson.Read(tokenizerPath);
+        else if (File.Exists(Path.Combine(directory, "vocab.json")) && File.Exists(Path.Combine(directory, "merges.txt")))
+            file = TokenizerJson.ReadQwen2VocabAndMerges(directory, config);
+        else throw new FileNotFoundException($"No tokenizer.json (nor vocab.json and merges.txt) in '{directory}'.", tokenizerPath);
         var endIds = new List<int>();
         foreach (string name in new[] { "generation_config.json", "config.json" })
             endIds.AddRange(ReadEosIds(Path.Combine(directory, name)));
@@ -166,10 +174,11 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer
         List<string> pieces = [text];
         foreach (TokenizerJson.PreTokenizationStep step in preTokenization)
         {
-            if (step.Split is { } split) pieces = pieces.SelectMany(p => SplitIsolated(split, p)).ToList();
+            // As HF's ByteLevel does: the prefix space goes on each piece it receives, before its own regex splits it.
             if (step.AddPrefixSpace)
                 for (int i = 0; i < pieces.Count; i++)
                     if (!pieces[i].StartsWith(' ')) pieces[i] = " " + pieces[i];
+            if (step.Split is { } split) pieces = pieces.SelectMany(p => SplitIsolated(split, p)).ToList();
         }
         foreach (string piece in pieces)
         {
@@ -278,11 +287,13 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer
 }
 
 /// <summary>The fields of <c>tokenizer_config.json</c> the tokenizer and the chat template use.</summary>
-internal sealed record TokenizerConfig(string? BosToken, string? EosToken, string? MaskToken, bool AddBosToken, string? ChatTemplate)
+internal sealed record TokenizerConfig(
+    string? BosToken, string? EosToken, string? MaskToken, bool AddBosToken, string? ChatTemplate,
+    string? TokenizerClass, IReadOnlyList<(int Id, string Content)> AddedTokens)
 {
     public static TokenizerConfig Read(string path)
     {
-        if (!File.Exists(path)) return new TokenizerConfig(null, null, null, false, null);
+        if (!File.Exists(path)) return new TokenizerConfig(null, null, null, false, null, null, []);
         try
         {
             using JsonDocument document = JsonDocument.Parse(File.ReadAllBytes(path));
@@ -296,9 +307,14 @@ internal sealed record TokenizerConfig(string? BosToken, string? EosToken, strin
             };
             bool addBos = root.TryGetProperty("add_bos_token", out JsonElement ab) && ab.ValueKind == JsonValueKind.True;
             string? template = root.TryGetProperty("chat_template", out JsonElement ct) && ct.ValueKind == JsonValueKind.String ? ct.GetString() : null;
-            return new TokenizerConfig(Token("bos_token"), Token("eos_token"), Token("mask_token"), addBos, template);
+            string? tokenizerClass = root.TryGetProperty("tokenizer_class", out JsonElement tc) && tc.ValueKind == JsonValueKind.String ? tc.GetString() : null;
+            var added = new List<(int, string)>();
+            if (root.TryGetProperty("added_tokens_decoder", out JsonElement decoder) && decoder.ValueKind == JsonValueKind.Object)
+                foreach (JsonProperty token in decoder.EnumerateObject())
+                    added.Add((int.Parse(token.Name, System.Globalization.CultureInfo.InvariantCulture), token.Value.GetProperty("content").GetString() ?? ""));
+            return new TokenizerConfig(Token("bos_token"), Token("eos_token"), Token("mask_token"), addBos, template, tokenizerClass, added);
         }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {
             throw new InvalidDataException($"'{path}' is not a tokenizer_config.json: {e.Message}", e);
         }

@@ -23,7 +23,7 @@ internal sealed class TokenizerJson
     /// <summary>The pre-tokenization steps in order: each splits every piece the previous one produced.</summary>
     public required List<PreTokenizationStep> PreTokenization { get; init; }
 
-    /// <summary>One step: split by <see cref="Split"/> (matches and the text between them both become pieces, HF's "Isolated"), and/or prefix each piece with a space.</summary>
+    /// <summary>One step: prefix each piece with a space (if it has none), then split it by <see cref="Split"/> (matches and the text between them both become pieces, HF's "Isolated").</summary>
     public sealed record PreTokenizationStep(Regex? Split, bool AddPrefixSpace);
 
     public static TokenizerJson Read(string path)
@@ -79,6 +79,46 @@ internal sealed class TokenizerJson
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or ArgumentException)
         {
             throw new InvalidDataException($"'{path}' is not a Hugging Face tokenizer.json this reader supports: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Qwen2's split regex (transformers' Qwen2Tokenizer.PRETOKENIZE_REGEX).</summary>
+    internal const string Qwen2SplitPattern =
+        @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+    private static readonly HashSet<string> Qwen2TokenizerClasses = ["Qwen2Tokenizer", "Qwen2TokenizerFast", "DreamTokenizer"];
+
+    /// <summary>
+    /// A Qwen2-style slow tokenizer: <c>vocab.json</c>, <c>merges.txt</c> (a <c>#version</c> line, then "a b" per
+    /// line) and the added tokens of tokenizer_config.json; transformers' Qwen2Tokenizer normalizes to NFC and splits
+    /// with <see cref="Qwen2SplitPattern"/>, then maps bytes as ByteLevel does.
+    /// </summary>
+    public static TokenizerJson ReadQwen2VocabAndMerges(string directory, TokenizerConfig config)
+    {
+        string vocabPath = Path.Combine(directory, "vocab.json"), mergesPath = Path.Combine(directory, "merges.txt");
+        if (config.TokenizerClass is not { } tokenizerClass || !Qwen2TokenizerClasses.Contains(tokenizerClass))
+            throw Unsupported(Path.Combine(directory, "tokenizer_config.json"),
+                $"tokenizer_class '{config.TokenizerClass}' without a tokenizer.json (vocab.json and merges.txt are read for {string.Join(", ", Qwen2TokenizerClasses)} only)");
+        try
+        {
+            var vocabulary = new Dictionary<string, int>(StringComparer.Ordinal);
+            using (JsonDocument document = JsonDocument.Parse(File.ReadAllBytes(vocabPath)))
+                foreach (JsonProperty entry in document.RootElement.EnumerateObject()) vocabulary[entry.Name] = entry.Value.GetInt32();
+            List<string> merges = File.ReadLines(mergesPath)
+                .Where(line => line.Length > 0 && !line.StartsWith("#version", StringComparison.Ordinal)).ToList();
+            return new TokenizerJson
+            {
+                Vocabulary = vocabulary,
+                Merges = merges,
+                IgnoreMerges = false,
+                AddedTokens = config.AddedTokens.ToList(),
+                NormalizeToNfc = true,
+                PreTokenization = [new PreTokenizationStep(CreateRegex(Qwen2SplitPattern), false)],
+            };
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
+        {
+            throw new InvalidDataException($"'{vocabPath}' is not a vocab.json: {e.Message}", e);
         }
     }
 

@@ -266,7 +266,7 @@ internal sealed class ChatTemplateParser
                 if (Peek(TokenKind.Symbol, ",")) throw Error("unsupported for loop over several variables", tokens[next].Position);
                 Token inKeyword = Expect(TokenKind.Name, "'in'");
                 if (inKeyword.Value != "in") throw Error("expected 'in'", inKeyword.Position);
-                Expr items = ParseExpression();
+                Expr items = ParseOr();   // not ParseExpression: an 'if' here is a loop filter, not a conditional expression
                 if (Peek(TokenKind.Name, "if")) throw Error("unsupported loop filter 'for ... if'", tokens[next].Position);
                 if (Peek(TokenKind.Name, "recursive")) throw Error("unsupported recursive loop", tokens[next].Position);
                 Expect(TokenKind.TagEnd, "'%}'");
@@ -287,6 +287,8 @@ internal sealed class ChatTemplateParser
                 Expect(TokenKind.TagEnd, "'%}'");
                 return new SetNode(name.Value, value, keyword.Position);
             }
+            case "elif" or "else" or "endif" or "endfor" or "endset":
+                throw Error($"'{{% {keyword.Value} %}}' without a matching opening tag", keyword.Position);
             default:
                 throw Error($"unsupported statement '{keyword.Value}'", keyword.Position);
         }
