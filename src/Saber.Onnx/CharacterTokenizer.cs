@@ -117,38 +117,3 @@ public sealed class CharacterTokenizer : IModelTokenizer
         return text.ToString();
     }
 }
-
-/// <summary>A model directory: <c>model.onnx</c> and <c>tokenizer.json</c> that agree on the vocabulary and the mask id.</summary>
-public sealed class LocalModel : IDisposable
-{
-    private LocalModel(OnnxDenoiser denoiser, IModelTokenizer tokenizer)
-    {
-        Denoiser = denoiser;
-        Tokenizer = tokenizer;
-    }
-
-    public OnnxDenoiser Denoiser { get; }
-    public IModelTokenizer Tokenizer { get; }
-
-    /// <summary>The tokenizer of a model directory, without loading the model.</summary>
-    public static IModelTokenizer OpenTokenizer(string directory)
-    {
-        if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"No model directory '{directory}'.");
-        return CharacterTokenizer.Load(Path.Combine(directory, "tokenizer.json"));
-    }
-
-    public static LocalModel Open(string directory, OnnxEngineOptions? options = null, Microsoft.Extensions.Logging.ILogger<OnnxDenoiser>? logger = null)
-    {
-        IModelTokenizer tokenizer = OpenTokenizer(directory);
-        OnnxDenoiser denoiser = OnnxDenoiser.Load(Path.Combine(directory, "model.onnx"), options, logger);
-        if (denoiser.VocabularySize != tokenizer.VocabularySize || denoiser.MaskId != tokenizer.MaskId)
-        {
-            denoiser.Dispose();
-            throw new InvalidDataException($"'{directory}': the model has V {denoiser.VocabularySize} and mask id {denoiser.MaskId}, " +
-                $"the tokenizer V {tokenizer.VocabularySize} and mask id {tokenizer.MaskId}.");
-        }
-        return new LocalModel(denoiser, tokenizer);
-    }
-
-    public void Dispose() => Denoiser.Dispose();
-}

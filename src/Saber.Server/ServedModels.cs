@@ -64,8 +64,14 @@ public sealed class ServedModels : IAsyncDisposable
                 LocalModel model = LocalModel.Open(directory, new OnnxEngineOptions { IntraOpThreads = settings.IntraOpThreads ?? 0 },
                     logging.CreateLogger<OnnxDenoiser>());
                 SaberEngine engine;
+                IChatPromptTemplate chat;
                 try
                 {
+                    // An imported checkpoint's own chat template (an unsupported one fails the start, naming the
+                    // construct); the shipped models have none and keep the role-tagged prompt.
+                    chat = model.ChatTemplate is { } template
+                        ? new JinjaChatPromptTemplate(template, model.BosToken, model.EosToken)
+                        : ChatPromptTemplate.RoleTagged;
                     engine = new SaberEngine(model.Denoiser, engineOptions, logging.CreateLogger<SaberEngine>(), meters);
                 }
                 catch
@@ -82,7 +88,7 @@ public sealed class ServedModels : IAsyncDisposable
                     PromptTemplate = template,
                 };
                 models[id] = new ServedModel(id, model, engine,
-                    new SaberChatClient(engine, tokenizer, Client(ChatPromptTemplate.RoleTagged)),
+                    new SaberChatClient(engine, tokenizer, Client(chat)),
                     new SaberChatClient(engine, tokenizer, Client(ChatPromptTemplate.Raw)),
                     DateTimeOffset.UtcNow);
                 log.LogInformation("Serving model {Model} from {Directory}", id, directory);

@@ -20,7 +20,7 @@ namespace Saber.Onnx.Tokenizers;
 /// It stops at the first of <see cref="EndOfTextIds"/>; ids at or past <see cref="VocabularySize"/> (a model's logits
 /// can be wider than its vocabulary) decode to nothing.</para>
 /// </remarks>
-public sealed class HuggingFaceTokenizer : ITextTokenizer
+public sealed class HuggingFaceTokenizer : IModelTokenizer
 {
     /// <summary>The glyph masked positions show as in <see cref="Decode(ReadOnlySpan{int})"/>.</summary>
     public const string DefaultMaskGlyph = "\u2591";   // ░
@@ -105,8 +105,25 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer
     /// <inheritdoc />
     public int? EosId { get; }
 
-    /// <summary>Every id that ends generated text (<see cref="EosId"/> among them).</summary>
-    public IReadOnlySet<int> EndOfTextIds => endOfTextIds;
+    /// <summary>Every id that ends generated text, <see cref="EosId"/> first, then the others in id order.</summary>
+    public IReadOnlyList<int> EndOfTextIds => orderedEndOfTextIds ??= [.. EosId is int eos ? [eos] : Array.Empty<int>(), .. endOfTextIds.Where(id => id != EosId).Order()];
+
+    private int[]? orderedEndOfTextIds;
+
+    int IModelTokenizer.MaskId => MaskId ?? throw new InvalidOperationException(
+        "This tokenizer has no mask token: pass HuggingFaceTokenizerOptions.MaskId (a model directory's mask id) when loading it.");
+
+    /// <inheritdoc />
+    public string MaskGlyph => DefaultMaskGlyph;
+
+    /// <summary>As <see cref="Encode(string)"/>; a byte-level vocabulary represents every character, so <paramref name="unknown"/> is always empty.</summary>
+    public int[] Encode(string text, out IReadOnlyList<string> unknown)
+    {
+        unknown = [];
+        return Encode(text);
+    }
+
+    string IModelTokenizer.Decode(ReadOnlySpan<int> tokens, string? mask) => Decode(tokens, mask ?? DefaultMaskGlyph);
 
     /// <summary>The bos id (<c>tokenizer_config.json</c>'s <c>bos_token</c>), or null.</summary>
     public int? BosId { get; }
@@ -117,7 +134,7 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer
     /// <summary><c>tokenizer_config.json</c>'s <c>eos_token</c> text, or null.</summary>
     public string? EosToken { get; }
 
-    /// <summary><c>tokenizer_config.json</c>'s <c>add_bos_token</c> (false when absent). <see cref="Encode"/> never adds one itself.</summary>
+    /// <summary><c>tokenizer_config.json</c>'s <c>add_bos_token</c> (false when absent). <see cref="Encode(string)"/> never adds one itself.</summary>
     public bool AddBosToken { get; }
 
     /// <summary><c>tokenizer_config.json</c>'s <c>chat_template</c>, or null.</summary>
