@@ -52,7 +52,7 @@ public sealed class ModelImporter(ILogger<ModelImporter>? logger = null)
         var checkpoint = SafetensorsCheckpoint.Open(checkpointDirectory);
         IReadOnlyList<TensorShape> shapes = ExpectedTensors.Check(spec, checkpoint);
         WeightType dtype = options.DType ?? CheckpointType(checkpoint, shapes);
-        (Dictionary<string, ExternalTensor> layout, long dataBytes) = Layout(checkpoint, dtype);
+        (Dictionary<string, ExternalTensor> layout, long dataBytes) = Layout(shapes, dtype);
         long sourceBytes = checkpoint.Files.Sum(f => f.Tensors.Sum(t => t.Length));
         logger.LogInformation("Importing {Family} checkpoint {Checkpoint}: {Layers} layers, hidden {Hidden}, vocabulary {Vocabulary}, {Tensors} tensors in {Files} file(s), {Bytes} bytes, as {DType}",
             spec.Family, checkpointDirectory, spec.Layers, spec.HiddenSize, spec.Vocabulary, shapes.Count, checkpoint.Files.Count, sourceBytes, ImportOptions.DTypeName(dtype));
@@ -120,15 +120,19 @@ public sealed class ModelImporter(ILogger<ModelImporter>? logger = null)
             $"'{checkpoint.IndexPath ?? checkpoint.Files[0].Path}' mixes weight types ('{first.Name}' {first.Type}, '{other.Name}' {other.Type}); choose the output type with --dtype.");
     }
 
-    /// <summary>Places every tensor in the data file, in the order the checkpoint is read (file by file, by offset), each at an aligned offset.</summary>
-    private static (Dictionary<string, ExternalTensor> Layout, long Bytes) Layout(SafetensorsCheckpoint checkpoint, WeightType dtype)
+    /// <summary>
+    /// Places every tensor in the data file in the model's order (<see cref="ExpectedTensors.For"/>), each at an aligned
+    /// offset: the layout depends on the architecture alone, not on how the checkpoint is sharded, so one model gives one
+    /// data file. The copy still reads each shard front to back and writes each chunk at its tensor's place.
+    /// </summary>
+    private static (Dictionary<string, ExternalTensor> Layout, long Bytes) Layout(IReadOnlyList<TensorShape> shapes, WeightType dtype)
     {
         var layout = new Dictionary<string, ExternalTensor>(StringComparer.Ordinal);
         long offset = 0;
-        foreach (SafetensorsTensor tensor in checkpoint.Files.SelectMany(f => f.Tensors))
+        foreach (TensorShape tensor in shapes)
         {
             offset = (offset + DataAlignment - 1) / DataAlignment * DataAlignment;
-            long length = tensor.Length / WeightConversion.ElementSize(tensor.WeightType!.Value) * WeightConversion.ElementSize(dtype);
+            long length = tensor.Elements * WeightConversion.ElementSize(dtype);
             layout.Add(tensor.Name, new ExternalTensor(tensor.Name, dtype, tensor.Shape, DataFileName, offset, length));
             offset += length;
         }
