@@ -142,7 +142,7 @@ public sealed class ModelImporter(ILogger<ModelImporter>? logger = null)
     private IEnumerable<SourceFile> CopyWeights(SafetensorsCheckpoint checkpoint, IReadOnlyDictionary<string, ExternalTensor> layout,
         long dataBytes, string dataPath, int chunkBytes, IProgress<ImportProgress>? progress, long sourceBytes, CancellationToken cancellationToken)
     {
-        var copier = new WeightCopier(chunkBytes);
+        using var copier = new WeightCopier(chunkBytes);
         var sources = new List<SourceFile>();
         using SafeFileHandle data = File.OpenHandle(dataPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, FileOptions.None, dataBytes);
         long done = 0;
