@@ -13,6 +13,7 @@ public static class Program
         "  eval     a held-out problem set through every strategy: exact-match accuracy, NFE, wall time (default: models/addition)\n" +
         "  replay   decode against logits recorded in a .npy file [steps, L, V]\n" +
         "  serve    an OpenAI-compatible HTTP server (chat and text completions) on the configured models\n" +
+        "  import   turn a Hugging Face LLaDA or Dream checkpoint into a model folder (model.onnx and its weights)\n" +
         "common options: --verbose (log to stderr), --help; --version prints the version;\n" +
         "-- ends the options (what follows is a prompt, even if it starts with --)";
 
@@ -41,6 +42,7 @@ public static class Program
         "compare" => CompareCommand.Usage,
         "serve" => ServeCommand.Usage,
         "eval" => EvalCommand.Usage,
+        "import" => ImportCommand.Usage,
         _ => Usage,
     };
 
@@ -85,6 +87,7 @@ public static class Program
                 "compare" => await CompareCommand.RunAsync(rest, stdout, stderr, logging, cancellationToken),
                 "eval" => await EvalCommand.RunAsync(rest, stdout, stderr, logging, cancellationToken),
                 "serve" => await ServeCommand.RunAsync(rest, stdout, verbose, cancellationToken),
+                "import" => await ImportCommand.RunAsync(rest, stdout, stderr, logging, cancellationToken),
                 _ => throw new UsageException($"Unknown command '{command}'."),
             };
         }

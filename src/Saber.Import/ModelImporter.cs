@@ -1,0 +1,191 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Win32.SafeHandles;
+using Saber.Import.Checkpoints;
+using Saber.Import.Onnx;
+
+namespace Saber.Import;
+
+/// <summary>
+/// Imports a Hugging Face LLaDA or Dream checkpoint folder (config.json, safetensors weights, tokenizer) into a model
+/// folder the Saber engines load: <c>model.onnx</c> (the graph, weights external), <c>model.onnx.data</c>, the tokenizer
+/// files and <c>saber_model.json</c>. Everything is validated before anything big is written; the output is built in a
+/// temporary sibling folder and renamed into place at the end, so a failed or cancelled import leaves nothing behind.
+/// </summary>
+public sealed class ModelImporter(ILogger<ModelImporter>? logger = null)
+{
+    public const string GraphFileName = "model.onnx";
+    public const string DataFileName = "model.onnx.data";
+
+    /// <summary>
+    /// Each weight starts at a multiple of this many bytes in the data file: page-aligned, so a loader may map a weight
+    /// in place, and aligned for any vector load.
+    /// </summary>
+    public const int DataAlignment = 4096;
+
+    /// <summary>The tokenizer files copied as they are (<c>tokenizer.json</c> is required, the others when present).</summary>
+    public static IReadOnlyList<string> TokenizerFileNames { get; } =
+        [CheckpointConfig.TokenizerFileName, "tokenizer_config.json", CheckpointConfig.GenerationConfigFileName, "special_tokens_map.json"];
+
+    private readonly ILogger logger = logger ?? NullLogger<ModelImporter>.Instance;
+
+    /// <summary>Imports <paramref name="checkpointDirectory"/> into the new folder <paramref name="modelDirectory"/>.</summary>
+    /// <param name="modelDirectory">Must not exist; its parent must.</param>
+    /// <exception cref="InvalidDataException">The checkpoint is malformed or has a setting the graph does not implement (the message names the file, tensor or key).</exception>
+    /// <exception cref="IOException">The model folder exists already, or reading or writing failed.</exception>
+    /// <exception cref="OperationCanceledException">Cancelled; nothing is left behind.</exception>
+    public ImportResult Import(string checkpointDirectory, string modelDirectory, ImportOptions? options = null,
+        IProgress<ImportProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new ImportOptions();
+        var clock = Stopwatch.StartNew();
+        string target = Path.GetFullPath(modelDirectory);
+        CheckFolders(checkpointDirectory, target);
+
+        ArchitectureSpec spec = CheckpointConfig.Read(checkpointDirectory, options.MaxPositions);
+        string tokenizerPath = Path.Combine(checkpointDirectory, CheckpointConfig.TokenizerFileName);
+        if (!File.Exists(tokenizerPath))
+            throw new InvalidDataException($"'{tokenizerPath}' does not exist: the model folder needs the checkpoint's tokenizer.");
+        var checkpoint = SafetensorsCheckpoint.Open(checkpointDirectory);
+        IReadOnlyList<TensorShape> shapes = ExpectedTensors.Check(spec, checkpoint);
+        WeightType dtype = options.DType ?? CheckpointType(checkpoint, shapes);
+        (Dictionary<string, ExternalTensor> layout, long dataBytes) = Layout(shapes, dtype);
+        long sourceBytes = checkpoint.Files.Sum(f => f.Tensors.Sum(t => t.Length));
+        logger.LogInformation("Importing {Family} checkpoint {Checkpoint}: {Layers} layers, hidden {Hidden}, vocabulary {Vocabulary}, {Tensors} tensors in {Files} file(s), {Bytes} bytes, as {DType}",
+            spec.Family, checkpointDirectory, spec.Layers, spec.HiddenSize, spec.Vocabulary, shapes.Count, checkpoint.Files.Count, sourceBytes, ImportOptions.DTypeName(dtype));
+
+        string temporary = $"{target}.tmp-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}";
+        Directory.CreateDirectory(temporary);
+        try
+        {
+            var sources = new List<SourceFile>();
+            sources.AddRange(HashFiles(checkpointDirectory, [CheckpointConfig.ConfigFileName, .. checkpoint.IndexPath is null ? Array.Empty<string>() : [SafetensorsCheckpoint.IndexFileName]]));
+            using (var graph = new FileStream(Path.Combine(temporary, GraphFileName), FileMode.CreateNew, FileAccess.Write))
+                TransformerGraph.Write(graph, spec, layout, Metadata(spec, checkpointDirectory));
+            sources.AddRange(CopyWeights(checkpoint, layout, dataBytes, Path.Combine(temporary, DataFileName), options.ChunkBytes, progress, sourceBytes, cancellationToken));
+            foreach (string name in TokenizerFileNames)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                if (File.Exists(Path.Combine(checkpointDirectory, name)))
+                    sources.Add(CopyFile(checkpointDirectory, temporary, name));
+            }
+            ModelManifest.Write(Path.Combine(temporary, ModelManifest.FileName), spec, dtype,
+                Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(checkpointDirectory))), sources);
+            cancellationToken.ThrowIfCancellationRequested();
+            Directory.Move(temporary, target);
+        }
+        catch
+        {
+            DeleteQuietly(temporary);
+            throw;
+        }
+        var result = new ImportResult(target, spec, dtype, layout.Count, sourceBytes, dataBytes, clock.Elapsed);
+        logger.LogInformation("Imported {Tensors} tensors ({Bytes} bytes) into {Target} in {Seconds:F1} s",
+            result.Tensors, result.DataBytes, target, result.Elapsed.TotalSeconds);
+        return result;
+    }
+
+    /// <summary>The ONNX metadata the engines read (<c>mask_id</c>, <c>max_positions</c>, <c>logits_shift</c>...).</summary>
+    public static Dictionary<string, string> Metadata(ArchitectureSpec spec, string checkpointDirectory) => new(StringComparer.Ordinal)
+    {
+        ["mask_id"] = spec.MaskId.ToString(CultureInfo.InvariantCulture),
+        ["max_positions"] = spec.MaxPositions.ToString(CultureInfo.InvariantCulture),
+        ["logits_shift"] = spec.ShiftedLogits ? "1" : "0",
+        ["architecture"] = ModelManifest.ArchitectureName(spec.Family),
+        ["eos_ids"] = string.Join(",", spec.EosIds.Select(id => id.ToString(CultureInfo.InvariantCulture))),
+        ["source"] = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(checkpointDirectory))),
+    };
+
+    private static void CheckFolders(string checkpointDirectory, string target)
+    {
+        if (!Directory.Exists(checkpointDirectory))
+            throw new DirectoryNotFoundException($"The checkpoint folder '{checkpointDirectory}' does not exist.");
+        if (Directory.Exists(target) || File.Exists(target))
+            throw new IOException($"'{target}' already exists; import writes a new folder and never overwrites one.");
+        string? parent = Path.GetDirectoryName(target);
+        if (parent is null || !Directory.Exists(parent))
+            throw new DirectoryNotFoundException($"The folder '{parent}' that should hold '{target}' does not exist.");
+    }
+
+    /// <summary>The checkpoint's one weight type, the default target type.</summary>
+    private static WeightType CheckpointType(SafetensorsCheckpoint checkpoint, IReadOnlyList<TensorShape> shapes)
+    {
+        WeightType[] types = [.. shapes.Select(s => s.Type).Distinct()];
+        if (types.Length == 1) return types[0];
+        TensorShape first = shapes[0], other = shapes.First(s => s.Type != first.Type);
+        throw new InvalidDataException(
+            $"'{checkpoint.IndexPath ?? checkpoint.Files[0].Path}' mixes weight types ('{first.Name}' {first.Type}, '{other.Name}' {other.Type}); choose the output type with --dtype.");
+    }
+
+    /// <summary>
+    /// Places every tensor in the data file in the model's order (<see cref="ExpectedTensors.For"/>), each at an aligned
+    /// offset: the layout depends on the architecture alone, not on how the checkpoint is sharded, so one model gives one
+    /// data file. The copy still reads each shard front to back and writes each chunk at its tensor's place.
+    /// </summary>
+    private static (Dictionary<string, ExternalTensor> Layout, long Bytes) Layout(IReadOnlyList<TensorShape> shapes, WeightType dtype)
+    {
+        var layout = new Dictionary<string, ExternalTensor>(StringComparer.Ordinal);
+        long offset = 0;
+        foreach (TensorShape tensor in shapes)
+        {
+            offset = (offset + DataAlignment - 1) / DataAlignment * DataAlignment;
+            long length = tensor.Elements * WeightConversion.ElementSize(dtype);
+            layout.Add(tensor.Name, new ExternalTensor(tensor.Name, dtype, tensor.Shape, DataFileName, offset, length));
+            offset += length;
+        }
+        return (layout, offset);
+    }
+
+    private IEnumerable<SourceFile> CopyWeights(SafetensorsCheckpoint checkpoint, IReadOnlyDictionary<string, ExternalTensor> layout,
+        long dataBytes, string dataPath, int chunkBytes, IProgress<ImportProgress>? progress, long sourceBytes, CancellationToken cancellationToken)
+    {
+        using var copier = new WeightCopier(chunkBytes);
+        var sources = new List<SourceFile>();
+        using SafeFileHandle data = File.OpenHandle(dataPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, FileOptions.None, dataBytes);
+        long done = 0;
+        foreach (SafetensorsFile file in checkpoint.Files)
+        {
+            string name = Path.GetFileName(file.Path);
+            logger.LogDebug("Copying {File} ({Tensors} tensors, {Bytes} bytes)", name, file.Tensors.Count, file.Length);
+            string sha256 = copier.Copy(file, layout, data, (bytes, tensor) =>
+            {
+                done += bytes;
+                progress?.Report(new ImportProgress(done, sourceBytes, name, tensor.Name));
+            }, cancellationToken);
+            sources.Add(new SourceFile(name, file.Length, sha256));
+        }
+        // Padding after the last weight is not written; the length is set so that the file ends where the layout does.
+        RandomAccess.SetLength(data, dataBytes);
+        return sources;
+    }
+
+    private static IEnumerable<SourceFile> HashFiles(string directory, IEnumerable<string> names) =>
+        names.Select(name =>
+        {
+            byte[] bytes = File.ReadAllBytes(Path.Combine(directory, name));
+            return new SourceFile(name, bytes.Length, Convert.ToHexStringLower(SHA256.HashData(bytes)));
+        }).ToList();
+
+    /// <summary>Copies a small file (a tokenizer file) as it is, hashing the bytes copied.</summary>
+    private static SourceFile CopyFile(string from, string to, string name)
+    {
+        byte[] bytes = File.ReadAllBytes(Path.Combine(from, name));
+        File.WriteAllBytes(Path.Combine(to, name), bytes);
+        return new SourceFile(name, bytes.Length, Convert.ToHexStringLower(SHA256.HashData(bytes)));
+    }
+
+    private void DeleteQuietly(string directory)
+    {
+        try
+        {
+            if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            logger.LogWarning("Could not delete the unfinished model folder {Folder}: {Message}", directory, e.Message);
+        }
+    }
+}
