@@ -33,9 +33,9 @@ public static class ExpectedTensors
         if (!spec.TiedEmbeddings)
         {
             string head = WeightNames.OutputHead(spec.Family);
-            tensors.Add((head, [spec.Vocabulary, spec.HiddenSize]));
+            tensors.Add((head + ".weight", [spec.Vocabulary, spec.HiddenSize]));
             // LLaDA's untied ff_out is an nn.Linear with bias=include_bias; Dream's lm_head never has one.
-            if (spec.LinearBias) tensors.Add((head.Replace(".weight", ".bias", StringComparison.Ordinal), [spec.Vocabulary]));
+            if (spec.LinearBias) tensors.Add((head + ".bias", [spec.Vocabulary]));
         }
         return tensors;
     }
@@ -68,7 +68,7 @@ public static class ExpectedTensors
         if (extra is not null)
             throw new InvalidDataException(
                 $"'{extra.File}', tensor '{extra.Name}' (shape {SafetensorsFile.FormatShape(extra.Shape)}): not a tensor of a {spec.Family} checkpoint of this config" +
-                (spec.TiedEmbeddings && extra.Name.StartsWith(WeightNames.OutputHead(spec.Family).Replace(".weight", "", StringComparison.Ordinal), StringComparison.Ordinal)
+                (spec.TiedEmbeddings && extra.Name.StartsWith(WeightNames.OutputHead(spec.Family) + ".", StringComparison.Ordinal)
                     ? " (the config ties the output head to the embedding)." : "."));
         return shapes;
     }
