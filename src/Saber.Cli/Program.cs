@@ -104,7 +104,7 @@ public static class Program
         }
         catch (Exception e) when (e is ArgumentException or InvalidLogitsException or InvalidDataException or InvalidOperationException or IOException
                                        or UnauthorizedAccessException or Saber.Cuda.SaberNativeException or DllNotFoundException
-                                       or Microsoft.ML.OnnxRuntime.OnnxRuntimeException)
+                                       or Microsoft.ML.OnnxRuntime.OnnxRuntimeException or Saber.Text.ChatTemplateException)
         {
             stderr.WriteLine($"saber {command}: {ErrorMessages.Describe(e)}");
             return 1;
