@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Microsoft.Extensions.AI;
+using Microsoft.Extensions.DependencyInjection;
 using Saber.Checkpoints.Fixtures;
 using Saber.Extensions.AI;
 using Saber.Import.Checkpoints;
@@ -215,5 +216,25 @@ public sealed class ImportedModelTests
         int end = model.Tokenizer.IndexOfEndOfText(generated);
         Assert.That(response.Text, Is.EqualTo(model.Tokenizer.Decode(end < 0 ? generated : generated[..end], null)));
         Assert.That(response.FinishReason, Is.EqualTo(end < 0 ? ChatFinishReason.Length : ChatFinishReason.Stop));
+    }
+
+    /// <summary><c>AddSaber</c> with an imported model's denoiser: concurrent requests decode as each would alone.</summary>
+    [Test]
+    public async Task AddSaberServesAnImportedModel()
+    {
+        var (_, directory) = Import(Family.Dream, FixtureDType.BF16, shards: 2);
+        var services = new ServiceCollection();
+        services.AddSaber(_ => LocalModel.Open(directory).Denoiser);
+        await using ServiceProvider provider = services.BuildServiceProvider();
+        SaberEngine engine = provider.GetRequiredService<SaberEngine>();
+        using LocalModel model = LocalModel.Open(directory);
+        var options = new DecodeOptions { GenerationLength = 16, BlockLength = 8 };
+        int[][] prompts = Texts.Select(model.Tokenizer.Encode).ToArray();
+        SequenceResult[] results = await Task.WhenAll(prompts.Select(p => engine.DecodeAsync(p, options)));
+        for (int b = 0; b < prompts.Length; b++)
+        {
+            DecodeResult alone = await new CpuSampler().DecodeAsync(model.Denoiser, [prompts[b]], options);
+            Assert.That(results[b].Tokens.ToArray(), Is.EqualTo(alone.Sequences[0].Tokens.ToArray()), $"request {b}");
+        }
     }
 }
