@@ -62,7 +62,8 @@ public sealed class ModelImporter(ILogger<ModelImporter>? logger = null)
         try
         {
             var sources = new List<SourceFile>();
-            sources.AddRange(HashFiles(checkpointDirectory, [CheckpointConfig.ConfigFileName, .. checkpoint.IndexPath is null ? Array.Empty<string>() : [SafetensorsCheckpoint.IndexFileName]]));
+            sources.Add(HashFile(checkpointDirectory, CheckpointConfig.ConfigFileName));
+            if (checkpoint.IndexPath is not null) sources.Add(HashFile(checkpointDirectory, SafetensorsCheckpoint.IndexFileName));
             using (var graph = new FileStream(Path.Combine(temporary, GraphFileName), FileMode.CreateNew, FileAccess.Write))
                 TransformerGraph.Write(graph, spec, layout, Metadata(spec, checkpointDirectory));
             sources.AddRange(CopyWeights(checkpoint, layout, dataBytes, Path.Combine(temporary, DataFileName), options.ChunkBytes, progress, sourceBytes, cancellationToken));
@@ -72,8 +73,7 @@ public sealed class ModelImporter(ILogger<ModelImporter>? logger = null)
                 if (File.Exists(Path.Combine(checkpointDirectory, name)))
                     sources.Add(CopyFile(checkpointDirectory, temporary, name));
             }
-            ModelManifest.Write(Path.Combine(temporary, ModelManifest.FileName), spec, dtype,
-                Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(checkpointDirectory))), sources);
+            ModelManifest.Write(Path.Combine(temporary, ModelManifest.FileName), spec, dtype, FolderName(checkpointDirectory), sources);
             cancellationToken.ThrowIfCancellationRequested();
             Directory.Move(temporary, target);
         }
@@ -96,8 +96,11 @@ public sealed class ModelImporter(ILogger<ModelImporter>? logger = null)
         ["logits_shift"] = spec.ShiftedLogits ? "1" : "0",
         ["architecture"] = ModelManifest.ArchitectureName(spec.Family),
         ["eos_ids"] = string.Join(",", spec.EosIds.Select(id => id.ToString(CultureInfo.InvariantCulture))),
-        ["source"] = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(checkpointDirectory))),
+        ["source"] = FolderName(checkpointDirectory),
     };
+
+    /// <summary>The checkpoint folder's own name (what <c>source</c> records), also for a path given with a trailing separator.</summary>
+    private static string FolderName(string directory) => Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory)));
 
     private static void CheckFolders(string checkpointDirectory, string target)
     {
@@ -162,12 +165,12 @@ public sealed class ModelImporter(ILogger<ModelImporter>? logger = null)
         return sources;
     }
 
-    private static IEnumerable<SourceFile> HashFiles(string directory, IEnumerable<string> names) =>
-        names.Select(name =>
-        {
-            byte[] bytes = File.ReadAllBytes(Path.Combine(directory, name));
-            return new SourceFile(name, bytes.Length, Convert.ToHexStringLower(SHA256.HashData(bytes)));
-        }).ToList();
+    /// <summary>Size and SHA-256 of a small file of the checkpoint (config, index).</summary>
+    private static SourceFile HashFile(string directory, string name)
+    {
+        byte[] bytes = File.ReadAllBytes(Path.Combine(directory, name));
+        return new SourceFile(name, bytes.Length, Convert.ToHexStringLower(SHA256.HashData(bytes)));
+    }
 
     /// <summary>Copies a small file (a tokenizer file) as it is, hashing the bytes copied.</summary>
     private static SourceFile CopyFile(string from, string to, string name)
