@@ -57,45 +57,28 @@ internal sealed class WeightStream
 
     private void FillFast(Span<byte> buffer)
     {
-        // Whole 64-bit words of random bits, then each element's exponent forced into a narrow band so the values
-        // are finite and small whatever the bits: no NaN or infinity can reach the importer's statistics.
-        Span<ulong> words = MemoryMarshal.Cast<byte, ulong>(buffer);
-        for (int i = 0; i < words.Length; i++)
-            words[i] = NextRandom();
-        for (int i = words.Length * 8; i < buffer.Length; i++)
-            buffer[i] = (byte)NextRandom();
-
-        switch (_type)
-        {
-            case FixtureDType.BF16:
-                Span<ushort> bf16 = MemoryMarshal.Cast<byte, ushort>(buffer);
-                for (int i = 0; i < bf16.Length; i++)
-                {
-                    // sign | exponent 120 or 121 (2^-7 .. 2^-5) | 7 mantissa bits
-                    uint r = bf16[i];
-                    bf16[i] = (ushort)((r & 0x807Fu) | ((120u + ((r >> 7) & 1u)) << 7));
-                }
-                break;
-            case FixtureDType.F16:
-                Span<ushort> f16 = MemoryMarshal.Cast<byte, ushort>(buffer);
-                for (int i = 0; i < f16.Length; i++)
-                {
-                    // sign | exponent 8 or 9 (2^-7 .. 2^-5) | 10 mantissa bits; one exponent bit comes from bit 10
-                    uint r = f16[i];
-                    f16[i] = (ushort)((r & 0x83FFu) | ((8u + ((r >> 10) & 1u)) << 10));
-                }
-                break;
-            default:
-                Span<uint> f32 = MemoryMarshal.Cast<byte, uint>(buffer);
-                for (int i = 0; i < f32.Length; i++)
-                {
-                    uint r = f32[i];
-                    f32[i] = (r & 0x807FFFFFu) | ((120u + ((r >> 23) & 1u)) << 23);
-                }
-                break;
-        }
         if (!BitConverter.IsLittleEndian)
             throw new PlatformNotSupportedException("The fast fill writes native-order words; safetensors is little-endian.");
+        // Each 64-bit word of random bits holds 4 (16-bit) or 2 (32-bit) elements; one AND and one OR per word keep
+        // each element's sign, mantissa and lowest exponent bit and force the other exponent bits, so every value is
+        // finite with magnitude in [2^-7, 2^-5) whatever the bits: exponent 120 or 121 for BF16/F32, 8 or 9 for F16.
+        (ulong keep, ulong force) = _type switch
+        {
+            FixtureDType.BF16 => (0x80FF80FF80FF80FFUL, 0x3C003C003C003C00UL), // exponent bits 14..8 = 0111100
+            FixtureDType.F16 => (0x87FF87FF87FF87FFUL, 0x2000200020002000UL),  // exponent bits 14..11 = 0100
+            _ => (0x80FFFFFF80FFFFFFUL, 0x3C0000003C000000UL),                 // exponent bits 30..24 = 0111100
+        };
+        Span<ulong> words = MemoryMarshal.Cast<byte, ulong>(buffer);
+        for (int i = 0; i < words.Length; i++)
+            words[i] = (NextRandom() & keep) | force;
+        int tail = buffer.Length - words.Length * 8;
+        if (tail > 0)
+        {
+            // A tensor whose byte size is not a multiple of 8 ends mid-word: take the whole elements it needs.
+            Span<byte> last = stackalloc byte[8];
+            MemoryMarshal.Write(last, (NextRandom() & keep) | force);
+            last[..tail].CopyTo(buffer[^tail..]);
+        }
     }
 
     private double NextNormal()
