@@ -84,20 +84,22 @@ public static class TransformerGraph
     }
 
     /// <summary>The forward pass of one checkpoint, emitted node by node: one method per part of a block.</summary>
-    private sealed class Forward(ArchitectureSpec spec, IReadOnlyDictionary<string, ExternalTensor> weights)
+    private sealed class Forward
     {
+        private readonly ArchitectureSpec spec;
+        private readonly IReadOnlyDictionary<string, ExternalTensor> weights;
         private readonly OnnxGraphBuilder g = new();
         private readonly Dictionary<string, string> declared = [];
         private readonly Dictionary<string, string> asFloat = [];
 
-        // Shared by every block: [batch, sequence], rotary cos/sin [batch, sequence, 1, 1, head_dim], key bias
-        // [batch, 1, 1, 1, sequence], the attention shapes.
-        private string batchBySequence = "", cos = "", sin = "", keyBias = "", queryShape = "", keyValueShape = "";
+        // Shared by every block: the attention's head shapes [batch, sequence, kv_heads, queries_per_kv or 1, head_dim],
+        // the rotary cos and sin [batch, sequence, 1, 1, head_dim], the padded-key bias [batch, 1, 1, 1, sequence].
+        private readonly string queryShape, keyValueShape, cos, sin, keyBias;
 
-        private int QueriesPerKv => spec.Heads / spec.KvHeads;
-
-        public GraphProto Build()
+        public Forward(ArchitectureSpec spec, IReadOnlyDictionary<string, ExternalTensor> weights)
         {
+            this.spec = spec;
+            this.weights = weights;
             GraphProto graph = g.Graph;
             graph.Name = $"saber-{spec.Family.ToString().ToLowerInvariant()}";
             graph.Input.Add(Tensor(InputIdsName, DataType.Int64, "batch", "sequence"));
@@ -105,12 +107,15 @@ public static class TransformerGraph
             graph.Input.Add(Tensor(LogitsIndexName, DataType.Int64, "batch", "rows"));
             graph.Output.Add(Tensor(LogitsName, DataType.Float, "batch", "rows", spec.Vocabulary));
 
-            batchBySequence = g.Op("Shape", InputIdsName);
-            queryShape = g.Op("Concat", [batchBySequence, g.Int64s([spec.KvHeads, QueriesPerKv, spec.HeadDim])], [Int("axis", 0)]);
+            string batchBySequence = g.Op("Shape", InputIdsName);
+            queryShape = g.Op("Concat", [batchBySequence, g.Int64s([spec.KvHeads, spec.Heads / spec.KvHeads, spec.HeadDim])], [Int("axis", 0)]);
             keyValueShape = g.Op("Concat", [batchBySequence, g.Int64s([spec.KvHeads, 1, spec.HeadDim])], [Int("axis", 0)]);
-            RotaryTables();
-            PaddedKeyBias();
+            (cos, sin) = RotaryTables();
+            keyBias = PaddedKeyBias();
+        }
 
+        public GraphProto Build()
+        {
             string x = Embed();
             for (int layer = 0; layer < spec.Layers; layer++)
             {
@@ -119,7 +124,7 @@ public static class TransformerGraph
                 x = g.Op("Add", x, Mlp(x, names));
             }
             OutputHead(x);
-            return graph;
+            return g.Graph;
         }
 
         /// <summary>Token embeddings [tokens, hidden] of the flattened rows. The lookup gathers stored rows and casts only those.</summary>
@@ -135,16 +140,15 @@ public static class TransformerGraph
         /// cos and sin of positions × inv_freq, the half-width frequencies concatenated twice (rotate-half form), where a
         /// row's positions count its tokens: cumsum(attention_mask) − 1, clamped at 0 for leading padding.
         /// </summary>
-        private void RotaryTables()
+        private (string Cos, string Sin) RotaryTables()
         {
             string positions = g.Op("Max", g.Op("Sub", g.Op("CumSum", AttentionMaskName, g.Int64s([1], scalar: true)), g.Int64s([1], scalar: true)),
                 g.Int64s([0], scalar: true));
             string floatPositions = g.Op("Unsqueeze", g.Op("Cast", [positions], [Int("to", (long)DataType.Float)]), g.Int64s([2]));
             string angles = g.Op("Mul", floatPositions, g.Floats(InverseFrequencies()));
             string doubled = g.Op("Concat", [angles, angles], [Int("axis", -1)]);
-            string[] headAxes = [g.Int64s([2, 3])];
-            cos = g.Op("Unsqueeze", [g.Op("Cos", doubled), .. headAxes]);
-            sin = g.Op("Unsqueeze", [g.Op("Sin", doubled), .. headAxes]);
+            string headAxes = g.Int64s([2, 3]);
+            return (g.Op("Unsqueeze", g.Op("Cos", doubled), headAxes), g.Op("Unsqueeze", g.Op("Sin", doubled), headAxes));
         }
 
         /// <summary>
@@ -159,11 +163,11 @@ public static class TransformerGraph
         }
 
         /// <summary>0 for a token's key, float.MinValue for a padded one (LLaDA's <c>(1 − mask) × finfo.min</c>).</summary>
-        private void PaddedKeyBias()
+        private string PaddedKeyBias()
         {
             string isToken = g.Op("Cast", [AttentionMaskName], [Int("to", (long)DataType.Bool)]);
             string bias = g.Op("Where", isToken, g.Float(0f), g.Float(float.MinValue));
-            keyBias = g.Op("Unsqueeze", bias, g.Int64s([1, 2, 3]));
+            return g.Op("Unsqueeze", bias, g.Int64s([1, 2, 3]));
         }
 
         /// <summary>
@@ -182,8 +186,8 @@ public static class TransformerGraph
             k = g.Op("Transpose", [Rotate(k)], [Ints("perm", 0, 2, 3, 4, 1)]);
             v = g.Op("Transpose", [v], [Ints("perm", 0, 2, 3, 1, 4)]);
             string scores = g.Op("Mul", g.Op("MatMul", q, k), g.Float((float)(1.0 / Math.Sqrt(spec.HeadDim))));
-            string weightsOfKeys = g.Op("Softmax", [g.Op("Add", scores, keyBias)], [Int("axis", -1)]);
-            string heads = g.Op("Transpose", [g.Op("MatMul", weightsOfKeys, v)], [Ints("perm", 0, 3, 1, 2, 4)]);
+            string probabilities = g.Op("Softmax", [g.Op("Add", scores, keyBias)], [Int("axis", -1)]);
+            string heads = g.Op("Transpose", [g.Op("MatMul", probabilities, v)], [Ints("perm", 0, 3, 1, 2, 4)]);
             string merged = g.Op("Reshape", heads, g.Int64s([-1, width]));
             return Linear(merged, names.AttentionOut, spec.HiddenSize, width, spec.LinearBias);
         }
@@ -262,8 +266,10 @@ public static class TransformerGraph
                 throw new ArgumentException(
                     $"Weight '{name}' must be [{string.Join(", ", shape)}] for this architecture; it is [{string.Join(", ", weight.Shape)}].", nameof(weights));
             long bytes = shape.Aggregate(1L, (a, b) => a * b) * ElementSize(weight.Type);
-            if (weight.Length != bytes)
-                throw new ArgumentException($"Weight '{name}' ({weight.Type}) must take {bytes} bytes; its external data says {weight.Length}.", nameof(weights));
+            if (weight.Length != bytes || weight.Offset < 0)
+                throw new ArgumentException(
+                    $"Weight '{name}' ({weight.Type}) must take {bytes} bytes at an offset ≥ 0; its external data says {weight.Length} bytes at {weight.Offset}.",
+                    nameof(weights));
             declared.Add(name, g.External(weight));
             return name;
         }
