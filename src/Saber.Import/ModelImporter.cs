@@ -57,6 +57,8 @@ public sealed class ModelImporter(ILogger<ModelImporter>? logger = null)
         logger.LogInformation("Importing {Family} checkpoint {Checkpoint}: {Layers} layers, hidden {Hidden}, vocabulary {Vocabulary}, {Tensors} tensors in {Files} file(s), {Bytes} bytes, as {DType}",
             spec.Family, checkpointDirectory, spec.Layers, spec.HiddenSize, spec.Vocabulary, shapes.Count, checkpoint.Files.Count, sourceBytes, ImportOptions.DTypeName(dtype));
 
+        CheckFreeSpace(target, dataBytes);
+
         string temporary = $"{target}.tmp-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}";
         Directory.CreateDirectory(temporary);
         try
@@ -111,6 +113,25 @@ public sealed class ModelImporter(ILogger<ModelImporter>? logger = null)
         string? parent = Path.GetDirectoryName(target);
         if (parent is null || !Directory.Exists(parent))
             throw new DirectoryNotFoundException($"The folder '{parent}' that should hold '{target}' does not exist.");
+    }
+
+    /// <summary>
+    /// Refuses at once an import the disk cannot hold, rather than after writing gigabytes (the data file is allocated in
+    /// full when created). Where the free space cannot be read the copy goes ahead and a full disk fails it, as any write.
+    /// </summary>
+    internal static void CheckFreeSpace(string target, long dataBytes)
+    {
+        long free;
+        try
+        {
+            free = new DriveInfo(Path.GetDirectoryName(target)!).AvailableFreeSpace;
+        }
+        catch (Exception e) when (e is ArgumentException or IOException or UnauthorizedAccessException)
+        {
+            return;
+        }
+        if (free < dataBytes)
+            throw new IOException($"'{Path.GetDirectoryName(target)}' has {free} bytes free; the model's weights need {dataBytes}.");
     }
 
     /// <summary>The checkpoint's one weight type, the default target type.</summary>

@@ -193,6 +193,15 @@ public sealed class ImporterTests
     }
 
     [Test]
+    public void AnImportTheDiskCannotHoldIsRefusedBeforeWriting()
+    {
+        // The free space of the folder's file system is read (not skipped): more than any disk holds is refused.
+        Assert.That(Assert.Throws<IOException>(() => ModelImporter.CheckFreeSpace(Output(), long.MaxValue))!.Message,
+            Does.Contain("bytes free").And.Contain(long.MaxValue.ToString()));
+        Assert.DoesNotThrow(() => ModelImporter.CheckFreeSpace(Output(), 1));
+    }
+
+    [Test]
     public void AMissingTokenizerIsAnErrorBeforeAnythingIsWritten()
     {
         string checkpoint = Checkpoint(new FixtureOptions());
