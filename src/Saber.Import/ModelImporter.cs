@@ -57,12 +57,15 @@ public sealed class ModelImporter(ILogger<ModelImporter>? logger = null)
         logger.LogInformation("Importing {Family} checkpoint {Checkpoint}: {Layers} layers, hidden {Hidden}, vocabulary {Vocabulary}, {Tensors} tensors in {Files} file(s), {Bytes} bytes, as {DType}",
             spec.Family, checkpointDirectory, spec.Layers, spec.HiddenSize, spec.Vocabulary, shapes.Count, checkpoint.Files.Count, sourceBytes, ImportOptions.DTypeName(dtype));
 
+        CheckFreeSpace(target, dataBytes);
+
         string temporary = $"{target}.tmp-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}";
         Directory.CreateDirectory(temporary);
         try
         {
             var sources = new List<SourceFile>();
-            sources.AddRange(HashFiles(checkpointDirectory, [CheckpointConfig.ConfigFileName, .. checkpoint.IndexPath is null ? Array.Empty<string>() : [SafetensorsCheckpoint.IndexFileName]]));
+            sources.Add(HashFile(checkpointDirectory, CheckpointConfig.ConfigFileName));
+            if (checkpoint.IndexPath is not null) sources.Add(HashFile(checkpointDirectory, SafetensorsCheckpoint.IndexFileName));
             using (var graph = new FileStream(Path.Combine(temporary, GraphFileName), FileMode.CreateNew, FileAccess.Write))
                 TransformerGraph.Write(graph, spec, layout, Metadata(spec, checkpointDirectory));
             sources.AddRange(CopyWeights(checkpoint, layout, dataBytes, Path.Combine(temporary, DataFileName), options.ChunkBytes, progress, sourceBytes, cancellationToken));
@@ -72,8 +75,7 @@ public sealed class ModelImporter(ILogger<ModelImporter>? logger = null)
                 if (File.Exists(Path.Combine(checkpointDirectory, name)))
                     sources.Add(CopyFile(checkpointDirectory, temporary, name));
             }
-            ModelManifest.Write(Path.Combine(temporary, ModelManifest.FileName), spec, dtype,
-                Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(checkpointDirectory))), sources);
+            ModelManifest.Write(Path.Combine(temporary, ModelManifest.FileName), spec, dtype, FolderName(checkpointDirectory), sources);
             cancellationToken.ThrowIfCancellationRequested();
             Directory.Move(temporary, target);
         }
@@ -96,8 +98,11 @@ public sealed class ModelImporter(ILogger<ModelImporter>? logger = null)
         ["logits_shift"] = spec.ShiftedLogits ? "1" : "0",
         ["architecture"] = ModelManifest.ArchitectureName(spec.Family),
         ["eos_ids"] = string.Join(",", spec.EosIds.Select(id => id.ToString(CultureInfo.InvariantCulture))),
-        ["source"] = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(checkpointDirectory))),
+        ["source"] = FolderName(checkpointDirectory),
     };
+
+    /// <summary>The checkpoint folder's own name (what <c>source</c> records), also for a path given with a trailing separator.</summary>
+    private static string FolderName(string directory) => Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory)));
 
     private static void CheckFolders(string checkpointDirectory, string target)
     {
@@ -108,6 +113,25 @@ public sealed class ModelImporter(ILogger<ModelImporter>? logger = null)
         string? parent = Path.GetDirectoryName(target);
         if (parent is null || !Directory.Exists(parent))
             throw new DirectoryNotFoundException($"The folder '{parent}' that should hold '{target}' does not exist.");
+    }
+
+    /// <summary>
+    /// Refuses at once an import the disk cannot hold, rather than after writing gigabytes (the data file is allocated in
+    /// full when created). Where the free space cannot be read the copy goes ahead and a full disk fails it, as any write.
+    /// </summary>
+    internal static void CheckFreeSpace(string target, long dataBytes)
+    {
+        long free;
+        try
+        {
+            free = new DriveInfo(Path.GetDirectoryName(target)!).AvailableFreeSpace;
+        }
+        catch (Exception e) when (e is ArgumentException or IOException or UnauthorizedAccessException)
+        {
+            return;
+        }
+        if (free < dataBytes)
+            throw new IOException($"'{Path.GetDirectoryName(target)}' has {free} bytes free; the model's weights need {dataBytes}.");
     }
 
     /// <summary>The checkpoint's one weight type, the default target type.</summary>
@@ -162,12 +186,12 @@ public sealed class ModelImporter(ILogger<ModelImporter>? logger = null)
         return sources;
     }
 
-    private static IEnumerable<SourceFile> HashFiles(string directory, IEnumerable<string> names) =>
-        names.Select(name =>
-        {
-            byte[] bytes = File.ReadAllBytes(Path.Combine(directory, name));
-            return new SourceFile(name, bytes.Length, Convert.ToHexStringLower(SHA256.HashData(bytes)));
-        }).ToList();
+    /// <summary>Size and SHA-256 of a small file of the checkpoint (config, index).</summary>
+    private static SourceFile HashFile(string directory, string name)
+    {
+        byte[] bytes = File.ReadAllBytes(Path.Combine(directory, name));
+        return new SourceFile(name, bytes.Length, Convert.ToHexStringLower(SHA256.HashData(bytes)));
+    }
 
     /// <summary>Copies a small file (a tokenizer file) as it is, hashing the bytes copied.</summary>
     private static SourceFile CopyFile(string from, string to, string name)

@@ -323,6 +323,15 @@ public sealed class CheckpointTests
         Assert.Throws<ArgumentOutOfRangeException>(() => CheckpointConfig.Read(directory, maxPositions: 0));
     }
 
+    [TestCase(Family.LLaDA, FixtureVocabulary.LLaDA.Mask)]
+    [TestCase(Family.Dream, FixtureVocabulary.Dream.Mask)]
+    public void WithoutMaskTokenIdTheFixtureTokenizerGivesIt(Family family, int mask)
+    {
+        string directory = Checkpoint(new FixtureOptions { Family = family });
+        EditConfig(directory, ("mask_token_id", null));
+        Assert.That(CheckpointConfig.Read(directory).MaskId, Is.EqualTo(mask));
+    }
+
     [TestCase(Family.LLaDA, "<|mdm_mask|>")]
     [TestCase(Family.Dream, "<|mask|>")]
     public void WithoutMaskTokenIdTheTokenizersMaskTokenGivesIt(Family family, string token)

@@ -5,6 +5,8 @@ using Microsoft.ML.OnnxRuntime;
 using Saber.Checkpoints.Fixtures;
 using Saber.Import.Checkpoints;
 using static Saber.Import.Tests.TestCheckpoints;
+// An alias: the graph tests have a Saber.Import.Tests.LiteralForward of their own.
+using ReferenceForward = Saber.Checkpoints.Fixtures.LiteralForward;
 
 namespace Saber.Import.Tests;
 
@@ -42,14 +44,15 @@ public sealed class ImporterTests
         string checkpoint = Checkpoint(new FixtureOptions { Family = family, Shards = shards });
         ImportResult result = Import(checkpoint, Output());
         string[] expected = family == Family.Dream
-            ? ["generation_config.json", "model.onnx", "model.onnx.data", "saber_model.json", "tokenizer.json"]
-            : ["model.onnx", "model.onnx.data", "saber_model.json", "tokenizer.json"];
+            ? ["generation_config.json", "model.onnx", "model.onnx.data", "saber_model.json", "tokenizer.json", "tokenizer_config.json"]
+            : ["model.onnx", "model.onnx.data", "saber_model.json", "tokenizer.json", "tokenizer_config.json"];
         Assert.That(Listing(Output()), Is.EqualTo(expected));
         Assert.That(result.ModelDirectory, Is.EqualTo(Output()));
         Assert.That(result.Tensors, Is.EqualTo(CheckpointFixture.Tensors(new FixtureOptions { Family = family }).Count));
         Assert.That(result.DType, Is.EqualTo(WeightType.Float32));
         Assert.That(new FileInfo(Path.Combine(Output(), "model.onnx.data")).Length, Is.EqualTo(result.DataBytes));
-        Assert.That(File.ReadAllBytes(Path.Combine(Output(), "tokenizer.json")), Is.EqualTo(File.ReadAllBytes(Path.Combine(checkpoint, "tokenizer.json"))));
+        foreach (string file in new[] { "tokenizer.json", "tokenizer_config.json" })
+            Assert.That(File.ReadAllBytes(Path.Combine(Output(), file)), Is.EqualTo(File.ReadAllBytes(Path.Combine(checkpoint, file))), file);
         AssertWeightsCopied(checkpoint, Output(), WeightType.Float32);
         Assert.That(Listing(root).Where(p => p.Contains(".tmp-", StringComparison.Ordinal)), Is.Empty);
     }
@@ -74,7 +77,7 @@ public sealed class ImporterTests
         Assert.That(files.Select(f => (string)f!["name"]!), Is.EquivalentTo(new[]
         {
             "config.json", "model.safetensors.index.json", CheckpointFixture.ShardFileName(1, 2), CheckpointFixture.ShardFileName(2, 2),
-            "tokenizer.json", "generation_config.json",
+            "tokenizer.json", "tokenizer_config.json", "generation_config.json",
         }));
         foreach (JsonNode? file in files)
         {
@@ -97,6 +100,37 @@ public sealed class ImporterTests
         Assert.That(metadata["architecture"], Is.EqualTo("llada"));
         Assert.That(metadata["eos_ids"], Is.EqualTo(FixtureVocabulary.LLaDA.Eos.ToString()));
         Assert.That(metadata["source"], Is.EqualTo("checkpoint"));
+    }
+
+    /// <summary>
+    /// The imported model, run by ONNX Runtime, against the fixture library's literal double-precision forward pass read
+    /// from the same checkpoint: the import's whole chain (names, layout, offsets, conversion, the graph) end to end.
+    /// </summary>
+    [TestCase(Family.LLaDA, false, FixtureDType.F32)]
+    [TestCase(Family.LLaDA, true, FixtureDType.BF16)]
+    [TestCase(Family.Dream, false, FixtureDType.BF16)]
+    [TestCase(Family.Dream, true, FixtureDType.F16)]
+    public void TheImportedModelComputesTheCheckpointsLogits(Family family, bool tied, FixtureDType stored)
+    {
+        string checkpoint = Checkpoint(new FixtureOptions { Family = family, TiedEmbeddings = tied, DType = stored, Shards = 2 });
+        Import(checkpoint, Output());
+        long[] tokens = [5, 77, 300, 12, 0, 255, 9];
+        float[,] expected = ReferenceForward.Logits(checkpoint, [.. tokens.Select(t => (int)t)]);
+        using var session = new InferenceSession(Path.Combine(Output(), "model.onnx"));
+        using var ids = OrtValue.CreateTensorValueFromMemory(tokens, [1, tokens.Length]);
+        using var mask = OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat(1L, tokens.Length).ToArray(), [1, tokens.Length]);
+        using var rows = OrtValue.CreateTensorValueFromMemory(Enumerable.Range(0, tokens.Length).Select(i => (long)i).ToArray(), [1, tokens.Length]);
+        using var run = new RunOptions();
+        using var outputs = session.Run(run, new Dictionary<string, OrtValue> { ["input_ids"] = ids, ["attention_mask"] = mask, ["logits_index"] = rows }, ["logits"]);
+        ReadOnlySpan<float> logits = outputs[0].GetTensorDataAsSpan<float>();
+        int vocabulary = expected.GetLength(1);
+        Assert.That(logits.Length, Is.EqualTo(tokens.Length * vocabulary));
+        double worst = 0;
+        for (int position = 0; position < tokens.Length; position++)
+            for (int token = 0; token < vocabulary; token++)
+                worst = Math.Max(worst, Math.Abs(logits[position * vocabulary + token] - expected[position, token]));
+        // float32 graph against a double reference, logits of magnitude up to ~15 (the graph tests' bound).
+        Assert.That(worst, Is.LessThanOrEqualTo(1e-4));
     }
 
     [Test]
@@ -156,6 +190,15 @@ public sealed class ImporterTests
         File.WriteAllText(Output("model/keep.txt"), "mine");
         Assert.That(Assert.Throws<IOException>(() => Import(checkpoint, Output()))!.Message, Does.Contain("already exists"));
         Assert.That(Listing(Output()), Is.EqualTo(new[] { "keep.txt" }));
+    }
+
+    [Test]
+    public void AnImportTheDiskCannotHoldIsRefusedBeforeWriting()
+    {
+        // The free space of the folder's file system is read (not skipped): more than any disk holds is refused.
+        Assert.That(Assert.Throws<IOException>(() => ModelImporter.CheckFreeSpace(Output(), long.MaxValue))!.Message,
+            Does.Contain("bytes free").And.Contain(long.MaxValue.ToString()));
+        Assert.DoesNotThrow(() => ModelImporter.CheckFreeSpace(Output(), 1));
     }
 
     [Test]

@@ -100,7 +100,7 @@ internal sealed class JsonConfig
 
     /// <summary>The value; <paramref name="absentDefault"/> when absent; null when stated as null.</summary>
     public int? NullablePositiveInt(string key, int absentDefault) =>
-        Root.TryGetProperty(key, out JsonElement v) ? OptionalPositiveInt(key) : absentDefault;
+        Root.TryGetProperty(key, out _) ? OptionalPositiveInt(key) : absentDefault;
 
     public int? OptionalNonNegativeInt(string key)
     {
