@@ -26,9 +26,13 @@ public sealed class ModelImporter(ILogger<ModelImporter>? logger = null)
     /// </summary>
     public const int DataAlignment = 4096;
 
-    /// <summary>The tokenizer files copied as they are (<c>tokenizer.json</c> is required, the others when present).</summary>
+    /// <summary>
+    /// The tokenizer files copied as they are, when present: <c>tokenizer.json</c>, or the slow tokenizer's
+    /// <c>vocab.json</c> and <c>merges.txt</c> (Dream ships those) — one of the two is required — and the configs beside.
+    /// </summary>
     public static IReadOnlyList<string> TokenizerFileNames { get; } =
-        [CheckpointConfig.TokenizerFileName, "tokenizer_config.json", CheckpointConfig.GenerationConfigFileName, "special_tokens_map.json"];
+        [CheckpointConfig.TokenizerFileName, "vocab.json", "merges.txt", "added_tokens.json", "tokenizer_config.json",
+         CheckpointConfig.GenerationConfigFileName, "special_tokens_map.json"];
 
     private readonly ILogger logger = logger ?? NullLogger<ModelImporter>.Instance;
 
@@ -47,8 +51,8 @@ public sealed class ModelImporter(ILogger<ModelImporter>? logger = null)
 
         ArchitectureSpec spec = CheckpointConfig.Read(checkpointDirectory, options.MaxPositions);
         string tokenizerPath = Path.Combine(checkpointDirectory, CheckpointConfig.TokenizerFileName);
-        if (!File.Exists(tokenizerPath))
-            throw new InvalidDataException($"'{tokenizerPath}' does not exist: the model folder needs the checkpoint's tokenizer.");
+        if (!File.Exists(tokenizerPath) && !(File.Exists(Path.Combine(checkpointDirectory, "vocab.json")) && File.Exists(Path.Combine(checkpointDirectory, "merges.txt"))))
+            throw new InvalidDataException($"'{tokenizerPath}' does not exist (nor vocab.json with merges.txt): the model folder needs the checkpoint's tokenizer.");
         var checkpoint = SafetensorsCheckpoint.Open(checkpointDirectory);
         IReadOnlyList<TensorShape> shapes = ExpectedTensors.Check(spec, checkpoint);
         WeightType dtype = options.DType ?? CheckpointType(checkpoint, shapes);

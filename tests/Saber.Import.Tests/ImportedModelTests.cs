@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
 using Saber.Checkpoints.Fixtures;
@@ -236,5 +237,31 @@ public sealed class ImportedModelTests
             DecodeResult alone = await new CpuSampler().DecodeAsync(model.Denoiser, [prompts[b]], options);
             Assert.That(results[b].Tokens.ToArray(), Is.EqualTo(alone.Sequences[0].Tokens.ToArray()), $"request {b}");
         }
+    }
+
+    /// <summary>
+    /// Dream's repositories ship the slow tokenizer (vocab.json, merges.txt, tokenizer_config.json's added tokens) rather
+    /// than tokenizer.json: the import copies those files and the model encodes exactly as with the fast file.
+    /// </summary>
+    [Test]
+    public async Task ADreamCheckpointWithTheSlowTokenizerFilesImportsAndDecodes()
+    {
+        string checkpoint = Path.Combine(root, "dream-slow-checkpoint"), directory = Path.Combine(root, "dream-slow");
+        CheckpointFixture.Write(checkpoint, new FixtureOptions { Family = Family.Dream });
+        string fast = Path.Combine(checkpoint, "tokenizer.json");
+        JsonNode bpe = JsonNode.Parse(File.ReadAllText(fast))!["model"]!;
+        File.WriteAllText(Path.Combine(checkpoint, "vocab.json"), bpe["vocab"]!.ToJsonString());
+        File.WriteAllLines(Path.Combine(checkpoint, "merges.txt"),
+            bpe["merges"]!.AsArray().Select(m => m![0]!.GetValue<string>() + " " + m[1]!.GetValue<string>()).Prepend("#version: 0.2"));
+        File.Delete(fast);
+        new ModelImporter().Import(checkpoint, directory);
+        Assert.That(File.Exists(Path.Combine(directory, "vocab.json")) && File.Exists(Path.Combine(directory, "merges.txt")), Is.True);
+
+        using LocalModel slow = LocalModel.Open(directory);
+        using LocalModel reference = LocalModel.Open(Import(Family.Dream).Model);
+        foreach (string text in Texts)
+            Assert.That(slow.Tokenizer.Encode(text), Is.EqualTo(reference.Tokenizer.Encode(text)), text);
+        DecodeResult result = await new CpuSampler().DecodeAsync(slow.Denoiser, [slow.Tokenizer.Encode(Texts[0])], new DecodeOptions { GenerationLength = 8, BlockLength = 8 });
+        Assert.That(result.Sequences[0].Tokens.ToArray(), Has.None.EqualTo(slow.Tokenizer.MaskId));
     }
 }

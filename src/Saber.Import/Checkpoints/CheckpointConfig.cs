@@ -133,7 +133,10 @@ public static class CheckpointConfig
             ShiftedLogits: true);
     }
 
-    /// <summary>The config's <c>mask_token_id</c>, else the id of the family's mask token among the tokenizer's added tokens.</summary>
+    /// <summary>
+    /// The config's <c>mask_token_id</c>, else the id of the family's mask token among <c>tokenizer.json</c>'s added tokens
+    /// (a checkpoint with only a slow tokenizer must state it in its config, as Dream's does).
+    /// </summary>
     private static int MaskId(JsonConfig config, string directory, CheckpointFamily family)
     {
         if (config.OptionalNonNegativeInt("mask_token_id") is { } id) return id;
