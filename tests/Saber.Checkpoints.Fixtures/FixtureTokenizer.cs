@@ -103,6 +103,21 @@ public static class FixtureTokenizer
         return merges;
     }
 
+    /// <summary>
+    /// Replaces the <c>tokenizer.json</c> in <paramref name="directory"/> by the same tokenizer as a Qwen2-style slow
+    /// tokenizer's files, as Dream's repositories ship it: <c>vocab.json</c> and <c>merges.txt</c> (the added tokens stay
+    /// in tokenizer_config.json's <c>added_tokens_decoder</c>).
+    /// </summary>
+    public static void ConvertToSlowFiles(string directory)
+    {
+        string path = Path.Combine(directory, "tokenizer.json");
+        System.Text.Json.Nodes.JsonNode model = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!["model"]!;
+        File.WriteAllText(Path.Combine(directory, "vocab.json"), model["vocab"]!.ToJsonString());
+        File.WriteAllLines(Path.Combine(directory, "merges.txt"),
+            model["merges"]!.AsArray().Select(m => m![0]!.GetValue<string>() + " " + m[1]!.GetValue<string>()).Prepend("#version: 0.2"));
+        File.Delete(path);
+    }
+
     /// <summary>Writes <c>tokenizer.json</c> and <c>tokenizer_config.json</c> of <paramref name="family"/> into <paramref name="directory"/> (created if missing).</summary>
     public static void Write(Family family, string directory)
     {

@@ -28,7 +28,7 @@ public class TinyModelTests
     {
         using LocalModel model = LocalModel.Open(TinyDirectory, new OnnxEngineOptions { IntraOpThreads = 1 });
         await using var engine = new SaberEngine(model.Denoiser);
-        var tokenizer = new CharacterTextTokenizer(model.Tokenizer);
+        var tokenizer = new CharacterTextTokenizer((CharacterTokenizer)model.Tokenizer);
         using var client = new SaberChatClient(engine, tokenizer, new SaberChatClientOptions
         {
             ModelId = "tiny",
@@ -69,14 +69,14 @@ public class TinyModelTests
     {
         using LocalModel model = LocalModel.Open(TinyDirectory, new OnnxEngineOptions { IntraOpThreads = 1 });
         await using var engine = new SaberEngine(model.Denoiser);
-        using var client = new SaberChatClient(engine, new CharacterTextTokenizer(model.Tokenizer),
+        using var client = new SaberChatClient(engine, new CharacterTextTokenizer((CharacterTokenizer)model.Tokenizer),
             new SaberChatClientOptions { MaxSequenceLength = model.Denoiser.MaxSequenceLength, PromptTemplate = ChatPromptTemplate.Raw });
         var e = Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => client.GetResponseAsync(Code, new ChatOptions { MaxOutputTokens = 512 }));
         Assert.That(e!.Message, Does.Contain("ChatOptions.MaxOutputTokens=512").And.Contain("the model takes at most 512").And.Contain("at most 480 fits here"));
         Assert.That(engine.ForwardPasses, Is.Zero);
 
         // Without MaxSequenceLength the engine's own check rejects it, as an ArgumentException too.
-        using var unaware = new SaberChatClient(engine, new CharacterTextTokenizer(model.Tokenizer), new SaberChatClientOptions { PromptTemplate = ChatPromptTemplate.Raw });
+        using var unaware = new SaberChatClient(engine, new CharacterTextTokenizer((CharacterTokenizer)model.Tokenizer), new SaberChatClientOptions { PromptTemplate = ChatPromptTemplate.Raw });
         Assert.That(async () => await unaware.GetResponseAsync(Code, new ChatOptions { MaxOutputTokens = 512 }),
             Throws.InstanceOf<ArgumentException>().With.Message.Contains("the model takes at most 512"));
     }
@@ -105,7 +105,7 @@ public class ReadmeExampleTests
 
         using LocalModel model = LocalModel.Open(directory);
         await using var engine = new SaberEngine(model.Denoiser);
-        using IChatClient client = new SaberChatClient(engine, new CharacterTextTokenizer(model.Tokenizer), new SaberChatClientOptions
+        using IChatClient client = new SaberChatClient(engine, new CharacterTextTokenizer((CharacterTokenizer)model.Tokenizer), new SaberChatClientOptions
         {
             ModelId = "tiny",
             MaxSequenceLength = model.Denoiser.MaxSequenceLength,   // rejects a too large MaxOutputTokens up front

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
 using Saber.Checkpoints.Fixtures;
@@ -248,12 +247,7 @@ public sealed class ImportedModelTests
     {
         string checkpoint = Path.Combine(root, "dream-slow-checkpoint"), directory = Path.Combine(root, "dream-slow");
         CheckpointFixture.Write(checkpoint, new FixtureOptions { Family = Family.Dream });
-        string fast = Path.Combine(checkpoint, "tokenizer.json");
-        JsonNode bpe = JsonNode.Parse(File.ReadAllText(fast))!["model"]!;
-        File.WriteAllText(Path.Combine(checkpoint, "vocab.json"), bpe["vocab"]!.ToJsonString());
-        File.WriteAllLines(Path.Combine(checkpoint, "merges.txt"),
-            bpe["merges"]!.AsArray().Select(m => m![0]!.GetValue<string>() + " " + m[1]!.GetValue<string>()).Prepend("#version: 0.2"));
-        File.Delete(fast);
+        FixtureTokenizer.ConvertToSlowFiles(checkpoint);
         new ModelImporter().Import(checkpoint, directory);
         Assert.That(File.Exists(Path.Combine(directory, "vocab.json")) && File.Exists(Path.Combine(directory, "merges.txt")), Is.True);
 
