@@ -1,5 +1,6 @@
-using Saber.Import.Checkpoints;
+using Saber.Checkpoints.Fixtures;
 using Saber.Onnx;
+using ReferenceForward = Saber.Checkpoints.Fixtures.LiteralForward;
 
 namespace Saber.Import.Tests;
 
@@ -11,21 +12,13 @@ public sealed class RowSelectingEngineTests
 {
     private const double Tolerance = 1e-4;   // float32 graph against the double-precision literal pass (GraphTests)
 
-    private static ArchitectureSpec Spec(CheckpointFamily family) => family == CheckpointFamily.LLaDA
-        ? new(family, Layers: 2, HiddenSize: 32, Heads: 4, KvHeads: 4, IntermediateSize: 48, Vocabulary: 40, TokenizerVocabulary: 37,
-            RopeTheta: 500000, RmsNormEps: 1e-5, QkvBias: false, LinearBias: false, TiedEmbeddings: false, MaxPositions: 64, MaskId: 39,
-            EosIds: [1], ShiftedLogits: false)
-        : new(family, Layers: 2, HiddenSize: 48, Heads: 6, KvHeads: 2, IntermediateSize: 64, Vocabulary: 50, TokenizerVocabulary: 50,
-            RopeTheta: 10000, RmsNormEps: 1e-6, QkvBias: true, LinearBias: false, TiedEmbeddings: false, MaxPositions: 64, MaskId: 49,
-            EosIds: [2], ShiftedLogits: true);
-
-    private static TinyModel Model(CheckpointFamily family)
+    private static TinyModel Model(Family family)
     {
-        ArchitectureSpec spec = Spec(family);
-        return TinyModel.Create(spec, WeightType.Float32, metadata: new Dictionary<string, string>
+        FixtureOptions options = family == Family.LLaDA ? TinyModel.LLaDA() : TinyModel.Dream();
+        return TinyModel.Create(options, metadata: new Dictionary<string, string>
         {
-            ["mask_id"] = spec.MaskId.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["logits_shift"] = spec.ShiftedLogits ? "1" : "0",
+            ["mask_id"] = options.ResolvedMaskTokenId.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["logits_shift"] = family == Family.Dream ? "1" : "0",
         });
     }
 
@@ -36,21 +29,21 @@ public sealed class RowSelectingEngineTests
             canvases.Select(c => (ReadOnlyMemory<int>)c).ToArray()) { LogitsFrom = logitsFrom }, CancellationToken.None)).ToArray();
 
     /// <summary>The model's prediction for each position: LLaDA's output row, Dream's output row at position − 1 (row 0 for position 0).</summary>
-    private static double[][] Expected(TinyModel model, int[] canvas)
+    private static double[,] Expected(TinyModel model, int[] canvas)
     {
-        double[][] raw = LiteralForward.Logits(model.Spec, model.Weights, canvas);
-        return model.Spec.ShiftedLogits ? raw.Select((_, p) => raw[Math.Max(p - 1, 0)]).ToArray() : raw;
+        double[,] raw = model.Reference(canvas);
+        return model.Spec.ShiftedLogits ? ReferenceForward.ShiftForDream(raw) : raw;
     }
 
-    [TestCase(CheckpointFamily.LLaDA)]
-    [TestCase(CheckpointFamily.Dream)]
-    public async Task EveryRowAndTheRowsFromLogitsFromMatchTheLiteralPass(CheckpointFamily family)
+    [TestCase(Family.LLaDA)]
+    [TestCase(Family.Dream)]
+    public async Task EveryRowAndTheRowsFromLogitsFromMatchTheLiteralPass(Family family)
     {
         using TinyModel model = Model(family);
         using OnnxDenoiser denoiser = OnnxDenoiser.Load(model.GraphPath);
         Assert.That(denoiser.SelectsRows, Is.True);
-        Assert.That(denoiser.ShiftedLogits, Is.EqualTo(family == CheckpointFamily.Dream));
-        double[][] expected = Expected(model, Canvas);
+        Assert.That(denoiser.ShiftedLogits, Is.EqualTo(family == Family.Dream));
+        double[,] expected = Expected(model, Canvas);
 
         SequenceLogits all = (await Forward(denoiser, [Canvas], null))[0];
         Assert.That((all.FirstPosition, all.Rows), Is.EqualTo((0, Canvas.Length)));
@@ -61,16 +54,16 @@ public sealed class RowSelectingEngineTests
         double worst = 0;
         for (int p = 0; p < Canvas.Length; p++)
             for (int v = 0; v < model.Spec.Vocabulary; v++)
-                worst = Math.Max(worst, Math.Abs(allRows[p][v] - expected[p][v]));
+                worst = Math.Max(worst, Math.Abs(allRows[p][v] - expected[p, v]));
         TestContext.Out.WriteLine($"{family}: max |engine - literal| = {worst:G3}");
         Assert.That(worst, Is.LessThan(Tolerance));
         for (int p = 6; p < Canvas.Length; p++)
             Assert.That(tail.Float32Row(p).ToArray(), Is.EqualTo(allRows[p]), $"position {p}: the same row whether or not the prompt's rows are computed");
     }
 
-    [TestCase(CheckpointFamily.LLaDA)]
-    [TestCase(CheckpointFamily.Dream)]
-    public async Task RaggedBatchesGiveEachCanvasItsRowsAlone(CheckpointFamily family)
+    [TestCase(Family.LLaDA)]
+    [TestCase(Family.Dream)]
+    public async Task RaggedBatchesGiveEachCanvasItsRowsAlone(Family family)
     {
         using TinyModel model = Model(family);
         using OnnxDenoiser denoiser = OnnxDenoiser.Load(model.GraphPath);
@@ -84,10 +77,10 @@ public sealed class RowSelectingEngineTests
             Assert.That((batch[b].FirstPosition, batch[b].Rows), Is.EqualTo((from[b], canvases[b].Length - from[b])), $"canvas {b}");
             for (int p = from[b]; p < canvases[b].Length; p++)
                 Assert.That(batch[b].Float32Row(p).ToArray(), Is.EqualTo(alone.Float32Row(p).ToArray()), $"canvas {b}, position {p}");
-            double[][] expected = Expected(model, canvases[b]);
+            double[,] expected = Expected(model, canvases[b]);
             for (int p = from[b]; p < canvases[b].Length; p++)
                 for (int v = 0; v < model.Spec.Vocabulary; v++)
-                    Assert.That(batch[b][p, v], Is.EqualTo(expected[p][v]).Within(Tolerance), $"canvas {b}, position {p}, id {v}");
+                    Assert.That(batch[b][p, v], Is.EqualTo(expected[p, v]).Within(Tolerance), $"canvas {b}, position {p}, id {v}");
         }
     }
 
@@ -100,9 +93,9 @@ public sealed class RowSelectingEngineTests
             inner.ForwardAsync(request with { LogitsFrom = null }, cancellationToken);
     }
 
-    [TestCase(CheckpointFamily.LLaDA)]
-    [TestCase(CheckpointFamily.Dream)]
-    public async Task DecodesAreTheSameWhetherOrNotPromptRowsAreComputed(CheckpointFamily family)
+    [TestCase(Family.LLaDA)]
+    [TestCase(Family.Dream)]
+    public async Task DecodesAreTheSameWhetherOrNotPromptRowsAreComputed(Family family)
     {
         using TinyModel model = Model(family);
         using OnnxDenoiser denoiser = OnnxDenoiser.Load(model.GraphPath);

@@ -1,123 +1,96 @@
-using System.Buffers.Binary;
 using Microsoft.ML.OnnxRuntime;
+using Saber.Checkpoints.Fixtures;
 using Saber.Import.Checkpoints;
 using Saber.Import.Onnx;
+using ReferenceForward = Saber.Checkpoints.Fixtures.LiteralForward;
 
 namespace Saber.Import.Tests;
 
 /// <summary>
-/// A tiny checkpoint with seeded random weights, written to a data file in one element type, with its graph built by
-/// <see cref="TransformerGraph"/> beside it (in a temporary folder, deleted on dispose). <see cref="Weights"/> holds the
-/// values as stored (rounded to float16 or bfloat16), the ones the literal forward pass must use.
+/// A tiny fixture checkpoint (<see cref="CheckpointFixture.Write"/>, in a temporary folder deleted on dispose) with its
+/// graph built by <see cref="TransformerGraph"/> beside it: the architecture is the importer's reading of config.json
+/// (<see cref="CheckpointConfig.Read"/>), and every weight an external tensor pointing straight into the checkpoint's
+/// safetensors file, so the graph runs on the very bytes the fixtures' literal pass (<see cref="Reference"/>) reads.
 /// </summary>
 internal sealed class TinyModel : IDisposable
 {
-    public static readonly IReadOnlyDictionary<string, string> Metadata = new Dictionary<string, string>
+    private readonly InferenceSession session;
+    private readonly Lazy<ReferenceForward> reference;
+
+    private TinyModel(FixtureOptions options, string folder, ArchitectureSpec spec, SafetensorsCheckpoint checkpoint,
+        IReadOnlyDictionary<string, ExternalTensor> external, IReadOnlyDictionary<string, string> metadata)
     {
-        ["mask_id"] = "39",
-        ["max_positions"] = "64",
-        ["weights"] = "random (GraphTests)",
+        Options = options;
+        Folder = folder;
+        Spec = spec;
+        WeightBytes = checkpoint.Files.Sum(f => f.Length);
+        External = external;
+        Metadata = metadata;
+        session = new InferenceSession(GraphPath);
+        reference = new Lazy<ReferenceForward>(() => ReferenceForward.Load(folder));
+    }
+
+    /// <summary>The LLaDA shapes of the graph tests: 2 layers, width 32, 4 heads (no grouping), SwiGLU width 48.</summary>
+    public static FixtureOptions LLaDA(bool tied = false, bool includeBias = false) => new()
+    {
+        Family = Family.LLaDA, Layers = 2, HiddenSize = 32, Heads = 4, KvHeads = 4, IntermediateSize = 48,
+        TiedEmbeddings = tied, IncludeBias = includeBias,
     };
 
-    private readonly string folder;
-    private readonly InferenceSession session;
-
-    private TinyModel(ArchitectureSpec spec, WeightType type, string folder, Dictionary<string, double[]> weights,
-        Dictionary<string, ExternalTensor> external)
+    /// <summary>The Dream shapes of the graph tests: 2 layers, width 48, 6 query heads on 2 key/value heads, SwiGLU width 64.</summary>
+    public static FixtureOptions Dream() => new()
     {
-        Spec = spec;
-        Type = type;
-        this.folder = folder;
-        Weights = weights;
-        External = external;
-        session = new InferenceSession(GraphPath);
-    }
+        Family = Family.Dream, Layers = 2, HiddenSize = 48, Heads = 6, KvHeads = 2, IntermediateSize = 64,
+    };
 
+    /// <summary>What the fixture checkpoint was written with.</summary>
+    public FixtureOptions Options { get; }
+
+    /// <summary>The checkpoint folder (config.json, model.safetensors), which holds the graph too.</summary>
+    public string Folder { get; }
+
+    /// <summary>The architecture as the importer reads it from the checkpoint.</summary>
     public ArchitectureSpec Spec { get; }
-    public WeightType Type { get; }
-    public IReadOnlyDictionary<string, double[]> Weights { get; }
-    public IReadOnlyDictionary<string, ExternalTensor> External { get; }
-    public string GraphPath => Path.Combine(folder, "model.onnx");
-    public string DataPath => Path.Combine(folder, "model.weights");
 
-    /// <param name="normBiases">Give every norm a bias, as a LLaDA config with include_bias (and no bias_for_layer_norm) does.</param>
-    /// <param name="metadata">Metadata entries added to (or replacing) <see cref="Metadata"/>.</param>
-    public static TinyModel Create(ArchitectureSpec spec, WeightType type, bool normBiases = false, int seed = 20261207,
-        IReadOnlyDictionary<string, string>? metadata = null)
+    /// <summary>The graph's initializers: each checkpoint tensor where it lies in the safetensors file.</summary>
+    public IReadOnlyDictionary<string, ExternalTensor> External { get; }
+
+    /// <summary>The metadata written into the graph.</summary>
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+
+    /// <summary>Bytes of the checkpoint's safetensors files together.</summary>
+    public long WeightBytes { get; }
+
+    public string GraphPath => Path.Combine(Folder, "model.onnx");
+
+    /// <param name="options">The fixture to write (its tokenizer files are not needed and not written).</param>
+    /// <param name="metadata">Metadata entries added to (or replacing) the defaults: mask_id and max_positions of the checkpoint.</param>
+    public static TinyModel Create(FixtureOptions options, IReadOnlyDictionary<string, string>? metadata = null)
     {
         string folder = Directory.CreateTempSubdirectory("saber-graph-").FullName;
-        var random = new Random(seed);
-        var weights = new Dictionary<string, double[]>();
-        var external = new Dictionary<string, ExternalTensor>();
-        using (var data = File.Create(Path.Combine(folder, "model.weights")))
+        options = options with { Tokenizer = false };
+        CheckpointFixture.Write(folder, options);
+        ArchitectureSpec spec = CheckpointConfig.Read(folder, maxPositions: null);
+        SafetensorsCheckpoint checkpoint = SafetensorsCheckpoint.Open(folder);
+        Dictionary<string, ExternalTensor> external = checkpoint.Tensors.Values.ToDictionary(
+            t => t.Name,
+            t => new ExternalTensor(t.Name, t.WeightType ?? throw new InvalidDataException($"{t.Name}: dtype {t.DType}"), t.Shape,
+                Path.GetFileName(t.File), t.Offset, t.Length));
+        var entries = new Dictionary<string, string>
         {
-            void Add(string name, long[] shape, Func<double> value)
-            {
-                int count = (int)shape.Aggregate(1L, (a, b) => a * b);
-                var stored = new double[count];
-                byte[] bytes = new byte[count * (type == WeightType.Float32 ? 4 : 2)];
-                for (int i = 0; i < count; i++)
-                    stored[i] = Store((float)value(), type, bytes, i);
-                external.Add(name, new ExternalTensor(name, type, shape, "model.weights", data.Position, bytes.Length));
-                data.Write(bytes);
-                weights.Add(name, stored);
-            }
-            double Uniform(double scale) => scale * (2 * random.NextDouble() - 1);
-            void Linear(string prefix, int outputs, int inputs, bool bias)
-            {
-                Add(prefix + ".weight", [outputs, inputs], () => Uniform(1.7 / Math.Sqrt(inputs)));
-                if (bias) Add(prefix + ".bias", [outputs], () => Uniform(0.1));
-            }
-            void Norm(string weightName)
-            {
-                Add(weightName, [spec.HiddenSize], () => 1 + Uniform(0.2));
-                if (normBiases) Add(weightName[..^".weight".Length] + ".bias", [spec.HiddenSize], () => Uniform(0.1));
-            }
-
-            Add(WeightNames.Embedding(spec.Family), [spec.Vocabulary, spec.HiddenSize], () => Uniform(1));
-            for (int layer = 0; layer < spec.Layers; layer++)
-            {
-                BlockNames block = WeightNames.Block(spec.Family, layer);
-                int width = spec.Heads * spec.HeadDim;
-                Norm(block.AttentionNorm);
-                Linear(block.Query, width, spec.HiddenSize, spec.QkvBias);
-                Linear(block.Key, spec.KvWidth, spec.HiddenSize, spec.QkvBias);
-                Linear(block.Value, spec.KvWidth, spec.HiddenSize, spec.QkvBias);
-                Linear(block.AttentionOut, spec.HiddenSize, width, spec.LinearBias);
-                Norm(block.MlpNorm);
-                Linear(block.Gate, spec.IntermediateSize, spec.HiddenSize, spec.LinearBias);
-                Linear(block.Up, spec.IntermediateSize, spec.HiddenSize, spec.LinearBias);
-                Linear(block.Down, spec.HiddenSize, spec.IntermediateSize, spec.LinearBias);
-            }
-            Norm(WeightNames.FinalNorm(spec.Family));
-            if (!spec.TiedEmbeddings) Linear(WeightNames.OutputHead(spec.Family), spec.Vocabulary, spec.HiddenSize, spec.LinearBias);
-        }
+            ["mask_id"] = spec.MaskId.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["max_positions"] = spec.MaxPositions.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["weights"] = "fixture (GraphTests)",
+        };
+        foreach ((string key, string value) in metadata ?? new Dictionary<string, string>())
+            entries[key] = value;
         using (var graph = File.Create(Path.Combine(folder, "model.onnx")))
-            TransformerGraph.Write(graph, spec, external, metadata is null ? Metadata
-                : Metadata.Where(e => !metadata.ContainsKey(e.Key)).Concat(metadata).ToDictionary(e => e.Key, e => e.Value));
-        return new TinyModel(spec, type, folder, weights, external);
+            TransformerGraph.Write(graph, spec, external, entries);
+        return new TinyModel(options, folder, spec, checkpoint, external, entries);
     }
 
-    /// <summary>Writes one value as the element type into <paramref name="bytes"/> and returns the value as stored.</summary>
-    private static double Store(float value, WeightType type, byte[] bytes, int index)
-    {
-        switch (type)
-        {
-            case WeightType.Float32:
-                BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(4 * index), value);
-                return value;
-            case WeightType.Float16:
-                var half = (Half)value;
-                BinaryPrimitives.WriteHalfLittleEndian(bytes.AsSpan(2 * index), half);
-                return (double)half;
-            default:
-                // bfloat16: the float's upper 16 bits, rounded to nearest even.
-                uint bits = BitConverter.SingleToUInt32Bits(value);
-                ushort upper = (ushort)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
-                BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(2 * index), upper);
-                return BitConverter.UInt32BitsToSingle((uint)upper << 16);
-        }
-    }
+    /// <summary>The fixtures' literal forward pass of one unpadded canvas: raw logits [position, V] in double precision.</summary>
+    public double[,] Reference(int[] tokens) => reference.Value.Run(tokens);
 
     /// <summary>
     /// Runs the canvases as one batch, each padded with (left, right) mask-id positions (none when not given), asking
@@ -167,6 +140,6 @@ internal sealed class TinyModel : IDisposable
     public void Dispose()
     {
         session.Dispose();
-        Directory.Delete(folder, recursive: true);
+        Directory.Delete(Folder, recursive: true);
     }
 }
