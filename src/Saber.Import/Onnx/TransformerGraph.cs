@@ -230,19 +230,15 @@ public static class TransformerGraph
         }
 
         /// <summary>
-        /// x / sqrt(mean(x²) + eps) × weight (+ bias where the checkpoint has one: OLMo-style norms of a LLaDA config with
-        /// include_bias), over the last axis in float32; the Pow/ReduceMean/Add/Sqrt/Div/Mul pattern ORT fuses.
+        /// x / sqrt(mean(x²) + eps) × weight, over the last axis in float32; the Pow/ReduceMean/Add/Sqrt/Div/Mul pattern
+        /// ORT fuses. (Norms with a bias, an OLMo option no LLaDA release uses, are refused by the config reader.)
         /// </summary>
         private string RmsNorm(string x, string weightName)
         {
             string meanSquare = g.Op("ReduceMean", [g.Op("Pow", x, g.Float(2f))], [Ints("axes", -1), Int("keepdims", 1)]);
             string normalized = g.Op("Div", x, g.Op("Sqrt", g.Op("Add", meanSquare, g.Float((float)spec.RmsNormEps))));
             Declare(weightName, spec.HiddenSize);
-            string scaled = g.Op("Mul", normalized, AsFloat(weightName));
-            string biasName = weightName.EndsWith(".weight", StringComparison.Ordinal) ? weightName[..^".weight".Length] + ".bias" : "";
-            if (!weights.ContainsKey(biasName)) return scaled;
-            Declare(biasName, spec.HiddenSize);
-            return g.Op("Add", scaled, AsFloat(biasName));
+            return g.Op("Mul", normalized, AsFloat(weightName));
         }
 
         /// <summary>x Wᵀ (+ b) on [tokens, in]: the weight stays [out, in] as stored (Gemm transB, which ORT prepacks).</summary>
