@@ -41,12 +41,6 @@ public static class CheckpointFixture
     public const string IndexFileName = "model.safetensors.index.json";
 
     /// <summary>
-    /// Whether <see cref="Write"/> writes the tokenizer files (<see cref="FixtureTokenizer"/>, merged from branch
-    /// i22-tok): always true now; kept for callers written while it was not yet merged.
-    /// </summary>
-    public static bool TokenizerAvailable => true;
-
-    /// <summary>
     /// Writes the checkpoint <paramref name="options"/> describe into <paramref name="directory"/> (created if
     /// missing; files of the same names are replaced). Returns the files written, relative to the directory.
     /// </summary>

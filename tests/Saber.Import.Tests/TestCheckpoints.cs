@@ -12,12 +12,10 @@ namespace Saber.Import.Tests;
 /// </summary>
 internal static class TestCheckpoints
 {
-    /// <summary>Writes a fixture checkpoint into <paramref name="directory"/>, with a tokenizer.json (a stub until the fixture library writes one).</summary>
+    /// <summary>Writes a fixture checkpoint (with the family's tokenizer files) into <paramref name="directory"/> and returns it.</summary>
     public static string Write(string directory, FixtureOptions options)
     {
         CheckpointFixture.Write(directory, options);
-        if (!File.Exists(Path.Combine(directory, "tokenizer.json")))
-            WriteStubTokenizer(directory, options.Family, options.ResolvedMaskTokenId);
         return directory;
     }
 
