@@ -56,21 +56,25 @@ public sealed class LocalModel : IDisposable
 
     /// <summary>The tokenizer of a model directory, without loading the model.</summary>
     /// <exception cref="InvalidDataException">A tokenizer or manifest file is malformed.</exception>
-    public static IModelTokenizer OpenTokenizer(string directory)
+    public static IModelTokenizer OpenTokenizer(string directory) => OpenTokenizer(directory, out _);
+
+    /// <param name="architecture">The manifest's architecture; null for a shipped model (no manifest).</param>
+    private static IModelTokenizer OpenTokenizer(string directory, out string? architecture)
     {
         if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"No model directory '{directory}'.");
         string manifest = Path.Combine(directory, ManifestFileName);
         if (!File.Exists(manifest))
+        {
+            architecture = null;
             return CharacterTokenizer.Load(Path.Combine(directory, "tokenizer.json"));
-        var (maskId, endIds, _) = ReadManifest(manifest);
+        }
+        (int maskId, int[] endIds, architecture) = ReadManifest(manifest);
         return HuggingFaceTokenizer.Load(directory, new HuggingFaceTokenizerOptions { MaskId = maskId, EndOfTextIds = endIds });
     }
 
     public static LocalModel Open(string directory, OnnxEngineOptions? options = null, Microsoft.Extensions.Logging.ILogger<OnnxDenoiser>? logger = null)
     {
-        IModelTokenizer tokenizer = OpenTokenizer(directory);
-        string manifest = Path.Combine(directory, ManifestFileName);
-        string? architecture = File.Exists(manifest) ? ReadManifest(manifest).Architecture : null;
+        IModelTokenizer tokenizer = OpenTokenizer(directory, out string? architecture);
         OnnxDenoiser denoiser = OnnxDenoiser.Load(Path.Combine(directory, "model.onnx"), options, logger);
         // An imported model's logits may be wider than its tokenizer (LLaDA's embedding_size >= vocab_size).
         bool vocabularyFits = architecture is null ? denoiser.VocabularySize == tokenizer.VocabularySize : denoiser.VocabularySize >= tokenizer.VocabularySize;

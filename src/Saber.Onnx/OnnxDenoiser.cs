@@ -47,8 +47,8 @@ public sealed record OnnxEngineOptions
 /// <para><b>Row-selecting models</b> (what <c>saber import</c> writes) also take <c>logits_index</c> int64
 /// <c>[batch, rows]</c>: flat indices (b × sequence + position) of the hidden states whose logits the model computes,
 /// output as <c>logits</c> <c>[batch, rows, V]</c>. The engine then computes only the rows a request's
-/// <see cref="DenoiseRequest.LogitsFrom"/> asks for (on a 126k vocabulary the head over prompt rows is most of a
-/// step's work), and applies a shifted model's convention (metadata <c>logits_shift</c> = 1, Dream: the prediction for
+/// <see cref="DenoiseRequest.LogitsFrom"/> asks for (on a 126k vocabulary the head and the logits of prompt rows grow
+/// with the prompt: with long prompts they are a large part of a step's work and memory), and applies a shifted model's convention (metadata <c>logits_shift</c> = 1, Dream: the prediction for
 /// position i is the model's output at i − 1, at 0 for position 0) by the indices it passes, so the sampler always
 /// receives the prediction for each position in that position's row.</para>
 /// </summary>
