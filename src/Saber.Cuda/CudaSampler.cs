@@ -79,11 +79,21 @@ public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler
         /// <summary>Writes the logits of (step, active sequences) into the decode's logits buffer.</summary>
         public required Func<NativeDecode, int, IReadOnlyList<int>, CancellationToken, ValueTask> Forward { get; init; }
 
+        /// <summary>The cache plan needs the decode state on the host each step; this sampler keeps it on the device.</summary>
+        private static void RefuseCache(DecodeOptions options)
+        {
+            if (options.Cache.Enabled)
+                throw new NotSupportedException(
+                    $"The CUDA sampler runs cache policy 'none' only (got '{options.Cache.Policy}'): its decode state stays on the device, and the " +
+                    "cache plan reads it on the host every step. Cached decodes run on CpuSampler and SaberEngine (docs/caching.md).");
+        }
+
         public static Model Host(IDenoiser denoiser, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options)
         {
             ArgumentNullException.ThrowIfNull(denoiser);
             // The same checks and messages as the CPU sampler; the native layer checks again.
             DecodeInputs.Validate(prompts, options, denoiser.VocabularySize, denoiser.MaskId, denoiser.MaxSequenceLength);
+            RefuseCache(options);
             return new Model
             {
                 Vocabulary = denoiser.VocabularySize,
@@ -105,6 +115,7 @@ public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler
         {
             ArgumentNullException.ThrowIfNull(denoiser);
             DecodeInputs.Validate(prompts, options, denoiser.VocabularySize, denoiser.MaskId, denoiser.MaxSequenceLength);
+            RefuseCache(options);
             if (!Enum.IsDefined(denoiser.ElementType))
                 throw new ArgumentOutOfRangeException(nameof(denoiser), denoiser.ElementType, "The engine's ElementType is not a LogitsElementType.");
             nint stream = context.Stream;

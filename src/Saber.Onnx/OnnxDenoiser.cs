@@ -27,6 +27,18 @@ public sealed record OnnxEngineOptions
     /// to its logits alone in every test (x64, AVX-512 machine); false is the fallback for a platform where they are not.
     /// </summary>
     public bool RaggedBatches { get; init; } = true;
+
+    /// <summary>
+    /// The model's cache graph (docs/caching.md); null: <c>NAME.cache.onnx</c> beside <c>NAME.onnx</c>, when it exists. Without
+    /// one the engine runs cache policy <c>none</c> only.
+    /// </summary>
+    public string? CacheGraphPath { get; init; }
+
+    /// <summary>
+    /// The most bytes the live key/value caches may hold together (default 4 GiB): a cache takes layers × 2 × key/value width ×
+    /// 4 bytes a position (8 KiB for the shipped models, 1 MiB for LLaDA-8B), for the whole canvas, while its sequence decodes.
+    /// </summary>
+    public long MaxCacheBytes { get; init; } = 4L << 30;
 }
 
 /// <summary>
@@ -52,7 +64,7 @@ public sealed record OnnxEngineOptions
 /// position i is the model's output at i − 1, at 0 for position 0) by the indices it passes, so the sampler always
 /// receives the prediction for each position in that position's row.</para>
 /// </summary>
-public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
+public sealed partial class OnnxDenoiser : ICachingDenoiser, IDisposable
 {
     public const string InputName = "input_ids";
     public const string OutputName = "logits";
@@ -76,9 +88,14 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
     private long uses;
     private int running;
 
+    private readonly CacheGraph? cacheGraph;
+    private readonly string? cacheUnavailable;
+
     private OnnxDenoiser(InferenceSession session, string path, int vocabulary, int maskId, int? maxPositions, string? weights, LogitsElementType type,
-        bool attentionMask, bool selectsRows, bool shifted, bool ragged, ILogger logger)
+        bool attentionMask, bool selectsRows, bool shifted, bool ragged, ILogger logger, CacheGraph? cacheGraph, string? cacheUnavailable)
     {
+        this.cacheGraph = cacheGraph;
+        this.cacheUnavailable = cacheUnavailable;
         HasAttentionMask = attentionMask;
         SelectsRows = selectsRows;
         ShiftedLogits = shifted;
@@ -133,6 +150,8 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
     {
         ArgumentNullException.ThrowIfNull(path);
         options ??= new OnnxEngineOptions();
+        if (options.MaxCacheBytes < 0)
+            throw new ArgumentOutOfRangeException(nameof(options.MaxCacheBytes), options.MaxCacheBytes, $"The cache limit must be >= 0 bytes; got {options.MaxCacheBytes}.");
         if (options.IntraOpThreads < 0 || options.IntraOpThreads > OnnxEngineOptions.MaxIntraOpThreads)
             throw new ArgumentOutOfRangeException(nameof(options.IntraOpThreads), options.IntraOpThreads,
                 $"Intra-op threads must lie in [0, {OnnxEngineOptions.MaxIntraOpThreads}] (four per core; 0: ONNX Runtime's default); got {options.IntraOpThreads}.");
@@ -165,8 +184,9 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
                 throw new InvalidDataException($"Metadata 'logits_shift' of '{path}' must be 0 or 1; it is {shift}.");
             if (shift == 1 && !selectsRows)
                 throw new InvalidDataException($"'{path}' has shifted logits (metadata logits_shift = 1) but no '{LogitsIndexName}' input to apply the shift with.");
+            var (cacheGraph, cacheUnavailable) = OpenCacheGraph(path, options, vocabulary, maskId);
             var denoiser = new OnnxDenoiser(session, path, vocabulary, maskId, maxPositions, weights, type, attentionMask, selectsRows, shift == 1,
-                options.RaggedBatches, logger ?? (ILogger)NullLogger.Instance);
+                options.RaggedBatches, logger ?? (ILogger)NullLogger.Instance, cacheGraph, cacheUnavailable);
             denoiser.LogLoaded(path, vocabulary, maskId, type, maxPositions?.ToString(CultureInfo.InvariantCulture) ?? "unknown", attentionMask,
                 options.IntraOpThreads);
             return denoiser;
@@ -176,6 +196,57 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
             session.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The cache graph beside the model (or named by the options), checked by its metadata; its session loads on first use.</summary>
+    private static (CacheGraph? Graph, string? Unavailable) OpenCacheGraph(string path, OnnxEngineOptions options, int vocabulary, int maskId)
+    {
+        string cachePath = options.CacheGraphPath
+            ?? System.IO.Path.Combine(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!, System.IO.Path.GetFileNameWithoutExtension(path) + ".cache.onnx");
+        if (!File.Exists(cachePath))
+        {
+            if (options.CacheGraphPath is not null) throw new FileNotFoundException($"No cache graph at '{cachePath}'.", cachePath);
+            return (null, $"'{path}' has no cache graph ('{cachePath}' does not exist; 'saber import --cache-graph DIR' writes one)");
+        }
+        Dictionary<string, string> metadata = TransformerShape.ReadMetadata(cachePath);
+        if (!metadata.TryGetValue("cache_graph", out string? flag) || flag != "1")
+            throw new InvalidDataException($"'{cachePath}' is not a cache graph (its metadata has no cache_graph = 1).");
+        TransformerShape shape = TransformerShape.FromMetadata(metadata, cachePath)
+            ?? throw new InvalidDataException($"Cache graph '{cachePath}' does not state its architecture sizes (metadata layers, hidden_size, ...).");
+        if (shape.Vocabulary != vocabulary)
+            throw new InvalidDataException($"Cache graph '{cachePath}' has vocabulary {shape.Vocabulary}; the model '{path}' has {vocabulary}.");
+        if (MetadataInt(metadata, "mask_id", cachePath) is int cacheMask && options.MaskId is null && cacheMask != maskId)
+            throw new InvalidDataException($"Cache graph '{cachePath}' has mask id {cacheMask}; the model '{path}' has {maskId}.");
+        var sessionOptions = new SessionOptions { GraphOptimizationLevel = options.OptimizationLevel, IntraOpNumThreads = options.IntraOpThreads };
+        return (new CacheGraph(cachePath, shape, options.MaxCacheBytes, sessionOptions), null);
+    }
+
+    /// <summary>The architecture sizes from the cache graph's metadata; null when the model has no cache graph.</summary>
+    public TransformerShape? Architecture => cacheGraph?.Shape;
+
+    /// <inheritdoc />
+    public long? PassFlops(int positions, int queries, int logitsRows) => cacheGraph?.Shape.PassFlops(positions, queries, logitsRows);
+
+    /// <inheritdoc />
+    public string? CacheUnavailable => cacheUnavailable;
+
+    /// <inheritdoc />
+    public long CacheBytesPerPosition => cacheGraph?.Shape.BytesPerPosition ?? 0;
+
+    /// <inheritdoc />
+    public long MaxCacheBytes => cacheGraph?.MaxBytes ?? 0;
+
+    /// <summary>Bytes the live caches hold now.</summary>
+    public long CacheBytesInUse => cacheGraph?.BytesInUse ?? 0;
+
+    /// <inheritdoc />
+    public IDenoiserCache CreateCache(int positions)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        if (cacheGraph is null) throw new NotSupportedException($"Cannot cache keys and values: {cacheUnavailable}.");
+        if (MaxPositions is int max && positions > max)
+            throw new ArgumentOutOfRangeException(nameof(positions), positions, $"A canvas of {positions} positions is longer than the model's max_positions {max}.");
+        return cacheGraph.Create(positions);
     }
 
     private static (int Vocabulary, LogitsElementType Type, bool AttentionMask, bool SelectsRows) CheckSignature(InferenceSession session, string path)
@@ -255,18 +326,24 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
         if (result.Length == 0) return result;
         using var runOptions = new RunOptions();
         using CancellationTokenRegistration registration = cancellationToken.Register(() => runOptions.Terminate = true);
+        // Windowed canvases run one by one on the cache graph; the rest as before.
+        int[] plain = Enumerable.Range(0, request.Canvases.Count).Where(i => request.Windows?[i] is null).ToArray();
+        for (int i = 0; i < result.Length; i++)
+            if (request.Windows?[i] is CacheWindow window)
+                result[i] = RunWindow(request, i, window, runOptions, cancellationToken);
+        if (plain.Length == 0) return result;
         IEnumerable<(int Length, int[] Members)> groups;
         if (PadsRaggedBatches)
         {
             // One run over every canvas, left-padded to the longest; split only where one logits array could not hold them.
-            int longest = request.Canvases.Max(c => c.Length);
-            groups = Enumerable.Range(0, request.Canvases.Count).Chunk((int)Math.Max(1, Array.MaxLength / ((long)longest * VocabularySize)))
+            int longest = plain.Max(i => request.Canvases[i].Length);
+            groups = plain.Chunk((int)Math.Max(1, Array.MaxLength / ((long)longest * VocabularySize)))
                 .Select(members => (members.Max(i => request.Canvases[i].Length), members));
         }
         else
         {
             // Equal lengths share a run, as many as fit one logits array; the order of the request is kept in the result.
-            groups = Enumerable.Range(0, request.Canvases.Count).GroupBy(i => request.Canvases[i].Length)
+            groups = plain.GroupBy(i => request.Canvases[i].Length)
                 .SelectMany(g => g.Chunk((int)Math.Max(1, Array.MaxLength / ((long)g.Key * VocabularySize))).Select(members => (g.Key, members)));
         }
         foreach (var (length, members) in groups)
@@ -317,6 +394,39 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
             }
         }
         return result;
+    }
+
+    /// <summary>
+    /// One canvas's cache window: the queries (every position for a refresh; for a shifted model also the position before
+    /// each row asked for, whose output is that row's prediction), rows for the queries from LogitsFrom on.
+    /// </summary>
+    private SequenceLogits RunWindow(DenoiseRequest request, int i, CacheWindow window, RunOptions runOptions, CancellationToken cancellationToken)
+    {
+        ReadOnlySpan<int> canvas = request.Canvases[i].Span;
+        if (window.Cache is not OnnxKeyValueCache cache || cache.Owner != cacheGraph)
+            throw new ArgumentException($"Canvas {i}'s cache window holds a cache this engine did not make.", nameof(request));
+        if (cache.IsDisposed) throw new ObjectDisposedException(nameof(IDenoiserCache), $"Canvas {i}'s cache was disposed.");
+        if (cache.Positions != canvas.Length)
+            throw new ArgumentException($"Canvas {i} has {canvas.Length} positions; its cache holds {cache.Positions}.", nameof(request));
+        int[] queries = window.Refresh ? Enumerable.Range(0, canvas.Length).ToArray() : window.Queries;
+        for (int j = 0; j < queries.Length; j++)
+            if (queries[j] < 0 || queries[j] >= canvas.Length || (j > 0 && queries[j] <= queries[j - 1]))
+                throw new ArgumentException($"Canvas {i}'s window queries must ascend within [0, {canvas.Length}); query {j} is {queries[j]}.", nameof(request));
+        if (queries.Length == 0) throw new ArgumentException($"Canvas {i}'s window has no query.", nameof(request));
+        int from = Math.Clamp(request.LogitsFrom?[i] ?? 0, 0, canvas.Length - 1);
+        int[] rows = queries.Where(p => p >= from).ToArray();
+        int[] sources = ShiftedLogits ? rows.Select(p => Math.Max(p - 1, 0)).ToArray() : rows;
+        int[] computed = ShiftedLogits ? queries.Union(sources).Order().ToArray() : queries;
+        try
+        {
+            SequenceLogits logits = cacheGraph.Run(cache, canvas, computed, rows, sources, runOptions);
+            Interlocked.Increment(ref runs);
+            return logits;
+        }
+        catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException(cancellationToken);
+        }
     }
 
     /// <summary>The first position whose row a row-selecting model computes for canvas <paramref name="i"/>: the request's LogitsFrom, else 0.</summary>
@@ -430,6 +540,7 @@ public sealed partial class OnnxDenoiser : IDenoiser, IDisposable
         foreach (BoundShape shape in shapes.Values) shape.Dispose();
         shapes.Clear();
         session.Dispose();
+        cacheGraph?.Dispose();
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Loaded {Path}: V {Vocabulary}, mask id {MaskId}, {Type} logits, max positions {MaxPositions}, attention mask {AttentionMask}, intra-op threads {Threads} (0: default)")]

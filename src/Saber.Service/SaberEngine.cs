@@ -171,7 +171,8 @@ public sealed partial class SaberEngine : IAsyncDisposable
         {
             ArgumentNullException.ThrowIfNull(options);
             DecodeInputs.Validate([prompt], options, denoiser.VocabularySize, denoiser.MaskId, denoiser.MaxSequenceLength);
-            state = new SequenceState(prompt.Span, options, denoiser.MaskId);
+            CachingDenoisers.CheckFits(denoiser, options.Cache, prompt.Length + options.GenerationLength);
+            state = new SequenceState(prompt.Span, options, denoiser.MaskId);   // its cache is made when it starts running
         }
         catch
         {
@@ -271,6 +272,7 @@ public sealed partial class SaberEngine : IAsyncDisposable
                     continue;
                 }
                 RetireCancelled(running, freeSlots);
+                AttachCaches(running, freeSlots);
                 if (running.Count == 0) continue;
                 long stepStarted = Stopwatch.GetTimestamp();
                 await StepAsync(running).ConfigureAwait(false);
@@ -296,6 +298,7 @@ public sealed partial class SaberEngine : IAsyncDisposable
             {
                 r.Registration.Unregister();
                 r.Cancel();
+                r.State.Cache?.Dispose();
             }
             List<Request> left;
             lock (gate)
@@ -328,10 +331,34 @@ public sealed partial class SaberEngine : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Makes the cache of each request that just started running and asks for one. Only running requests hold caches; one
+    /// that does not fit beside the running ones fails with the denoiser's error (which states the sizes).
+    /// </summary>
+    private void AttachCaches(List<Request> running, PriorityQueue<int, int> freeSlots)
+    {
+        for (int i = running.Count - 1; i >= 0; i--)
+        {
+            Request r = running[i];
+            if (!r.Options.Cache.Enabled || r.State.Cache is not null) continue;
+            try
+            {
+                r.State.AttachCache(CachingDenoisers.CreateCache(denoiser, r.Options.Cache, r.State.Canvas.Length)!);
+            }
+            catch (Exception e)
+            {
+                LogRequestFailed(e, r.Id, 0);
+                r.Fail(e);
+                Release(running, i, freeSlots);
+            }
+        }
+    }
+
     private void Release(List<Request> running, int index, PriorityQueue<int, int> freeSlots)
     {
         Request r = running[index];
         running.RemoveAt(index);
+        r.State.Cache?.Dispose();
         freeSlots.Enqueue(r.Slot, r.Slot);
         r.Registration.Unregister();
         lock (gate)
@@ -351,6 +378,7 @@ public sealed partial class SaberEngine : IAsyncDisposable
                 pass.Select(r => (ReadOnlyMemory<int>)r.State.Canvas).ToArray())
             {
                 LogitsFrom = pass.Select(r => r.State.PromptLength).ToArray(),
+                Windows = pass.Any(r => r.Options.Cache.Enabled) ? pass.Select(r => r.State.PlanWindow()).ToArray() : null,
             };
             IReadOnlyList<SequenceLogits>? logits;
             try
@@ -380,7 +408,7 @@ public sealed partial class SaberEngine : IAsyncDisposable
                 continue;
             }
             // The logits are valid only until the next forward pass: consume them now.
-            ComputeRows(pass, logits);
+            ComputeRows(pass, logits, request.Windows);
             foreach (Request r in pass)
             {
                 if (r.Error is not null)
@@ -414,7 +442,7 @@ public sealed partial class SaberEngine : IAsyncDisposable
             .SelectMany(g => g.Chunk(max));
     }
 
-    private void ComputeRows(Request[] pass, IReadOnlyList<SequenceLogits> logits)
+    private void ComputeRows(Request[] pass, IReadOnlyList<SequenceLogits> logits, IReadOnlyList<CacheWindow?>? windows)
     {
         int vocabulary = denoiser.VocabularySize, maskId = denoiser.MaskId;
         var work = new List<(int Index, int Position)>();
@@ -422,11 +450,12 @@ public sealed partial class SaberEngine : IAsyncDisposable
         {
             Request r = pass[i];
             r.Error = null;
-            if (DecodeInputs.ShapeError(r.Step + 1, 0, r.State.Canvas.Length, r.State.PromptLength, vocabulary, logits[i]) is string error)
+            if (DecodeInputs.ShapeError(r.Step + 1, 0, r.State.Canvas.Length, r.State.PromptLength, vocabulary, logits[i], windows?[i]) is string error)
             {
                 r.Error = new InvalidLogitsException(error);
                 continue;
             }
+            r.State.CountPass(denoiser, windows?[i], logits[i].Rows);
             for (int pos = r.State.FirstRowToRead(); pos < r.State.ActiveEnd; pos++)
                 if (r.State.NeedsRow(pos))
                     work.Add((i, pos));
@@ -468,7 +497,7 @@ public sealed partial class SaberEngine : IAsyncDisposable
         if (finished)
         {
             LogFinished(r.Id, r.State.Nfe);
-            r.Complete(new SequenceResult((int[])r.State.Canvas.Clone(), r.State.PromptLength, r.State.Nfe, r.State.Trace.ToArray()));
+            r.Complete(r.State.ToResult());
         }
     }
 

@@ -28,7 +28,7 @@ public sealed partial class CpuSampler : ISampler
     public async Task<DecodeResult> DecodeAsync(IDenoiser denoiser, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options,
         CancellationToken cancellationToken = default)
     {
-        DecodeBatch batch = Begin(denoiser, prompts, options);
+        using DecodeBatch batch = Begin(denoiser, prompts, options);
         var clock = Stopwatch.StartNew();
         while (!batch.Finished)
             await StepAsync(denoiser, batch, snapshots: false, cancellationToken).ConfigureAwait(false);
@@ -41,13 +41,19 @@ public sealed partial class CpuSampler : ISampler
     public IAsyncEnumerable<DecodeStepUpdate> DecodeStepsAsync(IDenoiser denoiser, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options,
         CancellationToken cancellationToken = default)
     {
-        // Validate now, not at the first MoveNextAsync.
-        DecodeBatch batch = Begin(denoiser, prompts, options);
-        return Stream(denoiser, batch, cancellationToken);
+        // Validate now, not at the first MoveNextAsync; the caches are made when the enumeration starts (and released when
+        // it ends), so an enumerable never enumerated holds none.
+        ArgumentNullException.ThrowIfNull(denoiser);
+        DecodeInputs.Validate(prompts, options, denoiser.VocabularySize, denoiser.MaskId, denoiser.MaxSequenceLength);
+        foreach (ReadOnlyMemory<int> prompt in prompts)
+            CachingDenoisers.CheckFits(denoiser, options.Cache, prompt.Length + options.GenerationLength);
+        return Stream(denoiser, prompts, options, cancellationToken);
     }
 
-    private async IAsyncEnumerable<DecodeStepUpdate> Stream(IDenoiser denoiser, DecodeBatch batch, [EnumeratorCancellation] CancellationToken cancellationToken)
+    private async IAsyncEnumerable<DecodeStepUpdate> Stream(IDenoiser denoiser, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
     {
+        using DecodeBatch batch = Begin(denoiser, prompts, options);
         var clock = Stopwatch.StartNew();
         while (!batch.Finished)
             yield return await StepAsync(denoiser, batch, snapshots: true, cancellationToken).ConfigureAwait(false);
@@ -57,7 +63,7 @@ public sealed partial class CpuSampler : ISampler
     private DecodeBatch Begin(IDenoiser denoiser, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options)
     {
         ArgumentNullException.ThrowIfNull(denoiser);
-        return DecodeBatch.Create(prompts, options, denoiser.VocabularySize, denoiser.MaskId, maxDegreeOfParallelism, denoiser.MaxSequenceLength);
+        return DecodeBatch.Create(denoiser, prompts, options, maxDegreeOfParallelism);
     }
 
     private async ValueTask<DecodeStepUpdate> StepAsync(IDenoiser denoiser, DecodeBatch batch, bool snapshots, CancellationToken cancellationToken)

@@ -5,7 +5,7 @@ namespace Saber;
 /// A step first computes every row it needs (where bad logits throw), and only then changes state,
 /// so a failed step leaves the batch exactly as it was.
 /// </summary>
-internal sealed class DecodeBatch
+internal sealed class DecodeBatch : IDisposable
 {
     /// <summary>Below this many logits per step, rows are computed on the calling thread.</summary>
     private const long ParallelThreshold = 1 << 16;
@@ -15,6 +15,8 @@ internal sealed class DecodeBatch
     private readonly int maskId;
     private readonly int maxDegreeOfParallelism;
     private readonly List<int> active = [];
+    private readonly IDenoiser? denoiser;
+    private DenoiseRequest? pending;
 
     public DecodeOptions Options { get; }
 
@@ -25,8 +27,9 @@ internal sealed class DecodeBatch
 
     public IReadOnlyList<int> ActiveSequences => active;
 
-    private DecodeBatch(DecodeOptions options, SequenceState[] sequences, int vocabulary, int maskId, int maxDegreeOfParallelism)
+    private DecodeBatch(DecodeOptions options, SequenceState[] sequences, int vocabulary, int maskId, int maxDegreeOfParallelism, IDenoiser? denoiser)
     {
+        this.denoiser = denoiser;
         Options = options;
         this.sequences = sequences;
         this.vocabulary = vocabulary;
@@ -44,20 +47,52 @@ internal sealed class DecodeBatch
         var states = new SequenceState[prompts.Count];
         for (int b = 0; b < states.Length; b++)
             states[b] = new SequenceState(prompts[b].Span, options, maskId);
-        return new DecodeBatch(options, states, vocabulary, maskId, maxDegreeOfParallelism);
+        return new DecodeBatch(options, states, vocabulary, maskId, maxDegreeOfParallelism, null);
+    }
+
+    /// <summary>
+    /// A batch decoded with <paramref name="denoiser"/>: validated as <see cref="Create(IReadOnlyList{ReadOnlyMemory{int}}, DecodeOptions, int, int, int, int?)"/>,
+    /// and with a cache per sequence when the options ask for one (all made before the first call, or none: a cache that
+    /// does not fit releases the ones made).
+    /// </summary>
+    public static DecodeBatch Create(IDenoiser denoiser, IReadOnlyList<ReadOnlyMemory<int>> prompts, DecodeOptions options, int maxDegreeOfParallelism = -1)
+    {
+        ArgumentNullException.ThrowIfNull(denoiser);
+        DecodeInputs.Validate(prompts, options, denoiser.VocabularySize, denoiser.MaskId, denoiser.MaxSequenceLength);
+        var states = new SequenceState[prompts.Count];
+        try
+        {
+            for (int b = 0; b < states.Length; b++)
+                states[b] = new SequenceState(prompts[b].Span, options, denoiser.MaskId,
+                    CachingDenoisers.CreateCache(denoiser, options.Cache, prompts[b].Length + options.GenerationLength));
+        }
+        catch
+        {
+            foreach (SequenceState? state in states) state?.Cache?.Dispose();
+            throw;
+        }
+        return new DecodeBatch(options, states, denoiser.VocabularySize, denoiser.MaskId, maxDegreeOfParallelism, denoiser);
     }
 
     /// <summary>The model call for the next step: the canvases of the sequences still decoding.</summary>
+    /// <remarks>Planned once per step: asking again before <see cref="Apply"/> returns the same request.</remarks>
     public DenoiseRequest NextRequest()
     {
+        if (pending is not null) return pending;
         var canvases = new ReadOnlyMemory<int>[active.Count];
         var logitsFrom = new int[active.Count];
+        var windows = new CacheWindow?[active.Count];
         for (int i = 0; i < canvases.Length; i++)
         {
             canvases[i] = sequences[active[i]].Canvas;
             logitsFrom[i] = sequences[active[i]].PromptLength;   // no strategy reads a prompt row
+            windows[i] = sequences[active[i]].PlanWindow();
         }
-        return new DenoiseRequest(Step + 1, active.ToArray(), canvases) { LogitsFrom = logitsFrom };
+        return pending = new DenoiseRequest(Step + 1, active.ToArray(), canvases)
+        {
+            LogitsFrom = logitsFrom,
+            Windows = Options.Cache.Enabled ? windows : null,
+        };
     }
 
     /// <summary>Applies one step given the model's logits for <see cref="NextRequest"/>'s canvases.</summary>
@@ -65,8 +100,13 @@ internal sealed class DecodeBatch
     public IReadOnlyList<SequenceStep> Apply(IReadOnlyList<SequenceLogits> logits, bool snapshots)
     {
         int step = Step + 1;
-        DecodeInputs.CheckLogits(NextRequest(), vocabulary, logits);   // the request these logits answer
+        DenoiseRequest request = NextRequest();   // the request these logits answer
+        DecodeInputs.CheckLogits(request, vocabulary, logits);
         ComputeRows(logits, step);
+        if (denoiser is not null)
+            for (int slot = 0; slot < active.Count; slot++)
+                sequences[active[slot]].CountPass(denoiser, request.Windows?[slot], logits[slot].Rows);
+        pending = null;
 
         var updates = new List<SequenceStep>(active.Count);
         var stillActive = new List<int>(active.Count);
@@ -79,6 +119,8 @@ internal sealed class DecodeBatch
             updates.Add(new SequenceStep(b, snapshots ? (int[])sequence.Canvas.Clone() : sequence.Canvas, trace, sequence.Finished));
             if (!sequence.Finished)
                 stillActive.Add(b);
+            else
+                sequence.Cache?.Dispose();
         }
         active.Clear();
         active.AddRange(stillActive);
@@ -86,8 +128,13 @@ internal sealed class DecodeBatch
         return updates;
     }
 
-    public DecodeResult ToResult(TimeSpan elapsed) =>
-        new(sequences.Select(s => new SequenceResult((int[])s.Canvas.Clone(), s.PromptLength, s.Nfe, s.Trace.ToArray())).ToArray(), elapsed);
+    public DecodeResult ToResult(TimeSpan elapsed) => new(sequences.Select(s => s.ToResult()).ToArray(), elapsed);
+
+    /// <summary>Releases every sequence's cache (a finished sequence's is released when it finishes).</summary>
+    public void Dispose()
+    {
+        foreach (SequenceState sequence in sequences) sequence.Cache?.Dispose();
+    }
 
     private void ComputeRows(IReadOnlyList<SequenceLogits> logits, int step)
     {

@@ -59,7 +59,8 @@ public static class DecodeInputs
         if (logits is null || logits.Count != request.Canvases.Count)
             throw new InvalidLogitsException($"Step {request.Step}: the model returned logits for {logits?.Count ?? 0} sequences; {request.Canvases.Count} canvases were sent.");
         for (int i = 0; i < logits.Count; i++)
-            if (ShapeError(request.Step, request.SequenceIds[i], request.Canvases[i].Length, request.LogitsFrom?[i] ?? 0, vocabulary, logits[i]) is string error)
+            if (ShapeError(request.Step, request.SequenceIds[i], request.Canvases[i].Length, request.LogitsFrom?[i] ?? 0, vocabulary, logits[i],
+                    request.Windows?[i]) is string error)
                 throw new InvalidLogitsException(error);
     }
 
@@ -67,10 +68,18 @@ public static class DecodeInputs
     /// Why one canvas's logits do not answer the request, or null when they do: the vocabulary must be the model's,
     /// the rows must run to the canvas's end and start at or before <paramref name="logitsFrom"/>.
     /// </summary>
-    public static string? ShapeError(int step, int sequence, int length, int logitsFrom, int vocabulary, in SequenceLogits logits)
+    /// <param name="window">The canvas's cache window: then the logits must hold the row of every query from <paramref name="logitsFrom"/> on.</param>
+    public static string? ShapeError(int step, int sequence, int length, int logitsFrom, int vocabulary, in SequenceLogits logits, CacheWindow? window = null)
     {
         if (logits.Vocabulary != vocabulary)
             return $"Step {step}, sequence {sequence}: logits have vocabulary {logits.Vocabulary}; the model reports V={vocabulary}.";
+        if (window is not null)
+        {
+            foreach (int position in window.Queries)
+                if (position >= logitsFrom && !logits.Holds(position))
+                    return $"Step {step}, sequence {sequence}: the logits lack the row of position {position}, a query of the call's cache window.";
+            return null;
+        }
         if (logits.FirstPosition == 0 && logits.Rows < length)
             return $"Step {step}, sequence {sequence}: the model returned {logits.Rows} rows for a canvas of {length} positions.";
         if (logits.FirstPosition + logits.Rows != length || logits.FirstPosition > logitsFrom)

@@ -172,6 +172,17 @@ public sealed record DecodeOptions
     [JsonPropertyName("trace")]
     public bool Trace { get; init; }
 
+    private CacheOptions cache = CacheOptions.None;
+
+    /// <summary>How keys and values are cached between model calls (default: not at all, the exact decode; docs/caching.md).</summary>
+    [JsonIgnore]
+    public CacheOptions Cache { get => cache; init => cache = value; }
+
+    /// <summary><see cref="Cache"/> for System.Text.Json (settable for the reason <see cref="StrategyForJson"/> is).</summary>
+    [JsonInclude]
+    [JsonPropertyName("cache")]
+    internal CacheOptions CacheForJson { get => cache; set => cache = value; }
+
     /// <summary>The block length in force: <see cref="BlockLength"/> or <see cref="GenerationLength"/>.</summary>
     [JsonIgnore]
     public int EffectiveBlockLength => BlockLength ?? GenerationLength;
@@ -191,6 +202,8 @@ public sealed record DecodeOptions
             throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature, $"Temperature T must be finite and >= 0; got {Temperature}.");
         ArgumentNullException.ThrowIfNull(Strategy, nameof(Strategy));
         Strategy.Validate(GenerationLength, k);
+        ArgumentNullException.ThrowIfNull(Cache, nameof(Cache));
+        Cache.Validate();
     }
 
     internal static void ValidateThreshold(float theta, string name)

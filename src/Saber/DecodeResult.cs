@@ -45,6 +45,17 @@ public sealed record SequenceResult(
     [property: JsonPropertyName("nfe")] int Nfe,
     [property: JsonPropertyName("trace")] IReadOnlyList<StepTrace> Trace)
 {
+    /// <summary>
+    /// The model FLOPs actually computed for this sequence, summed over its calls (<see cref="IDenoiser.PassFlops"/> of the
+    /// positions each call computed); null when the model does not report FLOPs.
+    /// </summary>
+    [JsonPropertyName("forwardFlops")]
+    public long? ForwardFlops { get; init; }
+
+    /// <summary>What the cache did; null when the decode ran without one.</summary>
+    [JsonPropertyName("cache")]
+    public CacheStatistics? Cache { get; init; }
+
     /// <summary>The generation region <c>[P, P+G)</c> of <see cref="Canvas"/> (a view, no copy; not serialized).</summary>
     [JsonIgnore]
     public ReadOnlySpan<int> Tokens => Canvas.AsSpan(PromptLength);

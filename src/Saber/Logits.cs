@@ -11,19 +11,20 @@ public enum LogitsElementType
 
 /// <summary>
 /// The logits a denoiser produced for one sequence: <c>Rows × Vocabulary</c> values in row-major order, the rows of
-/// canvas positions <c>[FirstPosition, FirstPosition + Rows)</c>. Rows are addressed by canvas position. A denoiser
-/// asked for <see cref="DenoiseRequest.LogitsFrom"/> may leave out the rows before it (the prompt's, which no sampler
-/// reads): on a 126k vocabulary they are most of a step's head work and memory.
-/// The memory stays owned by the denoiser and needs to stay valid only until its next forward call.
+/// canvas positions <c>[FirstPosition, FirstPosition + Rows)</c>, or, for a cache window, of the ascending canvas positions
+/// <see cref="Positions"/>. Rows are addressed by canvas position. A denoiser asked for <see cref="DenoiseRequest.LogitsFrom"/>
+/// may leave out the rows before it (the prompt's, which no sampler reads): on a 126k vocabulary they are most of a step's
+/// head work and memory. The memory stays owned by the denoiser and needs to stay valid only until its next forward call.
 /// </summary>
 public readonly struct SequenceLogits
 {
     private readonly ReadOnlyMemory<float> float32;
     private readonly ReadOnlyMemory<Half> float16;
     private readonly ReadOnlyMemory<ushort> bfloat16;
+    private readonly ReadOnlyMemory<int> positions;
 
     private SequenceLogits(LogitsElementType type, int rows, int vocabulary, ReadOnlyMemory<float> f32, ReadOnlyMemory<Half> f16, ReadOnlyMemory<ushort> bf16,
-        int firstPosition)
+        int firstPosition, ReadOnlyMemory<int> positions = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(vocabulary);
@@ -35,6 +36,7 @@ public readonly struct SequenceLogits
         float32 = f32;
         float16 = f16;
         bfloat16 = bf16;
+        this.positions = positions;
         int length = type switch { LogitsElementType.Float32 => f32.Length, LogitsElementType.Float16 => f16.Length, _ => bf16.Length };
         if ((long)rows * vocabulary != length)
             throw new ArgumentException($"Logits hold {length} values but shape [{rows}, {vocabulary}] needs {(long)rows * vocabulary}.");
@@ -46,6 +48,14 @@ public readonly struct SequenceLogits
 
     /// <summary>The canvas position of the first row held (0 when every row of the canvas is).</summary>
     public int FirstPosition { get; }
+
+    /// <summary>The canvas position of each row, ascending, when the rows are a cache window's queries; empty when they are contiguous.</summary>
+    public ReadOnlyMemory<int> Positions => positions;
+
+    /// <summary>Whether the logits hold the row of canvas position <paramref name="position"/>.</summary>
+    public bool Holds(int position) => positions.IsEmpty
+        ? (uint)(position - FirstPosition) < (uint)Rows
+        : positions.Span.BinarySearch(position) >= 0;
 
     /// <param name="firstPosition">The canvas position of the first row in <paramref name="data"/>.</param>
     public static SequenceLogits FromFloat32(ReadOnlyMemory<float> data, int rows, int vocabulary, int firstPosition = 0) =>
@@ -59,6 +69,19 @@ public readonly struct SequenceLogits
     /// <param name="firstPosition">The canvas position of the first row in <paramref name="data"/>.</param>
     public static SequenceLogits FromBFloat16(ReadOnlyMemory<ushort> data, int rows, int vocabulary, int firstPosition = 0) =>
         new(LogitsElementType.BFloat16, rows, vocabulary, default, default, data, firstPosition);
+
+    /// <summary>float32 logits of the rows of <paramref name="positions"/> (ascending canvas positions, no repeats), one row each.</summary>
+    /// <exception cref="ArgumentException">The positions are not ascending, or their count is not the row count of <paramref name="data"/>.</exception>
+    public static SequenceLogits FromFloat32(ReadOnlyMemory<float> data, ReadOnlyMemory<int> positions, int vocabulary)
+    {
+        ReadOnlySpan<int> p = positions.Span;
+        for (int i = 1; i < p.Length; i++)
+            if (p[i] <= p[i - 1])
+                throw new ArgumentException($"Row positions must ascend without repeats; position {p[i]} follows {p[i - 1]}.", nameof(positions));
+        return p.IsEmpty
+            ? new(LogitsElementType.Float32, 0, vocabulary, data, default, default, 0)
+            : new(LogitsElementType.Float32, p.Length, vocabulary, data, default, default, p[0], positions);
+    }
 
     /// <summary>All <c>Rows × Vocabulary</c> values held, as raw little-endian bytes (for uploads to a device).</summary>
     public ReadOnlySpan<byte> RawBytes => ElementType switch
@@ -85,10 +108,11 @@ public readonly struct SequenceLogits
 
     private int Offset(int position)
     {
-        int row = position - FirstPosition;
-        if ((uint)row >= (uint)Rows)
-            throw new ArgumentOutOfRangeException(nameof(position), position,
-                $"These logits hold the rows of positions [{FirstPosition}, {FirstPosition + Rows}).");
+        int row = positions.IsEmpty ? position - FirstPosition : positions.Span.BinarySearch(position);
+        if (row < 0 || row >= Rows)
+            throw new ArgumentOutOfRangeException(nameof(position), position, positions.IsEmpty
+                ? $"These logits hold the rows of positions [{FirstPosition}, {FirstPosition + Rows})."
+                : $"These logits hold the rows of a cache window's {Rows} query positions, not this one.");
         return row * Vocabulary;
     }
 }
@@ -120,6 +144,13 @@ public sealed record DenoiseRequest(int Step, IReadOnlyList<int> SequenceIds, IR
     /// (<see cref="SequenceLogits.FirstPosition"/>); returning every row stays correct.
     /// </summary>
     public IReadOnlyList<int>? LogitsFrom { get; init; }
+
+    /// <summary>
+    /// Per canvas, the cache window to run it with (a <see cref="ICachingDenoiser"/>), or null for a plain pass; null for
+    /// every canvas when the request has none. The logits of a windowed canvas hold the rows of its queries from
+    /// <see cref="LogitsFrom"/> on (<see cref="SequenceLogits.Positions"/>).
+    /// </summary>
+    public IReadOnlyList<CacheWindow?>? Windows { get; init; }
 }
 
 /// <summary>
@@ -161,6 +192,13 @@ public interface IDenoiser
     /// <see cref="DenoiseRequest.LogitsFrom"/> (every position when it is null) to the canvas's end.
     /// </summary>
     ValueTask<IReadOnlyList<SequenceLogits>> ForwardAsync(DenoiseRequest request, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The model FLOPs of computing <paramref name="queries"/> positions of a canvas of <paramref name="positions"/>
+    /// (attention over all of them) and the head on <paramref name="logitsRows"/> rows: 2 per multiply-add of the
+    /// projections, the attention and the head; null when the denoiser does not know its architecture.
+    /// </summary>
+    long? PassFlops(int positions, int queries, int logitsRows) => null;
 }
 
 /// <summary>A denoiser broke the contract: wrong count or shape of logits, or a non-finite logit in a row the sampler reads.</summary>

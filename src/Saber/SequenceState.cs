@@ -24,7 +24,8 @@ internal sealed class SequenceState
     private int blockStep;            // low-confidence: steps taken in the active block
     private int blockMasked;          // low-confidence: masked positions when the block started
 
-    public SequenceState(ReadOnlySpan<int> prompt, DecodeOptions options, int maskId)
+    /// <param name="cache">The sequence's cache, made by the denoiser for this canvas; null without caching. The state owns it.</param>
+    public SequenceState(ReadOnlySpan<int> prompt, DecodeOptions options, int maskId, IDenoiserCache? cache = null)
     {
         this.options = options;
         this.maskId = maskId;
@@ -43,7 +44,43 @@ internal sealed class SequenceState
         Rows = new RowConfidence[generationLength];
         Metric = options.Strategy is LowConfidenceStrategy lc ? lc.Metric : ConfidenceMetric.MaxProb;
         blockMasked = blockLength;
+        if (cache is not null)
+            AttachCache(cache);
     }
+
+    /// <summary>The cache plan, when the decode caches keys and values.</summary>
+    public SequenceCache? Cache { get; private set; }
+
+    /// <summary>Gives the sequence its cache (before its first call; a service makes it when the request starts running).</summary>
+    public void AttachCache(IDenoiserCache cache)
+    {
+        if (Cache is not null || Nfe > 0)
+            throw new InvalidOperationException("A sequence gets its cache once, before its first call.");
+        Cache = new SequenceCache(options.Cache, cache, Canvas.Length, maskId);
+    }
+
+    /// <summary>Model FLOPs of the calls so far (this sequence's positions); null once a call's FLOPs were unknown.</summary>
+    public long? ForwardFlops { get; private set; } = 0;
+
+    /// <summary>The window of the next call (null without a cache); only the rows it computes are read.</summary>
+    public CacheWindow? PlanWindow() => Cache?.Plan(Canvas, PromptLength, block, BlockStart, ActiveEnd, blockLength);
+
+    /// <summary>
+    /// Counts one call's FLOPs: <paramref name="denoiser"/>'s <see cref="IDenoiser.PassFlops"/> for the positions it computed
+    /// (<paramref name="window"/>'s queries, else the canvas) and the logits rows it returned.
+    /// </summary>
+    public void CountPass(IDenoiser denoiser, CacheWindow? window, int logitsRows)
+    {
+        int queries = window?.Queries.Length ?? Canvas.Length;
+        long? flops = denoiser.PassFlops(Canvas.Length, queries, logitsRows);
+        ForwardFlops = ForwardFlops is long sum && flops is long f ? sum + f : null;
+        if (window is not null && Cache!.LastExtra > 0)
+            Cache.AddRefreshFlops(flops - denoiser.PassFlops(Canvas.Length, queries - Cache.LastExtra, logitsRows));
+    }
+
+    /// <summary>The result of the decode so far.</summary>
+    public SequenceResult ToResult() =>
+        new((int[])Canvas.Clone(), PromptLength, Nfe, Trace.ToArray()) { ForwardFlops = ForwardFlops, Cache = Cache?.Statistics };
 
     public int[] Canvas { get; }
     public int PromptLength { get; }
@@ -59,13 +96,17 @@ internal sealed class SequenceState
     /// <summary><c>e = P + (b+1)·K</c>.</summary>
     public int ActiveEnd => PromptLength + (block + 1) * blockLength;
 
-    private int BlockStart => PromptLength + block * blockLength;
+    /// <summary>Canvas position of the active block's first position.</summary>
+    public int BlockStart => PromptLength + block * blockLength;
+
+    /// <summary>Whether this step's row of <paramref name="position"/> was computed: always without a cache; with one, only the window's.</summary>
+    private bool Observed(int position) => Cache?.Computed(position) ?? true;
 
     /// <summary>Saber reads every generation row before <c>e</c>; the baselines only the active block.</summary>
     public int FirstRowToRead() => options.Strategy is SaberStrategy ? PromptLength : BlockStart;
 
     /// <summary>Saber tracks decoded positions too; the baselines only score masked ones.</summary>
-    public bool NeedsRow(int position) => options.Strategy is SaberStrategy || !decoded[position - PromptLength];
+    public bool NeedsRow(int position) => (options.Strategy is SaberStrategy || !decoded[position - PromptLength]) && Observed(position);
 
     /// <summary>The token whose probability <c>q</c> is needed (Saber paper variant, decoded positions), or -1.</summary>
     public int TokenToScore(int position) =>
@@ -90,9 +131,15 @@ internal sealed class SequenceState
         int end = ActiveEnd - PromptLength; // active end as a generation index
         bool paper = saber.Variant == SaberVariant.Paper;
 
-        // 1–2: tracked confidence, its change, and the new previous value.
+        // 1–2: tracked confidence, its change, and the new previous value. With a cache, a position outside the call's
+        // window has no row this step: it keeps its previous value and has no change (it cannot be re-masked this step).
         for (int g = 0; g < generationLength; g++)
         {
+            if (g < end && !Observed(PromptLength + g))
+            {
+                delta[g] = float.NaN;
+                continue;
+            }
             float a = g >= end ? float.NegativeInfinity
                 : paper && decoded[g] ? Rows[g].TokenConfidence
                 : Rows[g].Confidence;
@@ -143,7 +190,7 @@ internal sealed class SequenceState
             {
                 candidates.Clear();
                 for (int g = 0; g < end; g++)
-                    if (decoded[g] && !(paper && selection.Contains(g)))
+                    if (decoded[g] && !(paper && selection.Contains(g)) && !float.IsNaN(delta[g]))
                         candidates.Add(g);
                 // Bottom-m by Δ: ascending Δ, then ascending position.
                 candidates.Sort((x, y) => delta[x] != delta[y] ? delta[x].CompareTo(delta[y]) : x.CompareTo(y));
@@ -156,6 +203,7 @@ internal sealed class SequenceState
                     decoded[g] = false;
                     if (paper) commitSet[g] = false;
                     remasked.Add(new RemaskedToken(PromptLength + g, delta[g]));
+                    Cache?.Remasked(PromptLength + g, BlockStart);
                 }
             }
         }

@@ -76,3 +76,27 @@ public sealed class ConfidenceMetricJsonConverter : JsonConverter<ConfidenceMetr
     public override void Write(Utf8JsonWriter writer, ConfidenceMetric value, JsonSerializerOptions options) =>
         EnumNames.Write(writer, value, Names, "confidence metric");
 }
+
+/// <summary><see cref="CachePolicy"/> as <c>"none"</c>, <c>"prefix"</c> or <c>"dual"</c>, the CLI's <c>--cache</c> names.</summary>
+public sealed class CachePolicyJsonConverter : JsonConverter<CachePolicy>
+{
+    internal static readonly (CachePolicy Value, string Name)[] Names = [(CachePolicy.None, "none"), (CachePolicy.Prefix, "prefix"), (CachePolicy.Dual, "dual")];
+
+    public override CachePolicy Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        EnumNames.Read(ref reader, Names, "cache policy");
+
+    public override void Write(Utf8JsonWriter writer, CachePolicy value, JsonSerializerOptions options) =>
+        EnumNames.Write(writer, value, Names, "cache policy");
+}
+
+/// <summary><see cref="RemaskRefresh"/> as <c>"positions"</c> or <c>"block"</c>, the CLI's <c>--cache-on-remask</c> names.</summary>
+public sealed class RemaskRefreshJsonConverter : JsonConverter<RemaskRefresh>
+{
+    internal static readonly (RemaskRefresh Value, string Name)[] Names = [(RemaskRefresh.Positions, "positions"), (RemaskRefresh.Block, "block")];
+
+    public override RemaskRefresh Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        EnumNames.Read(ref reader, Names, "re-mask refresh");
+
+    public override void Write(Utf8JsonWriter writer, RemaskRefresh value, JsonSerializerOptions options) =>
+        EnumNames.Write(writer, value, Names, "re-mask refresh");
+}
