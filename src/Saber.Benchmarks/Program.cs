@@ -9,11 +9,13 @@ using Saber.Benchmarks;
 // dotnet run -c Release --project src/Saber.Benchmarks -- gpu-overhead [--decodes N]   (needs a GPU)
 // dotnet run -c Release --project src/Saber.Benchmarks -- service [--requests N] [--concurrency 1,8,32,128] [--model DIR]
 // dotnet run -c Release --project src/Saber.Benchmarks -- engine-step DIR_A DIR_B [--length 96] [--prompt 32] [--batch 1] [--passes 40] [--all-rows]
+// dotnet run -c Release --project src/Saber.Benchmarks -- cache --model DIR [--set FILE --limit N] [--gen-length G] [--block-length K] [--refresh-every R]
 // dotnet run -c Release --project src/Saber.Benchmarks -- serve-load [--clients 64] [--requests 10] [--max-tokens 32] [--limit N] [--model DIR] [--out FILE]
 if (args.Length > 0 && args[0] == "gpu-overhead") return GpuOverhead.Run(args[1..]);
 if (args.Length > 0 && args[0] == "service") return await ServiceBenchmark.RunAsync(args[1..]);
 if (args.Length > 0 && args[0] == "serve-load") return await ServeLoadBenchmark.RunAsync(args[1..]);
 if (args.Length > 0 && args[0] == "engine-step") return await EngineStepBenchmark.RunAsync(args[1..]);
+if (args.Length > 0 && args[0] == "cache") return await CacheBenchmark.RunAsync(args[1..]);
 var config = DefaultConfig.Instance
     .AddJob(Job.Default.WithWarmupCount(2).WithIterationCount(10).WithId("step"))
     .AddColumn(new LogitsBandwidthColumn())

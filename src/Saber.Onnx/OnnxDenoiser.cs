@@ -36,7 +36,7 @@ public sealed record OnnxEngineOptions
 
     /// <summary>
     /// The most bytes the live key/value caches may hold together (default 4 GiB): a cache takes layers × 2 × key/value width ×
-    /// 4 bytes a position (8 KiB for the shipped models, 1 MiB for LLaDA-8B), for the whole canvas, while its sequence decodes.
+    /// 4 bytes a position (4 KiB for the shipped models, 112 KiB for Dream-7B, 1 MiB for LLaDA-8B), for the whole canvas, while its sequence decodes.
     /// </summary>
     public long MaxCacheBytes { get; init; } = 4L << 30;
 }
