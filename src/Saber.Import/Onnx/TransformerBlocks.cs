@@ -68,7 +68,12 @@ internal sealed class EmbeddedWeights(IReadOnlyDictionary<string, TensorProto> w
 /// [max positions, head_dim] (the shipped models' own tables, computed in double precision), instead of computed in float32.
 /// </param>
 /// <param name="PaddedKeyBias">Added to padded keys' scores: float.MinValue (LLaDA's mask), the shipped graphs' −1e9.</param>
-internal sealed record GraphOptions(WeightSource Weights, LinearLayout Layout, bool RotaryTables, float PaddedKeyBias)
+/// <param name="SquareByMul">
+/// RMSNorm squares by x·x (the shipped graphs' form, which ONNX Runtime leaves unfused) instead of Pow(x, 2) (which it fuses
+/// into SimplifiedLayerNormalization): each graph's cache graph squares as its plain graph does, so that ORT computes both
+/// alike and a full pass of the cache graph equals the plain graph bit for bit.
+/// </param>
+internal sealed record GraphOptions(WeightSource Weights, LinearLayout Layout, bool RotaryTables, float PaddedKeyBias, bool SquareByMul = false)
 {
     /// <summary>An imported checkpoint's: external weights [out, in], rotary computed, float.MinValue bias.</summary>
     public static GraphOptions Imported(IReadOnlyDictionary<string, ExternalTensor> weights) =>
@@ -254,7 +259,8 @@ internal abstract class TransformerBlocks
     /// </summary>
     private string RmsNorm(string x, string weightName)
     {
-        string meanSquare = g.Op("ReduceMean", [g.Op("Pow", x, g.Float(2f))], [Ints("axes", -1), Int("keepdims", 1)]);
+        string square = options.SquareByMul ? g.Op("Mul", x, x) : g.Op("Pow", x, g.Float(2f));
+        string meanSquare = g.Op("ReduceMean", [square], [Ints("axes", -1), Int("keepdims", 1)]);
         string normalized = g.Op("Div", x, g.Op("Sqrt", g.Op("Add", meanSquare, g.Float((float)spec.RmsNormEps))));
         Declare(weightName, spec.HiddenSize);
         return g.Op("Mul", normalized, AsFloat(weightName));
