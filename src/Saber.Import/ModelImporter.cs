@@ -148,8 +148,10 @@ public sealed class ModelImporter(ILogger<ModelImporter>? logger = null)
         }
         catch (ArgumentException e)
         {
-            // The manifest and the graph's weights disagree (a missing or misshapen weight): the folder's fault, not the caller's.
-            throw new InvalidDataException($"'{graphPath}' and '{manifestPath}' do not describe one model: {e.Message}", e);
+            // A missing or misshapen weight (the manifest and the graph disagree): the folder's fault, not the caller's.
+            throw new InvalidDataException(imported
+                ? $"'{graphPath}' and '{manifestPath}' do not describe one model: {e.Message}"
+                : $"'{graphPath}' is not a model tools/make_tiny_model.py wrote: {e.Message}", e);
         }
         finally
         {
