@@ -10,8 +10,12 @@ internal static class ImportCommand
 {
     public const string Usage =
         "usage: saber import CHECKPOINT_DIR MODEL_DIR [--dtype fp32|fp16|bf16] [--max-positions N]\n" +
+        "       saber import --cache-graph MODEL_DIR\n" +
         "Reads a Hugging Face LLaDA or Dream checkpoint (config.json, model.safetensors or its shards, tokenizer.json)\n" +
-        "and writes the new folder MODEL_DIR: model.onnx, model.onnx.data, the tokenizer files and saber_model.json.\n" +
+        "and writes the new folder MODEL_DIR: model.onnx, model.onnx.data, model.cache.onnx (the KV-cache graph),\n" +
+        "the tokenizer files and saber_model.json.\n" +
+        "  --cache-graph            instead, write (or rewrite) model.cache.onnx in the existing MODEL_DIR: a folder\n" +
+        "                           imported before cache graphs existed, or a shipped model (models/tiny)\n" +
         "  --dtype fp32|fp16|bf16   type of the written weights (default: the checkpoint's own)\n" +
         "  --max-positions N        longest canvas the model accepts (default: the config's)\n" +
         "Progress goes to stderr; a summary to stdout. Nothing is left behind when the import fails or is cancelled.";
@@ -21,8 +25,16 @@ internal static class ImportCommand
 
     public static async Task<int> RunAsync(string[] argv, TextWriter stdout, TextWriter stderr, ILoggerFactory logging, CancellationToken cancellationToken)
     {
-        var args = new Arguments(argv, new HashSet<string>(), acceptsPositionals: true);
+        var args = new Arguments(argv, new HashSet<string> { "--cache-graph" }, acceptsPositionals: true);
         IReadOnlyList<string> folders = args.Positionals;
+        if (args.Flag("--cache-graph"))
+        {
+            if (folders.Count != 1) throw new UsageException($"--cache-graph takes one MODEL_DIR; got {folders.Count} argument(s).");
+            args.RejectUnknown();
+            string path = await Task.Run(() => ModelImporter.AddCacheGraph(folders[0]), cancellationToken);
+            stdout.WriteLine($"wrote {path} ({new FileInfo(path).Length.ToString(CultureInfo.InvariantCulture)} bytes)");
+            return 0;
+        }
         if (folders.Count != 2) throw new UsageException($"Give CHECKPOINT_DIR and MODEL_DIR; got {folders.Count} argument(s).");
         WeightType? dtype = args.Choice("--dtype", ImportOptions.DTypeNames);
         int? maxPositions = args.Int("--max-positions");

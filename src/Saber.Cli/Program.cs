@@ -13,7 +13,8 @@ public static class Program
         "  eval     a held-out problem set through every strategy: exact-match accuracy, NFE, wall time (default: models/addition)\n" +
         "  replay   decode against logits recorded in a .npy file [steps, L, V]\n" +
         "  serve    an OpenAI-compatible HTTP server (chat and text completions) on the configured models\n" +
-        "  import   turn a Hugging Face LLaDA or Dream checkpoint into a model folder (model.onnx and its weights)\n" +
+        "  import   turn a Hugging Face LLaDA or Dream checkpoint into a model folder (model.onnx and its weights);\n" +
+        "           --cache-graph MODEL_DIR adds the KV-cache graph (model.cache.onnx) to an existing one\n" +
         "common options: --verbose (log to stderr), --help; --version prints the version;\n" +
         "-- ends the options (what follows is a prompt, even if it starts with --)";
 

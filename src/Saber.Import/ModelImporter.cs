@@ -3,16 +3,19 @@ using System.Globalization;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Google.Protobuf;
 using Microsoft.Win32.SafeHandles;
 using Saber.Import.Checkpoints;
 using Saber.Import.Onnx;
+using Saber.Import.Onnx.Protobuf;
 
 namespace Saber.Import;
 
 /// <summary>
 /// Imports a Hugging Face LLaDA or Dream checkpoint folder (config.json, safetensors weights, tokenizer) into a model
-/// folder the Saber engines load: <c>model.onnx</c> (the graph, weights external), <c>model.onnx.data</c>, the tokenizer
-/// files and <c>saber_model.json</c>. Everything is validated before anything big is written; the output is built in a
+/// folder the Saber engines load: <c>model.onnx</c> (the graph, weights external), <c>model.onnx.data</c>,
+/// <c>model.cache.onnx</c> (the KV-cache graph on the same data, <see cref="CacheGraph"/>), the tokenizer files and
+/// <c>saber_model.json</c>. Everything is validated before anything big is written; the output is built in a
 /// temporary sibling folder and renamed into place at the end, so a failed or cancelled import leaves nothing behind.
 /// </summary>
 public sealed class ModelImporter(ILogger<ModelImporter>? logger = null)
@@ -70,8 +73,11 @@ public sealed class ModelImporter(ILogger<ModelImporter>? logger = null)
             var sources = new List<SourceFile>();
             sources.Add(HashFile(checkpointDirectory, CheckpointConfig.ConfigFileName));
             if (checkpoint.IndexPath is not null) sources.Add(HashFile(checkpointDirectory, SafetensorsCheckpoint.IndexFileName));
+            Dictionary<string, string> metadata = Metadata(spec, checkpointDirectory);
             using (var graph = new FileStream(Path.Combine(temporary, GraphFileName), FileMode.CreateNew, FileAccess.Write))
-                TransformerGraph.Write(graph, spec, layout, Metadata(spec, checkpointDirectory));
+                TransformerGraph.Write(graph, spec, layout, metadata);
+            using (var cacheGraph = new FileStream(Path.Combine(temporary, CacheGraph.FileName), FileMode.CreateNew, FileAccess.Write))
+                CacheGraph.Write(cacheGraph, spec, layout, CacheGraph.Metadata(spec, metadata));
             sources.AddRange(CopyWeights(checkpoint, layout, dataBytes, Path.Combine(temporary, DataFileName), options.ChunkBytes, progress, sourceBytes, cancellationToken));
             foreach (string name in TokenizerFileNames)
             {
@@ -92,6 +98,91 @@ public sealed class ModelImporter(ILogger<ModelImporter>? logger = null)
         logger.LogInformation("Imported {Tensors} tensors ({Bytes} bytes) into {Target} in {Seconds:F1} s",
             result.Tensors, result.DataBytes, target, result.Elapsed.TotalSeconds);
         return result;
+    }
+
+    /// <summary>
+    /// Writes <c>model.cache.onnx</c> (<see cref="CacheGraph"/>) into an existing model folder, replacing one that is there:
+    /// an imported folder (it has <c>saber_model.json</c>; the cache graph is rebuilt from the manifest and model.onnx's
+    /// external weight entries, and the manifest then names it), or a shipped model of <c>tools/make_tiny_model.py</c>
+    /// (weights embedded in model.onnx, copied into the cache graph). Written to a temporary file and renamed into place.
+    /// </summary>
+    /// <returns>The cache graph's path.</returns>
+    /// <exception cref="InvalidDataException">model.onnx or the manifest is malformed or not of a model this can rebuild (the message names the file).</exception>
+    /// <exception cref="IOException">model.onnx does not exist, or reading or writing failed.</exception>
+    public static string AddCacheGraph(string modelDirectory)
+    {
+        ArgumentNullException.ThrowIfNull(modelDirectory);
+        string graphPath = Path.Combine(modelDirectory, GraphFileName);
+        if (!File.Exists(graphPath))
+            throw new FileNotFoundException($"'{graphPath}' does not exist: give a model folder (model.onnx, and saber_model.json for an imported model).", graphPath);
+        ModelProto plain;
+        try
+        {
+            plain = ModelProto.Parser.ParseFrom(File.ReadAllBytes(graphPath));
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            throw new InvalidDataException($"'{graphPath}' is not an ONNX model: {e.Message}", e);
+        }
+        string manifestPath = Path.Combine(modelDirectory, ModelManifest.FileName);
+        bool imported = File.Exists(manifestPath);
+        string target = Path.Combine(modelDirectory, CacheGraph.FileName);
+        string temporary = $"{target}.tmp-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}";
+        try
+        {
+            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write))
+            {
+                if (imported)
+                {
+                    Dictionary<string, ExternalTensor> weights = ExternalWeights(plain, graphPath);
+                    ArchitectureSpec spec = ModelManifest.ReadSpec(manifestPath, plain.Graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal));
+                    CacheGraph.Write(stream, spec, weights, CacheGraph.Metadata(spec, plain.MetadataProps.Select(e => KeyValuePair.Create(e.Key, e.Value))));
+                }
+                else
+                {
+                    ShippedModel.Contents shipped = ShippedModel.Read(plain, graphPath);
+                    CacheGraph.Write(stream, shipped.Spec, shipped.Options, CacheGraph.Metadata(shipped.Spec, shipped.Metadata));
+                }
+            }
+            File.Move(temporary, target, overwrite: true);
+        }
+        catch (ArgumentException e)
+        {
+            // A missing or misshapen weight (the manifest and the graph disagree): the folder's fault, not the caller's.
+            throw new InvalidDataException(imported
+                ? $"'{graphPath}' and '{manifestPath}' do not describe one model: {e.Message}"
+                : $"'{graphPath}' is not a model tools/make_tiny_model.py wrote: {e.Message}", e);
+        }
+        finally
+        {
+            File.Delete(temporary);
+        }
+        if (imported) ModelManifest.NameCacheGraph(manifestPath);
+        return target;
+    }
+
+    /// <summary>The external initializers of an imported model.onnx: each weight's type, shape and place in the data file.</summary>
+    private static Dictionary<string, ExternalTensor> ExternalWeights(ModelProto model, string path)
+    {
+        var weights = new Dictionary<string, ExternalTensor>(StringComparer.Ordinal);
+        foreach (TensorProto tensor in model.Graph?.Initializer ?? [])
+        {
+            if (tensor.DataLocation != TensorProto.Types.DataLocation.External) continue;
+            Dictionary<string, string> entries = tensor.ExternalData.ToDictionary(e => e.Key, e => e.Value);
+            WeightType type = (TensorProto.Types.DataType)tensor.DataType switch
+            {
+                TensorProto.Types.DataType.Float => WeightType.Float32,
+                TensorProto.Types.DataType.Float16 => WeightType.Float16,
+                TensorProto.Types.DataType.Bfloat16 => WeightType.BFloat16,
+                _ => throw new InvalidDataException($"'{path}': weight '{tensor.Name}' has element type {tensor.DataType}, not float32, float16 or bfloat16."),
+            };
+            long Number(string key) => entries.TryGetValue(key, out string? text) && long.TryParse(text, CultureInfo.InvariantCulture, out long value) ? value
+                : throw new InvalidDataException($"'{path}': weight '{tensor.Name}' lacks the external data entry '{key}'.");
+            string location = entries.TryGetValue("location", out string? file) ? file
+                : throw new InvalidDataException($"'{path}': weight '{tensor.Name}' lacks the external data entry 'location'.");
+            weights.Add(tensor.Name, new ExternalTensor(tensor.Name, type, [.. tensor.Dims], location, Number("offset"), Number("length")));
+        }
+        return weights;
     }
 
     /// <summary>The ONNX metadata the engines read (<c>mask_id</c>, <c>max_positions</c>, <c>logits_shift</c>...).</summary>

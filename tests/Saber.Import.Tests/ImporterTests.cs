@@ -44,8 +44,8 @@ public sealed class ImporterTests
         string checkpoint = Checkpoint(new FixtureOptions { Family = family, Shards = shards });
         ImportResult result = Import(checkpoint, Output());
         string[] expected = family == Family.Dream
-            ? ["generation_config.json", "model.onnx", "model.onnx.data", "saber_model.json", "tokenizer.json", "tokenizer_config.json"]
-            : ["model.onnx", "model.onnx.data", "saber_model.json", "tokenizer.json", "tokenizer_config.json"];
+            ? ["generation_config.json", "model.cache.onnx", "model.onnx", "model.onnx.data", "saber_model.json", "tokenizer.json", "tokenizer_config.json"]
+            : ["model.cache.onnx", "model.onnx", "model.onnx.data", "saber_model.json", "tokenizer.json", "tokenizer_config.json"];
         Assert.That(Listing(Output()), Is.EqualTo(expected));
         Assert.That(result.ModelDirectory, Is.EqualTo(Output()));
         Assert.That(result.Tensors, Is.EqualTo(CheckpointFixture.Tensors(new FixtureOptions { Family = family }).Count));
