@@ -298,7 +298,6 @@ public sealed partial class SaberEngine : IAsyncDisposable
             {
                 r.Registration.Unregister();
                 r.Cancel();
-                r.State.Cache?.Dispose();
             }
             List<Request> left;
             lock (gate)
@@ -358,7 +357,6 @@ public sealed partial class SaberEngine : IAsyncDisposable
     {
         Request r = running[index];
         running.RemoveAt(index);
-        r.State.Cache?.Dispose();
         freeSlots.Enqueue(r.Slot, r.Slot);
         r.Registration.Unregister();
         lock (gate)
@@ -547,20 +545,24 @@ public sealed partial class SaberEngine : IAsyncDisposable
         public int Step { get; set; }                               // own steps applied
         public Exception? Error { get; set; }
 
+        // Each end releases the cache first, so a caller that sees the result sees the memory back too (disposing is idempotent).
         public void Complete(SequenceResult result)
         {
+            State.Cache?.Dispose();
             if (Completion.TrySetResult(result)) metrics.RequestCompleted(submitted, result.Nfe);
             Updates?.Writer.TryComplete();
         }
 
         public void Fail(Exception e)
         {
+            State.Cache?.Dispose();
             if (Completion.TrySetException(e)) metrics.RequestFailed(submitted);
             Updates?.Writer.TryComplete();
         }
 
         public void Cancel()
         {
+            State.Cache?.Dispose();
             if (Token.IsCancellationRequested ? Completion.TrySetCanceled(Token) : Completion.TrySetCanceled())
                 metrics.RequestCancelled(submitted);
             Updates?.Writer.TryComplete();
