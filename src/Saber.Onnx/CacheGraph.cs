@@ -103,18 +103,18 @@ internal sealed class CacheGraph : IDisposable
     public const string QueryPositionsName = "query_positions";
 
     private readonly string path;
-    private readonly SessionOptions sessionOptions;
+    private readonly OnnxEngineOptions options;
     private readonly Lock gate = new();
     private InferenceSession? session;
     private string[]? inputNames, outputNames;
     private long bytesInUse;
 
-    public CacheGraph(string path, TransformerShape shape, long maxBytes, SessionOptions sessionOptions)
+    public CacheGraph(string path, TransformerShape shape, OnnxEngineOptions options)
     {
         this.path = path;
         Shape = shape;
-        MaxBytes = maxBytes;
-        this.sessionOptions = sessionOptions;
+        MaxBytes = options.MaxCacheBytes;
+        this.options = options;
     }
 
     public TransformerShape Shape { get; }
@@ -157,15 +157,7 @@ internal sealed class CacheGraph : IDisposable
         lock (gate)
         {
             if (session is not null) return session;
-            InferenceSession loaded;
-            try
-            {
-                loaded = new InferenceSession(path, sessionOptions);
-            }
-            catch (OnnxRuntimeException e)
-            {
-                throw new InvalidDataException($"'{path}' is not a loadable cache graph: {e.Message}", e);
-            }
+            InferenceSession loaded = OnnxDenoiser.OpenSession(path, options, "cache graph");
             try
             {
                 var expectedInputs = new List<string> { OnnxDenoiser.InputName, QueryPositionsName, OnnxDenoiser.AttentionMaskName, OnnxDenoiser.LogitsIndexName };
@@ -260,6 +252,5 @@ internal sealed class CacheGraph : IDisposable
             session?.Dispose();
             session = null;
         }
-        sessionOptions.Dispose();
     }
 }

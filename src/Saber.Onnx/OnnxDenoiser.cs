@@ -157,16 +157,7 @@ public sealed partial class OnnxDenoiser : ICachingDenoiser, IDisposable
                 $"Intra-op threads must lie in [0, {OnnxEngineOptions.MaxIntraOpThreads}] (four per core; 0: ONNX Runtime's default); got {options.IntraOpThreads}.");
         if (!File.Exists(path)) throw new FileNotFoundException($"No ONNX model at '{path}'.", path);
 
-        using var sessionOptions = new SessionOptions { GraphOptimizationLevel = options.OptimizationLevel, IntraOpNumThreads = options.IntraOpThreads };
-        InferenceSession session;
-        try
-        {
-            session = new InferenceSession(path, sessionOptions);
-        }
-        catch (OnnxRuntimeException e)
-        {
-            throw new InvalidDataException($"'{path}' is not a loadable ONNX model: {e.Message}", e);
-        }
+        InferenceSession session = OpenSession(path, options, "ONNX model");
         try
         {
             var (vocabulary, type, attentionMask, selectsRows) = CheckSignature(session, path);
@@ -217,8 +208,21 @@ public sealed partial class OnnxDenoiser : ICachingDenoiser, IDisposable
             throw new InvalidDataException($"Cache graph '{cachePath}' has vocabulary {shape.Vocabulary}; the model '{path}' has {vocabulary}.");
         if (MetadataInt(metadata, "mask_id", cachePath) is int cacheMask && options.MaskId is null && cacheMask != maskId)
             throw new InvalidDataException($"Cache graph '{cachePath}' has mask id {cacheMask}; the model '{path}' has {maskId}.");
-        var sessionOptions = new SessionOptions { GraphOptimizationLevel = options.OptimizationLevel, IntraOpNumThreads = options.IntraOpThreads };
-        return (new CacheGraph(cachePath, shape, options.MaxCacheBytes, sessionOptions), null);
+        return (new CacheGraph(cachePath, shape, options), null);
+    }
+
+    /// <summary>A session on <paramref name="path"/> with the engine's settings; a file ONNX Runtime cannot load is an InvalidDataException naming it as <paramref name="what"/>.</summary>
+    internal static InferenceSession OpenSession(string path, OnnxEngineOptions options, string what)
+    {
+        using var sessionOptions = new SessionOptions { GraphOptimizationLevel = options.OptimizationLevel, IntraOpNumThreads = options.IntraOpThreads };
+        try
+        {
+            return new InferenceSession(path, sessionOptions);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new InvalidDataException($"'{path}' is not a loadable {what}: {e.Message}", e);
+        }
     }
 
     /// <summary>The architecture sizes from the cache graph's metadata; null when the model has no cache graph.</summary>
