@@ -82,6 +82,11 @@ internal sealed class Arguments
             : throw new UsageException($"{name} expects an integer in [0, {ulong.MaxValue}]; got '{s}'.")
         : null;
 
+    public long? Long(string name) => Text(name) is { } s
+        ? long.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v) ? v
+            : throw new UsageException($"{name} expects an integer in [{long.MinValue}, {long.MaxValue}]; got '{s}'.")
+        : null;
+
     public float? Float(string name) => Text(name) is { } s
         ? float.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out float v) ? v : throw new UsageException($"{name} expects a number; got '{s}'.")
         : null;

@@ -10,11 +10,13 @@ internal static class EvalCommand
 {
     public const string Usage =
         "usage: saber eval [--model DIR] [--set FILE] [--limit N] [--gen-length G] [--block-length K] [--batch B]\n" +
-        "                  [--temperature T --seed S] [--threads N] [--json] [--no-progress]\n" +
+        "                  [--temperature T --seed S] [--threads N] [--cache none|prefix|dual [--cache-refresh-every R]\n" +
+        "                  [--cache-on-remask positions|block] [--max-cache-bytes N]] [--json] [--no-progress]\n" +
         "Decodes each problem of the set with every strategy (low-confidence S=G and S=G/2, Fast-dLLM's threshold 0.9 and\n" +
         "factor rule (F = 1), Saber reference and paper, Saber without backtracking, Saber with a fixed threshold 0.9) and prints, per strategy, exact-match\n" +
-        "accuracy (the decoded text up to the first end-of-text equals the answer), mean and max NFE, wall time and\n" +
-        "generated positions per second; a Markdown table, or --json.\n" +
+        "accuracy (the decoded text up to the first end-of-text equals the answer), mean and max NFE, forward FLOPs (mean\n" +
+        "per problem and total; - or null when the model does not report them), wall time and generated positions per\n" +
+        "second; a Markdown table, or --json.\n" +
         "  --model DIR        default: the shipped task model models/addition (models/addition/README.md)\n" +
         "  --set FILE         JSON lines of {\"prompt\": ..., \"answer\": ...} (default: test.jsonl in the model directory)\n" +
         "  --limit N          the first N problems only\n" +
@@ -22,6 +24,9 @@ internal static class EvalCommand
         "  --batch B          problems per forward pass (default 64; continuous batching: the figures but wall time do not depend on it)\n" +
         "  --temperature T    default 0 (greedy); with T > 0, problem i draws with seed S + i (--seed S, default 0): the same seed, the same table\n" +
         "  --threads N        ONNX Runtime intra-op threads (default 0: one per core)\n" +
+        StrategyArguments.CacheUsage + "\n" +
+        "                     (every strategy decodes with the cache)\n" +
+        "  --max-cache-bytes N  the most bytes the live key/value caches may hold (default 4 GiB)\n" +
         "Progress goes to stderr (--no-progress: none).";
 
     public static async Task<int> RunAsync(string[] argv, TextWriter stdout, TextWriter stderr, ILoggerFactory logging, CancellationToken cancellationToken)
@@ -36,6 +41,7 @@ internal static class EvalCommand
         int batch = args.Int("--batch") ?? 64;
         if (batch < 1) throw new UsageException($"--batch must be >= 1; got {batch}.");
         var (temperature, seed) = StrategyArguments.Sampling(args);
+        CacheOptions cache = StrategyArguments.Cache(args);
         string? setPath = args.Text("--set");
         using LocalModel model = ModelArguments.Open(args, logging, shipped: "addition");
         args.RejectUnknown();
@@ -47,15 +53,19 @@ internal static class EvalCommand
 
         IReadOnlyList<(string Label, DecodingStrategy Strategy)> table = Evaluation.Table(g);
         DecodeOptions Options(DecodingStrategy strategy) =>
-            new() { GenerationLength = g, BlockLength = k, Strategy = strategy, Temperature = temperature, Seed = seed ?? 0 };
+            new() { GenerationLength = g, BlockLength = k, Strategy = strategy, Temperature = temperature, Seed = seed ?? 0, Cache = cache };
         // Every row's settings and every prompt are checked before anything is decoded.
         ReadOnlyMemory<int>[] encoded = ModelArguments.Encode(model.Tokenizer, problems.Select(p => p.Prompt).ToArray(), "eval", stderr);
+        // DecodeStepsAsync checks at the call (and, with a cache, that the model runs one that fits) and holds nothing until enumerated.
+        var check = new CpuSampler();
+        bool warned = false;
         foreach (var (_, strategy) in table)
         {
             DecodeOptions options = Options(strategy);
-            DecodeInputs.Validate(encoded.Take(batch).ToArray(), options, model.Denoiser.VocabularySize, model.Denoiser.MaskId, model.Denoiser.MaxSequenceLength);
+            _ = check.DecodeStepsAsync(model.Denoiser, encoded.Take(batch).ToArray(), options, cancellationToken);
+            if (warned) continue;   // one warning is enough
             StrategyArguments.WarnAboutSeed(options, seed is not null, "eval", stderr);
-            if (seed is not null) break;   // one warning is enough
+            warned = seed is not null;
         }
 
         // One untimed forward pass first, so that no row pays for the session's warm-up.
@@ -72,13 +82,14 @@ internal static class EvalCommand
 
         string name = Path.GetFileName(Path.GetFullPath(directory).TrimEnd(Path.DirectorySeparatorChar));
         if (json)
-            WriteJson(stdout, name, problems.Count, g, k, temperature, seed ?? 0, rows);
+            WriteJson(stdout, name, problems.Count, g, k, temperature, seed ?? 0, cache, rows);
         else
-            WriteMarkdown(stdout, name, Path.GetFileName(setPath), problems.Count, g, k, temperature, seed ?? 0, batch, rows);
+            WriteMarkdown(stdout, name, Path.GetFileName(setPath), problems.Count, g, k, temperature, seed ?? 0, batch, rows, cache);
         return 0;
     }
 
-    private static void WriteJson(TextWriter stdout, string model, int problems, int g, int k, float temperature, ulong seed, List<EvalRow> rows)
+    private static void WriteJson(TextWriter stdout, string model, int problems, int g, int k, float temperature, ulong seed, CacheOptions cache,
+        List<EvalRow> rows)
     {
         using var buffer = new MemoryStream();
         using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
@@ -90,6 +101,10 @@ internal static class EvalCommand
             json.WriteNumber("block_length", k);
             json.WriteNumber("temperature", temperature);
             json.WriteNumber("seed", seed);
+            json.WriteString("cache", StrategyArguments.CacheName(cache.Policy));
+            if (cache.RefreshEvery is int r) json.WriteNumber("cache_refresh_every", r);
+            else json.WriteNull("cache_refresh_every");
+            json.WriteString("cache_on_remask", cache.OnRemask == RemaskRefresh.Block ? "block" : "positions");
             json.WriteStartArray("rows");
             foreach (EvalRow row in rows)
             {
@@ -102,6 +117,11 @@ internal static class EvalCommand
                 json.WriteNumber("correct", row.Correct);
                 json.WriteNumber("mean_nfe", row.MeanNfe);
                 json.WriteNumber("max_nfe", row.MaxNfe);
+                json.WriteString("cache", row.Cache);
+                if (row.MeanForwardFlops is double mean) json.WriteNumber("mean_forward_flops", Math.Round(mean));
+                else json.WriteNull("mean_forward_flops");
+                if (row.TotalForwardFlops is long total) json.WriteNumber("forward_flops", total);
+                else json.WriteNull("forward_flops");
                 json.WriteNumber("wall_ms", Math.Round(row.WallMs, 1));
                 json.WriteNumber("tokens_per_s", Math.Round(row.TokensPerSecond, 1));
                 json.WriteEndObject();
@@ -113,18 +133,20 @@ internal static class EvalCommand
     }
 
     internal static void WriteMarkdown(TextWriter stdout, string model, string set, int problems, int g, int k, float temperature, ulong seed, int batch,
-        List<EvalRow> rows)
+        List<EvalRow> rows, CacheOptions? cache = null)
     {
         var inv = CultureInfo.InvariantCulture;
         string sampling = temperature > 0 ? $"T = {temperature.ToString(inv)}, seed {seed}" : "greedy (T = 0)";
-        stdout.WriteLine($"saber eval: {model}, {problems} problems ({set}), G = {g}, K = {k}, {sampling}, batch {batch}, CPU (ONNX Runtime)");
+        stdout.WriteLine($"saber eval: {model}, {problems} problems ({set}), G = {g}, K = {k}, {sampling}, " +
+            $"{StrategyArguments.DescribeCache(cache ?? CacheOptions.None)}, batch {batch}, CPU (ONNX Runtime)");
         stdout.WriteLine();
-        stdout.WriteLine("| strategy | accuracy | mean NFE | max NFE | NFE vs low-confidence S=G | wall ms | tokens/s |");
-        stdout.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
+        stdout.WriteLine("| strategy | accuracy | mean NFE | max NFE | NFE vs low-confidence S=G | cache | FLOPs/problem | FLOPs | wall ms | tokens/s |");
+        stdout.WriteLine("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|");
         double baseline = rows[0].MeanNfe;
         foreach (EvalRow row in rows)
             stdout.WriteLine($"| {row.Label} | {row.Accuracy.ToString("F3", inv)} ({row.Correct}/{row.Problems}) | {row.MeanNfe.ToString("F2", inv)} | {row.MaxNfe} | " +
-                $"{(row.MeanNfe / baseline).ToString("F2", inv)}x | {row.WallMs.ToString("F0", inv)} | {row.TokensPerSecond.ToString("F0", inv)} |");
+                $"{(row.MeanNfe / baseline).ToString("F2", inv)}x | {row.Cache} | {StrategyArguments.Flops(row.MeanForwardFlops)} | " +
+                $"{StrategyArguments.Flops(row.TotalForwardFlops)} | {row.WallMs.ToString("F0", inv)} | {row.TokensPerSecond.ToString("F0", inv)} |");
     }
 
     /// <summary>

@@ -9,8 +9,11 @@ namespace Saber.Cli;
 internal sealed record EvalProblem(string Prompt, string Answer);
 
 /// <summary>One strategy's row of the table (the <c>--json</c> field names are those of the format).</summary>
+/// <param name="Cache">The cache policy every decode of the row ran with (<c>none</c>, <c>prefix</c>, <c>dual</c>).</param>
+/// <param name="MeanForwardFlops">Model FLOPs computed per problem, on average; null when the model does not report FLOPs.</param>
+/// <param name="TotalForwardFlops">Model FLOPs computed for the whole set; null when the model does not report FLOPs.</param>
 internal sealed record EvalRow(string Strategy, string? Variant, string Label, int Problems, int Correct, double MeanNfe, int MaxNfe,
-    double WallMs, double TokensPerSecond)
+    double WallMs, double TokensPerSecond, string Cache = "none", double? MeanForwardFlops = null, long? TotalForwardFlops = null)
 {
     public double Accuracy => Problems == 0 ? 0 : (double)Correct / Problems;
 }
@@ -81,11 +84,16 @@ internal static class Evaluation
     /// draws by its own steps, so every figure but the wall time is independent of the batch size and of <c>--limit</c>.
     /// <paramref name="progress"/> gets the number of problems done.
     /// </summary>
-    public static async Task<EvalRow> RunAsync(LocalModel model, IReadOnlyList<EvalProblem> problems, string label, DecodeOptions options, int batch,
-        IProgress<int>? progress, CancellationToken cancellationToken)
+    public static Task<EvalRow> RunAsync(LocalModel model, IReadOnlyList<EvalProblem> problems, string label, DecodeOptions options, int batch,
+        IProgress<int>? progress, CancellationToken cancellationToken) =>
+        RunAsync(model.Denoiser, model.Tokenizer, problems, label, options, batch, progress, cancellationToken);
+
+    /// <summary>As <see cref="RunAsync(LocalModel, IReadOnlyList{EvalProblem}, string, DecodeOptions, int, IProgress{int}?, CancellationToken)"/>, on any denoiser.</summary>
+    public static async Task<EvalRow> RunAsync(IDenoiser denoiser, IModelTokenizer tokenizer, IReadOnlyList<EvalProblem> problems, string label,
+        DecodeOptions options, int batch, IProgress<int>? progress, CancellationToken cancellationToken)
     {
-        int[][] prompts = problems.Select(p => model.Tokenizer.Encode(p.Prompt)).ToArray();
-        await using var engine = new SaberEngine(model.Denoiser, new SaberEngineOptions { MaxBatchSize = batch, Capacity = problems.Count });
+        int[][] prompts = problems.Select(p => tokenizer.Encode(p.Prompt)).ToArray();
+        await using var engine = new SaberEngine(denoiser, new SaberEngineOptions { MaxBatchSize = batch, Capacity = problems.Count });
         int done = 0;
         var clock = Stopwatch.StartNew();
         SequenceResult[] results = await Task.WhenAll(prompts.Select(async (prompt, i) =>
@@ -95,9 +103,11 @@ internal static class Evaluation
             return result;
         }));
         double seconds = clock.Elapsed.TotalSeconds;
-        int correct = results.Where((s, i) => model.Tokenizer.Decode(s.Tokens) == problems[i].Answer).Count();
+        int correct = results.Where((s, i) => tokenizer.Decode(s.Tokens) == problems[i].Answer).Count();
         var (strategy, variant) = Name(options.Strategy);
+        long? flops = results.Any(s => s.ForwardFlops is null) ? null : results.Sum(s => s.ForwardFlops!.Value);
         return new EvalRow(strategy, variant, label, problems.Count, correct, results.Average(s => (double)s.Nfe), results.Max(s => s.Nfe),
-            seconds * 1000, seconds > 0 ? (double)options.GenerationLength * problems.Count / seconds : 0);
+            seconds * 1000, seconds > 0 ? (double)options.GenerationLength * problems.Count / seconds : 0,
+            StrategyArguments.CacheName(options.Cache.Policy), (double?)flops / problems.Count, flops);
     }
 }

@@ -15,12 +15,15 @@ internal static class GenerateCommand
         "  --engine onnx|tensorrt   onnx (default): DIR/model.onnx on the CPU; tensorrt: --engine-file X.plan on\n" +
         "                           the GPU (libsaber_native built with TensorRT), with DIR's tokenizer\n" +
         StrategyArguments.Usage + "\n" +
+        StrategyArguments.CacheUsage + "   (onnx only)\n" +
         "  --prompt-ids IDS   token ids instead of prompt text: comma-separated, ';' between prompts (\"1,2,3;4,5\")\n" +
         "  --json             one JSON object per prompt on stdout: prompt_ids, ids (all G generated positions,\n" +
-        "                     not cut at end-of-text), text (up to the first end-of-text) and nfe\n" +
+        "                     not cut at end-of-text), text (up to the first end-of-text), nfe, cache (the policy;\n" +
+        "                     null without one), forward_flops (null when the model does not report FLOPs) and,\n" +
+        "                     with a cache, cache_statistics\n" +
         "  --no-progress      no step-by-step progress on stderr\n" +
-        "Prints each prompt followed by its completion (up to the first end-of-text) on stdout, then NFE,\n" +
-        "wall time and tokens/s on stderr.";
+        "Prints each prompt followed by its completion (up to the first end-of-text) on stdout, then NFE, the cache,\n" +
+        "forward FLOPs (all prompts; - when unknown), wall time and tokens/s on stderr.";
 
     public static async Task<int> RunAsync(string[] argv, TextWriter stdout, TextWriter stderr, ILoggerFactory logging, CancellationToken cancellationToken)
     {
@@ -32,6 +35,7 @@ internal static class GenerateCommand
         bool json = args.Flag("--json");
         var (g, k) = ModelArguments.Lengths(args);
         DecodingStrategy strategy = StrategyArguments.Read(args);
+        CacheOptions cache = StrategyArguments.Cache(args);
         var (temperature, seed) = StrategyArguments.Sampling(args);
         var options = new DecodeOptions
         {
@@ -40,6 +44,7 @@ internal static class GenerateCommand
             Strategy = strategy,
             Temperature = temperature,
             Seed = seed ?? 0,
+            Cache = cache,
         };
         bool progress = !args.Flag("--no-progress");
         string engine = args.Text("--engine") ?? "onnx";
@@ -56,40 +61,64 @@ internal static class GenerateCommand
             : promptIds.Select(p => (ReadOnlyMemory<int>)p).ToArray();
         using Saber.Cuda.CudaContext? context = engineFile is null ? null : Saber.Cuda.CudaContext.Create();
         using Saber.Cuda.NativeEngine? gpuEngine = context is null ? null : Saber.Cuda.NativeEngine.LoadTensorRt(context, engineFile!, tokenizer.MaskId);
-        IAsyncEnumerable<DecodeStepUpdate> steps = gpuEngine is null
-            ? new CpuSampler(logging.CreateLogger<CpuSampler>()).DecodeStepsAsync(model!.Denoiser, prompts, options, cancellationToken)
-            : new Saber.Cuda.CudaSampler(context!, logging.CreateLogger<Saber.Cuda.CudaSampler>()).DecodeStepsAsync(gpuEngine, prompts, options, cancellationToken);
         var clock = Stopwatch.StartNew();
         int[][] canvases = ModelArguments.InitialCanvases(prompts, tokenizer.MaskId, g);
         // On a terminal the progress line is redrawn in place; in a log file each step is a line of its own.
         bool terminal = ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected;
-        var nfe = new int[prompts.Length];
-        await foreach (DecodeStepUpdate update in steps)
+        void Progress(int step)
         {
-            foreach (SequenceStep s in update.Sequences)
+            if (!progress) return;
+            int masked = canvases.Sum(c => c.Count(t => t == tokenizer.MaskId));
+            string line = $"step {step,4}: {masked,5} of {g * prompts.Length} positions masked";
+            if (terminal) stderr.Write("\r" + line);
+            else stderr.WriteLine(line);
+        }
+        SequenceResult[] results;
+        if (gpuEngine is null)
+        {
+            // The whole result (FLOPs, cache statistics) comes from DecodeAsync; the progress of step s is drawn from the
+            // canvases call s + 1 receives, and the last step's from the result.
+            int calls = 0;
+            var observed = new ObservedDenoiser(model!.Denoiser, request =>
             {
-                canvases[s.Sequence] = s.Canvas;
-                nfe[s.Sequence] = update.Step;
-            }
-            if (progress)
+                for (int i = 0; i < request.SequenceIds.Count; i++)
+                    canvases[request.SequenceIds[i]] = request.Canvases[i].ToArray();
+                if (calls++ > 0) Progress(calls - 1);
+            });
+            DecodeResult decoded = await new CpuSampler(logging.CreateLogger<CpuSampler>()).DecodeAsync(observed, prompts, options, cancellationToken);
+            results = decoded.Sequences.ToArray();
+            for (int b = 0; b < results.Length; b++) canvases[b] = results[b].Canvas;
+            if (results.Length > 0) Progress(decoded.Steps);
+        }
+        else
+        {
+            // The GPU sampler decodes without a cache and its engine reports no FLOPs: the steps are all there is to show.
+            var nfe = new int[prompts.Length];
+            await foreach (DecodeStepUpdate update in new Saber.Cuda.CudaSampler(context!, logging.CreateLogger<Saber.Cuda.CudaSampler>())
+                               .DecodeStepsAsync(gpuEngine, prompts, options, cancellationToken))
             {
-                int masked = canvases.Sum(c => c.Count(t => t == tokenizer.MaskId));
-                string line = $"step {update.Step,4}: {masked,5} of {g * prompts.Length} positions masked";
-                if (terminal) stderr.Write("\r" + line);
-                else stderr.WriteLine(line);
+                foreach (SequenceStep s in update.Sequences)
+                {
+                    canvases[s.Sequence] = s.Canvas;
+                    nfe[s.Sequence] = update.Step;
+                }
+                Progress(update.Step);
             }
+            results = canvases.Select((c, b) => new SequenceResult(c, prompts[b].Length, nfe[b], [])).ToArray();
         }
         if (progress && terminal) stderr.WriteLine();
         double seconds = clock.Elapsed.TotalSeconds;
         for (int b = 0; b < prompts.Length; b++)
         {
-            ReadOnlySpan<int> generated = canvases[b].AsSpan(prompts[b].Length);
+            ReadOnlySpan<int> generated = results[b].Tokens;
             string completion = tokenizer.Decode(generated, null);
-            stdout.WriteLine(json ? ResultJson(prompts[b].Span, generated, completion, nfe[b])
+            stdout.WriteLine(json ? ResultJson(prompts[b].Span, results[b], completion)
                 : (promptIds is null ? texts[b] : tokenizer.Decode(prompts[b].Span, null)) + completion);
         }
         var inv = CultureInfo.InvariantCulture;
-        stderr.WriteLine($"{StrategyArguments.Describe(options.Strategy)}: NFE {string.Join(", ", nfe)}, {(seconds * 1000).ToString("F0", inv)} ms, " +
+        long? flops = results.Any(r => r.ForwardFlops is null) ? null : results.Sum(r => r.ForwardFlops!.Value);
+        stderr.WriteLine($"{StrategyArguments.Describe(options.Strategy)}: NFE {string.Join(", ", results.Select(r => r.Nfe))}, " +
+            $"{StrategyArguments.DescribeCache(options.Cache)}, forward FLOPs {StrategyArguments.Flops(flops)}, {(seconds * 1000).ToString("F0", inv)} ms, " +
             $"{(g * prompts.Length / seconds).ToString("F0", inv)} tokens/s");
         return 0;
     }
@@ -113,7 +142,7 @@ internal static class GenerateCommand
     }
 
     /// <summary>One prompt's result for <c>--json</c>: every generated id (not cut at end-of-text), so decodes compare id for id.</summary>
-    private static string ResultJson(ReadOnlySpan<int> prompt, ReadOnlySpan<int> generated, string text, int nfe)
+    internal static string ResultJson(ReadOnlySpan<int> prompt, SequenceResult result, string text)
     {
         using var buffer = new MemoryStream();
         using (var json = new System.Text.Json.Utf8JsonWriter(buffer))
@@ -123,10 +152,30 @@ internal static class GenerateCommand
             foreach (int id in prompt) json.WriteNumberValue(id);
             json.WriteEndArray();
             json.WriteStartArray("ids");
-            foreach (int id in generated) json.WriteNumberValue(id);
+            foreach (int id in result.Tokens) json.WriteNumberValue(id);
             json.WriteEndArray();
             json.WriteString("text", text);
-            json.WriteNumber("nfe", nfe);
+            json.WriteNumber("nfe", result.Nfe);
+            if (result.Cache is { } cache)
+                json.WriteString("cache", StrategyArguments.CacheName(cache.Policy));
+            else
+                json.WriteNull("cache");
+            if (result.ForwardFlops is long flops) json.WriteNumber("forward_flops", flops);
+            else json.WriteNull("forward_flops");
+            if (result.Cache is { } statistics)
+            {
+                json.WriteStartObject("cache_statistics");
+                json.WriteNumber("passes", statistics.Passes);
+                json.WriteNumber("full_passes", statistics.FullPasses);
+                json.WriteNumber("computed_positions", statistics.ComputedPositions);
+                json.WriteNumber("canvas_positions", statistics.CanvasPositions);
+                json.WriteNumber("remasks", statistics.Remasks);
+                json.WriteNumber("remasks_outside_window", statistics.RemasksOutsideWindow);
+                json.WriteNumber("refreshed_positions", statistics.RefreshedPositions);
+                if (statistics.RefreshFlops is long refresh) json.WriteNumber("refresh_flops", refresh);
+                else json.WriteNull("refresh_flops");
+                json.WriteEndObject();
+            }
             json.WriteEndObject();
         }
         return System.Text.Encoding.UTF8.GetString(buffer.ToArray());

@@ -9,6 +9,7 @@ internal static class ModelArguments
     public const string Usage =
         "  --model DIR        model directory with model.onnx and tokenizer.json (default: the shipped models/tiny)\n" +
         "  --threads N        ONNX Runtime intra-op threads, at most four per core (default 0: one per core)\n" +
+        "  --max-cache-bytes N  the most bytes the live key/value caches may hold (default 4 GiB; with --cache)\n" +
         "  --gen-length G     positions to generate (default 64)\n" +
         "  --block-length K   semi-autoregressive block length (default 32)";
 
@@ -28,7 +29,11 @@ internal static class ModelArguments
         int threads = args.Int("--threads") ?? 0;
         if (threads < 0 || threads > OnnxEngineOptions.MaxIntraOpThreads)
             throw new UsageException($"--threads must lie in [0, {OnnxEngineOptions.MaxIntraOpThreads}] (four per core; 0: one per core); got {threads}.");
-        return LocalModel.Open(directory, new OnnxEngineOptions { IntraOpThreads = threads }, logging.CreateLogger<OnnxDenoiser>());
+        long? maxCacheBytes = args.Long("--max-cache-bytes");
+        if (maxCacheBytes is < 0) throw new UsageException($"--max-cache-bytes must be >= 0; got {maxCacheBytes}.");
+        var options = new OnnxEngineOptions { IntraOpThreads = threads };
+        if (maxCacheBytes is long bytes) options = options with { MaxCacheBytes = bytes };
+        return LocalModel.Open(directory, options, logging.CreateLogger<OnnxDenoiser>());
     }
 
     /// <summary>G and K: K defaults to 32 where it divides G, else G.</summary>

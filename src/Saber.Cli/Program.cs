@@ -103,7 +103,7 @@ public static class Program
             stderr.WriteLine($"saber {command}: cancelled");
             return 130;
         }
-        catch (Exception e) when (e is ArgumentException or InvalidLogitsException or InvalidDataException or InvalidOperationException or IOException
+        catch (Exception e) when (e is ArgumentException or NotSupportedException or InvalidLogitsException or InvalidDataException or InvalidOperationException or IOException
                                        or UnauthorizedAccessException or Saber.Cuda.SaberNativeException or DllNotFoundException
                                        or Microsoft.ML.OnnxRuntime.OnnxRuntimeException or Saber.Text.ChatTemplateException)
         {

@@ -21,7 +21,8 @@ internal static partial class ServeCommand
         "Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /healthz, GET /readyz.\n" +
         "Settings: appsettings.json in the working directory or environment variables (Server__MaxTokens=...):\n" +
         "section Server (Models, MaxRequestBodyBytes, MaxPromptTokens, MaxTokens, DefaultMaxTokens, MaxConcurrentRequests,\n" +
-        "IntraOpThreads) and section Saber (the engine: Capacity, MaxBatchSize, ...). Ctrl+C stops it (unfinished requests are cancelled).";
+        "IntraOpThreads, MaxCacheBytes) and section Saber (the engine: Capacity, MaxBatchSize, ...). Requests choose their\n" +
+        "strategy and cache (\"cache\": \"dual\", on a model with model.cache.onnx). Ctrl+C stops it (unfinished requests are cancelled).";
 
     public static async Task<int> RunAsync(string[] argv, TextWriter stdout, bool verbose, CancellationToken cancellationToken)
     {

@@ -12,6 +12,21 @@ internal static class StrategyArguments
         "  factor:         [--factor F]   (default 1)\n" +
         "  [--temperature T --seed N]";
 
+    public const string CacheUsage =
+        "  --cache none|prefix|dual   reuse keys and values between model calls (default none: the exact decode);\n" +
+        "                     prefix and dual need a model with a cache graph (model.cache.onnx) and are approximate\n" +
+        "  [--cache-refresh-every R]  with a cache: also a full pass every R calls (default: only when a block completes)\n" +
+        "  [--cache-on-remask positions|block]  with a cache: recompute a re-masked position alone (default) or its block";
+
+    private static readonly Dictionary<string, CachePolicy> CachePolicies = new()
+    {
+        ["none"] = CachePolicy.None,
+        ["prefix"] = CachePolicy.Prefix,
+        ["dual"] = CachePolicy.Dual,
+    };
+
+    private static readonly Dictionary<string, RemaskRefresh> RemaskRefreshes = new() { ["positions"] = RemaskRefresh.Positions, ["block"] = RemaskRefresh.Block };
+
     public static readonly string[] Flags = ["--no-backtracking"];
 
     private static readonly Dictionary<string, SaberVariant> Variants = new() { ["reference"] = SaberVariant.Reference, ["paper"] = SaberVariant.Paper };
@@ -63,6 +78,37 @@ internal static class StrategyArguments
                 throw new UsageException($"--strategy expects saber, low-confidence, threshold or factor; got '{strategy}'.");
         }
     }
+
+    /// <summary>
+    /// <c>--cache</c> (default none), <c>--cache-refresh-every</c> and <c>--cache-on-remask</c>; the last two only with a cache
+    /// (with none they would silently do nothing).
+    /// </summary>
+    public static CacheOptions Cache(Arguments args)
+    {
+        CachePolicy policy = args.Choice("--cache", CachePolicies) ?? CachePolicy.None;
+        int? refreshEvery = args.Int("--cache-refresh-every");
+        RemaskRefresh? onRemask = args.Choice("--cache-on-remask", RemaskRefreshes);
+        if (policy == CachePolicy.None)
+        {
+            if (refreshEvery is not null) throw new UsageException("--cache-refresh-every does not apply to --cache none.");
+            if (onRemask is not null) throw new UsageException("--cache-on-remask does not apply to --cache none.");
+            return CacheOptions.None;
+        }
+        if (refreshEvery is < 1) throw new UsageException($"--cache-refresh-every must be >= 1; got {refreshEvery}.");
+        return new CacheOptions(policy, refreshEvery, onRemask ?? RemaskRefresh.Positions);
+    }
+
+    /// <summary>The policy as <c>--cache</c> names it: <c>none</c>, <c>prefix</c> or <c>dual</c>.</summary>
+    public static string CacheName(CachePolicy policy) => CachePolicies.First(p => p.Value == policy).Key;
+
+    /// <summary>The cache settings for tables: the policy, with R and the re-mask rule when a cache runs.</summary>
+    public static string DescribeCache(CacheOptions cache) => !cache.Enabled ? "cache none"
+        : $"cache {CacheName(cache.Policy)}{(cache.RefreshEvery is int r ? $" (refresh every {r})" : "")}" +
+          $"{(cache.OnRemask == RemaskRefresh.Block ? ", re-masks refresh their block" : "")}";
+
+    /// <summary>FLOPs for humans (<c>1.23e9</c>), or <c>-</c> when the model does not report them.</summary>
+    public static string Flops(double? flops) =>
+        flops is double f ? f.ToString("0.00e0", System.Globalization.CultureInfo.InvariantCulture) : "-";
 
     /// <summary><c>--temperature</c> (default 0) and <c>--seed</c> (null when not given).</summary>
     public static (float Temperature, ulong? Seed) Sampling(Arguments args) => (args.Float("--temperature") ?? 0f, args.ULong("--seed"));

@@ -44,6 +44,13 @@ public static class SaberChatOptionKeys
 
     /// <summary>Factor: F, finite and &gt; 0 (default 1).</summary>
     public const string Factor = "factor";
+
+    /// <summary>
+    /// The key/value cache, for any strategy: a policy name, <c>"none"</c>, <c>"prefix"</c> or <c>"dual"</c>; an object
+    /// <c>{"policy": ..., "refresh_every": R, "on_remask": "positions" | "block"}</c> (a <see cref="JsonElement"/>); or a
+    /// <see cref="CacheOptions"/>. Default <see cref="SaberChatClientOptions.DefaultCache"/> (none: the exact decode).
+    /// </summary>
+    public const string Cache = "cache";
 }
 
 /// <summary>What a <see cref="SaberChatClient"/> submits for one request (see <see cref="SaberChatClient.CreateRequest"/>).</summary>
@@ -131,6 +138,7 @@ internal static class ChatOptionsMapping
             Strategy = strategy,
             Temperature = temperature,
             Seed = seed,
+            Cache = CacheFrom(extra, settings.DefaultCache),
         };
         options.Validate();   // every value was checked above; this is the library's own check as a backstop
         return (options, limit);
@@ -197,6 +205,77 @@ internal static class ChatOptionsMapping
         if (!(float.IsFinite(factor) && factor > 0f))
             throw new ArgumentOutOfRangeException(OptionsParameter, factor, $"AdditionalProperties[\"{SaberChatOptionKeys.Factor}\"] must be finite and > 0; got {factor}.");
         return new FactorStrategy(factor);
+    }
+
+    private static readonly (string Name, CachePolicy Value)[] CachePolicies = [("none", CachePolicy.None), ("prefix", CachePolicy.Prefix), ("dual", CachePolicy.Dual)];
+
+    private static readonly (string Name, RemaskRefresh Value)[] RemaskRefreshes = [("positions", RemaskRefresh.Positions), ("block", RemaskRefresh.Block)];
+
+    /// <summary>The cache of <c>"cache"</c>: a policy name, an object of policy, refresh_every and on_remask, or a <see cref="CacheOptions"/>.</summary>
+    private static CacheOptions CacheFrom(IReadOnlyDictionary<string, object?> extra, CacheOptions defaults)
+    {
+        const string key = SaberChatOptionKeys.Cache;
+        const string kind = "\"none\", \"prefix\", \"dual\" or an object {\"policy\", \"refresh_every\", \"on_remask\"}";
+        if (!extra.TryGetValue(key, out object? value) || value is null or JsonElement { ValueKind: JsonValueKind.Null }) return defaults;
+        switch (value)
+        {
+            case CacheOptions cache:
+                Check(cache);
+                return cache;
+            case string name:
+                return new CacheOptions(Policy(name, key));
+            case JsonElement { ValueKind: JsonValueKind.String } e:
+                return new CacheOptions(Policy(e.GetString()!, key));
+            case JsonElement { ValueKind: JsonValueKind.Object } e:
+                {
+                    CachePolicy policy = CachePolicy.None;
+                    int? refreshEvery = null;
+                    RemaskRefresh onRemask = RemaskRefresh.Positions;
+                    bool named = false;
+                    foreach (JsonProperty p in e.EnumerateObject())
+                    {
+                        var single = new Dictionary<string, object?> { [$"{key}.{p.Name}"] = p.Value };
+                        switch (p.Name)
+                        {
+                            case "policy":
+                                named = true;
+                                policy = Policy(ReadString(single, $"{key}.policy") ?? "none", $"{key}.policy");
+                                break;
+                            case "refresh_every":
+                                refreshEvery = ReadInt(single, $"{key}.refresh_every");
+                                break;
+                            case "on_remask":
+                                string rule = ReadString(single, $"{key}.on_remask") ?? "positions";
+                                onRemask = Array.Find(RemaskRefreshes, r => r.Name == rule) is { Name: not null } found ? found.Value
+                                    : throw new ArgumentException($"AdditionalProperties[\"{key}.on_remask\"] must be \"positions\" or \"block\"; got \"{rule}\".", OptionsParameter);
+                                break;
+                            default:
+                                throw new ArgumentException($"AdditionalProperties[\"{key}\"] has an unknown field \"{p.Name}\"; expected policy, refresh_every, on_remask.", OptionsParameter);
+                        }
+                    }
+                    if (!named)
+                        throw new ArgumentException($"AdditionalProperties[\"{key}.policy\"] is required in a cache object.", OptionsParameter);
+                    var options = new CacheOptions(policy, refreshEvery, onRemask);
+                    Check(options);
+                    return options;
+                }
+            default:
+                throw Bad(key, value, kind);
+        }
+
+        static CachePolicy Policy(string name, string key) =>
+            Array.Find(CachePolicies, p => p.Name == name) is { Name: not null } found ? found.Value
+                : throw new ArgumentException($"AdditionalProperties[\"{key}\"] must be \"none\", \"prefix\" or \"dual\"; got \"{name}\".", OptionsParameter);
+
+        // The settings a policy name cannot get wrong; an object or a CacheOptions can.
+        static void Check(CacheOptions cache)
+        {
+            if (cache.RefreshEvery is < 1)
+                throw new ArgumentOutOfRangeException(OptionsParameter, cache.RefreshEvery,
+                    $"AdditionalProperties[\"{key}.refresh_every\"] must be an integer >= 1; got {cache.RefreshEvery}.");
+            if (!Enum.IsDefined(cache.Policy) || !Enum.IsDefined(cache.OnRemask))
+                throw new ArgumentException($"AdditionalProperties[\"{key}\"] holds an unknown policy or re-mask rule ({cache.Policy}, {cache.OnRemask}).", OptionsParameter);
+        }
     }
 
     private static ArgumentException Bad(string key, object value, string kind) =>

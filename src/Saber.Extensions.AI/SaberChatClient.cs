@@ -27,7 +27,8 @@ namespace Saber.Extensions.AI;
 /// <see cref="ChatFinishReason.Length"/>. <see cref="UsageDetails.InputTokenCount"/> is the prompt's length,
 /// <see cref="UsageDetails.OutputTokenCount"/> the returned ids (the end-of-text id not counted),
 /// <see cref="UsageDetails.TotalTokenCount"/> their sum; <see cref="UsageDetails.AdditionalCounts"/> holds
-/// <c>"nfe"</c> (model calls of the decode) and <c>"generated_positions"</c> (G). <see cref="ChatResponse.ModelId"/> is
+/// <c>"nfe"</c> (model calls of the decode), <c>"generated_positions"</c> (G) and, when the model reports FLOPs and the
+/// response is not streamed, <c>"forward_flops"</c>. <see cref="ChatResponse.ModelId"/> is
 /// <see cref="SaberChatClientOptions.ModelId"/>; <see cref="ChatResponse.RawRepresentation"/> the engine's
 /// <see cref="SequenceResult"/> (the last <see cref="SequenceStep"/> when streaming).</para>
 /// <para><b>Streaming and re-masking.</b> <see cref="GetStreamingResponseAsync"/> emits text only once it can no longer
@@ -55,6 +56,12 @@ public sealed class SaberChatClient : IChatClient, IAsyncDisposable
 
     /// <summary>The <see cref="UsageDetails.AdditionalCounts"/> key of the decode's model calls.</summary>
     public const string NfeCount = "nfe";
+
+    /// <summary>
+    /// The <see cref="UsageDetails.AdditionalCounts"/> key of the model FLOPs the decode computed (<see cref="SequenceResult.ForwardFlops"/>);
+    /// absent when the model does not report FLOPs, and from streamed responses (the engine's steps do not carry them).
+    /// </summary>
+    public const string ForwardFlopsCount = "forward_flops";
 
     /// <summary>The <see cref="UsageDetails.AdditionalCounts"/> key of G, the positions decoded.</summary>
     public const string GeneratedPositionsCount = "generated_positions";
@@ -120,7 +127,7 @@ public sealed class SaberChatClient : IChatClient, IAsyncDisposable
             ModelId = settings.ModelId,
             CreatedAt = DateTimeOffset.UtcNow,
             FinishReason = finish,
-            Usage = Usage(request, outputTokens, result.Nfe),
+            Usage = Usage(request, outputTokens, result.Nfe, result.ForwardFlops),
             RawRepresentation = result,
         };
     }
@@ -218,17 +225,22 @@ public sealed class SaberChatClient : IChatClient, IAsyncDisposable
         return (tokenizer.Decode(output), output.Length, eos >= 0 ? ChatFinishReason.Stop : ChatFinishReason.Length);
     }
 
-    private static UsageDetails Usage(SaberChatRequest request, int outputTokens, int nfe) => new()
+    private static UsageDetails Usage(SaberChatRequest request, int outputTokens, int nfe, long? forwardFlops = null)
     {
-        InputTokenCount = request.PromptTokens.Length,
-        OutputTokenCount = outputTokens,
-        TotalTokenCount = request.PromptTokens.Length + outputTokens,
-        AdditionalCounts = new AdditionalPropertiesDictionary<long>
+        var counts = new AdditionalPropertiesDictionary<long>
         {
             [NfeCount] = nfe,
             [GeneratedPositionsCount] = request.Options.GenerationLength,
-        },
-    };
+        };
+        if (forwardFlops is long flops) counts[ForwardFlopsCount] = flops;
+        return new UsageDetails
+        {
+            InputTokenCount = request.PromptTokens.Length,
+            OutputTokenCount = outputTokens,
+            TotalTokenCount = request.PromptTokens.Length + outputTokens,
+            AdditionalCounts = counts,
+        };
+    }
 
     private static string NewId() => "saber-" + Guid.NewGuid().ToString("N");
 

@@ -22,6 +22,12 @@ public sealed record SaberChatClientOptions
     /// </summary>
     public int DefaultBlockLength { get; init; } = 32;
 
+    /// <summary>
+    /// The key/value cache when the request has no <c>"cache"</c> (default <see cref="CacheOptions.None"/>: the exact
+    /// decode). A policy other than none needs an engine whose model has a cache graph.
+    /// </summary>
+    public CacheOptions DefaultCache { get; init; } = CacheOptions.None;
+
     /// <summary>How the messages become the prompt (default <see cref="ChatPromptTemplate.RoleTagged"/>).</summary>
     public IChatPromptTemplate PromptTemplate { get; init; } = ChatPromptTemplate.RoleTagged;
 
@@ -42,5 +48,9 @@ public sealed record SaberChatClientOptions
             throw new ArgumentOutOfRangeException(nameof(DefaultBlockLength), DefaultBlockLength,
                 $"DefaultBlockLength must lie in [1, {DecodeOptions.MaxGenerationLength}]; got {DefaultBlockLength}.");
         ArgumentNullException.ThrowIfNull(PromptTemplate, nameof(PromptTemplate));
+        ArgumentNullException.ThrowIfNull(DefaultCache, nameof(DefaultCache));
+        if (DefaultCache.RefreshEvery is < 1)
+            throw new ArgumentOutOfRangeException(nameof(DefaultCache), DefaultCache.RefreshEvery,
+                $"DefaultCache.RefreshEvery must be >= 1 or null; got {DefaultCache.RefreshEvery}.");
     }
 }

@@ -14,7 +14,7 @@ internal sealed partial class CompletionRequest
     [
         SaberChatOptionKeys.Strategy, SaberChatOptionKeys.BlockLength, SaberChatOptionKeys.MinTokensPerStep, SaberChatOptionKeys.RemaskDivisor,
         SaberChatOptionKeys.Threshold, SaberChatOptionKeys.Variant, SaberChatOptionKeys.Steps, SaberChatOptionKeys.Metric,
-        SaberChatOptionKeys.Backtracking, SaberChatOptionKeys.FixedThreshold, SaberChatOptionKeys.Factor,
+        SaberChatOptionKeys.Backtracking, SaberChatOptionKeys.FixedThreshold, SaberChatOptionKeys.Factor, SaberChatOptionKeys.Cache,
     ];
 
     public required string Model { get; init; }
@@ -211,6 +211,7 @@ internal sealed partial class CompletionRequest
         return OpenAIErrorException.BadRequest(message.Trim(), param);
     }
 
-    [GeneratedRegex("AdditionalProperties\\[\"([a-z_]+)\"\\]")]
+    // A cache object's fields are named "cache.policy", "cache.refresh_every", "cache.on_remask".
+    [GeneratedRegex("AdditionalProperties\\[\"([a-z_.]+)\"\\]")]
     private static partial Regex AdditionalProperty();
 }

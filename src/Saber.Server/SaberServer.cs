@@ -148,6 +148,9 @@ public static class SaberServer
                     $"The model's engine is full ({full.Capacity} requests waiting or decoding, Saber:Capacity); retry later.", OpenAIErrorException.ServerError, code: "engine_full"),
                 ObjectDisposedException => new OpenAIErrorException(StatusCodes.Status503ServiceUnavailable, "The server is shutting down.", OpenAIErrorException.ServerError, code: "shutting_down"),
                 ArgumentException argument => CompletionRequest.Invalid(argument),
+                // The engine refuses a cache the model cannot run (no cache graph) when the request is submitted: the request's fault.
+                NotSupportedException unsupported when unsupported.Message.StartsWith("Cache policy", StringComparison.Ordinal) =>
+                    OpenAIErrorException.BadRequest(unsupported.Message, SaberChatOptionKeys.Cache, "cache_unavailable"),
                 _ => new OpenAIErrorException(StatusCodes.Status500InternalServerError, "The server had an error while processing the request.", OpenAIErrorException.ServerError),
             };
             if (error.Status == StatusCodes.Status500InternalServerError)
@@ -386,6 +389,8 @@ public static class SaberServer
         json.WriteNumber("total_tokens", usage?.TotalTokenCount ?? 0);
         if (usage?.AdditionalCounts is { } extra && extra.TryGetValue(SaberChatClient.NfeCount, out long nfe))
             json.WriteNumber(SaberChatClient.NfeCount, nfe);
+        if (usage?.AdditionalCounts is { } counts && counts.TryGetValue(SaberChatClient.ForwardFlopsCount, out long flops))
+            json.WriteNumber(SaberChatClient.ForwardFlopsCount, flops);
         json.WriteEndObject();
     }
 

@@ -47,6 +47,12 @@ public sealed class SaberServerOptions
     /// <summary>ONNX Runtime intra-op threads per model; null lets ONNX Runtime choose.</summary>
     public int? IntraOpThreads { get; set; }
 
+    /// <summary>
+    /// The most bytes each model's live key/value caches may hold (requests with <c>"cache"</c>); null: ONNX Runtime
+    /// engine's default (<c>OnnxEngineOptions.MaxCacheBytes</c>, 4 GiB).
+    /// </summary>
+    public long? MaxCacheBytes { get; set; }
+
     /// <summary>The shipped model: models/tiny beside the executable, else under the working directory.</summary>
     public static string ShippedModelDirectory()
     {
@@ -68,6 +74,8 @@ public sealed class SaberServerOptions
             throw new ArgumentOutOfRangeException(nameof(MaxConcurrentRequests), MaxConcurrentRequests, $"{SectionName}:{nameof(MaxConcurrentRequests)} must be >= 1; got {MaxConcurrentRequests}.");
         if (IntraOpThreads is < 1)
             throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), IntraOpThreads, $"{SectionName}:{nameof(IntraOpThreads)} must be >= 1 or unset; got {IntraOpThreads}.");
+        if (MaxCacheBytes is < 0)
+            throw new ArgumentOutOfRangeException(nameof(MaxCacheBytes), MaxCacheBytes, $"{SectionName}:{nameof(MaxCacheBytes)} must be >= 0 or unset; got {MaxCacheBytes}.");
         foreach (var (name, directory) in Models)
         {
             if (string.IsNullOrWhiteSpace(name))

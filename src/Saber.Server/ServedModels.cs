@@ -61,8 +61,9 @@ public sealed class ServedModels : IAsyncDisposable
         {
             foreach (var (id, directory) in configured)
             {
-                LocalModel model = LocalModel.Open(directory, new OnnxEngineOptions { IntraOpThreads = settings.IntraOpThreads ?? 0 },
-                    logging.CreateLogger<OnnxDenoiser>());
+                var onnx = new OnnxEngineOptions { IntraOpThreads = settings.IntraOpThreads ?? 0 };
+                if (settings.MaxCacheBytes is long maxCacheBytes) onnx = onnx with { MaxCacheBytes = maxCacheBytes };
+                LocalModel model = LocalModel.Open(directory, onnx, logging.CreateLogger<OnnxDenoiser>());
                 SaberEngine engine;
                 IChatPromptTemplate chat;
                 try

@@ -66,10 +66,14 @@ public sealed class SaberDecodeSettings
     /// <summary>The strategy (section <c>Strategy</c>; default Saber with its defaults).</summary>
     public SaberStrategySettings Strategy { get; set; } = new();
 
+    /// <summary>The key/value cache (section <c>Cache</c>; default none: the exact decode).</summary>
+    public SaberCacheSettings Cache { get; set; } = new();
+
     /// <summary>
     /// The <see cref="DecodeOptions"/> these settings give. Throws <see cref="ArgumentException"/> for an unknown strategy,
     /// variant or metric name, a parameter of another strategy, or a missing <c>Steps</c>; the values themselves are
-    /// checked by <see cref="DecodeOptions.Validate"/> (the validator runs both at startup).
+    /// checked by <see cref="DecodeOptions.Validate"/> (the validator runs both at startup). So does an unknown cache policy
+    /// or re-mask rule (<see cref="SaberCacheSettings.ToCacheOptions"/>).
     /// </summary>
     public DecodeOptions ToDecodeOptions() => new()
     {
@@ -79,7 +83,56 @@ public sealed class SaberDecodeSettings
         Seed = Seed,
         Trace = Trace,
         Strategy = Strategy.ToStrategy(),
+        Cache = Cache?.ToCacheOptions() ?? CacheOptions.None,
     };
+}
+
+/// <summary>
+/// The key/value cache in configuration form (section <c>Saber:Decode:Cache</c>); see <see cref="CacheOptions"/>. Names as
+/// in JSON and the CLI's <c>--cache</c>, compared ignoring case.
+/// </summary>
+public sealed class SaberCacheSettings
+{
+    /// <summary><c>none</c> (default: the exact decode), <c>prefix</c> or <c>dual</c>; the last two need a model with a cache graph.</summary>
+    public string Policy { get; set; } = "none";
+
+    /// <summary><c>R ≥ 1</c>: also a full pass every R calls; absent: only when a block completes. Only with a cache.</summary>
+    public int? RefreshEvery { get; set; }
+
+    /// <summary><c>positions</c> (default) or <c>block</c>: what a re-masked position outside the window recomputes. Only with a cache.</summary>
+    public string? OnRemask { get; set; }
+
+    private static readonly (string Name, CachePolicy Value)[] Policies = [("none", CachePolicy.None), ("prefix", CachePolicy.Prefix), ("dual", CachePolicy.Dual)];
+
+    private static readonly (string Name, RemaskRefresh Value)[] Rules = [("positions", RemaskRefresh.Positions), ("block", RemaskRefresh.Block)];
+
+    /// <summary>
+    /// The cache options; <see cref="ArgumentException"/> (its parameter name the property's) for an unknown name, or for
+    /// <see cref="RefreshEvery"/> or <see cref="OnRemask"/> set without a cache (they would do nothing). <c>R</c> itself is
+    /// checked by <see cref="DecodeOptions.Validate"/>.
+    /// </summary>
+    public CacheOptions ToCacheOptions()
+    {
+        CachePolicy policy = Parse(Policy ?? "", Policies, nameof(Policy), "cache policy");
+        RemaskRefresh onRemask = OnRemask is null ? RemaskRefresh.Positions : Parse(OnRemask, Rules, nameof(OnRemask), "re-mask rule");
+        if (policy == CachePolicy.None)
+        {
+            if (RefreshEvery is int r)
+                throw new ArgumentException($"RefreshEvery = {r} does not apply to cache policy 'none'.", nameof(RefreshEvery));
+            if (OnRemask is not null)
+                throw new ArgumentException($"OnRemask = '{OnRemask}' does not apply to cache policy 'none'.", nameof(OnRemask));
+            return CacheOptions.None;
+        }
+        return new CacheOptions(policy, RefreshEvery, onRemask);
+    }
+
+    private static T Parse<T>(string text, (string Name, T Value)[] names, string property, string what)
+    {
+        foreach ((string name, T value) in names)
+            if (string.Equals(name, text.Trim(), StringComparison.OrdinalIgnoreCase))
+                return value;
+        throw new ArgumentException($"{property} = '{text}' is not a {what}; expected one of {string.Join(", ", names.Select(n => n.Name))}.", property);
+    }
 }
 
 /// <summary>

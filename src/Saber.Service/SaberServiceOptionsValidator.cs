@@ -39,12 +39,18 @@ public sealed class SaberServiceOptionsValidator(string? sectionPath = null) : I
         {
             failures.Add($"{prefix}Decode:Strategy must not be null.");
         }
+        else if (options.Decode.Cache is null)
+        {
+            failures.Add($"{prefix}Decode:Cache must not be null.");
+        }
         else
         {
-            DecodeOptions? decode = null;
-            Check(failures, "Decode:Strategy:", () => decode = options.Decode.ToDecodeOptions());
-            if (decode is not null)
-                Check(failures, "Decode:", decode.Validate);
+            // The strategy and the cache are read apart, so that each failure names its own section.
+            bool named = true;
+            Check(failures, "Decode:Strategy:", () => options.Decode.Strategy.ToStrategy(), () => named = false);
+            Check(failures, "Decode:Cache:", () => options.Decode.Cache.ToCacheOptions(), () => named = false);
+            if (named)
+                Check(failures, "Decode:", options.Decode.ToDecodeOptions().Validate);
         }
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
@@ -52,7 +58,9 @@ public sealed class SaberServiceOptionsValidator(string? sectionPath = null) : I
     private static readonly HashSet<string> DecodeLevel =
         [nameof(DecodeOptions.GenerationLength), nameof(DecodeOptions.BlockLength), nameof(DecodeOptions.Temperature), nameof(DecodeOptions.Strategy)];
 
-    private void Check(List<string> failures, string group, Action check)
+    private static readonly HashSet<string> CacheLevel = [nameof(CacheOptions.Policy), nameof(CacheOptions.RefreshEvery), nameof(CacheOptions.OnRemask)];
+
+    private void Check(List<string> failures, string group, Action check, Action? failed = null)
     {
         try
         {
@@ -60,9 +68,11 @@ public sealed class SaberServiceOptionsValidator(string? sectionPath = null) : I
         }
         catch (ArgumentException e)
         {
+            failed?.Invoke();
             string parameter = e.ParamName ?? "";
-            // DecodeOptions.Validate names both its own properties and the strategy's.
-            string section = group == "Decode:" && !DecodeLevel.Contains(parameter) ? "Decode:Strategy:" : group;
+            // DecodeOptions.Validate names its own properties, the strategy's and the cache's.
+            string section = group != "Decode:" || DecodeLevel.Contains(parameter) ? group
+                : CacheLevel.Contains(parameter) ? "Decode:Cache:" : "Decode:Strategy:";
             string reason = Reason(e);
             failures.Add(e is ArgumentOutOfRangeException range
                 ? $"{prefix}{section}{parameter} = {Format(range.ActualValue)}: {reason}"

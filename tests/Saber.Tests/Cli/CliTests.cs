@@ -270,7 +270,7 @@ public class CliTests
 
     /// <summary>strategy -> mean NFE from a compare table.</summary>
     private static Dictionary<string, double> CompareRows(string stdout) =>
-        stdout.Split('\n').Select(l => Regex.Match(l, @"^(.+?)\s+(\d+\.\d)\s+(\d+)\s+(\d+)\s*$"))
+        stdout.Split('\n').Select(l => Regex.Match(l, @"^(.+?)\s+(\d+\.\d)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\S+)\s*$"))
             .Where(m => m.Success).ToDictionary(m => m.Groups[1].Value, m => double.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
 
     [Test]
