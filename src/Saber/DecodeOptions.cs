@@ -178,10 +178,14 @@ public sealed record DecodeOptions
     [JsonIgnore]
     public CacheOptions Cache { get => cache; init => cache = value; }
 
-    /// <summary><see cref="Cache"/> for System.Text.Json (settable for the reason <see cref="StrategyForJson"/> is).</summary>
+    /// <summary>
+    /// <see cref="Cache"/> for System.Text.Json (settable for the reason <see cref="StrategyForJson"/> is). Not written when
+    /// nothing is cached, so options without a cache keep their JSON; absent or null reads as no cache.
+    /// </summary>
     [JsonInclude]
     [JsonPropertyName("cache")]
-    internal CacheOptions CacheForJson { get => cache; set => cache = value; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    internal CacheOptions? CacheForJson { get => cache == CacheOptions.None ? null : cache; set => cache = value ?? CacheOptions.None; }
 
     /// <summary>The block length in force: <see cref="BlockLength"/> or <see cref="GenerationLength"/>.</summary>
     [JsonIgnore]

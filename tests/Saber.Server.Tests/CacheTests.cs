@@ -1,3 +1,4 @@
+using Saber.Testing;
 using System.Net;
 using System.Text.Json;
 
@@ -48,17 +49,18 @@ public class CacheTests
     [TestCase("/v1/canvas", false)]
     public async Task ACacheTheModelCannotRunIs400NamingTheCache(string path, bool stream)
     {
-        if (File.Exists(Path.Combine(TestSaberServer.TinyDirectory, "model.cache.onnx"))) Assert.Ignore("the shipped model has a cache graph");
+        await using TestSaberServer plain = await TestSaberServer.StartAsync(configureTiny: false,
+            ("Server:Models:tiny", ShippedModels.WithoutCacheGraph(TestSaberServer.TinyDirectory)));
         string body = path == "/v1/chat/completions" ? Chat(", \"cache\": {\"policy\": \"dual\", \"refresh_every\": 4}", stream)
             : """{"model": "tiny", "prompt": "x = 1", "max_tokens": 8, "cache": "prefix"}""";
-        JsonElement error = await ErrorAsync(await server.PostAsync(path, body));
+        JsonElement error = await ErrorAsync(await plain.PostAsync(path, body));
         Assert.That(error.GetProperty("param").GetString(), Is.EqualTo("cache"));
         Assert.That(error.GetProperty("code").GetString(), Is.EqualTo("cache_unavailable"));
         Assert.That(error.GetProperty("message").GetString(), Does.StartWith("Cache policy '").And.Contain("needs a model with a cache graph"));
     }
 
     [Test]
-    public async Task CacheNoneAnswersAsARequestWithoutTheFieldAndReportsNoFlops()
+    public async Task CacheNoneAnswersAsARequestWithoutTheFieldAndReportsTheModelsFlops()
     {
         var (plain, plainBody) = await server.PostJsonAsync("/v1/completions", new { model = "tiny", prompt = "def f(x):\n", max_tokens = 16, block_length = 8 });
         var (none, noneBody) = await server.PostJsonAsync("/v1/completions", new { model = "tiny", prompt = "def f(x):\n", max_tokens = 16, block_length = 8, cache = "none" });
@@ -67,8 +69,9 @@ public class CacheTests
         Assert.That(noneBody.GetProperty("choices")[0].GetProperty("text").GetString(), Is.EqualTo(plainBody.GetProperty("choices")[0].GetProperty("text").GetString()));
         JsonElement usage = noneBody.GetProperty("usage");
         Assert.That(usage.GetProperty("nfe").GetInt32(), Is.EqualTo(plainBody.GetProperty("usage").GetProperty("nfe").GetInt32()));
-        // The shipped model's graph does not describe its architecture: no FLOPs, so no forward_flops.
-        Assert.That(usage.TryGetProperty("forward_flops", out _), Is.False, usage.ToString());
+        // Uncached, every call runs the whole canvas (prompt + 16): NFE times the model card's FLOPs of one pass.
+        int n = "def f(x):\n".Length + 16;
+        Assert.That(usage.GetProperty("forward_flops").GetInt64(), Is.EqualTo(usage.GetProperty("nfe").GetInt32() * ShippedModels.PlainPassFlops(n)), usage.ToString());
     }
 
     [Test]

@@ -8,7 +8,7 @@ namespace Saber.Tests.Cli;
 /// <summary>
 /// The cache options of <c>saber generate</c>, <c>compare</c> and <c>eval</c>: parsing and usage errors, a model without a
 /// cache graph refused in one line, the uncached output unchanged but for its new null fields, and the figures of a cached
-/// decode (through a caching test double, as the shipped models have no cache graph yet).
+/// decode (on the shipped models' cache graphs, and through a caching test double whose FLOPs are fixed figures).
 /// </summary>
 public class CacheTests
 {
@@ -45,10 +45,8 @@ public class CacheTests
     [TestCase("eval", "dual", "--limit", "2")]
     public async Task AModelWithoutACacheGraphIsRefusedInOneLineBeforeAnythingIsDecoded(string command, string policy, params string[] rest)
     {
-        // The shipped models have no model.cache.onnx yet; once they do, this check has nothing to refuse.
-        string shipped = ModelArguments.ShippedModel(command == "eval" ? "addition" : "tiny");
-        if (File.Exists(Path.Combine(shipped, "model.cache.onnx"))) Assert.Ignore("the shipped model has a cache graph");
-        var (code, stdout, stderr) = await Run([command, "--cache", policy, .. rest]);
+        string plain = ShippedModels.WithoutCacheGraph(ModelArguments.ShippedModel(command == "eval" ? "addition" : "tiny"));
+        var (code, stdout, stderr) = await Run([command, "--model", plain, "--cache", policy, .. rest]);
         Assert.That(code, Is.EqualTo(1), stderr);
         Assert.That(stdout, Is.Empty, "nothing is decoded or printed first");
         string[] lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
@@ -59,7 +57,7 @@ public class CacheTests
     }
 
     [Test]
-    public async Task GenerateJsonWithoutACacheHoldsTheLibrarysDecodeAndNullCacheAndFlops()
+    public async Task GenerateJsonWithoutACacheHoldsTheLibrarysDecodeAndNullCacheAndTheModelsFlops()
     {
         string[] prompts = ["def f(x):\n", "y = "];
         var (code, stdout, stderr) = await Run("generate", "--json", "--no-progress", "--gen-length", "16", "--block-length", "8", "--cache", "none", prompts[0], prompts[1]);
@@ -79,11 +77,12 @@ public class CacheTests
             Assert.That(root.GetProperty("ids").EnumerateArray().Select(t => t.GetInt32()), Is.EqualTo(expected.Sequences[b].Tokens.ToArray()));
             Assert.That(root.GetProperty("nfe").GetInt32(), Is.EqualTo(expected.Sequences[b].Nfe));
             Assert.That(root.GetProperty("cache").ValueKind, Is.EqualTo(JsonValueKind.Null));
-            // The shipped model's graph does not describe its architecture: no FLOPs to report.
-            Assert.That(root.GetProperty("forward_flops").ValueKind, Is.EqualTo(JsonValueKind.Null));
+            // Uncached, every call runs the whole canvas: NFE times the model card's FLOPs of one pass.
+            Assert.That(root.GetProperty("forward_flops").GetInt64(),
+                Is.EqualTo(expected.Sequences[b].Nfe * ShippedModels.PlainPassFlops(expected.Sequences[b].Canvas.Length)));
         }
         string summary = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1];
-        Assert.That(summary, Does.StartWith($"saber (reference): NFE {expected.Sequences[0].Nfe}, {expected.Sequences[1].Nfe}, cache none, forward FLOPs -, "));
+        Assert.That(summary, Does.StartWith($"saber (reference): NFE {expected.Sequences[0].Nfe}, {expected.Sequences[1].Nfe}, cache none, forward FLOPs "));
     }
 
     [Test]
@@ -162,7 +161,8 @@ public class CacheTests
         File.WriteAllText(set, "{\"prompt\": \"12345678+11111111=\", \"answer\": \"23456789\"}\n");
         try
         {
-            var (code, stdout, stderr) = await Run("eval", "--set", set, "--json", "--no-progress", "--cache", "none");
+            string plain = ShippedModels.WithoutCacheGraph(ModelArguments.ShippedModel("addition"));   // no cache graph: FLOPs unknown
+            var (code, stdout, stderr) = await Run("eval", "--model", plain, "--set", set, "--json", "--no-progress", "--cache", "none");
             Assert.That(code, Is.Zero, stderr);
             JsonElement root = JsonDocument.Parse(stdout).RootElement;
             Assert.That(root.GetProperty("cache").GetString(), Is.EqualTo("none"));
@@ -173,7 +173,7 @@ public class CacheTests
                 Assert.That(row.GetProperty("forward_flops").ValueKind, Is.EqualTo(JsonValueKind.Null));
             }
 
-            var markdown = await Run("eval", "--set", set, "--no-progress");
+            var markdown = await Run("eval", "--model", plain, "--set", set, "--no-progress");
             Assert.That(markdown.Code, Is.Zero, markdown.Err);
             string[] lines = markdown.Out.Split('\n');
             Assert.That(lines[0], Does.Contain(", cache none, batch 64,"));
@@ -201,11 +201,36 @@ public class CacheTests
     [Test]
     public async Task CompareNamesTheCacheAndShowsUnknownFlops()
     {
-        var (code, stdout, stderr) = await Run("compare", "--gen-length", "16", "--block-length", "8", "--cache", "none", "def f(x):\n");
+        string plain = ShippedModels.WithoutCacheGraph(ModelArguments.ShippedModel());   // no cache graph: FLOPs unknown
+        var (code, stdout, stderr) = await Run("compare", "--model", plain, "--gen-length", "16", "--block-length", "8", "--cache", "none", "def f(x):\n");
         Assert.That(code, Is.Zero, stderr);
         Assert.That(stdout, Does.StartWith("1 prompt(s), G = 16, K = 8, cache none, "));
         string[] rows = stdout.Split('\n').Where(l => l.StartsWith("saber (reference)", StringComparison.Ordinal)).ToArray();
         Assert.That(rows, Has.Length.EqualTo(1));
         Assert.That(rows[0].TrimEnd(), Does.Match(@"^saber \(reference\)\s+\d+\.\d\s+\d+\s+\d+\s+-\s+-$"));
+    }
+
+    [Test]
+    public async Task GenerateWithTheShippedCacheGraphReportsADualCachesFiguresFromOutside()
+    {
+        // The issue's check from outside: the same prompt with --cache dual against --cache none at G = 256, K = 32.
+        string[] common = ["generate", "--model", ModelArguments.ShippedModel(), "--gen-length", "256", "--block-length", "32", "--json", "--no-progress", "def f(x):\n"];
+        var none = await Run([.. common, "--cache", "none"]);
+        var dual = await Run([.. common, "--cache", "dual"]);
+        Assert.That(none.Code, Is.Zero, none.Err);
+        Assert.That(dual.Code, Is.Zero, dual.Err);
+        JsonElement exact = JsonDocument.Parse(none.Out).RootElement, cached = JsonDocument.Parse(dual.Out).RootElement;
+        int n = 10 + 256;
+        Assert.That(exact.GetProperty("forward_flops").GetInt64(), Is.EqualTo(exact.GetProperty("nfe").GetInt32() * ShippedModels.PlainPassFlops(n)));
+        Assert.That(cached.GetProperty("cache").GetString(), Is.EqualTo("dual"));
+        JsonElement statistics = cached.GetProperty("cache_statistics");
+        int nfe = cached.GetProperty("nfe").GetInt32();
+        Assert.That(statistics.GetProperty("passes").GetInt32(), Is.EqualTo(nfe));
+        Assert.That(statistics.GetProperty("full_passes").GetInt32(), Is.InRange(8, nfe), "at least one full pass a block (8 blocks)");
+        Assert.That(statistics.GetProperty("canvas_positions").GetInt64(), Is.EqualTo((long)nfe * n));
+        double perStepRatio = exact.GetProperty("forward_flops").GetInt64() / (double)exact.GetProperty("nfe").GetInt32()
+            / (cached.GetProperty("forward_flops").GetInt64() / (double)nfe);
+        TestContext.Out.WriteLine($"NFE none {exact.GetProperty("nfe")}, dual {nfe}; forward FLOPs per step none/dual = {perStepRatio:F2}");
+        Assert.That(perStepRatio, Is.GreaterThan(3), "the dual cache's forward FLOPs per step at G = 256, K = 32");
     }
 }
