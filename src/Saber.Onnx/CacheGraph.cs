@@ -95,8 +95,7 @@ public sealed record TransformerShape(int Layers, int HiddenSize, int Heads, int
 /// and <c>query_positions</c> [batch, queries], <c>attention_mask</c> [batch, keys], <c>past_key_{i}</c> /
 /// <c>past_value_{i}</c> [batch, kv_heads, keys, head_dim], <c>logits_index</c> [batch, rows]; outputs <c>logits</c>
 /// [batch, rows, V] and <c>present_key_{i}</c> / <c>present_value_{i}</c> [batch, kv_heads, queries, head_dim]. Its session
-/// loads on first use (it holds its own copy of the weights). Each windowed canvas runs alone (batch 1): its logits cannot
-/// depend on the other canvases of a call.
+/// loads on first use (it holds its own copy of the weights). The windowed canvases of a call run as one batch.
 /// </summary>
 internal sealed class CacheGraph : IDisposable
 {
@@ -186,49 +185,78 @@ internal sealed class CacheGraph : IDisposable
     }
 
     /// <summary>
-    /// Runs one canvas's window and returns the logits of <paramref name="rowPositions"/>: computes the positions
-    /// <paramref name="computed"/> (ascending) against the cache for the rest, stores their keys and values in the cache, and
-    /// takes row r of the output from computed position <paramref name="rowSources"/>[r] (a shifted model's i − 1).
+    /// Runs the windows of <paramref name="windows"/> as one batch and returns each one's logits: computes each window's
+    /// <see cref="Window.Computed"/> positions against its cache for the rest, stores their keys and values in the cache, and
+    /// takes row r from computed position <see cref="Window.RowSources"/>[r] (a shifted model's i − 1).
     /// </summary>
-    public SequenceLogits Run(OnnxKeyValueCache cache, ReadOnlySpan<int> canvas, int[] computed, int[] rowPositions, int[] rowSources, RunOptions runOptions)
+    /// <remarks>
+    /// Canvases and windows of different sizes share the run by padding: key slots past a canvas are masked out, and a
+    /// window with fewer queries than the longest gets padding queries (the mask id) at key slots after its canvas, so their
+    /// keys and values land in masked slots and every real query's arithmetic is its arithmetic alone (the rows of the padded
+    /// keys add exact zeros). A lone window binds its cache arrays as the past without a copy.
+    /// </remarks>
+    public SequenceLogits[] Run(IReadOnlyList<Window> windows, int maskId, RunOptions runOptions)
     {
         InferenceSession run = session ?? throw new InvalidOperationException("The cache graph's session is not loaded.");
-        int n = canvas.Length, q = computed.Length, rows = rowPositions.Length, kv = Shape.KvHeads, hd = Shape.HeadDim, layers = Shape.Layers;
-        var ids = new long[q];
-        var positions = new long[q];
-        for (int j = 0; j < q; j++)
+        int batch = windows.Count, kv = Shape.KvHeads, hd = Shape.HeadDim, layers = Shape.Layers, vocabulary = Shape.Vocabulary;
+        int queries = windows.Max(w => w.Computed.Length);
+        int keys = windows.Max(w => w.Canvas.Length + queries - w.Computed.Length);
+        int rows = Math.Max(1, windows.Max(w => w.RowPositions.Length));
+        bool lone = batch == 1 && keys == windows[0].Canvas.Length;
+        var ids = new long[batch * queries];
+        var positions = new long[batch * queries];
+        var mask = new long[batch * keys];
+        var index = new long[batch * rows];
+        for (int b = 0; b < batch; b++)
         {
-            ids[j] = canvas[computed[j]];
-            positions[j] = computed[j];
+            Window w = windows[b];
+            ReadOnlySpan<int> canvas = w.Canvas.Span;
+            int q = w.Computed.Length;
+            for (int j = 0; j < queries; j++)
+            {
+                ids[b * queries + j] = j < q ? canvas[w.Computed[j]] : maskId;
+                positions[b * queries + j] = j < q ? w.Computed[j] : canvas.Length + (j - q);   // padding: masked slots after the canvas
+            }
+            mask.AsSpan(b * keys, canvas.Length).Fill(1);
+            for (int r = 0; r < rows; r++)
+            {
+                int source = r < w.RowSources.Length ? w.RowSources[r] : w.RowSources.Length > 0 ? w.RowSources[^1] : w.Computed[0];
+                index[b * rows + r] = (long)b * queries + Array.BinarySearch(w.Computed, source);
+            }
         }
-        var mask = new long[n];
-        mask.AsSpan().Fill(1);
-        var index = new long[rows];
-        for (int r = 0; r < rows; r++)
-            index[r] = Array.BinarySearch(computed, rowSources[r]);
 
         var values = new List<OrtValue>(4 + 2 * layers);
         try
         {
-            values.Add(OrtValue.CreateTensorValueFromMemory(ids, [1, q]));
-            values.Add(OrtValue.CreateTensorValueFromMemory(positions, [1, q]));
-            values.Add(OrtValue.CreateTensorValueFromMemory(mask, [1, n]));
-            values.Add(OrtValue.CreateTensorValueFromMemory(index, [1, rows]));
+            values.Add(OrtValue.CreateTensorValueFromMemory(ids, [batch, queries]));
+            values.Add(OrtValue.CreateTensorValueFromMemory(positions, [batch, queries]));
+            values.Add(OrtValue.CreateTensorValueFromMemory(mask, [batch, keys]));
+            values.Add(OrtValue.CreateTensorValueFromMemory(index, [batch, rows]));
             for (int l = 0; l < layers; l++)
             {
-                values.Add(OrtValue.CreateTensorValueFromMemory(cache.Keys[l], [1, kv, n, hd]));
-                values.Add(OrtValue.CreateTensorValueFromMemory(cache.Values[l], [1, kv, n, hd]));
+                values.Add(OrtValue.CreateTensorValueFromMemory(lone ? windows[0].Cache.Keys[l] : Gather(windows, c => c.Keys[l], keys), [batch, kv, keys, hd]));
+                values.Add(OrtValue.CreateTensorValueFromMemory(lone ? windows[0].Cache.Values[l] : Gather(windows, c => c.Values[l], keys), [batch, kv, keys, hd]));
             }
             using IDisposableReadOnlyCollection<OrtValue> outputs = run.Run(runOptions, inputNames!, values, outputNames!);
-            int vocabulary = Shape.Vocabulary;
-            if (cache.Logits.Length < rows * vocabulary) cache.Logits = new float[rows * vocabulary];
-            outputs[0].GetTensorDataAsSpan<float>().CopyTo(cache.Logits);
-            for (int l = 0; l < layers; l++)
+            ReadOnlySpan<float> logits = outputs[0].GetTensorDataAsSpan<float>();
+            var result = new SequenceLogits[batch];
+            for (int b = 0; b < batch; b++)
             {
-                Scatter(outputs[1 + 2 * l].GetTensorDataAsSpan<float>(), cache.Keys[l], computed, n, kv, hd);
-                Scatter(outputs[2 + 2 * l].GetTensorDataAsSpan<float>(), cache.Values[l], computed, n, kv, hd);
+                Window w = windows[b];
+                OnnxKeyValueCache cache = w.Cache;
+                int count = w.RowPositions.Length * vocabulary;
+                if (cache.Logits.Length < count) cache.Logits = new float[count];
+                logits.Slice(b * rows * vocabulary, count).CopyTo(cache.Logits);
+                for (int l = 0; l < layers; l++)
+                {
+                    Scatter(outputs[1 + 2 * l].GetTensorDataAsSpan<float>().Slice(b * kv * queries * hd, kv * queries * hd), cache.Keys[l], w.Computed, queries,
+                        w.Canvas.Length, kv, hd);
+                    Scatter(outputs[2 + 2 * l].GetTensorDataAsSpan<float>().Slice(b * kv * queries * hd, kv * queries * hd), cache.Values[l], w.Computed, queries,
+                        w.Canvas.Length, kv, hd);
+                }
+                result[b] = SequenceLogits.FromFloat32(cache.Logits.AsMemory(0, count), w.RowPositions, vocabulary);
             }
-            return SequenceLogits.FromFloat32(cache.Logits.AsMemory(0, rows * vocabulary), rowPositions, vocabulary);
+            return result;
         }
         finally
         {
@@ -236,13 +264,30 @@ internal sealed class CacheGraph : IDisposable
         }
     }
 
-    /// <summary>Present [kv, q, hd] into the cache's [kv, n, hd] at the computed positions.</summary>
-    private static void Scatter(ReadOnlySpan<float> present, float[] cache, int[] computed, int n, int kv, int hd)
+    /// <summary>One canvas's part of a batched run: its cache, canvas, computed positions (ascending), the rows it returns and their sources.</summary>
+    public sealed record Window(OnnxKeyValueCache Cache, ReadOnlyMemory<int> Canvas, int[] Computed, int[] RowPositions, int[] RowSources);
+
+    /// <summary>Every window's cached [kv, n, hd] in a batch tensor [batch, kv, keys, hd], the slots past each canvas zero.</summary>
+    private float[] Gather(IReadOnlyList<Window> windows, Func<OnnxKeyValueCache, float[]> layer, int keys)
     {
-        int q = computed.Length;
+        int kv = Shape.KvHeads, hd = Shape.HeadDim;
+        var past = new float[windows.Count * kv * keys * hd];
+        for (int b = 0; b < windows.Count; b++)
+        {
+            float[] cached = layer(windows[b].Cache);
+            int n = windows[b].Canvas.Length;
+            for (int h = 0; h < kv; h++)
+                cached.AsSpan(h * n * hd, n * hd).CopyTo(past.AsSpan(((b * kv + h) * keys) * hd));
+        }
+        return past;
+    }
+
+    /// <summary>One window's present [kv, queries, hd] into its cache's [kv, n, hd] at the computed positions (padding queries dropped).</summary>
+    private static void Scatter(ReadOnlySpan<float> present, float[] cache, int[] computed, int queries, int n, int kv, int hd)
+    {
         for (int h = 0; h < kv; h++)
-            for (int j = 0; j < q; j++)
-                present.Slice((h * q + j) * hd, hd).CopyTo(cache.AsSpan((h * n + computed[j]) * hd, hd));
+            for (int j = 0; j < computed.Length; j++)
+                present.Slice((h * queries + j) * hd, hd).CopyTo(cache.AsSpan((h * n + computed[j]) * hd, hd));
     }
 
     public void Dispose()

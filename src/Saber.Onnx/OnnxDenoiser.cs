@@ -332,9 +332,12 @@ public sealed partial class OnnxDenoiser : ICachingDenoiser, IDisposable
         using CancellationTokenRegistration registration = cancellationToken.Register(() => runOptions.Terminate = true);
         // Windowed canvases run one by one on the cache graph; the rest as before.
         int[] plain = Enumerable.Range(0, request.Canvases.Count).Where(i => request.Windows?[i] is null).ToArray();
-        for (int i = 0; i < result.Length; i++)
-            if (request.Windows?[i] is CacheWindow window)
-                result[i] = RunWindow(request, i, window, runOptions, cancellationToken);
+        int[] windowed = Enumerable.Range(0, request.Canvases.Count).Where(i => request.Windows?[i] is not null).ToArray();
+        if (windowed.Length > 0)
+        {
+            SequenceLogits[] logits = RunWindows(request, windowed, runOptions, cancellationToken);
+            for (int k = 0; k < windowed.Length; k++) result[windowed[k]] = logits[k];
+        }
         if (plain.Length == 0) return result;
         IEnumerable<(int Length, int[] Members)> groups;
         if (PadsRaggedBatches)
@@ -401,30 +404,45 @@ public sealed partial class OnnxDenoiser : ICachingDenoiser, IDisposable
     }
 
     /// <summary>
-    /// One canvas's cache window: the queries (every position for a refresh; for a shifted model also the position before
-    /// each row asked for, whose output is that row's prediction), rows for the queries from LogitsFrom on.
+    /// The canvases with a cache window, as one batch on the cache graph: per canvas the queries (every position for a
+    /// refresh; for a shifted model also the position before each row asked for, whose output is that row's prediction) and
+    /// the rows of the queries from LogitsFrom on.
     /// </summary>
-    private SequenceLogits RunWindow(DenoiseRequest request, int i, CacheWindow window, RunOptions runOptions, CancellationToken cancellationToken)
+    private SequenceLogits[] RunWindows(DenoiseRequest request, int[] windowed, RunOptions runOptions, CancellationToken cancellationToken)
     {
-        ReadOnlySpan<int> canvas = request.Canvases[i].Span;
-        if (window.Cache is not OnnxKeyValueCache cache || cache.Owner != cacheGraph)
-            throw new ArgumentException($"Canvas {i}'s cache window holds a cache this engine did not make.", nameof(request));
-        if (cache.IsDisposed) throw new ObjectDisposedException(nameof(IDenoiserCache), $"Canvas {i}'s cache was disposed.");
-        if (cache.Positions != canvas.Length)
-            throw new ArgumentException($"Canvas {i} has {canvas.Length} positions; its cache holds {cache.Positions}.", nameof(request));
-        int[] queries = window.Refresh ? Enumerable.Range(0, canvas.Length).ToArray() : window.Queries;
-        for (int j = 0; j < queries.Length; j++)
-            if (queries[j] < 0 || queries[j] >= canvas.Length || (j > 0 && queries[j] <= queries[j - 1]))
-                throw new ArgumentException($"Canvas {i}'s window queries must ascend within [0, {canvas.Length}); query {j} is {queries[j]}.", nameof(request));
-        if (queries.Length == 0) throw new ArgumentException($"Canvas {i}'s window has no query.", nameof(request));
-        int from = Math.Clamp(request.LogitsFrom?[i] ?? 0, 0, canvas.Length - 1);
-        int[] rows = queries.Where(p => p >= from).ToArray();
-        int[] sources = ShiftedLogits ? rows.Select(p => Math.Max(p - 1, 0)).ToArray() : rows;
-        int[] computed = ShiftedLogits ? queries.Union(sources).Order().ToArray() : queries;
+        var windows = new CacheGraph.Window[windowed.Length];
+        for (int k = 0; k < windowed.Length; k++)
+        {
+            int i = windowed[k];
+            CacheWindow window = request.Windows![i]!;
+            ReadOnlySpan<int> canvas = request.Canvases[i].Span;
+            if (window.Cache is not OnnxKeyValueCache cache || cache.Owner != cacheGraph)
+                throw new ArgumentException($"Canvas {i}'s cache window holds a cache this engine did not make.", nameof(request));
+            if (cache.IsDisposed) throw new ObjectDisposedException(nameof(IDenoiserCache), $"Canvas {i}'s cache was disposed.");
+            if (cache.Positions != canvas.Length)
+                throw new ArgumentException($"Canvas {i} has {canvas.Length} positions; its cache holds {cache.Positions}.", nameof(request));
+            int[] queries = window.Refresh ? Enumerable.Range(0, canvas.Length).ToArray() : window.Queries;
+            if (queries.Length == 0) throw new ArgumentException($"Canvas {i}'s window has no query.", nameof(request));
+            for (int j = 0; j < queries.Length; j++)
+                if (queries[j] < 0 || queries[j] >= canvas.Length || (j > 0 && queries[j] <= queries[j - 1]))
+                    throw new ArgumentException($"Canvas {i}'s window queries must ascend within [0, {canvas.Length}); query {j} is {queries[j]}.", nameof(request));
+            if (windowed.Count(other => request.Windows[other]!.Cache == cache) > 1)
+                throw new ArgumentException($"Canvas {i}'s cache serves another canvas of the same call.", nameof(request));
+            int from = Math.Clamp(request.LogitsFrom?[i] ?? 0, 0, canvas.Length - 1);
+            int[] rows = queries.Where(p => p >= from).ToArray();
+            int[] sources = ShiftedLogits ? rows.Select(p => Math.Max(p - 1, 0)).ToArray() : rows;
+            int[] computed = ShiftedLogits ? queries.Union(sources).Order().ToArray() : queries;
+            windows[k] = new CacheGraph.Window(cache, request.Canvases[i], computed, rows, sources);
+        }
         try
         {
-            SequenceLogits logits = cacheGraph.Run(cache, canvas, computed, rows, sources, runOptions);
-            Interlocked.Increment(ref runs);
+            // Padding queries sit at key slots after their canvas; where those would pass the model's positions (a rotary table's
+            // end), each window runs alone instead.
+            int queries = windows.Max(w => w.Computed.Length);
+            bool fits = windows.All(w => w.Canvas.Length + queries - w.Computed.Length <= (MaxPositions ?? int.MaxValue));
+            SequenceLogits[] logits = fits ? cacheGraph!.Run(windows, MaskId, runOptions)
+                : windows.Select(w => cacheGraph!.Run([w], MaskId, runOptions)[0]).ToArray();
+            Interlocked.Add(ref runs, fits ? 1 : windows.Length);
             return logits;
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)

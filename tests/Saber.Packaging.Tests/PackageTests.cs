@@ -94,7 +94,8 @@ public class PackageContentTests
         Assert.That(entries, Has.Member("tools/net10.0/any/saber.dll"));
         Assert.That(entries, Has.Member("tools/net10.0/any/models/tiny/model.onnx"));
         Assert.That(entries, Has.Member("tools/net10.0/any/models/tiny/tokenizer.json"));
-        foreach (string file in new[] { "model.onnx", "tokenizer.json", "test.jsonl", "README.md" })
+        Assert.That(entries, Has.Member("tools/net10.0/any/models/tiny/model.cache.onnx"), "the cache graph: --cache prefix|dual works from the tool");
+        foreach (string file in new[] { "model.onnx", "model.cache.onnx", "tokenizer.json", "test.jsonl", "README.md" })
             Assert.That(entries, Has.Member("tools/net10.0/any/models/addition/" + file));
         Assert.That(entries, Has.Member("tools/net10.0/any/runtimes/linux-x64/native/libonnxruntime.so"));
         XElement metadata = PackagedFeed.Nuspec(package);

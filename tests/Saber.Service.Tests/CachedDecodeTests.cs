@@ -4,8 +4,8 @@ namespace Saber.Service.Tests;
 
 /// <summary>
 /// Cached decodes on the shipped model's cache graph through the engine: requests with policies none, prefix and dual share
-/// the engine's passes, and each decodes exactly as it does alone on the CPU sampler (batch invariance with a cache on); every
-/// cache is released at the end.
+/// the engine's passes (windows of different canvases and query counts batched in one run), and each decodes exactly as it
+/// does alone on the CPU sampler (batch invariance with a cache on); every cache is released at the end.
 /// </summary>
 public class CachedDecodeTests
 {
@@ -52,6 +52,7 @@ public class CachedDecodeTests
             results = await Task.WhenAll(Enumerable.Range(0, count).Select(i => engine.DecodeAsync(prompts[i], OptionsFor(i)))).WaitAsync(TimeSpan.FromMinutes(3));
 
         Assert.That(shared.CacheBytesInUse, Is.Zero, "every cache is released when its request ends");
+        Assert.That(shared.Runs, Is.LessThan(results.Sum(r => r.Nfe) / 2), "requests shared runs, the cached ones included (batched windows)");
         var sampler = new CpuSampler();
         for (int i = 0; i < count; i++)
         {
@@ -78,5 +79,28 @@ public class CachedDecodeTests
         SequenceResult fits = await engine.DecodeAsync(prompt, new DecodeOptions { GenerationLength = 8, Cache = new CacheOptions(CachePolicy.Dual) });
         Assert.That(fits.Cache!.Passes, Is.EqualTo(fits.Nfe));
         Assert.That(denoiser.CacheBytesInUse, Is.Zero);
+    }
+
+    [TestCase(CachePolicy.Prefix)]
+    [TestCase(CachePolicy.Dual)]
+    public async Task ACacheRefreshedEveryCallDecodesExactlyAsNoCache(CachePolicy policy)
+    {
+        // R = 1 makes every call a full pass on the cache graph, whose logits equal the plain graph's bit for bit: the decode
+        // must be the uncached one, for every strategy (what is approximate is the window, nothing else).
+        var tokenizer = CharacterTokenizer.Load(Path.Combine(TinyDirectory, "tokenizer.json"));
+        using OnnxDenoiser denoiser = OnnxDenoiser.Load(Path.Combine(TinyDirectory, "model.onnx"), new OnnxEngineOptions { IntraOpThreads = 1 });
+        ReadOnlyMemory<int>[] prompts = Prompts.Select(p => (ReadOnlyMemory<int>)tokenizer.Encode(p)).ToArray();
+        DecodingStrategy[] strategies = [new SaberStrategy(), new SaberStrategy(SaberVariant.Paper), new LowConfidenceStrategy(16), new ThresholdStrategy(0.7f), new FactorStrategy(2f)];
+        foreach (DecodingStrategy strategy in strategies)
+        {
+            var exact = new DecodeOptions { GenerationLength = 32, BlockLength = 8, Strategy = strategy, Temperature = 0.5f, Seed = 9, Trace = true };
+            DecodeResult none = await new CpuSampler().DecodeAsync(denoiser, prompts, exact);
+            DecodeResult refreshed = await new CpuSampler().DecodeAsync(denoiser, prompts, exact with { Cache = new CacheOptions(policy, RefreshEvery: 1) });
+            for (int b = 0; b < prompts.Length; b++)
+            {
+                Same.Result(none.Sequences[b], refreshed.Sequences[b], $"{strategy}, prompt {b}");
+                Assert.That(refreshed.Sequences[b].Cache!.FullPasses, Is.EqualTo(refreshed.Sequences[b].Nfe));
+            }
+        }
     }
 }
