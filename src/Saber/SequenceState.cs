@@ -74,8 +74,9 @@ internal sealed class SequenceState
         int queries = window?.Queries.Length ?? Canvas.Length;
         long? flops = denoiser.PassFlops(Canvas.Length, queries, logitsRows);
         ForwardFlops = ForwardFlops is long sum && flops is long f ? sum + f : null;
+        // The extra positions are generation positions, each with its logits row: without them the call has that many fewer of both.
         if (window is not null && Cache!.LastExtra > 0)
-            Cache.AddRefreshFlops(flops - denoiser.PassFlops(Canvas.Length, queries - Cache.LastExtra, logitsRows));
+            Cache.AddRefreshFlops(flops - denoiser.PassFlops(Canvas.Length, queries - Cache.LastExtra, Math.Max(0, logitsRows - Cache.LastExtra)));
     }
 
     /// <summary>The result of the decode so far.</summary>

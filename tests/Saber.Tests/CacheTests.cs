@@ -72,6 +72,7 @@ public class CacheTests
             int n = calls[0].Canvas.Length, k = options.EffectiveBlockLength, blocks = options.GenerationLength / k;
             var cached = new int?[n];
             int block = 0, refreshedBlock = -1, sinceRefresh = 0, stepsInBlock = 0, outside = 0, refreshed = 0;
+            long refreshFlops = 0;
             for (int t = 0; t < calls.Length; t++)
             {
                 CachingRecorder.Call call = calls[t];
@@ -92,7 +93,13 @@ public class CacheTests
                 }
                 Assert.That(call.Refresh, Is.EqualTo(refresh), $"call {t + 1}: a full pass?");
                 Assert.That(call.Queries, Is.EqualTo(expected.ToArray()), $"call {t + 1} (block {block}): the queries");
-                if (!refresh) refreshed += expected.Count(p => !(p >= start && p < windowEnd));
+                if (!refresh)
+                {
+                    // Each extra position is a generation position: a query and a logits row of the recorder's FLOP count.
+                    int extra = expected.Count(p => !(p >= start && p < windowEnd));
+                    refreshed += extra;
+                    refreshFlops += 1000L * extra + 3L * extra * n + 7L * extra;
+                }
                 foreach (int p in expected) cached[p] = canvas[p];
                 if (refresh) { refreshedBlock = block; sinceRefresh = 0; }
                 sinceRefresh++;
@@ -116,6 +123,7 @@ public class CacheTests
             }
             Assert.That(sequence.Cache!.RemasksOutsideWindow, Is.EqualTo(outside), "re-masks before the active block");
             Assert.That(sequence.Cache.RefreshedPositions, Is.EqualTo(refreshed), "positions computed outside the base windows");
+            Assert.That(sequence.Cache.RefreshFlops, Is.EqualTo(refreshFlops), "their FLOPs");
         }
     }
 

@@ -119,7 +119,8 @@ public class CacheTests
         Assert.That(computed, Is.LessThan(canvas), "the dual cache computed fewer positions than the canvases hold");
         Assert.That(statistics.GetProperty("full_passes").GetInt32(), Is.InRange(1, result.Nfe));
         Assert.That(statistics.GetProperty("refresh_flops").GetInt64(),
-            Is.EqualTo(statistics.GetProperty("refreshed_positions").GetInt64() * WindowedDenoiser.FlopsPerQuery));
+            Is.EqualTo(statistics.GetProperty("refreshed_positions").GetInt64() * (WindowedDenoiser.FlopsPerQuery + WindowedDenoiser.FlopsPerLogitsRow)),
+            "each refreshed position is a query with its logits row");
         // The double's FLOPs: a fixed amount per computed position, and per head row (at most one per computed position).
         long flops = root.GetProperty("forward_flops").GetInt64();
         Assert.That(flops, Is.InRange(computed * WindowedDenoiser.FlopsPerQuery, computed * (WindowedDenoiser.FlopsPerQuery + WindowedDenoiser.FlopsPerLogitsRow)));
