@@ -276,6 +276,7 @@ internal sealed class CacheGraph : IDisposable
         {
             float[] cached = layer(windows[b].Cache);
             int n = windows[b].Canvas.Length;
+            if (windows[b].Computed.Length == n) continue;   // a full pass replaces every slot: its past is never read
             for (int h = 0; h < kv; h++)
                 cached.AsSpan(h * n * hd, n * hd).CopyTo(past.AsSpan(((b * kv + h) * keys) * hd));
         }

@@ -143,6 +143,14 @@ public sealed partial class OnnxDenoiser : ICachingDenoiser, IDisposable
 
     private int runs;
 
+    /// <summary>Runs of the cache graph so far (each one batch of cache windows; also counted in <see cref="Runs"/>).</summary>
+    public int WindowRuns => Volatile.Read(ref windowRuns);
+
+    /// <summary>Cache windows computed so far, over the <see cref="WindowRuns"/>.</summary>
+    public int WindowsRun => Volatile.Read(ref windowsRun);
+
+    private int windowRuns, windowsRun;
+
     /// <summary>Loads and checks a model.</summary>
     /// <exception cref="FileNotFoundException">No file at <paramref name="path"/>.</exception>
     /// <exception cref="InvalidDataException">The file is not a loadable ONNX model, or its inputs, outputs or metadata are not the expected ones.</exception>
@@ -436,19 +444,45 @@ public sealed partial class OnnxDenoiser : ICachingDenoiser, IDisposable
         }
         try
         {
-            // Padding queries sit at key slots after their canvas; where those would pass the model's positions (a rotary table's
-            // end), each window runs alone instead.
-            int queries = windows.Max(w => w.Computed.Length);
-            bool fits = windows.All(w => w.Canvas.Length + queries - w.Computed.Length <= (MaxPositions ?? int.MaxValue));
-            SequenceLogits[] logits = fits ? cacheGraph!.Run(windows, MaskId, runOptions)
-                : windows.Select(w => cacheGraph!.Run([w], MaskId, runOptions)[0]).ToArray();
-            Interlocked.Add(ref runs, fits ? 1 : windows.Length);
+            var logits = new SequenceLogits[windows.Length];
+            foreach (int[] group in WindowGroups(windows))
+            {
+                SequenceLogits[] run = cacheGraph!.Run(group.Select(k => windows[k]).ToArray(), MaskId, runOptions);
+                for (int g = 0; g < group.Length; g++) logits[group[g]] = run[g];
+                Interlocked.Increment(ref runs);
+                Interlocked.Increment(ref windowRuns);
+                Interlocked.Add(ref windowsRun, group.Length);
+            }
             return logits;
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
         {
             throw new OperationCanceledException(cancellationToken);
         }
+    }
+
+    /// <summary>
+    /// The runs of a call's windows: every window computes as many queries as the longest of its run, so windows of similar
+    /// query counts share a run (a block's window beside a full pass would compute the whole canvas). Sorted by query count,
+    /// a run takes windows up to twice its smallest count (or 16 more). Padding queries sit at key slots after their canvas;
+    /// a window whose padding would pass the model's positions (a rotary table's end) runs alone.
+    /// </summary>
+    private IEnumerable<int[]> WindowGroups(CacheGraph.Window[] windows)
+    {
+        var group = new List<int>();
+        foreach (int k in Enumerable.Range(0, windows.Length).OrderBy(k => windows[k].Computed.Length).ThenBy(k => k))
+        {
+            int queries = windows[k].Computed.Length;
+            bool fits = group.Count == 0 || (queries <= 2 * windows[group[0]].Computed.Length || queries <= windows[group[0]].Computed.Length + 16)
+                && group.Append(k).All(j => windows[j].Canvas.Length + queries - windows[j].Computed.Length <= (MaxPositions ?? int.MaxValue));
+            if (!fits)
+            {
+                yield return [.. group];
+                group.Clear();
+            }
+            group.Add(k);
+        }
+        if (group.Count > 0) yield return [.. group];
     }
 
     /// <summary>The first position whose row a row-selecting model computes for canvas <paramref name="i"/>: the request's LogitsFrom, else 0.</summary>
