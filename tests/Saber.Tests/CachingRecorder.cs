@@ -76,13 +76,8 @@ internal sealed class CachingRecorder(IDenoiser inner, long maxCacheBytes = long
                 continue;
             }
             int from = request.LogitsFrom?[i] ?? 0;
-            int[] rows = (window.Refresh ? Enumerable.Range(0, views[i].Length) : window.Queries).Where(p => p >= from).ToArray();
-            int v = VocabularySize;
-            var data = new float[rows.Length * v];
-            for (int r = 0; r < rows.Length; r++)
-                for (int t = 0; t < v; t++)
-                    data[r * v + t] = full[i][rows[r], t];
-            result[i] = SequenceLogits.FromFloat32(data, rows, v);
+            result[i] = Saber.Testing.WindowedDenoiser.RowsOf(full[i],
+                (window.Refresh ? Enumerable.Range(0, views[i].Length) : window.Queries).Where(p => p >= from).ToArray());
         }
         return result;
     }

@@ -45,7 +45,6 @@ internal sealed class WindowedDenoiser(IDenoiser inner, long maxCacheBytes = lon
         if (request.Windows is not { } windows) return full;
         Interlocked.Increment(ref windowedCalls);
         var result = new SequenceLogits[full.Count];
-        int v = inner.VocabularySize;
         for (int i = 0; i < full.Count; i++)
         {
             if (windows[i] is not { } window)
@@ -54,14 +53,20 @@ internal sealed class WindowedDenoiser(IDenoiser inner, long maxCacheBytes = lon
                 continue;
             }
             int from = request.LogitsFrom?[i] ?? 0;
-            int[] rows = window.Queries.Where(q => q >= from).ToArray();
-            var data = new float[rows.Length * v];
-            for (int r = 0; r < rows.Length; r++)
-                for (int t = 0; t < v; t++)
-                    data[r * v + t] = full[i][rows[r], t];
-            result[i] = SequenceLogits.FromFloat32(data, rows, v);
+            result[i] = RowsOf(full[i], window.Queries.Where(q => q >= from).ToArray());
         }
         return result;
+    }
+
+    /// <summary>The rows of <paramref name="positions"/> (ascending) of full logits, as float32 logits of those positions.</summary>
+    public static SequenceLogits RowsOf(SequenceLogits full, int[] positions)
+    {
+        int v = full.Vocabulary;
+        var data = new float[positions.Length * v];
+        for (int r = 0; r < positions.Length; r++)
+            for (int t = 0; t < v; t++)
+                data[r * v + t] = full[positions[r], t];
+        return SequenceLogits.FromFloat32(data, positions, v);
     }
 
     private sealed class Cache(int positions, Action disposed) : IDenoiserCache
