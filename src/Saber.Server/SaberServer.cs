@@ -149,8 +149,7 @@ public static class SaberServer
                 ObjectDisposedException => new OpenAIErrorException(StatusCodes.Status503ServiceUnavailable, "The server is shutting down.", OpenAIErrorException.ServerError, code: "shutting_down"),
                 ArgumentException argument => CompletionRequest.Invalid(argument),
                 // The engine refuses a cache the model cannot run (no cache graph) when the request is submitted: the request's fault.
-                NotSupportedException unsupported when unsupported.Message.StartsWith("Cache policy", StringComparison.Ordinal) =>
-                    OpenAIErrorException.BadRequest(unsupported.Message, SaberChatOptionKeys.Cache, "cache_unavailable"),
+                CacheUnavailableException unavailable => OpenAIErrorException.BadRequest(unavailable.Message, SaberChatOptionKeys.Cache, "cache_unavailable"),
                 _ => new OpenAIErrorException(StatusCodes.Status500InternalServerError, "The server had an error while processing the request.", OpenAIErrorException.ServerError),
             };
             if (error.Status == StatusCodes.Status500InternalServerError)

@@ -95,7 +95,7 @@ public sealed class CachedEngineTests
         using OnnxDenoiser denoiser = OnnxDenoiser.Load(Path.Combine(dir, "model.onnx"));
         Assert.That(denoiser.CacheUnavailable, Does.Contain("has no cache graph").And.Contain("saber import --cache-graph DIR"));
         Assert.That(denoiser.PassFlops(10, 10, 10), Is.Null, "without the cache graph's sizes the engine does not know its FLOPs");
-        var e = Assert.ThrowsAsync<NotSupportedException>(() => new CpuSampler().DecodeAsync(denoiser, [new[] { 5, 6 }],
+        var e = Assert.ThrowsAsync<CacheUnavailableException>(() => new CpuSampler().DecodeAsync(denoiser, [new[] { 5, 6 }],
             new DecodeOptions { GenerationLength = 8, Cache = new CacheOptions(CachePolicy.Prefix) }));
         Assert.That(e!.Message, Does.StartWith("Cache policy 'prefix' needs a model with a cache graph: '").And.Contain("model.cache.onnx' does not exist"));
         Assert.That(() => OnnxDenoiser.Load(Path.Combine(dir, "model.onnx"), new OnnxEngineOptions { CacheGraphPath = Path.Combine(dir, "nope.onnx") }),

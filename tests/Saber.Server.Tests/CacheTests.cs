@@ -5,8 +5,8 @@ using System.Text.Json;
 namespace Saber.Server.Tests;
 
 /// <summary>
-/// The <c>"cache"</c> request field: bad values are 400s naming the field, a cache the model cannot run is a 400 (the
-/// shipped model has no cache graph yet), <c>"none"</c> answers as a request without the field, <c>Server:MaxCacheBytes</c>.
+/// The <c>"cache"</c> request field: bad values are 400s naming the field, a cache the model cannot run is a 400 (a copy
+/// of the shipped model without its cache graph), <c>"none"</c> answers as a request without the field, <c>Server:MaxCacheBytes</c>.
 /// </summary>
 public class CacheTests
 {

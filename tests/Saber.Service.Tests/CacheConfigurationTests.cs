@@ -7,7 +7,7 @@ namespace Saber.Service.Tests;
 
 /// <summary>
 /// <c>Saber:Decode:Cache</c>: binding, startup validation naming the key and value, and the configured cache reaching the
-/// engine's decodes (a caching test double; the shipped models have no cache graph yet).
+/// engine's decodes (a caching test double, whose FLOPs are fixed figures).
 /// </summary>
 public class CacheConfigurationTests
 {

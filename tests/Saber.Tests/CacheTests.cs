@@ -206,9 +206,9 @@ public class CacheTests
     public void ACachePolicyOnAModelWithoutCachesIsAClearError()
     {
         DecodeOptions options = Options(new SaberStrategy(), new CacheOptions(CachePolicy.Dual));
-        var e = Assert.ThrowsAsync<NotSupportedException>(() => new CpuSampler().DecodeAsync(new RandomDenoiser(5, Vocabulary, Mask), Prompts, options));
+        var e = Assert.ThrowsAsync<CacheUnavailableException>(() => new CpuSampler().DecodeAsync(new RandomDenoiser(5, Vocabulary, Mask), Prompts, options));
         Assert.That(e!.Message, Is.EqualTo("Cache policy 'dual' needs a model with a cache graph: RandomDenoiser cannot cache keys and values. Use cache policy 'none' (docs/caching.md)."));
-        Assert.Throws<NotSupportedException>(() => new CpuSampler().DecodeStepsAsync(new RandomDenoiser(5, Vocabulary, Mask), Prompts, options),
+        Assert.Throws<CacheUnavailableException>(() => new CpuSampler().DecodeStepsAsync(new RandomDenoiser(5, Vocabulary, Mask), Prompts, options),
             "the streaming decode checks before its first step too");
     }
 

@@ -5,8 +5,7 @@ namespace Saber.Testing;
 /// model's, exactly) and returns, for a canvas with a cache window, only the rows of the window's queries from
 /// <see cref="DenoiseRequest.LogitsFrom"/> on, as a model's cache graph would. It reports
 /// <see cref="FlopsPerQuery"/> FLOPs per computed position plus <see cref="FlopsPerLogitsRow"/> per head row, so that
-/// a decode's FLOPs are known figures. Linked into the test projects that check the cache's surfaces while the shipped
-/// models have no cache graph.
+/// a decode's FLOPs are known figures. Linked into the test projects that check the cache's surfaces with exact FLOP figures.
 /// </summary>
 internal sealed class WindowedDenoiser(IDenoiser inner, long maxCacheBytes = long.MaxValue) : ICachingDenoiser
 {

@@ -48,16 +48,19 @@ public interface ICachingDenoiser : IDenoiser
 /// </param>
 public sealed record CacheWindow(IDenoiserCache Cache, bool Refresh, int[] Queries);
 
+/// <summary>A decode asks for a cache policy its denoiser cannot run (e.g. a model without a cache graph); the message says why.</summary>
+public sealed class CacheUnavailableException(string message) : NotSupportedException(message);
+
 /// <summary>Creating caches for the samplers.</summary>
 internal static class CachingDenoisers
 {
     /// <summary>A cache for a canvas of <paramref name="positions"/>, or null when <paramref name="options"/> caches nothing.</summary>
-    /// <exception cref="NotSupportedException">The options ask for a cache and <paramref name="denoiser"/> cannot run one.</exception>
+    /// <exception cref="CacheUnavailableException">The options ask for a cache and <paramref name="denoiser"/> cannot run one.</exception>
     public static IDenoiserCache? CreateCache(IDenoiser denoiser, CacheOptions options, int positions)
     {
         if (!options.Enabled) return null;
         if (denoiser is not ICachingDenoiser { CacheUnavailable: null } caching)
-            throw new NotSupportedException(
+            throw new CacheUnavailableException(
                 $"Cache policy '{CachePolicyJsonName(options.Policy)}' needs a model with a cache graph: " +
                 ((denoiser as ICachingDenoiser)?.CacheUnavailable ?? $"{denoiser.GetType().Name} cannot cache keys and values") +
                 ". Use cache policy 'none' (docs/caching.md).");
@@ -68,7 +71,7 @@ internal static class CachingDenoisers
     /// Checks, without allocating, that a canvas of <paramref name="positions"/> can be cached at all: the denoiser runs
     /// caches and one cache of that size fits its limit.
     /// </summary>
-    /// <exception cref="NotSupportedException">The denoiser cannot run a cache.</exception>
+    /// <exception cref="CacheUnavailableException">The denoiser cannot run a cache.</exception>
     /// <exception cref="ArgumentOutOfRangeException">One cache of that size exceeds <see cref="ICachingDenoiser.MaxCacheBytes"/>.</exception>
     public static void CheckFits(IDenoiser denoiser, CacheOptions options, int positions)
     {
