@@ -12,10 +12,9 @@ internal static class GenerateCommand
         "usage: saber generate [--model DIR] [options] PROMPT [PROMPT ...]\n" +
         "       saber generate [--model DIR] [options] --prompt-ids IDS\n" +
         ModelArguments.Usage + "\n" +
-        "  --engine onnx|tensorrt   onnx (default): DIR/model.onnx on the CPU; tensorrt: --engine-file X.plan on\n" +
-        "                           the GPU (libsaber_native built with TensorRT), with DIR's tokenizer\n" +
+        "                     onnx-cuda and onnx-tensorrt decode with the CUDA sampler, the logits staying on the GPU\n" +
         StrategyArguments.Usage + "\n" +
-        StrategyArguments.CacheUsage + "   (onnx only)\n" +
+        StrategyArguments.CacheUsage + "   (--engine onnx only)\n" +
         "  --prompt-ids IDS   token ids instead of prompt text: comma-separated, ';' between prompts (\"1,2,3;4,5\")\n" +
         "  --json             one JSON object per prompt on stdout: prompt_ids, ids (all G generated positions,\n" +
         "                     not cut at end-of-text), text (up to the first end-of-text), nfe, cache (the policy;\n" +
@@ -47,20 +46,22 @@ internal static class GenerateCommand
             Cache = cache,
         };
         bool progress = !args.Flag("--no-progress");
-        string engine = args.Text("--engine") ?? "onnx";
-        if (engine is not ("onnx" or "tensorrt")) throw new UsageException($"--engine expects onnx or tensorrt; got '{engine}'.");
-        string? engineFile = engine == "tensorrt" ? args.RequiredText("--engine-file") : null;
-        using LocalModel? model = engine == "onnx" ? ModelArguments.Open(args, logging) : null;
-        IModelTokenizer tokenizer = model?.Tokenizer ?? LocalModel.OpenTokenizer(args.Text("--model") ?? ModelArguments.ShippedModel());
+        OnnxEngineOptions engineOptions = ModelArguments.EngineOptions(args);
+        bool onDevice = engineOptions.Provider != ExecutionProvider.Cpu;
+        if (onDevice && cache.Enabled)
+            throw new UsageException($"--cache needs --engine onnx: the CUDA sampler of --engine {ExecutionProviders.EngineName(engineOptions.Provider)} keeps " +
+                "each decode's state on the device, and the cache plan reads it on the host every step (docs/caching.md).");
+        string directory = ModelArguments.Directory(args);
         args.RejectUnknown();
         options.Validate();
+        using LocalModel? model = onDevice ? null : LocalModel.Open(directory, engineOptions, logging.CreateLogger<OnnxDenoiser>());
+        using Saber.Onnx.Gpu.LocalDeviceModel? gpu = onDevice ? Saber.Onnx.Gpu.LocalDeviceModel.Open(directory, engineOptions, logging) : null;
+        IModelTokenizer tokenizer = model?.Tokenizer ?? gpu!.Tokenizer;
         StrategyArguments.WarnAboutSeed(options, seed is not null, "generate", stderr);
 
         ReadOnlyMemory<int>[] prompts = promptIds is null
             ? ModelArguments.Encode(tokenizer, texts, "generate", stderr)
             : promptIds.Select(p => (ReadOnlyMemory<int>)p).ToArray();
-        using Saber.Cuda.CudaContext? context = engineFile is null ? null : Saber.Cuda.CudaContext.Create();
-        using Saber.Cuda.NativeEngine? gpuEngine = context is null ? null : Saber.Cuda.NativeEngine.LoadTensorRt(context, engineFile!, tokenizer.MaskId);
         var clock = Stopwatch.StartNew();
         int[][] canvases = ModelArguments.InitialCanvases(prompts, tokenizer.MaskId, g);
         // On a terminal the progress line is redrawn in place; in a log file each step is a line of its own.
@@ -74,7 +75,7 @@ internal static class GenerateCommand
             else stderr.WriteLine(line);
         }
         SequenceResult[] results;
-        if (gpuEngine is null)
+        if (gpu is null)
         {
             // The whole result (FLOPs, cache statistics) comes from DecodeAsync; the progress of step s is drawn from the
             // canvases call s + 1 receives, and the last step's from the result.
@@ -92,19 +93,27 @@ internal static class GenerateCommand
         }
         else
         {
-            // The GPU sampler decodes without a cache and its engine reports no FLOPs: the steps are all there is to show.
-            var nfe = new int[prompts.Length];
-            await foreach (DecodeStepUpdate update in new Saber.Cuda.CudaSampler(context!, logging.CreateLogger<Saber.Cuda.CudaSampler>())
-                               .DecodeStepsAsync(gpuEngine, prompts, options, cancellationToken))
+            // The GPU sampler decodes without a cache and its engine reports no FLOPs. Progress reads every step back; without it the
+            // sampler stays a step ahead of the host and waits only for each step's status.
+            var sampler = new Saber.Cuda.CudaSampler(gpu.Context, logging.CreateLogger<Saber.Cuda.CudaSampler>());
+            if (progress)
             {
-                foreach (SequenceStep s in update.Sequences)
+                var nfe = new int[prompts.Length];
+                await foreach (DecodeStepUpdate update in sampler.DecodeStepsAsync(gpu.Denoiser, prompts, options, cancellationToken))
                 {
-                    canvases[s.Sequence] = s.Canvas;
-                    nfe[s.Sequence] = update.Step;
+                    foreach (SequenceStep s in update.Sequences)
+                    {
+                        canvases[s.Sequence] = s.Canvas;
+                        nfe[s.Sequence] = update.Step;
+                    }
+                    Progress(update.Step);
                 }
-                Progress(update.Step);
+                results = canvases.Select((c, b) => new SequenceResult(c, prompts[b].Length, nfe[b], [])).ToArray();
             }
-            results = canvases.Select((c, b) => new SequenceResult(c, prompts[b].Length, nfe[b], [])).ToArray();
+            else
+            {
+                results = (await sampler.DecodeAsync(gpu.Denoiser, prompts, options, cancellationToken)).Sequences.ToArray();
+            }
         }
         if (progress && terminal) stderr.WriteLine();
         double seconds = clock.Elapsed.TotalSeconds;

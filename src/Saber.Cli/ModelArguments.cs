@@ -10,6 +10,7 @@ internal static class ModelArguments
         "  --model DIR        model directory with model.onnx and tokenizer.json (default: the shipped models/tiny)\n" +
         "  --threads N        ONNX Runtime intra-op threads, at most four per core (default 0: one per core)\n" +
         "  --max-cache-bytes N  the most bytes the live key/value caches may hold (default 4 GiB; with --cache)\n" +
+        EngineUsage + "\n" +
         "  --gen-length G     positions to generate (default 64)\n" +
         "  --block-length K   semi-autoregressive block length (default 32)";
 
@@ -20,21 +21,52 @@ internal static class ModelArguments
     public static string ShippedModel(string name = "tiny")
     {
         string beside = Path.Combine(AppContext.BaseDirectory, "models", name);
-        return Directory.Exists(beside) ? beside : Path.Combine(Environment.CurrentDirectory, "models", name);
+        return System.IO.Directory.Exists(beside) ? beside : Path.Combine(Environment.CurrentDirectory, "models", name);
     }
 
-    public static LocalModel Open(Arguments args, ILoggerFactory logging, string shipped = "tiny")
+    public const string EngineUsage =
+        "  --engine E         where ONNX Runtime runs DIR/model.onnx: onnx (default, the CPU), onnx-cuda or onnx-tensorrt\n" +
+        "                     (an NVIDIA GPU: ONNX Runtime's GPU build, CUDA 13, cuDNN 9, TensorRT 10; docs/gpu.md)\n" +
+        "  --device N         the CUDA device of onnx-cuda and onnx-tensorrt (default 0)\n" +
+        "  --precision P      onnx-tensorrt: model (default, the graph's types), fp16 or bf16; TensorRT's engines are\n" +
+        "                     built once into DIR/engine-cache/";
+
+    /// <summary>The model directory: --model, else the shipped model.</summary>
+    public static string Directory(Arguments args, string shipped = "tiny") => args.Text("--model") ?? ShippedModel(shipped);
+
+    /// <summary>The engine options of --threads, --max-cache-bytes, --engine, --device and --precision, checked.</summary>
+    public static OnnxEngineOptions EngineOptions(Arguments args)
     {
-        string directory = args.Text("--model") ?? ShippedModel(shipped);
         int threads = args.Int("--threads") ?? 0;
         if (threads < 0 || threads > OnnxEngineOptions.MaxIntraOpThreads)
             throw new UsageException($"--threads must lie in [0, {OnnxEngineOptions.MaxIntraOpThreads}] (four per core; 0: one per core); got {threads}.");
         long? maxCacheBytes = args.Long("--max-cache-bytes");
         if (maxCacheBytes is < 0) throw new UsageException($"--max-cache-bytes must be >= 0; got {maxCacheBytes}.");
-        var options = new OnnxEngineOptions { IntraOpThreads = threads };
-        if (maxCacheBytes is long bytes) options = options with { MaxCacheBytes = bytes };
-        return LocalModel.Open(directory, options, logging.CreateLogger<OnnxDenoiser>());
+        ExecutionProvider provider = args.Text("--engine") is { } engine
+            ? ExecutionProviders.TryFromEngineName(engine) ?? throw new UsageException($"--engine expects onnx, onnx-cuda or onnx-tensorrt; got '{engine}'.")
+            : ExecutionProvider.Cpu;
+        int device = args.Int("--device") ?? 0;
+        if (device < 0) throw new UsageException($"--device must be >= 0; got {device}.");
+        GpuPrecision precision = args.Choice("--precision", PrecisionNames) ?? GpuPrecision.Model;
+        if (precision != GpuPrecision.Model && provider != ExecutionProvider.TensorRt)
+            throw new UsageException($"--precision {args.Text("--precision")} needs --engine onnx-tensorrt; the {ExecutionProviders.EngineName(provider)} engine runs the graph's own types.");
+        if (provider == ExecutionProvider.Cpu && args.Text("--device") is not null)
+            throw new UsageException("--device needs --engine onnx-cuda or onnx-tensorrt.");
+        var options = new OnnxEngineOptions { IntraOpThreads = threads, Provider = provider, DeviceId = device, Precision = precision };
+        return maxCacheBytes is long bytes ? options with { MaxCacheBytes = bytes } : options;
     }
+
+    /// <summary>The names of --precision.</summary>
+    public static readonly IReadOnlyDictionary<string, GpuPrecision> PrecisionNames = new Dictionary<string, GpuPrecision>
+    {
+        ["model"] = GpuPrecision.Model,
+        ["fp16"] = GpuPrecision.Float16,
+        ["bf16"] = GpuPrecision.BFloat16,
+    };
+
+    /// <summary>The model of --model (or the shipped one) on the engine of <see cref="EngineOptions"/>, for the host samplers.</summary>
+    public static LocalModel Open(Arguments args, ILoggerFactory logging, string shipped = "tiny") =>
+        LocalModel.Open(Directory(args, shipped), EngineOptions(args), logging.CreateLogger<OnnxDenoiser>());
 
     /// <summary>G and K: K defaults to 32 where it divides G, else G.</summary>
     public static (int Generation, int Block) Lengths(Arguments args, int defaultGeneration = 64)

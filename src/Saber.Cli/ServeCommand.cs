@@ -18,27 +18,29 @@ internal static partial class ServeCommand
         "  --model NAME=DIR   serve the model in DIR (model.onnx and tokenizer.json) as model id NAME; repeatable\n" +
         "                     (default: the shipped models/tiny as \"tiny\"). Requests name models by id, never by path\n" +
         "  --urls URL         where to listen, e.g. http://127.0.0.1:8080 (the default: loopback only); ';' separates several\n" +
+        "  --engine E         onnx (default, the CPU), onnx-cuda or onnx-tensorrt: where every model's forward pass runs\n" +
+        "  --device N         the CUDA device of onnx-cuda and onnx-tensorrt (default 0)\n" +
+        "  --precision P      onnx-tensorrt: model (default), fp16 or bf16\n" +
         "Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /healthz, GET /readyz.\n" +
         "Settings: appsettings.json in the working directory or environment variables (Server__MaxTokens=...):\n" +
         "section Server (Models, MaxRequestBodyBytes, MaxPromptTokens, MaxTokens, DefaultMaxTokens, MaxConcurrentRequests,\n" +
-        "IntraOpThreads, MaxCacheBytes) and section Saber (the engine: Capacity, MaxBatchSize, ...). Requests choose their\n" +
+        "IntraOpThreads, MaxCacheBytes, Engine, Device, Precision) and section Saber (the engine: Capacity, MaxBatchSize, ...). Requests choose their\n" +
         "strategy and cache (\"cache\": \"dual\", on a model with model.cache.onnx). Ctrl+C stops it (unfinished requests are cancelled).";
 
     public static async Task<int> RunAsync(string[] argv, TextWriter stdout, bool verbose, CancellationToken cancellationToken)
     {
         var models = new List<(string Name, string Directory)>();
-        string? urls = null;
+        var single = new Dictionary<string, string>();
         for (int i = 0; i < argv.Length; i++)
         {
             string option = argv[i];
-            if (option is not ("--model" or "--urls"))
+            if (option is not ("--model" or "--urls" or "--engine" or "--device" or "--precision"))
                 throw new UsageException(option.StartsWith("--", StringComparison.Ordinal) ? $"Unknown option {option}." : $"Unexpected argument '{option}'.");
             if (i + 1 >= argv.Length) throw new UsageException($"Option {option} needs a value.");
             string value = argv[++i];
-            if (option == "--urls")
+            if (option != "--model")
             {
-                if (urls is not null) throw new UsageException("Option --urls is given twice.");
-                urls = value;
+                if (!single.TryAdd(option, value)) throw new UsageException($"Option {option} is given twice.");
                 continue;
             }
             int eq = value.IndexOf('=');
@@ -52,9 +54,23 @@ internal static partial class ServeCommand
             models.Add((name, Path.GetFullPath(value[(eq + 1)..])));
         }
 
+        string? urls = single.GetValueOrDefault("--urls");
         string[] hostArgs = urls is null ? [] : ["--urls", urls];
+        int? device = null;
+        if (single.TryGetValue("--device", out string? deviceText))
+            device = int.TryParse(deviceText, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int d)
+                ? d : throw new UsageException($"--device expects a CUDA device number >= 0; got '{deviceText}'.");
+        if (single.GetValueOrDefault("--engine") is { } engineName && Saber.Onnx.ExecutionProviders.TryFromEngineName(engineName) is null)
+            throw new UsageException($"--engine expects onnx, onnx-cuda or onnx-tensorrt; got '{engineName}'.");
         WebApplicationBuilder builder = SaberServer.CreateBuilder(hostArgs);
         builder.Logging.SetMinimumLevel(verbose ? LogLevel.Debug : LogLevel.Warning);
+        // Command-line engine settings replace configured ones (the server checks them as it starts).
+        builder.Services.PostConfigure<SaberServerOptions>(o =>
+        {
+            if (single.TryGetValue("--engine", out string? engine)) o.Engine = engine;
+            if (device is int value) o.Device = value;
+            if (single.TryGetValue("--precision", out string? precision)) o.Precision = precision;
+        });
         if (models.Count > 0)
         {
             // Command-line models replace any configured ones.

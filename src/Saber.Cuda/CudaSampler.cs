@@ -126,7 +126,7 @@ public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler
                 NeedsHostCanvases = false,
                 Forward = (decode, step, _, cancellationToken) => denoiser.ForwardAsync(
                     new GpuForwardRequest(step, decode.Batch, decode.Length, decode.SequenceLengths, decode.CanvasPointer,
-                        decode.LogitsPointer(denoiser.ElementType, step), stream), cancellationToken),
+                        decode.LogitsPointer(denoiser.ElementType, step), stream) { LogitsFrom = decode.PromptLengths }, cancellationToken),
             };
         }
     }

@@ -36,4 +36,11 @@ public interface IGpuDenoiser
 /// <param name="Canvases">Device address of the canvases, int32 <c>[Batch, Length]</c>.</param>
 /// <param name="Logits">Device address the logits go to: <c>[Batch, Length, V]</c> of the engine's element type, contiguous.</param>
 /// <param name="Stream">The <c>cudaStream_t</c> every step runs on.</param>
-public sealed record GpuForwardRequest(int Step, int Batch, int Length, IReadOnlyList<int> SequenceLengths, nint Canvases, nint Logits, nint Stream);
+public sealed record GpuForwardRequest(int Step, int Batch, int Length, IReadOnlyList<int> SequenceLengths, nint Canvases, nint Logits, nint Stream)
+{
+    /// <summary>
+    /// Per sequence, the first position whose logits row the sampler reads (its prompt length), or null for every row. An
+    /// engine may leave the rows before it unwritten; writing every row stays correct.
+    /// </summary>
+    public IReadOnlyList<int>? LogitsFrom { get; init; }
+}

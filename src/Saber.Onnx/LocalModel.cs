@@ -75,16 +75,38 @@ public sealed class LocalModel : IDisposable
     public static LocalModel Open(string directory, OnnxEngineOptions? options = null, Microsoft.Extensions.Logging.ILogger<OnnxDenoiser>? logger = null)
     {
         IModelTokenizer tokenizer = OpenTokenizer(directory, out string? architecture);
-        OnnxDenoiser denoiser = OnnxDenoiser.Load(Path.Combine(directory, "model.onnx"), options, logger);
-        // An imported model's logits may be wider than its tokenizer (LLaDA's embedding_size >= vocab_size).
-        bool vocabularyFits = architecture is null ? denoiser.VocabularySize == tokenizer.VocabularySize : denoiser.VocabularySize >= tokenizer.VocabularySize;
-        if (!vocabularyFits || denoiser.MaskId != tokenizer.MaskId)
+        OnnxDenoiser denoiser = OnnxDenoiser.Load(Path.Combine(directory, ModelFileName), options, logger);
+        try
+        {
+            CheckTokenizer(directory, tokenizer, architecture, denoiser.VocabularySize, denoiser.MaskId);
+        }
+        catch
         {
             denoiser.Dispose();
-            throw new InvalidDataException($"'{directory}': the model has V {denoiser.VocabularySize} and mask id {denoiser.MaskId}, " +
-                $"the tokenizer V {tokenizer.VocabularySize} and mask id {tokenizer.MaskId}.");
+            throw;
         }
         return new LocalModel(denoiser, tokenizer, architecture);
+    }
+
+    /// <summary>The graph of a model directory.</summary>
+    public const string ModelFileName = "model.onnx";
+
+    /// <summary>The tokenizer of a model directory, checked against a model loaded from it by another engine (the GPU one).</summary>
+    /// <exception cref="InvalidDataException">The tokenizer disagrees with the model on the vocabulary or the mask id, or a file is malformed.</exception>
+    public static IModelTokenizer OpenTokenizerFor(string directory, int vocabulary, int maskId)
+    {
+        IModelTokenizer tokenizer = OpenTokenizer(directory, out string? architecture);
+        CheckTokenizer(directory, tokenizer, architecture, vocabulary, maskId);
+        return tokenizer;
+    }
+
+    private static void CheckTokenizer(string directory, IModelTokenizer tokenizer, string? architecture, int vocabulary, int maskId)
+    {
+        // An imported model's logits may be wider than its tokenizer (LLaDA's embedding_size >= vocab_size).
+        bool vocabularyFits = architecture is null ? vocabulary == tokenizer.VocabularySize : vocabulary >= tokenizer.VocabularySize;
+        if (!vocabularyFits || maskId != tokenizer.MaskId)
+            throw new InvalidDataException($"'{directory}': the model has V {vocabulary} and mask id {maskId}, " +
+                $"the tokenizer V {tokenizer.VocabularySize} and mask id {tokenizer.MaskId}.");
     }
 
     /// <summary>What the engines need from <c>saber_model.json</c>: the mask id, the end-of-text ids and the architecture.</summary>

@@ -39,6 +39,34 @@ public sealed record OnnxEngineOptions
     /// 4 bytes a position (4 KiB for the shipped models, 112 KiB for Dream-7B, 1 MiB for LLaDA-8B), for the whole canvas, while its sequence decodes.
     /// </summary>
     public long MaxCacheBytes { get; init; } = 4L << 30;
+
+    /// <summary>
+    /// Where ONNX Runtime runs the model (default the CPU). <see cref="ExecutionProvider.Cuda"/> and
+    /// <see cref="ExecutionProvider.TensorRt"/> need the GPU build of ONNX Runtime (package Saber.Onnx.Gpu) and NVIDIA's libraries
+    /// (<see cref="GpuRuntime"/>); without them loading fails with <see cref="GpuUnavailableException"/> naming what is missing.
+    /// </summary>
+    public ExecutionProvider Provider { get; init; } = ExecutionProvider.Cpu;
+
+    /// <summary>The CUDA device a GPU provider runs on (default 0).</summary>
+    public int DeviceId { get; init; }
+
+    /// <summary>The arithmetic a GPU provider may use; other than <see cref="GpuPrecision.Model"/> for TensorRT only.</summary>
+    public GpuPrecision Precision { get; init; } = GpuPrecision.Model;
+
+    /// <summary>Where TensorRT keeps its engines and timing cache; null: <c>engine-cache/</c> in the model's directory.</summary>
+    public string? EngineCacheDirectory { get; init; }
+
+    /// <summary>Checks every setting that needs no model or GPU to check.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A setting out of range, named with its value.</exception>
+    public void Validate()
+    {
+        if (MaxCacheBytes < 0)
+            throw new ArgumentOutOfRangeException(nameof(MaxCacheBytes), MaxCacheBytes, $"The cache limit must be >= 0 bytes; got {MaxCacheBytes}.");
+        if (IntraOpThreads < 0 || IntraOpThreads > MaxIntraOpThreads)
+            throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), IntraOpThreads,
+                $"Intra-op threads must lie in [0, {MaxIntraOpThreads}] (four per core; 0: ONNX Runtime's default); got {IntraOpThreads}.");
+        ExecutionProviders.Validate(this);
+    }
 }
 
 /// <summary>
@@ -158,33 +186,15 @@ public sealed partial class OnnxDenoiser : ICachingDenoiser, IDisposable
     {
         ArgumentNullException.ThrowIfNull(path);
         options ??= new OnnxEngineOptions();
-        if (options.MaxCacheBytes < 0)
-            throw new ArgumentOutOfRangeException(nameof(options.MaxCacheBytes), options.MaxCacheBytes, $"The cache limit must be >= 0 bytes; got {options.MaxCacheBytes}.");
-        if (options.IntraOpThreads < 0 || options.IntraOpThreads > OnnxEngineOptions.MaxIntraOpThreads)
-            throw new ArgumentOutOfRangeException(nameof(options.IntraOpThreads), options.IntraOpThreads,
-                $"Intra-op threads must lie in [0, {OnnxEngineOptions.MaxIntraOpThreads}] (four per core; 0: ONNX Runtime's default); got {options.IntraOpThreads}.");
+        options.Validate();
         if (!File.Exists(path)) throw new FileNotFoundException($"No ONNX model at '{path}'.", path);
 
         InferenceSession session = OpenSession(path, options, "ONNX model");
         try
         {
-            var (vocabulary, type, attentionMask, selectsRows) = CheckSignature(session, path);
-            IReadOnlyDictionary<string, string> metadata = session.ModelMetadata.CustomMetadataMap;
-            int maskId = options.MaskId ?? MetadataInt(metadata, "mask_id", path)
-                ?? throw new InvalidDataException($"'{path}' has no mask_id metadata; set OnnxEngineOptions.MaskId.");
-            if (maskId < 0 || maskId >= vocabulary)
-                throw new InvalidDataException($"Mask id {maskId} of '{path}' lies outside the vocabulary [0, {vocabulary}).");
-            int? maxPositions = MetadataInt(metadata, "max_positions", path);
-            if (maxPositions <= 0)
-                throw new InvalidDataException($"Metadata 'max_positions' of '{path}' must be > 0; it is {maxPositions}.");
-            string? weights = metadata.TryGetValue("weights", out string? text) ? text : null;
-            int shift = MetadataInt(metadata, "logits_shift", path) ?? 0;
-            if (shift is not (0 or 1))
-                throw new InvalidDataException($"Metadata 'logits_shift' of '{path}' must be 0 or 1; it is {shift}.");
-            if (shift == 1 && !selectsRows)
-                throw new InvalidDataException($"'{path}' has shifted logits (metadata logits_shift = 1) but no '{LogitsIndexName}' input to apply the shift with.");
+            var (vocabulary, type, attentionMask, selectsRows, maskId, maxPositions, weights, shifted) = ModelSignature.Read(session, path, options);
             var (cacheGraph, cacheUnavailable) = OpenCacheGraph(path, options, vocabulary, maskId);
-            var denoiser = new OnnxDenoiser(session, path, vocabulary, maskId, maxPositions, weights, type, attentionMask, selectsRows, shift == 1,
+            var denoiser = new OnnxDenoiser(session, path, vocabulary, maskId, maxPositions, weights, type, attentionMask, selectsRows, shifted,
                 options.RaggedBatches, logger ?? (ILogger)NullLogger.Instance, cacheGraph, cacheUnavailable);
             denoiser.LogLoaded(path, vocabulary, maskId, type, maxPositions?.ToString(CultureInfo.InvariantCulture) ?? "unknown", attentionMask,
                 options.IntraOpThreads);
@@ -220,9 +230,12 @@ public sealed partial class OnnxDenoiser : ICachingDenoiser, IDisposable
     }
 
     /// <summary>A session on <paramref name="path"/> with the engine's settings; a file ONNX Runtime cannot load is an InvalidDataException naming it as <paramref name="what"/>.</summary>
-    internal static InferenceSession OpenSession(string path, OnnxEngineOptions options, string what)
+    /// <param name="stream">A <c>cudaStream_t</c> a GPU provider must run on, or 0 for its own.</param>
+    /// <exception cref="GpuUnavailableException">A GPU provider was asked for and cannot run here.</exception>
+    internal static InferenceSession OpenSession(string path, OnnxEngineOptions options, string what, nint stream = 0)
     {
         using var sessionOptions = new SessionOptions { GraphOptimizationLevel = options.OptimizationLevel, IntraOpNumThreads = options.IntraOpThreads };
+        ExecutionProviders.Append(sessionOptions, options, path, stream);
         try
         {
             return new InferenceSession(path, sessionOptions);
@@ -261,7 +274,7 @@ public sealed partial class OnnxDenoiser : ICachingDenoiser, IDisposable
         return cacheGraph.Create(positions);
     }
 
-    private static (int Vocabulary, LogitsElementType Type, bool AttentionMask, bool SelectsRows) CheckSignature(InferenceSession session, string path)
+    internal static (int Vocabulary, LogitsElementType Type, bool AttentionMask, bool SelectsRows) CheckSignature(InferenceSession session, string path)
     {
         string Describe(IReadOnlyDictionary<string, NodeMetadata> nodes) =>
             string.Join(", ", nodes.Select(n => $"{n.Key} {n.Value.ElementType.Name} [{string.Join(", ", n.Value.Dimensions)}]"));
@@ -291,7 +304,7 @@ public sealed partial class OnnxDenoiser : ICachingDenoiser, IDisposable
         return (output.Dimensions[2], type, attentionMask, selectsRows);
     }
 
-    private static int? MetadataInt(IReadOnlyDictionary<string, string> metadata, string key, string path)
+    internal static int? MetadataInt(IReadOnlyDictionary<string, string> metadata, string key, string path)
     {
         if (!metadata.TryGetValue(key, out string? text)) return null;
         return int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int value)

@@ -53,6 +53,39 @@ public sealed class SaberServerOptions
     /// </summary>
     public long? MaxCacheBytes { get; set; }
 
+    /// <summary>
+    /// Where ONNX Runtime runs every model: <c>onnx</c> (default, the CPU), <c>onnx-cuda</c> or <c>onnx-tensorrt</c> (the forward
+    /// pass on an NVIDIA GPU; the engine's sampler stays on the CPU). The GPU engines need ONNX Runtime's GPU build
+    /// (<c>-p:SaberOnnxRuntime=gpu</c>) and NVIDIA's libraries; without them the server does not start, and says what is missing.
+    /// </summary>
+    public string Engine { get; set; } = "onnx";
+
+    /// <summary>The CUDA device of the GPU engines (default 0).</summary>
+    public int Device { get; set; }
+
+    /// <summary><c>onnx-tensorrt</c>'s precision: <c>model</c> (default, the graph's types), <c>fp16</c> or <c>bf16</c>.</summary>
+    public string Precision { get; set; } = "model";
+
+    /// <summary>The ONNX Runtime engine settings of every model, from <see cref="IntraOpThreads"/>, <see cref="MaxCacheBytes"/>, <see cref="Engine"/>, <see cref="Device"/> and <see cref="Precision"/>.</summary>
+    public Saber.Onnx.OnnxEngineOptions ToEngineOptions()
+    {
+        var options = new Saber.Onnx.OnnxEngineOptions
+        {
+            IntraOpThreads = IntraOpThreads ?? 0,
+            Provider = Saber.Onnx.ExecutionProviders.TryFromEngineName(Engine)
+                ?? throw new ArgumentException($"{SectionName}:{nameof(Engine)} must be onnx, onnx-cuda or onnx-tensorrt; got '{Engine}'.", nameof(Engine)),
+            DeviceId = Device,
+            Precision = Precision switch
+            {
+                "model" => Saber.Onnx.GpuPrecision.Model,
+                "fp16" => Saber.Onnx.GpuPrecision.Float16,
+                "bf16" => Saber.Onnx.GpuPrecision.BFloat16,
+                _ => throw new ArgumentException($"{SectionName}:{nameof(Precision)} must be model, fp16 or bf16; got '{Precision}'.", nameof(Precision)),
+            },
+        };
+        return MaxCacheBytes is long bytes ? options with { MaxCacheBytes = bytes } : options;
+    }
+
     /// <summary>The shipped model: models/tiny beside the executable, else under the working directory.</summary>
     public static string ShippedModelDirectory()
     {
@@ -76,6 +109,16 @@ public sealed class SaberServerOptions
             throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), IntraOpThreads, $"{SectionName}:{nameof(IntraOpThreads)} must be >= 1 or unset; got {IntraOpThreads}.");
         if (MaxCacheBytes is < 0)
             throw new ArgumentOutOfRangeException(nameof(MaxCacheBytes), MaxCacheBytes, $"{SectionName}:{nameof(MaxCacheBytes)} must be >= 0 or unset; got {MaxCacheBytes}.");
+        if (Device < 0)
+            throw new ArgumentOutOfRangeException(nameof(Device), Device, $"{SectionName}:{nameof(Device)} must be >= 0; got {Device}.");
+        try
+        {
+            ToEngineOptions().Validate();
+        }
+        catch (ArgumentOutOfRangeException e) when (e.ParamName == nameof(Saber.Onnx.OnnxEngineOptions.Precision))
+        {
+            throw new ArgumentException($"{SectionName}:{nameof(Precision)} {Precision} needs {SectionName}:{nameof(Engine)} onnx-tensorrt; got '{Engine}'.", nameof(Precision), e);
+        }
         foreach (var (name, directory) in Models)
         {
             if (string.IsNullOrWhiteSpace(name))

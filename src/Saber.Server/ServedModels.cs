@@ -61,9 +61,7 @@ public sealed class ServedModels : IAsyncDisposable
         {
             foreach (var (id, directory) in configured)
             {
-                var onnx = new OnnxEngineOptions { IntraOpThreads = settings.IntraOpThreads ?? 0 };
-                if (settings.MaxCacheBytes is long maxCacheBytes) onnx = onnx with { MaxCacheBytes = maxCacheBytes };
-                LocalModel model = LocalModel.Open(directory, onnx, logging.CreateLogger<OnnxDenoiser>());
+                LocalModel model = LocalModel.Open(directory, settings.ToEngineOptions(), logging.CreateLogger<OnnxDenoiser>());
                 SaberEngine engine;
                 IChatPromptTemplate chat;
                 try
