@@ -23,8 +23,6 @@ public enum SaberStatus
     ErrorNoDevice = 5,
     /// <summary>The decode has already finished; no further step is accepted.</summary>
     ErrorFinished = 6,
-    /// <summary>The library was built without the requested feature (e.g. TensorRT engines).</summary>
-    ErrorUnsupported = 7,
 }
 
 /// <summary>Element type of a logits tensor.</summary>
@@ -162,7 +160,7 @@ public unsafe struct SaberStructLayout
 public static class SaberNativeConstants
 {
     /// <summary>SABER_ABI_VERSION</summary>
-    public const int AbiVersion = 1;
+    public const int AbiVersion = 2;
     /// <summary>SABER_TRACE_COMMITTED</summary>
     public const int TraceCommitted = 1;
     /// <summary>SABER_TRACE_REMASKED</summary>
@@ -182,10 +180,6 @@ public static unsafe partial class SaberNative
     /// <summary>Non-zero when the library was built with CUDA.</summary>
     [LibraryImport(LibraryName, EntryPoint = "saber_built_with_cuda")]
     public static partial int BuiltWithCuda();
-
-    /// <summary>Non-zero when the library was built with TensorRT engines.</summary>
-    [LibraryImport(LibraryName, EntryPoint = "saber_built_with_tensorrt")]
-    public static partial int BuiltWithTensorrt();
 
     /// <summary>The calling thread&apos;s message for its last failed call (&quot;&quot; when none). Valid until the thread&apos;s next call.</summary>
     [LibraryImport(LibraryName, EntryPoint = "saber_last_error")]
@@ -227,15 +221,15 @@ public static unsafe partial class SaberNative
     [LibraryImport(LibraryName, EntryPoint = "saber_exact_fixed_terms_device")]
     public static partial SaberStatus ExactFixedTermsDevice(nint context, float* inputs, ulong* outputs, long count);
 
-    /// <summary>Creates a context on CUDA device `device` with its own non-blocking stream. Every call on the context and on the buffers, decodes and engines created from it runs on `device`, from any thread, and leaves the calling thread&apos;s current CUDA device as it was.</summary>
+    /// <summary>Creates a context on CUDA device `device` with its own non-blocking stream. Every call on the context and on the buffers and decodes created from it runs on `device`, from any thread, and leaves the calling thread&apos;s current CUDA device as it was.</summary>
     [LibraryImport(LibraryName, EntryPoint = "saber_context_create")]
     public static partial SaberStatus ContextCreate(int device, nint* outContext);
 
-    /// <summary>Destroys a context (NULL is allowed). Buffers, decodes and engines created from it must be destroyed first: while any is alive this fails with SABER_ERROR_INVALID_ARGUMENT, naming how many, and the context stays alive.</summary>
+    /// <summary>Destroys a context (NULL is allowed). Buffers and decodes created from it must be destroyed first: while any is alive this fails with SABER_ERROR_INVALID_ARGUMENT, naming how many, and the context stays alive.</summary>
     [LibraryImport(LibraryName, EntryPoint = "saber_context_destroy")]
     public static partial SaberStatus ContextDestroy(nint context);
 
-    /// <summary>The context&apos;s cudaStream_t, for engines that write logits on the same stream.</summary>
+    /// <summary>The context&apos;s cudaStream_t, for models that write logits on the same stream (e.g. an ONNX Runtime session given it).</summary>
     [LibraryImport(LibraryName, EntryPoint = "saber_context_stream")]
     public static partial SaberStatus ContextStream(nint context, void** outStream);
 
@@ -243,7 +237,7 @@ public static unsafe partial class SaberNative
     [LibraryImport(LibraryName, EntryPoint = "saber_context_synchronize")]
     public static partial SaberStatus ContextSynchronize(nint context);
 
-    /// <summary>Copies `bytes` from host memory to the device address `device_destination` (any device memory, e.g. the logits an engine must fill), ordered on the context&apos;s stream; returns when the copy is done. The device range is not checked: it must lie inside one allocation.</summary>
+    /// <summary>Copies `bytes` from host memory to the device address `device_destination` (any device memory, e.g. the logits a model must fill), ordered on the context&apos;s stream; returns when the copy is done. The device range is not checked: it must lie inside one allocation.</summary>
     [LibraryImport(LibraryName, EntryPoint = "saber_context_copy_to_device")]
     public static partial SaberStatus ContextCopyToDevice(nint context, void* deviceDestination, void* hostSource, ulong bytes);
 
@@ -306,22 +300,6 @@ public static unsafe partial class SaberNative
     /// <summary>Reads step `step` (1-based) of sequence `sequence` from the trace ring (trace_capacity &gt; 0 at creation; the ring keeps the last trace_capacity steps). Per generation position g (G entries each): out_events[g] has SABER_TRACE_COMMITTED / SABER_TRACE_REMASKED bits, out_tokens[g] the committed token, out_confidences[g] its confidence, out_deltas[g] the confidence change of a re-masked token.</summary>
     [LibraryImport(LibraryName, EntryPoint = "saber_decode_read_trace")]
     public static partial SaberStatus DecodeReadTrace(nint decode, int sequence, int step, SaberTraceStep* outStep, int* outEvents, int* outTokens, float* outConfidences, float* outDeltas);
-
-    /// <summary>Loads a serialized TensorRT engine (.plan) for the context&apos;s device. The engine must have exactly one input &quot;input_ids&quot; int32 [batch, sequence] and one output &quot;logits&quot; float32, float16 or bfloat16 [batch, sequence, V] with a fixed V; anything else is SABER_ERROR_INVALID_ARGUMENT naming it. SABER_ERROR_UNSUPPORTED when the library was built without TensorRT.</summary>
-    [LibraryImport(LibraryName, EntryPoint = "saber_engine_create_tensorrt")]
-    public static partial SaberStatus EngineCreateTensorrt(nint context, byte* planPath, nint* outEngine);
-
-    /// <summary>Destroys an engine (NULL is allowed).</summary>
-    [LibraryImport(LibraryName, EntryPoint = "saber_engine_destroy")]
-    public static partial SaberStatus EngineDestroy(nint engine);
-
-    /// <summary>The engine&apos;s vocabulary size V and logits dtype (a saber_dtype).</summary>
-    [LibraryImport(LibraryName, EntryPoint = "saber_engine_describe")]
-    public static partial SaberStatus EngineDescribe(nint engine, int* outVocabulary, int* outDtype);
-
-    /// <summary>Queues the forward pass on the context&apos;s stream: reads token ids int32 [batch, length] at device_token_ids (e.g. saber_decode_canvas_pointer) and writes logits [batch, length, V] of the engine&apos;s dtype at device_logits, ready for saber_decode_step on the same stream. Returns without waiting.</summary>
-    [LibraryImport(LibraryName, EntryPoint = "saber_engine_forward")]
-    public static partial SaberStatus EngineForward(nint engine, void* deviceTokenIds, int batch, int length, void* deviceLogits);
 
     /// <summary>Records a timing event on the context&apos;s stream; saber_elapsed_ms gives the time between two.</summary>
     [LibraryImport(LibraryName, EntryPoint = "saber_event_record")]

@@ -13,7 +13,7 @@ public sealed unsafe class CudaContext : IDisposable
 
     internal ContextHandle Handle { get; }
 
-    /// <summary>The raw <c>saber_context</c> for direct calls through <see cref="SaberNative"/> (benchmarks, native engines).</summary>
+    /// <summary>The raw <c>saber_context</c> for direct calls through <see cref="SaberNative"/> (benchmarks, tests).</summary>
     public nint NativeHandle => Handle.Value;
 
     /// <summary>The CUDA device index.</summary>

@@ -6,7 +6,7 @@ namespace Saber.Cuda;
 /// <summary>Owns one native handle; released exactly once, also when the owner forgets to dispose.</summary>
 internal abstract class NativeHandle() : SafeHandle(0, ownsHandle: true)
 {
-    /// <summary>The handle this one was created from (a buffer's, decode's or engine's context), kept alive until this one is released.</summary>
+    /// <summary>The handle this one was created from (a buffer's or decode's context), kept alive until this one is released.</summary>
     private NativeHandle? owner;
 
     /// <summary>Set by <c>Dispose</c>; the native release may wait for the handles adopted from this one.</summary>
@@ -29,7 +29,7 @@ internal abstract class NativeHandle() : SafeHandle(0, ownsHandle: true)
     /// <summary>
     /// Adopts <paramref name="value"/>, created from <paramref name="owner"/>'s native handle. The owner's native handle is
     /// released only after this one, whatever order <c>Dispose</c> calls or finalizers run in: <c>saber_context_destroy</c>
-    /// refuses a context whose buffers, decodes or engines are alive.
+    /// refuses a context whose buffers or decodes are alive.
     /// </summary>
     public void Adopt(nint value, NativeHandle owner)
     {
@@ -78,9 +78,4 @@ internal sealed class BufferHandle : NativeHandle
 internal sealed class DecodeHandle : NativeHandle
 {
     protected override bool Destroy(nint value) => SaberNative.DecodeDestroy(value) == SaberStatus.Ok;
-}
-
-internal sealed class EngineHandle : NativeHandle
-{
-    protected override bool Destroy(nint value) => SaberNative.EngineDestroy(value) == SaberStatus.Ok;
 }
