@@ -245,6 +245,10 @@ public static unsafe partial class SaberNative
     [LibraryImport(LibraryName, EntryPoint = "saber_context_copy_to_host")]
     public static partial SaberStatus ContextCopyToHost(nint context, void* hostDestination, void* deviceSource, ulong bytes);
 
+    /// <summary>Queues on the context&apos;s stream a kernel writing int64_t device_destination[i] = int32_t device_source[i] for i in [0, count), e.g. the decode&apos;s int32 canvases (saber_decode_canvas_pointer) into a model&apos;s int64 input_ids; returns without waiting. Capturable in a CUDA graph. count == 0 does nothing. A negative count, a null pointer with count &gt; 0, a source not 4-byte or a destination not 8-byte aligned, or overlapping ranges are SABER_ERROR_INVALID_ARGUMENT naming the value, checked before anything is queued. The device ranges must each lie inside one allocation.</summary>
+    [LibraryImport(LibraryName, EntryPoint = "saber_context_widen_ids")]
+    public static partial SaberStatus ContextWidenIds(nint context, void* deviceSource, void* deviceDestination, long count);
+
     /// <summary>Allocates `bytes` (&gt; 0) of device memory.</summary>
     [LibraryImport(LibraryName, EntryPoint = "saber_buffer_create")]
     public static partial SaberStatus BufferCreate(nint context, ulong bytes, nint* outBuffer);

@@ -356,6 +356,18 @@ SABER_API saber_status saber_context_copy_to_host(saber_context context, void *h
     return guarded(__func__, [&]() -> saber_status { return copy_on_stream(context, host_destination, device_source, bytes, cudaMemcpyDeviceToHost); });
 }
 
+SABER_API saber_status saber_context_widen_ids(saber_context context, const void *device_source, void *device_destination, int64_t count) {
+    return guarded(__func__, [&]() -> saber_status {
+        // The arguments first (no device call): the host tests check these errors on a machine without a GPU.
+        if (const saber_status s = saber::validate_widen_ids(device_source, device_destination, count)) return s;
+        SABER_USE_HANDLE(context);
+        if (count == 0) return SABER_OK;
+        SABER_LAUNCH(saber::launch_widen_ids(static_cast<const int32_t *>(device_source), static_cast<int64_t *>(device_destination), count,
+                                             context->stream));
+        return SABER_OK;
+    });
+}
+
 SABER_API saber_status saber_exact_row_device(saber_context context, const float *row, int32_t vocabulary, int32_t mask_id, int32_t token,
                                               int32_t metric, float temperature, uint64_t seed, int32_t step, int32_t sequence,
                                               int32_t position, int32_t *out_prediction, int32_t *out_bad_index, float *out_values) {

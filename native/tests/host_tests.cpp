@@ -32,7 +32,7 @@ std::string error() { return saber_last_error(); }
 
 TEST(Abi, VersionMatchesTheHeader) {
     EXPECT_EQ(saber_abi_version(), SABER_ABI_VERSION);
-    EXPECT_EQ(SABER_ABI_VERSION, 2) << "ABI 2: saber_engine_* removed";
+    EXPECT_EQ(SABER_ABI_VERSION, 2) << "ABI 2: saber_engine_* removed, saber_context_widen_ids added";
 }
 
 TEST(Abi, StructLayoutsDescribeEveryAbiStruct) {
@@ -200,6 +200,50 @@ TEST(Handles, ForeignHandlesAreRejected) {
     EXPECT_EQ(error(), "saber_decode_poll: decode is not a live handle (destroyed or foreign)");
     EXPECT_EQ(saber_context_copy_to_device(nullptr, &fake, &fake, 4), SABER_ERROR_INVALID_ARGUMENT);
     EXPECT_EQ(error(), "saber_context_copy_to_device: context is null");
+}
+
+TEST(WidenIds, ArgumentErrorsNameTheValueBeforeAnyDeviceCall) {
+    if (!saber_built_with_cuda()) {
+        int32_t source[1] = {0};
+        int64_t destination[1] = {0};
+        EXPECT_EQ(saber_context_widen_ids(nullptr, source, destination, 1), SABER_ERROR_NO_DEVICE);
+        EXPECT_NE(error().find("saber_context_widen_ids: libsaber_native was built without CUDA"), std::string::npos) << error();
+        GTEST_SKIP() << "built without CUDA: every device call reports SABER_ERROR_NO_DEVICE";
+    }
+    // Checked before the context (null here): no device is needed to reach these errors.
+    alignas(8) static int64_t storage[64];
+    const void *source = storage;
+    void *destination = storage + 32;
+    EXPECT_EQ(saber_context_widen_ids(nullptr, source, destination, -1), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_EQ(error(), "saber_context_widen_ids: count must be >= 0; got -1");
+    EXPECT_EQ(saber_context_widen_ids(nullptr, source, destination, INT64_MIN), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(error().find("got -9223372036854775808"), std::string::npos) << error();
+    EXPECT_EQ(saber_context_widen_ids(nullptr, source, destination, INT64_MAX / 8 + 1), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(error().find("count must be at most 1152921504606846975"), std::string::npos) << error();
+    EXPECT_EQ(saber_context_widen_ids(nullptr, nullptr, destination, 3), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_EQ(error(), "saber_context_widen_ids: device_source is null with count 3");
+    EXPECT_EQ(saber_context_widen_ids(nullptr, source, nullptr, 3), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_EQ(error(), "saber_context_widen_ids: device_destination is null with count 3");
+    EXPECT_EQ(saber_context_widen_ids(nullptr, reinterpret_cast<const char *>(source) + 2, destination, 3), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(error().find("device_source must be 4-byte aligned"), std::string::npos) << error();
+    EXPECT_EQ(saber_context_widen_ids(nullptr, source, reinterpret_cast<char *>(destination) + 4, 3), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(error().find("device_destination must be 8-byte aligned"), std::string::npos) << error();
+    // Overlap: in place, the destination just inside the source's end, the source just inside the destination's end.
+    EXPECT_EQ(saber_context_widen_ids(nullptr, storage, storage, 2), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(error().find("overlap"), std::string::npos) << error();
+    EXPECT_EQ(saber_context_widen_ids(nullptr, storage, storage + 1, 4), SABER_ERROR_INVALID_ARGUMENT) << "source 16 bytes, destination at +8";
+    EXPECT_EQ(saber_context_widen_ids(nullptr, storage + 3, storage, 4), SABER_ERROR_INVALID_ARGUMENT) << "destination 32 bytes, source at +24";
+    // Adjacent ranges do not overlap: past the argument checks, the null context is the error.
+    EXPECT_EQ(saber_context_widen_ids(nullptr, storage, storage + 2, 4), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_EQ(error(), "saber_context_widen_ids: context is null");
+    EXPECT_EQ(saber_context_widen_ids(nullptr, storage + 4, storage, 4), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_EQ(error(), "saber_context_widen_ids: context is null");
+    // count 0 needs no pointers, but still a live context.
+    EXPECT_EQ(saber_context_widen_ids(nullptr, nullptr, nullptr, 0), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_EQ(error(), "saber_context_widen_ids: context is null");
+    int fake = 0;
+    EXPECT_EQ(saber_context_widen_ids(reinterpret_cast<saber_context>(&fake), nullptr, nullptr, 0), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_EQ(error(), "saber_context_widen_ids: context is not a live handle (destroyed or foreign)");
 }
 
 TEST(NoDevice, ContextCreationReportsWhyWithoutAGpu) {

@@ -248,6 +248,15 @@ SABER_API saber_status saber_context_copy_to_device(saber_context context, void 
 /** Copies `bytes` from the device address `device_source` to host memory, like saber_context_copy_to_device. */
 SABER_API saber_status saber_context_copy_to_host(saber_context context, void *host_destination, const void *device_source, uint64_t bytes);
 
+/**
+ * Queues on the context's stream a kernel writing int64_t device_destination[i] = int32_t device_source[i] for i in
+ * [0, count), e.g. the decode's int32 canvases (saber_decode_canvas_pointer) into a model's int64 input_ids; returns
+ * without waiting. Capturable in a CUDA graph. count == 0 does nothing. A negative count, a null pointer with count > 0,
+ * a source not 4-byte or a destination not 8-byte aligned, or overlapping ranges are SABER_ERROR_INVALID_ARGUMENT naming
+ * the value, checked before anything is queued. The device ranges must each lie inside one allocation.
+ */
+SABER_API saber_status saber_context_widen_ids(saber_context context, const void *device_source, void *device_destination, int64_t count);
+
 /** Allocates `bytes` (> 0) of device memory. */
 SABER_API saber_status saber_buffer_create(saber_context context, uint64_t bytes, saber_buffer *out_buffer);
 
