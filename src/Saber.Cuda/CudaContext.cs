@@ -66,6 +66,30 @@ public sealed unsafe class CudaContext : IDisposable
                 "saber_context_copy_to_host");
     }
 
+    /// <summary>
+    /// Queues on <see cref="Stream"/> a kernel writing <c>long destination[i] = int source[i]</c> for i in [0,
+    /// <paramref name="count"/>): the decode's int32 canvases into a model's int64 <c>input_ids</c> (ONNX Runtime) with no
+    /// host copy. Returns without waiting; work queued on <see cref="Stream"/> after it sees the widened ids. Capturable in a
+    /// CUDA graph. <paramref name="count"/> 0 does nothing. The two device ranges must each lie inside one allocation.
+    /// </summary>
+    /// <param name="deviceInt32Source">Device address of <paramref name="count"/> int32 values, 4-byte aligned.</param>
+    /// <param name="deviceInt64Destination">Device address of room for <paramref name="count"/> int64 values, 8-byte aligned, not overlapping the source.</param>
+    /// <param name="count">Values to widen, at least 0.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="count"/> is negative.</exception>
+    /// <exception cref="ArgumentException">A null address with <paramref name="count"/> &gt; 0; a misaligned address or overlapping
+    /// ranges (the native library's message names the value).</exception>
+    /// <exception cref="SaberNativeException">The launch failed (a CUDA error).</exception>
+    public void WidenIds(nint deviceInt32Source, nint deviceInt64Destination, long count)
+    {
+        if (count < 0) throw new ArgumentOutOfRangeException(nameof(count), count, $"The count of ids to widen must be >= 0; got {count}.");
+        if (count > 0 && deviceInt32Source == 0)
+            throw new ArgumentException($"The device source is null with count {count}.", nameof(deviceInt32Source));
+        if (count > 0 && deviceInt64Destination == 0)
+            throw new ArgumentException($"The device destination is null with count {count}.", nameof(deviceInt64Destination));
+        NativeStatus.Check(SaberNative.ContextWidenIds(Handle.Value, (void*)deviceInt32Source, (void*)deviceInt64Destination, count),
+            "saber_context_widen_ids");
+    }
+
     /// <summary>Waits for all work queued on <see cref="Stream"/>.</summary>
     public void Synchronize() => NativeStatus.Check(SaberNative.ContextSynchronize(Handle.Value), "saber_context_synchronize");
 

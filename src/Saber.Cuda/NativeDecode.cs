@@ -10,8 +10,8 @@ internal sealed unsafe class NativeDecode : IDisposable
     private readonly int[] promptLengths;
     private readonly int generation, vocabulary;
     private readonly bool saber;
-    private BufferHandle? logits;
-    private nint logitsPointer, canvasPointer;
+    private DeviceBuffer? logits;
+    private nint canvasPointer;
     private LogitsElementType? elementType;
     private IReadOnlyList<int>? sequenceLengths;
 
@@ -153,18 +153,8 @@ internal sealed unsafe class NativeDecode : IDisposable
         elementType ??= type;
         if (type != elementType)
             throw new InvalidLogitsException($"Step {step}: logits are {type}; earlier logits were {elementType}.");
-        if (logits is null)
-        {
-            var buffer = new BufferHandle();
-            nint raw;
-            NativeStatus.Check(SaberNative.BufferCreate(context.Handle.Value, RowPitchBytes * (ulong)Batch, &raw), "saber_buffer_create");
-            buffer.Adopt(raw, context.Handle);
-            logits = buffer;
-            void* pointer;
-            NativeStatus.Check(SaberNative.BufferDevicePointer(logits.Value, &pointer), "saber_buffer_device_pointer");
-            logitsPointer = (nint)pointer;
-        }
-        return logitsPointer;
+        logits ??= DeviceBuffer.Create(context, RowPitchBytes * (ulong)Batch);
+        return logits.Pointer;
     }
 
     private ulong RowPitchBytes => (ulong)Length * (ulong)vocabulary * (ulong)(elementType == LogitsElementType.Float32 ? 4 : 2);
@@ -209,7 +199,7 @@ internal sealed unsafe class NativeDecode : IDisposable
             LogitsElementType.Float16 => SaberDtype.Float16,
             _ => SaberDtype.Bfloat16,
         };
-        NativeStatus.Check(SaberNative.DecodeStep(handle.Value, (void*)logitsPointer, (int)dtype), "saber_decode_step");
+        NativeStatus.Check(SaberNative.DecodeStep(handle.Value, (void*)logits.Pointer, (int)dtype), "saber_decode_step");
     }
 
     /// <summary>
