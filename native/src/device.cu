@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "common.h"
-#include "engines/engine.h"
 #include "handle_registry.h"
 #include "kernels/status.h"
 #include "kernels/kernels.h"
@@ -18,11 +17,6 @@
 struct saber_context_impl {
     int device = 0;
     cudaStream_t stream = nullptr;
-};
-
-struct saber_engine_impl {
-    saber_context_impl *context = nullptr;
-    std::unique_ptr<saber::Engine> engine;
 };
 
 struct saber_buffer_impl {
@@ -116,7 +110,6 @@ private:
 
 int device_of(const saber_context_impl *context) { return context->device; }
 int device_of(const saber_buffer_impl *buffer) { return buffer->context->device; }
-int device_of(const saber_engine_impl *engine) { return engine->context->device; }
 
 int device_of(const saber_decode_impl *decode);   // defined after saber_decode_impl
 
@@ -361,6 +354,18 @@ SABER_API saber_status saber_context_copy_to_device(saber_context context, void 
 
 SABER_API saber_status saber_context_copy_to_host(saber_context context, void *host_destination, const void *device_source, uint64_t bytes) {
     return guarded(__func__, [&]() -> saber_status { return copy_on_stream(context, host_destination, device_source, bytes, cudaMemcpyDeviceToHost); });
+}
+
+SABER_API saber_status saber_context_widen_ids(saber_context context, const void *device_source, void *device_destination, int64_t count) {
+    return guarded(__func__, [&]() -> saber_status {
+        // The arguments first (no device call): the host tests check these errors on a machine without a GPU.
+        if (const saber_status s = saber::validate_widen_ids(device_source, device_destination, count)) return s;
+        SABER_USE_HANDLE(context);
+        if (count == 0) return SABER_OK;
+        SABER_LAUNCH(saber::launch_widen_ids(static_cast<const int32_t *>(device_source), static_cast<int64_t *>(device_destination), count,
+                                             context->stream));
+        return SABER_OK;
+    });
 }
 
 SABER_API saber_status saber_exact_row_device(saber_context context, const float *row, int32_t vocabulary, int32_t mask_id, int32_t token,
@@ -717,65 +722,6 @@ SABER_API saber_status saber_decode_read_trace(saber_decode decode, int32_t sequ
         // The slot holds another step when the sequence was finished (or the step failed) at `step`.
         if (out_step->step != step) *out_step = saber_trace_step{0, 0, 0, 0, 0.0};
         return SABER_OK;
-    });
-}
-
-SABER_API int32_t saber_built_with_tensorrt(void) { return saber::built_with_tensorrt() ? 1 : 0; }
-
-SABER_API saber_status saber_engine_create_tensorrt(saber_context context, const char *plan_path, saber_engine *out_engine) {
-    return guarded(__func__, [&]() -> saber_status {
-        SABER_REQUIRE_NOT_NULL(out_engine);
-        *out_engine = nullptr;
-        std::unique_ptr<saber::Engine> loaded;
-        if (!saber::built_with_tensorrt()) return saber::create_tensorrt_engine(plan_path, loaded);   // says how to build one
-        SABER_USE_HANDLE(context);
-        SABER_REQUIRE_NOT_NULL(plan_path);
-        if (const saber_status status = saber::create_tensorrt_engine(plan_path, loaded)) return status;
-        auto engine = std::make_unique<saber_engine_impl>();
-        engine->context = context;
-        engine->engine = std::move(loaded);
-        if (!registry().add(engine.get(), Kind::Engine, context))
-            return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: the context was destroyed meanwhile", __func__);
-        *out_engine = engine.release();
-        return SABER_OK;
-    });
-}
-
-SABER_API saber_status saber_engine_destroy(saber_engine engine) {
-    return guarded(__func__, [&]() -> saber_status {
-        if (engine == nullptr) return SABER_OK;
-        SABER_USE_HANDLE(engine);
-        HandleRegistry::Retired retired;
-        if (!registry().retire(engine, retired)) return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: engine was destroyed meanwhile", __func__);
-        cudaStreamSynchronize(engine->context->stream);   // no forward pass may still use it
-        delete engine;
-        registry().released(retired);   // only now may its context be destroyed
-        return SABER_OK;
-    });
-}
-
-SABER_API saber_status saber_engine_describe(saber_engine engine, int32_t *out_vocabulary, int32_t *out_dtype) {
-    return guarded(__func__, [&]() -> saber_status {
-        SABER_USE_HANDLE(engine);
-        SABER_REQUIRE_NOT_NULL(out_vocabulary);
-        SABER_REQUIRE_NOT_NULL(out_dtype);
-        *out_vocabulary = engine->engine->vocabulary();
-        *out_dtype = engine->engine->dtype();
-        return SABER_OK;
-    });
-}
-
-SABER_API saber_status saber_engine_forward(saber_engine engine, const void *device_token_ids, int32_t batch, int32_t length,
-                                            void *device_logits) {
-    return guarded(__func__, [&]() -> saber_status {
-        SABER_USE_HANDLE(engine);
-        SABER_REQUIRE_NOT_NULL(device_token_ids);
-        SABER_REQUIRE_NOT_NULL(device_logits);
-        if (batch <= 0 || length <= 0)
-            return fail(SABER_ERROR_INVALID_ARGUMENT, "saber_engine_forward: batch and length must be > 0; got %d and %d", batch, length);
-        // The engine's own launches report through its status; an error pending before them is not theirs.
-        if (const saber_status pending = saber::pending_failure("the engine's forward pass")) return pending;
-        return engine->engine->forward(static_cast<const int32_t *>(device_token_ids), batch, length, device_logits, engine->context->stream);
     });
 }
 

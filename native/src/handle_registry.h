@@ -1,6 +1,6 @@
 // The live handles of the C ABI and what depends on what (host code, no CUDA: the host tests exercise it directly).
-// A stale or foreign pointer is an error rather than a crash, and a context cannot be destroyed while buffers, decodes
-// or engines created from it are alive.
+// A stale or foreign pointer is an error rather than a crash, and a context cannot be destroyed while buffers or decodes
+// created from it are alive.
 #pragma once
 
 #include <cstddef>
@@ -13,12 +13,12 @@ namespace saber {
 /// Live handles, each with the handle it was created from (its context; none for a context).
 class HandleRegistry {
 public:
-    enum class Kind { Context, Buffer, Decode, Engine };
+    enum class Kind { Context, Buffer, Decode };
 
     /// Handles that still depend on a context.
     struct Dependents {
-        size_t buffers = 0, decodes = 0, engines = 0;
-        size_t total() const { return buffers + decodes + engines; }
+        size_t buffers = 0, decodes = 0;
+        size_t total() const { return buffers + decodes; }
     };
 
     /// A handle taken out of the registry by retire(): no longer live, still counted by its owner until released().
@@ -42,7 +42,7 @@ public:
         return live_.count(handle) != 0;
     }
 
-    /// Takes a buffer, decode or engine out of the live set (no other call can use it from now on) while its owner keeps
+    /// Takes a buffer or decode out of the live set (no other call can use it from now on) while its owner keeps
     /// counting it, so that the owner outlives the release of its resources. False when it was not live.
     bool retire(const void *handle, Retired &out) {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -91,7 +91,6 @@ private:
         switch (kind) {
             case Kind::Buffer: return d.buffers;
             case Kind::Decode: return d.decodes;
-            case Kind::Engine: return d.engines;
             default: return ignored = 0;
         }
     }
@@ -107,7 +106,7 @@ inline std::string describe(const HandleRegistry::Dependents &d) {
     const struct {
         size_t count;
         const char *one, *many;
-    } parts[] = {{d.decodes, "decode", "decodes"}, {d.buffers, "buffer", "buffers"}, {d.engines, "engine", "engines"}};
+    } parts[] = {{d.decodes, "decode", "decodes"}, {d.buffers, "buffer", "buffers"}};
     size_t listed = 0, present = 0;
     for (const auto &p : parts) present += p.count != 0;
     for (const auto &p : parts) {

@@ -19,11 +19,6 @@ saber_status no_device(const char *function) {
     SABER_API saber_status signature { return handle == nullptr ? SABER_OK : no_device(__func__); }
 
 extern "C" {
-SABER_API int32_t saber_built_with_tensorrt(void) { return 0; }
-SABER_NO_DEVICE(saber_engine_create_tensorrt(saber_context, const char *, saber_engine *))
-SABER_NO_DEVICE_DESTROY(saber_engine_destroy(saber_engine engine), engine)
-SABER_NO_DEVICE(saber_engine_describe(saber_engine, int32_t *, int32_t *))
-SABER_NO_DEVICE(saber_engine_forward(saber_engine, const void *, int32_t, int32_t, void *))
 SABER_NO_DEVICE(saber_context_create(int32_t, saber_context *))
 SABER_NO_DEVICE(saber_exact_row_device(saber_context, const float *, int32_t, int32_t, int32_t, int32_t, float, uint64_t, int32_t, int32_t,
                                        int32_t, int32_t *, int32_t *, float *))
@@ -34,6 +29,7 @@ SABER_NO_DEVICE(saber_context_stream(saber_context, void **))
 SABER_NO_DEVICE(saber_context_synchronize(saber_context))
 SABER_NO_DEVICE(saber_context_copy_to_device(saber_context, void *, const void *, uint64_t))
 SABER_NO_DEVICE(saber_context_copy_to_host(saber_context, void *, const void *, uint64_t))
+SABER_NO_DEVICE(saber_context_widen_ids(saber_context, const void *, void *, int64_t))
 SABER_NO_DEVICE(saber_buffer_create(saber_context, uint64_t, saber_buffer *))
 SABER_NO_DEVICE_DESTROY(saber_buffer_destroy(saber_buffer buffer), buffer)
 SABER_NO_DEVICE(saber_buffer_device_pointer(saber_buffer, void **))

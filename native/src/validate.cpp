@@ -182,4 +182,32 @@ saber_status validate_fixed_inputs(const float *inputs, const void *outputs, int
     return SABER_OK;
 }
 
+saber_status validate_widen_ids(const void *device_source, const void *device_destination, int64_t count) {
+    if (count < 0) return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: count must be >= 0; got %lld", entry_point(), static_cast<long long>(count));
+    if (count > std::numeric_limits<int64_t>::max() / static_cast<int64_t>(sizeof(int64_t)))
+        return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: count must be at most %lld (count x 8 destination bytes within 63 bits); got %lld",
+                    entry_point(), static_cast<long long>(std::numeric_limits<int64_t>::max() / 8), static_cast<long long>(count));
+    if (count == 0) return SABER_OK;
+    if (device_source == nullptr)
+        return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: device_source is null with count %lld", entry_point(), static_cast<long long>(count));
+    if (device_destination == nullptr)
+        return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: device_destination is null with count %lld", entry_point(), static_cast<long long>(count));
+    const uint64_t source = reinterpret_cast<uintptr_t>(device_source), destination = reinterpret_cast<uintptr_t>(device_destination);
+    if (source % sizeof(int32_t) != 0)
+        return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: device_source must be 4-byte aligned (int32 ids); got %p", entry_point(), device_source);
+    if (destination % sizeof(int64_t) != 0)
+        return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: device_destination must be 8-byte aligned (int64 ids); got %p", entry_point(),
+                    device_destination);
+    const uint64_t n = static_cast<uint64_t>(count), source_bytes = n * sizeof(int32_t), destination_bytes = n * sizeof(int64_t);
+    // [source, source + source_bytes) and [destination, destination + destination_bytes) overlap (sums compared as
+    // differences: no end address is formed, so none can wrap).
+    const bool overlap = source < destination ? destination - source < source_bytes : source - destination < destination_bytes;
+    if (overlap)
+        return fail(SABER_ERROR_INVALID_ARGUMENT,
+                    "%s: the source (%p, %llu bytes) and the destination (%p, %llu bytes) overlap; widen into a separate allocation",
+                    entry_point(), device_source, static_cast<unsigned long long>(source_bytes), device_destination,
+                    static_cast<unsigned long long>(destination_bytes));
+    return SABER_OK;
+}
+
 }  // namespace saber

@@ -43,4 +43,9 @@ void export_row_result(const exact::RowResult &result, int32_t *out_prediction, 
 /// Checks the arguments of saber_exact_fixed_terms(_device): non-null arrays, every input in [0, 1].
 saber_status validate_fixed_inputs(const float *inputs, const void *outputs, int64_t count);
 
+/// Checks the arguments of saber_context_widen_ids besides the context: count >= 0 (and count x 8 bytes within 63 bits);
+/// with count > 0, non-null pointers, a 4-byte aligned source, an 8-byte aligned destination and ranges that do not
+/// overlap. No device call: the addresses are only compared.
+saber_status validate_widen_ids(const void *device_source, const void *device_destination, int64_t count);
+
 }  // namespace saber

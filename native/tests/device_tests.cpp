@@ -999,3 +999,56 @@ TEST_F(Device, AnErrorPendingBeforeALaunchIsReportedAsSuchAndNotAsTheLaunchs) {
     EXPECT_EQ(cudaPeekAtLastError(), cudaSuccess);
     EXPECT_EQ(saber_exact_eval_device(context, SABER_EXACT_EXP, inputs.data(), outputs.data(), 64), SABER_OK) << saber_last_error();
 }
+
+// saber_context_widen_ids: int32 ids (the decode's canvases) to int64 (a model's input_ids), every value, queued on the
+// context's stream and read back after it; count 0 writes nothing.
+TEST_F(Device, WidenIdsWritesEveryInt32AsInt64) {
+    constexpr int64_t count = 5003;   // several blocks and a ragged last one
+    std::mt19937 random(24);
+    std::uniform_int_distribution<int32_t> any(std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max());
+    std::vector<int32_t> ids(count + 1);
+    for (int32_t &id : ids) id = any(random);
+    ids[0] = 0;
+    ids[1] = -1;
+    ids[2] = std::numeric_limits<int32_t>::min();
+    ids[3] = std::numeric_limits<int32_t>::max();
+    ids[4] = std::numeric_limits<int32_t>::min() + 1;
+    ids[count] = -7;   // the last value of the run that starts at element 1
+    saber_buffer source = nullptr, destination = nullptr;
+    ASSERT_EQ(saber_buffer_create(context, ids.size() * sizeof(int32_t), &source), SABER_OK) << saber_last_error();
+    ASSERT_EQ(saber_buffer_create(context, ids.size() * sizeof(int64_t), &destination), SABER_OK) << saber_last_error();
+    void *source_pointer = nullptr, *destination_pointer = nullptr;
+    ASSERT_EQ(saber_buffer_device_pointer(source, &source_pointer), SABER_OK);
+    ASSERT_EQ(saber_buffer_device_pointer(destination, &destination_pointer), SABER_OK);
+    ASSERT_EQ(saber_buffer_upload(source, 0, ids.data(), ids.size() * sizeof(int32_t)), SABER_OK) << saber_last_error();
+    const std::vector<int64_t> poison(ids.size(), 0x5A5A5A5A5A5A5A5ALL);
+    auto read = [&] {
+        std::vector<int64_t> out(ids.size());
+        EXPECT_EQ(saber_buffer_download(destination, 0, out.data(), out.size() * sizeof(int64_t)), SABER_OK) << saber_last_error();
+        return out;
+    };
+
+    ASSERT_EQ(saber_buffer_upload(destination, 0, poison.data(), poison.size() * sizeof(int64_t)), SABER_OK);
+    ASSERT_EQ(saber_context_widen_ids(context, source_pointer, destination_pointer, 0), SABER_OK) << saber_last_error();
+    EXPECT_EQ(read(), poison) << "count 0 writes nothing";
+
+    ASSERT_EQ(saber_context_widen_ids(context, source_pointer, destination_pointer, count), SABER_OK) << saber_last_error();
+    std::vector<int64_t> out = read();   // the download is ordered after the widening on the stream
+    for (int64_t i = 0; i < count; ++i) ASSERT_EQ(out[i], static_cast<int64_t>(ids[i])) << "element " << i;
+    EXPECT_EQ(out[count], poison[count]) << "nothing past count";
+    EXPECT_EQ(out[2], -2147483648LL);
+    EXPECT_EQ(out[3], 2147483647LL);
+
+    // A source that is 4- but not 8-byte aligned (a canvas row of odd length), into an offset destination.
+    ASSERT_EQ(saber_buffer_upload(destination, 0, poison.data(), poison.size() * sizeof(int64_t)), SABER_OK);
+    ASSERT_EQ(saber_context_widen_ids(context, static_cast<const int32_t *>(source_pointer) + 1, static_cast<int64_t *>(destination_pointer) + 1,
+                                      count),
+              SABER_OK)
+        << saber_last_error();
+    out = read();
+    EXPECT_EQ(out[0], poison[0]);
+    for (int64_t i = 1; i <= count; ++i) ASSERT_EQ(out[i], static_cast<int64_t>(ids[i])) << "element " << i;
+
+    EXPECT_EQ(saber_buffer_destroy(source), SABER_OK);
+    EXPECT_EQ(saber_buffer_destroy(destination), SABER_OK);
+}

@@ -30,7 +30,10 @@ saber_decode_options saber_options() {
 
 std::string error() { return saber_last_error(); }
 
-TEST(Abi, VersionMatchesTheHeader) { EXPECT_EQ(saber_abi_version(), SABER_ABI_VERSION); }
+TEST(Abi, VersionMatchesTheHeader) {
+    EXPECT_EQ(saber_abi_version(), SABER_ABI_VERSION);
+    EXPECT_EQ(SABER_ABI_VERSION, 2) << "ABI 2: saber_engine_* removed, saber_context_widen_ids added";
+}
 
 TEST(Abi, StructLayoutsDescribeEveryAbiStruct) {
     const saber_struct_layout *layouts = nullptr;
@@ -199,19 +202,48 @@ TEST(Handles, ForeignHandlesAreRejected) {
     EXPECT_EQ(error(), "saber_context_copy_to_device: context is null");
 }
 
-TEST(Engines, TensorRtEngineWithoutTensorRtSaysHowToGetOne) {
-    if (saber_built_with_tensorrt()) GTEST_SKIP() << "built with TensorRT: engine loading is covered by the device tests";
-    saber_engine engine = reinterpret_cast<saber_engine>(1);
-    const saber_status status = saber_engine_create_tensorrt(nullptr, "model.plan", &engine);
-    if (saber_built_with_cuda()) {
-        EXPECT_EQ(engine, nullptr) << "the out handle is cleared on failure";
-        EXPECT_EQ(status, SABER_ERROR_UNSUPPORTED);
-        EXPECT_NE(error().find("saber_engine_create_tensorrt: libsaber_native was built without TensorRT"), std::string::npos) << error();
-        EXPECT_NE(error().find("TensorRT_ROOT"), std::string::npos) << error();
-    } else {
-        EXPECT_EQ(status, SABER_ERROR_NO_DEVICE);
+TEST(WidenIds, ArgumentErrorsNameTheValueBeforeAnyDeviceCall) {
+    if (!saber_built_with_cuda()) {
+        int32_t source[1] = {0};
+        int64_t destination[1] = {0};
+        EXPECT_EQ(saber_context_widen_ids(nullptr, source, destination, 1), SABER_ERROR_NO_DEVICE);
+        EXPECT_NE(error().find("saber_context_widen_ids: libsaber_native was built without CUDA"), std::string::npos) << error();
+        GTEST_SKIP() << "built without CUDA: every device call reports SABER_ERROR_NO_DEVICE";
     }
-    EXPECT_EQ(saber_engine_destroy(nullptr), SABER_OK);
+    // Checked before the context (null here): no device is needed to reach these errors.
+    alignas(8) static int64_t storage[64];
+    const void *source = storage;
+    void *destination = storage + 32;
+    EXPECT_EQ(saber_context_widen_ids(nullptr, source, destination, -1), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_EQ(error(), "saber_context_widen_ids: count must be >= 0; got -1");
+    EXPECT_EQ(saber_context_widen_ids(nullptr, source, destination, INT64_MIN), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(error().find("got -9223372036854775808"), std::string::npos) << error();
+    EXPECT_EQ(saber_context_widen_ids(nullptr, source, destination, INT64_MAX / 8 + 1), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(error().find("count must be at most 1152921504606846975"), std::string::npos) << error();
+    EXPECT_EQ(saber_context_widen_ids(nullptr, nullptr, destination, 3), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_EQ(error(), "saber_context_widen_ids: device_source is null with count 3");
+    EXPECT_EQ(saber_context_widen_ids(nullptr, source, nullptr, 3), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_EQ(error(), "saber_context_widen_ids: device_destination is null with count 3");
+    EXPECT_EQ(saber_context_widen_ids(nullptr, reinterpret_cast<const char *>(source) + 2, destination, 3), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(error().find("device_source must be 4-byte aligned"), std::string::npos) << error();
+    EXPECT_EQ(saber_context_widen_ids(nullptr, source, reinterpret_cast<char *>(destination) + 4, 3), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(error().find("device_destination must be 8-byte aligned"), std::string::npos) << error();
+    // Overlap: in place, the destination just inside the source's end, the source just inside the destination's end.
+    EXPECT_EQ(saber_context_widen_ids(nullptr, storage, storage, 2), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(error().find("overlap"), std::string::npos) << error();
+    EXPECT_EQ(saber_context_widen_ids(nullptr, storage, storage + 1, 4), SABER_ERROR_INVALID_ARGUMENT) << "source 16 bytes, destination at +8";
+    EXPECT_EQ(saber_context_widen_ids(nullptr, storage + 3, storage, 4), SABER_ERROR_INVALID_ARGUMENT) << "destination 32 bytes, source at +24";
+    // Adjacent ranges do not overlap: past the argument checks, the null context is the error.
+    EXPECT_EQ(saber_context_widen_ids(nullptr, storage, storage + 2, 4), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_EQ(error(), "saber_context_widen_ids: context is null");
+    EXPECT_EQ(saber_context_widen_ids(nullptr, storage + 4, storage, 4), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_EQ(error(), "saber_context_widen_ids: context is null");
+    // count 0 needs no pointers, but still a live context.
+    EXPECT_EQ(saber_context_widen_ids(nullptr, nullptr, nullptr, 0), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_EQ(error(), "saber_context_widen_ids: context is null");
+    int fake = 0;
+    EXPECT_EQ(saber_context_widen_ids(reinterpret_cast<saber_context>(&fake), nullptr, nullptr, 0), SABER_ERROR_INVALID_ARGUMENT);
+    EXPECT_EQ(error(), "saber_context_widen_ids: context is not a live handle (destroyed or foreign)");
 }
 
 TEST(NoDevice, ContextCreationReportsWhyWithoutAGpu) {
@@ -702,7 +734,7 @@ TEST(DecodeExtent, ATraceRingNoDeviceHoldsIsRefusedNamingTheProduct) {
 TEST(HandleRegistry, AContextWithLiveHandlesIsNotRetiredAndSaysHowManyAreAlive) {
     saber::HandleRegistry r;
     using Kind = saber::HandleRegistry::Kind;
-    int context = 0, decode1 = 0, decode2 = 0, buffer = 0, engine = 0;
+    int context = 0, decode1 = 0, decode2 = 0, buffer = 0, buffer2 = 0;
     ASSERT_TRUE(r.add(&context, Kind::Context));
     ASSERT_TRUE(r.add(&decode1, Kind::Decode, &context));
     ASSERT_TRUE(r.add(&decode2, Kind::Decode, &context));
@@ -725,10 +757,10 @@ TEST(HandleRegistry, AContextWithLiveHandlesIsNotRetiredAndSaysHowManyAreAlive) 
     r.released(retired);
     EXPECT_EQ(r.dependents(&context).decodes, 1u);
 
-    ASSERT_TRUE(r.add(&engine, Kind::Engine, &context));
+    ASSERT_TRUE(r.add(&buffer2, Kind::Buffer, &context));
     EXPECT_FALSE(r.retire_if_unused(&context, alive));
-    EXPECT_EQ(saber::describe(alive), "1 decode, 1 buffer and 1 engine");
-    for (int *h : {&decode2, &buffer, &engine}) {
+    EXPECT_EQ(saber::describe(alive), "1 decode and 2 buffers");
+    for (int *h : {&decode2, &buffer, &buffer2}) {
         ASSERT_TRUE(r.retire(h, retired));
         r.released(retired);
     }

@@ -2,7 +2,7 @@ namespace Saber.Cuda.Tests;
 
 /// <summary>
 /// The release order of <see cref="NativeHandle"/>s (managed only, so these run on every machine): a handle adopted from
-/// an owner (a decode, buffer or engine from its context) is destroyed before the owner, whatever order they are
+/// an owner (a decode or buffer from its context) is destroyed before the owner, whatever order they are
 /// disposed or finalized in, because <c>saber_context_destroy</c> refuses a context whose handles are alive.
 /// </summary>
 public class NativeHandleTests

@@ -84,6 +84,27 @@ public unsafe class BindingTests
     }
 
     [Test]
+    public void WidenIdsChecksItsArgumentsBeforeAnyDeviceCall()
+    {
+        // saber_context_widen_ids validates before it touches the context (null here), so no GPU is needed.
+        long* storage = stackalloc long[8];
+        if (SaberNative.BuiltWithCuda() == 0)
+        {
+            Assert.That(SaberNative.ContextWidenIds(0, storage, storage + 4, 2), Is.EqualTo(SaberStatus.ErrorNoDevice));
+            Assert.That(NativeLibraryFixture.LastError(), Does.Contain("built without CUDA"));
+            return;
+        }
+        Assert.That(SaberNative.ContextWidenIds(0, storage, storage + 4, -1), Is.EqualTo(SaberStatus.ErrorInvalidArgument));
+        Assert.That(NativeLibraryFixture.LastError(), Is.EqualTo("saber_context_widen_ids: count must be >= 0; got -1"));
+        Assert.That(SaberNative.ContextWidenIds(0, null, storage + 4, 2), Is.EqualTo(SaberStatus.ErrorInvalidArgument));
+        Assert.That(NativeLibraryFixture.LastError(), Is.EqualTo("saber_context_widen_ids: device_source is null with count 2"));
+        Assert.That(SaberNative.ContextWidenIds(0, storage, storage + 1, 4), Is.EqualTo(SaberStatus.ErrorInvalidArgument));
+        Assert.That(NativeLibraryFixture.LastError(), Does.Contain("overlap"));
+        Assert.That(SaberNative.ContextWidenIds(0, storage, storage + 4, 2), Is.EqualTo(SaberStatus.ErrorInvalidArgument));
+        Assert.That(NativeLibraryFixture.LastError(), Is.EqualTo("saber_context_widen_ids: context is null"));
+    }
+
+    [Test]
     public void NullHandlesAreErrorsNotCrashes()
     {
         SaberDecodeStatus status;

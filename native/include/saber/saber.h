@@ -28,7 +28,7 @@ extern "C" {
 #endif
 
 /** The ABI version; bumped on every incompatible change of this header. */
-#define SABER_ABI_VERSION 1
+#define SABER_ABI_VERSION 2
 
 /** Status of every call. */
 typedef enum saber_status {
@@ -44,9 +44,7 @@ typedef enum saber_status {
     /** The library was built without CUDA, or no CUDA device is present. */
     SABER_ERROR_NO_DEVICE = 5,
     /** The decode has already finished; no further step is accepted. */
-    SABER_ERROR_FINISHED = 6,
-    /** The library was built without the requested feature (e.g. TensorRT engines). */
-    SABER_ERROR_UNSUPPORTED = 7
+    SABER_ERROR_FINISHED = 6
 } saber_status;
 
 /** Element type of a logits tensor. */
@@ -176,16 +174,12 @@ typedef struct saber_struct_layout {
 typedef struct saber_context_impl *saber_context;
 typedef struct saber_buffer_impl *saber_buffer;
 typedef struct saber_decode_impl *saber_decode;
-typedef struct saber_engine_impl *saber_engine;
 
 /** SABER_ABI_VERSION of the library (compare with the header you compiled against). */
 SABER_API int32_t saber_abi_version(void);
 
 /** Non-zero when the library was built with CUDA. */
 SABER_API int32_t saber_built_with_cuda(void);
-
-/** Non-zero when the library was built with TensorRT engines. */
-SABER_API int32_t saber_built_with_tensorrt(void);
 
 /** The calling thread's message for its last failed call ("" when none). Valid until the thread's next call. */
 SABER_API const char *saber_last_error(void);
@@ -230,15 +224,15 @@ SABER_API saber_status saber_exact_eval_device(saber_context context, int32_t fu
 SABER_API saber_status saber_exact_fixed_terms_device(saber_context context, const float *inputs, uint64_t *outputs, int64_t count);
 
 /** Creates a context on CUDA device `device` with its own non-blocking stream. Every call on the context and on the
- * buffers, decodes and engines created from it runs on `device`, from any thread, and leaves the calling thread's current
- * CUDA device as it was. */
+ * buffers and decodes created from it runs on `device`, from any thread, and leaves the calling thread's current CUDA
+ * device as it was. */
 SABER_API saber_status saber_context_create(int32_t device, saber_context *out_context);
 
-/** Destroys a context (NULL is allowed). Buffers, decodes and engines created from it must be destroyed first: while any
- * is alive this fails with SABER_ERROR_INVALID_ARGUMENT, naming how many, and the context stays alive. */
+/** Destroys a context (NULL is allowed). Buffers and decodes created from it must be destroyed first: while any is
+ * alive this fails with SABER_ERROR_INVALID_ARGUMENT, naming how many, and the context stays alive. */
 SABER_API saber_status saber_context_destroy(saber_context context);
 
-/** The context's cudaStream_t, for engines that write logits on the same stream. */
+/** The context's cudaStream_t, for models that write logits on the same stream (e.g. an ONNX Runtime session given it). */
 SABER_API saber_status saber_context_stream(saber_context context, void **out_stream);
 
 /** Waits until all work queued on the context's stream has finished. */
@@ -246,13 +240,22 @@ SABER_API saber_status saber_context_synchronize(saber_context context);
 
 /**
  * Copies `bytes` from host memory to the device address `device_destination` (any device memory, e.g.
- * the logits an engine must fill), ordered on the context's stream; returns when the copy is done.
+ * the logits a model must fill), ordered on the context's stream; returns when the copy is done.
  * The device range is not checked: it must lie inside one allocation.
  */
 SABER_API saber_status saber_context_copy_to_device(saber_context context, void *device_destination, const void *host_source, uint64_t bytes);
 
 /** Copies `bytes` from the device address `device_source` to host memory, like saber_context_copy_to_device. */
 SABER_API saber_status saber_context_copy_to_host(saber_context context, void *host_destination, const void *device_source, uint64_t bytes);
+
+/**
+ * Queues on the context's stream a kernel writing int64_t device_destination[i] = int32_t device_source[i] for i in
+ * [0, count), e.g. the decode's int32 canvases (saber_decode_canvas_pointer) into a model's int64 input_ids; returns
+ * without waiting. Capturable in a CUDA graph. count == 0 does nothing. A negative count, a null pointer with count > 0,
+ * a source not 4-byte or a destination not 8-byte aligned, or overlapping ranges are SABER_ERROR_INVALID_ARGUMENT naming
+ * the value, checked before anything is queued. The device ranges must each lie inside one allocation.
+ */
+SABER_API saber_status saber_context_widen_ids(saber_context context, const void *device_source, void *device_destination, int64_t count);
 
 /** Allocates `bytes` (> 0) of device memory. */
 SABER_API saber_status saber_buffer_create(saber_context context, uint64_t bytes, saber_buffer *out_buffer);
@@ -331,28 +334,6 @@ SABER_API saber_status saber_decode_read(saber_decode decode, int32_t *out_canva
 SABER_API saber_status saber_decode_read_trace(saber_decode decode, int32_t sequence, int32_t step,
                                                saber_trace_step *out_step, int32_t *out_events, int32_t *out_tokens,
                                                float *out_confidences, float *out_deltas);
-
-/**
- * Loads a serialized TensorRT engine (.plan) for the context's device. The engine must have exactly one
- * input "input_ids" int32 [batch, sequence] and one output "logits" float32, float16 or bfloat16
- * [batch, sequence, V] with a fixed V; anything else is SABER_ERROR_INVALID_ARGUMENT naming it.
- * SABER_ERROR_UNSUPPORTED when the library was built without TensorRT.
- */
-SABER_API saber_status saber_engine_create_tensorrt(saber_context context, const char *plan_path, saber_engine *out_engine);
-
-/** Destroys an engine (NULL is allowed). */
-SABER_API saber_status saber_engine_destroy(saber_engine engine);
-
-/** The engine's vocabulary size V and logits dtype (a saber_dtype). */
-SABER_API saber_status saber_engine_describe(saber_engine engine, int32_t *out_vocabulary, int32_t *out_dtype);
-
-/**
- * Queues the forward pass on the context's stream: reads token ids int32 [batch, length] at
- * device_token_ids (e.g. saber_decode_canvas_pointer) and writes logits [batch, length, V] of the
- * engine's dtype at device_logits, ready for saber_decode_step on the same stream. Returns without waiting.
- */
-SABER_API saber_status saber_engine_forward(saber_engine engine, const void *device_token_ids, int32_t batch, int32_t length,
-                                            void *device_logits);
 
 /** Records a timing event on the context's stream; saber_elapsed_ms gives the time between two. */
 SABER_API saber_status saber_event_record(saber_context context, void **out_event);

@@ -77,4 +77,8 @@ cudaError_t launch_fixed_terms(const float *inputs, uint64_t *outputs, int64_t c
 /// (kernels/exact_math.cu; device memory, for the device tests).
 cudaError_t launch_fixed_exp(const float *inputs, uint64_t *outputs, int64_t count, cudaStream_t stream);
 
+/// destination[i] = source[i] widened to int64 for i in [0, count), grid-stride with 64-bit indices
+/// (kernels/widen_ids.cu; saber_context_widen_ids). count <= 0 queues nothing.
+cudaError_t launch_widen_ids(const int32_t *source, int64_t *destination, int64_t count, cudaStream_t stream);
+
 }  // namespace saber
