@@ -317,6 +317,8 @@ public class CliTests
     [TestCase(new[] { "generate", "--engine", "onnx-cuda", "--device", "-1", "x" }, "--device must be >= 0; got -1")]
     [TestCase(new[] { "generate", "--engine", "onnx-cuda", "--cache", "dual", "x" }, "--cache needs --engine onnx")]
     [TestCase(new[] { "eval", "--engine", "onnx-gpu" }, "--engine expects onnx, onnx-cuda or onnx-tensorrt; got 'onnx-gpu'")]
+    [TestCase(new[] { "serve", "--engine", "tpu" }, "--engine expects onnx, onnx-cuda or onnx-tensorrt; got 'tpu'")]
+    [TestCase(new[] { "serve", "--device", "x" }, "--device expects a CUDA device number >= 0; got 'x'")]
     [TestCase(new[] { "generate", "--model", "/nonexistent/model", "x" }, "No model directory '/nonexistent/model'")]
     [TestCase(new[] { "generate", "--threads", "-2", "x" }, "--threads must lie in [0, ")]
     [TestCase(new[] { "generate", "--threads", "100000", "x" }, "(four per core; 0: one per core); got 100000.")]
