@@ -14,7 +14,7 @@ namespace Saber.Onnx;
 /// <param name="MaxPositions">Metadata <c>max_positions</c>; null when the model does not say.</param>
 /// <param name="Weights">Metadata <c>weights</c>; null when the model does not say.</param>
 /// <param name="Shifted">Metadata <c>logits_shift</c> = 1: the output at i − 1 predicts position i (Dream).</param>
-public sealed record ModelSignature(int Vocabulary, LogitsElementType ElementType, bool AttentionMask, bool SelectsRows, int MaskId, int? MaxPositions,
+internal sealed record ModelSignature(int Vocabulary, LogitsElementType ElementType, bool AttentionMask, bool SelectsRows, int MaskId, int? MaxPositions,
     string? Weights, bool Shifted)
 {
     /// <summary>Reads and checks the signature of <paramref name="session"/>'s model at <paramref name="path"/>.</summary>
