@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Packs every package of the repository into one folder (default artifacts/packages):
-#   Saber.Native.Core, .Onnx, .Bindings, .Cuda (managed, each with a .snupkg of its symbols),
+#   Saber.Native.Core, .Onnx, .Service, .Extensions.AI, .Server, .Bindings, .Cuda, .Onnx.Gpu (managed, each with a .snupkg
+#   of its symbols; .Onnx.Gpu brings ONNX Runtime's GPU build in place of .Onnx's CPU one, docs/gpu.md),
 #   Saber.Native.Runtime.linux-x64 (runtimes/linux-x64/native/libsaber_native.so) and Saber.Native.Cli (the saber tool).
 # The native library is built first with CUDA (-DSABER_CUDA=ON, static CUDA runtime: the .so needs only the driver)
 # into build/cuda, unless --native-library gives one or --no-native skips the runtime package.
@@ -60,7 +61,7 @@ common=(-c Release -o "$output" -p:ContinuousIntegrationBuild=true)
 [ -n "$artifacts" ] && common+=(--artifacts-path "$artifacts")
 common+=("${extra[@]}")
 
-projects=(src/Saber src/Saber.Onnx src/Saber.Service src/Saber.Extensions.AI src/Saber.Server bindings/Saber.Native.Bindings src/Saber.Cuda src/Saber.Cli)
+projects=(src/Saber src/Saber.Onnx src/Saber.Service src/Saber.Extensions.AI src/Saber.Server bindings/Saber.Native.Bindings src/Saber.Cuda src/Saber.Onnx.Gpu src/Saber.Cli)
 if [ -n "$native" ]; then
     echo "== Saber.Native.Runtime.linux-x64 <- $native"
     dotnet pack "$root/src/Saber.Native.Runtime" "${common[@]}" -p:SaberNativeLibrary="$native"

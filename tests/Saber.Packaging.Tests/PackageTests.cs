@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Text.RegularExpressions;
 using System.Xml.Linq;
 
@@ -53,6 +54,7 @@ public class PackageContentTests
     [TestCase("Saber.Native.Server", "Saber.Server")]
     [TestCase("Saber.Native.Bindings", "Saber.Native.Bindings")]
     [TestCase("Saber.Native.Cuda", "Saber.Cuda")]
+    [TestCase(PackagedFeed.OnnxGpuId, "Saber.Onnx.Gpu")]
     public void LibraryPackagesHoldTheAssemblyAndItsDocumentation(string id, string assembly)
     {
         IReadOnlyList<string> entries = PackagedFeed.Entries(Feed.Package(id));
@@ -71,6 +73,28 @@ public class PackageContentTests
         Assert.That(dependencies[PackagedFeed.RuntimeId], Is.EqualTo(Feed.Version));
         Assert.That(dependencies, Does.ContainKey("Saber.Native.Bindings"));
         Assert.That(dependencies, Does.ContainKey("Saber.Native.Core"));
+    }
+
+    [Test]
+    public void TheOnnxGpuPackageDependsOnOnnxRuntimesGpuBuildAndCarriesTheTargetsThatKeepIt()
+    {
+        string package = Feed.Package(PackagedFeed.OnnxGpuId);
+        XElement metadata = PackagedFeed.Nuspec(package);
+        var dependencies = metadata.Descendants().Where(e => e.Name.LocalName == "dependency")
+            .ToDictionary(e => e.Attribute("id")!.Value, e => e.Attribute("version")!.Value);
+        Assert.Multiple(() =>
+        {
+            Assert.That(dependencies, Does.ContainKey("Saber.Native.Onnx").WithValue(Feed.Version));
+            Assert.That(dependencies, Does.ContainKey("Saber.Native.Cuda").WithValue(Feed.Version));
+            Assert.That(dependencies, Does.ContainKey(PackagedFeed.OrtGpuPackage).WithValue(PackagedFeed.OrtVersion));
+        });
+        // The targets that drop the CPU build's native files when a project gets both (buildTransitive: also for a
+        // project that gets this package through another), byte for byte the repository's.
+        const string targets = "buildTransitive/Saber.Native.Onnx.Gpu.targets";
+        Assert.That(PackagedFeed.Entries(package), Has.Member(targets));
+        using var zip = System.IO.Compression.ZipFile.OpenRead(package);
+        using var packed = new StreamReader(zip.GetEntry(targets)!.Open());
+        Assert.That(packed.ReadToEnd(), Is.EqualTo(File.ReadAllText(Path.Combine(Feed.Repository, "src", "Saber.Onnx.Gpu", "build", "OnnxRuntimeNative.targets"))));
     }
 
     [Test]
@@ -98,6 +122,10 @@ public class PackageContentTests
         foreach (string file in new[] { "model.onnx", "model.cache.onnx", "tokenizer.json", "test.jsonl", "README.md" })
             Assert.That(entries, Has.Member("tools/net10.0/any/models/addition/" + file));
         Assert.That(entries, Has.Member("tools/net10.0/any/runtimes/linux-x64/native/libonnxruntime.so"));
+        // ONNX Runtime's CPU build only (Directory.Build.targets): the GPU build's providers are 290 MB, and the tool says
+        // so when asked for a GPU engine (the install test).
+        Assert.That(entries, Has.None.EndsWith("libonnxruntime_providers_cuda.so"));
+        Assert.That(entries, Has.None.EndsWith("libonnxruntime_providers_tensorrt.so"));
         XElement metadata = PackagedFeed.Nuspec(package);
         Assert.That(metadata.Descendants().Where(e => e.Name.LocalName == "packageType").Select(e => e.Attribute("name")?.Value), Has.Member("DotnetTool"));
         using var zip = System.IO.Compression.ZipFile.OpenRead(package);
@@ -108,7 +136,8 @@ public class PackageContentTests
     }
 }
 
-/// <summary>The packages as a user gets them: a fresh console project restored from the feed, and the dotnet tool.</summary>
+/// <summary>The packages as a user gets them: fresh console projects restored from the feed (a CPU one, a GPU one), and
+/// the dotnet tool.</summary>
 public class PackageInstallTests
 {
     private static PackagedFeed Feed => PackagedFeed.Instance;
@@ -129,6 +158,7 @@ public class PackageInstallTests
         Console.WriteLine($"completion ok: {CharVocabulary.Decode(s.Tokens) == completion}");
         Console.WriteLine($"mistakes left: {task.Mistakes(0, s.Tokens)}");
         Console.WriteLine($"nfe: {s.Nfe}");
+        Console.WriteLine($"onnx runtime providers: {string.Join(", ", Microsoft.ML.OnnxRuntime.OrtEnv.Instance().GetAvailableProviders())}");
         #if SABER_NATIVE
         Saber.Native.NativeLibraryResolver.EnsureLoaded();
         string loaded = Saber.Native.NativeLibraryResolver.Candidates().First(File.Exists);
@@ -140,14 +170,15 @@ public class PackageInstallTests
 
     private static readonly Lazy<ProcessResult> Consumer = new(RunConsumer, LazyThreadSafetyMode.ExecutionAndPublication);
 
-    /// <summary>A fresh console project referencing Saber.Native.Core (and Saber.Native.Cuda when the runtime package
-    /// was packed) from the feed, restored, built without a runtime identifier and run once.</summary>
+    /// <summary>A fresh console project referencing Saber.Native.Core and Saber.Native.Onnx (and Saber.Native.Cuda when the
+    /// runtime package was packed) from the feed, restored, built without a runtime identifier and run once.</summary>
     private static ProcessResult RunConsumer()
     {
         bool native = Feed.NativeSkipReason is null;
         string project = Path.Combine(Feed.Root, "consumer");
         Feed.WriteNuGetConfig(project);
         string references = $"""    <PackageReference Include="Saber.Native.Core" Version="{Feed.Version}" />""";
+        references += $"""{"\n"}    <PackageReference Include="Saber.Native.Onnx" Version="{Feed.Version}" />""";
         if (native) references += $"""{"\n"}    <PackageReference Include="Saber.Native.Cuda" Version="{Feed.Version}" />""";
         File.WriteAllText(Path.Combine(project, "Consumer.csproj"), $"""
             <Project Sdk="Microsoft.NET.Sdk">
@@ -177,6 +208,100 @@ public class PackageInstallTests
         Assert.That(run.Output, Does.Contain("completion ok: True"));
         Assert.That(run.Output, Does.Contain("mistakes left: 0"));
         Assert.That(Regex.Match(run.Output, @"nfe: (\d+)").Groups[1].Value, Is.Not.Empty);
+    }
+
+    [Test]
+    public void TheCpuConsoleProjectGetsOnnxRuntimesCpuBuildOnly()
+    {
+        ProcessResult run = Consumer.Value;
+        run.ThrowIfFailed();
+        // A user of Saber.Native.Onnx does not pull ONNX Runtime's GPU package (235 MB) or its providers.
+        string native = Path.Combine(Feed.Root, "consumer", "bin", "Release", "net10.0", "runtimes", "linux-x64", "native");
+        Assert.That(Path.Combine(native, "libonnxruntime.so"), Does.Exist);
+        Assert.That(Directory.GetFiles(native).Select(Path.GetFileName), Has.None.StartsWith("libonnxruntime_providers_cuda"));
+        Assert.That(Directory.GetFiles(native).Select(Path.GetFileName), Has.None.StartsWith("libonnxruntime_providers_tensorrt"));
+        string providers = Regex.Match(run.Output, "onnx runtime providers: (.*)").Groups[1].Value;
+        Assert.That(providers, Does.Contain("CPUExecutionProvider"));
+        Assert.That(providers, Does.Not.Contain("CUDAExecutionProvider"));
+    }
+
+    private const string GpuProgram = """
+        using Microsoft.ML.OnnxRuntime;
+        using Saber.Onnx;
+
+        Console.WriteLine($"onnx runtime providers: {string.Join(", ", OrtEnv.Instance().GetAvailableProviders())}");
+        IReadOnlyList<string> missing = GpuRuntime.Missing(ExecutionProvider.Cuda);
+        Console.WriteLine($"cuda missing: {(missing.Count == 0 ? "nothing" : string.Join("; ", missing))}");
+        """;
+
+    private static readonly Lazy<ProcessResult> GpuConsumer = new(RunGpuConsumer, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    /// <summary>A fresh console project referencing Saber.Native.Onnx.Gpu (and nothing else) from the feed, restored,
+    /// built without a runtime identifier and run once.</summary>
+    private static ProcessResult RunGpuConsumer()
+    {
+        string project = Path.Combine(Feed.Root, "gpu-consumer");
+        Feed.WriteNuGetConfig(project);
+        File.WriteAllText(Path.Combine(project, "GpuConsumer.csproj"), $"""
+            <Project Sdk="Microsoft.NET.Sdk">
+              <PropertyGroup>
+                <OutputType>Exe</OutputType>
+                <TargetFramework>net10.0</TargetFramework>
+                <ImplicitUsings>enable</ImplicitUsings>
+                <Nullable>enable</Nullable>
+              </PropertyGroup>
+              <ItemGroup>
+                <PackageReference Include="{PackagedFeed.OnnxGpuId}" Version="{Feed.Version}" />
+              </ItemGroup>
+            </Project>
+            """);
+        File.WriteAllText(Path.Combine(project, "Program.cs"), GpuProgram);
+        ProcessResult run = Feed.Run("dotnet", ["run", "-c", "Release"], project, TimeSpan.FromMinutes(5));
+        TestContext.Progress.WriteLine($"gpu consumer: restore, build and run in {run.Elapsed.TotalSeconds:F0} s");
+        return run;
+    }
+
+    /// <summary>Where the GPU consumer's restore found a package: its assets file's package folders, in NuGet's order
+    /// (the temporary package folder, then the user's as a fallback).</summary>
+    private static string RestoredPackage(string id, string version)
+    {
+        using JsonDocument assets = JsonDocument.Parse(File.ReadAllText(Path.Combine(Feed.Root, "gpu-consumer", "obj", "project.assets.json")));
+        string relative = assets.RootElement.GetProperty("libraries").GetProperty($"{id}/{version}").GetProperty("path").GetString()!;
+        foreach (JsonProperty folder in assets.RootElement.GetProperty("packageFolders").EnumerateObject())
+            if (Directory.Exists(Path.Combine(folder.Name, relative)))
+                return Path.Combine(folder.Name, relative);
+        throw new DirectoryNotFoundException($"{id} {version} is in none of the restore's package folders");
+    }
+
+    [Test]
+    public void AConsoleProjectReferencingOnnxGpuGetsOnnxRuntimesGpuBuild()
+    {
+        // Saber.Native.Onnx.Gpu depends on Saber.Native.Cuda, which depends on the runtime package.
+        if (Feed.NativeSkipReason is { } reason) Assert.Ignore(reason);
+        ProcessResult run = GpuConsumer.Value;
+        run.ThrowIfFailed();
+        // Both ONNX Runtime packages are in the graph (the CPU one through Saber.Native.Onnx) and both ship
+        // libonnxruntime.so; the package's buildTransitive targets keep the GPU one.
+        string native = Path.Combine(Feed.Root, "gpu-consumer", "bin", "Release", "net10.0", "runtimes", "linux-x64", "native");
+        string gpuPackage = Path.Combine(RestoredPackage(PackagedFeed.OrtGpuPackage, PackagedFeed.OrtVersion), "runtimes", "linux-x64", "native");
+        string cpuPackage = Path.Combine(RestoredPackage(PackagedFeed.OrtCpuPackage, PackagedFeed.OrtVersion), "runtimes", "linux-x64", "native");
+        Assert.That(Path.Combine(native, "libonnxruntime_providers_cuda.so"), Does.Exist);
+        byte[] copied = File.ReadAllBytes(Path.Combine(native, "libonnxruntime.so"));
+        Assert.That(copied.AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(gpuPackage, "libonnxruntime.so"))), Is.True,
+            $"{native}/libonnxruntime.so is not the GPU package's ({gpuPackage})");
+        Assert.That(copied.AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(cpuPackage, "libonnxruntime.so"))), Is.False,
+            "the CPU package's libonnxruntime.so was copied");
+
+        // The process loads that build: its providers include CUDA's. What else the CUDA provider needs (driver, CUDA 13,
+        // cuDNN 9, a device) depends on the machine, so GpuRuntime's report is printed, not asserted, beyond its not
+        // naming ONNX Runtime's build.
+        string providers = Regex.Match(run.Output, "onnx runtime providers: (.*)").Groups[1].Value;
+        Assert.That(providers, Does.Contain("CUDAExecutionProvider"));
+        Assert.That(providers, Does.Contain("CPUExecutionProvider"));
+        Match missing = Regex.Match(run.Output, "cuda missing: (.*)");
+        Assert.That(missing.Success, Is.True, run.Output);
+        TestContext.Out.WriteLine($"GpuRuntime.Missing(Cuda) here: {missing.Groups[1].Value}");
+        Assert.That(missing.Groups[1].Value, Does.Not.Contain("CPU build"));
     }
 
     [Test]
@@ -213,5 +338,12 @@ public class PackageInstallTests
         ProcessResult version = Feed.Run(Path.Combine(toolPath, "saber"), ["--version"], elsewhere, TimeSpan.FromMinutes(1));
         version.ThrowIfFailed();
         Assert.That(version.Output, Does.Contain($"saber {Feed.Version}"));
+
+        // The tool carries ONNX Runtime's CPU build: a GPU engine is refused in one line that says so.
+        ProcessResult gpu = Feed.Run(Path.Combine(toolPath, "saber"), ["generate", "--engine", "onnx-cuda", "--no-progress", "x"], elsewhere, TimeSpan.FromMinutes(1));
+        Assert.That(gpu.ExitCode, Is.EqualTo(1), gpu.Output);
+        string[] errors = gpu.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(errors, Has.Length.EqualTo(1), gpu.Error);
+        Assert.That(errors[0], Does.Contain("engine cannot run here").And.Contain("CPU build"));
     }
 }

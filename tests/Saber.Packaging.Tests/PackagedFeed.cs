@@ -15,9 +15,15 @@ namespace Saber.Packaging.Tests;
 /// </summary>
 internal sealed class PackagedFeed : IDisposable
 {
-    public static readonly string[] LibraryIds = ["Saber.Native.Core", "Saber.Native.Onnx", "Saber.Native.Service", "Saber.Native.Extensions.AI", "Saber.Native.Server", "Saber.Native.Bindings", "Saber.Native.Cuda"];
+    public static readonly string[] LibraryIds = ["Saber.Native.Core", "Saber.Native.Onnx", "Saber.Native.Service", "Saber.Native.Extensions.AI", "Saber.Native.Server", "Saber.Native.Bindings", "Saber.Native.Cuda", "Saber.Native.Onnx.Gpu"];
     public const string RuntimeId = "Saber.Native.Runtime.linux-x64";
     public const string ToolId = "Saber.Native.Cli";
+    public const string OnnxGpuId = "Saber.Native.Onnx.Gpu";
+
+    /// <summary>ONNX Runtime's packages and the version Directory.Packages.props pins (docs/gpu.md: its GPU providers link CUDA 13).</summary>
+    public const string OrtCpuPackage = "Microsoft.ML.OnnxRuntime";
+    public const string OrtGpuPackage = "Microsoft.ML.OnnxRuntime.Gpu.Linux";
+    public const string OrtVersion = "1.32.0";
 
     private static readonly Lazy<PackagedFeed> Shared = new(() => new PackagedFeed(), LazyThreadSafetyMode.ExecutionAndPublication);
     private static PackagedFeed? created;
@@ -29,6 +35,10 @@ internal sealed class PackagedFeed : IDisposable
     public string? NativeLibrary { get; }
     public string? NativeSkipReason { get; }
     public TimeSpan PackTime { get; }
+
+    /// <summary>The user's NuGet package folder (NUGET_PACKAGES or ~/.nuget/packages), read as a fallback, never written.</summary>
+    public static string UserPackages => Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } p
+        ? p : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
 
     public static PackagedFeed Instance
     {
@@ -68,6 +78,9 @@ internal sealed class PackagedFeed : IDisposable
             "--artifacts-path", Path.Combine(Root, "artifacts") };
         if (NativeLibrary is null) arguments.Add("--no-native");
         else arguments.AddRange(["--native-library", NativeLibrary]);
+        // The repository's restore reads the user's package folder too, so that a machine that has ONNX Runtime's GPU
+        // package (235 MB) does not download it again into the temporary one for every run.
+        if (Directory.Exists(UserPackages)) arguments.AddRange(["--", $"-p:RestoreAdditionalProjectFallbackFolders={UserPackages}"]);
         var clock = Stopwatch.StartNew();
         try
         {
@@ -108,8 +121,7 @@ internal sealed class PackagedFeed : IDisposable
         list.ThrowIfFailed();
         foreach (string line in list.Output.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
             if (line.StartsWith("E ", StringComparison.Ordinal)) sources.Add(line[2..].Trim());
-        string userPackages = Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } p
-            ? p : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
+        string userPackages = UserPackages;
         var xml = new StringBuilder();
         xml.AppendLine("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<configuration>");
         xml.AppendLine($"  <config><add key=\"globalPackagesFolder\" value=\"{Escape(Path.Combine(Root, "packages"))}\" /></config>");
@@ -156,9 +168,18 @@ internal sealed class PackagedFeed : IDisposable
             start.Environment.Remove(key);
 
         var output = new StringBuilder();
+        var error = new StringBuilder();
         using var process = new Process { StartInfo = start };
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            lock (output)
+            {
+                output.AppendLine(e.Data);
+                error.AppendLine(e.Data);
+            }
+        };
         var clock = Stopwatch.StartNew();
         process.Start();
         process.BeginOutputReadLine();
@@ -167,10 +188,10 @@ internal sealed class PackagedFeed : IDisposable
         {
             process.Kill(entireProcessTree: true);
             process.WaitForExit();
-            lock (output) return new ProcessResult(file, string.Join(' ', arguments), -1, output + $"\n(killed after {timeout})", clock.Elapsed);
+            lock (output) return new ProcessResult(file, string.Join(' ', arguments), -1, output + $"\n(killed after {timeout})", clock.Elapsed, error.ToString());
         }
         process.WaitForExit();
-        lock (output) return new ProcessResult(file, string.Join(' ', arguments), process.ExitCode, output.ToString(), clock.Elapsed);
+        lock (output) return new ProcessResult(file, string.Join(' ', arguments), process.ExitCode, output.ToString(), clock.Elapsed, error.ToString());
     }
 
     public void Dispose()
@@ -203,7 +224,8 @@ internal sealed class PackagedFeed : IDisposable
     }
 }
 
-internal sealed record ProcessResult(string File, string Arguments, int ExitCode, string Output, TimeSpan Elapsed)
+/// <summary>A finished process: <see cref="Output"/> holds both streams interleaved, <see cref="Error"/> stderr alone.</summary>
+internal sealed record ProcessResult(string File, string Arguments, int ExitCode, string Output, TimeSpan Elapsed, string Error)
 {
     public void ThrowIfFailed()
     {
