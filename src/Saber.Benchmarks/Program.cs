@@ -7,11 +7,14 @@ using Saber.Benchmarks;
 
 // dotnet run -c Release --project src/Saber.Benchmarks [-- BenchmarkDotNet options, e.g. --filter *]
 // dotnet run -c Release --project src/Saber.Benchmarks -- gpu-overhead [--decodes N]   (needs a GPU)
+// dotnet run -c Release --project src/Saber.Benchmarks [-p:SaberOnnxRuntime=gpu] -- gpu-forward --model DIR [--dry-run] [--out FILE.md] [--batch 2] [--prompt-length 16] [--gen-length 32] [--steps 20]
+//     (the GPU engine against the CPU engine, and one step's time; --dry-run runs its checks on the CPU; exit 3: no GPU engine here)
 // dotnet run -c Release --project src/Saber.Benchmarks -- service [--requests N] [--concurrency 1,8,32,128] [--model DIR]
 // dotnet run -c Release --project src/Saber.Benchmarks -- engine-step DIR_A DIR_B [--length 96] [--prompt 32] [--batch 1] [--passes 40] [--all-rows]
 // dotnet run -c Release --project src/Saber.Benchmarks -- cache --model DIR [--set FILE --limit N] [--gen-length G] [--block-length K] [--refresh-every R]
 // dotnet run -c Release --project src/Saber.Benchmarks -- serve-load [--clients 64] [--requests 10] [--max-tokens 32] [--limit N] [--model DIR] [--out FILE]
 if (args.Length > 0 && args[0] == "gpu-overhead") return GpuOverhead.Run(args[1..]);
+if (args.Length > 0 && args[0] == "gpu-forward") return GpuForward.Run(args[1..]);
 if (args.Length > 0 && args[0] == "service") return await ServiceBenchmark.RunAsync(args[1..]);
 if (args.Length > 0 && args[0] == "serve-load") return await ServeLoadBenchmark.RunAsync(args[1..]);
 if (args.Length > 0 && args[0] == "engine-step") return await EngineStepBenchmark.RunAsync(args[1..]);
