@@ -42,7 +42,7 @@ public sealed record OnnxEngineOptions
 
     /// <summary>
     /// Where ONNX Runtime runs the model (default the CPU). <see cref="ExecutionProvider.Cuda"/> and
-    /// <see cref="ExecutionProvider.TensorRt"/> need the GPU build of ONNX Runtime (package Saber.Onnx.Gpu) and NVIDIA's libraries
+    /// <see cref="ExecutionProvider.TensorRt"/> need the GPU build of ONNX Runtime (package Saber.Native.Onnx.Gpu) and NVIDIA's libraries
     /// (<see cref="GpuRuntime"/>); without them loading fails with <see cref="GpuUnavailableException"/> naming what is missing.
     /// </summary>
     public ExecutionProvider Provider { get; init; } = ExecutionProvider.Cpu;
@@ -70,7 +70,8 @@ public sealed record OnnxEngineOptions
 }
 
 /// <summary>
-/// A masked diffusion LM exported to ONNX, run on the CPU by ONNX Runtime: input <c>input_ids</c> int64
+/// A masked diffusion LM exported to ONNX, run by ONNX Runtime on the CPU (or, with <see cref="OnnxEngineOptions.Provider"/>,
+/// the forward pass on a GPU, its logits copied back to the host: docs/gpu.md): input <c>input_ids</c> int64
 /// <c>[batch, sequence]</c>, optionally <c>attention_mask</c> int64 <c>[batch, sequence]</c> (1 = token, 0 = padding
 /// on the left), output <c>logits</c> float32 or float16 <c>[batch, sequence, V]</c>. With an attention mask every
 /// call is one run (unless <see cref="OnnxEngineOptions.RaggedBatches"/> is off): the canvases are padded to the
@@ -196,8 +197,8 @@ public sealed partial class OnnxDenoiser : ICachingDenoiser, IDisposable
             var (cacheGraph, cacheUnavailable) = OpenCacheGraph(path, options, vocabulary, maskId);
             var denoiser = new OnnxDenoiser(session, path, vocabulary, maskId, maxPositions, weights, type, attentionMask, selectsRows, shifted,
                 options.RaggedBatches, logger ?? (ILogger)NullLogger.Instance, cacheGraph, cacheUnavailable);
-            denoiser.LogLoaded(path, vocabulary, maskId, type, maxPositions?.ToString(CultureInfo.InvariantCulture) ?? "unknown", attentionMask,
-                options.IntraOpThreads);
+            denoiser.LogLoaded(path, ExecutionProviders.EngineName(options.Provider), vocabulary, maskId, type,
+                maxPositions?.ToString(CultureInfo.InvariantCulture) ?? "unknown", attentionMask, options.IntraOpThreads);
             return denoiser;
         }
         catch
@@ -612,8 +613,8 @@ public sealed partial class OnnxDenoiser : ICachingDenoiser, IDisposable
         cacheGraph?.Dispose();
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Loaded {Path}: V {Vocabulary}, mask id {MaskId}, {Type} logits, max positions {MaxPositions}, attention mask {AttentionMask}, intra-op threads {Threads} (0: default)")]
-    private partial void LogLoaded(string path, int vocabulary, int maskId, LogitsElementType type, string maxPositions, bool attentionMask, int threads);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Loaded {Path} on {Engine}: V {Vocabulary}, mask id {MaskId}, {Type} logits, max positions {MaxPositions}, attention mask {AttentionMask}, intra-op threads {Threads} (0: default)")]
+    private partial void LogLoaded(string path, string engine, int vocabulary, int maskId, LogitsElementType type, string maxPositions, bool attentionMask, int threads);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Bound buffers for batch {Batch} x length {Length} ({Rows} logits rows each)")]
     private partial void LogShape(int batch, int length, int rows);
