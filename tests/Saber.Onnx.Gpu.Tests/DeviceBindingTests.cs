@@ -35,6 +35,21 @@ public sealed class DeviceBindingTests
                 Assert.That(actual[b][r], Is.EqualTo(expected[b][r]), $"sequence {b}, position {promptLengths[b] + r} (NaN: a row left unwritten)");
     }
 
+    [TestCase("tiny")]
+    [TestCase("dream")]
+    public void WithoutLogitsFromALoneSequenceGetsEveryRow(string name)
+    {
+        using OnnxDenoiser cpu = OnnxDenoiser.Load(TestModels.ModelFile(name));
+        using OnnxDeviceDenoiser device = HostDevice.Load(TestModels.ModelFile(name));
+        int[][] canvases = TestModels.Canvases(cpu.VocabularySize, cpu.MaskId, [6], 10, seed: 4);
+        int[] everyRow = [0];
+        float[][][] expected = HostDevice.Reference(cpu, canvases, everyRow);
+        float[][][] actual = HostDevice.Forward(device, canvases, everyRow, sendLogitsFrom: false);
+        Assert.That(actual[0].Length, Is.EqualTo(16));
+        for (int r = 0; r < expected[0].Length; r++)
+            Assert.That(actual[0][r], Is.EqualTo(expected[0][r]), $"position {r} (prompt rows included)");
+    }
+
     [Test]
     public void TheBindingIsKeptWithinADecodeAndRebuiltForANewShape()
     {

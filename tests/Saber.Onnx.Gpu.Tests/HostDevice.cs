@@ -14,7 +14,8 @@ internal static unsafe class HostDevice
         OnnxDeviceDenoiser.Load(modelFile, options ?? new OnnxEngineOptions(), new HostModelMemory(), stream: 0, logger: null);
 
     /// <summary>Per sequence, its logits rows from its prompt's end to its canvas's end, as float32.</summary>
-    public static float[][][] Forward(OnnxDeviceDenoiser engine, int[][] canvases, int[] promptLengths, int step = 1)
+    /// <param name="sendLogitsFrom">Whether the request says where each sequence's rows start (false: the engine writes every row).</param>
+    public static float[][][] Forward(OnnxDeviceDenoiser engine, int[][] canvases, int[] promptLengths, int step = 1, bool sendLogitsFrom = true)
     {
         int batch = canvases.Length, length = canvases.Max(c => c.Length), v = engine.VocabularySize;
         int elementBytes = engine.ElementType == LogitsElementType.Float32 ? 4 : 2;
@@ -27,7 +28,10 @@ internal static unsafe class HostDevice
             for (int b = 0; b < batch; b++) canvases[b].CopyTo(idSpan.Slice(b * length));
             if (elementBytes == 4) new Span<float>((void*)logits, batch * length * v).Fill(float.NaN);
             else new Span<Half>((void*)logits, batch * length * v).Fill(Half.NaN);
-            var request = new GpuForwardRequest(step, batch, length, canvases.Select(c => c.Length).ToArray(), ids, logits, 0) { LogitsFrom = promptLengths };
+            var request = new GpuForwardRequest(step, batch, length, canvases.Select(c => c.Length).ToArray(), ids, logits, 0)
+            {
+                LogitsFrom = sendLogitsFrom ? promptLengths : null,
+            };
             engine.ForwardAsync(request, CancellationToken.None).AsTask().GetAwaiter().GetResult();
             return Enumerable.Range(0, batch).Select(b => Enumerable.Range(promptLengths[b], canvases[b].Length - promptLengths[b])
                 .Select(p => Row(logits, ((long)b * length + p) * v, v, elementBytes)).ToArray()).ToArray();
