@@ -175,28 +175,38 @@ public class PackageInstallTests
     private static ProcessResult RunConsumer()
     {
         bool native = Feed.NativeSkipReason is null;
-        string project = Path.Combine(Feed.Root, "consumer");
-        Feed.WriteNuGetConfig(project);
         string references = $"""    <PackageReference Include="Saber.Native.Core" Version="{Feed.Version}" />""";
         references += $"""{"\n"}    <PackageReference Include="Saber.Native.Onnx" Version="{Feed.Version}" />""";
         if (native) references += $"""{"\n"}    <PackageReference Include="Saber.Native.Cuda" Version="{Feed.Version}" />""";
-        File.WriteAllText(Path.Combine(project, "Consumer.csproj"), $"""
+        string properties = $"""    <DefineConstants Condition="{(native ? "true" : "false")}">$(DefineConstants);SABER_NATIVE</DefineConstants>""";
+        return RunConsoleProject("consumer", properties, references, Program);
+    }
+
+    /// <summary>
+    /// Writes a console project named <paramref name="folder"/> under the feed's root with the given extra properties, package
+    /// references and program, restores it from the feed, builds it without a runtime identifier and runs it once.
+    /// </summary>
+    private static ProcessResult RunConsoleProject(string folder, string properties, string references, string program)
+    {
+        string project = Path.Combine(Feed.Root, folder);
+        Feed.WriteNuGetConfig(project);
+        File.WriteAllText(Path.Combine(project, folder + ".csproj"), $"""
             <Project Sdk="Microsoft.NET.Sdk">
               <PropertyGroup>
                 <OutputType>Exe</OutputType>
                 <TargetFramework>net10.0</TargetFramework>
                 <ImplicitUsings>enable</ImplicitUsings>
                 <Nullable>enable</Nullable>
-                <DefineConstants Condition="{(native ? "true" : "false")}">$(DefineConstants);SABER_NATIVE</DefineConstants>
+            {properties}
               </PropertyGroup>
               <ItemGroup>
             {references}
               </ItemGroup>
             </Project>
             """);
-        File.WriteAllText(Path.Combine(project, "Program.cs"), Program);
+        File.WriteAllText(Path.Combine(project, "Program.cs"), program);
         ProcessResult run = Feed.Run("dotnet", ["run", "-c", "Release"], project, TimeSpan.FromMinutes(5));
-        TestContext.Progress.WriteLine($"consumer: restore, build and run in {run.Elapsed.TotalSeconds:F0} s");
+        TestContext.Progress.WriteLine($"{folder}: restore, build and run in {run.Elapsed.TotalSeconds:F0} s");
         return run;
     }
 
@@ -240,25 +250,8 @@ public class PackageInstallTests
     /// built without a runtime identifier and run once.</summary>
     private static ProcessResult RunGpuConsumer()
     {
-        string project = Path.Combine(Feed.Root, "gpu-consumer");
-        Feed.WriteNuGetConfig(project);
-        File.WriteAllText(Path.Combine(project, "GpuConsumer.csproj"), $"""
-            <Project Sdk="Microsoft.NET.Sdk">
-              <PropertyGroup>
-                <OutputType>Exe</OutputType>
-                <TargetFramework>net10.0</TargetFramework>
-                <ImplicitUsings>enable</ImplicitUsings>
-                <Nullable>enable</Nullable>
-              </PropertyGroup>
-              <ItemGroup>
-                <PackageReference Include="{PackagedFeed.OnnxGpuId}" Version="{Feed.Version}" />
-              </ItemGroup>
-            </Project>
-            """);
-        File.WriteAllText(Path.Combine(project, "Program.cs"), GpuProgram);
-        ProcessResult run = Feed.Run("dotnet", ["run", "-c", "Release"], project, TimeSpan.FromMinutes(5));
-        TestContext.Progress.WriteLine($"gpu consumer: restore, build and run in {run.Elapsed.TotalSeconds:F0} s");
-        return run;
+        string references = $"""    <PackageReference Include="{PackagedFeed.OnnxGpuId}" Version="{Feed.Version}" />""";
+        return RunConsoleProject("gpu-consumer", "", references, GpuProgram);
     }
 
     /// <summary>Where the GPU consumer's restore found a package: its assets file's package folders, in NuGet's order
