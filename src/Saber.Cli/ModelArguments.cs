@@ -47,7 +47,7 @@ internal static class ModelArguments
             : ExecutionProvider.Cpu;
         int device = args.Int("--device") ?? 0;
         if (device < 0) throw new UsageException($"--device must be >= 0; got {device}.");
-        GpuPrecision precision = args.Choice("--precision", PrecisionNames) ?? GpuPrecision.Model;
+        GpuPrecision precision = args.Choice("--precision", ExecutionProviders.PrecisionNames) ?? GpuPrecision.Model;
         if (precision != GpuPrecision.Model && provider != ExecutionProvider.TensorRt)
             throw new UsageException($"--precision {args.Text("--precision")} needs --engine onnx-tensorrt; the {ExecutionProviders.EngineName(provider)} engine runs the graph's own types.");
         if (provider == ExecutionProvider.Cpu && args.Text("--device") is not null)
@@ -55,14 +55,6 @@ internal static class ModelArguments
         var options = new OnnxEngineOptions { IntraOpThreads = threads, Provider = provider, DeviceId = device, Precision = precision };
         return maxCacheBytes is long bytes ? options with { MaxCacheBytes = bytes } : options;
     }
-
-    /// <summary>The names of --precision.</summary>
-    public static readonly IReadOnlyDictionary<string, GpuPrecision> PrecisionNames = new Dictionary<string, GpuPrecision>
-    {
-        ["model"] = GpuPrecision.Model,
-        ["fp16"] = GpuPrecision.Float16,
-        ["bf16"] = GpuPrecision.BFloat16,
-    };
 
     /// <summary>The model of --model (or the shipped one) on the engine of <see cref="EngineOptions"/>, for the host samplers.</summary>
     public static LocalModel Open(Arguments args, ILoggerFactory logging, string shipped = "tiny") =>

@@ -65,6 +65,14 @@ public static class ExecutionProviders
     public static ExecutionProvider? TryFromEngineName(string? name) =>
         Enum.GetValues<ExecutionProvider>().Cast<ExecutionProvider?>().FirstOrDefault(p => EngineName(p!.Value) == name);
 
+    /// <summary>The names the CLI and configuration use for <see cref="GpuPrecision"/>: <c>model</c>, <c>fp16</c>, <c>bf16</c>.</summary>
+    public static IReadOnlyDictionary<string, GpuPrecision> PrecisionNames { get; } = new Dictionary<string, GpuPrecision>
+    {
+        ["model"] = GpuPrecision.Model,
+        ["fp16"] = GpuPrecision.Float16,
+        ["bf16"] = GpuPrecision.BFloat16,
+    };
+
     /// <summary>The engine cache folder of a model file: <see cref="OnnxEngineOptions.EngineCacheDirectory"/>, else <see cref="EngineCacheFolder"/> beside it.</summary>
     public static string EngineCacheDirectory(OnnxEngineOptions options, string modelPath) =>
         options.EngineCacheDirectory ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(modelPath))!, EngineCacheFolder);

@@ -75,13 +75,8 @@ public sealed class SaberServerOptions
             Provider = Saber.Onnx.ExecutionProviders.TryFromEngineName(Engine)
                 ?? throw new ArgumentException($"{SectionName}:{nameof(Engine)} must be onnx, onnx-cuda or onnx-tensorrt; got '{Engine}'.", nameof(Engine)),
             DeviceId = Device,
-            Precision = Precision switch
-            {
-                "model" => Saber.Onnx.GpuPrecision.Model,
-                "fp16" => Saber.Onnx.GpuPrecision.Float16,
-                "bf16" => Saber.Onnx.GpuPrecision.BFloat16,
-                _ => throw new ArgumentException($"{SectionName}:{nameof(Precision)} must be model, fp16 or bf16; got '{Precision}'.", nameof(Precision)),
-            },
+            Precision = Saber.Onnx.ExecutionProviders.PrecisionNames.TryGetValue(Precision, out Saber.Onnx.GpuPrecision precision) ? precision
+                : throw new ArgumentException($"{SectionName}:{nameof(Precision)} must be model, fp16 or bf16; got '{Precision}'.", nameof(Precision)),
         };
         return MaxCacheBytes is long bytes ? options with { MaxCacheBytes = bytes } : options;
     }
