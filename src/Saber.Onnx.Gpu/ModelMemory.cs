@@ -9,7 +9,7 @@ namespace Saber.Onnx.Gpu;
 /// GPU it is device memory of a <see cref="CudaContext"/> with its work ordered on the context's stream; the host kind runs
 /// the same binding code with ONNX Runtime's CPU provider, so that it is tested on machines without a GPU.
 /// </summary>
-internal abstract class ModelMemory
+internal abstract class ModelMemory : IDisposable
 {
     /// <summary>Where the bound tensors live, for <see cref="OrtValue.CreateTensorValueWithData"/>.</summary>
     public abstract OrtMemoryInfo Info { get; }
@@ -22,6 +22,11 @@ internal abstract class ModelMemory
 
     /// <summary>int64 <paramref name="destination"/>[i] = int32 <paramref name="source"/>[i], ordered before the forward pass that follows.</summary>
     public abstract void WidenIds(nint source, nint destination, long count);
+
+    /// <summary>Releases what the memory kind holds itself (not its blocks, which are disposed one by one).</summary>
+    public virtual void Dispose()
+    {
+    }
 
     /// <summary>An allocation and its address.</summary>
     public abstract class Block : IDisposable
@@ -43,6 +48,8 @@ internal sealed class CudaModelMemory(CudaContext context) : ModelMemory
     public override void Upload(ReadOnlySpan<long> values, nint destination) => context.CopyToDevice(values, destination);
 
     public override void WidenIds(nint source, nint destination, long count) => context.WidenIds(source, destination, count);
+
+    public override void Dispose() => info.Dispose();
 
     private sealed class DeviceBlock(DeviceBuffer buffer) : Block
     {

@@ -78,19 +78,27 @@ public sealed partial class OnnxDeviceDenoiser : IGpuDenoiser, IDisposable
             throw new ArgumentException("The device engine runs the CUDA or TensorRT provider; for the CPU load OnnxDenoiser.", nameof(options));
         if (options.DeviceId != context.Device)
             throw new ArgumentException($"The options name CUDA device {options.DeviceId}; the context is on device {context.Device}.", nameof(options));
-        return Load(path, options, new CudaModelMemory(context), context.Stream, logger);
-    }
-
-    /// <summary>The engine on any <see cref="ModelMemory"/>: the host kind with the CPU provider is how it is tested without a GPU.</summary>
-    internal static OnnxDeviceDenoiser Load(string path, OnnxEngineOptions options, ModelMemory memory, nint stream, ILogger? logger)
-    {
-        ArgumentNullException.ThrowIfNull(path);
-        options.Validate();
-        if (!File.Exists(path)) throw new FileNotFoundException($"No ONNX model at '{path}'.", path);
-        InferenceSession session = OnnxDenoiser.OpenSession(path, options, "ONNX model", stream);
+        var memory = new CudaModelMemory(context);
         try
         {
-            ModelSignature model = ModelSignature.Read(session, path, options);
+            return Load(path, options, memory, context.Stream, logger);
+        }
+        catch
+        {
+            memory.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The engine on any <see cref="ModelMemory"/>: the host kind with the CPU provider is how it is tested without a GPU. The engine
+    /// owns <paramref name="memory"/> once loaded; when loading fails the caller still does.
+    /// </summary>
+    internal static OnnxDeviceDenoiser Load(string path, OnnxEngineOptions options, ModelMemory memory, nint stream, ILogger? logger)
+    {
+        var (session, model) = ModelSignature.Open(path, options, stream);
+        try
+        {
             var denoiser = new OnnxDeviceDenoiser(session, memory, model, path, options.Provider, logger ?? NullLogger.Instance);
             denoiser.LogLoaded(path, ExecutionProviders.EngineName(options.Provider), options.DeviceId, options.Precision, model.Vocabulary,
                 model.MaskId, model.ElementType, model.MaxPositions?.ToString(CultureInfo.InvariantCulture) ?? "unknown",
@@ -142,6 +150,7 @@ public sealed partial class OnnxDeviceDenoiser : IGpuDenoiser, IDisposable
         binding?.Dispose();
         runOptions.Dispose();
         session.Dispose();
+        memory.Dispose();
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Loaded {Path} on {Engine} (device {Device}, precision {Precision}): V {Vocabulary}, mask id {MaskId}, {Type} logits, max positions {MaxPositions}, engine cache {EngineCache}")]

@@ -17,6 +17,31 @@ namespace Saber.Onnx;
 internal sealed record ModelSignature(int Vocabulary, LogitsElementType ElementType, bool AttentionMask, bool SelectsRows, int MaskId, int? MaxPositions,
     string? Weights, bool Shifted)
 {
+    /// <summary>
+    /// Checks <paramref name="options"/>, opens a session on the model at <paramref name="path"/> (on <paramref name="stream"/> for a GPU
+    /// provider, 0: its own) and reads its signature; the session is disposed when the signature is not the expected one.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">No file at <paramref name="path"/>.</exception>
+    /// <exception cref="GpuUnavailableException">A GPU provider was asked for and cannot run here.</exception>
+    /// <exception cref="InvalidDataException">The file is not a loadable model, or its signature is not the expected one.</exception>
+    public static (InferenceSession Session, ModelSignature Model) Open(string path, OnnxEngineOptions options, nint stream = 0)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        if (!File.Exists(path)) throw new FileNotFoundException($"No ONNX model at '{path}'.", path);
+        InferenceSession session = OnnxDenoiser.OpenSession(path, options, "ONNX model", stream);
+        try
+        {
+            return (session, Read(session, path, options));
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>Reads and checks the signature of <paramref name="session"/>'s model at <paramref name="path"/>.</summary>
     /// <exception cref="InvalidDataException">The inputs, outputs or metadata are not the expected ones (named).</exception>
     public static ModelSignature Read(InferenceSession session, string path, OnnxEngineOptions options)

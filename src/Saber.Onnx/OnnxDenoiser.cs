@@ -187,13 +187,10 @@ public sealed partial class OnnxDenoiser : ICachingDenoiser, IDisposable
     {
         ArgumentNullException.ThrowIfNull(path);
         options ??= new OnnxEngineOptions();
-        options.Validate();
-        if (!File.Exists(path)) throw new FileNotFoundException($"No ONNX model at '{path}'.", path);
-
-        InferenceSession session = OpenSession(path, options, "ONNX model");
+        var (session, model) = ModelSignature.Open(path, options);
         try
         {
-            var (vocabulary, type, attentionMask, selectsRows, maskId, maxPositions, weights, shifted) = ModelSignature.Read(session, path, options);
+            var (vocabulary, type, attentionMask, selectsRows, maskId, maxPositions, weights, shifted) = model;
             var (cacheGraph, cacheUnavailable) = OpenCacheGraph(path, options, vocabulary, maskId);
             var denoiser = new OnnxDenoiser(session, path, vocabulary, maskId, maxPositions, weights, type, attentionMask, selectsRows, shifted,
                 options.RaggedBatches, logger ?? (ILogger)NullLogger.Instance, cacheGraph, cacheUnavailable);
