@@ -122,7 +122,9 @@ internal sealed unsafe class NativeDecode : IDisposable
     public int PromptLength(int b) => promptLengths[b];
 
     /// <summary>Every sequence's prompt length.</summary>
-    public IReadOnlyList<int> PromptLengths => Array.AsReadOnly(promptLengths);
+    public IReadOnlyList<int> PromptLengths => promptLengthsView ??= Array.AsReadOnly(promptLengths);
+
+    private IReadOnlyList<int>? promptLengthsView;
 
     public int[] Canvas(int b) => canvases.AsSpan(b * Length, promptLengths[b] + generation).ToArray();
 
