@@ -1,4 +1,5 @@
 using Saber.Cuda;
+using Saber.Onnx.Gpu.Harness;
 
 namespace Saber.Onnx.Gpu.Tests;
 
@@ -54,13 +55,14 @@ public sealed class DeviceBindingTests
     public void TheBindingIsKeptWithinADecodeAndRebuiltForANewShape()
     {
         using OnnxDeviceDenoiser device = HostDevice.Load(TestModels.ModelFile("tiny"));
+        using var run = new DeviceRun(device, context: null);
         int[][] first = TestModels.Canvases(device.VocabularySize, device.MaskId, [2, 6], 8, seed: 1);
-        HostDevice.Forward(device, first, [2, 6], step: 1);
-        HostDevice.Forward(device, first, [2, 6], step: 2);
-        Assert.That((device.Runs, device.Bindings), Is.EqualTo((2, 1)), "two steps of one decode shape: one binding");
-        // A new decode whose buffers sit elsewhere (HostDevice allocates per call) binds again, as does a new shape.
+        HostDevice.Forward(run, first, [2, 6], step: 1);
+        HostDevice.Forward(run, first, [2, 6], step: 2);
+        Assert.That((device.Runs, device.Bindings), Is.EqualTo((2, 1)), "two steps of one decode shape on the same buffers: one binding");
+        // A new decode shape binds again.
         int[][] second = TestModels.Canvases(device.VocabularySize, device.MaskId, [3], 5, seed: 2);
-        HostDevice.Forward(device, second, [3]);
+        HostDevice.Forward(run, second, [3]);
         Assert.That(device.Bindings, Is.GreaterThanOrEqualTo(2));
     }
 
@@ -73,7 +75,8 @@ public sealed class DeviceBindingTests
         var options = new DecodeOptions { GenerationLength = 16, BlockLength = 8, Trace = true };
 
         DecodeResult reference = await new CpuSampler().DecodeAsync(cpu, prompts, options);
-        DecodeResult bound = await new CpuSampler().DecodeAsync(new HostDeviceDenoiser(device), prompts, options);
+        using var run = new DeviceRun(device, context: null);
+        DecodeResult bound = await new CpuSampler().DecodeAsync(new HostDeviceDenoiser(run), prompts, options);
         for (int b = 0; b < prompts.Length; b++)
         {
             Assert.That(bound.Sequences[b].Canvas, Is.EqualTo(reference.Sequences[b].Canvas), $"canvas of sequence {b}");
@@ -95,21 +98,5 @@ public sealed class DeviceBindingTests
         e = Assert.Throws<ArgumentException>(() => device.ForwardAsync(request with { SequenceLengths = [10, 9], Logits = 0 }, CancellationToken.None));
         Assert.That(e!.Message, Does.Contain("address is null"));
         Assert.That(device.Runs, Is.Zero, "nothing ran");
-    }
-
-    /// <summary>The device engine on host memory behind the host contract: each call lays the canvases out as a decode does.</summary>
-    private sealed class HostDeviceDenoiser(OnnxDeviceDenoiser device) : IDenoiser
-    {
-        public int VocabularySize => device.VocabularySize;
-        public int MaskId => device.MaskId;
-
-        public ValueTask<IReadOnlyList<SequenceLogits>> ForwardAsync(DenoiseRequest request, CancellationToken cancellationToken)
-        {
-            int[][] canvases = request.Canvases.Select(c => c.ToArray()).ToArray();
-            int[] from = request.LogitsFrom?.ToArray() ?? new int[canvases.Length];
-            float[][][] rows = HostDevice.Forward(device, canvases, from, request.Step);
-            return ValueTask.FromResult<IReadOnlyList<SequenceLogits>>(rows.Select((r, b) =>
-                SequenceLogits.FromFloat32(r.SelectMany(x => x).ToArray(), r.Length, VocabularySize, from[b])).ToArray());
-        }
     }
 }
