@@ -101,10 +101,10 @@ internal static class EvalCommand
             json.WriteNumber("block_length", k);
             json.WriteNumber("temperature", temperature);
             json.WriteNumber("seed", seed);
-            json.WriteString("cache", StrategyArguments.CacheName(cache.Policy));
+            json.WriteString("cache", CacheOptions.Name(cache.Policy));
             if (cache.RefreshEvery is int r) json.WriteNumber("cache_refresh_every", r);
             else json.WriteNull("cache_refresh_every");
-            json.WriteString("cache_on_remask", cache.OnRemask == RemaskRefresh.Block ? "block" : "positions");
+            json.WriteString("cache_on_remask", CacheOptions.Name(cache.OnRemask));
             json.WriteStartArray("rows");
             foreach (EvalRow row in rows)
             {

@@ -108,6 +108,6 @@ internal static class Evaluation
         long? flops = results.Any(s => s.ForwardFlops is null) ? null : results.Sum(s => s.ForwardFlops!.Value);
         return new EvalRow(strategy, variant, label, problems.Count, correct, results.Average(s => (double)s.Nfe), results.Max(s => s.Nfe),
             seconds * 1000, seconds > 0 ? (double)options.GenerationLength * problems.Count / seconds : 0,
-            StrategyArguments.CacheName(options.Cache.Policy), (double?)flops / problems.Count, flops);
+            CacheOptions.Name(options.Cache.Policy), (double?)flops / problems.Count, flops);
     }
 }

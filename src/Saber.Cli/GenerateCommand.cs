@@ -166,7 +166,7 @@ internal static class GenerateCommand
             json.WriteString("text", text);
             json.WriteNumber("nfe", result.Nfe);
             if (result.Cache is { } cache)
-                json.WriteString("cache", StrategyArguments.CacheName(cache.Policy));
+                json.WriteString("cache", CacheOptions.Name(cache.Policy));
             else
                 json.WriteNull("cache");
             if (result.ForwardFlops is long flops) json.WriteNumber("forward_flops", flops);

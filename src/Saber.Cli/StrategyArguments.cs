@@ -18,15 +18,6 @@ internal static class StrategyArguments
         "  [--cache-refresh-every R]  with a cache: also a full pass every R calls (default: only when a block completes)\n" +
         "  [--cache-on-remask positions|block]  with a cache: recompute a re-masked position alone (default) or its block";
 
-    private static readonly Dictionary<string, CachePolicy> CachePolicies = new()
-    {
-        ["none"] = CachePolicy.None,
-        ["prefix"] = CachePolicy.Prefix,
-        ["dual"] = CachePolicy.Dual,
-    };
-
-    private static readonly Dictionary<string, RemaskRefresh> RemaskRefreshes = new() { ["positions"] = RemaskRefresh.Positions, ["block"] = RemaskRefresh.Block };
-
     public static readonly string[] Flags = ["--no-backtracking"];
 
     private static readonly Dictionary<string, SaberVariant> Variants = new() { ["reference"] = SaberVariant.Reference, ["paper"] = SaberVariant.Paper };
@@ -85,9 +76,9 @@ internal static class StrategyArguments
     /// </summary>
     public static CacheOptions Cache(Arguments args)
     {
-        CachePolicy policy = args.Choice("--cache", CachePolicies) ?? CachePolicy.None;
+        CachePolicy policy = args.Choice("--cache", CacheOptions.PolicyNames) ?? CachePolicy.None;
         int? refreshEvery = args.Int("--cache-refresh-every");
-        RemaskRefresh? onRemask = args.Choice("--cache-on-remask", RemaskRefreshes);
+        RemaskRefresh? onRemask = args.Choice("--cache-on-remask", CacheOptions.OnRemaskNames);
         if (policy == CachePolicy.None)
         {
             if (refreshEvery is not null) throw new UsageException("--cache-refresh-every does not apply to --cache none.");
@@ -98,12 +89,9 @@ internal static class StrategyArguments
         return new CacheOptions(policy, refreshEvery, onRemask ?? RemaskRefresh.Positions);
     }
 
-    /// <summary>The policy as <c>--cache</c> names it: <c>none</c>, <c>prefix</c> or <c>dual</c>.</summary>
-    public static string CacheName(CachePolicy policy) => CachePolicies.First(p => p.Value == policy).Key;
-
     /// <summary>The cache settings for tables: the policy, with R and the re-mask rule when a cache runs.</summary>
     public static string DescribeCache(CacheOptions cache) => !cache.Enabled ? "cache none"
-        : $"cache {CacheName(cache.Policy)}{(cache.RefreshEvery is int r ? $" (refresh every {r})" : "")}" +
+        : $"cache {CacheOptions.Name(cache.Policy)}{(cache.RefreshEvery is int r ? $" (refresh every {r})" : "")}" +
           $"{(cache.OnRemask == RemaskRefresh.Block ? ", re-masks refresh their block" : "")}";
 
     /// <summary>FLOPs for humans (<c>1.23e9</c>), or <c>-</c> when the model does not report them.</summary>

@@ -207,10 +207,6 @@ internal static class ChatOptionsMapping
         return new FactorStrategy(factor);
     }
 
-    private static readonly (string Name, CachePolicy Value)[] CachePolicies = [("none", CachePolicy.None), ("prefix", CachePolicy.Prefix), ("dual", CachePolicy.Dual)];
-
-    private static readonly (string Name, RemaskRefresh Value)[] RemaskRefreshes = [("positions", RemaskRefresh.Positions), ("block", RemaskRefresh.Block)];
-
     /// <summary>The cache of <c>"cache"</c>: a policy name, an object of policy, refresh_every and on_remask, or a <see cref="CacheOptions"/>.</summary>
     private static CacheOptions CacheFrom(IReadOnlyDictionary<string, object?> extra, CacheOptions defaults)
     {
@@ -246,7 +242,7 @@ internal static class ChatOptionsMapping
                                 break;
                             case "on_remask":
                                 string rule = ReadString(single, $"{key}.on_remask") ?? "positions";
-                                onRemask = Array.Find(RemaskRefreshes, r => r.Name == rule) is { Name: not null } found ? found.Value
+                                onRemask = CacheOptions.OnRemaskNames.TryGetValue(rule, out RemaskRefresh found) ? found
                                     : throw new ArgumentException($"AdditionalProperties[\"{key}.on_remask\"] must be \"positions\" or \"block\"; got \"{rule}\".", OptionsParameter);
                                 break;
                             default:
@@ -264,7 +260,7 @@ internal static class ChatOptionsMapping
         }
 
         static CachePolicy Policy(string name, string key) =>
-            Array.Find(CachePolicies, p => p.Name == name) is { Name: not null } found ? found.Value
+            CacheOptions.PolicyNames.TryGetValue(name, out CachePolicy found) ? found
                 : throw new ArgumentException($"AdditionalProperties[\"{key}\"] must be \"none\", \"prefix\" or \"dual\"; got \"{name}\".", OptionsParameter);
 
         // The settings a policy name cannot get wrong; an object or a CacheOptions can.

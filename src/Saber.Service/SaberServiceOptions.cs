@@ -102,10 +102,6 @@ public sealed class SaberCacheSettings
     /// <summary><c>positions</c> (default) or <c>block</c>: what a re-masked position outside the window recomputes. Only with a cache.</summary>
     public string? OnRemask { get; set; }
 
-    private static readonly (string Name, CachePolicy Value)[] Policies = [("none", CachePolicy.None), ("prefix", CachePolicy.Prefix), ("dual", CachePolicy.Dual)];
-
-    private static readonly (string Name, RemaskRefresh Value)[] Rules = [("positions", RemaskRefresh.Positions), ("block", RemaskRefresh.Block)];
-
     /// <summary>
     /// The cache options; <see cref="ArgumentException"/> (its parameter name the property's) for an unknown name, or for
     /// <see cref="RefreshEvery"/> or <see cref="OnRemask"/> set without a cache (they would do nothing). <c>R</c> itself is
@@ -113,8 +109,8 @@ public sealed class SaberCacheSettings
     /// </summary>
     public CacheOptions ToCacheOptions()
     {
-        CachePolicy policy = Parse(Policy ?? "", Policies, nameof(Policy), "cache policy");
-        RemaskRefresh onRemask = OnRemask is null ? RemaskRefresh.Positions : Parse(OnRemask, Rules, nameof(OnRemask), "re-mask rule");
+        CachePolicy policy = SaberStrategySettings.Parse(Policy ?? "", CacheOptions.PolicyNames, nameof(Policy), "cache policy");
+        RemaskRefresh onRemask = OnRemask is null ? RemaskRefresh.Positions : SaberStrategySettings.Parse(OnRemask, CacheOptions.OnRemaskNames, nameof(OnRemask), "re-mask rule");
         if (policy == CachePolicy.None)
         {
             if (RefreshEvery is int r)
@@ -124,14 +120,6 @@ public sealed class SaberCacheSettings
             return CacheOptions.None;
         }
         return new CacheOptions(policy, RefreshEvery, onRemask);
-    }
-
-    private static T Parse<T>(string text, (string Name, T Value)[] names, string property, string what)
-    {
-        foreach ((string name, T value) in names)
-            if (string.Equals(name, text.Trim(), StringComparison.OrdinalIgnoreCase))
-                return value;
-        throw new ArgumentException($"{property} = '{text}' is not a {what}; expected one of {string.Join(", ", names.Select(n => n.Name))}.", property);
     }
 }
 
@@ -175,10 +163,15 @@ public sealed class SaberStrategySettings
     /// <summary>factor: <c>F</c>, finite and &gt; 0 (default 1).</summary>
     public float? Factor { get; set; }
 
-    private static readonly (string Name, SaberVariant Value)[] Variants = [("reference", SaberVariant.Reference), ("paper", SaberVariant.Paper)];
+    private static readonly Dictionary<string, SaberVariant> Variants = new() { ["reference"] = SaberVariant.Reference, ["paper"] = SaberVariant.Paper };
 
-    private static readonly (string Name, ConfidenceMetric Value)[] Metrics =
-        [("maxprob", ConfidenceMetric.MaxProb), ("margin", ConfidenceMetric.Margin), ("negentropy", ConfidenceMetric.NegEntropy), ("random", ConfidenceMetric.Random)];
+    private static readonly Dictionary<string, ConfidenceMetric> Metrics = new()
+    {
+        ["maxprob"] = ConfidenceMetric.MaxProb,
+        ["margin"] = ConfidenceMetric.Margin,
+        ["negentropy"] = ConfidenceMetric.NegEntropy,
+        ["random"] = ConfidenceMetric.Random,
+    };
 
     /// <summary>The strategy; <see cref="ArgumentException"/> (its parameter name the property's) when the settings do not name one.</summary>
     public DecodingStrategy ToStrategy()
@@ -224,12 +217,13 @@ public sealed class SaberStrategySettings
         }
     }
 
-    private static T Parse<T>(string text, (string Name, T Value)[] names, string property, string what)
+    /// <summary>The value whose name <paramref name="text"/> is (case and surrounding spaces ignored); else an ArgumentException naming the property and the names.</summary>
+    internal static T Parse<T>(string text, IEnumerable<KeyValuePair<string, T>> names, string property, string what)
     {
         foreach ((string name, T value) in names)
             if (string.Equals(name, text.Trim(), StringComparison.OrdinalIgnoreCase))
                 return value;
-        throw new ArgumentException($"{property} = '{text}' is not a {what}; expected one of {string.Join(", ", names.Select(n => n.Name))}.", property);
+        throw new ArgumentException($"{property} = '{text}' is not a {what}; expected one of {string.Join(", ", names.Select(n => n.Key))}.", property);
     }
 
     private static string Format(object value) => value switch

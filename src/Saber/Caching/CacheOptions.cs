@@ -58,6 +58,30 @@ public sealed record CacheOptions(
     /// <summary>No caching.</summary>
     public static CacheOptions None { get; } = new();
 
+    /// <summary>
+    /// The name of each <see cref="CachePolicy"/> wherever cache options are written: JSON, the CLI's <c>--cache</c>, configuration
+    /// and chat options (<c>none</c>, <c>prefix</c>, <c>dual</c>).
+    /// </summary>
+    public static IReadOnlyDictionary<string, CachePolicy> PolicyNames { get; } = new Dictionary<string, CachePolicy>
+    {
+        ["none"] = CachePolicy.None,
+        ["prefix"] = CachePolicy.Prefix,
+        ["dual"] = CachePolicy.Dual,
+    };
+
+    /// <summary>The name of each <see cref="RemaskRefresh"/> wherever cache options are written (<c>positions</c>, <c>block</c>).</summary>
+    public static IReadOnlyDictionary<string, RemaskRefresh> OnRemaskNames { get; } = new Dictionary<string, RemaskRefresh>
+    {
+        ["positions"] = RemaskRefresh.Positions,
+        ["block"] = RemaskRefresh.Block,
+    };
+
+    /// <summary>The name of <paramref name="policy"/> in <see cref="PolicyNames"/>.</summary>
+    public static string Name(CachePolicy policy) => PolicyNames.First(p => p.Value == policy).Key;
+
+    /// <summary>The name of <paramref name="rule"/> in <see cref="OnRemaskNames"/>.</summary>
+    public static string Name(RemaskRefresh rule) => OnRemaskNames.First(r => r.Value == rule).Key;
+
     /// <summary>Whether anything is cached.</summary>
     [JsonIgnore]
     public bool Enabled => Policy != CachePolicy.None;

@@ -80,7 +80,7 @@ public sealed class ConfidenceMetricJsonConverter : JsonConverter<ConfidenceMetr
 /// <summary><see cref="CachePolicy"/> as <c>"none"</c>, <c>"prefix"</c> or <c>"dual"</c>, the CLI's <c>--cache</c> names.</summary>
 public sealed class CachePolicyJsonConverter : JsonConverter<CachePolicy>
 {
-    internal static readonly (CachePolicy Value, string Name)[] Names = [(CachePolicy.None, "none"), (CachePolicy.Prefix, "prefix"), (CachePolicy.Dual, "dual")];
+    internal static readonly (CachePolicy Value, string Name)[] Names = CacheOptions.PolicyNames.Select(p => (p.Value, p.Key)).ToArray();
 
     public override CachePolicy Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
         EnumNames.Read(ref reader, Names, "cache policy");
@@ -92,7 +92,7 @@ public sealed class CachePolicyJsonConverter : JsonConverter<CachePolicy>
 /// <summary><see cref="RemaskRefresh"/> as <c>"positions"</c> or <c>"block"</c>, the CLI's <c>--cache-on-remask</c> names.</summary>
 public sealed class RemaskRefreshJsonConverter : JsonConverter<RemaskRefresh>
 {
-    internal static readonly (RemaskRefresh Value, string Name)[] Names = [(RemaskRefresh.Positions, "positions"), (RemaskRefresh.Block, "block")];
+    internal static readonly (RemaskRefresh Value, string Name)[] Names = CacheOptions.OnRemaskNames.Select(r => (r.Value, r.Key)).ToArray();
 
     public override RemaskRefresh Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
         EnumNames.Read(ref reader, Names, "re-mask refresh");
