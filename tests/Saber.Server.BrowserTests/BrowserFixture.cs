@@ -5,69 +5,9 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Playwright;
-using Saber.Service;
+using Saber.Tests.Shared;
 
 namespace Saber.Server.BrowserTests;
-
-/// <summary>
-/// <c>saber serve</c>'s application on a real loopback port (a browser cannot reach a TestServer), serving the shipped
-/// models/tiny as "tiny".
-/// </summary>
-internal sealed class LoopbackServer : IAsyncDisposable
-{
-    private readonly WebApplication app;
-
-    private LoopbackServer(WebApplication app, Uri address)
-    {
-        this.app = app;
-        Address = address;
-        // Loopback only; an HTTP_PROXY in the environment must not route the reference requests elsewhere.
-        Client = new HttpClient(new SocketsHttpHandler { UseProxy = false }) { BaseAddress = address, Timeout = TimeSpan.FromSeconds(30) };
-    }
-
-    public Uri Address { get; }
-    public HttpClient Client { get; }
-    public SaberEngine TinyEngine => app.Services.GetRequiredService<ServedModels>().All.Single(m => m.Id == "tiny").Engine;
-
-    public static async Task<LoopbackServer> StartAsync()
-    {
-        // As `saber serve --urls http://127.0.0.1:0` builds it; port 0 lets the OS pick a free port.
-        WebApplicationBuilder builder = SaberServer.CreateBuilder(["--urls", "http://127.0.0.1:0"]);
-        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
-        {
-            ["Server:Models:tiny"] = Path.Combine(AppContext.BaseDirectory, "models", "tiny"),
-            ["Server:IntraOpThreads"] = "1",
-        });
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        WebApplication app = SaberServer.Build(builder);
-        await app.StartAsync();
-        return new LoopbackServer(app, new Uri(app.Urls.Single()));
-    }
-
-    /// <summary>The decode the page asks for, through <c>POST /v1/canvas</c>: every step event and the final event.</summary>
-    public async Task<CanvasRun> CanvasAsync(string prompt, int maxTokens, string strategy)
-    {
-        using HttpResponseMessage response = await Client.PostAsync("/v1/canvas", CanvasBody(prompt, maxTokens, strategy));
-        string text = await response.Content.ReadAsStringAsync();
-        Assert.That((int)response.StatusCode, Is.EqualTo(200), text);
-        var events = text.Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Select(e => e["data: ".Length..]).ToList();
-        Assert.That(events[^1], Is.EqualTo("[DONE]"));
-        var steps = events.Take(events.Count - 2).Select(e => JsonDocument.Parse(e).RootElement.Clone()).ToList();
-        JsonElement final = JsonDocument.Parse(events[^2]).RootElement.Clone();
-        return new CanvasRun(steps, final.GetProperty("final_text").GetString()!, final.GetProperty("steps").GetInt32());
-    }
-
-    /// <summary>The body the page posts (greedy by default, so the decode is deterministic).</summary>
-    public static StringContent CanvasBody(string prompt, int maxTokens, string strategy) =>
-        new(JsonSerializer.Serialize(new { model = "tiny", prompt, max_tokens = maxTokens, strategy }), Encoding.UTF8, "application/json");
-
-    public async ValueTask DisposeAsync()
-    {
-        Client.Dispose();
-        await app.StopAsync();
-        await app.DisposeAsync();
-    }
-}
 
 /// <summary>
 /// The loopback server and the system Chromium driven by Playwright. No browser is ever downloaded: without Chromium at
@@ -80,14 +20,14 @@ internal sealed class BrowserFixture : IAsyncDisposable
 
     private readonly IPlaywright playwright;
 
-    private BrowserFixture(LoopbackServer server, IPlaywright playwright, IBrowser browser)
+    private BrowserFixture(LoopbackSaberServer server, IPlaywright playwright, IBrowser browser)
     {
         Server = server;
         this.playwright = playwright;
         Browser = browser;
     }
 
-    public LoopbackServer Server { get; }
+    public LoopbackSaberServer Server { get; }
     public IBrowser Browser { get; }
 
     public static async Task<BrowserFixture> StartAsync()
@@ -97,7 +37,7 @@ internal sealed class BrowserFixture : IAsyncDisposable
             Assert.Ignore($"Chromium not installed at {chromium} (apt-get install chromium); .ci/run installs it");
         Environment.SetEnvironmentVariable("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
 
-        LoopbackServer server = await LoopbackServer.StartAsync();
+        LoopbackSaberServer server = await LoopbackSaberServer.StartAsync();
         IPlaywright playwright = await Playwright.CreateAsync();
         IBrowser browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
         {
@@ -150,4 +90,25 @@ internal sealed record CanvasRun(List<JsonElement> Steps, string FinalText, int 
         var committed = s.GetProperty("committed").EnumerateArray().Select(t => t.GetInt32()).ToHashSet();
         return s.GetProperty("remasked").EnumerateArray().Any(r => !committed.Contains(r.GetInt32()));
     });
+}
+
+/// <summary>The page's requests, made without a browser.</summary>
+internal static class CanvasRequests
+{
+    /// <summary>The decode the page asks for, through <c>POST /v1/canvas</c>: every step event and the final event.</summary>
+    public static async Task<CanvasRun> CanvasAsync(this LoopbackSaberServer server, string prompt, int maxTokens, string strategy)
+    {
+        using HttpResponseMessage response = await server.Client.PostAsync("/v1/canvas", CanvasBody(prompt, maxTokens, strategy));
+        string text = await response.Content.ReadAsStringAsync();
+        Assert.That((int)response.StatusCode, Is.EqualTo(200), text);
+        var events = text.Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Select(e => e["data: ".Length..]).ToList();
+        Assert.That(events[^1], Is.EqualTo("[DONE]"));
+        var steps = events.Take(events.Count - 2).Select(e => JsonDocument.Parse(e).RootElement.Clone()).ToList();
+        JsonElement final = JsonDocument.Parse(events[^2]).RootElement.Clone();
+        return new CanvasRun(steps, final.GetProperty("final_text").GetString()!, final.GetProperty("steps").GetInt32());
+    }
+
+    /// <summary>The body the page posts (greedy by default, so the decode is deterministic).</summary>
+    public static StringContent CanvasBody(string prompt, int maxTokens, string strategy) =>
+        new(JsonSerializer.Serialize(new { model = "tiny", prompt, max_tokens = maxTokens, strategy }), Encoding.UTF8, "application/json");
 }

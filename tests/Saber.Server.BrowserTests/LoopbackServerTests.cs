@@ -1,4 +1,5 @@
 using System.Net;
+using Saber.Tests.Shared;
 
 namespace Saber.Server.BrowserTests;
 
@@ -8,10 +9,10 @@ namespace Saber.Server.BrowserTests;
 /// </summary>
 public class LoopbackServerTests
 {
-    private LoopbackServer server = null!;
+    private LoopbackSaberServer server = null!;
 
     [OneTimeSetUp]
-    public async Task Start() => server = await LoopbackServer.StartAsync();
+    public async Task Start() => server = await LoopbackSaberServer.StartAsync();
 
     [OneTimeTearDown]
     public async Task Stop()

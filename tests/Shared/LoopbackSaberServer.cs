@@ -1,0 +1,58 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Saber.Server;
+using Saber.Service;
+
+namespace Saber.Tests.Shared;
+
+/// <summary>
+/// <c>saber serve</c>'s application on a real loopback port (Kestrel, not a TestServer), serving the shipped models/tiny
+/// as "tiny": what browsers, the official OpenAI client and raw-socket attacks need. Compiled into the server's test
+/// projects from tests/Shared.
+/// </summary>
+internal sealed class LoopbackSaberServer : IAsyncDisposable
+{
+    private LoopbackSaberServer(WebApplication app, Uri address)
+    {
+        App = app;
+        Address = address;
+        // Loopback only; an HTTP_PROXY in the environment must not route the requests elsewhere.
+        Client = new HttpClient(new SocketsHttpHandler { UseProxy = false }) { BaseAddress = address, Timeout = TimeSpan.FromSeconds(60) };
+    }
+
+    public WebApplication App { get; }
+
+    /// <summary>The bound address, e.g. http://127.0.0.1:41234/.</summary>
+    public Uri Address { get; }
+
+    public HttpClient Client { get; }
+
+    public SaberEngine TinyEngine => App.Services.GetRequiredService<ServedModels>().All.Single(m => m.Id == "tiny").Engine;
+
+    /// <summary>Starts the server on 127.0.0.1 at a port the OS picks, with <paramref name="settings"/> over the defaults.</summary>
+    public static async Task<LoopbackSaberServer> StartAsync(params (string Key, string Value)[] settings)
+    {
+        // As `saber serve --urls http://127.0.0.1:0` builds it.
+        WebApplicationBuilder builder = SaberServer.CreateBuilder(["--urls", "http://127.0.0.1:0"]);
+        var values = new Dictionary<string, string?>
+        {
+            ["Server:Models:tiny"] = Path.Combine(AppContext.BaseDirectory, "models", "tiny"),
+            ["Server:IntraOpThreads"] = "1",
+        };
+        foreach (var (key, value) in settings) values[key] = value;
+        builder.Configuration.AddInMemoryCollection(values);
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        WebApplication app = SaberServer.Build(builder);
+        await app.StartAsync();
+        return new LoopbackSaberServer(app, new Uri(app.Urls.Single()));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Client.Dispose();
+        await App.StopAsync();
+        await App.DisposeAsync();
+    }
+}
