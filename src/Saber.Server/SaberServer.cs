@@ -174,6 +174,7 @@ public static class SaberServer
 
         CheckPromptLength(client.Tokenizer.Encode(client.Options.PromptTemplate.Format(request.Messages, request.Options)).Length, limits,
             chat ? "messages" : "prompt");
+        WorkLimit.Check(client.CreateRequest(request.Messages, request.Options).Options, limits);
 
         CancellationToken aborted = context.RequestAborted;
         if (!request.Stream)
@@ -216,6 +217,7 @@ public static class SaberServer
         ServedModel model = Find(Models(context), request.Model);
         SaberChatRequest submitted = model.Completion.CreateRequest(request.Messages, request.Options);
         CheckPromptLength(submitted.PromptTokens.Length, limits, "prompt");
+        WorkLimit.Check(submitted.Options, limits);
         Saber.Onnx.IModelTokenizer tokenizer = model.Model.Tokenizer;
         int p = submitted.PromptTokens.Length;
         CancellationToken aborted = context.RequestAborted;
