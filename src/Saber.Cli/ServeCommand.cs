@@ -21,11 +21,25 @@ internal static partial class ServeCommand
         "  --engine E         onnx (default, the CPU), onnx-cuda or onnx-tensorrt: where every model's forward pass runs\n" +
         "  --device N         the CUDA device of onnx-cuda and onnx-tensorrt (default 0)\n" +
         "  --precision P      onnx-tensorrt: model (default), fp16 or bf16\n" +
-        "Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /healthz, GET /readyz.\n" +
+        "Endpoints:\n" +
+        "  POST /v1/chat/completions   chat (OpenAI's shape; \"stream\": true for server-sent events)\n" +
+        "  POST /v1/completions        text completion (OpenAI's legacy shape)\n" +
+        "  POST /v1/canvas             a text completion streamed one event per decode step\n" +
+        "  GET  /                      the canvas page (watch a decode in a browser)\n" +
+        "  GET  /v1/models             the served models;  GET /v1/models/{id}  one of them\n" +
+        "  GET  /healthz               liveness;  GET /readyz  readiness (503 while loading or stopping)\n" +
+        "  GET  /metrics               Prometheus metrics (Server:Metrics)\n" +
         "Settings: appsettings.json in the working directory or environment variables (Server__MaxTokens=...):\n" +
-        "section Server (Models, MaxRequestBodyBytes, MaxPromptTokens, MaxTokens, DefaultMaxTokens, MaxConcurrentRequests,\n" +
-        "IntraOpThreads, MaxCacheBytes, Engine, Device, Precision) and section Saber (the engine: Capacity, MaxBatchSize, ...). Requests choose their\n" +
-        "strategy and cache (\"cache\": \"dual\", on a model with model.cache.onnx). Ctrl+C stops it (unfinished requests are cancelled).";
+        "section Server (" + ServerSettings + ")\n" +
+        "and section Saber (the engine: Capacity, MaxBatchSize, ...). Requests choose their strategy and cache\n" +
+        "(\"cache\": \"dual\", on a model with model.cache.onnx).\n" +
+        "Ctrl+C or SIGTERM stops it: unfinished requests are cancelled and answered 503 shutting_down (a stream: a last error\n" +
+        "event), and the process exits within 2 s (exit code 0).";
+
+    /// <summary>The settings of section Server, as they are named in configuration (every public property of <see cref="SaberServerOptions"/>).</summary>
+    private const string ServerSettings =
+        "Models, MaxRequestBodyBytes, MaxPromptTokens, MaxTokens, DefaultMaxTokens, Metrics, MaxConcurrentRequests,\n" +
+        "MaxForwardPassesPerToken, IntraOpThreads, MaxCacheBytes, Engine, Device, Precision";
 
     public static async Task<int> RunAsync(string[] argv, TextWriter stdout, bool verbose, CancellationToken cancellationToken)
     {
@@ -64,6 +78,11 @@ internal static partial class ServeCommand
             throw new UsageException($"--engine expects onnx, onnx-cuda or onnx-tensorrt; got '{engineName}'.");
         WebApplicationBuilder builder = SaberServer.CreateBuilder(hostArgs);
         builder.Logging.SetMinimumLevel(verbose ? LogLevel.Debug : LogLevel.Warning);
+        // As every command: stdout carries results (here the listening line), every log line goes to stderr, one line each.
+        builder.Logging.AddSimpleConsole(o => o.SingleLine = true).AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        // The host logs a failed start (a missing model, an address in use) as an exception with its stack trace, then
+        // rethrows it; Program reports it in one line. Its stop failures are rethrown too.
+        if (!verbose) builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
         // Command-line engine settings replace configured ones (the server checks them as it starts).
         builder.Services.PostConfigure<SaberServerOptions>(o =>
         {

@@ -36,6 +36,7 @@ public static class SaberServer
         builder.Services.AddSingleton<ServedModels>();
         builder.Services.AddSingleton<ConcurrentRequestLimiter>();
         builder.Services.AddHostedService<ModelLoader>();
+        ServerShutdown.Configure(builder.Services);
         builder.WebHost.ConfigureKestrel((context, kestrel) =>
         {
             var server = new SaberServerOptions();
@@ -67,6 +68,7 @@ public static class SaberServer
 
     private static void Map(WebApplication app)
     {
+        ServerShutdown.RefuseWhileStopping(app);
         app.MapPost("/v1/chat/completions", (HttpContext context) => Guard(context, () => Limited(context, () => CompleteAsync(context, chat: true))));
         app.MapPost("/v1/canvas", (HttpContext context) => Guard(context, () => Limited(context, () => CanvasAsync(context))));
         app.MapGet("/", async (HttpContext context) =>
@@ -146,6 +148,8 @@ public static class SaberServer
                 OpenAIErrorException known => known,
                 SaberEngineFullException full => new OpenAIErrorException(StatusCodes.Status503ServiceUnavailable,
                     $"The model's engine is full ({full.Capacity} requests waiting or decoding, Saber:Capacity); retry later.", OpenAIErrorException.ServerError, code: "engine_full"),
+                // The host began to stop (the decode's token is linked to it): answered, unlike a client that left.
+                OperationCanceledException when ServerShutdown.Stopping(context) => ServerShutdown.Error(),
                 ObjectDisposedException => new OpenAIErrorException(StatusCodes.Status503ServiceUnavailable, "The server is shutting down.", OpenAIErrorException.ServerError, code: "shutting_down"),
                 ArgumentException argument => CompletionRequest.Invalid(argument),
                 // The engine refuses a cache the model cannot run (no cache graph) when the request is submitted: the request's fault.
@@ -174,8 +178,9 @@ public static class SaberServer
 
         CheckPromptLength(client.Tokenizer.Encode(client.Options.PromptTemplate.Format(request.Messages, request.Options)).Length, limits,
             chat ? "messages" : "prompt");
+        WorkLimit.Check(client.CreateRequest(request.Messages, request.Options).Options, limits);
 
-        CancellationToken aborted = context.RequestAborted;
+        CancellationToken aborted = ServerShutdown.DecodeToken(context);
         if (!request.Stream)
         {
             ChatResponse response = await client.GetResponseAsync(request.Messages, request.Options, aborted);
@@ -216,9 +221,10 @@ public static class SaberServer
         ServedModel model = Find(Models(context), request.Model);
         SaberChatRequest submitted = model.Completion.CreateRequest(request.Messages, request.Options);
         CheckPromptLength(submitted.PromptTokens.Length, limits, "prompt");
+        WorkLimit.Check(submitted.Options, limits);
         Saber.Onnx.IModelTokenizer tokenizer = model.Model.Tokenizer;
         int p = submitted.PromptTokens.Length;
-        CancellationToken aborted = context.RequestAborted;
+        CancellationToken aborted = ServerShutdown.DecodeToken(context);
         await using IAsyncEnumerator<SequenceStep> e = model.Engine.DecodeStepsAsync(submitted.PromptTokens, submitted.Options, aborted).GetAsyncEnumerator(aborted);
         bool more = await e.MoveNextAsync();
         StartEventStream(context.Response);

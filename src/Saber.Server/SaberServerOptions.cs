@@ -44,6 +44,14 @@ public sealed class SaberServerOptions
     /// </summary>
     public int MaxConcurrentRequests { get; set; } = 64;
 
+    /// <summary>
+    /// The most forward passes one request may cost, per generated position (default 4): a request whose worst case
+    /// (<see cref="WorkLimit.WorstCaseForwardPasses"/>: low-confidence's <c>steps</c>, at most <c>G</c> for the others) is above
+    /// this times <c>G</c> (<c>max_tokens</c> rounded up to the block length) is answered 400 <c>too_much_work</c> before it
+    /// reaches the engine, so a small body cannot hold a model's batch for minutes.
+    /// </summary>
+    public int MaxForwardPassesPerToken { get; set; } = 4;
+
     /// <summary>ONNX Runtime intra-op threads per model; null lets ONNX Runtime choose.</summary>
     public int? IntraOpThreads { get; set; }
 
@@ -100,6 +108,9 @@ public sealed class SaberServerOptions
             throw new ArgumentOutOfRangeException(nameof(DefaultMaxTokens), DefaultMaxTokens, $"{SectionName}:{nameof(DefaultMaxTokens)} must lie in [1, {DecodeOptions.MaxGenerationLength}]; got {DefaultMaxTokens}.");
         if (MaxConcurrentRequests < 1)
             throw new ArgumentOutOfRangeException(nameof(MaxConcurrentRequests), MaxConcurrentRequests, $"{SectionName}:{nameof(MaxConcurrentRequests)} must be >= 1; got {MaxConcurrentRequests}.");
+        if (MaxForwardPassesPerToken < 1)
+            throw new ArgumentOutOfRangeException(nameof(MaxForwardPassesPerToken), MaxForwardPassesPerToken,
+                $"{SectionName}:{nameof(MaxForwardPassesPerToken)} must be >= 1; got {MaxForwardPassesPerToken}.");
         if (IntraOpThreads is < 1)
             throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), IntraOpThreads, $"{SectionName}:{nameof(IntraOpThreads)} must be >= 1 or unset; got {IntraOpThreads}.");
         if (MaxCacheBytes is < 0)

@@ -71,7 +71,7 @@ public sealed class ServedModels : IAsyncDisposable
                     chat = model.ChatTemplate is { } template
                         ? new JinjaChatPromptTemplate(template, model.BosToken, model.EosToken)
                         : ChatPromptTemplate.RoleTagged;
-                    engine = new SaberEngine(model.Denoiser, engineOptions, logging.CreateLogger<SaberEngine>(), meters);
+                    engine = new SaberEngine(model.Denoiser, engineOptions with { ModelId = id }, logging.CreateLogger<SaberEngine>(), meters);
                 }
                 catch
                 {

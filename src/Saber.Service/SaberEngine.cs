@@ -80,7 +80,7 @@ public sealed partial class SaberEngine : IAsyncDisposable
         this.denoiser = denoiser;
         this.options = options;
         this.logger = logger ?? NullLogger<SaberEngine>.Instance;
-        metrics = SaberEngineMetrics.For(meterFactory);
+        metrics = SaberEngineMetrics.For(meterFactory, options.ModelId);
         loop = Task.Run(RunAsync);
     }
 

@@ -8,7 +8,8 @@ namespace Saber.Service;
 /// The names of the instruments of every <see cref="SaberEngine"/> on one <see cref="Meter"/> named <see cref="MeterName"/>: the
 /// meter of the engine's <see cref="IMeterFactory"/> (one set of instruments per factory), or a process-wide meter for an
 /// engine built without one. Engines sharing a meter add into the same instruments (the queue and active counts are
-/// up-down counters, so they sum over engines). Collect them with OpenTelemetry's <c>AddMeter("Saber.Service")</c>,
+/// up-down counters, so they sum over engines); an engine with a <see cref="SaberEngineOptions.ModelId"/> tags every
+/// measurement with it (<see cref="ModelTag"/>), so each model's series stand apart. Collect them with OpenTelemetry's <c>AddMeter("Saber.Service")</c>,
 /// <c>dotnet-counters monitor --counters Saber.Service</c> or a <see cref="MeterListener"/>.
 /// </summary>
 public sealed class SaberEngineMetrics
@@ -46,96 +47,121 @@ public sealed class SaberEngineMetrics
     /// <summary>The tag of <see cref="RequestsName"/> and <see cref="RequestDurationName"/>: <c>completed</c>, <c>cancelled</c>, <c>failed</c> or <c>rejected</c>.</summary>
     public const string OutcomeTag = "outcome";
 
-    private static readonly ConditionalWeakTable<Meter, SaberEngineMetrics> PerMeter = new();
-    private static readonly Lazy<SaberEngineMetrics> Shared = new(() => new SaberEngineMetrics(new Meter(MeterName)));
+    /// <summary>
+    /// The tag of every measurement of an engine that serves a named model (<see cref="SaberEngineOptions.ModelId"/>):
+    /// engines on one meter share its instruments, and this tells their series apart. Absent for an engine without a model id.
+    /// </summary>
+    public const string ModelTag = "model";
 
-    private static readonly KeyValuePair<string, object?> Completed = new(OutcomeTag, "completed");
-    private static readonly KeyValuePair<string, object?> Cancelled = new(OutcomeTag, "cancelled");
-    private static readonly KeyValuePair<string, object?> Failed = new(OutcomeTag, "failed");
-    private static readonly KeyValuePair<string, object?> Rejected = new(OutcomeTag, "rejected");
+    private static readonly ConditionalWeakTable<Meter, Instruments> PerMeter = new();
+    private static readonly Lazy<Instruments> Shared = new(() => new Instruments(new Meter(MeterName)));
 
     private static readonly double[] SecondsBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
     private static readonly int[] CountBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
 
-    private readonly Counter<long> requests;
-    private readonly UpDownCounter<long> queueLength;
-    private readonly UpDownCounter<long> activeSequences;
-    private readonly Counter<long> steps;
-    private readonly Counter<long> forwardPasses;
-    private readonly Histogram<int> forwardPassSequences;
-    private readonly Histogram<int> requestNfe;
-    private readonly Histogram<double> stepDuration;
-    private readonly Histogram<double> requestDuration;
-
-    private SaberEngineMetrics(Meter meter)
+    /// <summary>The instruments of one meter, shared by every engine that reports to it.</summary>
+    private sealed class Instruments
     {
-        Meter = meter;
-        requests = meter.CreateCounter<long>(RequestsName, "{request}", "Decode requests by outcome: completed, cancelled, failed or rejected (engine full or disposed).");
-        queueLength = meter.CreateUpDownCounter<long>(QueueLengthName, "{request}", "Requests waiting for admission.");
-        activeSequences = meter.CreateUpDownCounter<long>(ActiveSequencesName, "{sequence}", "Requests decoding (admitted, not finished).");
-        steps = meter.CreateCounter<long>(StepsName, "{step}", "Engine steps; one step serves every active request.");
-        forwardPasses = meter.CreateCounter<long>(ForwardPassesName, "{pass}", "Denoiser forward passes, failed ones included.");
-        forwardPassSequences = meter.CreateHistogram(ForwardPassSequencesName, "{sequence}", "Canvases in one forward pass.",
-            advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = CountBuckets });
-        requestNfe = meter.CreateHistogram(RequestNfeName, "{pass}", "Forward passes (NFE) a completed request took.",
-            advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = CountBuckets });
-        stepDuration = meter.CreateHistogram(StepDurationName, "s", "Duration of one engine step (its forward passes and row computations).",
-            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondsBuckets });
-        requestDuration = meter.CreateHistogram(RequestDurationName, "s", "Time from submission to completion, failure or cancellation.",
-            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondsBuckets });
+        public readonly Counter<long> Requests;
+        public readonly UpDownCounter<long> QueueLength;
+        public readonly UpDownCounter<long> ActiveSequences;
+        public readonly Counter<long> Steps;
+        public readonly Counter<long> ForwardPasses;
+        public readonly Histogram<int> ForwardPassSequences;
+        public readonly Histogram<int> RequestNfe;
+        public readonly Histogram<double> StepDuration;
+        public readonly Histogram<double> RequestDuration;
+
+        public Instruments(Meter meter)
+        {
+            Requests = meter.CreateCounter<long>(RequestsName, "{request}", "Decode requests by outcome: completed, cancelled, failed or rejected (engine full or disposed).");
+            QueueLength = meter.CreateUpDownCounter<long>(QueueLengthName, "{request}", "Requests waiting for admission.");
+            ActiveSequences = meter.CreateUpDownCounter<long>(ActiveSequencesName, "{sequence}", "Requests decoding (admitted, not finished).");
+            Steps = meter.CreateCounter<long>(StepsName, "{step}", "Engine steps; one step serves every active request.");
+            ForwardPasses = meter.CreateCounter<long>(ForwardPassesName, "{pass}", "Denoiser forward passes, failed ones included.");
+            ForwardPassSequences = meter.CreateHistogram(ForwardPassSequencesName, "{sequence}", "Canvases in one forward pass.",
+                advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = CountBuckets });
+            RequestNfe = meter.CreateHistogram(RequestNfeName, "{pass}", "Forward passes (NFE) a completed request took.",
+                advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = CountBuckets });
+            StepDuration = meter.CreateHistogram(StepDurationName, "s", "Duration of one engine step (its forward passes and row computations).",
+                advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondsBuckets });
+            RequestDuration = meter.CreateHistogram(RequestDurationName, "s", "Time from submission to completion, failure or cancellation.",
+                advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondsBuckets });
+        }
     }
 
-    internal Meter Meter { get; }
+    private readonly Instruments instruments;
+    // One engine's tags, built once: its model (if any), with each outcome.
+    private readonly TagList plain, completed, cancelled, failed, rejected;
 
-    /// <summary>The instruments on <paramref name="meterFactory"/>'s <see cref="MeterName"/> meter, or on the process-wide meter when it is null.</summary>
-    internal static SaberEngineMetrics For(IMeterFactory? meterFactory)
+    private SaberEngineMetrics(Instruments instruments, string? modelId)
     {
-        if (meterFactory is null) return Shared.Value;
+        this.instruments = instruments;
+        plain = modelId is null ? default : new TagList { { ModelTag, modelId } };
+        TagList With(string outcome)
+        {
+            TagList tags = plain;
+            tags.Add(OutcomeTag, outcome);
+            return tags;
+        }
+        completed = With("completed");
+        cancelled = With("cancelled");
+        failed = With("failed");
+        rejected = With("rejected");
+    }
+
+    /// <summary>
+    /// One engine's view of the instruments on <paramref name="meterFactory"/>'s <see cref="MeterName"/> meter (the
+    /// process-wide meter when it is null), tagging its measurements with <paramref name="modelId"/> when given.
+    /// </summary>
+    internal static SaberEngineMetrics For(IMeterFactory? meterFactory, string? modelId)
+    {
+        if (meterFactory is null) return new SaberEngineMetrics(Shared.Value, modelId);
         Meter meter = meterFactory.Create(new MeterOptions(MeterName));   // the factory returns one meter per name
-        return PerMeter.GetValue(meter, static m => new SaberEngineMetrics(m));
+        return new SaberEngineMetrics(PerMeter.GetValue(meter, static m => new Instruments(m)), modelId);
     }
 
     internal void RequestCompleted(long submitted, int nfe)
     {
-        requests.Add(1, Completed);
-        requestNfe.Record(nfe);
-        requestDuration.Record(Stopwatch.GetElapsedTime(submitted).TotalSeconds, Completed);
+        instruments.Requests.Add(1, completed);
+        instruments.RequestNfe.Record(nfe, plain);
+        instruments.RequestDuration.Record(Stopwatch.GetElapsedTime(submitted).TotalSeconds, completed);
     }
 
     internal void RequestCancelled(long submitted)
     {
-        requests.Add(1, Cancelled);
-        requestDuration.Record(Stopwatch.GetElapsedTime(submitted).TotalSeconds, Cancelled);
+        instruments.Requests.Add(1, cancelled);
+        instruments.RequestDuration.Record(Stopwatch.GetElapsedTime(submitted).TotalSeconds, cancelled);
     }
 
     internal void RequestFailed(long submitted)
     {
-        requests.Add(1, Failed);
-        requestDuration.Record(Stopwatch.GetElapsedTime(submitted).TotalSeconds, Failed);
+        instruments.Requests.Add(1, failed);
+        instruments.RequestDuration.Record(Stopwatch.GetElapsedTime(submitted).TotalSeconds, failed);
     }
 
     /// <summary>Refused before queueing: the engine was full or disposed.</summary>
-    internal void RequestRejected() => requests.Add(1, Rejected);
+    internal void RequestRejected() => instruments.Requests.Add(1, rejected);
 
     internal void QueueChanged(long delta)
     {
-        if (delta != 0) queueLength.Add(delta);
+        if (delta != 0) instruments.QueueLength.Add(delta, plain);
     }
 
     internal void ActiveChanged(long delta)
     {
-        if (delta != 0) activeSequences.Add(delta);
+        if (delta != 0) instruments.ActiveSequences.Add(delta, plain);
     }
 
     internal void StepDone(long started)
     {
-        steps.Add(1);
-        stepDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
+        instruments.Steps.Add(1, plain);
+        instruments.StepDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds, plain);
     }
 
     internal void ForwardPass(int sequences)
     {
-        forwardPasses.Add(1);
-        forwardPassSequences.Record(sequences);
+        instruments.ForwardPasses.Add(1, plain);
+        instruments.ForwardPassSequences.Record(sequences, plain);
     }
 }

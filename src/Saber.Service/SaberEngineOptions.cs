@@ -33,6 +33,12 @@ public sealed record SaberEngineOptions
     /// <summary>Threads for the row computations of a step; -1 uses every core.</summary>
     public int MaxDegreeOfParallelism { get; init; } = -1;
 
+    /// <summary>
+    /// The model the engine serves, as its clients name it (a server's model id): every measurement of the engine's
+    /// instruments carries it as the tag <see cref="SaberEngineMetrics.ModelTag"/>. Null (default): no model tag.
+    /// </summary>
+    public string? ModelId { get; init; }
+
     /// <summary>Dispose the denoiser (when it is <see cref="IDisposable"/> or <see cref="IAsyncDisposable"/>) when the engine is disposed.</summary>
     public bool DisposeDenoiser { get; init; }
 

@@ -29,6 +29,9 @@ public class ConcurrencyLimitTests
     private const string ShortChat = """{"model": "tiny", "messages": [{"role": "user", "content": "x = 1"}], "max_tokens": 8}""";
     private const string ShortCanvas = """{"model": "tiny", "prompt": "x", "max_tokens": 8}""";
 
+    /// <summary>The long and medium bodies take 16 passes a position, above the default work limit of 4.</summary>
+    private static readonly (string, string) SixteenPassesPerToken = ("Server:MaxForwardPassesPerToken", "16");
+
     private static ConcurrentRequestLimiter Limiter(TestSaberServer server) => server.App.Services.GetRequiredService<ConcurrentRequestLimiter>();
 
     private static HttpRequestMessage Post(string path, string body) =>
@@ -67,7 +70,7 @@ public class ConcurrencyLimitTests
     [Test]
     public async Task WithTwoStreamsOpenAThirdRequestIs429UntilTheyEnd()
     {
-        await using TestSaberServer server = await TestSaberServer.StartAsync(("Server:MaxConcurrentRequests", "2"));
+        await using TestSaberServer server = await TestSaberServer.StartAsync(("Server:MaxConcurrentRequests", "2"), SixteenPassesPerToken);
         ConcurrentRequestLimiter limiter = Limiter(server);
         Assert.That(limiter.Limit, Is.EqualTo(2));
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
@@ -107,7 +110,7 @@ public class ConcurrencyLimitTests
     [Test]
     public async Task EveryExitPathGivesTheSlotBack()
     {
-        await using TestSaberServer server = await TestSaberServer.StartAsync(("Server:MaxConcurrentRequests", "2"), ("Server:MaxTokens", "448"));
+        await using TestSaberServer server = await TestSaberServer.StartAsync(("Server:MaxConcurrentRequests", "2"), ("Server:MaxTokens", "448"), SixteenPassesPerToken);
         ConcurrentRequestLimiter limiter = Limiter(server);
         SaberEngine engine = server.Tiny.Engine;
 
@@ -151,7 +154,7 @@ public class ConcurrencyLimitTests
     [Test]
     public async Task AFullEngineIsStill503NotTheLimits429()
     {
-        await using TestSaberServer server = await TestSaberServer.StartAsync(("Saber:Capacity", "1"), ("Server:MaxConcurrentRequests", "2"), ("Server:MaxTokens", "448"));
+        await using TestSaberServer server = await TestSaberServer.StartAsync(("Saber:Capacity", "1"), ("Server:MaxConcurrentRequests", "2"), ("Server:MaxTokens", "448"), SixteenPassesPerToken);
         ConcurrentRequestLimiter limiter = Limiter(server);
         using var leave = new CancellationTokenSource();
         var (stream, _) = await OpenStreamAsync(server, "/v1/completions", LongBody(stream: true), leave.Token);

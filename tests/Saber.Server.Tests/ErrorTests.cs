@@ -134,7 +134,7 @@ public class CapacityAndDisconnectTests
         });
         listener.Start();
 
-        await using TestSaberServer server = await TestSaberServer.StartAsync(("Saber:Capacity", "1"), ("Server:MaxTokens", "448"));
+        await using TestSaberServer server = await TestSaberServer.StartAsync(("Saber:Capacity", "1"), ("Server:MaxTokens", "448"), ("Server:MaxForwardPassesPerToken", "16"));
         SaberEngine engine = server.Tiny.Engine;
         // A long decode: one position at most per step, 16 steps a position.
         string longBody = JsonSerializer.Serialize(new
@@ -182,7 +182,7 @@ public class CapacityAndDisconnectTests
     [TestCase(false)]
     public async Task AClientLeavingMidDecodeCancelsIt(bool stream)
     {
-        await using TestSaberServer server = await TestSaberServer.StartAsync(("Server:MaxTokens", "448"));
+        await using TestSaberServer server = await TestSaberServer.StartAsync(("Server:MaxTokens", "448"), ("Server:MaxForwardPassesPerToken", "16"));
         SaberEngine engine = server.Tiny.Engine;
         // Blocks of 8, 128 steps each: the first block's text streams early, the whole decode takes 7168 steps.
         string body = JsonSerializer.Serialize(new

@@ -43,6 +43,10 @@ public class MetricsTests
         // Requests decoded one after the other: one forward pass per step, as many as the two decodes' NFE together.
         Assert.That(Sample(text, "saber_forward_passes_total"), Is.EqualTo(nfe));
         Assert.That(Sample(text, "saber_active_sequences"), Is.EqualTo(0));
+        // Every engine series names the served model.
+        Assert.That(Sample(text, "saber_requests_total", "model=\"tiny\"", "outcome=\"completed\""), Is.EqualTo(2));
+        string[] engineSamples = text.Split('\n').Where(line => line.StartsWith("saber_", StringComparison.Ordinal)).ToArray();
+        Assert.That(engineSamples, Is.Not.Empty.And.All.Contain("model=\"tiny\""));
         // ASP.NET Core's own request meter, by route.
         Assert.That(Sample(text, "http_server_request_duration_seconds_count", "http_route=\"/v1/completions\"", "http_response_status_code=\"200\""),
             Is.EqualTo(2));

@@ -14,7 +14,7 @@ public class MetricsTests
     private sealed class Recorder : IDisposable
     {
         private readonly MeterListener listener = new();
-        private readonly List<(string Name, double Value, string? Outcome)> measurements = [];
+        private readonly List<(string Name, double Value, string? Outcome, string? Model)> measurements = [];
 
         public Recorder(object? scope)
         {
@@ -36,10 +36,19 @@ public class MetricsTests
 
         private void Add(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
         {
-            string? outcome = null;
+            string? outcome = null, model = null;
             foreach (var tag in tags)
+            {
                 if (tag.Key == SaberEngineMetrics.OutcomeTag) outcome = (string?)tag.Value;
-            lock (measurements) measurements.Add((instrument.Name, value, outcome));
+                if (tag.Key == SaberEngineMetrics.ModelTag) model = (string?)tag.Value;
+            }
+            lock (measurements) measurements.Add((instrument.Name, value, outcome, model));
+        }
+
+        /// <summary>Every measurement's instrument and model tag (null: none).</summary>
+        public (string Name, string? Model)[] Models()
+        {
+            lock (measurements) return measurements.Select(m => (m.Name, m.Model)).ToArray();
         }
 
         public double[] Values(string name, string? outcome = null)
@@ -202,5 +211,54 @@ public class MetricsTests
         await SettledAsync(engine);
         Assert.That(recorder.Sum(SaberEngineMetrics.RequestsName, "completed"), Is.GreaterThanOrEqualTo(1));
         Assert.That(recorder.Values(SaberEngineMetrics.RequestNfeName), Does.Contain((double)result.Nfe));
+    }
+
+    [Test]
+    public async Task EveryMeasurementOfAnEngineWithAModelIdCarriesIt()
+    {
+        var routing = new RoutingDenoiser(Vocabulary);
+        var first = routing.Add(0, 3, 4, 8, 1);
+        var second = routing.Add(1, 4, 4, 8, 1);
+        var services = new ServiceCollection().AddMetrics();
+        await using ServiceProvider provider = services.BuildServiceProvider();
+        IMeterFactory meters = provider.GetRequiredService<IMeterFactory>();
+        using var recorder = new Recorder(meters);
+        // Two engines on one meter, as a server with two models has them.
+        await using (var a = new SaberEngine(routing, new SaberEngineOptions { ModelId = "a" }, null, meters))
+        await using (var b = new SaberEngine(routing, new SaberEngineOptions { ModelId = "b" }, null, meters))
+        {
+            await a.DecodeAsync(first.Prompt, Options);
+            await b.DecodeAsync(second.Prompt, Options);
+            await b.DecodeAsync(second.Prompt, Options);
+            await SettledAsync(a);
+            await SettledAsync(b);
+        }
+
+        var measured = recorder.Models();
+        Assert.That(measured.Select(m => m.Name).Distinct(), Is.SupersetOf(new[]
+        {
+            SaberEngineMetrics.RequestsName, SaberEngineMetrics.QueueLengthName, SaberEngineMetrics.ActiveSequencesName, SaberEngineMetrics.StepsName,
+            SaberEngineMetrics.ForwardPassesName, SaberEngineMetrics.ForwardPassSequencesName, SaberEngineMetrics.RequestNfeName,
+            SaberEngineMetrics.StepDurationName, SaberEngineMetrics.RequestDurationName,
+        }));
+        Assert.That(measured.Where(m => m.Model is not ("a" or "b")), Is.Empty, "every measurement names its engine's model");
+        Assert.That(measured.Count(m => m.Name == SaberEngineMetrics.RequestNfeName && m.Model == "a"), Is.EqualTo(1));
+        Assert.That(measured.Count(m => m.Name == SaberEngineMetrics.RequestNfeName && m.Model == "b"), Is.EqualTo(2));
+    }
+
+    [Test]
+    public async Task AnEngineWithoutAModelIdTagsNoModel()
+    {
+        var routing = new RoutingDenoiser(Vocabulary);
+        var route = routing.Add(0, 3, 4, 8, 1);
+        await using ServiceProvider provider = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        IMeterFactory meters = provider.GetRequiredService<IMeterFactory>();
+        using var recorder = new Recorder(meters);
+        await using (var engine = new SaberEngine(routing, null, null, meters))
+        {
+            await engine.DecodeAsync(route.Prompt, Options);
+            await SettledAsync(engine);
+        }
+        Assert.That(recorder.Models(), Is.Not.Empty.And.All.Matches<(string Name, string? Model)>(m => m.Model is null));
     }
 }
