@@ -87,9 +87,7 @@ public sealed class ServedModels : IAsyncDisposable
                 {
                     // An imported checkpoint's own chat template (an unsupported one fails the start, naming the
                     // construct); the shipped models have none and keep the role-tagged prompt.
-                    chat = model.ChatTemplate is { } template
-                        ? new JinjaChatPromptTemplate(template, model.BosToken, model.EosToken)
-                        : ChatPromptTemplate.RoleTagged;
+                    chat = model.CreatePromptTemplate();
                     engine = new SaberEngine(model.Denoiser, engineOptions, logging.CreateLogger<SaberEngine>(), meters);
                 }
                 catch
