@@ -39,7 +39,7 @@ internal static partial class ServeCommand
     /// <summary>The settings of section Server, as they are named in configuration (every public property of <see cref="SaberServerOptions"/>).</summary>
     private const string ServerSettings =
         "Models, MaxRequestBodyBytes, MaxPromptTokens, MaxTokens, DefaultMaxTokens, Metrics, MaxConcurrentRequests,\n" +
-        "MaxForwardPassesPerToken, IntraOpThreads, MaxCacheBytes, Engine, Device, Precision";
+        "MaxForwardPassesPerToken, IntraOpThreads, MaxCacheBytes, Engine, Device, Precision, Tracing (OtlpEndpoint, OtlpProtocol, Enabled)";
 
     public static async Task<int> RunAsync(string[] argv, TextWriter stdout, bool verbose, CancellationToken cancellationToken)
     {

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Saber.Extensions.AI;
 using Saber.Onnx.Tokenizers;
 using Saber.Text;
 
@@ -53,6 +54,16 @@ public sealed class LocalModel : IDisposable
 
     /// <summary>The tokenizer's end-of-text token text (the chat template's <c>eos_token</c>), if any.</summary>
     public string? EosToken => (Tokenizer as HuggingFaceTokenizer)?.EosToken;
+
+    /// <summary>
+    /// How a chat becomes this model's prompt: the checkpoint's own chat template (<see cref="JinjaChatPromptTemplate"/>)
+    /// when it has one, else <see cref="Saber.Extensions.AI.ChatPromptTemplate.RoleTagged"/> (the shipped models).
+    /// </summary>
+    /// <exception cref="ChatTemplateException">The checkpoint's template uses a construct the renderer does not support.</exception>
+    public IChatPromptTemplate CreatePromptTemplate() =>
+        ChatTemplate is { } template
+            ? new JinjaChatPromptTemplate(template, BosToken, EosToken)
+            : Saber.Extensions.AI.ChatPromptTemplate.RoleTagged;
 
     /// <summary>The tokenizer of a model directory, without loading the model.</summary>
     /// <exception cref="InvalidDataException">A tokenizer or manifest file is malformed.</exception>

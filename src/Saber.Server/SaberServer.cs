@@ -8,7 +8,9 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using OpenTelemetry.Exporter;
 using OpenTelemetry.Metrics;
+using OpenTelemetry.Trace;
 using Saber.Extensions.AI;
 using Saber.Service;
 
@@ -49,6 +51,8 @@ public static class SaberServer
                 .AddMeter(SaberEngineMetrics.MeterName)
                 // ASP.NET Core's built-in meters: request durations and active requests, connections.
                 .AddMeter("Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
+                // The request pipelines' GenAI meter: gen_ai.client.operation.duration and gen_ai.client.token.usage.
+                .AddMeter(TelemetrySourceName)
                 .AddPrometheusExporter());
         }
         return builder;
@@ -58,9 +62,44 @@ public static class SaberServer
     public static WebApplication Build(WebApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
+        AddTracing(builder);
         WebApplication app = builder.Build();
         Map(app);
         return app;
+    }
+
+    /// <summary>
+    /// The activity source of the requests' spans and the meter of their GenAI metrics (Microsoft.Extensions.AI's
+    /// <c>OpenTelemetryChatClient</c> in each model's <see cref="ServedModel.ChatPipeline"/> and <see cref="ServedModel.CompletionPipeline"/>).
+    /// </summary>
+    public const string TelemetrySourceName = "Saber.Server";
+
+    /// <summary>
+    /// Traces to OTLP when <c>Server:Tracing</c> (<see cref="SaberServerTracingOptions"/>) or <c>OTEL_EXPORTER_OTLP_ENDPOINT</c>
+    /// asks for it. Read when the application is built, not in <see cref="CreateBuilder"/>, so that configuration added
+    /// to the builder in between counts.
+    /// </summary>
+    /// <exception cref="ArgumentException">A bad <c>Server:Tracing</c> value, named.</exception>
+    private static void AddTracing(WebApplicationBuilder builder)
+    {
+        var tracing = new SaberServerTracingOptions();
+        builder.Configuration.GetSection(SaberServerTracingOptions.SectionName).Bind(tracing);
+        Uri? endpoint = tracing.Endpoint();
+        OtlpExportProtocol? protocol = tracing.Protocol();
+        if (!tracing.IsEnabled(builder.Configuration[SaberServerTracingOptions.StandardEndpointVariable]))
+            return;
+        builder.Services.AddOpenTelemetry().WithTracing(traces => traces
+            .AddSource(TelemetrySourceName)
+            // The HTTP server span of each API request, the parent of its GenAI span: ASP.NET Core starts an activity
+            // per request, and a span under an unrecorded parent is dropped by the default (parent-based) sampler.
+            // Probes and scrapes (/healthz, /readyz, /metrics) are not traced.
+            .AddAspNetCoreInstrumentation(http => http.Filter = context => context.Request.Path.StartsWithSegments("/v1"))
+            .AddOtlpExporter(otlp =>
+            {
+                // The exporter has read OTEL_EXPORTER_OTLP_* by now; the server's settings take precedence.
+                if (protocol is { } chosen) otlp.Protocol = chosen;
+                if (endpoint is not null) otlp.Endpoint = SaberServerTracingOptions.TracesEndpoint(endpoint, otlp.Protocol);
+            }));
     }
 
     /// <summary><see cref="Build"/> of <see cref="CreateBuilder"/>.</summary>
@@ -175,6 +214,8 @@ public static class SaberServer
         CompletionRequest request = await CompletionRequest.ReadAsync(context.Request, chat, limits);
         ServedModel model = Find(Models(context), request.Model);
         SaberChatClient client = chat ? model.Chat : model.Completion;
+        // The calls go through the traced pipeline; the Saber client itself gives the tokenizer and template.
+        IChatClient pipeline = chat ? model.ChatPipeline : model.CompletionPipeline;
 
         CheckPromptLength(client.Tokenizer.Encode(client.Options.PromptTemplate.Format(request.Messages, request.Options)).Length, limits,
             chat ? "messages" : "prompt");
@@ -183,12 +224,12 @@ public static class SaberServer
         CancellationToken aborted = ServerShutdown.DecodeToken(context);
         if (!request.Stream)
         {
-            ChatResponse response = await client.GetResponseAsync(request.Messages, request.Options, aborted);
+            ChatResponse response = await pipeline.GetResponseAsync(request.Messages, request.Options, aborted);
             await WriteJsonAsync(context.Response, json => ResponseBody(json, response, model.Id, chat));
             return;
         }
 
-        IAsyncEnumerable<ChatResponseUpdate> updates = client.GetStreamingResponseAsync(request.Messages, request.Options, aborted);
+        IAsyncEnumerable<ChatResponseUpdate> updates = pipeline.GetStreamingResponseAsync(request.Messages, request.Options, aborted);
         await using IAsyncEnumerator<ChatResponseUpdate> e = updates.GetAsyncEnumerator(aborted);
         // The first update (or the engine's refusal) comes before the headers, so that a full engine is still a 503.
         bool more = await e.MoveNextAsync();

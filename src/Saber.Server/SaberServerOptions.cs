@@ -74,6 +74,9 @@ public sealed class SaberServerOptions
     /// <summary><c>onnx-tensorrt</c>'s precision: <c>model</c> (default, the graph's types), <c>fp16</c> or <c>bf16</c>.</summary>
     public string Precision { get; set; } = "model";
 
+    /// <summary>Traces of the chat and completion requests, section <c>Server:Tracing</c>; off unless configured.</summary>
+    public SaberServerTracingOptions Tracing { get; set; } = new();
+
     /// <summary>The ONNX Runtime engine settings of every model, from <see cref="IntraOpThreads"/>, <see cref="MaxCacheBytes"/>, <see cref="Engine"/>, <see cref="Device"/> and <see cref="Precision"/>.</summary>
     public Saber.Onnx.OnnxEngineOptions ToEngineOptions()
     {
@@ -125,6 +128,7 @@ public sealed class SaberServerOptions
         {
             throw new ArgumentException($"{SectionName}:{nameof(Precision)} {Precision} needs {SectionName}:{nameof(Engine)} onnx-tensorrt; got '{Engine}'.", nameof(Precision), e);
         }
+        Tracing.Validate();
         foreach (var (name, directory) in Models)
         {
             if (string.IsNullOrWhiteSpace(name))

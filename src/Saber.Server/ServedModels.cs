@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Saber.Extensions.AI;
@@ -17,8 +18,20 @@ public sealed class ServedModel
         Engine = engine;
         Chat = chat;
         Completion = completion;
+        ChatPipeline = Traced(chat);
+        CompletionPipeline = Traced(completion);
         Created = created;
     }
+
+    /// <summary>
+    /// The client behind Microsoft.Extensions.AI's <see cref="OpenTelemetryChatClient"/>: a <c>chat {model}</c> span per
+    /// request following OpenTelemetry's GenAI semantic conventions (source <see cref="SaberServer.TelemetrySourceName"/>),
+    /// without the messages' text (<see cref="OpenTelemetryChatClient.EnableSensitiveData"/> false whatever the environment says).
+    /// </summary>
+    private static IChatClient Traced(SaberChatClient client) =>
+        new ChatClientBuilder(client)
+            .UseOpenTelemetry(sourceName: SaberServer.TelemetrySourceName, configure: telemetry => telemetry.EnableSensitiveData = false)
+            .Build();
 
     /// <summary>The model id requests name.</summary>
     public string Id { get; }
@@ -34,6 +47,12 @@ public sealed class ServedModel
 
     /// <summary>The client of <c>/v1/completions</c> (<see cref="ChatPromptTemplate.Raw"/>).</summary>
     public SaberChatClient Completion { get; }
+
+    /// <summary>What <c>/v1/chat/completions</c> calls: <see cref="Chat"/> with a span per request (<see cref="SaberServer.TelemetrySourceName"/>).</summary>
+    public IChatClient ChatPipeline { get; }
+
+    /// <summary>What <c>/v1/completions</c> calls: <see cref="Completion"/> with a span per request (<see cref="SaberServer.TelemetrySourceName"/>).</summary>
+    public IChatClient CompletionPipeline { get; }
 
     /// <summary>When the model was loaded.</summary>
     public DateTimeOffset Created { get; }
@@ -68,9 +87,7 @@ public sealed class ServedModels : IAsyncDisposable
                 {
                     // An imported checkpoint's own chat template (an unsupported one fails the start, naming the
                     // construct); the shipped models have none and keep the role-tagged prompt.
-                    chat = model.ChatTemplate is { } template
-                        ? new JinjaChatPromptTemplate(template, model.BosToken, model.EosToken)
-                        : ChatPromptTemplate.RoleTagged;
+                    chat = model.CreatePromptTemplate();
                     engine = new SaberEngine(model.Denoiser, engineOptions with { ModelId = id }, logging.CreateLogger<SaberEngine>(), meters);
                 }
                 catch
@@ -115,6 +132,9 @@ public sealed class ServedModels : IAsyncDisposable
         loaded = false;
         foreach (ServedModel m in models.Values)
         {
+            // The pipelines release their ActivitySource and Meter (the Saber clients they wrap do not own the engine).
+            m.ChatPipeline.Dispose();
+            m.CompletionPipeline.Dispose();
             await m.Engine.DisposeAsync().ConfigureAwait(false);
             m.Model.Dispose();
         }

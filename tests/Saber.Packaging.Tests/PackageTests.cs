@@ -35,9 +35,10 @@ public class PackageContentTests
             Assert.That(Value("description"), Has.Length.GreaterThan(40));
             Assert.That(Value("readme"), Is.EqualTo("README.md"));
             Assert.That(PackagedFeed.Entries(package), Has.Member("README.md"));
-            // No licence yet: the repository has none (see Directory.Build.props); this fails once one is
-            // set, as a reminder to assert the expression here.
-            Assert.That(Value("license"), Is.Empty, "a licence was added: assert its expression here");
+            // MIT, as the repository's LICENSE says, as an SPDX expression (Directory.Build.props).
+            XElement? license = metadata.Elements().SingleOrDefault(e => e.Name.LocalName == "license");
+            Assert.That(license?.Attribute("type")?.Value, Is.EqualTo("expression"));
+            Assert.That(license?.Value, Is.EqualTo("MIT"));
             XElement? repository = metadata.Elements().SingleOrDefault(e => e.Name.LocalName == "repository");
             Assert.That(repository?.Attribute("type")?.Value, Is.EqualTo("git"));
             Assert.That(repository?.Attribute("commit")?.Value, Does.Match("^[0-9a-f]{40}$"));
@@ -105,7 +106,10 @@ public class PackageContentTests
         IReadOnlyList<string> entries = PackagedFeed.Entries(package);
         Assert.That(entries, Has.Member("runtimes/linux-x64/native/libsaber_native.so"));
         Assert.That(entries, Has.None.StartsWith("lib/"));
-        Assert.That(PackagedFeed.Nuspec(package).Elements().Single(e => e.Name.LocalName == "readme").Value, Is.EqualTo("README.md"));
+        XElement metadata = PackagedFeed.Nuspec(package);
+        Assert.That(metadata.Elements().Single(e => e.Name.LocalName == "readme").Value, Is.EqualTo("README.md"));
+        XElement license = metadata.Elements().Single(e => e.Name.LocalName == "license");
+        Assert.That((license.Attribute("type")?.Value, license.Value), Is.EqualTo(("expression", "MIT")));
         using var zip = System.IO.Compression.ZipFile.OpenRead(package);
         Assert.That(zip.GetEntry("runtimes/linux-x64/native/libsaber_native.so")!.Length, Is.EqualTo(new FileInfo(Feed.NativeLibrary!).Length));
     }

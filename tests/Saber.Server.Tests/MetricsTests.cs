@@ -24,12 +24,14 @@ public class MetricsTests
     public async Task TheScrapeCountsTheRequestsStepsAndPassesTheServerServed()
     {
         await using TestSaberServer server = await TestSaberServer.StartAsync();
-        int nfe = 0;
+        int nfe = 0, promptTokens = 0, completionTokens = 0;
         foreach (string prompt in new[] { "import os\n", "def f(x):\n" })
         {
             var (response, body) = await server.PostJsonAsync("/v1/completions", new { model = "tiny", prompt, max_tokens = 8 });
             Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), body.ToString());
             nfe += body.GetProperty("usage").GetProperty("nfe").GetInt32();
+            promptTokens += body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
+            completionTokens += body.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
         }
 
         HttpResponseMessage scrape = await server.Client.GetAsync(SaberServer.MetricsPath);
@@ -50,6 +52,10 @@ public class MetricsTests
         // ASP.NET Core's own request meter, by route.
         Assert.That(Sample(text, "http_server_request_duration_seconds_count", "http_route=\"/v1/completions\"", "http_response_status_code=\"200\""),
             Is.EqualTo(2));
+        // The request pipelines' GenAI meter (Microsoft.Extensions.AI's OpenTelemetryChatClient): durations and token usage.
+        Assert.That(Sample(text, "gen_ai_client_operation_duration_seconds_count", "gen_ai_request_model=\"tiny\""), Is.EqualTo(2));
+        Assert.That(Sample(text, "gen_ai_client_token_usage_sum", "gen_ai_token_type=\"input\""), Is.EqualTo(promptTokens));
+        Assert.That(Sample(text, "gen_ai_client_token_usage_sum", "gen_ai_token_type=\"output\""), Is.EqualTo(completionTokens));
     }
 
     [Test]
