@@ -40,9 +40,25 @@ public sealed class SaberServerOptions
     /// The most generation requests (chat, completions, canvas) the server handles at once, across all models (default
     /// 64); a stream counts until it ends or its client leaves. One more is answered 429 <c>too_many_concurrent_requests</c>
     /// with <c>Retry-After</c>. Distinct from each engine's <c>Saber:Capacity</c> (default 256, 503 <c>engine_full</c>):
-    /// the default keeps one model's engine below its capacity, so the server refuses early and cheaply, before reading a body.
+    /// the default keeps one model's engine below its capacity, so the server refuses early and cheaply, before any decode.
+    /// A request's body is read (within <see cref="RequestBodyTimeoutSeconds"/>) before it takes a slot.
     /// </summary>
     public int MaxConcurrentRequests { get; set; } = 64;
+
+    /// <summary>
+    /// The longest a generation request's body may take to arrive, in seconds (default 10), counted from the end of its
+    /// headers; a slower body is answered 408 <c>request_timeout</c> and its connection closed. Bodies are read before a
+    /// <see cref="MaxConcurrentRequests"/> slot is taken, so this bounds how long a trickling client occupies a connection,
+    /// never a slot.
+    /// </summary>
+    public double RequestBodyTimeoutSeconds { get; set; } = 10;
+
+    /// <summary>
+    /// The slowest a request body may arrive, in bytes per second averaged after Kestrel's 5 s grace period (default
+    /// 240, Kestrel's own); slower is answered 408 <c>request_timeout</c>. 0 turns the check off (the
+    /// <see cref="RequestBodyTimeoutSeconds"/> deadline still holds).
+    /// </summary>
+    public double MinRequestBodyBytesPerSecond { get; set; } = 240;
 
     /// <summary>ONNX Runtime intra-op threads per model; null lets ONNX Runtime choose.</summary>
     public int? IntraOpThreads { get; set; }
@@ -100,6 +116,10 @@ public sealed class SaberServerOptions
             throw new ArgumentOutOfRangeException(nameof(DefaultMaxTokens), DefaultMaxTokens, $"{SectionName}:{nameof(DefaultMaxTokens)} must lie in [1, {DecodeOptions.MaxGenerationLength}]; got {DefaultMaxTokens}.");
         if (MaxConcurrentRequests < 1)
             throw new ArgumentOutOfRangeException(nameof(MaxConcurrentRequests), MaxConcurrentRequests, $"{SectionName}:{nameof(MaxConcurrentRequests)} must be >= 1; got {MaxConcurrentRequests}.");
+        if (!(RequestBodyTimeoutSeconds > 0) || double.IsInfinity(RequestBodyTimeoutSeconds))
+            throw new ArgumentOutOfRangeException(nameof(RequestBodyTimeoutSeconds), RequestBodyTimeoutSeconds, $"{SectionName}:{nameof(RequestBodyTimeoutSeconds)} must be a finite number > 0; got {RequestBodyTimeoutSeconds}.");
+        if (!(MinRequestBodyBytesPerSecond >= 0) || double.IsInfinity(MinRequestBodyBytesPerSecond))
+            throw new ArgumentOutOfRangeException(nameof(MinRequestBodyBytesPerSecond), MinRequestBodyBytesPerSecond, $"{SectionName}:{nameof(MinRequestBodyBytesPerSecond)} must be a finite number >= 0; got {MinRequestBodyBytesPerSecond}.");
         if (IntraOpThreads is < 1)
             throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), IntraOpThreads, $"{SectionName}:{nameof(IntraOpThreads)} must be >= 1 or unset; got {IntraOpThreads}.");
         if (MaxCacheBytes is < 0)
