@@ -35,6 +35,9 @@ public static class SaberServer
         builder.Services.AddOptions<SaberServiceOptions>().BindConfiguration(SaberServiceOptions.SectionName);
         builder.Services.AddSingleton<ServedModels>();
         builder.Services.AddSingleton<ConcurrentRequestLimiter>();
+        builder.Services.AddSingleton<ApiKeyAuthentication>();
+        builder.Services.AddSingleton<HostFilter>();
+        builder.Services.AddHostedService<ListenAddressCheck>();
         builder.Services.AddHostedService<ModelLoader>();
         builder.WebHost.ConfigureKestrel((context, kestrel) =>
         {
@@ -69,6 +72,8 @@ public static class SaberServer
 
     private static void Map(WebApplication app)
     {
+        app.Use(app.Services.GetRequiredService<HostFilter>().InvokeAsync);
+        app.Use(app.Services.GetRequiredService<ApiKeyAuthentication>().InvokeAsync);
         app.MapPost("/v1/chat/completions", (HttpContext context) => Guard(context, () => Limited(context, chat: true, request => CompleteAsync(context, request, chat: true))));
         app.MapPost("/v1/canvas", (HttpContext context) => Guard(context, () => Limited(context, chat: false, request => CanvasAsync(context, request))));
         app.MapGet("/", async (HttpContext context) =>

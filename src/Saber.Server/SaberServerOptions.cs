@@ -60,6 +60,23 @@ public sealed class SaberServerOptions
     /// </summary>
     public double MinRequestBodyBytesPerSecond { get; set; } = 240;
 
+    /// <summary>
+    /// API keys a client must send as <c>Authorization: Bearer KEY</c> (OpenAI clients send their key so); empty (default)
+    /// with no <see cref="ApiKeysFile"/>: no authentication. With keys every endpoint but <c>/healthz</c>, <c>/readyz</c>
+    /// and the static page <c>/</c> answers 401 <c>invalid_api_key</c> to a request without a valid key.
+    /// </summary>
+    public string[] ApiKeys { get; set; } = [];
+
+    /// <summary>A file of API keys, one a line (blank lines and lines starting with <c>#</c> ignored), read at the start; added to <see cref="ApiKeys"/>.</summary>
+    public string? ApiKeysFile { get; set; }
+
+    /// <summary>
+    /// Serve a non-loopback address (<c>http://0.0.0.0</c>, <c>http://*</c>, a LAN address, a host name) without API keys
+    /// (default false: the server refuses to start, naming the address). Also turns off the loopback Host check that
+    /// guards a key-less server against DNS rebinding.
+    /// </summary>
+    public bool AllowUnauthenticatedRemote { get; set; }
+
     /// <summary>ONNX Runtime intra-op threads per model; null lets ONNX Runtime choose.</summary>
     public int? IntraOpThreads { get; set; }
 
@@ -120,6 +137,8 @@ public sealed class SaberServerOptions
             throw new ArgumentOutOfRangeException(nameof(RequestBodyTimeoutSeconds), RequestBodyTimeoutSeconds, $"{SectionName}:{nameof(RequestBodyTimeoutSeconds)} must be a finite number > 0; got {RequestBodyTimeoutSeconds}.");
         if (!(MinRequestBodyBytesPerSecond >= 0) || double.IsInfinity(MinRequestBodyBytesPerSecond))
             throw new ArgumentOutOfRangeException(nameof(MinRequestBodyBytesPerSecond), MinRequestBodyBytesPerSecond, $"{SectionName}:{nameof(MinRequestBodyBytesPerSecond)} must be a finite number >= 0; got {MinRequestBodyBytesPerSecond}.");
+        if (ApiKeys.Any(string.IsNullOrWhiteSpace))
+            throw new ArgumentException($"{SectionName}:{nameof(ApiKeys)} holds an empty key.", nameof(ApiKeys));
         if (IntraOpThreads is < 1)
             throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), IntraOpThreads, $"{SectionName}:{nameof(IntraOpThreads)} must be >= 1 or unset; got {IntraOpThreads}.");
         if (MaxCacheBytes is < 0)
