@@ -18,6 +18,8 @@ internal static partial class ServeCommand
         "  --model NAME=DIR   serve the model in DIR (model.onnx and tokenizer.json) as model id NAME; repeatable\n" +
         "                     (default: the shipped models/tiny as \"tiny\"). Requests name models by id, never by path\n" +
         "  --urls URL         where to listen, e.g. http://127.0.0.1:8080 (the default: loopback only); ';' separates several\n" +
+        "                     (an address other machines reach needs Server:ApiKeys or Server:ApiKeysFile; clients send\n" +
+        "                     Authorization: Bearer KEY)\n" +
         "  --engine E         onnx (default, the CPU), onnx-cuda or onnx-tensorrt: where every model's forward pass runs\n" +
         "  --device N         the CUDA device of onnx-cuda and onnx-tensorrt (default 0)\n" +
         "  --precision P      onnx-tensorrt: model (default), fp16 or bf16\n" +
@@ -39,7 +41,9 @@ internal static partial class ServeCommand
     /// <summary>The settings of section Server, as they are named in configuration (every public property of <see cref="SaberServerOptions"/>).</summary>
     private const string ServerSettings =
         "Models, MaxRequestBodyBytes, MaxPromptTokens, MaxTokens, DefaultMaxTokens, Metrics, MaxConcurrentRequests,\n" +
-        "MaxForwardPassesPerToken, IntraOpThreads, MaxCacheBytes, Engine, Device, Precision, Tracing (OtlpEndpoint, OtlpProtocol, Enabled)";
+        "MaxForwardPassesPerToken, RequestBodyTimeoutSeconds, MinRequestBodyBytesPerSecond, ApiKeys, ApiKeysFile,\n" +
+        "AllowUnauthenticatedRemote, IntraOpThreads, MaxCacheBytes, Engine, Device, Precision,\n" +
+        "Tracing (OtlpEndpoint, OtlpProtocol, Enabled)";
 
     public static async Task<int> RunAsync(string[] argv, TextWriter stdout, bool verbose, CancellationToken cancellationToken)
     {

@@ -89,12 +89,13 @@ internal static class ChatOptionsMapping
         {
             int room = max - promptLength;
             if (room < 1)
-                throw new ArgumentException($"The prompt ({promptLength} tokens) leaves no room in the model's {max} positions for any output.", "messages");
+                throw new ContextLengthExceededException("messages", limit, promptLength, max, block, 0,
+                    $"The prompt ({promptLength} tokens) leaves no room in the model's {max} positions for any output.");
             int largest = explicitBlock is int k ? room / k * k : room <= settings.DefaultBlockLength ? room : room / settings.DefaultBlockLength * settings.DefaultBlockLength;
             string hint = largest >= 1
                 ? $"at most {largest} fits here"
                 : $"no output fits with block length {explicitBlock}; lower \"{SaberChatOptionKeys.BlockLength}\"";
-            throw new ArgumentOutOfRangeException(OptionsParameter, limit,
+            throw new ContextLengthExceededException(OptionsParameter, limit, promptLength, max, block, largest,
                 $"ChatOptions.MaxOutputTokens={limit} (G={g} generated positions with block length {block}) plus the prompt ({promptLength} tokens) " +
                 $"makes {promptLength + g} positions; the model takes at most {max}: MaxOutputTokens {hint}.");
         }

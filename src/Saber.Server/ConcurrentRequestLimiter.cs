@@ -6,7 +6,8 @@ namespace Saber.Server;
 /// <summary>
 /// The server-wide limit on generation requests in flight (<c>/v1/chat/completions</c>, <c>/v1/completions</c>,
 /// <c>/v1/canvas</c>): <see cref="SaberServerOptions.MaxConcurrentRequests"/>. A request over it is answered 429
-/// (<c>too_many_concurrent_requests</c>, <c>Retry-After</c>) before its body is read; health, readiness and model
+/// (<c>too_many_concurrent_requests</c>, <c>Retry-After</c>) once its body is read and parsed (a body still arriving,
+/// however slowly, holds no slot); health, readiness and model
 /// listings are not limited. Distinct from each engine's <c>Saber:Capacity</c> (503 <c>engine_full</c>), which bounds
 /// the requests one model's engine holds.
 /// </summary>

@@ -18,6 +18,9 @@ public sealed class OpenAIErrorException(int status, string message, string type
     public string? Param { get; } = param;
     public string? Code { get; } = code;
 
+    /// <summary>Response headers the error needs (<c>WWW-Authenticate</c> of a 401, <c>Allow</c> of a 405), set when it is written.</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> Headers { get; init; } = [];
+
     internal static OpenAIErrorException BadRequest(string message, string? param = null, string? code = null) => new(StatusCodes.Status400BadRequest, message, InvalidRequest, param, code);
 
     internal void WriteBody(Utf8JsonWriter json)
@@ -38,8 +41,19 @@ public sealed class OpenAIErrorException(int status, string message, string type
         response.ContentType = "application/json";
         if (Status is StatusCodes.Status503ServiceUnavailable or StatusCodes.Status429TooManyRequests)
             response.Headers.RetryAfter = "1";
-        await using var json = new Utf8JsonWriter(response.Body, WriterOptions);
-        WriteBody(json);
-        await json.FlushAsync(response.HttpContext.RequestAborted);
+        // A 408 leaves the rest of the body unread: the connection cannot carry another request.
+        if (Status == StatusCodes.Status408RequestTimeout)
+            response.Headers.Connection = "close";
+        foreach (var (name, value) in Headers) response.Headers[name] = value;
+        try
+        {
+            await using var json = new Utf8JsonWriter(response.Body, WriterOptions);
+            WriteBody(json);
+            await json.FlushAsync(response.HttpContext.RequestAborted);
+        }
+        catch (Exception) when (response.HttpContext.RequestAborted.IsCancellationRequested)
+        {
+            // The client left (a body cut short by a closed connection): nobody to answer, and no error of the server's.
+        }
     }
 }

@@ -37,6 +37,9 @@ public static class SaberServer
         builder.Services.AddOptions<SaberServiceOptions>().BindConfiguration(SaberServiceOptions.SectionName);
         builder.Services.AddSingleton<ServedModels>();
         builder.Services.AddSingleton<ConcurrentRequestLimiter>();
+        builder.Services.AddSingleton<ApiKeyAuthentication>();
+        builder.Services.AddSingleton<HostFilter>();
+        builder.Services.AddHostedService<ListenAddressCheck>();
         builder.Services.AddHostedService<ModelLoader>();
         ServerShutdown.Configure(builder.Services);
         builder.WebHost.ConfigureKestrel((context, kestrel) =>
@@ -44,6 +47,8 @@ public static class SaberServer
             var server = new SaberServerOptions();
             context.Configuration.GetSection(SaberServerOptions.SectionName).Bind(server);
             kestrel.Limits.MaxRequestBodySize = server.MaxRequestBodyBytes;
+            kestrel.Limits.MinRequestBodyDataRate = server.MinRequestBodyBytesPerSecond > 0
+                ? new Microsoft.AspNetCore.Server.Kestrel.Core.MinDataRate(server.MinRequestBodyBytesPerSecond, TimeSpan.FromSeconds(5)) : null;
         });
         if (MetricsEnabled(builder.Configuration))
         {
@@ -107,29 +112,31 @@ public static class SaberServer
 
     private static void Map(WebApplication app)
     {
+        app.Use(app.Services.GetRequiredService<HostFilter>().InvokeAsync);
+        app.Use(app.Services.GetRequiredService<ApiKeyAuthentication>().InvokeAsync);
         ServerShutdown.RefuseWhileStopping(app);
-        app.MapPost("/v1/chat/completions", (HttpContext context) => Guard(context, () => Limited(context, () => CompleteAsync(context, chat: true))));
-        app.MapPost("/v1/canvas", (HttpContext context) => Guard(context, () => Limited(context, () => CanvasAsync(context))));
+        app.MapPost("/v1/chat/completions", (HttpContext context) => Guard(context, () => Limited(context, chat: true, request => CompleteAsync(context, request, chat: true))));
+        app.MapPost("/v1/canvas", (HttpContext context) => Guard(context, () => Limited(context, chat: false, request => CanvasAsync(context, request))));
         app.MapGet("/", async (HttpContext context) =>
         {
             context.Response.ContentType = "text/html; charset=utf-8";
             await using Stream page = typeof(SaberServer).Assembly.GetManifestResourceStream("Saber.Server.canvas.html")!;
             await page.CopyToAsync(context.Response.Body, context.RequestAborted);
         });
-        app.MapPost("/v1/completions", (HttpContext context) => Guard(context, () => Limited(context, () => CompleteAsync(context, chat: false))));
+        app.MapPost("/v1/completions", (HttpContext context) => Guard(context, () => Limited(context, chat: false, request => CompleteAsync(context, request, chat: false))));
         app.MapGet("/v1/models", (HttpContext context) => Guard(context, () => WriteJsonAsync(context.Response, json => ModelsBody(json, Models(context)))));
         app.MapGet("/v1/models/{id}", (HttpContext context, string id) => Guard(context, () =>
         {
             ServedModel model = Find(Models(context), id);
             return WriteJsonAsync(context.Response, json => ModelBody(json, model));
         }));
-        app.MapGet("/healthz", (HttpContext context) => WriteJsonAsync(context.Response, json =>
+        app.MapMethods("/healthz", ProbeMethods, (HttpContext context) => WriteJsonAsync(context.Response, json =>
         {
             json.WriteStartObject();
             json.WriteString("status", "ok");
             json.WriteEndObject();
         }));
-        app.MapGet("/readyz", (HttpContext context) =>
+        app.MapMethods("/readyz", ProbeMethods, (HttpContext context) =>
         {
             ServedModels models = Models(context);
             bool stopping = context.RequestServices.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.IsCancellationRequested;
@@ -147,9 +154,11 @@ public static class SaberServer
         });
         if (MetricsEnabled(app.Configuration))
             app.MapPrometheusScrapingEndpoint(MetricsPath);
-        app.MapFallback((HttpContext context) => Guard(context, () =>
-            throw new OpenAIErrorException(StatusCodes.Status404NotFound, $"No endpoint {context.Request.Method} {context.Request.Path}.", code: "not_found")));
+        app.MapFallback((HttpContext context) => Guard(context, () => throw AllowedMethods.NoEndpoint(context, app)));
     }
+
+    /// <summary>The probes answer HEAD too (Kestrel sends a HEAD's headers without the body).</summary>
+    private static readonly string[] ProbeMethods = [HttpMethods.Get, HttpMethods.Head];
 
     /// <summary>Where Prometheus scrapes the metrics when <see cref="SaberServerOptions.Metrics"/> is on.</summary>
     public const string MetricsPath = "/metrics";
@@ -157,9 +166,16 @@ public static class SaberServer
     private static bool MetricsEnabled(IConfiguration configuration) =>
         configuration.GetSection(SaberServerOptions.SectionName).GetValue(nameof(SaberServerOptions.Metrics), defaultValue: true);
 
-    /// <summary>A generation request: holds one of <c>Server:MaxConcurrentRequests</c> slots while it runs, else a 429 before its body is read.</summary>
-    private static Task Limited(HttpContext context, Func<Task> handler) =>
-        context.RequestServices.GetRequiredService<ConcurrentRequestLimiter>().RunAsync(handler);
+    /// <summary>
+    /// A generation request: its body read and parsed first (so a slow or bad body holds no slot), then it holds one of
+    /// <c>Server:MaxConcurrentRequests</c> slots while it runs, else a 429.
+    /// </summary>
+    private static async Task Limited(HttpContext context, bool chat, Func<CompletionRequest, Task> handler)
+    {
+        SaberServerOptions limits = context.RequestServices.GetRequiredService<IOptions<SaberServerOptions>>().Value;
+        CompletionRequest request = await CompletionRequest.ReadAsync(context.Request, chat, limits);
+        await context.RequestServices.GetRequiredService<ConcurrentRequestLimiter>().RunAsync(() => handler(request));
+    }
 
     private static ServedModels Models(HttpContext context) => context.RequestServices.GetRequiredService<ServedModels>();
 
@@ -208,10 +224,9 @@ public static class SaberServer
         }
     }
 
-    private static async Task CompleteAsync(HttpContext context, bool chat)
+    private static async Task CompleteAsync(HttpContext context, CompletionRequest request, bool chat)
     {
         SaberServerOptions limits = context.RequestServices.GetRequiredService<IOptions<SaberServerOptions>>().Value;
-        CompletionRequest request = await CompletionRequest.ReadAsync(context.Request, chat, limits);
         ServedModel model = Find(Models(context), request.Model);
         SaberChatClient client = chat ? model.Chat : model.Completion;
         // The calls go through the traced pipeline; the Saber client itself gives the tokenizer and template.
@@ -219,7 +234,7 @@ public static class SaberServer
 
         CheckPromptLength(client.Tokenizer.Encode(client.Options.PromptTemplate.Format(request.Messages, request.Options)).Length, limits,
             chat ? "messages" : "prompt");
-        WorkLimit.Check(client.CreateRequest(request.Messages, request.Options).Options, limits);
+        if (DecodeOptionsOrNull(client, request) is DecodeOptions decode) WorkLimit.Check(decode, limits);
 
         CancellationToken aborted = ServerShutdown.DecodeToken(context);
         if (!request.Stream)
@@ -254,11 +269,26 @@ public static class SaberServer
         await EndEventStreamAsync(context);
     }
 
+    /// <summary>
+    /// The request's decode options, for the work limit; null where the option mapping refuses them, which is left to the
+    /// traced pipeline, so that the refusal is recorded on the request's span.
+    /// </summary>
+    private static DecodeOptions? DecodeOptionsOrNull(SaberChatClient client, CompletionRequest request)
+    {
+        try
+        {
+            return client.CreateRequest(request.Messages, request.Options).Options;
+        }
+        catch (ArgumentException)
+        {
+            return null;
+        }
+    }
+
     /// <summary><c>POST /v1/canvas</c>: a text completion streamed as one SSE event per decode step, then the final text.</summary>
-    private static async Task CanvasAsync(HttpContext context)
+    private static async Task CanvasAsync(HttpContext context, CompletionRequest request)
     {
         SaberServerOptions limits = context.RequestServices.GetRequiredService<IOptions<SaberServerOptions>>().Value;
-        CompletionRequest request = await CompletionRequest.ReadAsync(context.Request, chat: false, limits);
         ServedModel model = Find(Models(context), request.Model);
         SaberChatRequest submitted = model.Completion.CreateRequest(request.Messages, request.Options);
         CheckPromptLength(submitted.PromptTokens.Length, limits, "prompt");

@@ -40,7 +40,8 @@ public sealed class SaberServerOptions
     /// The most generation requests (chat, completions, canvas) the server handles at once, across all models (default
     /// 64); a stream counts until it ends or its client leaves. One more is answered 429 <c>too_many_concurrent_requests</c>
     /// with <c>Retry-After</c>. Distinct from each engine's <c>Saber:Capacity</c> (default 256, 503 <c>engine_full</c>):
-    /// the default keeps one model's engine below its capacity, so the server refuses early and cheaply, before reading a body.
+    /// the default keeps one model's engine below its capacity, so the server refuses early and cheaply, before any decode.
+    /// A request's body is read (within <see cref="RequestBodyTimeoutSeconds"/>) before it takes a slot.
     /// </summary>
     public int MaxConcurrentRequests { get; set; } = 64;
 
@@ -51,6 +52,38 @@ public sealed class SaberServerOptions
     /// reaches the engine, so a small body cannot hold a model's batch for minutes.
     /// </summary>
     public int MaxForwardPassesPerToken { get; set; } = 4;
+
+    /// <summary>
+    /// The longest a generation request's body may take to arrive, in seconds (default 10), counted from the end of its
+    /// headers; a slower body is answered 408 <c>request_timeout</c> and its connection closed. Bodies are read before a
+    /// <see cref="MaxConcurrentRequests"/> slot is taken, so this bounds how long a trickling client occupies a connection,
+    /// never a slot.
+    /// </summary>
+    public double RequestBodyTimeoutSeconds { get; set; } = 10;
+
+    /// <summary>
+    /// The slowest a request body may arrive, in bytes per second averaged after Kestrel's 5 s grace period (default
+    /// 240, Kestrel's own); slower is answered 408 <c>request_timeout</c>. 0 turns the check off (the
+    /// <see cref="RequestBodyTimeoutSeconds"/> deadline still holds).
+    /// </summary>
+    public double MinRequestBodyBytesPerSecond { get; set; } = 240;
+
+    /// <summary>
+    /// API keys a client must send as <c>Authorization: Bearer KEY</c> (OpenAI clients send their key so); empty (default)
+    /// with no <see cref="ApiKeysFile"/>: no authentication. With keys every endpoint but <c>/healthz</c>, <c>/readyz</c>
+    /// and the static page <c>/</c> answers 401 <c>invalid_api_key</c> to a request without a valid key.
+    /// </summary>
+    public string[] ApiKeys { get; set; } = [];
+
+    /// <summary>A file of API keys, one a line (blank lines and lines starting with <c>#</c> ignored), read at the start; added to <see cref="ApiKeys"/>.</summary>
+    public string? ApiKeysFile { get; set; }
+
+    /// <summary>
+    /// Serve a non-loopback address (<c>http://0.0.0.0</c>, <c>http://*</c>, a LAN address, a host name) without API keys
+    /// (default false: the server refuses to start, naming the address). Also turns off the loopback Host check that
+    /// guards a key-less server against DNS rebinding.
+    /// </summary>
+    public bool AllowUnauthenticatedRemote { get; set; }
 
     /// <summary>ONNX Runtime intra-op threads per model; null lets ONNX Runtime choose.</summary>
     public int? IntraOpThreads { get; set; }
@@ -114,6 +147,12 @@ public sealed class SaberServerOptions
         if (MaxForwardPassesPerToken < 1)
             throw new ArgumentOutOfRangeException(nameof(MaxForwardPassesPerToken), MaxForwardPassesPerToken,
                 $"{SectionName}:{nameof(MaxForwardPassesPerToken)} must be >= 1; got {MaxForwardPassesPerToken}.");
+        if (!(RequestBodyTimeoutSeconds > 0) || double.IsInfinity(RequestBodyTimeoutSeconds))
+            throw new ArgumentOutOfRangeException(nameof(RequestBodyTimeoutSeconds), RequestBodyTimeoutSeconds, $"{SectionName}:{nameof(RequestBodyTimeoutSeconds)} must be a finite number > 0; got {RequestBodyTimeoutSeconds}.");
+        if (!(MinRequestBodyBytesPerSecond >= 0) || double.IsInfinity(MinRequestBodyBytesPerSecond))
+            throw new ArgumentOutOfRangeException(nameof(MinRequestBodyBytesPerSecond), MinRequestBodyBytesPerSecond, $"{SectionName}:{nameof(MinRequestBodyBytesPerSecond)} must be a finite number >= 0; got {MinRequestBodyBytesPerSecond}.");
+        if (ApiKeys.Any(string.IsNullOrWhiteSpace))
+            throw new ArgumentException($"{SectionName}:{nameof(ApiKeys)} holds an empty key.", nameof(ApiKeys));
         if (IntraOpThreads is < 1)
             throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), IntraOpThreads, $"{SectionName}:{nameof(IntraOpThreads)} must be >= 1 or unset; got {IntraOpThreads}.");
         if (MaxCacheBytes is < 0)

@@ -181,16 +181,18 @@ public class OptionsTests
     {
         var settings = new SaberChatClientOptions { MaxSequenceLength = 100 };
         // The prompt "user: hello\nassistant: " is 23 tokens: 77 positions are left, 64 of them in whole blocks of 32.
-        var e = Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => RequestAsync(new ChatOptions { MaxOutputTokens = 70 }, settings));
+        var e = Assert.ThrowsAsync<ContextLengthExceededException>(() => RequestAsync(new ChatOptions { MaxOutputTokens = 70 }, settings));
         Assert.That(e!.Message, Does.Contain("ChatOptions.MaxOutputTokens=70").And.Contain("the model takes at most 100").And.Contain("at most 64 fits here"));
+        Assert.That((e.MaxOutputTokens, e.PromptTokens, e.MaxSequenceLength, e.BlockLength, e.LargestFit), Is.EqualTo((70, 23, 100, 32, 64)), "the numbers, for callers' own words");
         Assert.That((await RequestAsync(new ChatOptions { MaxOutputTokens = 64 }, settings)).Options.GenerationLength, Is.EqualTo(64));
-        e = Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => RequestAsync(With(("block_length", 50)), settings));
+        e = Assert.ThrowsAsync<ContextLengthExceededException>(() => RequestAsync(With(("block_length", 50)), settings));
         Assert.That(e!.Message, Does.Contain("at most 50 fits here"));
         var tiny = new SaberChatClientOptions { MaxSequenceLength = 40 };
-        e = Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => RequestAsync(new ChatOptions { MaxOutputTokens = 20 }, tiny));
+        e = Assert.ThrowsAsync<ContextLengthExceededException>(() => RequestAsync(new ChatOptions { MaxOutputTokens = 20 }, tiny));
         Assert.That(e!.Message, Does.Contain("at most 17 fits here"), "17 positions left, under one default block: any L up to 17 is one block");
         var none = new SaberChatClientOptions { MaxSequenceLength = 23 };
-        Assert.That(() => RequestAsync(null, none), Throws.ArgumentException.With.Message.Contains("leaves no room"));
+        Assert.That(() => RequestAsync(null, none), Throws.TypeOf<ContextLengthExceededException>().With.Message.Contains("leaves no room")
+            .And.Property(nameof(ContextLengthExceededException.LargestFit)).EqualTo(0));
     }
 
     [Test]

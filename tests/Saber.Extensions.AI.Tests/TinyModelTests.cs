@@ -71,8 +71,9 @@ public class TinyModelTests
         await using var engine = new SaberEngine(model.Denoiser);
         using var client = new SaberChatClient(engine, new CharacterTextTokenizer((CharacterTokenizer)model.Tokenizer),
             new SaberChatClientOptions { MaxSequenceLength = model.Denoiser.MaxSequenceLength, PromptTemplate = ChatPromptTemplate.Raw });
-        var e = Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => client.GetResponseAsync(Code, new ChatOptions { MaxOutputTokens = 512 }));
+        var e = Assert.ThrowsAsync<ContextLengthExceededException>(() => client.GetResponseAsync(Code, new ChatOptions { MaxOutputTokens = 512 }));
         Assert.That(e!.Message, Does.Contain("ChatOptions.MaxOutputTokens=512").And.Contain("the model takes at most 512").And.Contain("at most 480 fits here"));
+        Assert.That((e.MaxOutputTokens, e.MaxSequenceLength, e.BlockLength, e.LargestFit), Is.EqualTo((512, 512, 32, 480)));
         Assert.That(engine.ForwardPasses, Is.Zero);
 
         // Without MaxSequenceLength the engine's own check rejects it, as an ArgumentException too.

@@ -55,9 +55,12 @@ public class ChatClientRegistrationTests
         await using ServiceProvider provider = services.BuildServiceProvider();
         IChatClient client = provider.GetRequiredService<IChatClient>();
         var tooLong = new ChatOptions { MaxOutputTokens = TinyMaxPositions, AdditionalProperties = new() { [SaberChatOptionKeys.BlockLength] = 8 } };
-        var e = Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => client.GetResponseAsync([new ChatMessage(ChatRole.User, "x = 1\n")], tooLong));
+        var e = Assert.ThrowsAsync<ContextLengthExceededException>(() => client.GetResponseAsync([new ChatMessage(ChatRole.User, "x = 1\n")], tooLong));
         // The chat client's own check, which needs MaxSequenceLength (without it the engine refuses G instead).
-        Assert.That(e!.Message, Does.Contain($"the model takes at most {TinyMaxPositions}"));
+        Assert.That(e!.MaxSequenceLength, Is.EqualTo(TinyMaxPositions));
+        Assert.That(e.Message, Does.Contain($"the model takes at most {TinyMaxPositions}"));
+        // The largest fit: whole blocks of 8 in what the prompt leaves of the model's positions.
+        Assert.That(e.LargestFit, Is.EqualTo((TinyMaxPositions - e.PromptTokens) / 8 * 8));
     }
 
     [Test]

@@ -41,7 +41,7 @@ public class ErrorTests
 
     [Test]
     public async Task AMissingFieldIs400() =>
-        await ErrorAsync(await server.PostAsync("/v1/completions", """{"model": "tiny"}"""), HttpStatusCode.BadRequest, "prompt", null);
+        await ErrorAsync(await server.PostAsync("/v1/completions", """{"model": "tiny"}"""), HttpStatusCode.BadRequest, "prompt", "missing_required_parameter");
 
     [Test]
     public async Task AnUnknownModelIs404()
@@ -50,21 +50,21 @@ public class ErrorTests
         Assert.That(error.GetProperty("message").GetString(), Does.Contain("tiny"), "names the served models");
     }
 
-    [TestCase(", \"strategy\": \"greedy\"", "strategy")]
-    [TestCase(", \"variant\": \"other\"", "variant")]
-    [TestCase(", \"strategy\": \"low-confidence\", \"metric\": \"loudest\"", "metric")]
-    [TestCase(", \"strategy\": \"threshold\", \"threshold\": 1.5", "threshold")]
-    [TestCase(", \"strategy\": \"threshold\", \"steps\": 4", "steps")]
-    [TestCase(", \"strategy\": \"factor\", \"factor\": 0", "factor")]
-    [TestCase(", \"strategy\": \"threshold\", \"factor\": 2", "factor")]
-    [TestCase(", \"block_length\": 0", "block_length")]
-    [TestCase(", \"n\": \"two\"", "n")]
-    [TestCase(", \"temperature\": -1", "temperature")]
-    [TestCase(", \"seed\": 1.5", "seed")]
-    [TestCase(", \"stream\": \"yes\"", "stream")]
-    public async Task BadSamplerValuesAre400NamingTheField(string extra, string param)
+    [TestCase(", \"strategy\": \"greedy\"", "strategy", "invalid_value")]
+    [TestCase(", \"variant\": \"other\"", "variant", "invalid_value")]
+    [TestCase(", \"strategy\": \"low-confidence\", \"metric\": \"loudest\"", "metric", "invalid_value")]
+    [TestCase(", \"strategy\": \"threshold\", \"threshold\": 1.5", "threshold", "invalid_value")]
+    [TestCase(", \"strategy\": \"threshold\", \"steps\": 4", "steps", "invalid_value")]
+    [TestCase(", \"strategy\": \"factor\", \"factor\": 0", "factor", "invalid_value")]
+    [TestCase(", \"strategy\": \"threshold\", \"factor\": 2", "factor", "invalid_value")]
+    [TestCase(", \"block_length\": 0", "block_length", "invalid_value")]
+    [TestCase(", \"min_tokens_per_step\": \"two\"", "min_tokens_per_step", "invalid_value")]
+    [TestCase(", \"temperature\": -1", "temperature", "invalid_value")]
+    [TestCase(", \"seed\": 1.5", "seed", "invalid_type")]
+    [TestCase(", \"stream\": \"yes\"", "stream", "invalid_type")]
+    public async Task BadSamplerValuesAre400NamingTheField(string extra, string param, string code)
     {
-        JsonElement error = await ErrorAsync(await server.PostAsync("/v1/chat/completions", Chat(extra)), HttpStatusCode.BadRequest, param, null);
+        JsonElement error = await ErrorAsync(await server.PostAsync("/v1/chat/completions", Chat(extra)), HttpStatusCode.BadRequest, param, code);
         Assert.That(error.GetProperty("message").GetString(), Does.Contain(param).And.Not.Contain("AdditionalProperties"));
     }
 

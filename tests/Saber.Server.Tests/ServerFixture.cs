@@ -27,7 +27,14 @@ internal sealed class TestSaberServer : IAsyncDisposable
     public static Task<TestSaberServer> StartAsync(params (string Key, string Value)[] settings) =>
         StartAsync(configureTiny: true, settings);
 
-    public static async Task<TestSaberServer> StartAsync(bool configureTiny, params (string Key, string Value)[] settings)
+    public static Task<TestSaberServer> StartAsync(bool configureTiny, params (string Key, string Value)[] settings) =>
+        StartAsync(configureTiny, configure: null, settings);
+
+    /// <summary>The server with <paramref name="configure"/> run on its builder before it is built (a log capture).</summary>
+    public static Task<TestSaberServer> StartAsync(Action<WebApplicationBuilder> configure, params (string Key, string Value)[] settings) =>
+        StartAsync(configureTiny: true, configure, settings);
+
+    private static async Task<TestSaberServer> StartAsync(bool configureTiny, Action<WebApplicationBuilder>? configure, params (string Key, string Value)[] settings)
     {
         WebApplicationBuilder builder = SaberServer.CreateBuilder([]);
         var values = new Dictionary<string, string?> { ["Server:IntraOpThreads"] = "1" };
@@ -36,8 +43,18 @@ internal sealed class TestSaberServer : IAsyncDisposable
         builder.Configuration.AddInMemoryCollection(values);
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.WebHost.UseTestServer();
+        configure?.Invoke(builder);
         WebApplication app = SaberServer.Build(builder);
-        await app.StartAsync();
+        try
+        {
+            await app.StartAsync();
+        }
+        catch
+        {
+            // A refused start (a bad setting, a non-loopback address without keys) may have bound a port already.
+            await app.DisposeAsync();
+            throw;
+        }
         return new TestSaberServer(app);
     }
 

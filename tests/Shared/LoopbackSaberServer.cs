@@ -32,7 +32,13 @@ internal sealed class LoopbackSaberServer : IAsyncDisposable
     public SaberEngine TinyEngine => App.Services.GetRequiredService<ServedModels>().All.Single(m => m.Id == "tiny").Engine;
 
     /// <summary>Starts the server on 127.0.0.1 at a port the OS picks, with <paramref name="settings"/> over the defaults.</summary>
-    public static async Task<LoopbackSaberServer> StartAsync(params (string Key, string Value)[] settings)
+    public static Task<LoopbackSaberServer> StartAsync(params (string Key, string Value)[] settings) => StartAsync(configure: null, settings);
+
+    /// <summary>
+    /// <see cref="StartAsync(ValueTuple{string, string}[])"/>, with <paramref name="configure"/> run on the builder before it
+    /// is built (a log capture, a Kestrel endpoint).
+    /// </summary>
+    public static async Task<LoopbackSaberServer> StartAsync(Action<WebApplicationBuilder>? configure, params (string Key, string Value)[] settings)
     {
         // As `saber serve --urls http://127.0.0.1:0` builds it.
         WebApplicationBuilder builder = SaberServer.CreateBuilder(["--urls", "http://127.0.0.1:0"]);
@@ -44,8 +50,18 @@ internal sealed class LoopbackSaberServer : IAsyncDisposable
         foreach (var (key, value) in settings) values[key] = value;
         builder.Configuration.AddInMemoryCollection(values);
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        configure?.Invoke(builder);
         WebApplication app = SaberServer.Build(builder);
-        await app.StartAsync();
+        try
+        {
+            await app.StartAsync();
+        }
+        catch
+        {
+            // A refused start (a bad setting, a non-loopback address without keys) may have bound a port already.
+            await app.DisposeAsync();
+            throw;
+        }
         return new LoopbackSaberServer(app, new Uri(app.Urls.Single()));
     }
 
