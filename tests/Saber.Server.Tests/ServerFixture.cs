@@ -7,6 +7,8 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
+using Saber.Tests.Shared;
+
 namespace Saber.Server.Tests;
 
 /// <summary>The server on a TestServer, serving the shipped models/tiny as "tiny".</summary>
@@ -36,25 +38,14 @@ internal sealed class TestSaberServer : IAsyncDisposable
 
     private static async Task<TestSaberServer> StartAsync(bool configureTiny, Action<WebApplicationBuilder>? configure, params (string Key, string Value)[] settings)
     {
-        WebApplicationBuilder builder = SaberServer.CreateBuilder([]);
-        var values = new Dictionary<string, string?> { ["Server:IntraOpThreads"] = "1" };
+        var values = new Dictionary<string, string?>();
         if (configureTiny) values["Server:Models:tiny"] = TinyDirectory;
         foreach (var (key, value) in settings) values[key] = value;
-        builder.Configuration.AddInMemoryCollection(values);
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        builder.WebHost.UseTestServer();
-        configure?.Invoke(builder);
-        WebApplication app = SaberServer.Build(builder);
-        try
+        WebApplication app = await SaberTestHost.StartAsync([], values, builder =>
         {
-            await app.StartAsync();
-        }
-        catch
-        {
-            // A refused start (a bad setting, a non-loopback address without keys) may have bound a port already.
-            await app.DisposeAsync();
-            throw;
-        }
+            builder.WebHost.UseTestServer();
+            configure?.Invoke(builder);
+        });
         return new TestSaberServer(app);
     }
 

@@ -41,13 +41,28 @@ internal sealed class LoopbackSaberServer : IAsyncDisposable
     public static async Task<LoopbackSaberServer> StartAsync(Action<WebApplicationBuilder>? configure, params (string Key, string Value)[] settings)
     {
         // As `saber serve --urls http://127.0.0.1:0` builds it.
-        WebApplicationBuilder builder = SaberServer.CreateBuilder(["--urls", "http://127.0.0.1:0"]);
-        var values = new Dictionary<string, string?>
-        {
-            ["Server:Models:tiny"] = Path.Combine(AppContext.BaseDirectory, "models", "tiny"),
-            ["Server:IntraOpThreads"] = "1",
-        };
+        var values = new Dictionary<string, string?> { ["Server:Models:tiny"] = Path.Combine(AppContext.BaseDirectory, "models", "tiny") };
         foreach (var (key, value) in settings) values[key] = value;
+        WebApplication app = await SaberTestHost.StartAsync(["--urls", "http://127.0.0.1:0"], values, configure);
+        return new LoopbackSaberServer(app, new Uri(app.Urls.Single()));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Client.Dispose();
+        await App.StopAsync();
+        await App.DisposeAsync();
+    }
+}
+
+/// <summary>How the server's test fixtures build and start the application: its settings over one ONNX Runtime thread, warnings and above logged.</summary>
+internal static class SaberTestHost
+{
+    public static async Task<WebApplication> StartAsync(string[] args, Dictionary<string, string?> settings, Action<WebApplicationBuilder>? configure)
+    {
+        WebApplicationBuilder builder = SaberServer.CreateBuilder(args);
+        var values = new Dictionary<string, string?>(settings);
+        values.TryAdd("Server:IntraOpThreads", "1");
         builder.Configuration.AddInMemoryCollection(values);
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         configure?.Invoke(builder);
@@ -62,13 +77,6 @@ internal sealed class LoopbackSaberServer : IAsyncDisposable
             await app.DisposeAsync();
             throw;
         }
-        return new LoopbackSaberServer(app, new Uri(app.Urls.Single()));
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        Client.Dispose();
-        await App.StopAsync();
-        await App.DisposeAsync();
+        return app;
     }
 }
