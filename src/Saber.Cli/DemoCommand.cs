@@ -70,7 +70,7 @@ internal static class DemoCommand
         ILoggerFactory logging, CancellationToken cancellationToken)
     {
         Saber.Onnx.IModelTokenizer tokenizer = model.Tokenizer;
-        List<EvalProblem> problems = Evaluation.ReadSet(setPath);
+        List<EvalProblem> problems = TaskFile.Read(setPath).Problems;
         var saber = new DecodeOptions { GenerationLength = g, BlockLength = k, Strategy = new SaberStrategy(), Trace = true };
         var sampler = new CpuSampler(logging.CreateLogger<CpuSampler>());
         // The first candidate alone (it usually re-masks), then the rest as one batch (a batch decodes each row as it would
@@ -87,7 +87,7 @@ internal static class DemoCommand
         int[] canvas = await ShowStepsAsync(sampler.DecodeStepsAsync(model.Denoiser, [prompt], saber with { Trace = false }, cancellationToken), prompt.Length, color,
             id => tokenizer.EndOfTextIds.Contains(id) ? EndOfText : tokenizer.Decode([id]), stdout);
         string text = tokenizer.Decode(canvas.AsSpan(prompt.Length));
-        stdout.WriteLine($"decoded {text}: {(text == problem.Answer ? "right" : $"wrong (the answer is {problem.Answer})")}");
+        stdout.WriteLine($"decoded {text}: {(problem.Checker.Accepts(text) ? "right" : $"wrong (the answer is {problem.Answer})")}");
         stdout.WriteLine();
 
         List<EvalProblem> subset = problems.Take(TableProblems).ToList();

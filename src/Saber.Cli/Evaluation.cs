@@ -1,26 +1,34 @@
 using System.Diagnostics;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using Saber.Onnx;
 using Saber.Service;
 
 namespace Saber.Cli;
 
-/// <summary>One held-out problem: the prompt, and the answer the decoded text must equal exactly.</summary>
-internal sealed record EvalProblem(string Prompt, string Answer);
-
 /// <summary>One strategy's row of the table (the <c>--json</c> field names are those of the format).</summary>
 /// <param name="Cache">The cache policy every decode of the row ran with (<c>none</c>, <c>prefix</c>, <c>dual</c>).</param>
 /// <param name="MeanForwardFlops">Model FLOPs computed per problem, on average; null when the model does not report FLOPs.</param>
 /// <param name="TotalForwardFlops">Model FLOPs computed for the whole set; null when the model does not report FLOPs.</param>
+/// <param name="ByDifficulty">The accuracy of each difficulty, in the order the difficulties first appear among the problems;
+/// null when no problem has one.</param>
 internal sealed record EvalRow(string Strategy, string? Variant, string Label, int Problems, int Correct, double MeanNfe, int MaxNfe,
-    double WallMs, double TokensPerSecond, string Cache = "none", double? MeanForwardFlops = null, long? TotalForwardFlops = null)
+    double WallMs, double TokensPerSecond, string Cache = "none", double? MeanForwardFlops = null, long? TotalForwardFlops = null,
+    IReadOnlyList<DifficultyScore>? ByDifficulty = null)
 {
     public double Accuracy => Problems == 0 ? 0 : (double)Correct / Problems;
 }
 
+/// <summary>The problems of one difficulty in a row, and how many of them were right.</summary>
+internal sealed record DifficultyScore(string Difficulty, int Correct, int Problems)
+{
+    /// <summary>Correct / problems.</summary>
+    public double Accuracy => Problems == 0 ? 0 : (double)Correct / Problems;
+}
+
 /// <summary>
-/// Exact-match evaluation of a model on a held-out set, strategy by strategy: the rows of the paper's Table 1 and its
-/// ablations in miniature (<c>saber eval</c>, the demo's comparison, the regression guard).
+/// Evaluation of a model on a held-out task file (each problem scored by its checker), strategy by strategy: the rows of
+/// the paper's Table 1 and its ablations in miniature (<c>saber eval</c>, the demo's comparison, the regression guard).
 /// </summary>
 internal static class Evaluation
 {
@@ -37,36 +45,6 @@ internal static class Evaluation
         ("saber fixed-threshold 0.9", new SaberStrategy(FixedThreshold: 0.9f)),
     ];
 
-    /// <summary>The problems of a JSON-lines file, one <c>{"prompt": "...", "answer": "..."}</c> per line; blank lines skipped.</summary>
-    public static List<EvalProblem> ReadSet(string path)
-    {
-        if (!File.Exists(path))
-            throw new FileNotFoundException($"The problem set {path} does not exist.", path);
-        var problems = new List<EvalProblem>();
-        int number = 0;
-        foreach (string line in File.ReadLines(path))
-        {
-            number++;
-            if (string.IsNullOrWhiteSpace(line)) continue;
-            try
-            {
-                using JsonDocument json = JsonDocument.Parse(line);
-                string? prompt = json.RootElement.TryGetProperty("prompt", out JsonElement p) && p.ValueKind == JsonValueKind.String ? p.GetString() : null;
-                string? answer = json.RootElement.TryGetProperty("answer", out JsonElement a) && a.ValueKind == JsonValueKind.String ? a.GetString() : null;
-                if (prompt is null || answer is null)
-                    throw new InvalidDataException($"{path}:{number}: expected an object with the strings \"prompt\" and \"answer\".");
-                problems.Add(new EvalProblem(prompt, answer));
-            }
-            catch (JsonException e)
-            {
-                throw new InvalidDataException($"{path}:{number}: not JSON ({e.Message}).", e);
-            }
-        }
-        if (problems.Count == 0)
-            throw new InvalidDataException($"{path} holds no problems.");
-        return problems;
-    }
-
     /// <summary>The strategy's name and variant as the JSON rows give them.</summary>
     public static (string Strategy, string? Variant) Name(DecodingStrategy strategy) => strategy switch
     {
@@ -79,7 +57,7 @@ internal static class Evaluation
 
     /// <summary>
     /// Decodes every problem with one strategy through a <see cref="SaberEngine"/> (continuous batching, at most
-    /// <paramref name="batch"/> problems per forward pass) and scores the text up to the first end-of-text against the answer.
+    /// <paramref name="batch"/> problems per forward pass) and scores the text up to the first end-of-text with the problem's checker.
     /// Problem <c>i</c> (0-based, in set order) decodes with seed <c>options.Seed + i</c>, and the engine keys a request's
     /// draws by its own steps, so every figure but the wall time is independent of the batch size and of <c>--limit</c>.
     /// <paramref name="progress"/> gets the number of problems done.
@@ -103,11 +81,40 @@ internal static class Evaluation
             return result;
         }));
         double seconds = clock.Elapsed.TotalSeconds;
-        int correct = results.Where((s, i) => tokenizer.Decode(s.Tokens) == problems[i].Answer).Count();
+        bool[] right = results.Select((s, i) => IsRight(problems[i], tokenizer.Decode(s.Tokens))).ToArray();
+        int correct = right.Count(r => r);
         var (strategy, variant) = Name(options.Strategy);
         long? flops = results.Any(s => s.ForwardFlops is null) ? null : results.Sum(s => s.ForwardFlops!.Value);
         return new EvalRow(strategy, variant, label, problems.Count, correct, results.Average(s => (double)s.Nfe), results.Max(s => s.Nfe),
             seconds * 1000, seconds > 0 ? (double)options.GenerationLength * problems.Count / seconds : 0,
-            CacheOptions.Name(options.Cache.Policy), (double?)flops / problems.Count, flops);
+            CacheOptions.Name(options.Cache.Policy), (double?)flops / problems.Count, flops, ByDifficulty(problems, right));
+    }
+
+    /// <summary>Whether the checker accepts the text; a regex that runs out of time is an error naming the problem's line.</summary>
+    private static bool IsRight(EvalProblem problem, string text)
+    {
+        try
+        {
+            return problem.Checker.Accepts(text);
+        }
+        catch (RegexMatchTimeoutException e)
+        {
+            throw new InvalidDataException($"{problem.Location}: the regex \"{problem.Answer}\" ran longer than {e.MatchTimeout.TotalSeconds} s " +
+                $"on the decoded text {JsonSerializer.Serialize(text)}; simplify the pattern.", e);
+        }
+    }
+
+    /// <summary>The score per difficulty, in order of first appearance; problems without one count only in the row's accuracy.</summary>
+    private static List<DifficultyScore>? ByDifficulty(IReadOnlyList<EvalProblem> problems, bool[] right)
+    {
+        var order = new List<string>();
+        var counts = new Dictionary<string, (int Correct, int Problems)>(StringComparer.Ordinal);
+        for (int i = 0; i < problems.Count; i++)
+        {
+            if (problems[i].Difficulty is not string difficulty) continue;
+            if (!counts.TryGetValue(difficulty, out var count)) order.Add(difficulty);
+            counts[difficulty] = (count.Correct + (right[i] ? 1 : 0), count.Problems + 1);
+        }
+        return order.Count == 0 ? null : order.Select(d => new DifficultyScore(d, counts[d].Correct, counts[d].Problems)).ToList();
     }
 }

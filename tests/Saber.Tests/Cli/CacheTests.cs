@@ -130,7 +130,7 @@ public class CacheTests
     public async Task EvaluationWithACacheDecodesEveryProblemWithItAndReportsThePolicyAndFlops()
     {
         using LocalModel model = LocalModel.Open(ModelArguments.ShippedModel("addition"));
-        List<EvalProblem> problems = Evaluation.ReadSet(Path.Combine(ModelArguments.ShippedModel("addition"), "test.jsonl"))[..6];
+        List<EvalProblem> problems = TaskFile.Read(Path.Combine(ModelArguments.ShippedModel("addition"), "test.jsonl")).Problems[..6];
         var denoiser = new WindowedDenoiser(model.Denoiser);
         var options = new DecodeOptions { GenerationLength = 16, Strategy = new SaberStrategy(), Cache = new CacheOptions(CachePolicy.Dual, RefreshEvery: 4) };
 
