@@ -16,8 +16,9 @@ to 9 with probability 1/2 per pair, so long carry chains are common, not 1 in 10
 
     python3 tools/addition_task.py --test-set models/addition/test.jsonl [--count 1000] [--seed 20261130]
 
-writes the held-out set, one JSON object per line: {"prompt": "...", "answer": "..."}. The training
-script draws its problems from another seed and skips every problem of the test set.
+writes the held-out set in saber eval's task-file format, one JSON object per line:
+{"prompt": "...", "answer": "...", "checker": "exact"}. The training script draws its problems from another
+seed and skips every problem of the test set.
 """
 import argparse
 import json
@@ -69,7 +70,7 @@ def main():
         assert check(prompt, answer)
     with open(args.test_set, "w") as f:
         for prompt, answer in problems:
-            f.write(json.dumps({"prompt": prompt, "answer": answer}) + "\n")
+            f.write(json.dumps({"prompt": prompt, "answer": answer, "checker": "exact"}) + "\n")
     print("wrote %d problems to %s (seed %d)" % (len(problems), args.test_set, args.seed))
 
 
