@@ -18,7 +18,8 @@ givens: easy 40-45, medium 32-37, hard 26-30 (fewer givens, longer chains of ded
     python3 tools/sudoku_task.py --pool build/sudoku/pool.jsonl --count 3000 [--seed 1]
 
 --test-set writes the held-out set in saber eval's task-file format, one JSON object per line:
-{"prompt", "answer", "checker": "sudoku", "difficulty"}. --pool writes training puzzles (the trainer draws
+{"prompt", "answer", "checker": "sudoku", "difficulty", "gen_length": 81} (gen_length: saber eval decodes 81
+positions without a --gen-length). --pool writes training puzzles (the trainer draws
 from such a pool and applies symmetries that keep a puzzle's solution unique: digit relabelling, row and
 column swaps within a band or stack, band and stack swaps, transposition).
 """
@@ -217,7 +218,8 @@ def read_test_set(path):
 def write(path, puzzles):
     with open(path, "w") as f:
         for prompt, answer, difficulty in puzzles:
-            f.write(json.dumps({"prompt": prompt, "answer": answer, "checker": "sudoku", "difficulty": difficulty}) + "\n")
+            f.write(json.dumps({"prompt": prompt, "answer": answer, "checker": "sudoku", "difficulty": difficulty,
+                                "gen_length": ANSWER_LENGTH}) + "\n")
 
 
 def main():

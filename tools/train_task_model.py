@@ -93,7 +93,8 @@ class Sudoku:
         return sudoku_task.check(prompt, text)
 
     def test_rows(self):
-        return [{"prompt": p, "answer": a, "checker": "sudoku", "difficulty": self.difficulty[p]} for p, a in self.held_out]
+        return [{"prompt": p, "answer": a, "checker": "sudoku", "difficulty": self.difficulty[p], "gen_length": sudoku_task.ANSWER_LENGTH}
+                for p, a in self.held_out]
 
 
 TASKS = {"addition": Addition, "sudoku": Sudoku}
