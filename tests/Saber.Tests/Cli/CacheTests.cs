@@ -73,7 +73,12 @@ public class CacheTests
         for (int b = 0; b < 2; b++)
         {
             JsonElement root = JsonDocument.Parse(lines[b]).RootElement;
-            Assert.That(root.EnumerateObject().Select(p => p.Name), Is.EqualTo(new[] { "prompt_ids", "ids", "text", "nfe", "cache", "forward_flops" }));
+            Assert.That(root.EnumerateObject().Select(p => p.Name), Is.EqualTo(new[]
+                { "prompt_ids", "ids", "text", "nfe", "cache", "forward_flops", "remasks", "remasks_changed", "positions_remasked_twice" }));
+            RemaskStatistics remasks = expected.Sequences[b].RemaskStatistics!;
+            Assert.That(root.GetProperty("remasks").GetInt32(), Is.EqualTo(remasks.Remasks));
+            Assert.That(root.GetProperty("remasks_changed").GetInt32(), Is.EqualTo(remasks.RemasksChanged));
+            Assert.That(root.GetProperty("positions_remasked_twice").GetInt32(), Is.EqualTo(remasks.PositionsRemaskedTwice));
             Assert.That(root.GetProperty("ids").EnumerateArray().Select(t => t.GetInt32()), Is.EqualTo(expected.Sequences[b].Tokens.ToArray()));
             Assert.That(root.GetProperty("nfe").GetInt32(), Is.EqualTo(expected.Sequences[b].Nfe));
             Assert.That(root.GetProperty("cache").ValueKind, Is.EqualTo(JsonValueKind.Null));
@@ -109,7 +114,7 @@ public class CacheTests
 
         JsonElement root = JsonDocument.Parse(GenerateCommand.ResultJson(prompt, result, "text")).RootElement;
         Assert.That(root.EnumerateObject().Select(p => p.Name),
-            Is.EqualTo(new[] { "prompt_ids", "ids", "text", "nfe", "cache", "forward_flops", "cache_statistics" }));
+            Is.EqualTo(new[] { "prompt_ids", "ids", "text", "nfe", "cache", "forward_flops", "remasks", "remasks_changed", "positions_remasked_twice", "cache_statistics" }));
         Assert.That(root.GetProperty("cache").GetString(), Is.EqualTo("dual"));
         JsonElement statistics = root.GetProperty("cache_statistics");
         long computed = statistics.GetProperty("computed_positions").GetInt64();
