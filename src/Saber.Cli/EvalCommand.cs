@@ -15,8 +15,9 @@ internal static class EvalCommand
         "Decodes each problem of the set with every strategy (low-confidence S=G and S=G/2, Fast-dLLM's threshold 0.9 and\n" +
         "factor rule (F = 1), Saber reference and paper, Saber without backtracking, Saber with a fixed threshold 0.9) and prints, per strategy, exact-match\n" +
         "accuracy (the decoded text up to the first end-of-text equals the answer), mean and max NFE, forward FLOPs (mean\n" +
-        "per problem and total; - or null when the model does not report them), wall time and generated positions per\n" +
-        "second; a Markdown table, or --json.\n" +
+        "per problem and total; - or null when the model does not report them), wall time, generated positions per\n" +
+        "second and Saber's re-masks over the set (re-masks, those whose position came back as a different token, positions\n" +
+        "re-masked more than once); a Markdown table, or --json.\n" +
         "  --model DIR        default: the shipped task model models/addition (models/addition/README.md)\n" +
         "  --set FILE         JSON lines of {\"prompt\": ..., \"answer\": ...} (default: test.jsonl in the model directory)\n" +
         "  --limit N          the first N problems only\n" +
@@ -122,6 +123,11 @@ internal static class EvalCommand
                 else json.WriteNull("mean_forward_flops");
                 if (row.TotalForwardFlops is long total) json.WriteNumber("forward_flops", total);
                 else json.WriteNull("forward_flops");
+                json.WriteNumber("remasks", row.Remasks);
+                json.WriteNumber("remasks_changed", row.RemasksChanged);
+                json.WriteNumber("positions_remasked_twice", row.PositionsRemaskedTwice);
+                if (row.RemasksChangedShare is double share) json.WriteNumber("remasks_changed_share", share);
+                else json.WriteNull("remasks_changed_share");
                 json.WriteNumber("wall_ms", Math.Round(row.WallMs, 1));
                 json.WriteNumber("tokens_per_s", Math.Round(row.TokensPerSecond, 1));
                 json.WriteEndObject();
@@ -140,14 +146,20 @@ internal static class EvalCommand
         stdout.WriteLine($"saber eval: {model}, {problems} problems ({set}), G = {g}, K = {k}, {sampling}, " +
             $"{StrategyArguments.DescribeCache(cache ?? CacheOptions.None)}, batch {batch}, CPU (ONNX Runtime)");
         stdout.WriteLine();
-        stdout.WriteLine("| strategy | accuracy | mean NFE | max NFE | NFE vs low-confidence S=G | cache | FLOPs/problem | FLOPs | wall ms | tokens/s |");
-        stdout.WriteLine("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|");
+        stdout.WriteLine("| strategy | accuracy | mean NFE | max NFE | NFE vs low-confidence S=G | cache | FLOPs/problem | FLOPs | wall ms | tokens/s | " +
+            "re-masks | changed | re-masked twice |");
+        stdout.WriteLine("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|");
         double baseline = rows[0].MeanNfe;
         foreach (EvalRow row in rows)
             stdout.WriteLine($"| {row.Label} | {row.Accuracy.ToString("F3", inv)} ({row.Correct}/{row.Problems}) | {row.MeanNfe.ToString("F2", inv)} | {row.MaxNfe} | " +
                 $"{(row.MeanNfe / baseline).ToString("F2", inv)}x | {row.Cache} | {StrategyArguments.Flops(row.MeanForwardFlops)} | " +
-                $"{StrategyArguments.Flops(row.TotalForwardFlops)} | {row.WallMs.ToString("F0", inv)} | {row.TokensPerSecond.ToString("F0", inv)} |");
+                $"{StrategyArguments.Flops(row.TotalForwardFlops)} | {row.WallMs.ToString("F0", inv)} | {row.TokensPerSecond.ToString("F0", inv)} | " +
+                $"{row.Remasks} | {Changed(row)} | {row.PositionsRemaskedTwice} |");
     }
+
+    /// <summary>Re-masks whose token changed, with their share of the re-masks ("0" without re-masks).</summary>
+    private static string Changed(EvalRow row) =>
+        row.RemasksChangedShare is double share ? $"{row.RemasksChanged} ({(share * 100).ToString("F1", CultureInfo.InvariantCulture)}%)" : "0";
 
     /// <summary>
     /// Progress on stderr: a bar redrawn in place on a terminal; where stderr is redirected (a log, CI), one line per

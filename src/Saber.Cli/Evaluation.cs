@@ -12,10 +12,17 @@ internal sealed record EvalProblem(string Prompt, string Answer);
 /// <param name="Cache">The cache policy every decode of the row ran with (<c>none</c>, <c>prefix</c>, <c>dual</c>).</param>
 /// <param name="MeanForwardFlops">Model FLOPs computed per problem, on average; null when the model does not report FLOPs.</param>
 /// <param name="TotalForwardFlops">Model FLOPs computed for the whole set; null when the model does not report FLOPs.</param>
+/// <param name="Remasks">Re-masks over the set (<see cref="RemaskStatistics.Remasks"/> summed).</param>
+/// <param name="RemasksChanged">Of those, re-masks whose position came back as a different token.</param>
+/// <param name="PositionsRemaskedTwice">Positions re-masked more than once, over the set.</param>
 internal sealed record EvalRow(string Strategy, string? Variant, string Label, int Problems, int Correct, double MeanNfe, int MaxNfe,
-    double WallMs, double TokensPerSecond, string Cache = "none", double? MeanForwardFlops = null, long? TotalForwardFlops = null)
+    double WallMs, double TokensPerSecond, string Cache = "none", double? MeanForwardFlops = null, long? TotalForwardFlops = null,
+    long Remasks = 0, long RemasksChanged = 0, long PositionsRemaskedTwice = 0)
 {
     public double Accuracy => Problems == 0 ? 0 : (double)Correct / Problems;
+
+    /// <summary>The share of re-masks whose token changed; null without re-masks.</summary>
+    public double? RemasksChangedShare => Remasks == 0 ? null : (double)RemasksChanged / Remasks;
 }
 
 /// <summary>
@@ -106,8 +113,11 @@ internal static class Evaluation
         int correct = results.Where((s, i) => tokenizer.Decode(s.Tokens) == problems[i].Answer).Count();
         var (strategy, variant) = Name(options.Strategy);
         long? flops = results.Any(s => s.ForwardFlops is null) ? null : results.Sum(s => s.ForwardFlops!.Value);
+        // The engine counts re-masks for every request.
+        RemaskStatistics[] remasks = results.Select(s => s.RemaskStatistics!).ToArray();
         return new EvalRow(strategy, variant, label, problems.Count, correct, results.Average(s => (double)s.Nfe), results.Max(s => s.Nfe),
             seconds * 1000, seconds > 0 ? (double)options.GenerationLength * problems.Count / seconds : 0,
-            CacheOptions.Name(options.Cache.Policy), (double?)flops / problems.Count, flops);
+            CacheOptions.Name(options.Cache.Policy), (double?)flops / problems.Count, flops,
+            remasks.Sum(r => (long)r.Remasks), remasks.Sum(r => (long)r.RemasksChanged), remasks.Sum(r => (long)r.PositionsRemaskedTwice));
     }
 }

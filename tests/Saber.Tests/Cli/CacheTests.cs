@@ -184,7 +184,7 @@ public class CacheTests
             string[] lines = markdown.Out.Split('\n');
             Assert.That(lines[0], Does.Contain(", cache none, batch 64,"));
             Assert.That(lines.Where(l => l.StartsWith("| low-confidence S=G |", StringComparison.Ordinal)).Single(),
-                Does.Match(@"^\| low-confidence S=G \| [^|]+ \| 16\.00 \| 16 \| 1\.00x \| none \| - \| - \| \d+ \| \d+ \|$"));
+                Does.Match(@"^\| low-confidence S=G \| [^|]+ \| 16\.00 \| 16 \| 1\.00x \| none \| - \| - \| \d+ \| \d+ \| 0 \| 0 \| 0 \|$"));
         }
         finally
         {
@@ -197,11 +197,11 @@ public class CacheTests
     {
         var stdout = new StringWriter();
         EvalCommand.WriteMarkdown(stdout, "m", "set.jsonl", 2, 16, 16, 0f, 0, 64,
-            [new EvalRow("saber", "reference", "saber reference", 2, 1, 5, 6, 12.4, 100, "dual", 15_000, 30_000)],
+            [new EvalRow("saber", "reference", "saber reference", 2, 1, 5, 6, 12.4, 100, "dual", 15_000, 30_000, Remasks: 40, RemasksChanged: 1, PositionsRemaskedTwice: 3)],
             new CacheOptions(CachePolicy.Dual, 8, RemaskRefresh.Block));
         string[] lines = stdout.ToString().Split('\n');
         Assert.That(lines[0], Does.Contain(", cache dual (refresh every 8), re-masks refresh their block, batch 64,"));
-        Assert.That(lines[4].TrimEnd('\r'), Is.EqualTo("| saber reference | 0.500 (1/2) | 5.00 | 6 | 1.00x | dual | 1.50e4 | 3.00e4 | 12 | 100 |"));
+        Assert.That(lines[4].TrimEnd('\r'), Is.EqualTo("| saber reference | 0.500 (1/2) | 5.00 | 6 | 1.00x | dual | 1.50e4 | 3.00e4 | 12 | 100 | 40 | 1 (2.5%) | 3 |"));
     }
 
     [Test]
