@@ -17,7 +17,8 @@ internal static class EvalCommand
         "factor rule (F = 1), Saber reference and paper, Saber without backtracking, Saber with a fixed threshold 0.9) and prints, per strategy,\n" +
         "accuracy (each problem's checker on the decoded text up to the first end-of-text), accuracy per difficulty where the file\n" +
         "gives difficulties, mean and max NFE, forward FLOPs (mean per problem and total; - or null when the model does not report\n" +
-        "them), wall time and generated positions per second; a Markdown table, or --json.\n" +
+        "them), wall time, generated positions per second and Saber's re-masks over the set (re-masks, those whose position\n" +
+        "came back as a different token, positions re-masked more than once); a Markdown table, or --json.\n" +
         "  --model DIR        default: the shipped task model models/addition (models/addition/README.md)\n" +
         "  --tasks FILE       the task file (default: test.jsonl in the model directory); --set FILE is the same option\n" +
         "                     JSON lines, blank lines skipped, one problem per line:\n" +
@@ -158,6 +159,11 @@ internal static class EvalCommand
                 else json.WriteNull("mean_forward_flops");
                 if (row.TotalForwardFlops is long total) json.WriteNumber("forward_flops", total);
                 else json.WriteNull("forward_flops");
+                json.WriteNumber("remasks", row.Remasks);
+                json.WriteNumber("remasks_changed", row.RemasksChanged);
+                json.WriteNumber("positions_remasked_twice", row.PositionsRemaskedTwice);
+                if (row.RemasksChangedShare is double share) json.WriteNumber("remasks_changed_share", share);
+                else json.WriteNull("remasks_changed_share");
                 json.WriteNumber("wall_ms", Math.Round(row.WallMs, 1));
                 json.WriteNumber("tokens_per_s", Math.Round(row.TokensPerSecond, 1));
                 json.WriteEndObject();
@@ -199,8 +205,8 @@ internal static class EvalCommand
         // Every row scores the same problems, so the first row's difficulties are every row's.
         IReadOnlyList<DifficultyScore> difficulties = rows[0].ByDifficulty ?? [];
         string difficultyHeader = string.Concat(difficulties.Select(d => $" {d.Difficulty.Replace("|", "\\|", StringComparison.Ordinal)} |"));
-        stdout.WriteLine($"| strategy | accuracy |{difficultyHeader} mean NFE | max NFE | NFE vs low-confidence S=G | cache | FLOPs/problem | FLOPs | wall ms | tokens/s |");
-        stdout.WriteLine($"|---|---:|{string.Concat(difficulties.Select(_ => "---:|"))}---:|---:|---:|---|---:|---:|---:|---:|");
+        stdout.WriteLine($"| strategy | accuracy |{difficultyHeader} mean NFE | max NFE | NFE vs low-confidence S=G | cache | FLOPs/problem | FLOPs | wall ms | tokens/s | re-masks | changed | re-masked twice |");
+        stdout.WriteLine($"|---|---:|{string.Concat(difficulties.Select(_ => "---:|"))}---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|");
         double baseline = rows[0].MeanNfe;
         static string Score(double accuracy, int correct, int problems) => $"{accuracy.ToString("F3", CultureInfo.InvariantCulture)} ({correct}/{problems})";
         foreach (EvalRow row in rows)
@@ -208,8 +214,13 @@ internal static class EvalCommand
                 string.Concat((row.ByDifficulty ?? []).Select(d => $" {Score(d.Accuracy, d.Correct, d.Problems)} |")) +
                 $" {row.MeanNfe.ToString("F2", inv)} | {row.MaxNfe} | " +
                 $"{(row.MeanNfe / baseline).ToString("F2", inv)}x | {row.Cache} | {StrategyArguments.Flops(row.MeanForwardFlops)} | " +
-                $"{StrategyArguments.Flops(row.TotalForwardFlops)} | {row.WallMs.ToString("F0", inv)} | {row.TokensPerSecond.ToString("F0", inv)} |");
+                $"{StrategyArguments.Flops(row.TotalForwardFlops)} | {row.WallMs.ToString("F0", inv)} | {row.TokensPerSecond.ToString("F0", inv)} | " +
+                $"{row.Remasks} | {Changed(row)} | {row.PositionsRemaskedTwice} |");
     }
+
+    /// <summary>Re-masks whose token changed, with their share of the re-masks ("0" without re-masks).</summary>
+    private static string Changed(EvalRow row) =>
+        row.RemasksChangedShare is double share ? $"{row.RemasksChanged} ({(share * 100).ToString("F1", CultureInfo.InvariantCulture)}%)" : "0";
 
     /// <summary>
     /// Progress on stderr: a bar redrawn in place on a terminal; where stderr is redirected (a log, CI), one line per

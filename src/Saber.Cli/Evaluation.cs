@@ -12,11 +12,17 @@ namespace Saber.Cli;
 /// <param name="TotalForwardFlops">Model FLOPs computed for the whole set; null when the model does not report FLOPs.</param>
 /// <param name="ByDifficulty">The accuracy of each difficulty, in the order the difficulties first appear among the problems;
 /// null when no problem has one.</param>
+/// <param name="Remasks">Re-masks over the set (<see cref="RemaskStatistics.Remasks"/> summed).</param>
+/// <param name="RemasksChanged">Of those, re-masks whose position came back as a different token.</param>
+/// <param name="PositionsRemaskedTwice">Positions re-masked more than once, over the set.</param>
 internal sealed record EvalRow(string Strategy, string? Variant, string Label, int Problems, int Correct, double MeanNfe, int MaxNfe,
     double WallMs, double TokensPerSecond, string Cache = "none", double? MeanForwardFlops = null, long? TotalForwardFlops = null,
-    IReadOnlyList<DifficultyScore>? ByDifficulty = null)
+    IReadOnlyList<DifficultyScore>? ByDifficulty = null, long Remasks = 0, long RemasksChanged = 0, long PositionsRemaskedTwice = 0)
 {
     public double Accuracy => Problems == 0 ? 0 : (double)Correct / Problems;
+
+    /// <summary>The share of re-masks whose token changed; null without re-masks.</summary>
+    public double? RemasksChangedShare => Remasks == 0 ? null : (double)RemasksChanged / Remasks;
 }
 
 /// <summary>The problems of one difficulty in a row, and how many of them were right.</summary>
@@ -85,9 +91,12 @@ internal static class Evaluation
         int correct = right.Count(r => r);
         var (strategy, variant) = Name(options.Strategy);
         long? flops = results.Any(s => s.ForwardFlops is null) ? null : results.Sum(s => s.ForwardFlops!.Value);
+        // The engine counts re-masks for every request.
+        RemaskStatistics[] remasks = results.Select(s => s.RemaskStatistics!).ToArray();
         return new EvalRow(strategy, variant, label, problems.Count, correct, results.Average(s => (double)s.Nfe), results.Max(s => s.Nfe),
             seconds * 1000, seconds > 0 ? (double)options.GenerationLength * problems.Count / seconds : 0,
-            CacheOptions.Name(options.Cache.Policy), (double?)flops / problems.Count, flops, ByDifficulty(problems, right));
+            CacheOptions.Name(options.Cache.Policy), (double?)flops / problems.Count, flops, ByDifficulty(problems, right),
+            remasks.Sum(r => (long)r.Remasks), remasks.Sum(r => (long)r.RemasksChanged), remasks.Sum(r => (long)r.PositionsRemaskedTwice));
     }
 
     /// <summary>Whether the checker accepts the text; a regex that runs out of time is an error naming the problem's line.</summary>

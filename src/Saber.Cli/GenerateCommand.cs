@@ -18,8 +18,9 @@ internal static class GenerateCommand
         "  --prompt-ids IDS   token ids instead of prompt text: comma-separated, ';' between prompts (\"1,2,3;4,5\")\n" +
         "  --json             one JSON object per prompt on stdout: prompt_ids, ids (all G generated positions,\n" +
         "                     not cut at end-of-text), text (up to the first end-of-text), nfe, cache (the policy;\n" +
-        "                     null without one), forward_flops (null when the model does not report FLOPs) and,\n" +
-        "                     with a cache, cache_statistics\n" +
+        "                     null without one), forward_flops (null when the model does not report FLOPs),\n" +
+        "                     remasks, remasks_changed, positions_remasked_twice (Saber's re-masks; null on the GPU\n" +
+        "                     without progress) and, with a cache, cache_statistics\n" +
         "  --no-progress      no step-by-step progress on stderr\n" +
         "Prints each prompt followed by its completion (up to the first end-of-text) on stdout, then NFE, the cache,\n" +
         "forward FLOPs (all prompts; - when unknown), wall time and tokens/s on stderr.";
@@ -99,16 +100,18 @@ internal static class GenerateCommand
             if (progress)
             {
                 var nfe = new int[prompts.Length];
+                var remasks = new RemaskStatistics?[prompts.Length];
                 await foreach (DecodeStepUpdate update in sampler.DecodeStepsAsync(gpu.Denoiser, prompts, options, cancellationToken))
                 {
                     foreach (SequenceStep s in update.Sequences)
                     {
                         canvases[s.Sequence] = s.Canvas;
                         nfe[s.Sequence] = update.Step;
+                        remasks[s.Sequence] = s.RemaskStatistics;
                     }
                     Progress(update.Step);
                 }
-                results = canvases.Select((c, b) => new SequenceResult(c, prompts[b].Length, nfe[b], [])).ToArray();
+                results = canvases.Select((c, b) => new SequenceResult(c, prompts[b].Length, nfe[b], []) { RemaskStatistics = remasks[b] }).ToArray();
             }
             else
             {
@@ -171,6 +174,7 @@ internal static class GenerateCommand
                 json.WriteNull("cache");
             if (result.ForwardFlops is long flops) json.WriteNumber("forward_flops", flops);
             else json.WriteNull("forward_flops");
+            WriteRemaskStatistics(json, result.RemaskStatistics);
             if (result.Cache is { } statistics)
             {
                 json.WriteStartObject("cache_statistics");
@@ -188,5 +192,23 @@ internal static class GenerateCommand
             json.WriteEndObject();
         }
         return System.Text.Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
+    /// <summary>
+    /// <c>remasks</c>, <c>remasks_changed</c> and <c>positions_remasked_twice</c> of a result (<see cref="RemaskStatistics"/>);
+    /// null where the sampler did not count them (the CUDA sampler without a trace read back).
+    /// </summary>
+    internal static void WriteRemaskStatistics(System.Text.Json.Utf8JsonWriter json, RemaskStatistics? statistics)
+    {
+        if (statistics is null)
+        {
+            json.WriteNull("remasks");
+            json.WriteNull("remasks_changed");
+            json.WriteNull("positions_remasked_twice");
+            return;
+        }
+        json.WriteNumber("remasks", statistics.Remasks);
+        json.WriteNumber("remasks_changed", statistics.RemasksChanged);
+        json.WriteNumber("positions_remasked_twice", statistics.PositionsRemaskedTwice);
     }
 }

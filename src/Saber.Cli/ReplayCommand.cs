@@ -11,7 +11,8 @@ internal static class ReplayCommand
         "                    [--block-length K] [--device cpu|cuda] [--json] [strategy options]\n" +
         StrategyArguments.Usage + "\n" +
         "The .npy holds float32 (or float16) logits of shape [steps, P+G, V]; step t reads slice t-1.\n" +
-        "--json prints one JSON object {tokens, nfe, trace} on stdout; otherwise a readable table.\n" +
+        "--json prints one JSON object {tokens, nfe, remasks, remasks_changed, positions_remasked_twice, trace} on stdout;\n" +
+        "otherwise a readable table.\n" +
         "--device cuda decodes with libsaber_native's kernels (SABER_NATIVE_LIBRARY, or next to saber).";
 
     public static async Task<int> RunAsync(string[] argv, TextWriter stdout, TextWriter stderr, ILoggerFactory logging, CancellationToken cancellationToken)
@@ -66,6 +67,9 @@ internal static class ReplayCommand
             string remasked = string.Join(' ', step.Remasked.Select(r => string.Create(inv, $"{r.Position}:{r.Delta:F3}")));
             stdout.WriteLine($"{step.Step,5} {tau,8}  {committed}{(remasked.Length > 0 ? "  | " + remasked : "")}");
         }
+        if (sequence.RemaskStatistics is { } remasks)
+            stdout.WriteLine($"re-masks: {remasks.Remasks}, {remasks.RemasksChanged} came back as a different token, " +
+                $"{remasks.PositionsRemaskedTwice} position(s) re-masked more than once");
         stdout.WriteLine($"tokens: {string.Join(',', sequence.Tokens.ToArray())}");
         return 0;
     }

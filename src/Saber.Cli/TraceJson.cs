@@ -15,6 +15,7 @@ internal static class TraceJson
             foreach (int token in result.Tokens) json.WriteNumberValue(token);
             json.WriteEndArray();
             json.WriteNumber("nfe", result.Nfe);
+            GenerateCommand.WriteRemaskStatistics(json, result.RemaskStatistics);
             json.WriteStartArray("trace");
             foreach (StepTrace step in result.Trace)
             {

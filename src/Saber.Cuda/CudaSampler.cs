@@ -12,6 +12,10 @@ namespace Saber.Cuda;
 /// model: an <see cref="IGpuDenoiser"/> writes logits into device memory on the context's stream (the
 /// normal path: logits never reach the host, and a decode without streaming or trace waits only for
 /// the small status block each step), and a host <see cref="IDenoiser"/>, whose logits are uploaded.
+/// <para><b>Re-mask statistics.</b> The decode state stays on the device, and the native step keeps no re-mask counts:
+/// <see cref="SequenceResult.RemaskStatistics"/> and <see cref="SequenceStep.RemaskStatistics"/> are counted from the
+/// per-step trace read back (with <see cref="DecodeOptions.Trace"/>, Trace-level logging, and in every stream), and are null
+/// for a decode that read no trace.</para>
 /// </summary>
 public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler>? logger = null) : ISampler
 {
@@ -53,7 +57,10 @@ public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler
         }
         if (prompts.Count > 0 && last is null)
             throw new InvalidOperationException("the decode made no step");
-        var result = new DecodeResult(prompts.Select((p, b) => new SequenceResult(last!.Canvases[b], p.Length, last.Nfe[b], traces[b].ToArray())).ToArray(), clock.Elapsed);
+        var result = new DecodeResult(prompts.Select((p, b) => new SequenceResult(last!.Canvases[b], p.Length, last.Nfe[b], traces[b].ToArray())
+        {
+            RemaskStatistics = last.Remasks?[b].Statistics,
+        }).ToArray(), clock.Elapsed);
         if (logger.IsEnabled(LogLevel.Information))
             LogSummary(result.Sequences.Count, options.Strategy.GetType().Name, result.Sequences.Count == 0 ? 0 : result.Sequences.Average(s => s.Nfe),
                 result.Sequences.Sum(s => s.Tokens.Length), clock.Elapsed.TotalMilliseconds);
@@ -131,8 +138,11 @@ public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler
         }
     }
 
-    /// <summary>The update of a step (null when only the final state was read) and the state read after it.</summary>
-    private sealed record StepResult(DecodeStepUpdate? Update, int[][] Canvases, int[] Nfe);
+    /// <summary>
+    /// The update of a step (null when only the final state was read) and the state read after it; the re-mask counts of
+    /// every sequence when each step's trace was read, else null.
+    /// </summary>
+    private sealed record StepResult(DecodeStepUpdate? Update, int[][] Canvases, int[] Nfe, RemaskCounter[]? Remasks = null);
 
     /// <param name="everyStep">Read canvases, NFE and done flags back after every step and yield an update per step;
     /// otherwise wait only for each step's status and yield once, after the last step.</param>
@@ -145,6 +155,10 @@ public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler
         bool readEveryStep = everyStep || model.NeedsHostCanvases;
         decode.Read();   // the initial canvases; afterwards each step's read-back gives the next step's
         int[] everySequence = Enumerable.Range(0, prompts.Count).ToArray();
+        // Counted from the traces; the device keeps no counts (see the class remarks).
+        RemaskCounter[]? remasks = everyStep && readTraces
+            ? prompts.Select(p => new RemaskCounter(p.Length, options.GenerationLength)).ToArray()
+            : null;
         if (!readEveryStep)
         {
             // A device model and only the final state wanted: stay one step ahead. Step k + 1's forward pass and step are
@@ -176,12 +190,16 @@ public sealed partial class CudaSampler(CudaContext context, ILogger<CudaSampler
             {
                 var sequences = new List<SequenceStep>(active.Count);
                 foreach (int b in active)
-                    sequences.Add(new SequenceStep(b, decode.Canvas(b), readTraces ? decode.Trace(b, step) : new StepTrace(step, null, [], []), decode.Done[b]));
+                {
+                    StepTrace trace = readTraces ? decode.Trace(b, step) : new StepTrace(step, null, [], []);
+                    remasks?[b].Add(trace);
+                    sequences.Add(new SequenceStep(b, decode.Canvas(b), trace, decode.Done[b]) { RemaskStatistics = remasks?[b].Statistics });
+                }
                 if (logger.IsEnabled(LogLevel.Trace))
                     foreach (SequenceStep s in sequences)
                         LogStep(step, s.Sequence, s.Trace.Committed.Count, s.Trace.Remasked.Count, s.Trace.Tau);
                 yield return new StepResult(new DecodeStepUpdate(step, sequences), Enumerable.Range(0, prompts.Count).Select(decode.Canvas).ToArray(),
-                    (int[])decode.Nfe.Clone());
+                    (int[])decode.Nfe.Clone(), remasks);
             }
             else if (unfinished == 0)
             {

@@ -27,8 +27,9 @@ namespace Saber.Extensions.AI;
 /// <see cref="ChatFinishReason.Length"/>. <see cref="UsageDetails.InputTokenCount"/> is the prompt's length,
 /// <see cref="UsageDetails.OutputTokenCount"/> the returned ids (the end-of-text id not counted),
 /// <see cref="UsageDetails.TotalTokenCount"/> their sum; <see cref="UsageDetails.AdditionalCounts"/> holds
-/// <c>"nfe"</c> (model calls of the decode), <c>"generated_positions"</c> (G) and, when the model reports FLOPs and the
-/// response is not streamed, <c>"forward_flops"</c>. <see cref="ChatResponse.ModelId"/> is
+/// <c>"nfe"</c> (model calls of the decode), <c>"generated_positions"</c> (G), the re-mask statistics <c>"remasks"</c>,
+/// <c>"remasks_changed"</c> and <c>"positions_remasked_twice"</c> (<see cref="RemaskStatistics"/>) and, when the model
+/// reports FLOPs and the response is not streamed, <c>"forward_flops"</c>. <see cref="ChatResponse.ModelId"/> is
 /// <see cref="SaberChatClientOptions.ModelId"/>; <see cref="ChatResponse.RawRepresentation"/> the engine's
 /// <see cref="SequenceResult"/> (the last <see cref="SequenceStep"/> when streaming).</para>
 /// <para><b>Streaming and re-masking.</b> <see cref="GetStreamingResponseAsync"/> emits text only once it can no longer
@@ -65,6 +66,18 @@ public sealed class SaberChatClient : IChatClient, IAsyncDisposable
 
     /// <summary>The <see cref="UsageDetails.AdditionalCounts"/> key of G, the positions decoded.</summary>
     public const string GeneratedPositionsCount = "generated_positions";
+
+    /// <summary>
+    /// The <see cref="UsageDetails.AdditionalCounts"/> key of the decode's re-masks (<see cref="RemaskStatistics.Remasks"/>;
+    /// 0 for the strategies that never re-mask), in streamed responses too.
+    /// </summary>
+    public const string RemasksCount = "remasks";
+
+    /// <summary>The <see cref="UsageDetails.AdditionalCounts"/> key of the re-masks whose position came back as a different token (<see cref="RemaskStatistics.RemasksChanged"/>).</summary>
+    public const string RemasksChangedCount = "remasks_changed";
+
+    /// <summary>The <see cref="UsageDetails.AdditionalCounts"/> key of the positions re-masked more than once (<see cref="RemaskStatistics.PositionsRemaskedTwice"/>).</summary>
+    public const string PositionsRemaskedTwiceCount = "positions_remasked_twice";
 
     private readonly SaberEngine engine;
     private readonly ITextTokenizer tokenizer;
@@ -127,7 +140,7 @@ public sealed class SaberChatClient : IChatClient, IAsyncDisposable
             ModelId = settings.ModelId,
             CreatedAt = DateTimeOffset.UtcNow,
             FinishReason = finish,
-            Usage = Usage(request, outputTokens, result.Nfe, result.ForwardFlops),
+            Usage = Usage(request, outputTokens, result.Nfe, result.RemaskStatistics, result.ForwardFlops),
             RawRepresentation = result,
         };
     }
@@ -190,7 +203,7 @@ public sealed class SaberChatClient : IChatClient, IAsyncDisposable
         var (full, outputTokens, finish) = Complete(last.Canvas, request);
         ChatResponseUpdate final = Update(id, created, Extend(emitted, full));
         final.FinishReason = finish;
-        final.Contents.Add(new UsageContent(Usage(request, outputTokens, nfe)));
+        final.Contents.Add(new UsageContent(Usage(request, outputTokens, nfe, last.RemaskStatistics)));
         final.RawRepresentation = last;
         yield return final;
     }
@@ -225,7 +238,7 @@ public sealed class SaberChatClient : IChatClient, IAsyncDisposable
         return (tokenizer.Decode(output), output.Length, eos >= 0 ? ChatFinishReason.Stop : ChatFinishReason.Length);
     }
 
-    private static UsageDetails Usage(SaberChatRequest request, int outputTokens, int nfe, long? forwardFlops = null)
+    private static UsageDetails Usage(SaberChatRequest request, int outputTokens, int nfe, RemaskStatistics? remasks, long? forwardFlops = null)
     {
         var counts = new AdditionalPropertiesDictionary<long>
         {
@@ -233,6 +246,12 @@ public sealed class SaberChatClient : IChatClient, IAsyncDisposable
             [GeneratedPositionsCount] = request.Options.GenerationLength,
         };
         if (forwardFlops is long flops) counts[ForwardFlopsCount] = flops;
+        if (remasks is not null)   // the engine counts them for every request
+        {
+            counts[RemasksCount] = remasks.Remasks;
+            counts[RemasksChangedCount] = remasks.RemasksChanged;
+            counts[PositionsRemaskedTwiceCount] = remasks.PositionsRemaskedTwice;
+        }
         return new UsageDetails
         {
             InputTokenCount = request.PromptTokens.Length,

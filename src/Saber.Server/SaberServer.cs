@@ -301,11 +301,13 @@ public static class SaberServer
         StartEventStream(context.Response);
         int[] last = [];
         int steps = 0;
+        RemaskStatistics? remasks = null;
         while (more)
         {
             SequenceStep step = e.Current;
             last = step.Canvas[p..];
             steps = step.Trace.Step;
+            remasks = step.RemaskStatistics;
             int[] tokens = last;
             await WriteEventAsync(context, json =>
             {
@@ -347,6 +349,12 @@ public static class SaberServer
             json.WriteNumber("prompt_tokens", p);
             json.WriteNumber("completion_tokens", completion);
             json.WriteNumber("total_tokens", p + completion);
+            if (remasks is not null)
+            {
+                json.WriteNumber(SaberChatClient.RemasksCount, remasks.Remasks);
+                json.WriteNumber(SaberChatClient.RemasksChangedCount, remasks.RemasksChanged);
+                json.WriteNumber(SaberChatClient.PositionsRemaskedTwiceCount, remasks.PositionsRemaskedTwice);
+            }
             json.WriteEndObject();
             json.WriteEndObject();
         });
@@ -467,6 +475,9 @@ public static class SaberServer
             json.WriteNumber(SaberChatClient.NfeCount, nfe);
         if (usage?.AdditionalCounts is { } counts && counts.TryGetValue(SaberChatClient.ForwardFlopsCount, out long flops))
             json.WriteNumber(SaberChatClient.ForwardFlopsCount, flops);
+        foreach (string key in (ReadOnlySpan<string>)[SaberChatClient.RemasksCount, SaberChatClient.RemasksChangedCount, SaberChatClient.PositionsRemaskedTwiceCount])
+            if (usage?.AdditionalCounts is { } remasks && remasks.TryGetValue(key, out long count))
+                json.WriteNumber(key, count);
         json.WriteEndObject();
     }
 

@@ -32,7 +32,7 @@ namespace Saber.Service;
 /// leaves at the next step boundary; its task is cancelled and nothing else changes. <see cref="DisposeAsync"/> stops
 /// admissions, cancels the forward pass in flight (through its token), and when it returns every request not
 /// finished before is cancelled.</para>
-/// <para><b>Metrics.</b> Requests by outcome, queue and active counts, steps, forward passes, NFE and durations go to
+/// <para><b>Metrics.</b> Requests by outcome, queue and active counts, steps, forward passes, NFE, re-masks and durations go to
 /// the <c>Saber.Service</c> meter (<see cref="SaberEngineMetrics"/>).</para>
 /// </remarks>
 public sealed partial class SaberEngine : IAsyncDisposable
@@ -491,7 +491,7 @@ public sealed partial class SaberEngine : IAsyncDisposable
             r.State.Trace.Add(trace);
         LogStep(r.Id, step, trace.Committed.Count, trace.Remasked.Count, trace.Tau);
         bool finished = r.State.Finished;
-        r.Updates?.Writer.TryWrite(new SequenceStep(0, (int[])r.State.Canvas.Clone(), trace, finished));
+        r.Updates?.Writer.TryWrite(new SequenceStep(0, (int[])r.State.Canvas.Clone(), trace, finished) { RemaskStatistics = r.State.RemaskStatistics });
         if (finished)
         {
             LogFinished(r.Id, r.State.Nfe);
@@ -549,7 +549,7 @@ public sealed partial class SaberEngine : IAsyncDisposable
         public void Complete(SequenceResult result)
         {
             State.Cache?.Dispose();
-            if (Completion.TrySetResult(result)) metrics.RequestCompleted(submitted, result.Nfe);
+            if (Completion.TrySetResult(result)) metrics.RequestCompleted(submitted, result.Nfe, result.RemaskStatistics);
             Updates?.Writer.TryComplete();
         }
 

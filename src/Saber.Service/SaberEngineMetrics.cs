@@ -38,6 +38,15 @@ public sealed class SaberEngineMetrics
     /// <summary>NFE (the request's forward passes) of each completed request (histogram, <c>{pass}</c>).</summary>
     public const string RequestNfeName = "saber.request.nfe";
 
+    /// <summary>Re-masks of the completed requests (counter, <c>{remask}</c>): decoded tokens set back to the mask (<see cref="RemaskStatistics.Remasks"/>).</summary>
+    public const string RemasksName = "saber.remasks";
+
+    /// <summary>Re-masks of the completed requests whose position came back as a different token (counter, <c>{remask}</c>, <see cref="RemaskStatistics.RemasksChanged"/>).</summary>
+    public const string RemasksChangedName = "saber.remasks.changed";
+
+    /// <summary>Positions of the completed requests re-masked more than once (counter, <c>{position}</c>, <see cref="RemaskStatistics.PositionsRemaskedTwice"/>).</summary>
+    public const string PositionsRemaskedTwiceName = "saber.remasks.positions_remasked_twice";
+
     /// <summary>Duration of one engine step, its forward passes and row computations (histogram, <c>s</c>).</summary>
     public const string StepDurationName = "saber.step.duration";
 
@@ -69,6 +78,9 @@ public sealed class SaberEngineMetrics
         public readonly Counter<long> ForwardPasses;
         public readonly Histogram<int> ForwardPassSequences;
         public readonly Histogram<int> RequestNfe;
+        public readonly Counter<long> Remasks;
+        public readonly Counter<long> RemasksChanged;
+        public readonly Counter<long> PositionsRemaskedTwice;
         public readonly Histogram<double> StepDuration;
         public readonly Histogram<double> RequestDuration;
 
@@ -83,6 +95,11 @@ public sealed class SaberEngineMetrics
                 advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = CountBuckets });
             RequestNfe = meter.CreateHistogram(RequestNfeName, "{pass}", "Forward passes (NFE) a completed request took.",
                 advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = CountBuckets });
+            Remasks = meter.CreateCounter<long>(RemasksName, "{remask}", "Re-masks of the completed requests: decoded tokens set back to the mask.");
+            RemasksChanged = meter.CreateCounter<long>(RemasksChangedName, "{remask}",
+                "Re-masks of the completed requests whose position was next committed to a different token.");
+            PositionsRemaskedTwice = meter.CreateCounter<long>(PositionsRemaskedTwiceName, "{position}",
+                "Positions of the completed requests re-masked more than once.");
             StepDuration = meter.CreateHistogram(StepDurationName, "s", "Duration of one engine step (its forward passes and row computations).",
                 advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondsBuckets });
             RequestDuration = meter.CreateHistogram(RequestDurationName, "s", "Time from submission to completion, failure or cancellation.",
@@ -121,10 +138,17 @@ public sealed class SaberEngineMetrics
         return new SaberEngineMetrics(PerMeter.GetValue(meter, static m => new Instruments(m)), modelId);
     }
 
-    internal void RequestCompleted(long submitted, int nfe)
+    internal void RequestCompleted(long submitted, int nfe, RemaskStatistics? remasks)
     {
         instruments.Requests.Add(1, completed);
         instruments.RequestNfe.Record(nfe, plain);
+        if (remasks is not null)
+        {
+            // Every completed request adds, zeros included, so that the counters exist as soon as one request completed.
+            instruments.Remasks.Add(remasks.Remasks, plain);
+            instruments.RemasksChanged.Add(remasks.RemasksChanged, plain);
+            instruments.PositionsRemaskedTwice.Add(remasks.PositionsRemaskedTwice, plain);
+        }
         instruments.RequestDuration.Record(Stopwatch.GetElapsedTime(submitted).TotalSeconds, completed);
     }
 

@@ -116,7 +116,10 @@ internal sealed class DecodeBatch : IDisposable
             StepTrace trace = sequence.Decide(step);
             if (Options.Trace)
                 sequence.Trace.Add(trace);
-            updates.Add(new SequenceStep(b, snapshots ? (int[])sequence.Canvas.Clone() : sequence.Canvas, trace, sequence.Finished));
+            updates.Add(new SequenceStep(b, snapshots ? (int[])sequence.Canvas.Clone() : sequence.Canvas, trace, sequence.Finished)
+            {
+                RemaskStatistics = sequence.RemaskStatistics,
+            });
             if (!sequence.Finished)
                 stillActive.Add(b);
             else

@@ -56,6 +56,14 @@ public sealed record SequenceResult(
     [JsonPropertyName("cache")]
     public CacheStatistics? Cache { get; init; }
 
+    /// <summary>
+    /// What Saber's re-masking did (zero for the strategies that never re-mask). The CPU sampler and the engine count it
+    /// for every decode; <c>CudaSampler</c> counts it from the trace it reads back, and leaves it null when it read none
+    /// (a decode without trace or stream keeps its state on the device).
+    /// </summary>
+    [JsonPropertyName("remaskStatistics")]
+    public RemaskStatistics? RemaskStatistics { get; init; }
+
     /// <summary>The generation region <c>[P, P+G)</c> of <see cref="Canvas"/> (a view, no copy; not serialized).</summary>
     [JsonIgnore]
     public ReadOnlySpan<int> Tokens => Canvas.AsSpan(PromptLength);
@@ -81,7 +89,15 @@ public sealed record SequenceStep(
     [property: JsonPropertyName("sequence")] int Sequence,
     [property: JsonPropertyName("canvas")] int[] Canvas,
     [property: JsonPropertyName("trace")] StepTrace Trace,
-    [property: JsonPropertyName("finished")] bool Finished);
+    [property: JsonPropertyName("finished")] bool Finished)
+{
+    /// <summary>
+    /// What re-masking did from the sequence's first step up to this one (its <see cref="Saber.RemaskStatistics.RemasksPending"/>
+    /// are the positions re-masked and not committed since); null where the sampler does not count it. JSON <c>remaskStatistics</c>.
+    /// </summary>
+    [JsonPropertyName("remaskStatistics")]
+    public RemaskStatistics? RemaskStatistics { get; init; }
+}
 
 /// <summary>One step of a streamed decode: the sequences that were active in it.</summary>
 public sealed record DecodeStepUpdate(

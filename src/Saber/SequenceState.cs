@@ -15,6 +15,7 @@ internal sealed class SequenceState
     private readonly bool[] commitSet;           // f is set
     private readonly float[] previous;           // cprev
     private readonly float[] delta;              // Δ of the current step
+    private readonly RemaskCounter remasks;      // kept for every decode: the statistics do not need the trace
 
     // Scratch for selections, reused every step.
     private readonly List<int> selection = [];
@@ -41,6 +42,7 @@ internal sealed class SequenceState
         commitSet = new bool[generationLength];
         previous = new float[generationLength];
         delta = new float[generationLength];
+        remasks = new RemaskCounter(prompt.Length, generationLength);
         Rows = new RowConfidence[generationLength];
         Metric = options.Strategy is LowConfidenceStrategy lc ? lc.Metric : ConfidenceMetric.MaxProb;
         blockMasked = blockLength;
@@ -81,7 +83,15 @@ internal sealed class SequenceState
 
     /// <summary>The result of the decode so far.</summary>
     public SequenceResult ToResult() =>
-        new((int[])Canvas.Clone(), PromptLength, Nfe, Trace.ToArray()) { ForwardFlops = ForwardFlops, Cache = Cache?.Statistics };
+        new((int[])Canvas.Clone(), PromptLength, Nfe, Trace.ToArray())
+        {
+            ForwardFlops = ForwardFlops,
+            Cache = Cache?.Statistics,
+            RemaskStatistics = RemaskStatistics,
+        };
+
+    /// <summary>What re-masking did so far.</summary>
+    public RemaskStatistics RemaskStatistics => remasks.Statistics;
 
     public int[] Canvas { get; }
     public int PromptLength { get; }
@@ -200,6 +210,7 @@ internal sealed class SequenceState
                 chosen.Sort();
                 foreach (int g in chosen)
                 {
+                    remasks.Remasked(PromptLength + g);
                     Canvas[PromptLength + g] = maskId;
                     decoded[g] = false;
                     if (paper) commitSet[g] = false;
@@ -295,6 +306,7 @@ internal sealed class SequenceState
             int g = positions[i];
             RowConfidence row = Rows[g];
             Canvas[PromptLength + g] = row.Prediction;
+            remasks.Committed(PromptLength + g, row.Prediction);
             decoded[g] = true;
             if (setCommitConfidence)
             {

@@ -41,6 +41,8 @@ public class GpuEngineTests
             Assert.That(gpu.Sequences[b].Canvas, Is.EqualTo(cpu.Sequences[b].Canvas), $"canvas of sequence {b}");
             Assert.That(gpu.Sequences[b].Nfe, Is.EqualTo(cpu.Sequences[b].Nfe), $"NFE of sequence {b}");
             Assert.That(gpu.Sequences[b].Trace, Is.Empty, "no trace was asked for");
+            Assert.That(gpu.Sequences[b].RemaskStatistics, Is.Null, "no trace was read back to count re-masks from");
+            Assert.That(cpu.Sequences[b].RemaskStatistics, Is.Not.Null);
         }
     }
 
@@ -66,6 +68,7 @@ public class GpuEngineTests
             {
                 Assert.That(gpu[i].Sequences[j].Canvas, Is.EqualTo(cpu[i].Sequences[j].Canvas), $"canvas after step {cpu[i].Step}");
                 Assert.That(gpu[i].Sequences[j].Finished, Is.EqualTo(cpu[i].Sequences[j].Finished), $"finished after step {cpu[i].Step}");
+                Assert.That(gpu[i].Sequences[j].RemaskStatistics, Is.EqualTo(cpu[i].Sequences[j].RemaskStatistics), $"re-masks after step {cpu[i].Step}");
                 TraceComparison.AssertIdenticalStep(cpu[i].Sequences[j].Trace, gpu[i].Sequences[j].Trace, j);
             }
         }

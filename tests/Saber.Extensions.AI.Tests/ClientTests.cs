@@ -73,6 +73,9 @@ public class ClientTests
         Assert.That(response.Usage.TotalTokenCount, Is.EqualTo(prompt.Length + response.Usage.OutputTokenCount));
         Assert.That(response.Usage.AdditionalCounts![SaberChatClient.NfeCount], Is.EqualTo(direct.Nfe));
         Assert.That(response.Usage.AdditionalCounts[SaberChatClient.GeneratedPositionsCount], Is.EqualTo(request.Options.GenerationLength));
+        Assert.That(response.Usage.AdditionalCounts[SaberChatClient.RemasksCount], Is.EqualTo(direct.RemaskStatistics!.Remasks));
+        Assert.That(response.Usage.AdditionalCounts[SaberChatClient.RemasksChangedCount], Is.EqualTo(direct.RemaskStatistics.RemasksChanged));
+        Assert.That(response.Usage.AdditionalCounts[SaberChatClient.PositionsRemaskedTwiceCount], Is.EqualTo(direct.RemaskStatistics.PositionsRemaskedTwice));
     }
 
     [TestCaseSource(nameof(Strategies))]
@@ -141,6 +144,12 @@ public class ClientTests
         SequenceResult result = await engine.DecodeAsync(request.PromptTokens, request.Options with { Trace = true });
         var remasked = result.Trace.SelectMany(t => t.Remasked.Select(r => (t.Step, r.Position))).ToList();
         Assert.That(remasked, Is.Not.Empty);
+        Assert.That(result.RemaskStatistics!.Remasks, Is.EqualTo(remasked.Count));
+        // The client's usage reports them, streamed or not.
+        ChatResponse response = await client.GetResponseAsync(Question, Options("saber", 0f, 32, ("block_length", 8)));
+        Assert.That(response.Usage!.AdditionalCounts![SaberChatClient.RemasksCount], Is.EqualTo(remasked.Count));
+        ChatResponseUpdate last = await client.GetStreamingResponseAsync(Question, Options("saber", 0f, 32, ("block_length", 8))).LastAsync();
+        Assert.That(last.Contents.OfType<UsageContent>().Single().Details.AdditionalCounts![SaberChatClient.RemasksCount], Is.EqualTo(remasked.Count));
         int p = request.PromptTokens.Length;
         Assert.That(result.Trace.Any(t => t.Remasked.Any(r => r.Position - p < 8) && t.Committed.All(c => c.Position - p >= 8)),
             "a step working on a later block re-masked a position of the first block");

@@ -56,6 +56,10 @@ public class CanvasTests
         Assert.That(final.GetProperty("steps").GetInt32(), Is.EqualTo(steps.Count));
         Assert.That(final.GetProperty("usage").GetProperty("completion_tokens").GetInt32(),
             Is.EqualTo(json.GetProperty("usage").GetProperty("completion_tokens").GetInt32()));
+        // The re-masks the steps showed, as the completion's usage counts them.
+        Assert.That(final.GetProperty("usage").GetProperty("remasks").GetInt32(), Is.EqualTo(steps.Sum(s => s.GetProperty("remasked").GetArrayLength())));
+        foreach (string key in new[] { "remasks", "remasks_changed", "positions_remasked_twice" })
+            Assert.That(final.GetProperty("usage").GetProperty(key).GetInt32(), Is.EqualTo(json.GetProperty("usage").GetProperty(key).GetInt32()), key);
     }
 
     [TestCase("{not json", HttpStatusCode.BadRequest)]

@@ -87,6 +87,9 @@ public class EndpointTests
         Assert.That(usage.GetProperty("completion_tokens").GetInt32(), Is.EqualTo(text.Length), "one token a character");
         Assert.That(usage.GetProperty("total_tokens").GetInt32(), Is.EqualTo(prompt.Length + text.Length));
         Assert.That(usage.GetProperty("nfe").GetInt32(), Is.EqualTo(direct.Nfe));
+        Assert.That(usage.GetProperty("remasks").GetInt32(), Is.Zero, "low-confidence never re-masks");
+        Assert.That(usage.GetProperty("remasks_changed").GetInt32(), Is.Zero);
+        Assert.That(usage.GetProperty("positions_remasked_twice").GetInt32(), Is.Zero);
     }
 
     [TestCase(true, "low-confidence")]
@@ -125,6 +128,10 @@ public class EndpointTests
                 JsonElement usage = c.GetProperty("usage");
                 Assert.That(usage.GetProperty("completion_tokens").GetInt32(), Is.EqualTo(whole.GetProperty("usage").GetProperty("completion_tokens").GetInt32()));
                 Assert.That(usage.GetProperty("prompt_tokens").GetInt32(), Is.EqualTo(whole.GetProperty("usage").GetProperty("prompt_tokens").GetInt32()));
+                foreach (string key in new[] { "nfe", "remasks", "remasks_changed", "positions_remasked_twice" })
+                    Assert.That(usage.GetProperty(key).GetInt32(), Is.EqualTo(whole.GetProperty("usage").GetProperty(key).GetInt32()), key);
+                if (strategy == "saber")
+                    Assert.That(usage.GetProperty("remasks").GetInt32(), Is.GreaterThan(0), "test set-up: Saber re-masks on this prompt");
                 continue;
             }
             Assert.That(finish, Is.Null, "nothing but the usage chunk after the finish reason");

@@ -238,6 +238,10 @@ public class BehaviourTests
         for (int i = 0; i < steps.Count; i++)
             Same.Step(alone.Trace[i], steps[i].Trace, $"streamed step {i + 1}");
         Assert.That(steps[^1].Canvas, Is.EqualTo(alone.Canvas));
+        // Each step carries the re-mask counts so far: its own re-masks added to the previous step's.
+        for (int i = 0; i < steps.Count; i++)
+            Assert.That(steps[i].RemaskStatistics!.Remasks, Is.EqualTo(alone.Trace.Take(i + 1).Sum(t => t.Remasked.Count)), $"re-masks after step {i + 1}");
+        Assert.That(steps[^1].RemaskStatistics, Is.EqualTo(alone.RemaskStatistics));
     }
 
     [Test]

@@ -183,6 +183,9 @@ public class MetricsTests
             ["saber.forward_passes"] = (typeof(Counter<long>), "{pass}"),
             ["saber.forward_pass.sequences"] = (typeof(Histogram<int>), "{sequence}"),
             ["saber.request.nfe"] = (typeof(Histogram<int>), "{pass}"),
+            ["saber.remasks"] = (typeof(Counter<long>), "{remask}"),
+            ["saber.remasks.changed"] = (typeof(Counter<long>), "{remask}"),
+            ["saber.remasks.positions_remasked_twice"] = (typeof(Counter<long>), "{position}"),
             ["saber.step.duration"] = (typeof(Histogram<double>), "s"),
             ["saber.request.duration"] = (typeof(Histogram<double>), "s"),
         };
@@ -198,6 +201,33 @@ public class MetricsTests
         string readme = File.ReadAllText(Path.Combine(DependencyInjectionTests.RepositoryRoot(), "README.md"));
         foreach (var (name, (_, unit)) in expected)
             Assert.That(readme, Does.Contain($"`{name}`").And.Contain($"`{unit}`"), $"README documents {name}");
+    }
+
+    [Test]
+    public async Task TheReMaskCountersAddTheStatisticsOfEachCompletedRequestWithTheModelTag()
+    {
+        // Planted traps: Saber commits wrong tokens first, so that re-masks happen and some come back changed.
+        var routing = new RoutingDenoiser(Vocabulary);
+        var routes = Enumerable.Range(0, 4).Select(k => routing.Add(k, 20 + k, 3, 16, 4)).ToArray();
+        await using ServiceProvider provider = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        IMeterFactory meters = provider.GetRequiredService<IMeterFactory>();
+        using var recorder = new Recorder(meters);
+        var options = Options with { GenerationLength = 16, BlockLength = 8 };
+        var results = new List<SequenceResult>();
+        await using (var engine = new SaberEngine(routing, new SaberEngineOptions { ModelId = "m" }, null, meters))
+        {
+            results.AddRange(await Task.WhenAll(routes.Select(r => engine.DecodeAsync(r.Prompt, options))));
+            await SettledAsync(engine);
+        }
+
+        RemaskStatistics[] statistics = results.Select(r => r.RemaskStatistics!).ToArray();
+        Assert.That(statistics.Sum(s => s.Remasks), Is.GreaterThan(0), "test set-up: the decodes re-mask");
+        Assert.That(recorder.Sum(SaberEngineMetrics.RemasksName), Is.EqualTo(statistics.Sum(s => s.Remasks)));
+        Assert.That(recorder.Sum(SaberEngineMetrics.RemasksChangedName), Is.EqualTo(statistics.Sum(s => s.RemasksChanged)));
+        Assert.That(recorder.Sum(SaberEngineMetrics.PositionsRemaskedTwiceName), Is.EqualTo(statistics.Sum(s => s.PositionsRemaskedTwice)));
+        Assert.That(recorder.Values(SaberEngineMetrics.RemasksName), Has.Length.EqualTo(4), "one measurement per completed request");
+        string[] names = [SaberEngineMetrics.RemasksName, SaberEngineMetrics.RemasksChangedName, SaberEngineMetrics.PositionsRemaskedTwiceName];
+        Assert.That(recorder.Models().Where(m => names.Contains(m.Name)).Select(m => m.Model), Has.All.EqualTo("m"));
     }
 
     [Test]

@@ -195,12 +195,13 @@ internal static class Npy
 
 internal static class Same
 {
-    /// <summary>Asserts bit-identical canvases, prompt lengths, NFE and traces (every field, floats by their bits).</summary>
+    /// <summary>Asserts bit-identical canvases, prompt lengths, NFE, re-mask statistics and traces (every field, floats by their bits).</summary>
     public static void Result(SequenceResult expected, SequenceResult actual, string what)
     {
         Assert.That(actual.Canvas, Is.EqualTo(expected.Canvas), $"{what}: canvas");
         Assert.That(actual.PromptLength, Is.EqualTo(expected.PromptLength), $"{what}: prompt length");
         Assert.That(actual.Nfe, Is.EqualTo(expected.Nfe), $"{what}: NFE");
+        Assert.That(actual.RemaskStatistics, Is.EqualTo(expected.RemaskStatistics).And.Not.Null, $"{what}: re-mask statistics");
         Assert.That(actual.Trace, Has.Count.EqualTo(expected.Trace.Count), $"{what}: trace length");
         for (int t = 0; t < expected.Trace.Count; t++)
             Step(expected.Trace[t], actual.Trace[t], $"{what}, trace step {t + 1}");

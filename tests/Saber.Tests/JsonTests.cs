@@ -218,6 +218,7 @@ public class JsonTests
             Assert.That(a.PromptLength, Is.EqualTo(e.PromptLength));
             Assert.That(a.Tokens.ToArray(), Is.EqualTo(e.Tokens.ToArray()));
             Assert.That(a.Nfe, Is.EqualTo(e.Nfe));
+            Assert.That(a.RemaskStatistics, Is.EqualTo(e.RemaskStatistics));
             AssertSameTrace(a.Trace, e.Trace);
         }
     }
@@ -250,6 +251,9 @@ public class JsonTests
         Assert.That(json, Does.Contain($"\"remasked\":[{{\"position\":{original.Remasked[0].Position},\"delta\":\"Infinity\"}}"));
         Assert.That(json, Does.Contain("\"canvas\":[").And.Contain("\"promptLength\":4").And.Contain("\"nfe\":").And.Contain("\"tau\":0."));
         Assert.That(json, Does.Not.Contain("\"tokens\"").And.Not.Contain("\"steps\""));
+        RemaskStatistics remasks = first.RemaskStatistics!;
+        Assert.That(json, Does.Contain($"\"remaskStatistics\":{{\"remasks\":{remasks.Remasks},\"remasksChanged\":{remasks.RemasksChanged}," +
+            $"\"positionsRemaskedTwice\":{remasks.PositionsRemaskedTwice},\"remasksPending\":0}}"));
         foreach (JsonSerializerOptions read in AllOptions)
             AssertSameResult(JsonSerializer.Deserialize<DecodeResult>(json, read)!, result);
     }
@@ -301,6 +305,7 @@ public class JsonTests
                     Assert.That(a.Sequence, Is.EqualTo(e.Sequence));
                     Assert.That(a.Canvas, Is.EqualTo(e.Canvas));
                     Assert.That(a.Finished, Is.EqualTo(e.Finished));
+                    Assert.That(a.RemaskStatistics, Is.EqualTo(e.RemaskStatistics).And.Not.Null);
                     AssertSameTrace([a.Trace], [e.Trace]);
                 }
             }

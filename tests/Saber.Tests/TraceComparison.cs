@@ -16,11 +16,12 @@ internal static class TraceComparison
             AssertIdenticalSequence(expected.Sequences[b], actual.Sequences[b], b);
     }
 
-    /// <summary>One sequence's canvas, NFE and trace, every number bit for bit.</summary>
+    /// <summary>One sequence's canvas, NFE, re-mask statistics and trace, every number bit for bit.</summary>
     public static void AssertIdenticalSequence(SequenceResult expected, SequenceResult actual, int sequence)
     {
         Assert.That(actual.Canvas, Is.EqualTo(expected.Canvas), $"canvas of sequence {sequence}");
         Assert.That(actual.Nfe, Is.EqualTo(expected.Nfe), $"NFE of sequence {sequence}");
+        Assert.That(actual.RemaskStatistics, Is.EqualTo(expected.RemaskStatistics), $"re-mask statistics of sequence {sequence}");
         Assert.That(actual.Trace, Has.Count.EqualTo(expected.Trace.Count), $"traced steps of sequence {sequence}");
         for (int s = 0; s < expected.Trace.Count; s++)
             AssertIdenticalStep(expected.Trace[s], actual.Trace[s], sequence);

@@ -31,6 +31,7 @@ namespace Saber.Json;
 [JsonSerializable(typeof(CachePolicy))]
 [JsonSerializable(typeof(RemaskRefresh))]
 [JsonSerializable(typeof(CacheStatistics))]
+[JsonSerializable(typeof(RemaskStatistics))]
 [JsonSerializable(typeof(DecodeResult))]
 [JsonSerializable(typeof(SequenceResult))]
 [JsonSerializable(typeof(StepTrace))]

@@ -73,7 +73,12 @@ public class CacheTests
         for (int b = 0; b < 2; b++)
         {
             JsonElement root = JsonDocument.Parse(lines[b]).RootElement;
-            Assert.That(root.EnumerateObject().Select(p => p.Name), Is.EqualTo(new[] { "prompt_ids", "ids", "text", "nfe", "cache", "forward_flops" }));
+            Assert.That(root.EnumerateObject().Select(p => p.Name), Is.EqualTo(new[]
+                { "prompt_ids", "ids", "text", "nfe", "cache", "forward_flops", "remasks", "remasks_changed", "positions_remasked_twice" }));
+            RemaskStatistics remasks = expected.Sequences[b].RemaskStatistics!;
+            Assert.That(root.GetProperty("remasks").GetInt32(), Is.EqualTo(remasks.Remasks));
+            Assert.That(root.GetProperty("remasks_changed").GetInt32(), Is.EqualTo(remasks.RemasksChanged));
+            Assert.That(root.GetProperty("positions_remasked_twice").GetInt32(), Is.EqualTo(remasks.PositionsRemaskedTwice));
             Assert.That(root.GetProperty("ids").EnumerateArray().Select(t => t.GetInt32()), Is.EqualTo(expected.Sequences[b].Tokens.ToArray()));
             Assert.That(root.GetProperty("nfe").GetInt32(), Is.EqualTo(expected.Sequences[b].Nfe));
             Assert.That(root.GetProperty("cache").ValueKind, Is.EqualTo(JsonValueKind.Null));
@@ -109,7 +114,7 @@ public class CacheTests
 
         JsonElement root = JsonDocument.Parse(GenerateCommand.ResultJson(prompt, result, "text")).RootElement;
         Assert.That(root.EnumerateObject().Select(p => p.Name),
-            Is.EqualTo(new[] { "prompt_ids", "ids", "text", "nfe", "cache", "forward_flops", "cache_statistics" }));
+            Is.EqualTo(new[] { "prompt_ids", "ids", "text", "nfe", "cache", "forward_flops", "remasks", "remasks_changed", "positions_remasked_twice", "cache_statistics" }));
         Assert.That(root.GetProperty("cache").GetString(), Is.EqualTo("dual"));
         JsonElement statistics = root.GetProperty("cache_statistics");
         long computed = statistics.GetProperty("computed_positions").GetInt64();
@@ -179,7 +184,7 @@ public class CacheTests
             string[] lines = markdown.Out.Split('\n');
             Assert.That(lines[0], Does.Contain(", cache none, batch 64,"));
             Assert.That(lines.Where(l => l.StartsWith("| low-confidence S=G |", StringComparison.Ordinal)).Single(),
-                Does.Match(@"^\| low-confidence S=G \| [^|]+ \| 16\.00 \| 16 \| 1\.00x \| none \| - \| - \| \d+ \| \d+ \|$"));
+                Does.Match(@"^\| low-confidence S=G \| [^|]+ \| 16\.00 \| 16 \| 1\.00x \| none \| - \| - \| \d+ \| \d+ \| 0 \| 0 \| 0 \|$"));
         }
         finally
         {
@@ -192,11 +197,11 @@ public class CacheTests
     {
         var stdout = new StringWriter();
         EvalCommand.WriteMarkdown(stdout, "m", "set.jsonl", 2, 16, 16, 0f, 0, 64,
-            [new EvalRow("saber", "reference", "saber reference", 2, 1, 5, 6, 12.4, 100, "dual", 15_000, 30_000)],
+            [new EvalRow("saber", "reference", "saber reference", 2, 1, 5, 6, 12.4, 100, "dual", 15_000, 30_000, Remasks: 40, RemasksChanged: 1, PositionsRemaskedTwice: 3)],
             new CacheOptions(CachePolicy.Dual, 8, RemaskRefresh.Block));
         string[] lines = stdout.ToString().Split('\n');
         Assert.That(lines[0], Does.Contain(", cache dual (refresh every 8), re-masks refresh their block, batch 64,"));
-        Assert.That(lines[4].TrimEnd('\r'), Is.EqualTo("| saber reference | 0.500 (1/2) | 5.00 | 6 | 1.00x | dual | 1.50e4 | 3.00e4 | 12 | 100 |"));
+        Assert.That(lines[4].TrimEnd('\r'), Is.EqualTo("| saber reference | 0.500 (1/2) | 5.00 | 6 | 1.00x | dual | 1.50e4 | 3.00e4 | 12 | 100 | 40 | 1 (2.5%) | 3 |"));
     }
 
     [Test]

@@ -45,7 +45,8 @@ public class CliTests
 
         using JsonDocument json = JsonDocument.Parse(stdout);
         JsonElement root = json.RootElement;
-        Assert.That(root.EnumerateObject().Select(p => p.Name), Is.EqualTo(new[] { "tokens", "nfe", "trace" }));
+        Assert.That(root.EnumerateObject().Select(p => p.Name),
+            Is.EqualTo(new[] { "tokens", "nfe", "remasks", "remasks_changed", "positions_remasked_twice", "trace" }));
 
         using var replay = new ReplayDenoiser(logits, Mask);
         var options = new DecodeOptions { GenerationLength = G, BlockLength = 4, Strategy = new SaberStrategy(MinTokensPerStep: 1), Trace = true };
@@ -53,6 +54,9 @@ public class CliTests
 
         Assert.That(root.GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32()), Is.EqualTo(expected.Tokens.ToArray()));
         Assert.That(root.GetProperty("nfe").GetInt32(), Is.EqualTo(expected.Nfe));
+        Assert.That(root.GetProperty("remasks").GetInt32(), Is.EqualTo(expected.RemaskStatistics!.Remasks));
+        Assert.That(root.GetProperty("remasks_changed").GetInt32(), Is.EqualTo(expected.RemaskStatistics.RemasksChanged));
+        Assert.That(root.GetProperty("positions_remasked_twice").GetInt32(), Is.EqualTo(expected.RemaskStatistics.PositionsRemaskedTwice));
         JsonElement[] trace = root.GetProperty("trace").EnumerateArray().ToArray();
         Assert.That(trace, Has.Length.EqualTo(expected.Nfe));
         for (int s = 0; s < trace.Length; s++)
@@ -100,6 +104,7 @@ public class CliTests
         int nfe = int.Parse(Regex.Match(lines[0], @"NFE (\d+)").Groups[1].Value);
         Assert.That(lines[0], Does.StartWith("threshold 0.5 on "));
         Assert.That(lines.Count(l => Regex.IsMatch(l, @"^\s+\d+\s+-\s")), Is.EqualTo(nfe));
+        Assert.That(lines[^2], Is.EqualTo("re-masks: 0, 0 came back as a different token, 0 position(s) re-masked more than once"), "threshold never re-masks");
         Assert.That(lines[^1], Does.StartWith("tokens: "));
     }
 

@@ -87,8 +87,8 @@ public class EvalTaskFileTests
         Assert.That(code, Is.Zero, stderr);
         string[] lines = stdout.Split('\n').Select(l => l.TrimEnd('\r')).ToArray();
         Assert.That(lines, Does.Contain("| strategy | accuracy | easy | medium | hard | mean NFE | max NFE | NFE vs low-confidence S=G | cache | " +
-            "FLOPs/problem | FLOPs | wall ms | tokens/s |"));
-        Assert.That(lines, Does.Contain("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"));
+            "FLOPs/problem | FLOPs | wall ms | tokens/s | re-masks | changed | re-masked twice |"));
+        Assert.That(lines, Does.Contain("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"));
         string[] rows = lines.Where(l => l.StartsWith("| ", StringComparison.Ordinal) && !l.StartsWith("| strategy", StringComparison.Ordinal)).ToArray();
         Assert.That(rows, Has.Length.EqualTo(8));
         Assert.That(rows[0], Does.StartWith("| low-confidence S=G | 0.667 (4/6) | 0.500 (1/2) | 0.500 (1/2) | 1.000 (1/1) | 16.00 | 16 | 1.00x |"));
