@@ -201,7 +201,16 @@ public class TracingTests
         HttpResponseMessage response = await server.Client.SendAsync(request);
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), await response.Content.ReadAsStringAsync());
 
-        Assert.That(server.App.Services.GetRequiredService<TracerProvider>().ForceFlush(10_000), Is.True, "the exporter flushed");
+        // The chat span ends inside the request, but a batch exported while it was still open (the 5 s schedule) or a
+        // retried export can leave it for a later flush: flush until the span has reached the collector, or 10 s pass.
+        TracerProvider tracer = server.App.Services.GetRequiredService<TracerProvider>();
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (!collector.TracePosts.Any(p => Encoding.UTF8.GetString(p.Body).Contains($"chat {TracedModel}", StringComparison.Ordinal))
+               && waited.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            Assert.That(tracer.ForceFlush(10_000), Is.True, "the exporter flushed");
+            await Task.Delay(50);
+        }
         Assert.That(collector.TracePosts, Is.Not.Empty, "a POST to /v1/traces");
         var (contentType, payload) = collector.TracePosts.First();
         Assert.That(contentType, Is.EqualTo("application/x-protobuf"));
