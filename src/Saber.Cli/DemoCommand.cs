@@ -18,7 +18,8 @@ internal static class DemoCommand
         "Shows Saber filling the canvas step by step (green: committed this step, red: re-masked), then a comparison.\n" +
         "The default model is the shipped task model models/addition (sums of two 8-digit numbers, checked exactly;\n" +
         "models/addition/README.md): it solves a held-out problem step by step, then low-confidence (S = G), threshold 0.9,\n" +
-        "Saber and Saber without backtracking are compared on the first 50 held-out problems (accuracy, NFE).\n" +
+        "Saber and Saber without backtracking are compared on the first 50 held-out problems (accuracy, NFE; fewer where answers\n" +
+        "are long: 30 Sudoku grids). Any model directory with a test.jsonl task file runs the same way (G: the file's gen_length).\n" +
         "With --model models/tiny (the code model: code-shaped text, not code) or any model without a test.jsonl, it\n" +
         "fills a Python prompt and compares Saber, low-confidence (S = G) and threshold 0.9 on a few prompts (NFE, wall time).\n" +
         "--synthetic uses a synthetic stand-in with planted early mistakes that only backtracking repairs.";
@@ -46,31 +47,33 @@ internal static class DemoCommand
         }
         using Saber.Onnx.LocalModel model = ModelArguments.Open(args, logging, shipped: "addition");
         string taskSet = Path.Combine(Path.GetDirectoryName(model.Denoiser.ModelPath) ?? ".", "test.jsonl");
-        bool task = File.Exists(taskSet);
-        // The task model's answers fit 16 positions in one block; the code model writes 64 in blocks of 32.
-        var (g, k) = task ? (args.Int("--gen-length") ?? 16, args.Int("--block-length") ?? args.Int("--gen-length") ?? 16) : ModelArguments.Lengths(args);
+        TaskFile? task = File.Exists(taskSet) ? TaskFile.Read(taskSet) : null;
+        // A task model's answers fit its file's gen_length (else 16) in one block; the code model writes 64 in blocks of 32.
+        int taskLength = args.Int("--gen-length") ?? task?.GenerationLength ?? 16;
+        var (g, k) = task is not null ? (taskLength, args.Int("--block-length") ?? taskLength) : ModelArguments.Lengths(args);
         args.RejectUnknown();
-        return task
-            ? await TaskAsync(model, taskSet, g, k, stdout, color, logging, cancellationToken)
+        return task is not null
+            ? await TaskAsync(model, task, Path.GetFileName(taskSet), g, k, stdout, color, logging, cancellationToken)
             : await CodeAsync(model, g, k, stdout, color, logging, cancellationToken);
     }
 
     /// <summary>
-    /// Problems the demo's comparison table decodes (the first of the held-out set): few enough that the whole demo takes
-    /// about 1.5 s on 2 cores; <c>saber eval</c> runs the whole set.
+    /// Problems the demo's comparison table decodes (the first of the held-out set): 50 answers of G = 16 (models/addition:
+    /// the whole demo takes about 1.5 s on 2 cores), fewer where answers are longer, so that the table decodes at most
+    /// 2,430 positions a strategy (30 Sudoku grids); <c>saber eval</c> runs the whole set.
     /// </summary>
-    internal const int TableProblems = 50;
+    internal static int TableProblems(int g) => Math.Clamp(2430 / g, 1, 50);
 
     /// <summary>
     /// The task model (models/addition): one held-out problem solved step by step (the first of the set whose Saber decode
     /// re-masks a position, so that backtracking is on screen; the line says which), then the comparison on the first
     /// <see cref="TableProblems"/> problems.
     /// </summary>
-    private static async Task<int> TaskAsync(Saber.Onnx.LocalModel model, string setPath, int g, int k, TextWriter stdout, bool color,
+    private static async Task<int> TaskAsync(Saber.Onnx.LocalModel model, TaskFile taskFile, string setName, int g, int k, TextWriter stdout, bool color,
         ILoggerFactory logging, CancellationToken cancellationToken)
     {
         Saber.Onnx.IModelTokenizer tokenizer = model.Tokenizer;
-        List<EvalProblem> problems = TaskFile.Read(setPath).Problems;
+        List<EvalProblem> problems = taskFile.Problems;
         var saber = new DecodeOptions { GenerationLength = g, BlockLength = k, Strategy = new SaberStrategy(), Trace = true };
         var sampler = new CpuSampler(logging.CreateLogger<CpuSampler>());
         // The first candidate alone (it usually re-masks), then the rest as one batch (a batch decodes each row as it would
@@ -81,21 +84,23 @@ internal static class DemoCommand
         EvalProblem problem = problems[shown];
         int[] prompt = tokenizer.Encode(problem.Prompt);
         stdout.WriteLine($"Saber on {model.Denoiser.ModelPath} (weights: {model.Denoiser.WeightsDescription ?? "not described"}).");
-        stdout.WriteLine($"Held-out problem {shown + 1} of {Path.GetFileName(setPath)} (the first of the first {Candidates} whose decode re-masks a position, " +
+        stdout.WriteLine($"Held-out problem {shown + 1} of {setName} (the first of the first {Candidates} whose decode re-masks a position, " +
             $"if any): {problem.Prompt} with {g} positions to fill; the answer is {problem.Answer}.");
         stdout.WriteLine(Legend(color, tokenizer.MaskGlyph));
         int[] canvas = await ShowStepsAsync(sampler.DecodeStepsAsync(model.Denoiser, [prompt], saber with { Trace = false }, cancellationToken), prompt.Length, color,
             id => tokenizer.EndOfTextIds.Contains(id) ? EndOfText : tokenizer.Decode([id]), stdout);
         string text = tokenizer.Decode(canvas.AsSpan(prompt.Length));
         stdout.WriteLine($"decoded {text}: {(problem.Checker.Accepts(text) ? "right" : $"wrong (the answer is {problem.Answer})")}");
+        if (problem.Checker is Checkers.SudokuChecker)
+            stdout.WriteLine(SudokuGrid.Render(problem.Prompt, text, problem.Answer, color));
         stdout.WriteLine();
 
-        List<EvalProblem> subset = problems.Take(TableProblems).ToList();
+        List<EvalProblem> subset = problems.Take(TableProblems(g)).ToList();
         var rows = new List<EvalRow>();
         foreach (var (label, strategy) in Evaluation.Table(g).Where(r => r.Label is "low-confidence S=G" or "threshold 0.9" or "saber reference" or "saber no-backtracking"))
             rows.Add(await Evaluation.RunAsync(model, subset, label, new DecodeOptions { GenerationLength = g, BlockLength = k, Strategy = strategy },
                 batch: 64, progress: null, cancellationToken));
-        EvalCommand.WriteMarkdown(stdout, Path.GetFileName(Path.GetDirectoryName(model.Denoiser.ModelPath)) ?? "model", Path.GetFileName(setPath),
+        EvalCommand.WriteMarkdown(stdout, Path.GetFileName(Path.GetDirectoryName(model.Denoiser.ModelPath)) ?? "model", setName,
             subset.Count, g, k, 0f, 0, 64, rows);
         stdout.WriteLine("(saber eval runs every strategy on the whole set.)");
         return 0;
