@@ -19,7 +19,7 @@ public enum SaberStatus
     ErrorOutOfMemory = 3,
     /// <summary>A step met a NaN or +inf logit, or a row with no finite logit besides the mask id.</summary>
     ErrorInvalidLogits = 4,
-    /// <summary>The library was built without CUDA, or no CUDA device is present.</summary>
+    /// <summary>The library was built without CUDA, no CUDA device is present, or the device is older than sm_80 (compute capability 8.0, which the kernels need).</summary>
     ErrorNoDevice = 5,
     /// <summary>The decode has already finished; no further step is accepted.</summary>
     ErrorFinished = 6,
@@ -221,7 +221,7 @@ public static unsafe partial class SaberNative
     [LibraryImport(LibraryName, EntryPoint = "saber_exact_fixed_terms_device")]
     public static partial SaberStatus ExactFixedTermsDevice(nint context, float* inputs, ulong* outputs, long count);
 
-    /// <summary>Creates a context on CUDA device `device` with its own non-blocking stream. Every call on the context and on the buffers and decodes created from it runs on `device`, from any thread, and leaves the calling thread&apos;s current CUDA device as it was.</summary>
+    /// <summary>Creates a context on CUDA device `device` with its own non-blocking stream. Every call on the context and on the buffers and decodes created from it runs on `device`, from any thread, and leaves the calling thread&apos;s current CUDA device as it was. A device of compute capability below 8.0 is SABER_ERROR_NO_DEVICE, naming it and its capability.</summary>
     [LibraryImport(LibraryName, EntryPoint = "saber_context_create")]
     public static partial SaberStatus ContextCreate(int device, nint* outContext);
 

@@ -286,6 +286,10 @@ SABER_API saber_status saber_context_create(int32_t device, saber_context *out_c
         SABER_CUDA(cudaGetDeviceCount(&count));
         if (device < 0 || device >= count)
             return fail(SABER_ERROR_INVALID_ARGUMENT, "device must lie in [0, %d) (CUDA devices present); got %d", count, device);
+        cudaDeviceProp properties{};
+        SABER_CUDA(cudaGetDeviceProperties(&properties, device));
+        if (const saber_status capable = saber::validate_device_capability(device, properties.name, properties.major, properties.minor); capable != SABER_OK)
+            return capable;
         auto context = std::make_unique<saber_context_impl>();
         context->device = device;
         const DeviceGuard bind(device);

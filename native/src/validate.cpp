@@ -210,4 +210,12 @@ saber_status validate_widen_ids(const void *device_source, const void *device_de
     return SABER_OK;
 }
 
+saber_status validate_device_capability(int32_t device, const char *name, int major, int minor) {
+    if (major >= kMinimumComputeMajor) return SABER_OK;
+    return fail(SABER_ERROR_NO_DEVICE,
+                "%s: CUDA device %d (%s) has compute capability %d.%d; Saber.Native's kernels need 8.0 or newer (sm_80: A100, "
+                "RTX 30xx, L4, H100 and later)",
+                entry_point(), device, name != nullptr ? name : "unnamed", major, minor);
+}
+
 }  // namespace saber

@@ -48,4 +48,12 @@ saber_status validate_fixed_inputs(const float *inputs, const void *outputs, int
 /// overlap. No device call: the addresses are only compared.
 saber_status validate_widen_ids(const void *device_source, const void *device_destination, int64_t count);
 
+/// The oldest compute capability (major version) the kernels run on: sm_80.
+constexpr int kMinimumComputeMajor = 8;
+
+/// Checks a device's description (name and compute capability, as cudaGetDeviceProperties gives them) against
+/// kMinimumComputeMajor: SABER_ERROR_NO_DEVICE naming the device, its capability and the need. No device call, so
+/// tests can describe devices they do not have.
+saber_status validate_device_capability(int32_t device, const char *name, int major, int minor);
+
 }  // namespace saber

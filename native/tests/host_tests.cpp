@@ -246,6 +246,21 @@ TEST(WidenIds, ArgumentErrorsNameTheValueBeforeAnyDeviceCall) {
     EXPECT_EQ(error(), "saber_context_widen_ids: context is not a live handle (destroyed or foreign)");
 }
 
+TEST(DeviceCapability, DevicesOlderThanSm80AreRefusedNamingTheDeviceAndItsCapability) {
+    // Described devices (no device call): what saber_context_create checks with cudaGetDeviceProperties' answer.
+    EXPECT_EQ(saber::validate_device_capability(1, "Tesla T4", 7, 5), SABER_ERROR_NO_DEVICE);
+    EXPECT_NE(error().find("CUDA device 1 (Tesla T4) has compute capability 7.5"), std::string::npos) << error();
+    EXPECT_NE(error().find("need 8.0 or newer"), std::string::npos) << error();
+    EXPECT_EQ(saber::validate_device_capability(0, "Tesla V100-SXM2-32GB", 7, 0), SABER_ERROR_NO_DEVICE);
+    EXPECT_NE(error().find("(Tesla V100-SXM2-32GB) has compute capability 7.0"), std::string::npos) << error();
+    EXPECT_EQ(saber::validate_device_capability(0, nullptr, 6, 1), SABER_ERROR_NO_DEVICE);
+    EXPECT_NE(error().find("(unnamed) has compute capability 6.1"), std::string::npos) << error();
+    for (auto [name, major, minor] : {std::tuple{"NVIDIA A100-SXM4-80GB", 8, 0}, std::tuple{"NVIDIA GeForce RTX 3090", 8, 6},
+                                      std::tuple{"NVIDIA L4", 8, 9}, std::tuple{"NVIDIA H100 80GB HBM3", 9, 0},
+                                      std::tuple{"NVIDIA B200", 10, 0}, std::tuple{"NVIDIA GeForce RTX 5090", 12, 0}})
+        EXPECT_EQ(saber::validate_device_capability(0, name, major, minor), SABER_OK) << name;
+}
+
 TEST(NoDevice, ContextCreationReportsWhyWithoutAGpu) {
     saber_context context = nullptr;
     const saber_status status = saber_context_create(0, &context);

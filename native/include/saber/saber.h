@@ -41,7 +41,8 @@ typedef enum saber_status {
     SABER_ERROR_OUT_OF_MEMORY = 3,
     /** A step met a NaN or +inf logit, or a row with no finite logit besides the mask id. */
     SABER_ERROR_INVALID_LOGITS = 4,
-    /** The library was built without CUDA, or no CUDA device is present. */
+    /** The library was built without CUDA, no CUDA device is present, or the device is older than sm_80 (compute
+     *  capability 8.0, which the kernels need). */
     SABER_ERROR_NO_DEVICE = 5,
     /** The decode has already finished; no further step is accepted. */
     SABER_ERROR_FINISHED = 6
@@ -225,7 +226,7 @@ SABER_API saber_status saber_exact_fixed_terms_device(saber_context context, con
 
 /** Creates a context on CUDA device `device` with its own non-blocking stream. Every call on the context and on the
  * buffers and decodes created from it runs on `device`, from any thread, and leaves the calling thread's current CUDA
- * device as it was. */
+ * device as it was. A device of compute capability below 8.0 is SABER_ERROR_NO_DEVICE, naming it and its capability. */
 SABER_API saber_status saber_context_create(int32_t device, saber_context *out_context);
 
 /** Destroys a context (NULL is allowed). Buffers and decodes created from it must be destroyed first: while any is
