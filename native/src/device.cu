@@ -850,4 +850,16 @@ HostStatus host_status(saber_decode decode) {
     return copy;
 }
 
+saber_status set_host_status(saber_decode decode, const HostStatus &status) {
+    return guarded(__func__, [&]() -> saber_status {
+        SABER_USE_HANDLE(decode);
+        // Nothing queued may write the block while it changes.
+        SABER_CUDA(cudaStreamSynchronize(decode->context->stream));
+        volatile HostStatus *host = decode->pinned_status;
+        for (int i = 0; i < 2; ++i) copy_status(host->slots[i], status.slots[i]);
+        host->version = status.version;
+        return SABER_OK;
+    });
+}
+
 }  // namespace saber::testing

@@ -41,4 +41,7 @@ saber_status decide(saber_decode decode);
 /// The status the device last wrote to the decode's mapped pinned host block (zero for a dead handle).
 HostStatus host_status(saber_decode decode);
 
+/// Overwrites the decode's mapped pinned status block (for tests that start a step from a state of their own), synchronously.
+saber_status set_host_status(saber_decode decode, const HostStatus &status);
+
 }  // namespace saber::testing

@@ -1015,6 +1015,8 @@ void download_one(T &host, const T *device) {
     ASSERT_EQ(cudaMemcpy(&host, device, sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
 }
 
+struct DeviceCase;
+
 class DecideDevice : public saber_tests::DeviceTest {
 protected:
 
@@ -1055,6 +1057,11 @@ protected:
         upload_one(device.step, x.step);
         upload_one(device.error_step, x.error_step);
         upload_one(device.error, x.error);
+        // The status, the steps finished and the published block: the expected step builds on them (a step publishes
+        // version finished + 1 into one slot and leaves the other as it was).
+        upload_one(device.status, x.status);
+        upload_one(device.finished_steps, x.finished_steps);
+        ASSERT_EQ(saber::testing::set_host_status(decode, x.host_status), SABER_OK) << saber_last_error();
         Settle();
     }
 
@@ -1089,32 +1096,9 @@ protected:
         download_one(x.finished_steps, device.finished_steps);
     }
 
-    /// Steps x's state on the device from its current rows `launches` times (fresh rows between), each against the
-    /// reference, with the handshake counter back at 0 and the row plan of the new state.
-    void StepAndCompare(std::mt19937 &rng, Batch x, int launches, const std::string &name) {
-        Create(x);
-        if (HasFatalFailure()) return;
-        Upload(x);
-        for (int t = 0; t < launches; ++t) {
-            if (t > 0) {
-                random_rows(rng, x);
-                upload(device.prediction, x.prediction);
-                upload(device.confidence, x.confidence);
-                upload(device.token_confidence, x.token_confidence);
-                upload(device.metric, x.metric);
-                Settle();
-            }
-            const Batch want = expected_step(x);
-            ASSERT_EQ(saber::testing::decide(decode), SABER_OK) << saber_last_error();
-            Batch got = x;
-            unsigned int blocks_done = 1;
-            Download(got, blocks_done);
-            EXPECT_EQ(blocks_done, 0u);
-            expect_same_state(got, want, true, name + " launch " + std::to_string(t));
-            if (HasFailure()) return;
-            x = got;
-        }
-    }
+    /// Runs a device case on the device: a decode per part, x's state uploaded at its first launch and fresh rows at the
+    /// next, each launch against the reference, with the handshake counter back at 0.
+    void RunCase(const DeviceCase &c);
 
     DecodeState device{};
 };
@@ -1133,51 +1117,105 @@ std::vector<saber_decode_options> device_case_options() {
             options_of(SABER_STRATEGY_FACTOR, 2048, 2048)};
 }
 
+/// One decode of a device case: device_case_options()[options], `batch` sequences of which `done` are finished, stepped
+/// `launches` times (fresh random rows before each launch after the first).
+struct DevicePart {
+    int options, batch, done, launches;
+    const char *name;
+};
+
+/// A device case: its parts, run in order from one random generator seeded with `seed`.
+struct DeviceCase {
+    unsigned seed;
+    std::vector<DevicePart> parts;
+};
+
+const DeviceCase kSaberShared{21, {{0, 8, 2, 2, "saber G1024 K256"}}};   // two launches: the second checks the counter's reset
+const DeviceCase kLowConfidenceAndPaper{22, {{1, 8, 1, 1, "low-confidence G1024 K256"}, {2, 8, 1, 1, "saber paper G1024 K256"}}};
+const DeviceCase kGlobalMemory{23, {{3, 2, 1, 1, "saber G2048 K512"}}};
+const DeviceCase kFactor{24, {{4, 8, 2, 2, "factor G1024 K256"}, {5, 2, 1, 1, "factor G2048 K2048"}}};
+
+/// Runs a device case: `launch(x, t)` steps x (launch t of its part) and returns the new state, which must be the
+/// reference's (the state of the next launch). The same draws from the same seed whoever launches.
+template <typename Launch>
+void run_device_case(const DeviceCase &c, bool plan, Launch launch) {
+    std::mt19937 rng(c.seed);
+    const std::vector<saber_decode_options> options = device_case_options();
+    for (const DevicePart &part : c.parts) {
+        Batch x = random_batch(rng, options[static_cast<size_t>(part.options)], part.batch, part.done);
+        random_rows(rng, x);
+        for (int t = 0; t < part.launches; ++t) {
+            if (t > 0) random_rows(rng, x);
+            const Batch want = expected_step(x);
+            Batch got = launch(x, t);
+            if (::testing::Test::HasFatalFailure()) return;
+            expect_same_state(got, want, plan, std::string(part.name) + " launch " + std::to_string(t));
+            if (::testing::Test::HasFailure()) return;
+            x = got;
+        }
+    }
+}
+
 TEST(DecideDeviceCases, OptionsAreValid) {
     // Runs without a device: the device cases' decodes must be creatable.
     for (const saber_decode_options &o : device_case_options())
         EXPECT_EQ(saber_validate_options(&o, kVocabulary, kMask), SABER_OK) << describe(o) << ": " << saber_last_error();
 }
 
-TEST_F(DecideDevice, SaberStepOfABatchIsTheReferencesBitsInSharedMemory) {
-    // G = 1024, K = 256, batch 8 with some done: two launches (the second checks the handshake counter's reset).
-    std::mt19937 rng(21);
-    Batch x = random_batch(rng, device_case_options()[0], 8, 2);
-    random_rows(rng, x);
-    StepAndCompare(rng, x, 2, "saber G1024 K256");
+TEST(DecideDeviceCases, TheHostEmulationOfEachDeviceCaseIsTheReference) {
+    // Runs without a device: each device case below, with the same draws, on the emulated block (both places) first, so
+    // that the expectations the device tests build (status, published block and steps finished included) are the host's.
+    for (const DeviceCase *c : {&kSaberShared, &kLowConfidenceAndPaper, &kGlobalMemory, &kFactor})
+        for (Place place : {Place::Staged, Place::InPlace}) {
+            run_device_case(*c, false, [&](const Batch &x, int) {
+                Batch got = x;
+                host_step(got, place);
+                return got;
+            });
+            if (HasFailure()) return;
+        }
 }
 
-TEST_F(DecideDevice, LowConfidenceAndPaperSaberStepsAreTheReferencesBits) {
-    std::mt19937 rng(22);
-    Batch x = random_batch(rng, device_case_options()[1], 8, 1);
-    random_rows(rng, x);
-    StepAndCompare(rng, x, 1, "low-confidence G1024 K256");
-    saber_decode_destroy(decode);
-    decode = nullptr;
-    Batch y = random_batch(rng, device_case_options()[2], 8, 1);
-    random_rows(rng, y);
-    StepAndCompare(rng, y, 1, "saber paper G1024 K256");
+void DecideDevice::RunCase(const DeviceCase &c) {
+    run_device_case(c, true, [&](const Batch &x, int t) {
+        if (t == 0) {
+            if (decode != nullptr) saber_decode_destroy(decode);
+            decode = nullptr;
+            Create(x);
+            if (HasFatalFailure()) return x;
+            Upload(x);
+        } else {
+            upload(device.prediction, x.prediction);
+            upload(device.confidence, x.confidence);
+            upload(device.token_confidence, x.token_confidence);
+            upload(device.metric, x.metric);
+            Settle();
+        }
+        if (HasFatalFailure()) return x;
+        EXPECT_EQ(saber::testing::decide(decode), SABER_OK) << saber_last_error();
+        Batch got = x;
+        unsigned int blocks_done = 1;
+        Download(got, blocks_done);
+        EXPECT_EQ(blocks_done, 0u) << "the handshake counter is reset by the step's last block";
+        return got;
+    });
 }
+
+TEST_F(DecideDevice, SaberStepOfABatchIsTheReferencesBitsInSharedMemory) {
+    // G = 1024, K = 256, batch 8 with some done: two launches (the second checks the handshake counter's reset).
+    RunCase(kSaberShared);
+}
+
+TEST_F(DecideDevice, LowConfidenceAndPaperSaberStepsAreTheReferencesBits) { RunCase(kLowConfidenceAndPaper); }
 
 TEST_F(DecideDevice, GlobalMemoryPathStepIsTheReferencesBits) {
     // G = 2048 > 1024: the global-memory path, keys in the row pass's chunk scratch; one launch.
-    std::mt19937 rng(23);
-    Batch x = random_batch(rng, device_case_options()[3], 2, 1);
-    random_rows(rng, x);
-    StepAndCompare(rng, x, 1, "saber G2048 K512");
+    RunCase(kGlobalMemory);
 }
 
 TEST_F(DecideDevice, FactorStepsAreTheReferencesBitsInSharedAndGlobalMemory) {
     // G = 1024, K = 256 (shared memory), then G = K = 2048 (the global-memory path, a 2048-key sort); batch 8 and 2.
-    std::mt19937 rng(24);
-    Batch x = random_batch(rng, device_case_options()[4], 8, 2);
-    random_rows(rng, x);
-    StepAndCompare(rng, x, 2, "factor G1024 K256");
-    saber_decode_destroy(decode);
-    decode = nullptr;
-    Batch y = random_batch(rng, device_case_options()[5], 2, 1);
-    random_rows(rng, y);
-    StepAndCompare(rng, y, 1, "factor G2048 K2048");
+    RunCase(kFactor);
 }
 
 }  // namespace

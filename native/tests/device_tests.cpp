@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "decide_reference.h"
 #include "exact_math.h"
 #include "philox.h"
 #include "saber/saber.h"
@@ -564,20 +565,116 @@ std::string PlanCaseName(const ::testing::TestParamInfo<PlanCase> &info) {
     return std::string(name) + "_splits" + std::to_string(info.param.splits);
 }
 
+/// The row-plan scenario: four sequences driven apart by their logits (confident rows commit at once, flat ones a
+/// position at a time), stepped until all but one finish or five steps are taken, so that at the checked row pass
+/// they are done, or in different blocks with some of the block decoded.
+struct PlanScenario {
+    static constexpr int kVocabulary = 2100, kMask = 2099, kGeneration = 8, kBatch = 4;   // 3 chunks, rows not aligned
+    // K = 4, not 2: with two positions a block the factor rule commits the whole block every step (rank 1 always
+    // passes, and a passing prefix of M - 1 commits all M), so every sequence would finish at step 4 together.
+    static constexpr int kBlock = 4, kMaxSteps = 5;
+
+    static saber_decode_options Options(int strategy) {
+        saber_decode_options o = saber_tests::saber_options(kGeneration, kBlock, 1, 4);
+        o.strategy = strategy;
+        o.threshold = 0.9f;
+        o.factor = 1.0f;
+        return o;
+    }
+
+    /// confident(b, step): sequence 0 always, 1 never, 2 in its first two steps, 3 after its first.
+    static bool Confident(int b, int step) { return b == 0 || (b == 2 && step < 2) || (b == 3 && step >= 1); }
+
+    /// Step `taken`'s logits ([batch, G, V] floats), drawn from rng in the order the device test draws them.
+    static void Logits(std::mt19937 &rng, int taken, std::vector<float> &values) {
+        std::uniform_real_distribution<float> flat(-0.01f, 0.01f);
+        values.resize(static_cast<size_t>(kBatch) * kGeneration * kVocabulary);
+        for (int b = 0; b < kBatch; ++b)
+            for (int g = 0; g < kGeneration; ++g) {
+                float *row = values.data() + (static_cast<size_t>(b) * kGeneration + g) * kVocabulary;
+                for (int v = 0; v < kVocabulary; ++v) row[v] = Confident(b, taken) ? 0.0f : flat(rng);
+                if (Confident(b, taken)) row[(g * 37 + b) % kMask] = 30.0f;
+            }
+    }
+
+    /// Which sequences are done when the scenario stops, and the steps taken.
+    struct Run {
+        std::vector<int32_t> done;
+        int taken = 0;
+    };
+
+    /// The scenario on the host, sharing no code with the kernels: every row through exact::row_reference (the
+    /// definition), every sequence's step through decide_reference.h, with the device test's stopping rule.
+    static Run Emulate(int strategy) {
+        const saber_decode_options o = Options(strategy);
+        std::mt19937 rng(23);
+        std::vector<float> values;
+        std::vector<saber::reference::Sequence> sequences(kBatch);
+        for (auto &q : sequences) {
+            q.canvas.assign(kGeneration, kMask);
+            q.decoded.assign(kGeneration, 0);
+            q.commit_set.assign(kGeneration, 0);
+            q.commit_confidence.assign(kGeneration, 0.0f);
+            q.previous.assign(kGeneration, 0.0f);
+            q.delta.assign(kGeneration, 0.0f);
+        }
+        Run run;
+        run.done.assign(kBatch, 0);
+        while (run.taken < kMaxSteps) {
+            Logits(rng, run.taken, values);
+            for (int b = 0; b < kBatch; ++b) {
+                saber::reference::Sequence &q = sequences[static_cast<size_t>(b)];
+                if (q.done) continue;
+                saber::reference::Rows rows;
+                for (int g = 0; g < kGeneration; ++g) {
+                    const float *row = values.data() + (static_cast<size_t>(b) * kGeneration + g) * kVocabulary;
+                    const saber::exact::RowResult r = saber::exact::row_reference(row, kVocabulary, kMask, q.decoded[g] ? q.canvas[g] : -1,
+                                                                                  SABER_METRIC_MAXPROB, 0.0f, o.seed, run.taken + 1, b, g);
+                    rows.prediction.push_back(r.prediction);
+                    rows.confidence.push_back(r.confidence);
+                    rows.token_confidence.push_back(r.token_confidence);
+                    rows.metric.push_back(r.metric);
+                }
+                saber::reference::step(o, kBlock, kMask, run.taken + 1, q, rows, nullptr);
+            }
+            ++run.taken;
+            for (int b = 0; b < kBatch; ++b) run.done[static_cast<size_t>(b)] = sequences[static_cast<size_t>(b)].done ? 1 : 0;
+            if (std::count(run.done.begin(), run.done.end(), 1) >= kBatch - 1) break;
+        }
+        return run;
+    }
+};
+
 }  // namespace
+
+class RowPlanScenario : public ::testing::TestWithParam<int> {};
+
+TEST_P(RowPlanScenario, TheHostEmulationLeavesOneSequenceDecodingAndTheConfidentOneDone) {
+    // Runs without a device: the device test below rests on these facts of its scenario, so they are checked first on
+    // the host, with the definition of the rows and the independent decide reference.
+    const PlanScenario::Run run = PlanScenario::Emulate(GetParam());
+    const int finished = static_cast<int>(std::count(run.done.begin(), run.done.end(), 1));
+    EXPECT_LT(finished, PlanScenario::kBatch) << "a sequence must still be decoding after " << run.taken << " steps";
+    EXPECT_EQ(run.done[1], 0) << "sequence 1 (flat rows, a position a step) cannot finish 8 positions in 5 steps";
+    if (GetParam() == SABER_STRATEGY_THRESHOLD || GetParam() == SABER_STRATEGY_FACTOR) {
+        EXPECT_EQ(run.done[0], 1) << "the confident sequence finishes within the scenario's steps";
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Strategies, RowPlanScenario, ::testing::Values(SABER_STRATEGY_THRESHOLD, SABER_STRATEGY_FACTOR, SABER_STRATEGY_SABER),
+                         [](const ::testing::TestParamInfo<int> &info) {
+                             return std::string(info.param == SABER_STRATEGY_SABER ? "saber" : info.param == SABER_STRATEGY_FACTOR ? "factor" : "threshold");
+                         });
 
 class RowPlan : public Device, public ::testing::WithParamInterface<PlanCase> {};
 
 TEST_P(RowPlan, StaggeredSequencesReadTheirOwnRowsBitForBit) {
-    // Four sequences driven apart by their logits (confident rows commit a whole block, flat ones a single position), so
-    // that at the checked row pass they are done, or in different blocks with some of the block decoded: the fast pass
-    // (grid-stride over the row plan) must write exactly the rows the reference path (one thread per position) writes,
-    // with the same bits, and those are the host build's definition.
-    constexpr int kVocabulary = 2100, kMask = 2099, kGeneration = 8, kBlock = 2, kBatch = 4;   // 3 chunks, rows not aligned
-    saber_decode_options o = saber_options(kGeneration, kBlock, 1, 4);
-    o.strategy = GetParam().strategy;
-    o.threshold = 0.9f;
-    o.factor = 1.0f;
+    // The scenario of PlanScenario, stepped on the device: the done flags must be the host emulation's. Then the fast
+    // pass (grid-stride over the row plan) must write exactly the rows the reference path (one thread per position)
+    // writes, with the same bits, and those are the host build's definition.
+    constexpr int kVocabulary = PlanScenario::kVocabulary, kMask = PlanScenario::kMask, kGeneration = PlanScenario::kGeneration,
+                  kBatch = PlanScenario::kBatch;
+    const saber_decode_options o = PlanScenario::Options(GetParam().strategy);
     Create(o, kVocabulary, kMask, kBatch);
     if (GetParam().splits > 0) {
         ASSERT_EQ(saber::testing::set_row_splits(decode, GetParam().splits), SABER_OK) << saber_last_error();
@@ -586,19 +683,12 @@ TEST_P(RowPlan, StaggeredSequencesReadTheirOwnRowsBitForBit) {
     ASSERT_EQ(saber_decode_length(decode, &length), SABER_OK);
     ASSERT_EQ(length, kGeneration) << "empty prompts";
     std::mt19937 rng(23);
-    std::uniform_real_distribution<float> flat(-0.01f, 0.01f), uniform(-8.0f, 8.0f);
-    std::vector<float> values(static_cast<size_t>(kBatch) * kGeneration * kVocabulary);
-    // confident[b][step]: sequence 0 always, 1 never, 2 in its first two steps, 3 after its first.
-    const auto confident = [](int b, int step) { return b == 0 || (b == 2 && step < 2) || (b == 3 && step >= 1); };
+    std::uniform_real_distribution<float> uniform(-8.0f, 8.0f);
+    std::vector<float> values;
     std::vector<int32_t> done(kBatch);
     int taken = 0;   // steps
-    while (taken < 5) {
-        for (int b = 0; b < kBatch; ++b)
-            for (int g = 0; g < kGeneration; ++g) {
-                float *row = values.data() + (static_cast<size_t>(b) * kGeneration + g) * kVocabulary;
-                for (int v = 0; v < kVocabulary; ++v) row[v] = confident(b, taken) ? 0.0f : flat(rng);
-                if (confident(b, taken)) row[(g * 37 + b) % kMask] = 30.0f;
-            }
+    while (taken < PlanScenario::kMaxSteps) {
+        PlanScenario::Logits(rng, taken, values);
         Upload(values, SABER_DTYPE_FLOAT32);
         Step(SABER_DTYPE_FLOAT32);
         ASSERT_EQ(status.error, SABER_OK);
@@ -606,11 +696,10 @@ TEST_P(RowPlan, StaggeredSequencesReadTheirOwnRowsBitForBit) {
         ASSERT_EQ(saber_decode_read(decode, nullptr, nullptr, done.data()), SABER_OK);
         if (std::count(done.begin(), done.end(), 1) >= kBatch - 1) break;
     }
-    const int finished = static_cast<int>(std::count(done.begin(), done.end(), 1));
-    ASSERT_LT(finished, kBatch) << "a sequence must still be decoding";
-    if (o.strategy == SABER_STRATEGY_THRESHOLD || o.strategy == SABER_STRATEGY_FACTOR) {
-        EXPECT_GE(finished, 1) << "the confident sequence finishes within 4 steps";
-    }
+    const PlanScenario::Run emulated = PlanScenario::Emulate(o.strategy);
+    ASSERT_EQ(taken, emulated.taken) << "steps taken, device vs the host emulation";
+    ASSERT_EQ(done, emulated.done) << "sequences done, device vs the host emulation";
+    ASSERT_LT(std::count(done.begin(), done.end(), 1), kBatch) << "a sequence must still be decoding";
 
     for (int dtype : {SABER_DTYPE_FLOAT32, SABER_DTYPE_FLOAT16, SABER_DTYPE_BFLOAT16}) {
         for (float &x : values) x = uniform(rng);
