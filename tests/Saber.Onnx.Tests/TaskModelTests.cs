@@ -1,5 +1,3 @@
-using System.Text.Json;
-
 namespace Saber.Onnx.Tests;
 
 /// <summary>
@@ -17,23 +15,7 @@ public class TaskModelTests
     /// <summary>Accuracy may move by this much (2 problems of 100) and mean NFE by this much (a quarter of a call).</summary>
     private const double AccuracyBand = 0.02, NfeBand = 0.25;
 
-    private static string Directory => Path.Combine(AppContext.BaseDirectory, "models", "addition");
-
-    private static readonly Lazy<(string Prompt, string Answer)[]> Subset = new(() => File.ReadLines(Path.Combine(Directory, "test.jsonl"))
-        .Take(Problems)
-        .Select(line => JsonDocument.Parse(line).RootElement)
-        .Select(o => (o.GetProperty("prompt").GetString()!, o.GetProperty("answer").GetString()!))
-        .ToArray());
-
-    private static async Task<(double Accuracy, double MeanNfe)> EvaluateAsync(DecodingStrategy strategy)
-    {
-        using LocalModel model = LocalModel.Open(Directory);
-        var options = new DecodeOptions { GenerationLength = G, Strategy = strategy };
-        ReadOnlyMemory<int>[] prompts = Subset.Value.Select(p => (ReadOnlyMemory<int>)model.Tokenizer.Encode(p.Prompt)).ToArray();
-        DecodeResult result = await new CpuSampler().DecodeAsync(model.Denoiser, prompts, options);
-        int correct = result.Sequences.Where((s, i) => model.Tokenizer.Decode(s.Tokens) == Subset.Value[i].Answer).Count();
-        return ((double)correct / Problems, result.Sequences.Average(s => s.Nfe));
-    }
+    private const string Model = "addition";
 
     private static IEnumerable<TestCaseData> Recorded()
     {
@@ -54,7 +36,7 @@ public class TaskModelTests
     [TestCaseSource(nameof(Recorded))]
     public async Task AccuracyAndNfeStayWithinTheirBands(DecodingStrategy strategy, double accuracy, double meanNfe)
     {
-        var (gotAccuracy, gotNfe) = await EvaluateAsync(strategy);
+        var (gotAccuracy, gotNfe) = await TaskModelGuard.EvaluateAsync(Model, Problems, G, strategy);
         TestContext.Out.WriteLine($"accuracy {gotAccuracy:F3} (recorded {accuracy:F3}), mean NFE {gotNfe:F3} (recorded {meanNfe:F3})");
         Assert.That(gotAccuracy, Is.EqualTo(accuracy).Within(AccuracyBand), $"exact-match accuracy on the first {Problems} held-out problems");
         Assert.That(gotNfe, Is.EqualTo(meanNfe).Within(NfeBand), $"mean NFE on the first {Problems} held-out problems");
@@ -63,8 +45,8 @@ public class TaskModelTests
     [Test]
     public void TheShippedTaskModelSaysHowItWasTrained()
     {
-        using LocalModel model = LocalModel.Open(Directory);
+        using LocalModel model = LocalModel.Open(TaskModelGuard.Directory(Model));
         Assert.That(model.Denoiser.WeightsDescription, Does.StartWith("addition task: "), "metadata 'weights' of models/addition/model.onnx");
-        Assert.That(File.ReadLines(Path.Combine(Directory, "test.jsonl")).Count(), Is.EqualTo(1000));
+        Assert.That(File.ReadLines(Path.Combine(TaskModelGuard.Directory(Model), "test.jsonl")).Count(), Is.EqualTo(1000));
     }
 }
