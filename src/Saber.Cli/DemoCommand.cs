@@ -5,8 +5,8 @@ using Saber.Denoisers;
 namespace Saber.Cli;
 
 /// <summary>
-/// The main job on the shipped task model (models/addition, run by ONNX Runtime): a held-out problem solved step by
-/// step, then the strategies compared on it; with <c>--model</c> a model without a held-out set (models/tiny) fills a
+/// The main job on the shipped task models (models/sudoku when present, then models/addition, run by ONNX Runtime): on
+/// each a held-out problem solved step by step, then the strategies compared on its held-out set; with <c>--model</c> a model without a held-out set (models/tiny) fills a
 /// prompt step by step, then the strategies are compared on a few prompts. <c>--synthetic</c> runs the
 /// synthetic denoiser instead: it "knows" one completion, favours planted wrong characters while the
 /// text after them is still masked, and grows more confident as the canvas fills (what backtracking is for).
@@ -16,10 +16,11 @@ internal static class DemoCommand
     public const string Usage =
         "usage: saber demo [--no-color] [--synthetic | --model DIR --threads N --gen-length G --block-length K]\n" +
         "Shows Saber filling the canvas step by step (green: committed this step, red: re-masked), then a comparison.\n" +
-        "The default model is the shipped task model models/addition (sums of two 8-digit numbers, checked exactly;\n" +
-        "models/addition/README.md): it solves a held-out problem step by step, then low-confidence (S = G), threshold 0.9,\n" +
-        "Saber and Saber without backtracking are compared on the first 50 held-out problems (accuracy, NFE; fewer where answers\n" +
-        "are long: 30 Sudoku grids). Any model directory with a test.jsonl task file runs the same way (G: the file's gen_length).\n" +
+        "Without --model it runs each shipped task model present: Sudoku (models/sudoku, where the order of decoding decides\n" +
+        "the answer) first, then addition (models/addition: sums of two 8-digit numbers). On each it solves a held-out problem\n" +
+        "step by step, then low-confidence (S = G), threshold 0.9, Saber and Saber without backtracking are compared on the\n" +
+        "first held-out problems (accuracy, NFE): 50, or 30 Sudoku grids. Any model directory with a test.jsonl task file runs\n" +
+        "the same way (G: the file's gen_length).\n" +
         "With --model models/tiny (the code model: code-shaped text, not code) or any model without a test.jsonl, it\n" +
         "fills a Python prompt and compares Saber, low-confidence (S = G) and threshold 0.9 on a few prompts (NFE, wall time).\n" +
         "--synthetic uses a synthetic stand-in with planted early mistakes that only backtracking repairs.";
@@ -45,16 +46,38 @@ internal static class DemoCommand
             args.RejectUnknown();
             return await SyntheticAsync(stdout, color, logging, cancellationToken);
         }
-        using Saber.Onnx.LocalModel model = ModelArguments.Open(args, logging, shipped: "addition");
-        string taskSet = Path.Combine(Path.GetDirectoryName(model.Denoiser.ModelPath) ?? ".", "test.jsonl");
-        TaskFile? task = File.Exists(taskSet) ? TaskFile.Read(taskSet) : null;
-        // A task model's answers fit its file's gen_length (else 16) in one block; the code model writes 64 in blocks of 32.
-        int taskLength = args.Int("--gen-length") ?? task?.GenerationLength ?? 16;
-        var (g, k) = task is not null ? (taskLength, args.Int("--block-length") ?? taskLength) : ModelArguments.Lengths(args);
+        // Without --model, every shipped task model present, the one where the order of decoding matters first.
+        string[] directories = args.Text("--model") is string directory ? [directory] : DefaultTaskModels();
+        Saber.Onnx.OnnxEngineOptions engine = ModelArguments.EngineOptions(args);
+        int? genLength = args.Int("--gen-length"), blockLength = args.Int("--block-length");
+        var (codeG, codeK) = ModelArguments.Lengths(args);
         args.RejectUnknown();
-        return task is not null
-            ? await TaskAsync(model, task, Path.GetFileName(taskSet), g, k, stdout, color, logging, cancellationToken)
-            : await CodeAsync(model, g, k, stdout, color, logging, cancellationToken);
+        for (int i = 0; i < directories.Length; i++)
+        {
+            if (i > 0) stdout.WriteLine();
+            using var model = Saber.Onnx.LocalModel.Open(directories[i], engine, logging.CreateLogger<Saber.Onnx.OnnxDenoiser>());
+            string taskSet = Path.Combine(Path.GetDirectoryName(model.Denoiser.ModelPath) ?? ".", "test.jsonl");
+            TaskFile? task = File.Exists(taskSet) ? TaskFile.Read(taskSet) : null;
+            if (task is null)
+            {
+                // The code model writes 64 positions in blocks of 32 by default.
+                await CodeAsync(model, codeG, codeK, stdout, color, logging, cancellationToken);
+                continue;
+            }
+            // A task model's answers fit its file's gen_length (else 16), in one block.
+            int g = genLength ?? task.GenerationLength ?? 16;
+            await TaskAsync(model, task, Path.GetFileName(taskSet), g, blockLength ?? g, stdout, color, logging, cancellationToken);
+        }
+        return 0;
+    }
+
+    /// <summary>Shipped task models in the demo's order (Sudoku, then addition): those whose model.onnx is present, else addition.</summary>
+    internal static string[] DefaultTaskModels()
+    {
+        string[] present = new[] { "sudoku", "addition" }.Select(name => ModelArguments.ShippedModel(name))
+            .Where(d => File.Exists(Path.Combine(d, "model.onnx"))).ToArray();
+        // None present: addition's directory, so that the error names the missing model.
+        return present.Length > 0 ? present : [ModelArguments.ShippedModel("addition")];
     }
 
     /// <summary>
@@ -69,7 +92,7 @@ internal static class DemoCommand
     /// re-masks a position, so that backtracking is on screen; the line says which), then the comparison on the first
     /// <see cref="TableProblems"/> problems.
     /// </summary>
-    private static async Task<int> TaskAsync(Saber.Onnx.LocalModel model, TaskFile taskFile, string setName, int g, int k, TextWriter stdout, bool color,
+    private static async Task TaskAsync(Saber.Onnx.LocalModel model, TaskFile taskFile, string setName, int g, int k, TextWriter stdout, bool color,
         ILoggerFactory logging, CancellationToken cancellationToken)
     {
         Saber.Onnx.IModelTokenizer tokenizer = model.Tokenizer;
@@ -103,7 +126,6 @@ internal static class DemoCommand
         EvalCommand.WriteMarkdown(stdout, Path.GetFileName(Path.GetDirectoryName(model.Denoiser.ModelPath)) ?? "model", setName,
             subset.Count, g, k, 0f, 0, 64, rows);
         stdout.WriteLine("(saber eval runs every strategy on the whole set.)");
-        return 0;
 
         // The index of the first problem in [from, to) whose Saber decode re-masks a position, or null.
         async Task<int?> FirstRemaskingAsync(int from, int to)
@@ -117,7 +139,7 @@ internal static class DemoCommand
     }
 
     /// <summary>The code model (models/tiny, or any model without a test set): a prompt filled step by step, then compare's table.</summary>
-    private static async Task<int> CodeAsync(Saber.Onnx.LocalModel model, int g, int k, TextWriter stdout, bool color, ILoggerFactory logging,
+    private static async Task CodeAsync(Saber.Onnx.LocalModel model, int g, int k, TextWriter stdout, bool color, ILoggerFactory logging,
         CancellationToken cancellationToken)
     {
         Saber.Onnx.IModelTokenizer tokenizer = model.Tokenizer;
@@ -133,7 +155,6 @@ internal static class DemoCommand
         stdout.WriteLine();
         ReadOnlyMemory<int>[] comparePrompts = CompareCommand.DefaultPrompts.Select(p => (ReadOnlyMemory<int>)tokenizer.Encode(p)).ToArray();
         await CompareCommand.WriteTableAsync(model, comparePrompts, g, k, stdout, logging, cancellationToken);
-        return 0;
     }
 
     private const string EndOfText = "\u2404";   // ␄
