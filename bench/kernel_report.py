@@ -11,7 +11,7 @@ build's include paths, defines and -O3), then reports:
     (ptxas), and the theoretical occupancy on sm_90;
   * for the fast row-pass kernel (row_confidence_kernel): SASS instructions per element of its hot loop, by opcode
     class, and the global vector loads in flight per thread (cuobjdump -sass);
-  * kernel launches per step, counted statically from native/src/device.cu and the launchers in kernels/;
+  * kernel launches per step, counted statically from native/src/device/decode.cu and the launchers in kernels/;
   * a roofline ESTIMATE of the fraction of HBM bandwidth the row pass can reach on an H100 SXM and an H200.
 
 Nothing here runs on a GPU: every time below is an estimate from instruction counts and peak rates.
@@ -480,12 +480,15 @@ def function_body(text, name_pattern):
 
 
 def launches_per_step(root):
-    device = os.path.join(root, "native", "src", "device.cu")
-    if not os.path.exists(device):
-        return dict(found=False, reason="native/src/device.cu not found")
+    # saber_decode_step's file: native/src/device/decode.cu, or native/src/device.cu in a --base revision from before the
+    # device entry points were split by resource
+    candidates = [os.path.join(root, "native", "src", *path) for path in (("device", "decode.cu"), ("device.cu",))]
+    device = next((c for c in candidates if os.path.exists(c)), None)
+    if device is None:
+        return dict(found=False, reason="native/src/device/decode.cu not found")
     body = function_body(open(device).read(), r"saber_decode_step\s*\(")
     if body is None:
-        return dict(found=False, reason="saber_decode_step not found in device.cu")
+        return dict(found=False, reason=f"saber_decode_step not found in {os.path.relpath(device, root)}")
     kernels_dir = os.path.join(root, "native", "src", "kernels")
     sources = "".join(open(os.path.join(kernels_dir, f)).read() for f in sorted(os.listdir(kernels_dir)) if f.endswith(".cu"))
     launchers = re.findall(r"\b(launch_\w+)\s*\(", body)
@@ -827,7 +830,7 @@ def markdown(trees, meta):
         lines.append(f"- {name}: {l['launches_min']}-{l['launches_max']} kernel launches per step (fast path): "
                      f"{', '.join(l['kernels'])}" + (f"; when rows are split: {', '.join(l['conditional_kernels'])}" if l['conditional_kernels'] else "")
                      + f"; other stream operations: {', '.join(l['other_stream_operations']) or 'none'}")
-    lines += ["", "Counted from `saber_decode_step` in native/src/device.cu and the `<<<` launches in the launchers it calls "
+    lines += ["", "Counted from `saber_decode_step` in native/src/device/decode.cu and the `<<<` launches in the launchers it calls "
               "(kernels/*.cu, helpers followed one level; a launch on a line with `if`/`?` is conditional; reference-path "
               "kernels excluded). A static reading of the source, not a trace.",
               "", "## Whole step vs row pass (ESTIMATE from a latency model)", ""] + step_lines(after) + [

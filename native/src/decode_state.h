@@ -1,5 +1,5 @@
 // The device-resident state of a batch decode, passed by value to every step kernel. All pointers
-// are device memory owned by the decode (src/device.cu); the layout of each array is noted beside it.
+// are device memory owned by the decode (src/device/decode.cu); the layout of each array is noted beside it.
 #pragma once
 
 #include <stdint.h>
@@ -24,7 +24,7 @@ inline constexpr unsigned long long error_key(int sequence, int position, int v)
 /// after step f is in slots[f % 2]. The device writes a slot, then (after a system fence) the version; a step's writes
 /// are visible before the next kernel's, so the slot it overwrites next was published two versions earlier. A reader
 /// that sees the same version before and after copying slots[version % 2] has a consistent copy (kernels/status.h writes
-/// it, device.cu reads it).
+/// it, device/decode_status.cu reads it).
 struct HostStatus {
     unsigned long long version;
     saber_decode_status slots[2];
