@@ -4,7 +4,6 @@
 
 #include "device/handles.h"
 
-using saber::HandleRegistry;
 using saber::Kind;
 using saber::fail;
 using saber::guarded;
@@ -35,22 +34,12 @@ SABER_API saber_status saber_buffer_destroy(saber_buffer buffer) {
     return guarded(__func__, [&]() -> saber_status {
         if (buffer == nullptr) return SABER_OK;
         SABER_USE_HANDLE(buffer);
-        HandleRegistry::Retired retired;
-        if (!registry().retire(buffer, retired)) return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: buffer was destroyed meanwhile", __func__);
-        cudaFree(buffer->pointer);
-        delete buffer;
-        registry().released(retired);   // only now may its context be destroyed
-        return SABER_OK;
+        return saber::retire_and_delete(buffer, "buffer", [](saber_buffer b) { cudaFree(b->pointer); });
     });
 }
 
 SABER_API saber_status saber_buffer_device_pointer(saber_buffer buffer, void **out_pointer) {
-    return guarded(__func__, [&]() -> saber_status {
-        SABER_USE_HANDLE(buffer);
-        SABER_REQUIRE_NOT_NULL(out_pointer);
-        *out_pointer = buffer->pointer;
-        return SABER_OK;
-    });
+    return SABER_READ_HANDLE(buffer, out_pointer, buffer->pointer);
 }
 
 namespace {

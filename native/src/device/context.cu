@@ -59,12 +59,7 @@ SABER_API saber_status saber_context_destroy(saber_context context) {
 }
 
 SABER_API saber_status saber_context_stream(saber_context context, void **out_stream) {
-    return guarded(__func__, [&]() -> saber_status {
-        SABER_USE_HANDLE(context);
-        SABER_REQUIRE_NOT_NULL(out_stream);
-        *out_stream = context->stream;
-        return SABER_OK;
-    });
+    return SABER_READ_HANDLE(context, out_stream, context->stream);
 }
 
 SABER_API saber_status saber_context_synchronize(saber_context context) {

@@ -58,7 +58,6 @@ saber_status initialize(saber_decode_impl &decode) {
 
 }  // namespace saber
 
-using saber::HandleRegistry;
 using saber::Kind;
 using saber::fail;
 using saber::guarded;
@@ -177,31 +176,16 @@ SABER_API saber_status saber_decode_destroy(saber_decode decode) {
     return guarded(__func__, [&]() -> saber_status {
         if (decode == nullptr) return SABER_OK;
         SABER_USE_HANDLE(decode);
-        HandleRegistry::Retired retired;
-        if (!registry().retire(decode, retired)) return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: decode was destroyed meanwhile", __func__);
-        cudaStreamSynchronize(decode->context->stream);
-        delete decode;
-        registry().released(retired);   // only now may its context be destroyed
-        return SABER_OK;
+        return saber::retire_and_delete(decode, "decode", [](saber_decode d) { cudaStreamSynchronize(d->context->stream); });
     });
 }
 
 SABER_API saber_status saber_decode_length(saber_decode decode, int32_t *out_length) {
-    return guarded(__func__, [&]() -> saber_status {
-        SABER_USE_HANDLE(decode);
-        SABER_REQUIRE_NOT_NULL(out_length);
-        *out_length = decode->state.length;
-        return SABER_OK;
-    });
+    return SABER_READ_HANDLE(decode, out_length, decode->state.length);
 }
 
 SABER_API saber_status saber_decode_canvas_pointer(saber_decode decode, void **out_pointer) {
-    return guarded(__func__, [&]() -> saber_status {
-        SABER_USE_HANDLE(decode);
-        SABER_REQUIRE_NOT_NULL(out_pointer);
-        *out_pointer = decode->state.canvas;
-        return SABER_OK;
-    });
+    return SABER_READ_HANDLE(decode, out_pointer, decode->state.canvas);
 }
 
 SABER_API saber_status saber_decode_step(saber_decode decode, const void *device_logits, int32_t dtype) {

@@ -88,6 +88,19 @@ saber_status initialize(saber_decode_impl &decode);
 /// A consistent copy of the status the device last published, and the steps finished (device/decode_status.cu).
 void read_status(saber_decode_impl &decode, saber_decode_status &status, int64_t &finished_steps);
 
+/// The end of a destroy entry point on a live handle: retires it from the registry (a second destroy racing this one
+/// fails here), runs `release` (what must happen before the memory goes: frees, a stream synchronisation), deletes it,
+/// and only then lets its context be destroyed.
+template <typename Handle, typename Release>
+saber_status retire_and_delete(Handle handle, const char *what, Release release) {
+    HandleRegistry::Retired retired;
+    if (!registry().retire(handle, retired)) return fail(SABER_ERROR_INVALID_ARGUMENT, "%s: %s was destroyed meanwhile", entry_point(), what);
+    release(handle);
+    delete handle;
+    registry().released(retired);
+    return SABER_OK;
+}
+
 }  // namespace saber
 
 #define SABER_REQUIRE_HANDLE(handle)                                                                   \
@@ -102,3 +115,12 @@ void read_status(saber_decode_impl &decode, saber_decode_status &status, int64_t
     SABER_REQUIRE_HANDLE(handle);                                                                                         \
     const ::saber::DeviceGuard saber_device_guard_(::saber::device_of(handle));                                           \
     if (saber_device_guard_.error() != cudaSuccess) return ::saber::cuda_failure(saber_device_guard_.error(), "cudaSetDevice(the context's device)")
+
+// The whole body of an entry point that reads one value of a live handle into a non-null out parameter.
+#define SABER_READ_HANDLE(handle, out, value)           \
+    ::saber::guarded(__func__, [&]() -> saber_status { \
+        SABER_USE_HANDLE(handle);                       \
+        SABER_REQUIRE_NOT_NULL(out);                    \
+        *(out) = (value);                               \
+        return SABER_OK;                                \
+    })
