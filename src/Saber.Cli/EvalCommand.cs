@@ -12,7 +12,7 @@ internal static class EvalCommand
     public const string Usage =
         "usage: saber eval [--model DIR] [--tasks FILE] [--limit N] [--gen-length G] [--block-length K] [--batch B]\n" +
         "                  [--temperature T --seed S] [--threads N] [--cache none|prefix|dual [--cache-refresh-every R]\n" +
-        "                  [--cache-on-remask positions|block] [--max-cache-bytes N]] [--json] [--no-progress]\n" +
+        "                  [--cache-on-remask positions|block] [--max-cache-bytes N]] [--json] [--json-file FILE] [--no-progress]\n" +
         "Decodes each problem of the task file with every strategy (low-confidence S=G and S=G/2, Fast-dLLM's threshold 0.9 and\n" +
         "factor rule (F = 1), Saber reference and paper, Saber without backtracking, Saber with a fixed threshold 0.9) and prints, per strategy,\n" +
         "accuracy (each problem's checker on the decoded text up to the first end-of-text), accuracy per difficulty where the file\n" +
@@ -36,6 +36,9 @@ internal static class EvalCommand
         StrategyArguments.CacheUsage + "\n" +
         "                     (every strategy decodes with the cache)\n" +
         "  --max-cache-bytes N  the most bytes the live key/value caches may hold (default 4 GiB)\n" +
+        "  --json             the table as JSON on stdout instead of Markdown\n" +
+        "  --json-file FILE   also write the JSON to FILE (the Markdown stays on stdout): both forms from one run; FILE is\n" +
+        "                     written whole or not at all (a temporary file beside it, then renamed)\n" +
         "Progress goes to stderr (--no-progress: none).";
 
     public static async Task<int> RunAsync(string[] argv, TextWriter stdout, TextWriter stderr, ILoggerFactory logging, CancellationToken cancellationToken)
@@ -43,6 +46,11 @@ internal static class EvalCommand
         var args = new Arguments(argv, new HashSet<string> { "--json", "--no-progress" });
         bool json = args.Flag("--json");
         bool showProgress = !args.Flag("--no-progress");
+        string? jsonFile = args.Text("--json-file");
+        if (jsonFile is not null && json) throw new UsageException("--json-file writes the JSON beside the Markdown; with --json, redirect stdout instead.");
+        string? jsonDirectory = jsonFile is null ? null : Path.GetDirectoryName(Path.GetFullPath(jsonFile));
+        if (jsonDirectory is not null && !Directory.Exists(jsonDirectory))
+            throw new UsageException($"--json-file {jsonFile}: the directory {jsonDirectory} does not exist.");
         int? limit = args.Int("--limit");
         if (limit is < 1) throw new UsageException($"--limit must be >= 1; got {limit}.");
         int? genLength = args.Int("--gen-length");
@@ -107,6 +115,20 @@ internal static class EvalCommand
             WriteJson(stdout, name, problems.Count, g, k, temperature, seed ?? 0, cache, rows);
         else
             WriteMarkdown(stdout, name, Path.GetFileName(tasksPath), problems.Count, g, k, temperature, seed ?? 0, batch, rows, cache);
+        if (jsonFile is not null)
+        {
+            string temporary = Path.Combine(jsonDirectory!, $".{Path.GetFileName(jsonFile)}.{Environment.ProcessId}.partial");
+            try
+            {
+                using (var file = new StreamWriter(temporary))
+                    WriteJson(file, name, problems.Count, g, k, temperature, seed ?? 0, cache, rows);
+                File.Move(temporary, jsonFile, overwrite: true);
+            }
+            finally
+            {
+                File.Delete(temporary);
+            }
+        }
         return 0;
     }
 

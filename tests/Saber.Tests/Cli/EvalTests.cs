@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using System.Text.Json;
 using Saber.Cli;
 using Saber.Onnx;
@@ -109,6 +110,37 @@ public class EvalTests
         Assert.That(rows, Has.Length.EqualTo(8));
         Assert.That(rows[0], Does.StartWith("| low-confidence S=G | 0.000 (0/1) | 8.00 | 8 | 1.00x |"));
         Assert.That(rows[1], Does.StartWith("| low-confidence S=G/2 | 0.000 (0/1) | 4.00 | 4 | 0.50x |"));
+    }
+
+    [Test]
+    public async Task JsonFileHoldsTheJsonOfTheSameRunWhileMarkdownGoesToStdout()
+    {
+        string set = WriteSet(("def f(x):\n", "x"), ("import os\n", "y"));
+        string file = Path.Combine(directory, "out", "eval.json");
+        Directory.CreateDirectory(Path.GetDirectoryName(file)!);
+        var (code, stdout, stderr) = await Run("eval", "--set", set, "--model", ModelArguments.ShippedModel(), "--gen-length", "8", "--no-progress",
+            "--json-file", file);
+        Assert.That(code, Is.Zero, stderr);
+        var json = await Run("eval", "--set", set, "--model", ModelArguments.ShippedModel(), "--gen-length", "8", "--no-progress", "--json");
+        Assert.That(json.Code, Is.Zero, json.Err);
+        // The file is what --json prints, but for the wall times; stdout keeps the Markdown table.
+        static string WithoutTimes(string text) => Regex.Replace(text, "\"(wall_ms|tokens_per_s)\": [0-9.eE+-]+", "\"$1\": 0");
+        Assert.That(WithoutTimes(File.ReadAllText(file)).TrimEnd(), Is.EqualTo(WithoutTimes(json.Out).TrimEnd()));
+        Assert.That(stdout.Split('\n').Count(l => l.StartsWith("| ") && !l.StartsWith("| strategy")), Is.EqualTo(8));
+        Assert.That(Directory.GetFiles(Path.GetDirectoryName(file)!), Is.EqualTo(new[] { file }), "no temporary file is left");
+    }
+
+    [Test]
+    public async Task JsonFileInAMissingDirectoryOrWithJsonIsAUsageErrorBeforeDecoding()
+    {
+        string set = WriteSet(("def f(x):\n", "x"));
+        string missing = Path.Combine(directory, "nowhere", "eval.json");
+        var (code, _, stderr) = await Run("eval", "--set", set, "--model", ModelArguments.ShippedModel(), "--json-file", missing);
+        Assert.That(code, Is.EqualTo(2), stderr);
+        Assert.That(stderr, Does.Contain($"--json-file {missing}: the directory {Path.GetDirectoryName(missing)} does not exist."));
+        (code, _, stderr) = await Run("eval", "--set", set, "--model", ModelArguments.ShippedModel(), "--json", "--json-file", Path.Combine(directory, "x.json"));
+        Assert.That(code, Is.EqualTo(2), stderr);
+        Assert.That(stderr, Does.Contain("--json-file writes the JSON beside the Markdown"));
     }
 
     [TestCase("{\"prompt\": \"x\"}", "set.jsonl:1: expected an object with the strings \"prompt\" and \"answer\"")]
