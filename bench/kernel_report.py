@@ -18,27 +18,38 @@ Nothing here runs on a GPU: every time below is an estimate from instruction cou
 
 How the hot loop is found (the heuristic; it must keep working as the kernel changes, and says so when it cannot):
   1. Loops are the backward branches of the kernel's SASS; a loop's body is the address range [target, branch].
-     The hot loop is the loop whose body holds the most 128-bit global loads (LDG.E.128); ties go to the smaller body.
-     No such loop: the report says "hot loop not found" (no figure) instead of failing.
+     The hot loop is the innermost loop holding 128-bit global loads (LDG.E.128: a loop around another such loop, as
+     the work-item loop around the chunk loop, is not) whose body holds the most of them; ties go to the smaller body.
+     No such loop: the report says "hot loop not found" (no figure) instead of failing. An instruction that cuobjdump
+     prints as its encoding alone (CUDA 11.8 does so for some sm_90 integer min/max) counts as one instruction of class
+     integer/move/other, its operands unknown.
   2. One iteration is walked from the loop header to the back-edge along the *steady-state path* of a good row
      (all logits finite, 16-byte aligned, each lane's best two already established). At a conditional branch:
        a. BRA.DIV / BRA.CONV (warp-divergence fallbacks) and branches leaving the loop body: not taken;
        b. a predicate from VOTE.ALL: true (every lane's logits are good); from VOTE.ANY: false;
        c. a predicate from an integer compare with 0x7fffffff (INT_MAX, the "no bad id" sentinel): no bad id;
-       d. a branch that would skip 128-bit loads: not taken (the vector path, not the scalar fallback);
+       d. a branch whose sides hold unpredicated 128-bit loads (the fall-through up to an unconditional jump to the
+          target or past it, and the target's side up to that jump's target): the side with more of them (the vector
+          path, not the id-by-id fallback, whose loads of the next chunk are predicated);
        e. a predicate not computed inside the loop (a loop-invariant mode flag such as T > 0 in older kernels):
           taken (the optional work it guards is skipped; the report is for greedy, T = 0, decoding);
-       f. a predicate from a float compare against a loop-carried register (a running best: the top two, the running
-          maximum): taken, i.e. the running best is not beaten and its update is skipped;
+       f. a predicate from a float or integer compare against a running best: a loop-carried register (the top two,
+          the running maximum) or a shared-memory load (the block's floor), directly or through moves, selects,
+          min/max and the bit operations of an order key: taken, i.e. the running best is not beaten and its update
+          (the warp's ranking of the chunk) is skipped;
        g. otherwise: not taken (fall through: guarded per-element work such as the exp cut-off test runs, and a
           lane-0-only store is issued by the warp).
      A backward branch met inside the body is an inner loop: its body (on the path) is counted once per element of
      the iteration (the elements one vector load holds, times the loads), the assumption of a per-element loop.
-  3. Elements per iteration and lane = (128-bit loads on the path) x (16 / sizeof(dtype)). Instructions per element =
+  3. Elements per iteration and lane = (128-bit loads on the path) x (16 / sizeof(dtype)), where a load predicated on
+     the lane index (lane 0's extra tail-slot load of a row that is not 16-byte aligned) counts as an instruction but
+     loads no element. The loads on the path are the chunk's own and those issued ahead for the warp's next chunk
+     (together one chunk's). Instructions per element =
      path instructions (NOPs excluded) / elements. The static size of the loop body (every instruction of every
      path, inner loops once) per element is reported beside it for reference; it is not a bound.
   4. Loads in flight per thread = 128-bit loads issued on the path before the first instruction reading any of their
-     destination registers.
+     destination registers (loads of the next chunk issued ahead count: they are in flight during this chunk's
+     arithmetic).
 """
 from __future__ import annotations
 
@@ -216,9 +227,17 @@ class Ins:
         return int(m.group(1), 16) if m else None
 
     def pred_dests(self):
-        if self.base in ("FSETP", "ISETP", "DSETP", "HSETP2", "PSETP", "PLOP3", "VOTE", "VOTEU", "UISETP", "FCHK", "R2P"):
-            return [o for o in self.operands[:2] if re.fullmatch(r"U?P\d", o)]
-        return []
+        """Predicates written: the leading predicate operands (after a register destination: a carry-out, as in
+        IADD3 R1, P0, P1, ...; or first: a compare's or a LOP3's), PT included in the run but not returned."""
+        if self.base in ("BRA", "BRX", "JMP", "CALL", "RET", "EXIT", "BSSY", "BSYNC", "WARPSYNC") or not self.operands:
+            return []
+        k = 1 if re.fullmatch(r"U?R(\d+|Z)(?:\.\w+)*", self.operands[0]) else 0
+        out = []
+        while k < len(self.operands) and re.fullmatch(r"U?P(\d|T)", self.operands[k]):
+            if self.operands[k] not in ("PT", "UPT"):
+                out.append(self.operands[k])
+            k += 1
+        return out
 
     def width(self):
         if ".128" in self.op:
@@ -254,6 +273,12 @@ class Ins:
         return regs
 
 
+# cuobjdump (CUDA 11.8) prints some sm_90 instructions as their encoding alone, without an address or text (seen: an
+# integer minimum/maximum). Each such 16-byte slot becomes an instruction of this opcode: counted (as integer/move/other),
+# its operands unknown.
+NOT_DISASSEMBLED = "NOT_DISASSEMBLED"
+
+
 def split_functions(sass_text):
     functions, name = {}, None
     for line in sass_text.splitlines():
@@ -264,7 +289,11 @@ def split_functions(sass_text):
             continue
         m = INS_RE.match(line)
         if m and name:
-            functions[name].append(Ins(int(m.group(1), 16), m.group(2)))
+            addr = int(m.group(1), 16)
+            body = functions[name]
+            while body and addr - body[-1].addr > 0x10:  # slots cuobjdump did not print
+                body.append(Ins(body[-1].addr + 0x10, NOT_DISASSEMBLED))
+            body.append(Ins(addr, m.group(2)))
     return functions
 
 
@@ -308,6 +337,9 @@ def analyse_hot_loop(ins, width):
     loops = find_loops(ins)
     candidates = [(sum(is_vector_load(x) for x in ins[s:e + 1]), -(e - s), s, e) for s, e in loops]
     candidates = [c for c in candidates if c[0] > 0]
+    # innermost: a loop around another loop with vector loads (the work-item loop around the chunk loop, which loads the
+    # first chunk ahead before it) is not the hot loop
+    candidates = [c for c in candidates if not any(o is not c and c[2] <= o[2] and o[3] <= c[3] for o in candidates)]
     if not candidates:
         return dict(found=False, reason="no loop (backward branch) whose body holds a 128-bit global load (LDG.E.128)")
     _, _, start, end = max(candidates)
@@ -358,14 +390,17 @@ def analyse_hot_loop(ins, width):
         if x.guard is None and ".DIV" not in x.op and ".CONV" not in x.op and not re.match(r"BRA\s+!?U?P\d,", x.text):
             taken, why = (lo <= t <= hi), "unconditional"
         else:
-            taken, why = decide_branch(x, t, lo, hi, ins, index, pred_def, written, reg_def, pred_value)
+            taken, why = decide_branch(x, t, lo, hi, ins, index, pred_def, written, reg_def, pred_value, path)
             pred = branch_predicate(x)
             if pred and "a." not in why and "d." not in why:
                 pred_value[pred[1]] = taken != pred[0]
         decisions.append((x.addr, x.text, "taken" if taken else "not taken", why))
         i = index[t] if taken and t in index else i + 1
 
-    loads = [x for x in path if is_vector_load(x)]
+    # A 128-bit load predicated on the lane index is one lane's extra load (lane 0's tail slot of a row whose start is not
+    # 16-byte aligned): issued, but it loads no element of an aligned row's iteration.
+    lane_loads = {id(x) for x in path if is_vector_load(x) and lane_predicated(x, path, ins[:start])}
+    loads = [x for x in path if is_vector_load(x) and id(x) not in lane_loads]
     elements = len(loads) * width
     if elements == 0:
         return dict(found=False, reason="the steady-state path holds no 128-bit load")
@@ -383,7 +418,7 @@ def analyse_hot_loop(ins, width):
     for x in path:
         if loaded & x.reg_sources():
             break
-        if is_vector_load(x):
+        if is_vector_load(x) and id(x) not in lane_loads:
             in_flight += 1
             loaded |= x.reg_dests()
     static_total = sum(1 for x in body if x.base != "NOP")
@@ -393,6 +428,71 @@ def analyse_hot_loop(ins, width):
                 inner_loops=[(f"{t:#x}", f"{b:#x}", n) for t, b, n in inner],
                 classes={k: v / elements for k, v in sorted(classes.items(), key=lambda kv: -kv[1])},
                 decisions=decisions)
+
+
+def lane_predicated(x, path, before_loop=()):
+    """Whether instruction x (on the path) is guarded by a predicate computed from the thread index (S2R SR_TID /
+    SR_LANEID), through the path's integer compares, predicate logic and bit operations before it (a value the path
+    does not write comes from the code before the loop, before_loop)."""
+    m = re.search(r"(!?)(U?P\d)", x.guard or "")
+    if not m:
+        return False
+    at = next(i for i, y in enumerate(path) if y is x)
+
+    code = list(before_loop) + list(path)
+    at += len(before_loop)
+
+    def writer(reg=None, pred=None, before=0):  # the last instruction before index `before` (of code) writing it
+        for k in range(before - 1, -1, -1):
+            y = code[k]
+            if (reg is not None and reg in y.reg_dests()) or (pred is not None and pred in y.pred_dests()):
+                return k
+        return None
+
+    def from_tid(k, depth):
+        if k is None or depth > 6:
+            return False
+        ins = code[k]
+        if ins.base in ("S2R", "S2UR") and re.search(r"SR_(TID|LANEID)", ins.text):
+            return True
+        if ins.base not in ("ISETP", "PLOP3", "LOP3", "IADD3", "IMAD", "SHF", "SEL", "MOV", "PRMT"):
+            return False
+        sources = [writer(reg=r, before=k) for r in ins.reg_sources()]
+        sources += [writer(pred=p, before=k)
+                    for p in re.findall(r"\bU?P\d\b", " ".join(ins.operands[2:] if ins.pred_dests() else ins.operands))]
+        return any(from_tid(q, depth + 1) for q in sources)
+
+    return from_tid(writer(pred=m.group(2), before=at), 0)
+
+
+# Operations through which a value is still "the running best" for rule f (moves, selects, min/max, the bit operations
+# of an order-key conversion).
+RUNNING_BEST_OPS = ("FSEL", "SEL", "FMNMX", "IMNMX", "MOV", "IMAD", "LOP3", "SHF", "IADD3")
+
+
+def running_best_operand(d, path, written):
+    """Whether compare d (on the path) reads a running best: a loop-carried register (read before any write on the path),
+    or a shared-memory load (LDS: a floor the block's warps raise), directly or through RUNNING_BEST_OPS, following each
+    source to its last writer before the reading instruction."""
+    def writer(r, before):
+        for k in range(before - 1, -1, -1):
+            if r in path[k].reg_dests():
+                return k
+        return None
+
+    def trace(r, before, depth):
+        k = writer(r, before)
+        if k is None:
+            return r in written
+        w = path[k]
+        if w.base == "LDS":
+            return True
+        if depth > 6 or w.base not in RUNNING_BEST_OPS or (w.base == "IMAD" and ".MOV" not in w.op):
+            return False
+        return any(trace(q, k, depth + 1) for q in w.reg_sources())
+
+    at = next((k for k in range(len(path) - 1, -1, -1) if path[k] is d), None)
+    return at is not None and any(trace(r, at, 0) for r in d.reg_sources())
 
 
 def invariant_compare(d, reg_def, written):
@@ -436,7 +536,7 @@ def implied_value(x, pred_value):
     return None
 
 
-def decide_branch(x, t, lo, hi, ins, index, pred_def, written, reg_def, pred_value):
+def decide_branch(x, t, lo, hi, ins, index, pred_def, written, reg_def, pred_value, path):
     if ".DIV" in x.op or ".CONV" in x.op:
         return False, "a. warp-divergence fallback"
     if not lo <= t <= hi:
@@ -454,12 +554,25 @@ def decide_branch(x, t, lo, hi, ins, index, pred_def, written, reg_def, pred_val
         why = "c. INT_MAX sentinel: no bad id"
     if value is not None:
         return value != negated, why
-    skipped = [y for y in ins[index[x.addr] + 1:index[t]]]
-    if any(is_vector_load(y) for y in skipped):
-        return False, "d. would skip the 128-bit loads"
+    # The two sides of the branch: its fall-through up to the target (stopping at an unconditional jump to the target or
+    # past it: the end of an if-branch, whose jump's target is the join), and the target's side up to that join. The side
+    # with more unpredicated 128-bit loads is the vector path (the other: the id-by-id path, whose loads of the next
+    # chunk, if any, are predicated).
+    fall, join = [], None
+    for y in ins[index[x.addr] + 1:index[t]]:
+        fall.append(y)
+        target = y.branch_target()
+        if y.base == "BRA" and y.guard is None and target is not None and target >= t and not re.match(r"BRA\s+!?U?P\d,", y.text):
+            join = target
+            break
+    other = ins[index[t]:index[join]] if join is not None and join in index and join > t else []
+    loads_fall = sum(1 for y in fall if is_vector_load(y) and y.guard is None)
+    loads_target = sum(1 for y in other if is_vector_load(y) and y.guard is None)
+    if loads_fall or loads_target:
+        return loads_target > loads_fall, "d. the side with more 128-bit loads (the vector path)"
     if d is None or invariant_compare(d, reg_def, written):
         return True, "e. loop-invariant predicate: optional work skipped"
-    if d.base in ("FSETP", "DSETP", "HSETP2") and any(r in written and r not in reg_def for r in d.reg_sources()):
+    if d.base in ("FSETP", "DSETP", "HSETP2", "ISETP") and running_best_operand(d, path, written):
         return True, "f. running best not beaten"
     return False, "g. fall through"
 
