@@ -31,12 +31,13 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 
 class Device : public saber_tests::DeviceTest {
 protected:
-    /// Creates a decode of `batch` empty prompts and a logits buffer of [batch, G, V] `dtype` values.
-    void Create(const saber_decode_options &o, int vocabulary, int mask, int batch, int trace = 0) {
+    /// Creates a decode of `batch` empty prompts and a logits buffer of [batch, G, V] float values (room for any dtype),
+    /// plus extra_bytes (for rows moved past the buffer's start).
+    void Create(const saber_decode_options &o, int vocabulary, int mask, int batch, int trace = 0, uint64_t extra_bytes = 0) {
         std::vector<int32_t> lengths(batch, 0);
         ASSERT_EQ(saber_decode_create(context, &o, vocabulary, mask, batch, nullptr, lengths.data(), trace, &decode), SABER_OK)
             << saber_last_error();
-        ASSERT_EQ(saber_buffer_create(context, static_cast<uint64_t>(batch) * o.generation_length * vocabulary * 4, &logits), SABER_OK);
+        ASSERT_EQ(saber_buffer_create(context, static_cast<uint64_t>(batch) * o.generation_length * vocabulary * 4 + extra_bytes, &logits), SABER_OK);
     }
 
     /// Uploads float logits converted to `dtype`, returning the values the device sees (as float).
@@ -209,7 +210,14 @@ INSTANTIATE_TEST_SUITE_P(
                       RowCase{SABER_DTYPE_BFLOAT16, 151936, SABER_METRIC_NEGENTROPY, 0.7f, 1, 1},
                       RowCase{SABER_DTYPE_BFLOAT16, 77, SABER_METRIC_NEGENTROPY, 0.5f, 2, 10},
                       RowCase{SABER_DTYPE_BFLOAT16, 3, SABER_METRIC_MARGIN, 0, 2, 10},
-                      RowCase{SABER_DTYPE_BFLOAT16, 2051, SABER_METRIC_RANDOM, 0, 2, 10}),
+                      RowCase{SABER_DTYPE_BFLOAT16, 2051, SABER_METRIC_RANDOM, 0, 2, 10},
+                      // V = 50257 (GPT-2's): row r starts r (mod 4, float) or r (mod 8, 16-bit) logits past a 16-byte
+                      // boundary, so 8 rows take every rotation of row_scan.h's layout (lane 0's blended first vector,
+                      // the first chunk read id by id)
+                      RowCase{SABER_DTYPE_FLOAT32, 50257, SABER_METRIC_MARGIN, 0, 1, 8},
+                      RowCase{SABER_DTYPE_FLOAT32, 50257, SABER_METRIC_NEGENTROPY, 0.7f, 1, 8},
+                      RowCase{SABER_DTYPE_FLOAT16, 50257, SABER_METRIC_RANDOM, 0, 1, 8},
+                      RowCase{SABER_DTYPE_BFLOAT16, 50257, SABER_METRIC_MARGIN, 0.7f, 1, 8}),
     RowCaseName);
 
 // ---- the split plans (host functions: these run without a GPU) ----
@@ -360,8 +368,10 @@ std::string BoundaryCaseName(const ::testing::TestParamInfo<BoundaryCase> &info)
 /// One row of V = 151937 logits (148 full chunks and a tail of 385 ids, an odd length: the next row would be misaligned),
 /// starting `offset` elements past the buffer's (256-byte aligned) base. Each boundary place in turn holds the planted
 /// value: the row's first id, the last id before its first 16-byte boundary and the first after it, the end of that first
-/// vector, both sides of four 1024-id chunk edges (the first two, a middle one, the last), the tail's first id and the
-/// row's last. The rest are random in [-8, 8].
+/// vector, both sides of four 1024-id chunk edges (the first two, a middle one, the last), and at those edges the places
+/// of row_scan.h's rotated layout (the row's start `rotation` ids past a 16-byte boundary): the first of the previous
+/// chunk's last `rotation` ids (lane 0's first elements, read from the slot past the chunk's grid) and both sides of the
+/// chunk's first 16-byte boundary; the tail's first id and the row's last. The rest are random in [-8, 8].
 class RowBoundaries : public Device, public ::testing::WithParamInterface<BoundaryCase> {
 protected:
     static constexpr int kVocabulary = 151937, kMask = 100;
@@ -376,7 +386,7 @@ protected:
         options.steps = 1;
         options.metric = SABER_METRIC_MARGIN;
         options.seed = 0xB0B0ull;
-        Create(options, kVocabulary, kMask, 1);
+        Create(options, kVocabulary, kMask, 1, 0, 64);   // room for a float row moved by up to 15 logits
         std::mt19937 rng(static_cast<unsigned>(GetParam().dtype * 2 + GetParam().offset));
         std::uniform_real_distribution<float> uniform(-8.0f, 8.0f);
         base.resize(static_cast<size_t>(GetParam().offset) + kVocabulary);
@@ -388,13 +398,18 @@ protected:
         const int size = GetParam().dtype == SABER_DTYPE_FLOAT32 ? 4 : 2, width = 16 / size;
         const int start_byte = GetParam().offset * size;          // the row's start past a 16-byte boundary
         const int head = (16 - start_byte % 16) / size;            // ids before the row's first 16-byte boundary after its start
+        const int rotation = start_byte % 16 / size;               // row_scan.h's rotation of the row
         std::vector<int> places{0, head - 1, head, head + width - 1};
-        // Both sides of the first two chunk edges, a middle one and the last one (every chunk runs the same code; each
-        // place costs a pass over a 152k row in the slow GPU simulator, so not all 148 edges).
+        // Both sides of the first two chunk edges, a middle one and the last one, and the rotated layout's places there
+        // (every chunk runs the same code; each place costs a pass over a 152k row in the slow GPU simulator, so not all
+        // 148 edges).
         const int last_edge = (kVocabulary - 1) / 1024 * 1024;
         for (const int edge : {1024, 2048, last_edge / 2 / 1024 * 1024, last_edge}) {
             places.push_back(edge - 1);
             places.push_back(edge);
+            places.push_back(edge - rotation);
+            places.push_back(edge + head - 1);
+            places.push_back(edge + head);
         }
         places.push_back(kVocabulary / 1024 * 1024);   // the tail's first id
         places.push_back(kVocabulary - 1);
@@ -472,7 +487,11 @@ INSTANTIATE_TEST_SUITE_P(
                       BoundaryCase{SABER_DTYPE_FLOAT16, 0, Planted::NaN}, BoundaryCase{SABER_DTYPE_FLOAT16, 1, Planted::NaN},
                       BoundaryCase{SABER_DTYPE_BFLOAT16, 0, Planted::NaN}, BoundaryCase{SABER_DTYPE_BFLOAT16, 1, Planted::NaN},
                       BoundaryCase{SABER_DTYPE_FLOAT16, 0, Planted::PlusInf}, BoundaryCase{SABER_DTYPE_FLOAT16, 1, Planted::PlusInf},
-                      BoundaryCase{SABER_DTYPE_BFLOAT16, 0, Planted::PlusInf}, BoundaryCase{SABER_DTYPE_BFLOAT16, 1, Planted::PlusInf}),
+                      BoundaryCase{SABER_DTYPE_BFLOAT16, 0, Planted::PlusInf}, BoundaryCase{SABER_DTYPE_BFLOAT16, 1, Planted::PlusInf},
+                      // float rows: aligned, and rotated by 1 and 3 (the tail slot's first 4 and 12 bytes in lane 0)
+                      BoundaryCase{SABER_DTYPE_FLOAT32, 0, Planted::UniqueMax}, BoundaryCase{SABER_DTYPE_FLOAT32, 1, Planted::UniqueMax},
+                      BoundaryCase{SABER_DTYPE_FLOAT32, 3, Planted::UniqueMax}, BoundaryCase{SABER_DTYPE_FLOAT32, 3, Planted::NaN},
+                      BoundaryCase{SABER_DTYPE_FLOAT32, 3, Planted::PlusInf}, BoundaryCase{SABER_DTYPE_BFLOAT16, 5, Planted::UniqueMax}),
     BoundaryCaseName);
 
 TEST_F(Device, SaberDecodeCommitsNFirstAndFinishesWithoutMasks) {

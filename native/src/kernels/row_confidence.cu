@@ -3,11 +3,17 @@
 // any split plan, batch composition and dtype (float16 and bfloat16 widen to float exactly).
 //   fast path:      a grid of the decode's row_grid blocks (whole waves, fixed at create) walks the step's work items
 //                   grid-stride: each candidate row of the row plan (row_plan.h) times its splits. A block reads whole
-//                   1024-id chunks of its split of the row, one warp per chunk at a time: the chunk's exact maximum by
-//                   one integer warp reduction, then exact::ChunkPartial's uint64 fixed-point sums (integer sums, the
-//                   same in any order; exact::fixed_exp and fixed_exp_entropy), written to a [batch, G, chunks]
-//                   scratch. Each lane keeps its best two predictions (a total order: merging them in any order is
-//                   exact) and its lowest bad id. Finishing a row (in the block with one split, else in
+//                   1024-id chunks of its split of the row, one warp per chunk at a time, in row_scan.h's layout:
+//                   aligned 16-byte vectors for every chunk whose slots lie inside the row, whatever the row's length and
+//                   16-byte alignment (a row starting past a boundary is rotated: lane 0's first vector takes the
+//                   chunk's last ids from the slot past its grid), id by id only for the others (a rotated row's first
+//                   chunk, the last ones); the first vectors of a warp's next chunk are loaded before it computes the
+//                   current one. Per chunk: its exact maximum by one integer warp reduction, then exact::ChunkPartial's
+//                   uint64 fixed-point sums (integer sums, the same in any order; exact::fixed_exp and
+//                   fixed_exp_entropy), written to a [batch, G, chunks] scratch. The prediction is each warp's top two
+//                   (the same in all its lanes), changed only by a chunk whose maximum beats the floor (the warp's
+//                   runner-up or the block's, a warp-uniform test): then the lanes rank their candidates and two rounds
+//                   of warp reductions merge them. Finishing a row (in the block with one split, else in
 //                   combine_row_splits_kernel, grid-stride over the planned rows): the row's maximum, the chunk terms in
 //                   parallel, their double additions in chunk order (exactly exact::accumulate), then exact::finish_row.
 //   reference path: one thread per row of batch x G runs exact::row_reference_of. Slow; the device tests check the fast
@@ -25,6 +31,7 @@
 
 namespace saber {
 namespace {
+
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
@@ -47,14 +54,6 @@ __host__ __device__ __forceinline__ float to_float(float x) { return x; }
 __host__ __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
 __host__ __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 
-/// The 16 / sizeof(T) logits of a 16-byte vector, widened to float (exactly) in id order. A bfloat16 is the high half of
-/// its float: one shift or mask per logit.
-template <typename T>
-__device__ __forceinline__ void unpack(const uint4 &v, float *x) {
-#pragma unroll
-    for (int j = 0; j < 16 / static_cast<int>(sizeof(T)); ++j) x[j] = to_float(reinterpret_cast<const T *>(&v)[j]);
-}
-
 /// The two 16-bit logits of a 32-bit word, widened to float: the lower id (the low half) first.
 template <typename T>
 __device__ __forceinline__ void unpack_word(unsigned w, float *x) {
@@ -65,13 +64,6 @@ __device__ __forceinline__ void unpack_word(unsigned w, float *x) {
         x[0] = __half2float(__ushort_as_half(static_cast<unsigned short>(w)));
         x[1] = __half2float(__ushort_as_half(static_cast<unsigned short>(w >> 16)));
     }
-}
-
-template <>
-__device__ __forceinline__ void unpack<__nv_bfloat16>(const uint4 &v, float *x) {
-    const unsigned words[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-    for (int j = 0; j < 4; ++j) unpack_word<__nv_bfloat16>(words[j], &x[2 * j]);
 }
 
 /// The larger of each pair of 16-bit logits, NaN when either is NaN (PTX max.NaN on f16x2 / bf16x2, sm_80 and later).
@@ -159,10 +151,6 @@ __device__ __forceinline__ void write_result(const DecodeState &s, int sequence,
     s.metric[at] = r.metric;
 }
 
-/// The maximum over the warp's lanes of a float that is not NaN (a zero maximum is +0 if any lane holds +0), by one
-/// integer reduction of scan::order_key.
-__device__ __forceinline__ float warp_max(float x) { return scan::float_of_order_key(__reduce_max_sync(kAllLanes, scan::order_key(x))); }
-
 /// The sum over the warp's lanes of values below 2^48 (scan::lane_terms' sums): two 32-bit reductions of 24-bit halves,
 /// each below 32 x 2^24, so nothing wraps. Integer sums: the same in any order.
 __device__ __forceinline__ uint64_t warp_sum(uint64_t x) {
@@ -171,80 +159,201 @@ __device__ __forceinline__ uint64_t warp_sum(uint64_t x) {
     return (static_cast<uint64_t>(high) << 24) + low;
 }
 
-/// One warp computes chunk `chunk`'s exact::ChunkPartial into *out (lane 0 writes it) and offers the chunk's ids to its
-/// lanes' top twos (row_scan.h: lane l holds ids lane_id(begin, kWidth, l, e), e < 32). A full chunk of a 16-byte aligned
-/// row is read as 16-byte vectors (coalesced: lane l reads vectors l, l + 32, ...); any other chunk id by id, in the
-/// same layout.
+/// A lane's 16-byte vectors of a chunk (row_scan.h's layout), and how many of them a warp loads a chunk ahead: before it
+/// computes a chunk, the warp issues the loads of its next chunk's first kAhead vectors (register double buffering), so
+/// that every warp has 1 KB in flight while it computes, whatever the occupancy. kAhead = 2: half a 16-bit chunk, a
+/// quarter of a float one. 8 more registers per thread: more would spill (ptxas, sm_90) within the register limits that
+/// keep the occupancy (64 greedy, 80 sampled; bench/kernel_report.py reports them).
+template <typename T>
+struct Vectors {
+    static constexpr int kWidth = 16 / sizeof(T);              // ids per 16-byte vector: 4 (float) or 8 (16-bit)
+    static constexpr int kCount = scan::kPerLane / kWidth;     // 8 or 4 vectors per lane and chunk
+    static constexpr int kAhead = 2;
+};
+
+/// Lane l's first 16-byte slot of chunk `chunk` (scan::vector_offset; 16-byte aligned, and inside the row when the chunk
+/// is read as vectors: only then is it dereferenced); its vector k is at + 32 k, and the same lane's of the warp's next
+/// chunk (chunk + kWarps) at + kNextChunk. Integer arithmetic: the slot of a chunk that is not read as vectors may lie
+/// outside the row.
+template <typename T>
+__device__ __forceinline__ const uint4 *lane_slots(const T *row, int chunk, int rotation) {
+    const long long offset = scan::vector_offset(scan::ChunkLayout{chunk * exact::kChunk, 0, rotation, true}, Vectors<T>::kWidth,
+                                                 static_cast<int>(threadIdx.x & 31), 0);
+    return reinterpret_cast<const uint4 *>(reinterpret_cast<uintptr_t>(row) + offset * static_cast<long long>(sizeof(T)));
+}
+template <typename T>
+constexpr int kNextChunk = kWarps * exact::kChunk / Vectors<T>::kWidth;
+
+/// A lane's logits of a chunk in their 16-byte vectors, in the layout's order (row_scan.h), widened to float where one is
+/// used (x[e]): a 16-bit chunk stays in 16 registers.
+template <typename T>
+struct LaneLogits {
+    uint4 v[Vectors<T>::kCount];
+
+    __device__ __forceinline__ float operator[](int e) const {
+        constexpr int kWidth = Vectors<T>::kWidth;
+        const uint4 &q = v[e / kWidth];
+        const int word = (e % kWidth) * static_cast<int>(sizeof(T)) / 4;
+        const unsigned w = word == 0 ? q.x : word == 1 ? q.y : word == 2 ? q.z : q.w;
+        if constexpr (sizeof(T) == 4) {
+            return __uint_as_float(w);
+        } else {
+            float pair[2];
+            unpack_word<T>(w, pair);
+            return pair[e % 2];
+        }
+    }
+};
+
+/// The bits of a logit as its vector holds them, and those of -inf (what the layout's ids past the row read as).
+__device__ __forceinline__ unsigned logit_bits(float x) { return __float_as_uint(x); }
+__device__ __forceinline__ unsigned logit_bits(__half x) { return __half_as_ushort(x); }
+__device__ __forceinline__ unsigned logit_bits(__nv_bfloat16 x) { return __bfloat16_as_ushort(x); }
+template <typename T>
+constexpr unsigned kNegInfBits = sizeof(T) == 4 ? 0xFF800000u : std::is_same_v<T, __half> ? 0xFC00u : 0xFF80u;
+
+/// A chunk that is not read as vectors (the row's first with a rotation, its last ones): its logits id by id in the same
+/// layout, coalesced, -inf past the row.
+template <typename T>
+__device__ __forceinline__ void gather(const T *__restrict__ row, const scan::ChunkLayout &c, LaneLogits<T> &x) {
+    constexpr int kWidth = Vectors<T>::kWidth;
+    const int l = threadIdx.x & 31;
+    unsigned bits[scan::kPerLane];
+#pragma unroll
+    for (int e = 0; e < scan::kPerLane; ++e) {
+        const int v = scan::lane_id(c, kWidth, l, e);
+        bits[e] = v < c.end ? logit_bits(__ldg(row + v)) : kNegInfBits<T>;
+    }
+#pragma unroll
+    for (int k = 0; k < Vectors<T>::kCount; ++k) {
+        unsigned w[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+            w[j] = sizeof(T) == 4 ? bits[k * kWidth + j] : bits[k * kWidth + 2 * j] | bits[k * kWidth + 2 * j + 1] << 16;
+        x.v[k] = make_uint4(w[0], w[1], w[2], w[3]);
+    }
+}
+
+/// The warp's top two merged with the chunk's best two candidates: each lane's best two (lane_top_*), then two rounds of
+/// a warp maximum of their keys and a warp minimum of the ids holding it (row_scan.h). Every lane gets the same bits.
+__device__ __forceinline__ void merge_lane_tops(exact::TopTwo &top, const scan::LaneTop &t) {
+    const int32_t key1 = __reduce_max_sync(kAllLanes, scan::candidate_key(t.score1, t.id1));
+    if (key1 == scan::kNoKey) return;   // no candidate in the chunk
+    const int id1 = __reduce_min_sync(kAllLanes, scan::candidate_id(t.score1, t.id1, key1));
+    float score2;
+    int id2;
+    scan::second_round(t, id1, score2, id2);
+    const int32_t key2 = __reduce_max_sync(kAllLanes, scan::candidate_key(score2, id2));
+    const int second = key2 == scan::kNoKey ? -1 : __reduce_min_sync(kAllLanes, scan::candidate_id(score2, id2, key2));
+    scan::merge_chunk_best(top, key1, id1, key2, second);
+}
+
+/// The block's floor (row_scan.h: scan::no_floor_key, floor_key_below) at shared address `address`, read while other
+/// warps may raise it (atomicMax): a relaxed load, every time (a stale value is a valid floor).
+__device__ __forceinline__ int32_t read_floor(unsigned address) {
+    int32_t key;
+    asm volatile("ld.relaxed.cta.shared.b32 %0, [%1];" : "=r"(key) : "r"(address));
+    return key;
+}
+
+/// One warp computes chunk `chunk`'s exact::ChunkPartial into *out (lane 0 writes it) and merges the chunk's ids into the
+/// warp's top two (row_scan.h; `warp`: top and max the same in every lane, bad and nan_score the lane's own). A chunk read
+/// as vectors (`vectors`: scan::chunk_layout's) has its first kAhead vectors in `ahead` (loaded while the previous chunk
+/// was computed); any other chunk is read here id by id, in the same layout. Before its arithmetic, the warp issues the
+/// loads of the first kAhead vectors of its next chunk (chunk + kWarps) into `ahead` when that one is read as vectors
+/// (next_vectors). The block's floor is at shared address floor_address (in `floor_key`).
 template <typename T, bool kSampled, bool kEntropy>
-__device__ __forceinline__ void scan_chunk(const T *__restrict__ row, int chunk, bool vectors, const ScanArgs &a, RowSummary &lane,
-                                           exact::ChunkPartial *out) {
-    constexpr int kWidth = 16 / sizeof(T);                   // ids per 16-byte vector: 4 (float) or 8 (16-bit)
-    constexpr int kVectors = scan::kPerLane / kWidth;        // 8 or 4 vectors per lane
+__device__ __forceinline__ void scan_chunk(const T *__restrict__ row, int chunk, int rotation, bool vectors, bool next_vectors,
+                                           uint4 (&ahead)[Vectors<T>::kAhead], const ScanArgs &a, RowSummary &warp, int32_t *floor_key,
+                                           unsigned floor_address, exact::ChunkPartial *out) {
+    constexpr int kWidth = Vectors<T>::kWidth;
+    constexpr int kAhead = Vectors<T>::kAhead;
     const int l = threadIdx.x & 31;
     const int begin = chunk * exact::kChunk;
+    const scan::ChunkLayout c{begin, min(begin + exact::kChunk, a.vocabulary), rotation, vectors};
+    const uint4 *slots = lane_slots(row, chunk, rotation);
 
-    float x[scan::kPerLane];
-    float x_max;   // scan::lane_max_or_bad(x): NaN or +inf when one of the lane's logits is bad
+    LaneLogits<T> x;
     if (vectors) {
-        const uint4 *source = reinterpret_cast<const uint4 *>(row + begin) + l;
-        uint4 packed[kVectors];
 #pragma unroll
-        for (int k = 0; k < kVectors; ++k) packed[k] = __ldg(source + 32 * k);
-        // 16-bit logits: the maximum of pairs, then of the last pair, widened (widening is exact and monotone, and NaN
-        // and +inf stay NaN and +inf).
-        if constexpr (sizeof(T) == 2) x_max = packed_max_or_bad<T>(packed);
+        for (int k = 0; k < Vectors<T>::kCount; ++k) x.v[k] = k < kAhead ? ahead[k] : __ldg(slots + scan::kLanes * k);
+        uint4 tail = make_uint4(0, 0, 0, 0);
+        if (c.rotation != 0 && l == 0) tail = __ldg(reinterpret_cast<const uint4 *>(row + scan::tail_offset(c)));
+        // Unconditional loads (so that `ahead` never keeps an old value): the current chunk's slots again when the next
+        // chunk is not read as vectors (or there is none): valid addresses, L1 hits, never used.
+        const uint4 *ahead_slots = next_vectors ? slots + kNextChunk<T> : slots;
 #pragma unroll
-        for (int k = 0; k < kVectors; ++k) unpack<T>(packed[k], &x[k * kWidth]);
-        if constexpr (sizeof(T) != 2) x_max = scan::lane_max_or_bad(x);
-    } else {
-#pragma unroll
-        for (int e = 0; e < scan::kPerLane; ++e) {
-            const int v = scan::lane_id(begin, kWidth, l, e);
-            x[e] = v < a.vocabulary ? to_float(__ldg(row + v)) : neg_inf();   // ids past the row: -inf, which nothing counts
+        for (int k = 0; k < kAhead; ++k) ahead[k] = __ldg(ahead_slots + scan::kLanes * k);
+        if (c.rotation != 0) {
+            // Lane 0's first vector: below the rotation, the chunk's last ids (the tail slot) instead of the previous
+            // chunk's (scan::rotated_word; the other lanes take nothing from the tail).
+            const int tail_bytes = l == 0 ? c.rotation * static_cast<int>(sizeof(T)) : 0;
+            x.v[0].x = scan::rotated_word(x.v[0].x, tail.x, tail_bytes, 0);
+            x.v[0].y = scan::rotated_word(x.v[0].y, tail.y, tail_bytes, 1);
+            x.v[0].z = scan::rotated_word(x.v[0].z, tail.z, tail_bytes, 2);
+            x.v[0].w = scan::rotated_word(x.v[0].w, tail.w, tail_bytes, 3);
         }
-        x_max = scan::lane_max_or_bad(x);
+    } else {
+        gather(row, c, x);   // first: its 32 loads in flight need registers that the next chunk's would take
+        if (next_vectors) {
+#pragma unroll
+            for (int k = 0; k < kAhead; ++k) ahead[k] = __ldg(slots + kNextChunk<T> + scan::kLanes * k);
+        } else {
+#pragma unroll
+            for (int k = 0; k < kAhead; ++k) ahead[k] = make_uint4(0, 0, 0, 0);
+        }
     }
+    // scan::lane_max_or_bad(x): NaN or +inf when one of the lane's logits is bad. 16-bit logits: the maximum of pairs,
+    // then of the last pair, widened (widening is exact and monotone, and NaN and +inf stay NaN and +inf).
+    float x_max;
+    if constexpr (sizeof(T) == 2)
+        x_max = packed_max_or_bad<T>(x.v);
+    else
+        x_max = scan::lane_max_or_bad(x);
 
     // A bad logit (NaN or +inf) makes the row bad: only the lowest such id matters then. The lane's maximum is NaN or
     // +inf exactly when one of its logits is bad (one test per lane, not per logit).
     const bool good = scan::good_max(x_max);
     if (!__all_sync(kAllLanes, good)) {
-        if (!good) lane.bad = min(lane.bad, scan::first_bad_id(x, begin, kWidth, l));
+        if (!good) warp.bad = min(warp.bad, scan::lowest_bad_id(x, c, kWidth, l));
         return;
     }
 
-    // The chunk's exact maximum, the same bits in every lane.
-    const float m = scan::canonical_max(warp_max(x_max));
-    if (m > lane.max) lane.max = m;
+    // The chunk's exact maximum, the same bits in every lane: one integer warp maximum of scan::order_key.
+    const int32_t max_key = __reduce_max_sync(kAllLanes, scan::order_key(x_max));
+    const float m = scan::canonical_max(scan::float_of_order_key(max_key));
+    if (m > warp.max) warp.max = m;
+
+    // The prediction: a warp-uniform test of the chunk's maximum against the floor; only a chunk that passes it is ranked.
+    // The block's floor as lane 0 read it, so that every lane takes the same branch (the ranking's warp reductions need
+    // all 32 lanes).
+    const int32_t block_floor = __shfl_sync(kAllLanes, read_floor(floor_address), 0);
+    const bool rank = kSampled ? scan::chunk_may_rank_sampled(m, warp.top, block_floor, a.score_bound)
+                               : scan::chunk_may_rank_greedy(max_key, warp.top, block_floor);
+    if (rank) {
+        const int32_t floor = scan::candidate_floor_key(warp.top, block_floor);
+        if (kSampled)
+            merge_lane_tops(warp.top, scan::lane_top_sampled(x, c, kWidth, l, a, scan::float_of_order_key(floor), warp.nan_score));
+        else
+            merge_lane_tops(warp.top, scan::lane_top_greedy(x, c, kWidth, l, a.mask, scan::float_of_order_key(floor)));
+        if (l == 0 && warp.top.second >= 0) atomicMax(floor_key, scan::floor_key_below(warp.top.second_score));
+    }
 
     // The fixed-point sums, then their integer warp sums (order-free).
     exact::ChunkPartial p = scan::lane_terms<kEntropy>(x, m);
     p.sum = warp_sum(p.sum);
     if (kEntropy) p.entropy = warp_sum(p.entropy);
     if (l == 0) *out = p;
-
-    if (kSampled)
-        scan::offer_sampled(lane, x, x_max, begin, kWidth, l, a);
-    else
-        scan::offer_greedy(lane, x, x_max, begin, kWidth, l, a.mask);
 }
 
-/// The block's summary of its lanes' into `out` (shared), visible to every thread on return.
-__device__ __forceinline__ void reduce_block(RowSummary lane, RowSummary &out) {
+/// The block's summary of its warps' into `out` (shared), visible to every thread on return: a warp's top two and maximum
+/// are the same in all its lanes (each warp's chunks are disjoint id sets: merged once per warp), its lowest bad id and
+/// NaN flag are reduced over its lanes.
+__device__ __forceinline__ void reduce_block(RowSummary warp, RowSummary &out) {
     __shared__ RowSummary warps[kWarps];
-#pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) {
-        RowSummary other;
-        other.top.best = __shfl_xor_sync(kAllLanes, lane.top.best, offset);
-        other.top.second = __shfl_xor_sync(kAllLanes, lane.top.second, offset);
-        other.top.best_score = __shfl_xor_sync(kAllLanes, lane.top.best_score, offset);
-        other.top.second_score = __shfl_xor_sync(kAllLanes, lane.top.second_score, offset);
-        other.bad = __shfl_xor_sync(kAllLanes, lane.bad, offset);
-        other.max = __shfl_xor_sync(kAllLanes, lane.max, offset);
-        other.nan_score = __shfl_xor_sync(kAllLanes, lane.nan_score, offset);
-        scan::merge(lane, other);
-    }
-    if ((threadIdx.x & 31) == 0) warps[threadIdx.x / 32] = lane;
+    warp.bad = __reduce_min_sync(kAllLanes, warp.bad);
+    warp.nan_score = __any_sync(kAllLanes, warp.nan_score);
+    if ((threadIdx.x & 31) == 0) warps[threadIdx.x / 32] = warp;
     __syncthreads();
     if (threadIdx.x == 0) {
         RowSummary r = warps[0];
@@ -343,9 +452,11 @@ __global__ void __launch_bounds__(kThreads, kSampled ? kFallbackResidentBlocksSa
     row_confidence_kernel(DecodeState s, const T *__restrict__ logits) {
     __shared__ PlannedRow planned;
     __shared__ RowSummary summary;
+    __shared__ int32_t floor_key;   // the block's floor for the item's prediction (scan_chunk)
     if (threadIdx.x == 0) planned.item = blockIdx.x;
     while (true) {
-        __syncthreads();   // the previous item's reads of `planned` and `summary` come first; the next item is visible
+        __syncthreads();   // the previous item's reads of `planned`, `summary` and `floor_key` come first; the next item is visible
+        if (threadIdx.x == 0) floor_key = scan::no_floor_key();   // visible after plan_row's barrier
         const long long w = planned.item;
         if (w >= s.row_offsets[s.batch] * s.row_splits) break;
         const long long r = w / s.row_splits;
@@ -357,15 +468,30 @@ __global__ void __launch_bounds__(kThreads, kSampled ? kFallbackResidentBlocksSa
                          *s.step + 1, planned.sequence, planned.task.position};
         exact::ChunkPartial *parts =
             static_cast<exact::ChunkPartial *>(s.chunk_partials) + row_index(s, planned.sequence, planned.g) * s.row_chunks;
-        const bool aligned = reinterpret_cast<uintptr_t>(row) % 16 == 0;
-        const int full_chunks = s.vocabulary / exact::kChunk;
+        constexpr int kWidth = Vectors<T>::kWidth;
+        const int rotation = scan::row_rotation(reinterpret_cast<uintptr_t>(row), sizeof(T));
         const int first = planned.split * s.row_split_chunks, last = min(s.row_chunks, first + s.row_split_chunks);
 
-        RowSummary lane = scan::empty_summary();
-        for (int c = first + static_cast<int>(threadIdx.x / 32); c < last; c += kWarps)
-            scan_chunk<T, kSampled, kEntropy>(row, c, aligned && c < full_chunks, a, lane, parts + c);
+        // Each warp reads chunks c, c + 8, ... of the split; scan_chunk issues the next one's loads before it computes.
+        RowSummary warp = scan::empty_summary();
+        const scan::VectorChunks vector_chunks = scan::vector_chunks(s.vocabulary, kWidth, rotation);
+        const int vector_limit = min(last, vector_chunks.end);   // a chunk c >= 8 (every next one) is read as vectors iff c < this
+        const unsigned floor_address = static_cast<unsigned>(__cvta_generic_to_shared(&floor_key));
+        uint4 ahead[Vectors<T>::kAhead];
+        int c = first + static_cast<int>(threadIdx.x / 32);
+        bool vectors = c < vector_limit && c >= vector_chunks.first;
+        if (vectors) {
+            const uint4 *slots = lane_slots(row, c, rotation);
+#pragma unroll
+            for (int k = 0; k < Vectors<T>::kAhead; ++k) ahead[k] = __ldg(slots + scan::kLanes * k);
+        }
+        for (; c < last; c += kWarps) {
+            const bool next_vectors = c + kWarps < vector_limit;
+            scan_chunk<T, kSampled, kEntropy>(row, c, rotation, vectors, next_vectors, ahead, a, warp, &floor_key, floor_address, parts + c);
+            vectors = next_vectors;
+        }
 
-        reduce_block(lane, summary);   // also orders the chunk partials' writes before the reads below
+        reduce_block(warp, summary);   // also orders the chunk partials' writes before the reads below
         const int sequence = planned.sequence, g = planned.g;
         if (s.row_splits == 1) {
             finish_row_in_block(s, sequence, g, planned.task, summary,

@@ -1,11 +1,24 @@
-// The per-lane steps of the fast row pass (row_confidence.cu), as __host__ __device__ functions over one lane's 32 logits
-// of a 1024-id chunk, so that the host tests can run the same steps for 32 emulated lanes and check them bit for bit
-// against exact::row_reference without a GPU. The kernel adds the loads, the warp shuffles and the block's reductions.
+// The per-lane and per-warp steps of the fast row pass (row_confidence.cu), as __host__ __device__ functions over one
+// lane's 32 logits of a 1024-id chunk, so that the host tests can run the same steps for 32 emulated lanes (and the
+// warp's reductions as loops over them) and check them bit for bit against exact::row_reference without a GPU. The
+// kernel adds the loads, the warp reductions and the block's reductions.
 //
-// Lane l of a warp holds 32 ids of chunk j: element e = W k + j' (k = e / W, j' = e % W) is id
-// j 1024 + 32 W k + W l + j', where W = 16 / sizeof(logit) is the ids per 16-byte vector (4 for float, 8 for the 16-bit
-// types). A lane's ids ascend in e, and a warp reads its chunks in ascending order, so a lane sees its ids in ascending
-// order over its whole life: exactly row_reference's scan restricted to those ids.
+// The layout (ChunkLayout): lane l of a warp holds 32 ids of chunk j, 16 bytes (W = 16 / sizeof(logit) ids: 4 for float,
+// 8 for the 16-bit types) per vector. The chunk's ids sit on the 16-byte grid of the row's memory: a row whose start lies
+// `rotation` ids past a 16-byte boundary (0 <= rotation < W) has grid position i of chunk j at id
+// j 1024 + ((i - rotation) mod 1024), and lane l's element e is at grid position 32 W k + W l + j' (k = e / W, j' = e % W),
+// so lane l's vector k is one aligned 16-byte slot. With a rotation, lane 0's first vector holds, below the rotation, the
+// chunk's last ids (the slot past the chunk's grid) instead of the previous chunk's: every chunk keeps its own 1024 ids,
+// whatever the row's alignment. The chunk sums are integer sums and the maximum a maximum, so the layout changes none of
+// their bits; the prediction's ranking breaks ties by id wherever ids may come out of order.
+//
+// The prediction (argmax and runner-up) is the WARP's: every lane holds the same exact::TopTwo of the ids of the chunks
+// the warp has read, which all lie below the ids of the chunk it reads next (a warp reads its chunks in ascending order).
+// A chunk can change it only if its maximum beats the floor (candidate_floor_key): the warp's runner-up, or the block's floor
+// (a float below which a score is beaten by two candidates some warp of the block holds). Only then (a warp-uniform test)
+// does the warp rank the chunk: each lane its best two candidates (lane_top_greedy / lane_top_sampled), then two rounds
+// of a warp maximum of their score keys and a warp minimum of the ids holding it give the chunk's best two, which the
+// warp merges into its top two (merge_chunk_best).
 #pragma once
 
 #include <limits.h>
@@ -27,10 +40,69 @@ constexpr int kLanes = 32;
 constexpr int kPerLane = exact::kChunk / kLanes;   // 32 ids per lane and chunk
 constexpr int kNoBad = INT_MAX;
 
-/// Id of a lane's element e in the chunk starting at `begin`, for vectors of `width` ids.
-SABER_EXACT_FN int lane_id(int begin, int width, int lane, int e) { return begin + kLanes * width * (e / width) + width * lane + e % width; }
+// ---- the layout ----
 
-/// A lane's, warp's, block's or split's view of a row, besides its chunk partials.
+/// How a warp reads one chunk of a row.
+struct ChunkLayout {
+    int begin, end;   // the chunk's ids: [begin, end), end = min(begin + 1024, V)
+    int rotation;     // ids the row's start lies past a 16-byte boundary: 0 <= rotation < W
+    bool vectors;     // every 16-byte slot the lanes read lies inside the row: aligned 16-byte loads, else id by id
+};
+
+/// The rotation of a row of `logit_bytes`-byte logits starting at byte address `address` (a multiple of logit_bytes).
+SABER_EXACT_FN int row_rotation(unsigned long long address, int logit_bytes) { return static_cast<int>(address % 16u) / logit_bytes; }
+
+/// Chunk `chunk` of a row of `vocabulary` ids, `width` ids per 16-byte vector. Its grid spans the slots from id
+/// begin - rotation up to begin - rotation + 1024, plus, with a rotation, the slot at begin - rotation + 1024 that holds the
+/// chunk's last `rotation` ids; the chunk is read as vectors when all of them lie inside the row (the loads never touch a
+/// byte outside it), which holds for every chunk but the first (with a rotation) and the last ones.
+SABER_EXACT_FN ChunkLayout chunk_layout(int chunk, int vocabulary, int width, int rotation) {
+    const int begin = chunk * exact::kChunk;
+    const int end = vocabulary - begin < exact::kChunk ? vocabulary : begin + exact::kChunk;
+    const int first = begin - rotation, past = begin - rotation + exact::kChunk + (rotation != 0 ? width : 0);
+    return ChunkLayout{begin, end, rotation, first >= 0 && past <= vocabulary};
+}
+
+/// The chunks of a row that chunk_layout reads as vectors: [first, end) (first: 1 with a rotation, else 0).
+struct VectorChunks {
+    int first, end;
+    SABER_EXACT_FN bool holds(int chunk) const { return chunk >= first && chunk < end; }
+};
+
+SABER_EXACT_FN VectorChunks vector_chunks(int vocabulary, int width, int rotation) {
+    // chunk_layout's conditions: 1024 chunk >= rotation, and 1024 (chunk + 1) + (width - rotation, with a rotation) <= V.
+    return VectorChunks{rotation != 0 ? 1 : 0, (vocabulary - (rotation != 0 ? width - rotation : 0)) / exact::kChunk};
+}
+
+/// The grid position of lane `lane`'s element e (ids per vector `width`).
+SABER_EXACT_FN int grid_position(int width, int lane, int e) { return kLanes * width * (e / width) + width * lane + e % width; }
+
+/// The id of lane `lane`'s element e: in [c.begin, c.begin + 1024). A lane's ids ascend in e except lane 0's first
+/// `rotation` elements, which hold the chunk's last ids.
+SABER_EXACT_FN int lane_id(const ChunkLayout &c, int width, int lane, int e) {
+    const int i = grid_position(width, lane, e) - c.rotation;
+    return c.begin + (i < 0 ? i + exact::kChunk : i);
+}
+
+/// The row offset (in ids) of lane `lane`'s vector k: a 16-byte aligned slot.
+SABER_EXACT_FN int vector_offset(const ChunkLayout &c, int width, int lane, int k) {
+    return c.begin - c.rotation + kLanes * width * k + width * lane;
+}
+
+/// The row offset (in ids) of the slot past the chunk's grid, whose first `rotation` ids are the chunk's last ones (lane 0
+/// reads it when the rotation is not 0).
+SABER_EXACT_FN int tail_offset(const ChunkLayout &c) { return c.begin - c.rotation + exact::kChunk; }
+
+/// Word `word` (0-3, in memory order) of lane 0's first vector with a rotation: its first `tail_bytes` bytes (rotation x
+/// the logit's size) from the tail slot's word, the others from the head slot's (head: the slot at vector_offset(c, W, 0, 0)).
+SABER_EXACT_FN uint32_t rotated_word(uint32_t head, uint32_t tail, int tail_bytes, int word) {
+    const int bytes = tail_bytes - 4 * word;   // bytes of this word taken from the tail
+    const uint32_t take = bytes <= 0 ? 0u : bytes >= 4 ? 0xFFFFFFFFu : (1u << (8 * bytes)) - 1u;
+    return (tail & take) | (head & ~take);
+}
+
+// ---- what a lane, warp, block or split reports of a row besides its chunk partials ----
+
 struct RowSummary {
     exact::TopTwo top;
     int bad;        // lowest id of a NaN / +inf logit, kNoBad when none
@@ -57,24 +129,35 @@ struct ScanArgs {
     int step, sequence, position;
 };
 
+// ---- bad logits, the maximum and the sums ----
+//
+// A lane's logits of a chunk: x[e] for e < 32, in the layout's order (a float array on the host; on the device the
+// lane's 16-byte vectors, widened where a logit is used).
+
 /// False when one of the lane's logits is bad (NaN or +inf: not below +inf).
-SABER_EXACT_FN bool all_good(const float (&x)[kPerLane]) {
+template <typename Logits>
+SABER_EXACT_FN bool all_good(const Logits &x) {
     bool good = true;
     SABER_UNROLL
     for (int e = 0; e < kPerLane; ++e) good &= x[e] < INFINITY;
     return good;
 }
 
-/// The lane's lowest id of a bad logit, or kNoBad.
-SABER_EXACT_FN int first_bad_id(const float (&x)[kPerLane], int begin, int width, int lane) {
+/// The lane's lowest id of a bad logit, or kNoBad (the lowest over all its elements: lane 0's ids may be rotated).
+template <typename Logits>
+SABER_EXACT_FN int lowest_bad_id(const Logits &x, const ChunkLayout &c, int width, int lane) {
+    int bad = kNoBad;
     SABER_UNROLL
-    for (int e = 0; e < kPerLane; ++e)
-        if (exact::is_bad(x[e])) return lane_id(begin, width, lane, e);
-    return kNoBad;
+    for (int e = 0; e < kPerLane; ++e) {
+        const int v = lane_id(c, width, lane, e);
+        if (exact::is_bad(x[e]) && v < bad) bad = v;
+    }
+    return bad;
 }
 
 /// The maximum of the lane's logits (fmaxf may return either zero of +0 and -0).
-SABER_EXACT_FN float lane_max(const float (&x)[kPerLane]) {
+template <typename Logits>
+SABER_EXACT_FN float lane_max(const Logits &x) {
     float m = x[0];
     SABER_UNROLL
     for (int e = 1; e < kPerLane; ++e) m = fmaxf(m, x[e]);
@@ -94,7 +177,8 @@ SABER_EXACT_FN float max_or_nan(float a, float b) {
 
 /// lane_max(x) when the lane's logits are good; NaN or +inf when one is bad (NaN or +inf). So one test of the result,
 /// good_max, tells all_good(x): the kernel's hot loop needs no test per logit.
-SABER_EXACT_FN float lane_max_or_bad(const float (&x)[kPerLane]) {
+template <typename Logits>
+SABER_EXACT_FN float lane_max_or_bad(const Logits &x) {
     float m = x[0];
     SABER_UNROLL
     for (int e = 1; e < kPerLane; ++e) m = max_or_nan(m, x[e]);
@@ -123,8 +207,8 @@ SABER_EXACT_FN float canonical_max(float m) { return exact::add(m, 0.0f); }
 /// fixed_exp_entropy are add_term's terms bit for bit with fewer operations. Each sum term is at most 2^42 (e <= 1) and
 /// each entropy term below 2^41 (e (-d) <= 1/e), so a lane's 32 terms sum to less than 2^48 (the kernel's warp sums
 /// rely on it).
-template <bool kEntropy>
-SABER_EXACT_FN exact::ChunkPartial lane_terms(const float (&x)[kPerLane], float m) {
+template <bool kEntropy, typename Logits>
+SABER_EXACT_FN exact::ChunkPartial lane_terms(const Logits &x, float m) {
     exact::ChunkPartial p{m, 0, 0};
     if (m == -INFINITY) return p;
     if (kEntropy) {
@@ -143,42 +227,170 @@ SABER_EXACT_FN exact::ChunkPartial lane_terms(const float (&x)[kPerLane], float 
     return p;
 }
 
-/// T = 0: offers the lane's ids in ascending order. An id changes the lane's top two exactly when its score beats the
-/// runner-up's (-inf when none; ties keep the earlier, lower id), so only those reach exact::offer; when the lane's
-/// maximum (lane_max(x)) does not beat it, none does.
-SABER_EXACT_FN void offer_greedy(RowSummary &lane, const float (&x)[kPerLane], float x_max, int begin, int width, int l, int mask) {
-    if (!(x_max > lane.top.second_score)) return;
-    SABER_UNROLL
-    for (int e = 0; e < kPerLane; ++e)
-        if (x[e] > lane.top.second_score) {
-            const int v = lane_id(begin, width, l, e);
-            if (v != mask) exact::offer(lane.top, x[e], v);
-        }
+// ---- the prediction: the warp's top two ----
+
+/// The floor of the block (shared by its warps): the order key of a float F such that a score at or below F is beaten by
+/// two candidates of the block's ids (some warp's best and runner-up), so it cannot be the split's best or runner-up. It
+/// only rises during a work item; a stale (lower) value is a valid floor too.
+SABER_EXACT_FN int32_t no_floor_key() { return order_key(-INFINITY); }
+
+/// The floor key a warp publishes for its runner-up score s (a candidate's: not NaN, not -inf): the largest float below s,
+/// the two zeros alike (a score equal to s might rank above it by its id, and so must stay above the floor).
+SABER_EXACT_FN int32_t floor_key_below(float s) {
+    const int32_t key = order_key(exact::add(s, 0.0f));   // +0 for either zero
+    return key == 0 ? order_key(-0x1p-149f) : key - 1;
 }
 
-/// T > 0: the same with scores l + T g. Four consecutive ids (e, e + 3 with e % 4 == 0) share a Philox counter. Since
-/// score <= add(l, score_bound), an id whose bound cannot beat the runner-up skips its draw: it could not change the
-/// lane's top two. NaN scores are flagged (the row's prediction is then rescanned in id order). x_max is lane_max(x).
-SABER_EXACT_FN void offer_sampled(RowSummary &lane, const float (&x)[kPerLane], float x_max, int begin, int width, int l, const ScanArgs &a) {
-    if (exact::add(x_max, a.score_bound) <= lane.top.second_score) return;
+/// The floor a chunk's candidates must beat (strictly), as an order key: the warp's runner-up score (the chunk's ids are
+/// above the warp's: a tie loses; -inf while there is none, and -inf scores never count) or the block's floor, whichever
+/// is higher. The warp's scores come from candidate keys, so they are never -0: the key order is the float order here.
+SABER_EXACT_FN int32_t candidate_floor_key(const exact::TopTwo &warp, int32_t block_floor_key) {
+    const int32_t own = order_key(warp.second_score);
+    return own > block_floor_key ? own : block_floor_key;
+}
+
+/// T = 0: whether the chunk can hold a candidate, from the warp maximum of its lanes' order_key(lane maximum) (over every
+/// id, the mask's too): nothing at or below the floor (candidate_floor_key: the warp's runner-up and the block's floor)
+/// can change the warp's top two. The same as the float test m > float_of_order_key(floor): no floor key is -0's (-1),
+/// so -0 and +0 compare alike. Two compares, no maximum (one instruction fewer per chunk).
+SABER_EXACT_FN bool chunk_may_rank_greedy(int32_t max_key, const exact::TopTwo &warp, int32_t block_floor_key) {
+    return max_key > order_key(warp.second_score) && max_key > block_floor_key;
+}
+
+/// T > 0: the same for scores, each at most add(l, score_bound) (m: the chunk's maximum): the chunk is skipped when that
+/// bound is at or below the warp's runner-up or the block's floor. A NaN bound (l = -inf against an infinite bound: NaN
+/// scores) never skips the chunk, so that its NaN scores are seen; nor does an infinite bound against the block's floor,
+/// which is never +inf: a chunk is skipped where it could hold a NaN score only below the warp's own runner-up, whose ids
+/// are all lower (so the definition's id-order scan has its best and runner-up when it reaches them, and ignores them).
+/// Two compares, no maximum.
+SABER_EXACT_FN bool chunk_may_rank_sampled(float m, const exact::TopTwo &warp, int32_t block_floor_key, float score_bound) {
+    const float bound = exact::add(m, score_bound);
+    return !(bound <= warp.second_score) && !(bound <= float_of_order_key(block_floor_key));
+}
+
+/// A lane's best two candidates of one chunk, ranked as exact::TopTwo (the higher score, then the lower id); id -1 and the
+/// floor's score while there is none (the floor is beaten only by a higher score).
+struct LaneTop {
+    float score1, score2;
+    int id1, id2;
+};
+
+SABER_EXACT_FN LaneTop lane_floor(float floor) { return LaneTop{floor, floor, -1, -1}; }
+
+/// Offers (s, v) to t, v in any order relative to the ids offered before (ties go to the lower id). Branch free: the
+/// tests combine with | and &, which (unlike || and &&) nvcc does not compile to branches.
+SABER_EXACT_FN void lane_offer(LaneTop &t, float s, int v) {
+    const bool first = (s > t.score1) | ((s == t.score1) & (v < t.id1));
+    const bool second = (s > t.score2) | ((s == t.score2) & (v < t.id2));
+    t.score2 = first ? t.score1 : second ? s : t.score2;
+    t.id2 = first ? t.id1 : second ? v : t.id2;
+    t.score1 = first ? s : t.score1;
+    t.id1 = first ? v : t.id1;
+}
+
+/// Offers (s, v) to t, v above every id offered before (a tie keeps the earlier, lower id). Branch free.
+SABER_EXACT_FN void lane_offer_ascending(LaneTop &t, float s, int v) {
+    const bool first = s > t.score1;
+    const bool second = s > t.score2;
+    t.score2 = first ? t.score1 : second ? s : t.score2;
+    t.id2 = first ? t.id1 : second ? v : t.id2;
+    t.score1 = first ? s : t.score1;
+    t.id1 = first ? v : t.id1;
+}
+
+/// The element of lane `lane` that holds id v (lane_id's inverse), or -1 when the lane holds no such id.
+SABER_EXACT_FN int element_of(const ChunkLayout &c, int width, int lane, int v) {
+    if (v < c.begin || v >= c.begin + exact::kChunk) return -1;
+    const int i = (v - c.begin + c.rotation) % exact::kChunk;   // its grid position
+    if (i / width % kLanes != lane) return -1;
+    return i / (kLanes * width) * width + i % width;
+}
+
+/// lane_top_greedy's loop; kMasked: the chunk holds the mask id (at the lane's element mask_element, -1 if another lane's).
+template <bool kMasked, typename Logits>
+SABER_EXACT_FN LaneTop lane_top_greedy_of(const Logits &x, const ChunkLayout &c, int width, int lane, int mask_element, float floor) {
+    const int wrapped = lane == 0 ? c.rotation : 0;   // elements below this hold the chunk's last ids
+    LaneTop t = lane_floor(floor);                    // id1, id2: order keys until the end
+    SABER_UNROLL
+    for (int e = width; e < kPerLane; ++e) lane_offer_ascending(t, kMasked && e == mask_element ? -INFINITY : x[e], e);
+    SABER_UNROLL
+    for (int e = 0; e < width; ++e) lane_offer(t, kMasked && e == mask_element ? -INFINITY : x[e], e < wrapped ? e + kPerLane : e);
+    t.id1 = t.id1 < 0 ? -1 : lane_id(c, width, lane, t.id1 % kPerLane);
+    t.id2 = t.id2 < 0 ? -1 : lane_id(c, width, lane, t.id2 % kPerLane);
+    return t;
+}
+
+/// T = 0: the lane's best two logits above `floor`, without the mask id (its logit counts as -inf, which never beats a
+/// floor; only in the chunk that holds it, a warp-uniform choice). The loop ranks elements, not ids: elements e >= W,
+/// whose ids ascend in e, first (a tie keeps the earlier), then the first vector's by an order key that ranks as their
+/// ids do (e, or e + 32 for lane 0's first `rotation` elements: the chunk's last ids), with the tie-break; the ids come
+/// from the two winners at the end. So the loop needs no id per element (the element is a constant once unrolled).
+template <typename Logits>
+SABER_EXACT_FN LaneTop lane_top_greedy(const Logits &x, const ChunkLayout &c, int width, int lane, int mask, float floor) {
+    if (mask >= c.begin && mask < c.begin + exact::kChunk)
+        return lane_top_greedy_of<true>(x, c, width, lane, element_of(c, width, lane, mask), floor);
+    return lane_top_greedy_of<false>(x, c, width, lane, -1, floor);
+}
+
+/// Draw `word` (v % 4) of a Philox output.
+SABER_EXACT_FN uint32_t philox_word(const PhiloxWords &w, int word) { return word == 0 ? w.x0 : word == 1 ? w.x1 : word == 2 ? w.x2 : w.x3; }
+
+/// T > 0: the lane's best two scores l + T g above `floor`, without the mask id. Since score <= add(l, score_bound), a
+/// logit whose bound is at or below the floor, or below the lane's runner-up so far, cannot be a candidate and skips its
+/// draw (also four at a time). A NaN bound (l = -inf at an infinite bound) never skips: its NaN score sets nan_score (the
+/// row's prediction is then rescanned in id order). Draws of ids sharing a Philox counter (v / 4) share its output.
+template <typename Logits>
+SABER_EXACT_FN LaneTop lane_top_sampled(const Logits &x, const ChunkLayout &c, int width, int lane, const ScanArgs &a, float floor,
+                                        int &nan_score) {
+    LaneTop t = lane_floor(floor);
+    uint32_t counter = 0xFFFFFFFFu;   // the Philox counter `words` holds (none: ids are below 2^31)
+    PhiloxWords words{0, 0, 0, 0};
     SABER_UNROLL
     for (int e0 = 0; e0 < kPerLane; e0 += 4) {
         const float group_max = fmaxf(fmaxf(x[e0], x[e0 + 1]), fmaxf(x[e0 + 2], x[e0 + 3]));
-        if (exact::add(group_max, a.score_bound) <= lane.top.second_score) continue;
-        const PhiloxWords w = random_words(a.seed, a.step, a.sequence, a.position, lane_id(begin, width, l, e0));
-        const uint32_t words[4] = {w.x0, w.x1, w.x2, w.x3};
+        if (exact::add(group_max, a.score_bound) <= floor) continue;
         SABER_UNROLL
         for (int j = 0; j < 4; ++j) {
-            const float logit = x[e0 + j];
-            if (exact::add(logit, a.score_bound) <= lane.top.second_score) continue;
-            const float s = exact::score(logit, a.temperature, words[j]);
-            lane.nan_score |= s != s;
-            if (s > lane.top.second_score) {
-                const int v = lane_id(begin, width, l, e0 + j);
-                if (v != a.mask) exact::offer(lane.top, s, v);
+            const float bound = exact::add(x[e0 + j], a.score_bound);
+            if (bound <= floor || bound < t.score2) continue;
+            const int v = lane_id(c, width, lane, e0 + j);
+            if (v == a.mask) continue;
+            if (static_cast<uint32_t>(v) >> 2 != counter) {
+                counter = static_cast<uint32_t>(v) >> 2;
+                words = random_words(a.seed, a.step, a.sequence, a.position, v);
             }
+            const float s = exact::score(x[e0 + j], a.temperature, philox_word(words, v & 3));
+            nan_score |= s != s;
+            lane_offer(t, s, v);
         }
     }
+    return t;
+}
+
+/// The key of no candidate: below every score's.
+constexpr int32_t kNoKey = INT_MIN;
+
+/// A candidate's key for the warp maximum: the order key of its score, the two zeros alike (equal scores, equal keys),
+/// or kNoKey when id is -1.
+SABER_EXACT_FN int32_t candidate_key(float score, int id) { return id >= 0 ? order_key(exact::add(score, 0.0f)) : kNoKey; }
+
+/// The candidate's id when its key is the warp's maximum `key`, else INT_MAX: the warp minimum of these is the lowest id
+/// of the best score.
+SABER_EXACT_FN int candidate_id(float score, int id, int32_t key) { return id >= 0 && candidate_key(score, id) == key ? id : INT_MAX; }
+
+/// The lane's candidate in the second round, after `winner` won the first: its runner-up if it held the winner, else its
+/// best. Their maximum is the chunk's runner-up.
+SABER_EXACT_FN void second_round(const LaneTop &t, int winner, float &score, int &id) {
+    const bool won = t.id1 == winner;
+    score = won ? t.score2 : t.score1;
+    id = won ? t.id2 : t.id1;
+}
+
+/// The warp's top two merged with the chunk's best two: keys (kNoKey: none) and ids of the two rounds. Every lane computes
+/// the same, from the same reductions.
+SABER_EXACT_FN void merge_chunk_best(exact::TopTwo &warp, int32_t key1, int id1, int32_t key2, int id2) {
+    if (key1 != kNoKey) exact::offer(warp, float_of_order_key(key1), id1);
+    if (key2 != kNoKey) exact::offer(warp, float_of_order_key(key2), id2);
 }
 
 }  // namespace scan
