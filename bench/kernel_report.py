@@ -48,8 +48,13 @@ How the hot loop is found (the heuristic; it must keep working as the kernel cha
      path instructions (NOPs excluded) / elements. The static size of the loop body (every instruction of every
      path, inner loops once) per element is reported beside it for reference; it is not a bound.
   4. Loads in flight per thread = 128-bit loads issued on the path before the first instruction reading any of their
-     destination registers (loads of the next chunk issued ahead count: they are in flight during this chunk's
-     arithmetic).
+     destination registers. Of them, loads ahead = those no later instruction of the iteration reads (the warp's next
+     chunk's, in flight during this chunk's arithmetic; 0 for a kernel that loads each chunk when it starts it).
+  5. The ranked path: the same walk with rule f reversed (the running best beaten at every such test: the chunk is
+     ranked, or in older kernels every id offered), its instructions per element the other bound. A row pass runs the
+     steady path on most chunks of a typical row and the ranked one on the rest: how many depends on the data and, since
+     issue 27, on the warp-level floor (the host test FastRowPass.WarpsRankFewChunksOfTypicalRows prints the fraction
+     on random rows); before it, a warp ran its lanes' offers on nearly every chunk of a random row.
 """
 from __future__ import annotations
 
@@ -332,8 +337,9 @@ def find_loops(ins):
     return loops
 
 
-def analyse_hot_loop(ins, width):
-    """The steady-state path of the hot loop (module docstring); None when no loop with 128-bit loads exists."""
+def analyse_hot_loop(ins, width, beaten=False):
+    """The steady-state path of the hot loop (module docstring); with beaten, the ranked path (rule f reversed). found is
+    False when no loop with 128-bit loads exists."""
     loops = find_loops(ins)
     candidates = [(sum(is_vector_load(x) for x in ins[s:e + 1]), -(e - s), s, e) for s, e in loops]
     candidates = [c for c in candidates if c[0] > 0]
@@ -390,7 +396,7 @@ def analyse_hot_loop(ins, width):
         if x.guard is None and ".DIV" not in x.op and ".CONV" not in x.op and not re.match(r"BRA\s+!?U?P\d,", x.text):
             taken, why = (lo <= t <= hi), "unconditional"
         else:
-            taken, why = decide_branch(x, t, lo, hi, ins, index, pred_def, written, reg_def, pred_value, path)
+            taken, why = decide_branch(x, t, lo, hi, ins, index, pred_def, written, reg_def, pred_value, path, beaten)
             pred = branch_predicate(x)
             if pred and "a." not in why and "d." not in why:
                 pred_value[pred[1]] = taken != pred[0]
@@ -421,10 +427,14 @@ def analyse_hot_loop(ins, width):
         if is_vector_load(x) and id(x) not in lane_loads:
             in_flight += 1
             loaded |= x.reg_dests()
+    # loads ahead: issued for a later iteration (the warp's next chunk), so in flight during this one's arithmetic: no
+    # instruction after them on the path reads their destination registers
+    position = {id(x): k for k, x in enumerate(path)}
+    ahead = sum(1 for x in loads if not any(x.reg_dests() & y.reg_sources() for y in path[position[id(x)] + 1:]))
     static_total = sum(1 for x in body if x.base != "NOP")
     return dict(found=True, loop=(lo, hi), path_instructions=total, elements_per_lane=elements,
                 instructions_per_element=total / elements, static_per_element=static_total / elements,
-                static_instructions=static_total, vector_loads=len(loads), loads_in_flight=in_flight,
+                static_instructions=static_total, vector_loads=len(loads), loads_in_flight=in_flight, loads_ahead=ahead,
                 inner_loops=[(f"{t:#x}", f"{b:#x}", n) for t, b, n in inner],
                 classes={k: v / elements for k, v in sorted(classes.items(), key=lambda kv: -kv[1])},
                 decisions=decisions)
@@ -536,7 +546,7 @@ def implied_value(x, pred_value):
     return None
 
 
-def decide_branch(x, t, lo, hi, ins, index, pred_def, written, reg_def, pred_value, path):
+def decide_branch(x, t, lo, hi, ins, index, pred_def, written, reg_def, pred_value, path, beaten=False):
     if ".DIV" in x.op or ".CONV" in x.op:
         return False, "a. warp-divergence fallback"
     if not lo <= t <= hi:
@@ -573,7 +583,7 @@ def decide_branch(x, t, lo, hi, ins, index, pred_def, written, reg_def, pred_val
     if d is None or invariant_compare(d, reg_def, written):
         return True, "e. loop-invariant predicate: optional work skipped"
     if d.base in ("FSETP", "DSETP", "HSETP2", "ISETP") and running_best_operand(d, path, written):
-        return True, "f. running best not beaten"
+        return (False, "f. running best beaten (the ranked path)") if beaten else (True, "f. running best not beaten")
     return False, "g. fall through"
 
 
@@ -687,6 +697,7 @@ def analyse_tree(root, nvcc, label):
                     width = 16 // next(b for t, (d, b) in DTYPES.items() if d == dtype)
                     try:
                         entry["hot_loop"] = analyse_hot_loop(sass.get(mangled, []), width)
+                        entry["hot_loop_ranked"] = analyse_hot_loop(sass.get(mangled, []), width, beaten=True)
                     except Exception as e:  # unexpected SASS: say so, do not fail the report
                         entry["hot_loop"] = dict(found=False, reason=f"analysis failed: {type(e).__name__}: {e}")
                     entry["variant"] = variant or "runtime flags"
@@ -744,11 +755,13 @@ def summary(tree):
             result[dtype] = None
             continue
         hot, roof = e.get("hot_loop") or {}, roofline(e, size)
+        ranked = e.get("hot_loop_ranked") or {}
         result[dtype] = dict(
             kernel=f"row_confidence_kernel<{dtype}, {e['variant']}>", registers=e["registers"], occupancy=e["occupancy"],
             instructions_per_element=round(hot["instructions_per_element"], 2) if hot.get("found") else None,
+            ranked_instructions_per_element=round(ranked["instructions_per_element"], 2) if ranked.get("found") else None,
             static_instructions_per_element=round(hot["static_per_element"], 2) if hot.get("found") else None,
-            loads_in_flight=hot.get("loads_in_flight"),
+            loads_in_flight=hot.get("loads_in_flight"), loads_ahead=hot.get("loads_ahead"),
             fraction_of_hbm_h100=round(roof["h100"]["fraction"], 3) if roof else None,
             fraction_of_hbm_h200=round(roof["h200"]["fraction"], 3) if roof else None,
             issue_limit=roof["h100"]["binding"] if roof else None,
@@ -892,8 +905,10 @@ def markdown(trees, meta):
     sums = [(n, summary(t)) for n, t in cols]
     rows = [("registers", "registers", 0, False), ("occupancy (theoretical)", "occupancy", 1, True),
             ("SASS instructions / element (steady-state path)", "instructions_per_element", 1, False),
+            ("SASS instructions / element (ranked path: every chunk ranked)", "ranked_instructions_per_element", 1, False),
             ("static loop body size / element (all paths, inner loops once)", "static_instructions_per_element", 1, False),
             ("128-bit loads in flight / thread", "loads_in_flight", 0, False),
+            ("of them for the next chunk (in flight during this chunk's arithmetic)", "loads_ahead", 0, False),
             ("issue limit (dispatch or the busiest pipe)", "issue_limit", 0, False),
             ("ESTIMATE issue time, H100 (us)", "issue_us_h100", 1, False), ("HBM time, H100 (us)", "memory_us_h100", 1, False),
             ("ESTIMATE fraction of HBM bandwidth, H100", "fraction_of_hbm_h100", 1, True),
@@ -913,19 +928,21 @@ def markdown(trees, meta):
 
     for name, t in cols:
         lines += ["", f"## Row-pass hot loop, {name} ({t['label']})", "",
-                  "| kernel | variant | regs | occupancy | loop | instr/element (path) | static body size/element | loads in flight | breakdown per element (path) |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| kernel | variant | regs | occupancy | loop | instr/element (path) | instr/element (ranked path) | static body size/element | loads in flight | breakdown per element (path) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for dtype in ("f32", "f16", "bf16"):
             for variant, e in sorted(t["row_pass"].get(dtype, {}).items()):
                 h = e.get("hot_loop") or {}
+                ranked = e.get("hot_loop_ranked") or {}
                 if not h.get("found"):
-                    lines.append(f"| {dtype} | {variant} | {e['registers']} | {fmt(e['occupancy'], 1, True)} | not found: {h.get('reason')} | | | | |")
+                    lines.append(f"| {dtype} | {variant} | {e['registers']} | {fmt(e['occupancy'], 1, True)} | not found: {h.get('reason')} | | | | | |")
                     continue
                 breakdown = ", ".join(f"{k} {v:.1f}" for k, v in h["classes"].items())
                 lines.append(f"| {dtype} | {variant} | {e['registers']} | {fmt(e['occupancy'], 1, True)} | "
                              f"{h['loop'][0]:#x}-{h['loop'][1]:#x}, {h['elements_per_lane']} elements/lane/iteration"
                              f"{', inner loops ' + str(len(h['inner_loops'])) if h['inner_loops'] else ''} | "
-                             f"{h['instructions_per_element']:.1f} | {h['static_per_element']:.1f} | {h['loads_in_flight']} | {breakdown} |")
+                             f"{h['instructions_per_element']:.1f} | {fmt(ranked.get('instructions_per_element'), 1)} | "
+                             f"{h['static_per_element']:.1f} | {h['loads_in_flight']} | {breakdown} |")
     for name, t in cols:
         lines += ["", f"## All kernels, {name} ({t['label']})", "",
                   "| source | kernel | dtype | variant | threads/block | registers | static smem (B) | stack (B) | spill st/ld (B) | blocks/SM | occupancy | limited by |",
@@ -961,10 +978,12 @@ def markdown(trees, meta):
               f"resident warps per SM x loads in flight x 512 B x 132 SMs against bandwidth x {DRAM_LATENCY_NS:.0f} ns assumed "
               "loaded HBM latency).",
               "- Instructions per element are those of the steady-state path of one hot-loop iteration (the heuristic below), "
-              "for a good row after each lane's best two are established: no id beats a lane's runner-up (so no offer and, at "
-              "T > 0, no Gumbel draw), every exp term computed. Row setup, the block reduction and finishing a row are not "
-              "counted (they are per row, not per element). Sampled and entropy variants are listed in the hot-loop tables; "
-              "their steady state adds the entropy terms and, at T > 0, the per-chunk bound test.",
+              "for a good row after the best two are established: no chunk beats the running best (so no ranking or offer "
+              "and, at T > 0, no Gumbel draw), every exp term computed. The ranked path (rule f reversed: every chunk "
+              "ranked) is given beside it as the other bound; the roofline uses the steady path. Row setup, the block "
+              "reduction and finishing a row are not counted (they are per row, not per element). Sampled and entropy "
+              "variants are listed in the hot-loop tables; their steady state adds the entropy terms and, at T > 0, the "
+              "per-chunk bound test.",
               "- Occupancy: sm_90, 65536 registers (allocated per warp in units of 256), 2048 threads, 228 KiB shared memory "
               "(plus 1 KiB reserved per block), 32 blocks per SM; block size from `__launch_bounds__` or the launch.",
               "", "## How the hot loop is found", "", "```", __doc__.split("How the hot loop is found", 1)[1].strip(), "```"]
@@ -978,7 +997,7 @@ def json_summary(trees, meta):
         d = after.get(dtype)
         row[dtype] = None if d is None else {k: d[k] for k in (
             "registers", "occupancy", "instructions_per_element", "loads_in_flight", "fraction_of_hbm_h100", "fraction_of_hbm_h200",
-            "static_instructions_per_element", "kernel", "issue_limit", "issue_us_h100", "memory_us_h100", "issue_us_h200", "memory_us_h200")}
+            "ranked_instructions_per_element", "loads_ahead", "static_instructions_per_element", "kernel", "issue_limit", "issue_us_h100", "memory_us_h100", "issue_us_h200", "memory_us_h200")}
     steps, reason = step_estimate(trees[-1])
     out = {"date": meta["date"], "arch": "sm_90", "row_pass": row,
            "step_over_row_pass": {k: (steps[k]["ratio"] if steps else None) for k in ("g256", "g1024")},
@@ -986,7 +1005,8 @@ def json_summary(trees, meta):
            "launches_per_step": {k: trees[-1]["launches"].get(k) for k in ("launches_min", "launches_max")}}
     if len(trees) > 1:
         out["before"] = {"revision": trees[0]["label"], "row_pass": {
-            d: (None if v is None else {k: v[k] for k in ("registers", "occupancy", "instructions_per_element", "loads_in_flight",
+            d: (None if v is None else {k: v[k] for k in ("registers", "occupancy", "instructions_per_element",
+                                                          "ranked_instructions_per_element", "loads_in_flight", "loads_ahead",
                                                           "fraction_of_hbm_h100", "fraction_of_hbm_h200")})
             for d, v in summary(trees[0]).items()}}
     return out
