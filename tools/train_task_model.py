@@ -11,7 +11,7 @@ that range (Sudoku: exactly the 81 cells, no padding).
                                                [--max-minutes M] [--out DIR]
 
 Tasks: addition (tools/addition_task.py; defaults --steps 4000 --batch 128 --canvas 10,24, out models/addition)
-and sudoku (tools/sudoku_task.py; defaults --steps 12000 --batch 64 --canvas 81,81, out models/sudoku). Sudoku
+and sudoku (tools/sudoku_task.py; defaults --steps 6000 --batch 64 --canvas 81,81, out models/sudoku). Sudoku
 puzzles are drawn from a pool of uniquely solvable puzzles generated from the seed on the first run (cached beside
 the checkpoint), each under a random symmetry of the grid; held-out puzzles (models/sudoku/test.jsonl, another
 seed) are never trained on.
@@ -66,7 +66,7 @@ class Sudoku:
     """Sudoku (sudoku_task.py): puzzles from a pool of uniquely solvable ones made from the seed (cached as JSON lines
     beside the checkpoint), each under a random symmetry; the held-out set is models/sudoku/test.jsonl's seed."""
     name, module = "sudoku", sudoku_task
-    steps, batch, canvas, gauge_canvas = 12000, 64, "81,81", 81
+    steps, batch, canvas, gauge_canvas = 6000, 64, "81,81", 81
     prompt_length = sudoku_task.CELLS + 1
     pool_size = 6000
 
@@ -162,7 +162,7 @@ def main():
     parser.add_argument("--task", choices=sorted(TASKS), default="addition")
     parser.add_argument("--out", help="default: models/TASK")
     parser.add_argument("--checkpoint", help="default: build/TASK/checkpoint.pt")
-    parser.add_argument("--steps", type=int, help="default: the task's (addition 4000, sudoku 12000)")
+    parser.add_argument("--steps", type=int, help="default: the task's (addition 4000, sudoku 6000)")
     parser.add_argument("--batch", type=int, help="default: the task's (addition 128, sudoku 64)")
     parser.add_argument("--canvas", help="each step's canvas length G (answer + end-of-text) is drawn from [lo, hi]; default: the task's")
     parser.add_argument("--learning-rate", type=float, default=2e-3)

@@ -239,25 +239,66 @@ public class CliTests
     }
 
     [Test]
-    public async Task DemoSolvesAHeldOutProblemOfTheTaskModelThenComparesTheStrategies()
+    public async Task DemoSolvesAHeldOutProblemOfEachTaskModelThenComparesTheStrategies()
     {
         var (code, stdout, stderr) = await Run("demo", "--no-color");
         Assert.That(code, Is.Zero, stderr);
-        Assert.That(stdout, Does.Contain("(weights: addition task: "), "the task model's own account of its weights");
-        var problem = Regex.Match(stdout, @"Held-out problem (\d+) of test\.jsonl .*: (\d{8}\+\d{8}=) with 16 positions to fill; the answer is (\d{9})\.");
-        Assert.That(problem.Success, stdout);
-        string[] lines = stdout.Split('\n');
-        Assert.That(lines.Count(l => l.StartsWith("step ")), Is.InRange(1, 16));
+        // Without --model: each shipped task model, Sudoku first, addition second, each section opening "Saber on ".
+        string[] sections = Regex.Split(stdout, @"\n(?=Saber on )");
+        Assert.That(sections, Has.Length.EqualTo(2), stdout);
+        Assert.That(sections[0], Does.Contain("(weights: sudoku task: "), "the Sudoku model's own account of its weights");
+        Assert.That(sections[1], Does.Contain("(weights: addition task: "), "the addition model's own account of its weights");
+        string[] strategies = ["low-confidence S=G", "threshold 0.9", "saber reference", "saber no-backtracking"];
+
+        // Sudoku: the decoded grid is judged right exactly when it is a valid grid keeping the givens, checked here
+        // independently of the model's answer file and of the eval's checker.
+        string sudoku = sections[0];
+        var puzzle = Regex.Match(sudoku, @"Held-out problem (\d+) of test\.jsonl .*: ([1-9.]{81}=) with 81 positions to fill; the answer is ([1-9]{81})\.");
+        Assert.That(puzzle.Success, sudoku);
+        Assert.That(IsSolvedGridKeeping(puzzle.Groups[3].Value, puzzle.Groups[2].Value), "the stated answer solves the puzzle");
+        var solved = Regex.Match(sudoku, @"^decoded (\S*): (right|wrong)", RegexOptions.Multiline);
+        Assert.That(solved.Success, sudoku);
+        Assert.That(solved.Groups[2].Value, Is.EqualTo(IsSolvedGridKeeping(solved.Groups[1].Value, puzzle.Groups[2].Value) ? "right" : "wrong"));
+        Assert.That(sudoku.Split('\n').Count(l => l.StartsWith("step ")), Is.InRange(1, 81));
+        Assert.That(sudoku, Does.Contain("------+-------+------"), "the puzzle and the decoded grid drawn as grids");
+        Assert.That(sudoku, Does.Contain("saber eval: sudoku, 30 problems"), "the table's 30 grids");
+        string[] sudokuRows = TableRows(sudoku);
+        Assert.That(sudokuRows.Select(r => r.Split('|')[1].Trim()), Is.EqualTo(strategies));
+        Assert.That(sudokuRows[0], Does.Contain("| 81.00 | 81 | 1.00x |"), "S = G: one position per call");
+
+        string addition = sections[1];
+        var problem = Regex.Match(addition, @"Held-out problem (\d+) of test\.jsonl .*: (\d{8}\+\d{8}=) with 16 positions to fill; the answer is (\d{9})\.");
+        Assert.That(problem.Success, addition);
+        Assert.That(addition.Split('\n').Count(l => l.StartsWith("step ")), Is.InRange(1, 16));
         // The line of the decoded answer says whether it is the sum, checked here independently of the model's answer file.
         string prompt = problem.Groups[2].Value;
         long sum = long.Parse(prompt[..8]) + long.Parse(prompt[9..17]);
         Assert.That(problem.Groups[3].Value, Is.EqualTo(sum.ToString("D9")));
-        var decoded = Regex.Match(stdout, @"^decoded (\S*): (right|wrong)", RegexOptions.Multiline);
-        Assert.That(decoded.Success, stdout);
+        var decoded = Regex.Match(addition, @"^decoded (\S*): (right|wrong)", RegexOptions.Multiline);
+        Assert.That(decoded.Success, addition);
         Assert.That(decoded.Groups[2].Value, Is.EqualTo(decoded.Groups[1].Value == sum.ToString("D9") ? "right" : "wrong"));
-        string[] rows = lines.Where(l => l.StartsWith("| ") && !l.StartsWith("| strategy")).ToArray();
-        Assert.That(rows.Select(r => r.Split('|')[1].Trim()), Is.EqualTo(new[] { "low-confidence S=G", "threshold 0.9", "saber reference", "saber no-backtracking" }));
+        string[] rows = TableRows(addition);
+        Assert.That(rows.Select(r => r.Split('|')[1].Trim()), Is.EqualTo(strategies));
         Assert.That(rows[0], Does.Contain("| 16.00 | 16 | 1.00x |"), "S = G: one position per call");
+
+        static string[] TableRows(string section) =>
+            section.Split('\n').Where(l => l.StartsWith("| ") && !l.StartsWith("| strategy")).ToArray();
+    }
+
+    /// <summary>Whether <paramref name="grid"/> (81 digits) has 1-9 once in each row, column and box and keeps every given.</summary>
+    private static bool IsSolvedGridKeeping(string grid, string puzzle)
+    {
+        if (grid.Length != 81 || grid.Any(c => c is < '1' or > '9')) return false;
+        for (int i = 0; i < 81; i++)
+            if (puzzle[i] != '.' && puzzle[i] != grid[i]) return false;
+        for (int unit = 0; unit < 9; unit++)
+        {
+            var row = Enumerable.Range(0, 9).Select(k => grid[unit * 9 + k]);
+            var column = Enumerable.Range(0, 9).Select(k => grid[k * 9 + unit]);
+            var box = Enumerable.Range(0, 9).Select(k => grid[(unit / 3 * 3 + k / 3) * 9 + unit % 3 * 3 + k % 3]);
+            if (new[] { row, column, box }.Any(cells => cells.Distinct().Count() != 9)) return false;
+        }
+        return true;
     }
 
     [Test]
