@@ -20,12 +20,13 @@ public class SudokuModelTests
     private static IEnumerable<TestCaseData> Recorded()
     {
         // label, strategy, accuracy, mean NFE: the figures of bench/results/eval-sudoku-2026-12-07.md (first 30 puzzles).
+        // Six of eval's eight strategies, to keep the README's test command short (about 17 s on 2 cores): low-confidence
+        // at S = G/2 and Saber's paper variant are the same code as S = G and the reference on other parameters, and
+        // TaskModelTests guards both on the addition model.
         yield return Case("low-confidence S=G", new LowConfidenceStrategy(G), 0.600, 81.00);
-        yield return Case("low-confidence S=G/2", new LowConfidenceStrategy(G / 2), 0.567, 40.00);
         yield return Case("threshold 0.9", new ThresholdStrategy(0.9f), 0.267, 9.10);
         yield return Case("factor 1.0", new FactorStrategy(1.0f), 0.167, 6.70);
         yield return Case("saber reference", new SaberStrategy(), 0.667, 65.77);
-        yield return Case("saber paper", new SaberStrategy(Variant: SaberVariant.Paper), 0.667, 64.73);
         yield return Case("saber no-backtracking", new SaberStrategy(Backtracking: false), 0.633, 36.03);
         yield return Case("saber fixed-threshold 0.9", new SaberStrategy(FixedThreshold: 0.9f), 0.300, 9.80);
 

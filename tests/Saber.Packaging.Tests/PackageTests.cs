@@ -123,8 +123,10 @@ public class PackageContentTests
         Assert.That(entries, Has.Member("tools/net10.0/any/models/tiny/model.onnx"));
         Assert.That(entries, Has.Member("tools/net10.0/any/models/tiny/tokenizer.json"));
         Assert.That(entries, Has.Member("tools/net10.0/any/models/tiny/model.cache.onnx"), "the cache graph: --cache prefix|dual works from the tool");
-        foreach (string file in new[] { "model.onnx", "model.cache.onnx", "tokenizer.json", "test.jsonl", "README.md" })
-            Assert.That(entries, Has.Member("tools/net10.0/any/models/addition/" + file));
+        foreach (string model in new[] { "sudoku", "addition" })
+            foreach (string file in new[] { "model.onnx", "model.cache.onnx", "tokenizer.json", "test.jsonl", "README.md" })
+                Assert.That(entries, Has.Member($"tools/net10.0/any/models/{model}/{file}"));
+        Assert.That(entries, Has.None.Contains("/training/"), "models/sudoku's checkpoint and puzzle pool stay in the repository");
         Assert.That(entries, Has.Member("tools/net10.0/any/runtimes/linux-x64/native/libonnxruntime.so"));
         // ONNX Runtime's CPU build only (Directory.Build.targets): the GPU build's providers are 290 MB, and the tool says
         // so when asked for a GPU engine (the install test).
@@ -329,6 +331,10 @@ public class PackageInstallTests
         ProcessResult demo = Feed.Run(Path.Combine(toolPath, "saber"), ["demo", "--no-color"], elsewhere, TimeSpan.FromMinutes(2));
         demo.ThrowIfFailed();
         Assert.That(demo.Output, Does.Contain("Saber on " + toolPath), "the task model is the one inside the installed tool");
+        int sudoku = demo.Output.IndexOf("/models/sudoku/model.onnx (weights: sudoku task: ", StringComparison.Ordinal);
+        int addition = demo.Output.IndexOf("/models/addition/model.onnx (weights: addition task: ", StringComparison.Ordinal);
+        Assert.That(sudoku, Is.GreaterThanOrEqualTo(0), "the Sudoku model's section: " + demo.Output);
+        Assert.That(addition, Is.GreaterThan(sudoku), "the addition model's section, after Sudoku's: " + demo.Output);
         Assert.That(demo.Output, Does.Contain("Held-out problem "));
         Assert.That(demo.Output, Does.Contain("| saber reference |"));
 
