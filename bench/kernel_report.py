@@ -12,7 +12,10 @@ build's include paths, defines and -O3), then reports:
   * for the fast row-pass kernel (row_confidence_kernel): SASS instructions per element of its hot loop, by opcode
     class, and the global vector loads in flight per thread (cuobjdump -sass);
   * kernel launches per step, counted statically from native/src/device/decode.cu and the launchers in kernels/;
-  * a roofline ESTIMATE of the fraction of HBM bandwidth the row pass can reach on an H100 SXM and an H200.
+  * an ESTIMATE of the fraction of HBM bandwidth the row pass can reach on an H100 SXM and an H200 (a latency-aware
+    queueing model of the hot loop, the rows' tails and the combine kernel), in the best case (no chunk ranked) and for
+    three row shapes, whose ranked chunks the host emulation counts (FastRowPass.RankedChunksByRowShape of the built
+    saber_host_tests; without one, the by-shape table says so).
 
 Nothing here runs on a GPU: every time below is an estimate from instruction counts and peak rates.
 
@@ -53,8 +56,9 @@ How the hot loop is found (the heuristic; it must keep working as the kernel cha
   5. The ranked path: the same walk with rule f reversed (the running best beaten at every such test: the chunk is
      ranked, or in older kernels every id offered), its instructions per element the other bound. A row pass runs the
      steady path on most chunks of a typical row and the ranked one on the rest: how many depends on the data and, since
-     issue 27, on the warp-level floor (the host test FastRowPass.WarpsRankFewChunksOfTypicalRows prints the fraction
-     on random rows); before it, a warp ran its lanes' offers on nearly every chunk of a random row.
+     issue 27, on the warp-level floor; the host test FastRowPass.RankedChunksByRowShape counts them for three row
+     shapes, and the by-shape table weighs the two paths by its counts. Before issue 27 a warp ran its lanes' offers on
+     nearly every chunk of a random row.
 """
 from __future__ import annotations
 
@@ -73,9 +77,12 @@ import tempfile
 # ---- machine model (sm_90) ----
 SM90 = dict(registers=65536, threads=2048, shared=228 * 1024, blocks=32, reg_granularity=256, reserved_shared=1024,
             warp=32, max_warps=64)
-GPUS = {  # SMs, boost clock (GHz), HBM bandwidth (bytes/s)
-    "h100": dict(name="H100 SXM", sms=132, ghz=1.755, bandwidth=3.35e12),
-    "h200": dict(name="H200", sms=132, ghz=1.98, bandwidth=4.8e12),
+# One clock for both GPUs (issue 27): both boost to 1.98 GHz, but a bandwidth-bound kernel on every SM does not hold
+# the maximum boost; 1.755 GHz (the H100 SXM's figure in NVIDIA's peak-rate tables) is the clock every estimate uses.
+CLOCK_GHZ = 1.755
+GPUS = {  # SMs, HBM bandwidth (bytes/s)
+    "h100": dict(name="H100 SXM", sms=132, bandwidth=3.35e12),
+    "h200": dict(name="H200", sms=132, bandwidth=4.8e12),
 }
 SCHEDULERS = 4
 # Results per clock per SM of each opcode class's pipe on sm_90 (compute capability 9.0), as we read the CUDA C++
@@ -87,7 +94,10 @@ PIPE_RATES = {
     "MUFU": 16, "global load LDG": 32, "other memory": 32, "warp SHFL/VOTE": 32, "integer/move/other": 64,
 }
 ROWS, VOCAB, G_ROWS = 256, 126464, 1024
-DRAM_LATENCY_NS = 600.0  # assumed loaded HBM latency for the loads-in-flight (Little's law) cap
+DRAM_LATENCY_NS = 600.0  # assumed loaded HBM latency: a warp's wait for the loads of its chunk not issued ahead
+CHUNK = 1024  # ids a warp reads per iteration of the hot loop (32 lanes x 32 elements)
+ROW_SHAPES = ("random", "peaked", "falling")
+TARGETS = {"h100": {"f32": 0.8, "f16": 0.8, "bf16": 0.8}, "h200": {"bf16": 0.7}}  # issue 27, on random rows
 DTYPES = {"float": ("f32", 4), "__half": ("f16", 2), "__nv_bfloat16": ("bf16", 2)}
 
 
@@ -718,32 +728,87 @@ def headline(row_pass, dtype):
     return next(iter(variants.values()), None)
 
 
-def roofline(entry, dtype_bytes):
-    hot = entry.get("hot_loop") or {}
-    if not hot.get("found"):
+def path_mix(entry, ranked_fraction):
+    """Instructions and pipe classes per element of a row whose chunks are ranked at `ranked_fraction`: the hot loop's
+    steady path on the others, its ranked path on those. None without a steady path (or a ranked one when needed)."""
+    hot, ranked = entry.get("hot_loop") or {}, entry.get("hot_loop_ranked") or {}
+    if not hot.get("found") or (ranked_fraction > 0 and not ranked.get("found")):
         return None
-    ipe = hot["instructions_per_element"]
-    elements = ROWS * VOCAB
-    # Cycles per element and SM: the dispatch limit (SCHEDULERS warp instructions per clock) or the busiest pipe's.
-    limits = {"dispatch": ipe / (SCHEDULERS * SM90["warp"])}
-    for name, per_element in hot.get("classes", {}).items():
+    f = ranked_fraction
+    rc = ranked.get("classes", {}) if f > 0 else {}
+    return dict(instructions_per_element=(1 - f) * hot["instructions_per_element"] + (f * ranked["instructions_per_element"] if f > 0 else 0.0),
+                classes={k: (1 - f) * hot["classes"].get(k, 0.0) + f * rc.get(k, 0.0) for k in set(hot["classes"]) | set(rc)})
+
+
+def mva(customers, think, demands):
+    """Exact mean value analysis of a closed queueing network: `customers` warps, each cycling through a delay of
+    `think` cycles (its exposed load latency) and single-server stations of the given demands (cycles per chunk).
+    Returns the throughput in chunks per cycle."""
+    queues, x = [0.0] * len(demands), 0.0
+    for n in range(1, customers + 1):
+        residence = [d * (1 + q) for d, q in zip(demands, queues)]
+        x = n / (think + sum(residence))
+        queues = [x * r for r in residence]
+    return x
+
+
+def row_pass_model(entry, dtype_bytes, mix, gpu, rows=ROWS, vocabulary=VOCAB):
+    """ESTIMATE of one row pass over `rows` rows of `vocabulary` ids on `gpu` (section "The model" of the report):
+    the work items (row, split) of plan_row_split in waves of resident blocks; a wave's streaming time from an exact
+    mean value analysis of each scheduler's warps (a delay of the DRAM latency per chunk, the scheduler as one station,
+    its share of HBM as another); each item's tail (finishing the row in the block, or writing its split's summary);
+    with splits, the combine kernel after a launch gap. Returns the times and the fraction of HBM bandwidth."""
+    if mix is None or not entry.get("blocks_per_sm") or not entry.get("threads"):
+        return None
+    clock = CLOCK_GHZ * 1e9
+    ipe = mix["instructions_per_element"]
+    per_element = {"dispatch": ipe / (SCHEDULERS * SM90["warp"])}   # cycles of the SM per element, by limit
+    for name, count in mix["classes"].items():
         if name in PIPE_RATES:
-            limits[name] = per_element / PIPE_RATES[name]
-    binding = max(limits, key=limits.get)
-    out = {}
-    for key, gpu in GPUS.items():
-        issue = limits[binding] * elements / (gpu["sms"] * gpu["ghz"] * 1e9)
-        memory = elements * dtype_bytes / gpu["bandwidth"]
-        fraction_issue = memory / max(memory, issue)
-        # Little's law: bytes in flight the occupancy allows vs. bandwidth x latency
-        warps = (entry.get("blocks_per_sm") or 0) * (entry["threads"] or 0) // SM90["warp"]
-        in_flight = warps * hot["loads_in_flight"] * 16 * SM90["warp"] * gpu["sms"]
-        needed = gpu["bandwidth"] * DRAM_LATENCY_NS * 1e-9
-        fraction_latency = min(1.0, in_flight / needed) if needed else 1.0
-        out[key] = dict(issue_us=issue * 1e6, memory_us=memory * 1e6, fraction_issue=fraction_issue, binding=binding,
-                        pipe_cycles_per_element={k: round(v, 4) for k, v in limits.items()},
-                        fraction_loads_in_flight=fraction_latency, fraction=min(fraction_issue, fraction_latency),
-                        bytes_in_flight=in_flight, bytes_needed=needed)
+            per_element[name] = count / PIPE_RATES[name]
+    binding = max(per_element, key=per_element.get)
+    chunks = -(-vocabulary // CHUNK)
+    resident, warps_per_block = entry["blocks_per_sm"], entry["threads"] // SM90["warp"]
+    splits, per_split = plan_row_split(rows, vocabulary, gpu["sms"], resident)
+    items, slots = rows * splits, gpu["sms"] * resident
+    # One scheduler's sub-network: its warps, the scheduler (a quarter of the SM's issue rate), a quarter of the SM's
+    # share of HBM bandwidth; the SM's throughput is four of them.
+    issue_demand = per_element[binding] * CHUNK * SCHEDULERS
+    memory_demand = CHUNK * dtype_bytes * gpu["sms"] * clock / gpu["bandwidth"] * SCHEDULERS
+    latency = DRAM_LATENCY_NS * 1e-9 * clock
+    m = STEP_MODEL
+    finish = 2 * chunks * m["dadd_cycles"] + 3 * m["round_trip_us"] * 1e-6 * clock + 2 * m["barrier_cycles"]
+    tail = finish if splits == 1 else 2 * m["barrier_cycles"]
+    stream = tails = 0.0
+    utilisation = []
+    for first in range(0, items, slots):
+        blocks = min(resident, -(-min(slots, items - first) // gpu["sms"]))   # on the busiest SM of the wave
+        x = SCHEDULERS * mva(max(1, blocks * warps_per_block // SCHEDULERS), latency, [issue_demand, memory_demand])
+        stream += blocks * per_split / x
+        tails += tail
+        utilisation.append(x * memory_demand / SCHEDULERS)
+    combine = 0.0
+    if splits > 1:   # combine_row_splits_kernel: grid-stride over the rows, each merged and finished by a block
+        combine = m["launch_gap_us"] * 1e-6 * clock + -(-rows // slots) * (m["round_trip_us"] * 1e-6 * clock + finish)
+    total_us = (stream + tails + combine) / clock * 1e6
+    memory_us = rows * vocabulary * dtype_bytes / gpu["bandwidth"] * 1e6
+    issue_us = per_element[binding] * rows * vocabulary / (gpu["sms"] * clock) * 1e6
+    return dict(binding=binding, issue_us=issue_us, memory_us=memory_us, stream_us=stream / clock * 1e6,
+                tail_us=(tails + combine) / clock * 1e6, total_us=total_us, fraction=memory_us / total_us,
+                streaming_utilisation=max(utilisation), splits=splits, per_split=per_split,
+                pipe_cycles_per_element={k: round(v, 4) for k, v in per_element.items()})
+
+
+def roofline(entry, dtype_bytes, ranked_fraction=0.0):
+    """The row-pass model on both GPUs for rows whose chunks are ranked at `ranked_fraction` (0: the steady path)."""
+    mix = path_mix(entry, ranked_fraction)
+    if mix is None:
+        return None
+    out = {key: row_pass_model(entry, dtype_bytes, mix, gpu) for key, gpu in GPUS.items()}
+    if any(v is None for v in out.values()):
+        return None
+    for v in out.values():
+        v["instructions_per_element"] = mix["instructions_per_element"]
     return out
 
 
@@ -769,8 +834,54 @@ def summary(tree):
             memory_us_h100=round(roof["h100"]["memory_us"], 1) if roof else None,
             issue_us_h200=round(roof["h200"]["issue_us"], 1) if roof else None,
             memory_us_h200=round(roof["h200"]["memory_us"], 1) if roof else None,
+            row_pass_us_h100=round(roof["h100"]["total_us"], 1) if roof else None,
+            row_pass_us_h200=round(roof["h200"]["total_us"], 1) if roof else None,
             hot_loop_found=bool(hot.get("found")), hot_loop_note=None if hot.get("found") else hot.get("reason"))
     return result
+
+
+def by_shape(tree, census):
+    """row_pass_by_shape: for each row shape and dtype, the census's ranked fraction, the mixed instructions per element
+    and the model's fraction of HBM bandwidth on both GPUs; None when there is no census."""
+    if not census:
+        return None
+    out = {}
+    for shape in ROW_SHAPES:
+        out[shape] = {}
+        for dtype, size in (("f32", 4), ("f16", 2), ("bf16", 2)):
+            e, c = headline(tree["row_pass"], dtype), census["shapes"].get(shape, {}).get(dtype)
+            roof = roofline(e, size, c["ranked_fraction"]) if e and c else None
+            out[shape][dtype] = None if roof is None else dict(
+                ranked_fraction=round(c["ranked_fraction"], 4),
+                instructions_per_element=round(roof["h100"]["instructions_per_element"], 2),
+                fraction_of_hbm_h100=round(roof["h100"]["fraction"], 3), fraction_of_hbm_h200=round(roof["h200"]["fraction"], 3),
+                row_pass_us_h100=round(roof["h100"]["total_us"], 1), row_pass_us_h200=round(roof["h200"]["total_us"], 1),
+                limit=roof["h100"]["binding"])
+    return out
+
+
+def run_census(root, host_tests):
+    """The ranked-chunk census of native/tests/host_tests.cpp (FastRowPass.RankedChunksByRowShape), from the built host
+    test binary; (census, None) or (None, reason)."""
+    candidates = [host_tests] if host_tests else sorted(
+        os.path.join(root, "build", d, "native", "saber_host_tests") for d in (os.listdir(os.path.join(root, "build")) if os.path.isdir(os.path.join(root, "build")) else []))
+    binary = next((c for c in candidates if c and os.path.isfile(c) and os.access(c, os.X_OK)), None)
+    if binary is None:
+        return None, "no built saber_host_tests (build/*/native/saber_host_tests; cmake -S . -B build/dev builds it, or --host-tests PATH)"
+    handle, path = tempfile.mkstemp(suffix=".json")
+    os.close(handle)
+    try:
+        log(f"running the ranked-chunk census: {binary}")
+        result = subprocess.run([binary, "--gtest_filter=FastRowPass.RankedChunksByRowShape"], env=dict(os.environ, SABER_ROW_SHAPES_JSON=path),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if result.returncode != 0:
+            return None, f"{binary} --gtest_filter=FastRowPass.RankedChunksByRowShape failed: {result.stdout[-800:]}"
+        with open(path) as f:
+            census = json.load(f)
+        census["binary"] = os.path.relpath(binary, root)
+        return census, None
+    finally:
+        os.unlink(path)
 
 
 # ---- whole step vs row pass (a latency model: ESTIMATE) ----
@@ -819,9 +930,9 @@ def step_estimate(tree):
     roof = roofline(e, 2) if e else None
     if roof is None:
         return None, "no bf16 row-pass roofline (hot loop not found)"
-    m, ghz = STEP_MODEL, GPUS["h100"]["ghz"]
+    m, ghz = STEP_MODEL, CLOCK_GHZ
     cycles = lambda n: n / (ghz * 1e3)  # cycles -> us
-    row_256 = max(roof["h100"]["issue_us"], roof["h100"]["memory_us"]) * VOCAB / VOCAB  # ROWS = 256 rows
+    row_256 = roof["h100"]["stream_us"]  # the model's streaming time of ROWS = 256 rows (tails added below per G)
     out = {}
     for g in (256, 1024):
         splits, per_split = plan_row_split(STEP_K, STEP_VOCAB, STEP_SMS, STEP_RESIDENT)
@@ -884,6 +995,36 @@ def step_lines(tree):
     return lines
 
 
+def shape_lines(tree, meta):
+    census = meta.get("census")
+    shapes = by_shape(tree, census)
+    if shapes is None:
+        return [f"Not estimated: {meta.get('census_reason') or 'no census'}."]
+    lines = [f"Each shape's rows are ranked at the rate the host emulation counts (`{census['binary']} "
+             f"--gtest_filter=FastRowPass.RankedChunksByRowShape`: {census['rows']} rows of each shape and type, V = "
+             f"{census['vocabulary']}, {census['splits']} splits, as the row pass plans the {ROWS} rows below); a ranked "
+             "chunk costs the hot loop's ranked path, the others its steady path. Shapes: random N(0, 2^2) logits (an "
+             "early step, every position open), peaked (the same plus one id 20 above: a position the model is sure of), "
+             "falling with the id (the best case). Targets (issue 27, random rows): at least 80% of H100 HBM for every "
+             "type, at least 70% of H200 HBM for bf16.", "",
+             "| shape | dtype | chunks ranked | instr/element | limit | row pass, H100 (us) | fraction of HBM, H100 | row pass, H200 (us) | fraction of HBM, H200 | target |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for shape in ROW_SHAPES:
+        for dtype in ("f32", "f16", "bf16"):
+            d = shapes[shape][dtype]
+            if d is None:
+                lines.append(f"| {shape} | {dtype} | n/a | | | | | | | |")
+                continue
+            target = ""
+            if shape == "random":
+                goals = [(g, TARGETS[g][dtype]) for g in ("h100", "h200") if dtype in TARGETS[g]]
+                target = "; ".join(f"{g.upper()} >= {100 * t:.0f}%: {'met' if d[f'fraction_of_hbm_{g}'] >= t else 'NOT met'}" for g, t in goals)
+            lines.append(f"| {shape} | {dtype} | {fmt(d['ranked_fraction'], 1, True)} | {d['instructions_per_element']:.1f} | {d['limit']} | "
+                         f"{d['row_pass_us_h100']} | {fmt(d['fraction_of_hbm_h100'], 1, True)} | {d['row_pass_us_h200']} | "
+                         f"{fmt(d['fraction_of_hbm_h200'], 1, True)} | {target} |")
+    return lines
+
+
 def markdown(trees, meta):
     after = trees[-1]
     before = trees[0] if len(trees) > 1 else None
@@ -911,9 +1052,11 @@ def markdown(trees, meta):
             ("of them for the next chunk (in flight during this chunk's arithmetic)", "loads_ahead", 0, False),
             ("issue limit (dispatch or the busiest pipe)", "issue_limit", 0, False),
             ("ESTIMATE issue time, H100 (us)", "issue_us_h100", 1, False), ("HBM time, H100 (us)", "memory_us_h100", 1, False),
-            ("ESTIMATE fraction of HBM bandwidth, H100", "fraction_of_hbm_h100", 1, True),
+            ("ESTIMATE row pass, H100 (us; steady path)", "row_pass_us_h100", 1, False),
+            ("ESTIMATE fraction of HBM bandwidth, H100 (steady path)", "fraction_of_hbm_h100", 1, True),
             ("ESTIMATE issue time, H200 (us)", "issue_us_h200", 1, False), ("HBM time, H200 (us)", "memory_us_h200", 1, False),
-            ("ESTIMATE fraction of HBM bandwidth, H200", "fraction_of_hbm_h200", 1, True)]
+            ("ESTIMATE row pass, H200 (us; steady path)", "row_pass_us_h200", 1, False),
+            ("ESTIMATE fraction of HBM bandwidth, H200 (steady path)", "fraction_of_hbm_h200", 1, True)]
     for dtype in ("f32", "f16", "bf16"):
         for title, key, digits, pct in rows:
             vals = []
@@ -925,6 +1068,7 @@ def markdown(trees, meta):
         notes = [f"{d}: {v['hot_loop_note']}" for d, v in s.items() if v and v.get("hot_loop_note")]
         if notes:
             lines += ["", f"{name}: hot loop not found — " + "; ".join(notes)]
+    lines += ["", f"## Row pass by row shape, {cols[-1][0]} (ESTIMATE)", ""] + shape_lines(after, meta)
 
     for name, t in cols:
         lines += ["", f"## Row-pass hot loop, {name} ({t['label']})", "",
@@ -966,21 +1110,32 @@ def markdown(trees, meta):
               "", "## Whole step vs row pass (ESTIMATE from a latency model)", ""] + step_lines(after) + [
               "", "## The model and its assumptions", "",
               f"- Row pass: {ROWS} rows x {VOCAB} ids (G = {G_ROWS} rows of a batch, 256 of them active), one read of each logit.",
-              "- Issue-bound time = elements x (cycles per element and SM) / (SMs x boost clock), the cycles being the larger of "
-              "the dispatch limit (instructions per element / (4 schedulers x 32 lanes): every scheduler issues one warp "
-              "instruction per cycle) and the busiest pipe's (instructions of its class per element / its results per clock "
-              "per SM: fp32 128; integer, compare/min/max and fp64 64; shuffles, votes, loads and stores 32; conversions and "
-              "MUFU 16, as we read the CUDA C++ Programming Guide's table for compute capability 9.0). No stalls, all lanes "
-              "active, every SM busy: a lower bound on the time. The row-pass table names the binding limit. "
-              "H100 SXM: 132 SMs, 1.755 GHz; H200: 132 SMs, 1.98 GHz.",
+              "- Issue-bound time (a bound, given beside the model) = elements x (cycles per element and SM) / (SMs x clock), the "
+              "cycles being the larger of the dispatch limit (instructions per element / (4 schedulers x 32 lanes): every "
+              "scheduler issues one warp instruction per cycle) and the busiest pipe's (instructions of its class per element / "
+              "its results per clock per SM: fp32 128; integer, compare/min/max and fp64 64; shuffles, votes, loads and stores "
+              "32; conversions and MUFU 16, as we read the CUDA C++ Programming Guide's table for compute capability 9.0). "
+              f"One clock for both GPUs: {CLOCK_GHZ} GHz (both boost to 1.98 GHz; a bandwidth-bound kernel on every SM is "
+              "not assumed to hold it). 132 SMs each.",
               "- Memory time = bytes / peak HBM bandwidth (H100 3.35 TB/s, H200 4.8 TB/s); no L2 reuse, no partial-sector waste.",
-              f"- Fraction of HBM = memory time / max(memory time, issue time), further capped by loads in flight (Little's law: "
-              f"resident warps per SM x loads in flight x 512 B x 132 SMs against bandwidth x {DRAM_LATENCY_NS:.0f} ns assumed "
-              "loaded HBM latency).",
+              "- The row-pass time (the model behind every fraction of HBM): the work items (row, split) as plan_row_split "
+              "cuts the rows for the kernel's resident blocks, in waves of SMs x resident blocks. A wave streams for its "
+              "busiest SM's chunks over the SM's throughput, from an exact mean value analysis of a closed queueing network "
+              "per scheduler: its warps (a quarter of the SM's), each cycling through a delay of the DRAM latency "
+              f"({DRAM_LATENCY_NS:.0f} ns assumed loaded; the loads of a chunk not issued ahead are waited for every "
+              "iteration) and two stations, the scheduler (the binding limit's cycles per chunk, x4 for one scheduler) and a "
+              "quarter of the SM's share of HBM bandwidth. So the latency, the issue rate and the bandwidth act together, not "
+              "as separate caps. Each item then has its tail: finishing the row in the block (with one split: a read of the "
+              f"partials, the chunk terms' {STEP_MODEL['dadd_cycles']}-cycle dependent FP64 additions in chunk order by one "
+              f"thread, finish_row, {3} round trips of {STEP_MODEL['round_trip_us']} us and two barriers of "
+              f"{STEP_MODEL['barrier_cycles']} cycles) or writing its split's summary (two barriers); with splits, "
+              f"combine_row_splits_kernel after a {STEP_MODEL['launch_gap_us']} us launch gap finishes the rows, grid-stride. "
+              "Fraction of HBM = memory time / row-pass time.",
               "- Instructions per element are those of the steady-state path of one hot-loop iteration (the heuristic below), "
               "for a good row after the best two are established: no chunk beats the running best (so no ranking or offer "
               "and, at T > 0, no Gumbel draw), every exp term computed. The ranked path (rule f reversed: every chunk "
-              "ranked) is given beside it as the other bound; the roofline uses the steady path. Row setup, the block "
+              "ranked) is given beside it as the other bound. The summary's fractions are the steady path's (the best case); "
+              "the by-shape table weighs the two paths by each shape's census. Row setup, the block "
               "reduction and finishing a row are not counted (they are per row, not per element). Sampled and entropy "
               "variants are listed in the hot-loop tables; their steady state adds the entropy terms and, at T > 0, the "
               "per-chunk bound test.",
@@ -997,9 +1152,21 @@ def json_summary(trees, meta):
         d = after.get(dtype)
         row[dtype] = None if d is None else {k: d[k] for k in (
             "registers", "occupancy", "instructions_per_element", "loads_in_flight", "fraction_of_hbm_h100", "fraction_of_hbm_h200",
-            "ranked_instructions_per_element", "loads_ahead", "static_instructions_per_element", "kernel", "issue_limit", "issue_us_h100", "memory_us_h100", "issue_us_h200", "memory_us_h200")}
+            "ranked_instructions_per_element", "loads_ahead", "static_instructions_per_element", "kernel", "issue_limit", "issue_us_h100", "memory_us_h100", "issue_us_h200", "memory_us_h200",
+            "row_pass_us_h100", "row_pass_us_h200")}
     steps, reason = step_estimate(trees[-1])
-    out = {"date": meta["date"], "arch": "sm_90", "row_pass": row,
+    shapes = by_shape(trees[-1], meta.get("census"))
+    census = meta.get("census")
+    out = {"date": meta["date"], "arch": "sm_90", "clock_ghz": CLOCK_GHZ, "row_pass": row,
+           "row_pass_by_shape": shapes,
+           "row_pass_by_shape_census": None if census is None else {k: census[k] for k in ("vocabulary", "rows", "splits", "binary")},
+           "row_pass_by_shape_note": meta.get("census_reason") or (
+               "ESTIMATE: instructions per element weigh the hot loop's steady and ranked paths by the shape's ranked fraction "
+               "(host emulation); fractions of HBM from the row-pass model (the markdown report's section on the model)."),
+           "targets_on_random_rows": None if shapes is None else {
+               f"{g}_{d}": {"target": t, "fraction": shapes["random"][d][f"fraction_of_hbm_{g}"],
+                            "met": shapes["random"][d][f"fraction_of_hbm_{g}"] >= t} for g, goals in TARGETS.items() for d, t in goals.items()
+               if shapes["random"][d] is not None},
            "step_over_row_pass": {k: (steps[k]["ratio"] if steps else None) for k in ("g256", "g1024")},
            "step_over_row_pass_parts": steps, "step_over_row_pass_note": reason or STEP_NOTE, "estimate": True, "revision": trees[-1]["label"],
            "launches_per_step": {k: trees[-1]["launches"].get(k) for k in ("launches_min", "launches_max")}}
@@ -1024,6 +1191,8 @@ def main():
     parser.add_argument("--note", action="append", default=[], help="a line of text added to the markdown report")
     parser.add_argument("--date", default=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"))
     parser.add_argument("--root", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    parser.add_argument("--host-tests", help="the built saber_host_tests that counts ranked chunks per row shape "
+                                             "(default: the first build/*/native/saber_host_tests)")
     args = parser.parse_args()
 
     nvcc = os.environ.get("CUDACXX") or find_tool("nvcc")
@@ -1058,6 +1227,7 @@ def main():
                     '"<note>"' if i > 1 and sys.argv[i - 1] == "--note" else a for i, a in enumerate(sys.argv) if i > 0),
                 machine=f"{platform.node() or 'unknown'}, {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
                 nvcc=nvcc_line, notes=args.note)
+    meta["census"], meta["census_reason"] = run_census(root, args.host_tests)
     text = markdown(trees, meta)
     if args.md:
         with open(args.md, "w") as f:
