@@ -3,7 +3,7 @@ using System.Text.Json;
 namespace Saber.Onnx.Tests;
 
 /// <summary>
-/// The measure of the shipped task models' regression guards (<see cref="TaskModelTests"/> and the like):
+/// The measure of the shipped task models' regression guards (<see cref="TaskModelTests"/>):
 /// the first problems of a model's held-out set (its <c>test.jsonl</c>) decoded greedily with one strategy, G positions
 /// in one block, on the CPU sampler; exact-match accuracy against the file's answers and mean NFE. Exact match is the
 /// right check for both sets: an addition has one sum, and every puzzle of the Sudoku set has one solution
