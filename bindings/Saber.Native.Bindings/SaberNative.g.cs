@@ -285,7 +285,7 @@ public static unsafe partial class SaberNative
     [LibraryImport(LibraryName, EntryPoint = "saber_decode_canvas_pointer")]
     public static partial SaberStatus DecodeCanvasPointer(nint decode, void** outPointer);
 
-    /// <summary>Queues one step of every unfinished sequence on the context&apos;s stream, given the model&apos;s logits for the current canvases at `device_logits` ([batch, length, vocabulary] of `dtype`, contiguous). Returns without waiting. Capturable in a CUDA graph.</summary>
+    /// <summary>Queues one step of every unfinished sequence on the context&apos;s stream, given the model&apos;s logits for the current canvases at `device_logits` ([batch, length, vocabulary] of `dtype`, contiguous). Returns without waiting. Capturable in a CUDA graph. A decode&apos;s steps run one after another: a captured step replayed on another stream must not overlap another step of the same decode (queue them on one stream or order them with events), since every step of a decode reads and writes the same device state (canvases, step counter, the decide blocks&apos; completion count, the status).</summary>
     [LibraryImport(LibraryName, EntryPoint = "saber_decode_step")]
     public static partial SaberStatus DecodeStep(nint decode, void* deviceLogits, int dtype);
 

@@ -299,7 +299,10 @@ SABER_API saber_status saber_decode_canvas_pointer(saber_decode decode, void **o
 /**
  * Queues one step of every unfinished sequence on the context's stream, given the model's logits
  * for the current canvases at `device_logits` ([batch, length, vocabulary] of `dtype`, contiguous).
- * Returns without waiting. Capturable in a CUDA graph.
+ * Returns without waiting. Capturable in a CUDA graph. A decode's steps run one after another: a
+ * captured step replayed on another stream must not overlap another step of the same decode (queue
+ * them on one stream or order them with events), since every step of a decode reads and writes the
+ * same device state (canvases, step counter, the decide blocks' completion count, the status).
  */
 SABER_API saber_status saber_decode_step(saber_decode decode, const void *device_logits, int32_t dtype);
 

@@ -161,14 +161,15 @@ __device__ __forceinline__ uint64_t warp_sum(uint64_t x) {
 
 /// A lane's 16-byte vectors of a chunk (row_scan.h's layout), and how many of them a warp loads a chunk ahead: before it
 /// computes a chunk, the warp issues the loads of its next chunk's first kAhead vectors (register double buffering), so
-/// that every warp has 1 KB in flight while it computes, whatever the occupancy. kAhead = 2: half a 16-bit chunk, a
-/// quarter of a float one. 8 more registers per thread: more would spill (ptxas, sm_90) within the register limits that
-/// keep the occupancy (64 greedy, 80 sampled; bench/kernel_report.py reports them).
+/// that every warp has loads in flight while it computes, whatever the occupancy. kAhead = 2 for 16-bit logits (1 KB a
+/// warp, half a chunk; 8 more registers per thread, no spill) and 1 for float (512 B, an eighth of a chunk): a float
+/// lane's 32 values already take half of the 64 registers that keep the occupancy, and with 2 the float kernels spilled
+/// 40-48 bytes a thread into the hot loop (ptxas, sm_90; 24-32 with 1; bench/kernel_report.py reports both).
 template <typename T>
 struct Vectors {
     static constexpr int kWidth = 16 / sizeof(T);              // ids per 16-byte vector: 4 (float) or 8 (16-bit)
     static constexpr int kCount = scan::kPerLane / kWidth;     // 8 or 4 vectors per lane and chunk
-    static constexpr int kAhead = 2;
+    static constexpr int kAhead = sizeof(T) == 4 ? 1 : 2;
 };
 
 /// Lane l's first 16-byte slot of chunk `chunk` (scan::vector_offset; 16-byte aligned, and inside the row when the chunk
