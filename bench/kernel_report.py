@@ -1136,7 +1136,8 @@ def markdown(trees, meta):
               "and, at T > 0, no Gumbel draw), every exp term computed. The ranked path (rule f reversed: every chunk "
               "ranked) is given beside it as the other bound. The summary's fractions are the steady path's (the best case); "
               "the by-shape table weighs the two paths by each shape's census. Row setup, the block "
-              "reduction and finishing a row are not counted (they are per row, not per element). Sampled and entropy "
+              "reduction and finishing a row are not in the instructions per element (they are per row); the row-pass "
+              "time adds them as each item's tail and the combine kernel. Sampled and entropy "
               "variants are listed in the hot-loop tables; their steady state adds the entropy terms and, at T > 0, the "
               "per-chunk bound test.",
               "- Occupancy: sm_90, 65536 registers (allocated per warp in units of 256), 2048 threads, 228 KiB shared memory "
