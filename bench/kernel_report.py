@@ -799,6 +799,14 @@ def row_pass_model(entry, dtype_bytes, mix, gpu, rows=ROWS, vocabulary=VOCAB):
                 pipe_cycles_per_element={k: round(v, 4) for k, v in per_element.items()})
 
 
+def ceiling(entry, dtype_bytes):
+    """The model's fraction of HBM bandwidth with a free hot loop (a thousandth of an instruction per element): what the
+    rows' tails, the combine kernel and the DRAM latency alone allow, whatever the arithmetic costs."""
+    free = dict(instructions_per_element=1e-3, classes={})
+    out = {key: row_pass_model(entry, dtype_bytes, free, gpu) for key, gpu in GPUS.items()}
+    return None if any(v is None for v in out.values()) else {key: v["fraction"] for key, v in out.items()}
+
+
 def roofline(entry, dtype_bytes, ranked_fraction=0.0):
     """The row-pass model on both GPUs for rows whose chunks are ranked at `ranked_fraction` (0: the steady path)."""
     mix = path_mix(entry, ranked_fraction)
@@ -819,7 +827,7 @@ def summary(tree):
         if e is None:
             result[dtype] = None
             continue
-        hot, roof = e.get("hot_loop") or {}, roofline(e, size)
+        hot, roof, top = e.get("hot_loop") or {}, roofline(e, size), ceiling(e, size)
         ranked = e.get("hot_loop_ranked") or {}
         result[dtype] = dict(
             kernel=f"row_confidence_kernel<{dtype}, {e['variant']}>", registers=e["registers"], occupancy=e["occupancy"],
@@ -836,6 +844,8 @@ def summary(tree):
             memory_us_h200=round(roof["h200"]["memory_us"], 1) if roof else None,
             row_pass_us_h100=round(roof["h100"]["total_us"], 1) if roof else None,
             row_pass_us_h200=round(roof["h200"]["total_us"], 1) if roof else None,
+            ceiling_fraction_of_hbm_h100=round(top["h100"], 3) if top else None,
+            ceiling_fraction_of_hbm_h200=round(top["h200"], 3) if top else None,
             hot_loop_found=bool(hot.get("found")), hot_loop_note=None if hot.get("found") else hot.get("reason"))
     return result
 
@@ -1022,6 +1032,13 @@ def shape_lines(tree, meta):
             lines.append(f"| {shape} | {dtype} | {fmt(d['ranked_fraction'], 1, True)} | {d['instructions_per_element']:.1f} | {d['limit']} | "
                          f"{d['row_pass_us_h100']} | {fmt(d['fraction_of_hbm_h100'], 1, True)} | {d['row_pass_us_h200']} | "
                          f"{fmt(d['fraction_of_hbm_h200'], 1, True)} | {target} |")
+    tops = summary(tree)
+    if all(tops.get(t) and tops[t].get("ceiling_fraction_of_hbm_h100") is not None for t in ("f32", "bf16")):
+        lines += ["", "The ceiling, the same model with a free hot loop (what the rows' tails, the combine kernel and the DRAM "
+                  f"latency alone allow): f32 {fmt(tops['f32']['ceiling_fraction_of_hbm_h100'], 1, True)} of H100 and "
+                  f"{fmt(tops['f32']['ceiling_fraction_of_hbm_h200'], 1, True)} of H200 HBM, 16-bit "
+                  f"{fmt(tops['bf16']['ceiling_fraction_of_hbm_h100'], 1, True)} and {fmt(tops['bf16']['ceiling_fraction_of_hbm_h200'], 1, True)}. "
+                  "Where a ceiling is below its target, cheaper arithmetic alone cannot meet it: the tails must shrink too."]
     return lines
 
 
@@ -1056,7 +1073,9 @@ def markdown(trees, meta):
             ("ESTIMATE fraction of HBM bandwidth, H100 (steady path)", "fraction_of_hbm_h100", 1, True),
             ("ESTIMATE issue time, H200 (us)", "issue_us_h200", 1, False), ("HBM time, H200 (us)", "memory_us_h200", 1, False),
             ("ESTIMATE row pass, H200 (us; steady path)", "row_pass_us_h200", 1, False),
-            ("ESTIMATE fraction of HBM bandwidth, H200 (steady path)", "fraction_of_hbm_h200", 1, True)]
+            ("ESTIMATE fraction of HBM bandwidth, H200 (steady path)", "fraction_of_hbm_h200", 1, True),
+            ("ESTIMATE ceiling: fraction of HBM with a free hot loop (tails and latency only), H100", "ceiling_fraction_of_hbm_h100", 1, True),
+            ("ESTIMATE ceiling: fraction of HBM with a free hot loop (tails and latency only), H200", "ceiling_fraction_of_hbm_h200", 1, True)]
     for dtype in ("f32", "f16", "bf16"):
         for title, key, digits, pct in rows:
             vals = []
@@ -1154,7 +1173,7 @@ def json_summary(trees, meta):
         row[dtype] = None if d is None else {k: d[k] for k in (
             "registers", "occupancy", "instructions_per_element", "loads_in_flight", "fraction_of_hbm_h100", "fraction_of_hbm_h200",
             "ranked_instructions_per_element", "loads_ahead", "static_instructions_per_element", "kernel", "issue_limit", "issue_us_h100", "memory_us_h100", "issue_us_h200", "memory_us_h200",
-            "row_pass_us_h100", "row_pass_us_h200")}
+            "row_pass_us_h100", "row_pass_us_h200", "ceiling_fraction_of_hbm_h100", "ceiling_fraction_of_hbm_h200")}
     steps, reason = step_estimate(trees[-1])
     shapes = by_shape(trees[-1], meta.get("census"))
     census = meta.get("census")
