@@ -752,6 +752,14 @@ def mva(customers, think, demands):
     return x
 
 
+def row_finish_cycles(chunks):
+    """Finishing one row in a block (finish_row_in_block): a read of its chunk partials, the chunk terms' dependent FP64
+    additions in chunk order by one thread between two barriers, then finish_row's read of the winning logits (two
+    round trips in all). The row-pass model and the step estimate both count it."""
+    m = STEP_MODEL
+    return 2 * chunks * m["dadd_cycles"] + 2 * m["barrier_cycles"] + 2 * m["round_trip_us"] * CLOCK_GHZ * 1e3   # us x GHz x 1e3 = cycles
+
+
 def row_pass_model(entry, dtype_bytes, mix, gpu, rows=ROWS, vocabulary=VOCAB):
     """ESTIMATE of one row pass over `rows` rows of `vocabulary` ids on `gpu` (section "The model" of the report):
     the work items (row, split) of plan_row_split in waves of resident blocks; a wave's streaming time from an exact
@@ -777,47 +785,44 @@ def row_pass_model(entry, dtype_bytes, mix, gpu, rows=ROWS, vocabulary=VOCAB):
     memory_demand = CHUNK * dtype_bytes * gpu["sms"] * clock / gpu["bandwidth"] * SCHEDULERS
     latency = DRAM_LATENCY_NS * 1e-9 * clock
     m = STEP_MODEL
-    finish = 2 * chunks * m["dadd_cycles"] + 3 * m["round_trip_us"] * 1e-6 * clock + 2 * m["barrier_cycles"]
-    tail = finish if splits == 1 else 2 * m["barrier_cycles"]
+    finish = row_finish_cycles(chunks)
+    tail = finish if splits == 1 else 2 * m["barrier_cycles"]   # with splits: reduce_block, then the split's summary
     stream = tails = 0.0
-    utilisation = []
     for first in range(0, items, slots):
         blocks = min(resident, -(-min(slots, items - first) // gpu["sms"]))   # on the busiest SM of the wave
         x = SCHEDULERS * mva(max(1, blocks * warps_per_block // SCHEDULERS), latency, [issue_demand, memory_demand])
         stream += blocks * per_split / x
         tails += tail
-        utilisation.append(x * memory_demand / SCHEDULERS)
     combine = 0.0
     if splits > 1:   # combine_row_splits_kernel: grid-stride over the rows, each merged and finished by a block
         combine = m["launch_gap_us"] * 1e-6 * clock + -(-rows // slots) * (m["round_trip_us"] * 1e-6 * clock + finish)
     total_us = (stream + tails + combine) / clock * 1e6
     memory_us = rows * vocabulary * dtype_bytes / gpu["bandwidth"] * 1e6
     issue_us = per_element[binding] * rows * vocabulary / (gpu["sms"] * clock) * 1e6
-    return dict(binding=binding, issue_us=issue_us, memory_us=memory_us, stream_us=stream / clock * 1e6,
-                tail_us=(tails + combine) / clock * 1e6, total_us=total_us, fraction=memory_us / total_us,
-                streaming_utilisation=max(utilisation), splits=splits, per_split=per_split,
-                pipe_cycles_per_element={k: round(v, 4) for k, v in per_element.items()})
+    return dict(binding=binding, issue_us=issue_us, memory_us=memory_us, stream_us=stream / clock * 1e6, total_us=total_us,
+                fraction=memory_us / total_us)
+
+
+def on_both_gpus(entry, dtype_bytes, mix):
+    """row_pass_model on each GPU for this instruction mix, with the mix's instructions per element; None if it cannot."""
+    out = {key: row_pass_model(entry, dtype_bytes, mix, gpu) for key, gpu in GPUS.items()} if mix else {}
+    if not out or any(v is None for v in out.values()):
+        return None
+    for v in out.values():
+        v["instructions_per_element"] = mix["instructions_per_element"]
+    return out
 
 
 def ceiling(entry, dtype_bytes):
     """The model's fraction of HBM bandwidth with a free hot loop (a thousandth of an instruction per element): what the
     rows' tails, the combine kernel and the DRAM latency alone allow, whatever the arithmetic costs."""
-    free = dict(instructions_per_element=1e-3, classes={})
-    out = {key: row_pass_model(entry, dtype_bytes, free, gpu) for key, gpu in GPUS.items()}
-    return None if any(v is None for v in out.values()) else {key: v["fraction"] for key, v in out.items()}
+    out = on_both_gpus(entry, dtype_bytes, dict(instructions_per_element=1e-3, classes={}))
+    return None if out is None else {key: v["fraction"] for key, v in out.items()}
 
 
 def roofline(entry, dtype_bytes, ranked_fraction=0.0):
     """The row-pass model on both GPUs for rows whose chunks are ranked at `ranked_fraction` (0: the steady path)."""
-    mix = path_mix(entry, ranked_fraction)
-    if mix is None:
-        return None
-    out = {key: row_pass_model(entry, dtype_bytes, mix, gpu) for key, gpu in GPUS.items()}
-    if any(v is None for v in out.values()):
-        return None
-    for v in out.values():
-        v["instructions_per_element"] = mix["instructions_per_element"]
-    return out
+    return on_both_gpus(entry, dtype_bytes, path_mix(entry, ranked_fraction))
 
 
 def summary(tree):
@@ -944,14 +949,13 @@ def step_estimate(tree):
     cycles = lambda n: n / (ghz * 1e3)  # cycles -> us
     row_256 = roof["h100"]["stream_us"]  # the model's streaming time of ROWS = 256 rows (tails added below per G)
     out = {}
+    splits, _ = plan_row_split(STEP_K, STEP_VOCAB, STEP_SMS, STEP_RESIDENT)
+    # Finishing a row (row_finish_cycles); with a split, in a second kernel after a launch gap and a read of the split
+    # summaries.
+    finish = cycles(row_finish_cycles(-(-STEP_VOCAB // CHUNK)))
+    combine = (m["launch_gap_us"] + m["round_trip_us"]) if splits > 1 else 0.0
     for g in (256, 1024):
-        splits, per_split = plan_row_split(STEP_K, STEP_VOCAB, STEP_SMS, STEP_RESIDENT)
-        chunks = -(-STEP_VOCAB // 1024)
         stream = row_256 * g / ROWS
-        # Finishing a row: the chunk terms' double additions in chunk order by one thread, then finish_row (a few round
-        # trips); with a split, in a second kernel after a launch gap and a read of the split summaries.
-        finish = cycles(2 * chunks * m["dadd_cycles"]) + 2 * m["round_trip_us"]
-        combine = (m["launch_gap_us"] + m["round_trip_us"]) if splits > 1 else 0.0
         row_pass = stream + finish + combine
         b = DECIDE_BARRIERS[g]
         decide = (m["launch_gap_us"] + m["round_trip_us"]                          # launch, stage the sequence in shared memory
@@ -1146,9 +1150,10 @@ def markdown(trees, meta):
               "quarter of the SM's share of HBM bandwidth. So the latency, the issue rate and the bandwidth act together, not "
               "as separate caps. Each item then has its tail: finishing the row in the block (with one split: a read of the "
               f"partials, the chunk terms' {STEP_MODEL['dadd_cycles']}-cycle dependent FP64 additions in chunk order by one "
-              f"thread, finish_row, {3} round trips of {STEP_MODEL['round_trip_us']} us and two barriers of "
-              f"{STEP_MODEL['barrier_cycles']} cycles) or writing its split's summary (two barriers); with splits, "
-              f"combine_row_splits_kernel after a {STEP_MODEL['launch_gap_us']} us launch gap finishes the rows, grid-stride. "
+              f"thread between two barriers of {STEP_MODEL['barrier_cycles']} cycles, then finish_row: two round trips of "
+              f"{STEP_MODEL['round_trip_us']} us, the same finishing the step estimate counts) or writing its split's summary "
+              f"(two barriers); with splits, combine_row_splits_kernel after a {STEP_MODEL['launch_gap_us']} us launch gap "
+              "finishes the rows, grid-stride, each after one more round trip for its splits' summaries. "
               "Fraction of HBM = memory time / row-pass time.",
               "- Instructions per element are those of the steady-state path of one hot-loop iteration (the heuristic below), "
               "for a good row after the best two are established: no chunk beats the running best (so no ranking or offer "

@@ -32,7 +32,6 @@
 namespace saber {
 namespace {
 
-
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr unsigned kAllLanes = 0xFFFFFFFFu;
