@@ -13,7 +13,7 @@ build's include paths, defines and -O3), then reports:
     class, and the global vector loads in flight per thread (cuobjdump -sass);
   * kernel launches per step, counted statically from native/src/device/decode.cu and the launchers in kernels/;
   * an ESTIMATE of the fraction of HBM bandwidth the row pass can reach on an H100 SXM and an H200 (a latency-aware
-    queueing model of the hot loop, the rows' tails and the combine kernel), in the best case (no chunk ranked) and for
+    queueing model of the hot loop and the rows' tails, split rows' finishing included), in the best case (no chunk ranked) and for
     three row shapes, whose ranked chunks the host emulation counts (FastRowPass.RankedChunksByRowShape of the built
     saber_host_tests; without one, the by-shape table says so).
 
@@ -714,7 +714,14 @@ def analyse_tree(root, nvcc, label):
                     row_pass.setdefault(dtype, {})[entry["variant"]] = entry
                 kernels.append(entry)
         kernels.sort(key=lambda k: (k["source"], k["kernel"], k["dtype"] or "", k["variant"]))
-        return dict(label=label, root=root, kernels=kernels, row_pass=row_pass, launches=launches_per_step(root))
+        launches = launches_per_step(root)
+        # How a split row is finished: by a second kernel after the row pass (before issue 27's last-block merge), or in
+        # the row pass by the block of the row's last split to arrive.
+        combine = "combine_row_splits_kernel" in launches.get("kernels", []) + launches.get("conditional_kernels", [])
+        for variants in row_pass.values():
+            for entry in variants.values():
+                entry["combine_kernel"] = combine
+        return dict(label=label, root=root, kernels=kernels, row_pass=row_pass, launches=launches)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -752,6 +759,13 @@ def mva(customers, think, demands):
     return x
 
 
+def split_arrival_cycles():
+    """A split row's block arriving at the row's counter (finish_split_item): its release fence and the counter's atomic,
+    two dependent round trips, then the barrier that shares the answer."""
+    m = STEP_MODEL
+    return 2 * m["round_trip_us"] * CLOCK_GHZ * 1e3 + m["barrier_cycles"]
+
+
 def row_finish_cycles(chunks):
     """Finishing one row in a block (finish_row_in_block): a read of its chunk partials, the chunk terms' dependent FP64
     additions in chunk order by one thread between two barriers, then finish_row's read of the winning logits (two
@@ -764,8 +778,10 @@ def row_pass_model(entry, dtype_bytes, mix, gpu, rows=ROWS, vocabulary=VOCAB):
     """ESTIMATE of one row pass over `rows` rows of `vocabulary` ids on `gpu` (section "The model" of the report):
     the work items (row, split) of plan_row_split in waves of resident blocks; a wave's streaming time from an exact
     mean value analysis of each scheduler's warps (a delay of the DRAM latency per chunk, the scheduler as one station,
-    its share of HBM as another); each item's tail (finishing the row in the block, or writing its split's summary);
-    with splits, the combine kernel after a launch gap. Returns the times and the fraction of HBM bandwidth."""
+    its share of HBM as another); each item's tail (finishing the row in the block; with splits, writing its split's
+    summary and arriving at the row's counter, and on the busiest SM of a wave one row finished by its last split's
+    block, or, before the last-block merge, the combine kernel after a launch gap). Returns the times and the fraction
+    of HBM bandwidth."""
     if mix is None or not entry.get("blocks_per_sm") or not entry.get("threads"):
         return None
     clock = CLOCK_GHZ * 1e9
@@ -786,7 +802,13 @@ def row_pass_model(entry, dtype_bytes, mix, gpu, rows=ROWS, vocabulary=VOCAB):
     latency = DRAM_LATENCY_NS * 1e-9 * clock
     m = STEP_MODEL
     finish = row_finish_cycles(chunks)
-    tail = finish if splits == 1 else 2 * m["barrier_cycles"]   # with splits: reduce_block, then the split's summary
+    combine_kernel = entry.get("combine_kernel", True)
+    if splits == 1:
+        tail = finish
+    elif combine_kernel:
+        tail = 2 * m["barrier_cycles"]   # reduce_block, then the split's summary
+    else:
+        tail = 2 * m["barrier_cycles"] + split_arrival_cycles() + finish   # the wave's last arrival finishes its row
     stream = tails = 0.0
     for first in range(0, items, slots):
         blocks = min(resident, -(-min(slots, items - first) // gpu["sms"]))   # on the busiest SM of the wave
@@ -794,7 +816,7 @@ def row_pass_model(entry, dtype_bytes, mix, gpu, rows=ROWS, vocabulary=VOCAB):
         stream += blocks * per_split / x
         tails += tail
     combine = 0.0
-    if splits > 1:   # combine_row_splits_kernel: grid-stride over the rows, each merged and finished by a block
+    if splits > 1 and combine_kernel:   # combine_row_splits_kernel: grid-stride over the rows, each merged and finished by a block
         combine = m["launch_gap_us"] * 1e-6 * clock + -(-rows // slots) * (m["round_trip_us"] * 1e-6 * clock + finish)
     total_us = (stream + tails + combine) / clock * 1e6
     memory_us = rows * vocabulary * dtype_bytes / gpu["bandwidth"] * 1e6
@@ -815,7 +837,7 @@ def on_both_gpus(entry, dtype_bytes, mix):
 
 def ceiling(entry, dtype_bytes):
     """The model's fraction of HBM bandwidth with a free hot loop (a thousandth of an instruction per element): what the
-    rows' tails, the combine kernel and the DRAM latency alone allow, whatever the arithmetic costs."""
+    rows' tails (split rows' finishing included) and the DRAM latency alone allow, whatever the arithmetic costs."""
     out = on_both_gpus(entry, dtype_bytes, dict(instructions_per_element=1e-3, classes={}))
     return None if out is None else {key: v["fraction"] for key, v in out.items()}
 
@@ -950,10 +972,15 @@ def step_estimate(tree):
     row_256 = roof["h100"]["stream_us"]  # the model's streaming time of ROWS = 256 rows (tails added below per G)
     out = {}
     splits, _ = plan_row_split(STEP_K, STEP_VOCAB, STEP_SMS, STEP_RESIDENT)
-    # Finishing a row (row_finish_cycles); with a split, in a second kernel after a launch gap and a read of the split
-    # summaries.
+    # Finishing a row (row_finish_cycles); with a split, after the arrival at the row's counter (split_arrival_cycles), or
+    # before the last-block merge in a second kernel after a launch gap and a read of the split summaries.
     finish = cycles(row_finish_cycles(-(-STEP_VOCAB // CHUNK)))
-    combine = (m["launch_gap_us"] + m["round_trip_us"]) if splits > 1 else 0.0
+    if splits == 1:
+        combine = 0.0
+    elif e.get("combine_kernel", True):
+        combine = m["launch_gap_us"] + m["round_trip_us"]
+    else:
+        combine = cycles(split_arrival_cycles())
     for g in (256, 1024):
         stream = row_256 * g / ROWS
         row_pass = stream + finish + combine
@@ -1038,7 +1065,7 @@ def shape_lines(tree, meta):
                          f"{fmt(d['fraction_of_hbm_h200'], 1, True)} | {target} |")
     tops = summary(tree)
     if all(tops.get(t) and tops[t].get("ceiling_fraction_of_hbm_h100") is not None for t in ("f32", "bf16")):
-        lines += ["", "The ceiling, the same model with a free hot loop (what the rows' tails, the combine kernel and the DRAM "
+        lines += ["", "The ceiling, the same model with a free hot loop (what the rows' tails and the DRAM "
                   f"latency alone allow): f32 {fmt(tops['f32']['ceiling_fraction_of_hbm_h100'], 1, True)} of H100 and "
                   f"{fmt(tops['f32']['ceiling_fraction_of_hbm_h200'], 1, True)} of H200 HBM, 16-bit "
                   f"{fmt(tops['bf16']['ceiling_fraction_of_hbm_h100'], 1, True)} and {fmt(tops['bf16']['ceiling_fraction_of_hbm_h200'], 1, True)}. "
@@ -1151,9 +1178,12 @@ def markdown(trees, meta):
               "as separate caps. Each item then has its tail: finishing the row in the block (with one split: a read of the "
               f"partials, the chunk terms' {STEP_MODEL['dadd_cycles']}-cycle dependent FP64 additions in chunk order by one "
               f"thread between two barriers of {STEP_MODEL['barrier_cycles']} cycles, then finish_row: two round trips of "
-              f"{STEP_MODEL['round_trip_us']} us, the same finishing the step estimate counts) or writing its split's summary "
-              f"(two barriers); with splits, combine_row_splits_kernel after a {STEP_MODEL['launch_gap_us']} us launch gap "
-              "finishes the rows, grid-stride, each after one more round trip for its splits' summaries. "
+              f"{STEP_MODEL['round_trip_us']} us, the same finishing the step estimate counts) or, with splits, writing its "
+              "split's summary (two barriers) and arriving at the row's counter (a release fence and an atomic: two round "
+              "trips, and a barrier); the last split's block to arrive finishes the row, counted once a wave on the busiest "
+              "SM. A tree from before the last-block merge (its step launches combine_row_splits_kernel) is modelled as it "
+              f"ran: that kernel after a {STEP_MODEL['launch_gap_us']} us launch gap finishes the rows, grid-stride, each "
+              "after one more round trip for its splits' summaries. "
               "Fraction of HBM = memory time / row-pass time.",
               "- Instructions per element are those of the steady-state path of one hot-loop iteration (the heuristic below), "
               "for a good row after the best two are established: no chunk beats the running best (so no ranking or offer "
@@ -1161,7 +1191,7 @@ def markdown(trees, meta):
               "ranked) is given beside it as the other bound. The summary's fractions are the steady path's (the best case); "
               "the by-shape table weighs the two paths by each shape's census. Row setup, the block "
               "reduction and finishing a row are not in the instructions per element (they are per row); the row-pass "
-              "time adds them as each item's tail and the combine kernel. Sampled and entropy "
+              "time adds them as each item's tail. Sampled and entropy "
               "variants are listed in the hot-loop tables; their steady state adds the entropy terms and, at T > 0, the "
               "per-chunk bound test.",
               "- Occupancy: sm_90, 65536 registers (allocated per warp in units of 256), 2048 threads, 228 KiB shared memory "

@@ -9,15 +9,20 @@
 namespace saber {
 
 /// Sets the fast row pass's split, allocating its per-split scratch from the decode's arena when rows are split (the
-/// chunk scratch, which every split plan shares, is allocated with the decode).
-cudaError_t use_row_split(DeviceArena &arena, DecodeState &s, RowSplit split) {
+/// chunk scratch, which every split plan shares, is allocated with the decode), with the rows' arrival counters zeroed
+/// on `stream` (the row pass's last block of a row resets its counter, so nothing else ever writes them).
+cudaError_t use_row_split(DeviceArena &arena, DecodeState &s, RowSplit split, cudaStream_t stream) {
     s.row_splits = split.splits;
     s.row_split_chunks = split.chunks;
     s.split_partials = nullptr;
+    s.split_arrivals = nullptr;
     if (split.splits == 1) return cudaSuccess;
+    const size_t rows = static_cast<size_t>(s.batch) * s.generation;
     char *partials = nullptr;
-    const cudaError_t error = arena.allocate(&partials, split_partial_bytes(static_cast<size_t>(s.batch) * s.generation, split.splits));
+    cudaError_t error = arena.allocate(&partials, split_partial_bytes(rows, split.splits));
     s.split_partials = partials;
+    if (error == cudaSuccess) error = arena.allocate(&s.split_arrivals, rows);
+    if (error == cudaSuccess) error = cudaMemsetAsync(s.split_arrivals, 0, rows * sizeof(unsigned int), stream);
     return error;
 }
 
@@ -117,7 +122,7 @@ SABER_API saber_status saber_decode_create(saber_context context, const saber_de
         char *chunk_partials = nullptr;
         SABER_CUDA(arena.allocate(&chunk_partials, saber::chunk_partial_bytes(extent.positions, vocabulary)));
         s.chunk_partials = chunk_partials;
-        SABER_CUDA(saber::use_row_split(arena, s, split));
+        SABER_CUDA(saber::use_row_split(arena, s, split, context->stream));
         const size_t per_sequence = static_cast<size_t>(batch), per_position = extent.positions;
         SABER_CUDA(arena.allocate(&s.prompt_length, per_sequence));
         SABER_CUDA(arena.allocate(&s.block, per_sequence));

@@ -80,7 +80,7 @@ inline int device_of(const saber_buffer_impl *buffer) { return buffer->context->
 inline int device_of(const saber_decode_impl *decode) { return decode->context->device; }
 
 /// Sets the fast row pass's split (device/decode.cu).
-cudaError_t use_row_split(DeviceArena &arena, DecodeState &s, RowSplit split);
+cudaError_t use_row_split(DeviceArena &arena, DecodeState &s, RowSplit split, cudaStream_t stream);
 
 /// Writes the initial state of a decode and waits for it (device/decode.cu).
 saber_status initialize(saber_decode_impl &decode);

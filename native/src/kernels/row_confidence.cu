@@ -13,9 +13,10 @@
 //                   fixed_exp_entropy), written to a [batch, G, chunks] scratch. The prediction is each warp's top two
 //                   (the same in all its lanes), changed only by a chunk whose maximum beats the floor (the warp's
 //                   runner-up or the block's, a warp-uniform test): then the lanes rank their candidates and two rounds
-//                   of warp reductions merge them. Finishing a row (in the block with one split, else in
-//                   combine_row_splits_kernel, grid-stride over the planned rows): the row's maximum, the chunk terms in
-//                   parallel, their double additions in chunk order (exactly exact::accumulate), then exact::finish_row.
+//                   of warp reductions merge them. Finishing a row (in the block with one split, else in the block of
+//                   the row's last split to finish, which a per-row arrival counter names: no second kernel): the row's
+//                   maximum, the chunk terms in parallel, their double additions in chunk order (exactly
+//                   exact::accumulate), then exact::finish_row.
 //   reference path: one thread per row of batch x G runs exact::row_reference_of. Slow; the device tests check the fast
 //                   path against it and against the host build.
 #include <cuda_bf16.h>
@@ -363,6 +364,25 @@ __device__ __forceinline__ void reduce_block(RowSummary warp, RowSummary &out) {
     __syncthreads();
 }
 
+/// A chunk partial written in this kernel, by this block or another one (a split row's), read from L2 (ld.global.cg): an
+/// SM's L1 is not updated by another SM's writes, and a line of it may hold a neighbouring row's partials read earlier.
+__device__ __forceinline__ exact::ChunkPartial load_partial(const exact::ChunkPartial *p) {
+    return exact::ChunkPartial{__ldcg(&p->max), static_cast<uint64_t>(__ldcg(reinterpret_cast<const unsigned long long *>(&p->sum))),
+                               static_cast<uint64_t>(__ldcg(reinterpret_cast<const unsigned long long *>(&p->entropy)))};
+}
+
+/// A split's summary written by another block of this kernel, read from L2 word by word (as load_partial).
+__device__ __forceinline__ RowSummary load_summary(const RowSummary *p) {
+    static_assert(sizeof(RowSummary) % sizeof(int) == 0, "RowSummary is read as ints");
+    constexpr int kWords = sizeof(RowSummary) / sizeof(int);
+    int words[kWords];
+#pragma unroll
+    for (int i = 0; i < kWords; ++i) words[i] = __ldcg(reinterpret_cast<const int *>(p) + i);
+    RowSummary r;
+    memcpy(&r, words, sizeof r);
+    return r;
+}
+
 /// n.sum and n.entropy of a row from its `chunks` partials, n.max being the row's maximum: each thread computes chunk
 /// terms (exact::chunk_terms), and thread 0 adds them in chunk order, skipping chunks without a finite logit, which is
 /// exactly exact::accumulate over the chunks in order. The result is thread 0's n. Every thread of the block calls it.
@@ -372,7 +392,7 @@ __device__ __forceinline__ void merge_in_chunk_order(exact::RowNormaliser &n, co
     for (int base = 0; base < chunks; base += kThreads) {
         const int c = base + static_cast<int>(threadIdx.x);
         if (c < chunks) {
-            const exact::ChunkPartial p = parts[c];   // written earlier in this kernel or by the previous one: no __ldg
+            const exact::ChunkPartial p = load_partial(parts + c);
             used[threadIdx.x] = p.max != neg_inf();
             if (p.max != neg_inf()) terms[threadIdx.x] = exact::chunk_terms(p, n.max);
         }
@@ -442,11 +462,49 @@ __device__ __forceinline__ bool plan_row(const DecodeState &s, long long r, int 
     return __syncthreads_and(threadIdx.x != 0 || active);
 }
 
+/// The end of a split row's work item, read (`read`: its summary in `summary`) or skipped (the row is not read this step,
+/// or the step failed while it was planned): the block publishes its summary and arrives at the row's counter; the block
+/// that arrives last, every split's chunk partials and summary being written, merges the summaries and finishes the row,
+/// unless the row is not read or the step has failed (as combine_row_splits_kernel, the second kernel this replaces,
+/// re-planned the row after the row pass). Every item of a split row arrives, read or not, so each counter is back at 0
+/// when the row pass ends. Every thread of the block calls it.
+template <typename T>
+__device__ void finish_split_item(const DecodeState &s, const T *__restrict__ logits, const PlannedRow &planned, bool read,
+                                  RowSummary &summary) {
+    __shared__ bool finish;
+    const size_t row = row_index(s, planned.sequence, planned.g);
+    RowSummary *splits = static_cast<RowSummary *>(s.split_partials) + row * s.row_splits;
+    if (read && threadIdx.x == 0) splits[planned.split] = summary;
+    // Release: this block's writes of the item (its warps' chunk partials, the summary) are visible GPU-wide before it is
+    // counted (decide_kernel's handshake).
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        const bool last = atomicAdd(s.split_arrivals + row, 1u) == static_cast<unsigned>(s.row_splits) - 1;
+        if (last) s.split_arrivals[row] = 0;   // for the next step's row pass (a kernel boundary orders it)
+        __threadfence();                        // acquire: what the other splits wrote before arriving
+        // A split skipped only when the row was not read or the step had failed before it was planned (row_task); both
+        // are still true now, so the row is finished only when every split read it.
+        finish = last && read && __ldcg(s.error) == kNoError;
+        if (finish) {
+            RowSummary merged = load_summary(splits);
+            for (int split = 1; split < s.row_splits; ++split) scan::merge(merged, load_summary(splits + split));
+            summary = merged;
+        }
+    }
+    __syncthreads();
+    if (!finish) return;
+    __threadfence();   // every thread's acquire, before it reads the other splits' chunk partials
+    finish_row_in_block(s, planned.sequence, planned.g, planned.task, summary,
+                        static_cast<const exact::ChunkPartial *>(s.chunk_partials) + row * s.row_chunks,
+                        row_of(s, logits, planned.sequence, planned.task.position), *s.step + 1);
+}
+
 /// Fast path: the grid's blocks walk the work items (row, split) of the step's row plan, grid-stride: item w is split
 /// w % splits of planned row w / splits. A block reads the chunks of its split of the row; with one split it finishes
-/// the row, otherwise it leaves its summary for combine_row_splits_kernel. Every __syncthreads is reached by the whole
-/// block: the loop bounds come from memory the row pass does not write (and the item from shared memory), and whether a
-/// row is read is thread 0's answer, shared by __syncthreads_and.
+/// the row, otherwise the last of the row's splits to finish does (finish_split_item). Every __syncthreads is reached by
+/// the whole block: the loop bounds come from memory the row pass does not write (and the item from shared memory), and
+/// whether a row is read, and whether this block finishes a split row, is thread 0's answer shared by a barrier.
 template <typename T, bool kSampled, bool kEntropy>
 __global__ void __launch_bounds__(kThreads, kSampled ? kFallbackResidentBlocksSampled : kFallbackResidentBlocksGreedy)
     row_confidence_kernel(DecodeState s, const T *__restrict__ logits) {
@@ -462,7 +520,10 @@ __global__ void __launch_bounds__(kThreads, kSampled ? kFallbackResidentBlocksSa
         const long long r = w / s.row_splits;
         const bool active = plan_row(s, r, static_cast<int>(w - r * s.row_splits), planned);
         if (threadIdx.x == 0) planned.item = w + gridDim.x;   // every thread has read w (before plan_row's barrier)
-        if (!active) continue;
+        if (!active) {
+            if (s.row_splits > 1) finish_split_item(s, logits, planned, false, summary);
+            continue;
+        }
         const T *row = row_of(s, logits, planned.sequence, planned.task.position);
         const ScanArgs a{s.vocabulary, s.mask_id, s.options.temperature, exact::mul(s.options.temperature, exact::kGumbelMax), s.options.seed,
                          *s.step + 1, planned.sequence, planned.task.position};
@@ -497,33 +558,9 @@ __global__ void __launch_bounds__(kThreads, kSampled ? kFallbackResidentBlocksSa
             finish_row_in_block(s, sequence, g, planned.task, summary,
                                 static_cast<const exact::ChunkPartial *>(s.chunk_partials) + row_index(s, sequence, g) * s.row_chunks,
                                 row_of(s, logits, sequence, planned.task.position), *s.step + 1);
-        } else if (threadIdx.x == 0) {
-            static_cast<RowSummary *>(s.split_partials)[row_index(s, sequence, g) * s.row_splits + planned.split] = summary;
+        } else {
+            finish_split_item(s, logits, planned, true, summary);
         }
-    }
-}
-
-/// Fast path, split rows: the grid's blocks walk the planned rows grid-stride; a block merges a row's splits' summaries
-/// and finishes the row.
-template <typename T>
-__global__ void __launch_bounds__(kThreads) combine_row_splits_kernel(DecodeState s, const T *__restrict__ logits) {
-    __shared__ PlannedRow planned;
-    __shared__ RowSummary summary;
-    const long long rows = s.row_offsets[s.batch];
-    for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
-        __syncthreads();   // the previous row's reads of `planned` and `summary` come first
-        if (!plan_row(s, r, 0, planned)) continue;
-        const int sequence = planned.sequence, g = planned.g;
-        if (threadIdx.x == 0) {
-            const RowSummary *splits = static_cast<const RowSummary *>(s.split_partials) + row_index(s, sequence, g) * s.row_splits;
-            RowSummary m = splits[0];
-            for (int split = 1; split < s.row_splits; ++split) scan::merge(m, splits[split]);
-            summary = m;
-        }
-        __syncthreads();
-        finish_row_in_block(s, sequence, g, planned.task, summary,
-                            static_cast<const exact::ChunkPartial *>(s.chunk_partials) + row_index(s, sequence, g) * s.row_chunks,
-                            row_of(s, logits, sequence, planned.task.position), *s.step + 1);
     }
 }
 
@@ -574,7 +611,6 @@ cudaError_t launch_typed(const DecodeState &state, const T *logits, cudaStream_t
         entropy ? launch_fast<T, true, true>(state, logits, stream) : launch_fast<T, true, false>(state, logits, stream);
     else
         entropy ? launch_fast<T, false, true>(state, logits, stream) : launch_fast<T, false, false>(state, logits, stream);
-    if (state.row_splits > 1) combine_row_splits_kernel<T><<<fast_grid(state), kThreads, 0, stream>>>(state, logits);
     return cudaGetLastError();
 }
 
