@@ -42,6 +42,11 @@ How the hot loop is found (the heuristic; it must keep working as the kernel cha
           (the warp's ranking of the chunk) is skipped;
        g. otherwise: not taken (fall through: guarded per-element work such as the exp cut-off test runs, and a
           lane-0-only store is issued by the warp).
+       h. (ranked path only, before g) a predicate from an integer compare with a kernel parameter loaded in the loop
+          (LDC c[0x0][...]): the test whether the ranked chunk holds the mask id, true for one chunk of a row: the
+          shorter side up to the reconvergence address of the BSSY before the branch (the general side that also
+          handles the held id is the longer one; since the best-only kernels, issue 27, their two sides differ by
+          the lanes' ranking, and the fall-through is the rare side).
      A backward branch met inside the body is an inner loop: its body (on the path) is counted once per element of
      the iteration (the elements one vector load holds, times the loads), the assumption of a per-element loop.
   3. Elements per iteration and lane = (128-bit loads on the path) x (16 / sizeof(dtype)), where a load predicated on
@@ -532,6 +537,12 @@ def invariant_compare(d, reg_def, written):
     return True
 
 
+def parameter_compare(d, reg_def):
+    """An integer compare of a kernel parameter loaded in the loop (LDC c[0x0][...]) with a value that changes in it: in
+    a ranked chunk, the test whether the chunk holds the mask id."""
+    return any((w := reg_def.get(r)) is not None and w.base in ("LDC", "ULDC") and "c[0x0]" in w.text for r in d.reg_sources())
+
+
 def branch_predicate(x):
     """(negated, predicate) of a conditional branch."""
     m = re.search(r"(!?)(U?P\d)", x.guard or "")
@@ -594,6 +605,15 @@ def decide_branch(x, t, lo, hi, ins, index, pred_def, written, reg_def, pred_val
         return True, "e. loop-invariant predicate: optional work skipped"
     if d.base in ("FSETP", "DSETP", "HSETP2", "ISETP") and running_best_operand(d, path, written):
         return (False, "f. running best beaten (the ranked path)") if beaten else (True, "f. running best not beaten")
+    if beaten and d.base == "ISETP" and parameter_compare(d, reg_def):
+        # The two sides end where the branch reconverges: the BSSY just before it names that address.
+        at = index[x.addr]
+        sync = next((y for y in reversed(ins[max(0, at - 8):at]) if y.base == "BSSY"), None)
+        m = re.search(r"0x([0-9a-f]+)\s*;?\s*$", sync.text) if sync is not None else None
+        join = int(m.group(1), 16) if m else None
+        if join is not None and join > t and join in index:
+            fall_side, target_side = index[t] - at - 1, index[join] - index[t]
+            return target_side < fall_side, "h. the mask-id test in a ranked chunk: the shorter side (the chunks without it)"
     return False, "g. fall through"
 
 
@@ -678,8 +698,9 @@ def kernel_label(demangled):
         args = [a.strip() for a in m.group(2).split(",")]
         dtype = DTYPES.get(args[0], (None,))[0]
         flags = [{"(bool)1": "true", "(bool)0": "false"}.get(a, a) for a in args[1:]]
-        if short == "row_confidence_kernel" and len(flags) == 2:
+        if short == "row_confidence_kernel" and len(flags) in (2, 3):   # <T, kSampled, kEntropy[, kRunnerUp]>
             variant = ("sampled" if flags[0] == "true" else "greedy") + ("+entropy" if flags[1] == "true" else "")
+            variant += "+runner-up" if len(flags) == 3 and flags[2] == "true" else ""
         elif flags:
             variant = ",".join(flags)
     return short, dtype, variant

@@ -635,6 +635,7 @@ exact::RowResult emulate_fast_pass(const std::vector<float> &row, MemoryRow &mem
     const int chunks = (vocabulary + exact::kChunk - 1) / exact::kChunk;
     const int per_split = (chunks + std::min(splits, chunks) - 1) / std::min(splits, chunks);
     const bool entropy = metric == SABER_METRIC_NEGENTROPY;
+    const bool runner_up = metric == SABER_METRIC_MARGIN;   // the kernel's kRunnerUp
     const scan::ScanArgs a{vocabulary, mask, temperature, exact::mul(temperature, exact::kGumbelMax), seed, step, sequence, position};
     const scan::VectorChunks vector_chunks = scan::vector_chunks(vocabulary, width, rotation);
     std::vector<exact::ChunkPartial> parts(static_cast<size_t>(chunks));
@@ -693,11 +694,20 @@ exact::RowResult emulate_fast_pass(const std::vector<float> &row, MemoryRow &mem
             if (stats) ++stats->chunks;
             // The prediction: the warp-uniform test, then (rarely) the lanes' best two and the two reduction rounds.
             if (rng() % 2) warp.seen_floor = block_floor;   // a fresh read, or the stale value of an earlier one
-            const bool rank = temperature > 0.0f ? scan::chunk_may_rank_sampled(m, warp.summary.top, warp.seen_floor, a.score_bound)
-                                                 : scan::chunk_may_rank_greedy(max_key, warp.summary.top, warp.seen_floor);
-            if (rank) {
+            const bool rank = temperature > 0.0f ? scan::chunk_may_rank_sampled(m, warp.summary.top, warp.seen_floor, a.score_bound, runner_up)
+                                                 : scan::chunk_may_rank_greedy(max_key, warp.summary.top, warp.seen_floor, runner_up);
+            if (rank && temperature == 0.0f && !runner_up && !scan::chunk_holds(c, mask)) {
+                // The best alone: the chunk's maximum at the lowest id holding it (a warp minimum), no ranking.
                 if (stats) ++stats->ranked;
-                const float floor = scan::float_of_order_key(scan::candidate_floor_key(warp.summary.top, warp.seen_floor));
+                int id = INT_MAX;
+                for (int l = 0; l < scan::kLanes; ++l) id = std::min(id, scan::lane_best_greedy(x[l], c, width, l, m));
+                EXPECT_NE(id, INT_MAX) << "chunk " << chunk << ": some lane holds its maximum";
+                exact::offer(warp.summary.top, m, id);
+                const int32_t published = scan::published_floor_key(warp.summary.top, runner_up);
+                if (published != scan::no_floor_key()) block_floor = std::max(block_floor, published);
+            } else if (rank) {
+                if (stats) ++stats->ranked;
+                const float floor = scan::float_of_order_key(scan::candidate_floor_key(warp.summary.top, warp.seen_floor, runner_up));
                 scan::LaneTop tops[scan::kLanes];
                 for (int l = 0; l < scan::kLanes; ++l)
                     tops[l] = temperature > 0.0f ? scan::lane_top_sampled(x[l], c, width, l, a, floor, warp.nan[static_cast<size_t>(l)])
@@ -721,7 +731,8 @@ exact::RowResult emulate_fast_pass(const std::vector<float> &row, MemoryRow &mem
                     }
                     scan::merge_chunk_best(warp.summary.top, key1, id1, key2, id2);
                 }
-                if (warp.summary.top.second >= 0) block_floor = std::max(block_floor, scan::floor_key_below(warp.summary.top.second_score));
+                const int32_t published = scan::published_floor_key(warp.summary.top, runner_up);
+                if (published != scan::no_floor_key()) block_floor = std::max(block_floor, published);
             }
             exact::ChunkPartial p{m, 0, 0};
             for (int l = 0; l < scan::kLanes; ++l) {
@@ -1002,7 +1013,9 @@ TEST(FastRowPass, RankedChunksByRowShape) {
     constexpr int kVocabulary = 126464, kRows = 16, kSplits = 2, kWarps = 8;
     const int chunks = (kVocabulary + 1023) / 1024, mask = kVocabulary - 1;
     const char *shapes[] = {"random", "peaked", "falling"}, *types[] = {"f32", "f16", "bf16"};
-    EmulationStats stats[3][3];
+    // stats: the kernel without a runner-up (every strategy but low-confidence by margin: the report's); with_runner_up:
+    // the margin metric's kernel, on the same rows.
+    EmulationStats stats[3][3], with_runner_up[3][3];
     std::mt19937 rng(47);
     for (int shape = 0; shape < 3; ++shape)
         for (int type = 0; type < 3; ++type)
@@ -1011,6 +1024,7 @@ TEST(FastRowPass, RankedChunksByRowShape) {
                 const std::vector<float> values = type == 2 ? to_bfloat16(row) : type == 1 ? to_float16(row) : row;
                 MemoryRow memory(values, type == 2 ? 2 : 4, 0);
                 (void)emulate_fast_pass(values, memory, kSplits, mask, -1, SABER_METRIC_MAXPROB, 0.0f, 1, 3, 1, 9, rng, &stats[shape][type]);
+                (void)emulate_fast_pass(values, memory, kSplits, mask, -1, SABER_METRIC_MARGIN, 0.0f, 1, 3, 1, 9, rng, &with_runner_up[shape][type]);
                 if (HasFailure()) return;   // the emulation itself disagrees with the layout: no census
             }
 
@@ -1021,7 +1035,9 @@ TEST(FastRowPass, RankedChunksByRowShape) {
         for (int type = 0; type < 3; ++type) {
             const EmulationStats &st = stats[shape][type];
             const double fraction = static_cast<double>(st.ranked) / static_cast<double>(st.chunks);
-            std::printf("[          ] %s %s rows: %lld of %lld chunks ranked (%.1f%%)\n", shapes[shape], types[type], st.ranked, st.chunks, 100.0 * fraction);
+            const EmulationStats &ru = with_runner_up[shape][type];
+            std::printf("[          ] %s %s rows: %lld of %lld chunks ranked (%.1f%%; %.1f%% keeping the runner-up)\n", shapes[shape], types[type],
+                        st.ranked, st.chunks, 100.0 * fraction, 100.0 * static_cast<double>(ru.ranked) / static_cast<double>(ru.chunks));
             char entry[160];
             std::snprintf(entry, sizeof entry, "%s\"%s\": {\"chunks\": %lld, \"ranked\": %lld, \"ranked_fraction\": %.4f}", type ? ", " : "",
                           types[type], st.chunks, st.ranked, fraction);
@@ -1046,8 +1062,10 @@ TEST(FastRowPass, RankedChunksByRowShape) {
                 EXPECT_LE(st.ranked, kRows * kSplits * kWarps) << where << ": at most each warp's first chunk of a split";
                 EXPECT_GE(st.ranked, kRows * kSplits) << where << ": a split's first chunk is always ranked";
             } else {
-                // A warp's first chunk of a split is ranked (8 of a split's 62 chunks: 13%), and a few later ones.
+                // A warp's first chunk of a split is ranked (8 of a split's 62 chunks: 13%), and a few later ones; fewer
+                // beat the best than the runner-up.
                 EXPECT_LT(static_cast<double>(st.ranked) / static_cast<double>(st.chunks), 0.5) << where;
+                EXPECT_LT(st.ranked, with_runner_up[shape][type].ranked) << where << ": the best's floor is the higher";
             }
         }
 }
@@ -1109,6 +1127,32 @@ TEST(FastRowPass, LayoutAndFloorHelpersKeepTheirPromises) {
     }
     EXPECT_EQ(scan::candidate_key(1.0f, -1), scan::kNoKey);
     EXPECT_EQ(scan::float_of_order_key(scan::no_floor_key()), -INFINITY);
+
+    // lane_best_greedy: the warp minimum of its answers is the lowest id holding the chunk's maximum, for every width and
+    // rotation, with the maximum held many times (lane 0's wrapped elements included) or once.
+    std::mt19937 rng(11);
+    for (int width : {4, 8})
+        for (int rotation = 0; rotation < width; ++rotation)
+            for (int trial = 0; trial < 40; ++trial) {
+                const scan::ChunkLayout c{2048, 2048 + exact::kChunk, rotation, true};
+                const int levels = trial % 2 ? 3 : 1000;
+                float x[scan::kLanes][scan::kPerLane];
+                std::vector<float> by_id(exact::kChunk);
+                for (int l = 0; l < scan::kLanes; ++l)
+                    for (int e = 0; e < scan::kPerLane; ++e) {
+                        x[l][e] = static_cast<float>(rng() % levels) - (trial % 4 == 1 ? 2.0f : 0.0f) + (rng() % 2 ? 0.0f : -0.0f);
+                        by_id[static_cast<size_t>(scan::lane_id(c, width, l, e) - c.begin)] = x[l][e];
+                    }
+                float m = -INFINITY;
+                for (float v : by_id) m = std::max(m, v);
+                m = scan::canonical_max(m);
+                int want = -1;
+                for (int i = 0; i < exact::kChunk && want < 0; ++i)
+                    if (by_id[static_cast<size_t>(i)] == m) want = c.begin + i;
+                int got = INT_MAX;
+                for (int l = 0; l < scan::kLanes; ++l) got = std::min(got, scan::lane_best_greedy(x[l], c, width, l, m));
+                EXPECT_EQ(got, want) << "width " << width << ", rotation " << rotation << ", trial " << trial;
+            }
 }
 
 // ---- decode extents (validate.cpp): every product of the decode's arguments in 64 bits, checked before allocating ----

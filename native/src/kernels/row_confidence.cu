@@ -262,8 +262,10 @@ __device__ __forceinline__ int32_t read_floor(unsigned address) {
 /// as vectors (`vectors`: scan::chunk_layout's) has its first kAhead vectors in `ahead` (loaded while the previous chunk
 /// was computed); any other chunk is read here id by id, in the same layout. Before its arithmetic, the warp issues the
 /// loads of the first kAhead vectors of its next chunk (chunk + kWarps) into `ahead` when that one is read as vectors
-/// (next_vectors). The block's floor is at shared address floor_address (in `floor_key`).
-template <typename T, bool kSampled, bool kEntropy>
+/// (next_vectors). The block's floor is at shared address floor_address (in `floor_key`). kRunnerUp: the warp keeps the
+/// runner-up (the margin metric), else only the best (row_scan.h: the floors are the best's, and a greedy chunk's best
+/// needs no ranking).
+template <typename T, bool kSampled, bool kEntropy, bool kRunnerUp>
 __device__ __forceinline__ void scan_chunk(const T *__restrict__ row, int chunk, int rotation, bool vectors, bool next_vectors,
                                            uint4 (&ahead)[Vectors<T>::kAhead], const ScanArgs &a, RowSummary &warp, int32_t *floor_key,
                                            unsigned floor_address, exact::ChunkPartial *out) {
@@ -329,15 +331,18 @@ __device__ __forceinline__ void scan_chunk(const T *__restrict__ row, int chunk,
     // The block's floor as lane 0 read it, so that every lane takes the same branch (the ranking's warp reductions need
     // all 32 lanes).
     const int32_t block_floor = __shfl_sync(kAllLanes, read_floor(floor_address), 0);
-    const bool rank = kSampled ? scan::chunk_may_rank_sampled(m, warp.top, block_floor, a.score_bound)
-                               : scan::chunk_may_rank_greedy(max_key, warp.top, block_floor);
+    const bool rank = kSampled ? scan::chunk_may_rank_sampled(m, warp.top, block_floor, a.score_bound, kRunnerUp)
+                               : scan::chunk_may_rank_greedy(max_key, warp.top, block_floor, kRunnerUp);
     if (rank) {
-        const int32_t floor = scan::candidate_floor_key(warp.top, block_floor);
+        const int32_t floor = scan::candidate_floor_key(warp.top, block_floor, kRunnerUp);
         if (kSampled)
             merge_lane_tops(warp.top, scan::lane_top_sampled(x, c, kWidth, l, a, scan::float_of_order_key(floor), warp.nan_score));
+        else if (!kRunnerUp && __builtin_expect(!scan::chunk_holds(c, a.mask), 1))   // one chunk of a row holds the mask id
+            exact::offer(warp.top, m, __reduce_min_sync(kAllLanes, scan::lane_best_greedy(x, c, kWidth, l, m)));
         else
             merge_lane_tops(warp.top, scan::lane_top_greedy(x, c, kWidth, l, a.mask, scan::float_of_order_key(floor)));
-        if (l == 0 && warp.top.second >= 0) atomicMax(floor_key, scan::floor_key_below(warp.top.second_score));
+        const int32_t published = scan::published_floor_key(warp.top, kRunnerUp);
+        if (l == 0 && published != scan::no_floor_key()) atomicMax(floor_key, published);
     }
 
     // The fixed-point sums, then their integer warp sums (order-free).
@@ -505,7 +510,7 @@ __device__ void finish_split_item(const DecodeState &s, const T *__restrict__ lo
 /// the row, otherwise the last of the row's splits to finish does (finish_split_item). Every __syncthreads is reached by
 /// the whole block: the loop bounds come from memory the row pass does not write (and the item from shared memory), and
 /// whether a row is read, and whether this block finishes a split row, is thread 0's answer shared by a barrier.
-template <typename T, bool kSampled, bool kEntropy>
+template <typename T, bool kSampled, bool kEntropy, bool kRunnerUp>
 __global__ void __launch_bounds__(kThreads, kSampled ? kFallbackResidentBlocksSampled : kFallbackResidentBlocksGreedy)
     row_confidence_kernel(DecodeState s, const T *__restrict__ logits) {
     __shared__ PlannedRow planned;
@@ -548,7 +553,7 @@ __global__ void __launch_bounds__(kThreads, kSampled ? kFallbackResidentBlocksSa
         }
         for (; c < last; c += kWarps) {
             const bool next_vectors = c + kWarps < vector_limit;
-            scan_chunk<T, kSampled, kEntropy>(row, c, rotation, vectors, next_vectors, ahead, a, warp, &floor_key, floor_address, parts + c);
+            scan_chunk<T, kSampled, kEntropy, kRunnerUp>(row, c, rotation, vectors, next_vectors, ahead, a, warp, &floor_key, floor_address, parts + c);
             vectors = next_vectors;
         }
 
@@ -587,9 +592,31 @@ unsigned fast_grid(const DecodeState &state) {
     return static_cast<unsigned>(std::max(1LL, std::min(items, 0x7FFFFFFFLL)));
 }
 
-template <typename T, bool kSampled, bool kEntropy>
+/// What a row pass keeps besides the prediction's best: the entropy sums (the negentropy metric) or the runner-up (the
+/// margin metric); the low-confidence strategy's metric, nothing for any other strategy.
+struct RowExtras {
+    bool entropy, runner_up;
+};
+
+RowExtras row_extras(const saber_decode_options &options) {
+    const bool low_confidence = options.strategy == SABER_STRATEGY_LOW_CONFIDENCE;
+    return RowExtras{low_confidence && options.metric == SABER_METRIC_NEGENTROPY, low_confidence && options.metric == SABER_METRIC_MARGIN};
+}
+
+template <typename T, bool kSampled, bool kEntropy, bool kRunnerUp>
 void launch_fast(const DecodeState &state, const T *logits, cudaStream_t stream) {
-    row_confidence_kernel<T, kSampled, kEntropy><<<fast_grid(state), kThreads, 0, stream>>>(state, logits);
+    row_confidence_kernel<T, kSampled, kEntropy, kRunnerUp><<<fast_grid(state), kThreads, 0, stream>>>(state, logits);
+}
+
+/// launch_fast for these extras (never both).
+template <typename T, bool kSampled>
+void launch_fast_with(const DecodeState &state, const T *logits, cudaStream_t stream, RowExtras extras) {
+    if (extras.entropy)
+        launch_fast<T, kSampled, true, false>(state, logits, stream);
+    else if (extras.runner_up)
+        launch_fast<T, kSampled, false, true>(state, logits, stream);
+    else
+        launch_fast<T, kSampled, false, false>(state, logits, stream);
 }
 
 template <typename T>
@@ -605,20 +632,18 @@ cudaError_t launch_typed(const DecodeState &state, const T *logits, cudaStream_t
         return cudaGetLastError();
     }
     // The row plan of this step (kernels/row_plan.h) was written by the previous step's last decide block, or at create.
-    const bool sampled = state.options.temperature > 0.0f;
-    const bool entropy = state.options.strategy == SABER_STRATEGY_LOW_CONFIDENCE && state.options.metric == SABER_METRIC_NEGENTROPY;
-    if (sampled)
-        entropy ? launch_fast<T, true, true>(state, logits, stream) : launch_fast<T, true, false>(state, logits, stream);
+    if (state.options.temperature > 0.0f)
+        launch_fast_with<T, true>(state, logits, stream, row_extras(state.options));
     else
-        entropy ? launch_fast<T, false, true>(state, logits, stream) : launch_fast<T, false, false>(state, logits, stream);
+        launch_fast_with<T, false>(state, logits, stream, row_extras(state.options));
     return cudaGetLastError();
 }
 
-template <typename T, bool kSampled, bool kEntropy>
+template <typename T, bool kSampled, bool kEntropy, bool kRunnerUp>
 int resident_blocks_of() {
     int blocks = 0;
     const cudaError_t error =
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, row_confidence_kernel<T, kSampled, kEntropy>, kThreads, 0);
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, row_confidence_kernel<T, kSampled, kEntropy, kRunnerUp>, kThreads, 0);
     if (error == cudaSuccess && blocks > 0) return blocks;
     // The query failed (or found no room, which a launch would then report): consume its error so that the next launch
     // does not report it as pending, and fall back to the figure the register count gives.
@@ -626,10 +651,16 @@ int resident_blocks_of() {
     return kSampled ? kFallbackResidentBlocksSampled : kFallbackResidentBlocksGreedy;
 }
 
+template <typename T, bool kSampled>
+int resident_blocks_with(RowExtras extras) {
+    if (extras.entropy) return resident_blocks_of<T, kSampled, true, false>();
+    if (extras.runner_up) return resident_blocks_of<T, kSampled, false, true>();
+    return resident_blocks_of<T, kSampled, false, false>();
+}
+
 template <typename T>
-int resident_blocks_typed(bool sampled, bool entropy) {
-    if (sampled) return entropy ? resident_blocks_of<T, true, true>() : resident_blocks_of<T, true, false>();
-    return entropy ? resident_blocks_of<T, false, true>() : resident_blocks_of<T, false, false>();
+int resident_blocks_typed(bool sampled, RowExtras extras) {
+    return sampled ? resident_blocks_with<T, true>(extras) : resident_blocks_with<T, false>(extras);
 }
 
 }  // namespace
@@ -637,11 +668,11 @@ int resident_blocks_typed(bool sampled, bool entropy) {
 int row_pass_resident_blocks(int32_t dtype, const saber_decode_options &options) {
     // The instantiation launch_typed selects for these options.
     const bool sampled = options.temperature > 0.0f;
-    const bool entropy = options.strategy == SABER_STRATEGY_LOW_CONFIDENCE && options.metric == SABER_METRIC_NEGENTROPY;
+    const RowExtras extras = row_extras(options);
     switch (dtype) {
-        case SABER_DTYPE_FLOAT32: return resident_blocks_typed<float>(sampled, entropy);
-        case SABER_DTYPE_FLOAT16: return resident_blocks_typed<__half>(sampled, entropy);
-        default: return resident_blocks_typed<__nv_bfloat16>(sampled, entropy);
+        case SABER_DTYPE_FLOAT32: return resident_blocks_typed<float>(sampled, extras);
+        case SABER_DTYPE_FLOAT16: return resident_blocks_typed<__half>(sampled, extras);
+        default: return resident_blocks_typed<__nv_bfloat16>(sampled, extras);
     }
 }
 

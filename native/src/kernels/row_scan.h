@@ -19,6 +19,11 @@
 // does the warp rank the chunk: each lane its best two candidates (lane_top_greedy / lane_top_sampled), then two rounds
 // of a warp maximum of their score keys and a warp minimum of the ids holding it give the chunk's best two, which the
 // warp merges into its top two (merge_chunk_best).
+//
+// Only the margin metric reads the runner-up (exact::finish_row). Without it (`runner_up` false: every other strategy
+// and metric) the floors are the warp's best and the block's best instead, which fewer chunks beat; the top two's
+// second is then no runner-up and is never read. A greedy chunk that beats such a floor and does not hold the mask id
+// has its maximum as its best score, at the lowest id holding it (lane_best_greedy and one warp minimum): no ranking.
 #pragma once
 
 #include <limits.h>
@@ -92,6 +97,9 @@ SABER_EXACT_FN int vector_offset(const ChunkLayout &c, int width, int lane, int 
 /// The row offset (in ids) of the slot past the chunk's grid, whose first `rotation` ids are the chunk's last ones (lane 0
 /// reads it when the rotation is not 0).
 SABER_EXACT_FN int tail_offset(const ChunkLayout &c) { return c.begin - c.rotation + exact::kChunk; }
+
+/// Whether chunk c holds id v.
+SABER_EXACT_FN bool chunk_holds(const ChunkLayout &c, int v) { return v >= c.begin && v < c.begin + exact::kChunk; }
 
 /// Word `word` (0-3, in memory order) of lane 0's first vector with a rotation: its first `tail_bytes` bytes (rotation x
 /// the logit's size) from the tail slot's word, the others from the head slot's (head: the slot at vector_offset(c, W, 0, 0)).
@@ -241,11 +249,21 @@ SABER_EXACT_FN int32_t floor_key_below(float s) {
     return key == 0 ? order_key(-0x1p-149f) : key - 1;
 }
 
-/// The floor a chunk's candidates must beat (strictly), as an order key: the warp's runner-up score (the chunk's ids are
-/// above the warp's: a tie loses; -inf while there is none, and -inf scores never count) or the block's floor, whichever
-/// is higher. The warp's scores come from candidate keys, so they are never -0: the key order is the float order here.
-SABER_EXACT_FN int32_t candidate_floor_key(const exact::TopTwo &warp, int32_t block_floor_key) {
-    const int32_t own = order_key(warp.second_score);
+/// The warp's own floor: its runner-up's score, or its best's without runner_up (-inf while there is none).
+SABER_EXACT_FN float warp_floor(const exact::TopTwo &warp, bool runner_up) { return runner_up ? warp.second_score : warp.best_score; }
+
+/// The floor key the warp publishes to its block (atomic maximum): floor_key_below(warp_floor), or no_floor_key() while
+/// the warp has no such candidate.
+SABER_EXACT_FN int32_t published_floor_key(const exact::TopTwo &warp, bool runner_up) {
+    return (runner_up ? warp.second : warp.best) >= 0 ? floor_key_below(warp_floor(warp, runner_up)) : no_floor_key();
+}
+
+/// The floor a chunk's candidates must beat (strictly), as an order key: the warp's floor (warp_floor; the chunk's ids
+/// are above the warp's: a tie loses; -inf while there is none, and -inf scores never count) or the block's floor,
+/// whichever is higher. The warp's scores come from candidate keys, so they are never -0: the key order is the float
+/// order here.
+SABER_EXACT_FN int32_t candidate_floor_key(const exact::TopTwo &warp, int32_t block_floor_key, bool runner_up) {
+    const int32_t own = order_key(warp_floor(warp, runner_up));
     return own > block_floor_key ? own : block_floor_key;
 }
 
@@ -253,8 +271,8 @@ SABER_EXACT_FN int32_t candidate_floor_key(const exact::TopTwo &warp, int32_t bl
 /// id, the mask's too): nothing at or below the floor (candidate_floor_key: the warp's runner-up and the block's floor)
 /// can change the warp's top two. The same as the float test m > float_of_order_key(floor): no floor key is -0's (-1),
 /// so -0 and +0 compare alike. Two compares, no maximum (one instruction fewer per chunk).
-SABER_EXACT_FN bool chunk_may_rank_greedy(int32_t max_key, const exact::TopTwo &warp, int32_t block_floor_key) {
-    return max_key > order_key(warp.second_score) && max_key > block_floor_key;
+SABER_EXACT_FN bool chunk_may_rank_greedy(int32_t max_key, const exact::TopTwo &warp, int32_t block_floor_key, bool runner_up) {
+    return max_key > order_key(warp_floor(warp, runner_up)) && max_key > block_floor_key;
 }
 
 /// T > 0: the same for scores, each at most add(l, score_bound) (m: the chunk's maximum): the chunk is skipped when that
@@ -263,9 +281,10 @@ SABER_EXACT_FN bool chunk_may_rank_greedy(int32_t max_key, const exact::TopTwo &
 /// which is never +inf: a chunk is skipped where it could hold a NaN score only below the warp's own runner-up, whose ids
 /// are all lower (so the definition's id-order scan has its best and runner-up when it reaches them, and ignores them).
 /// Two compares, no maximum.
-SABER_EXACT_FN bool chunk_may_rank_sampled(float m, const exact::TopTwo &warp, int32_t block_floor_key, float score_bound) {
+SABER_EXACT_FN bool chunk_may_rank_sampled(float m, const exact::TopTwo &warp, int32_t block_floor_key, float score_bound,
+                                           bool runner_up) {
     const float bound = exact::add(m, score_bound);
-    return !(bound <= warp.second_score) && !(bound <= float_of_order_key(block_floor_key));
+    return !(bound <= warp_floor(warp, runner_up)) && !(bound <= float_of_order_key(block_floor_key));
 }
 
 /// A lane's best two candidates of one chunk, ranked as exact::TopTwo (the higher score, then the lower id); id -1 and the
@@ -327,9 +346,30 @@ SABER_EXACT_FN LaneTop lane_top_greedy_of(const Logits &x, const ChunkLayout &c,
 /// from the two winners at the end. So the loop needs no id per element (the element is a constant once unrolled).
 template <typename Logits>
 SABER_EXACT_FN LaneTop lane_top_greedy(const Logits &x, const ChunkLayout &c, int width, int lane, int mask, float floor) {
-    if (mask >= c.begin && mask < c.begin + exact::kChunk)
+    if (chunk_holds(c, mask))
         return lane_top_greedy_of<true>(x, c, width, lane, element_of(c, width, lane, mask), floor);
     return lane_top_greedy_of<false>(x, c, width, lane, -1, floor);
+}
+
+/// T = 0 without a runner-up, for a chunk that does not hold the mask id and whose maximum m (finite) beats the floor:
+/// the lane's lowest id holding m, or INT_MAX (the warp minimum is the chunk's best id, m its score). Elements are
+/// compared, not ids: e >= W descending, then the first vector's unwrapped elements descending (the lowest element
+/// holding m wins: the lowest id, as lane_top_greedy_of's order), and lane 0's wrapped elements (the chunk's last ids)
+/// only when no other element holds m. Two instructions per element, no branch.
+template <typename Logits>
+SABER_EXACT_FN int lane_best_greedy(const Logits &x, const ChunkLayout &c, int width, int lane, float m) {
+    const int wrapped = lane == 0 ? c.rotation : 0;
+    int best = -1, best_wrapped = -1;
+    SABER_UNROLL
+    for (int e = kPerLane - 1; e >= width; --e) best = x[e] == m ? e : best;
+    SABER_UNROLL
+    for (int e = width - 1; e >= 0; --e) {
+        const bool hit = x[e] == m;
+        best = hit & (e >= wrapped) ? e : best;
+        best_wrapped = hit & (e < wrapped) ? e : best_wrapped;
+    }
+    best = best >= 0 ? best : best_wrapped;
+    return best >= 0 ? lane_id(c, width, lane, best) : INT_MAX;
 }
 
 /// Draw `word` (v % 4) of a Philox output.
