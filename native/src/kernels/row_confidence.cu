@@ -467,12 +467,16 @@ __device__ __forceinline__ bool plan_row(const DecodeState &s, long long r, int 
     return __syncthreads_and(threadIdx.x != 0 || active);
 }
 
+/// What a split's block adds to its row's arrival counter: 1 (the low 16 bits count arrivals), plus kSkippedArrival when
+/// it skipped the row. Splits number at most 65535 (set_row_splits' limit; plan_row_split's is 128), so neither field
+/// carries into the other.
+constexpr unsigned kSkippedArrival = 0x10000u;
+
 /// The end of a split row's work item, read (`read`: its summary in `summary`) or skipped (the row is not read this step,
-/// or the step failed while it was planned): the block publishes its summary and arrives at the row's counter; the block
-/// that arrives last, every split's chunk partials and summary being written, merges the summaries and finishes the row,
-/// unless the row is not read or the step has failed (as combine_row_splits_kernel, the second kernel this replaces,
-/// re-planned the row after the row pass). Every item of a split row arrives, read or not, so each counter is back at 0
-/// when the row pass ends. Every thread of the block calls it.
+/// or the step failed before the item was planned: row_task): the block publishes its summary and arrives at the row's
+/// counter; the block that arrives last, every split's chunk partials and summary being written, merges the summaries
+/// and finishes the row, as a block finishes an unsplit row, when every split read it. Every item of a split row
+/// arrives, read or not, so each counter is back at 0 when the row pass ends. Every thread of the block calls it.
 template <typename T>
 __device__ void finish_split_item(const DecodeState &s, const T *__restrict__ logits, const PlannedRow &planned, bool read,
                                   RowSummary &summary) {
@@ -485,12 +489,12 @@ __device__ void finish_split_item(const DecodeState &s, const T *__restrict__ lo
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) {
-        const bool last = atomicAdd(s.split_arrivals + row, 1u) == static_cast<unsigned>(s.row_splits) - 1;
+        const unsigned mine = read ? 1u : kSkippedArrival + 1u;
+        const unsigned before = atomicAdd(s.split_arrivals + row, mine);
+        const bool last = (before & (kSkippedArrival - 1u)) == static_cast<unsigned>(s.row_splits) - 1;
         if (last) s.split_arrivals[row] = 0;   // for the next step's row pass (a kernel boundary orders it)
         __threadfence();                        // acquire: what the other splits wrote before arriving
-        // A split skipped only when the row was not read or the step had failed before it was planned (row_task); both
-        // are still true now, so the row is finished only when every split read it.
-        finish = last && read && __ldcg(s.error) == kNoError;
+        finish = last && (before + mine) < kSkippedArrival;   // every split read the row
         if (finish) {
             RowSummary merged = load_summary(splits);
             for (int split = 1; split < s.row_splits; ++split) scan::merge(merged, load_summary(splits + split));
