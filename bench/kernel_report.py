@@ -781,10 +781,11 @@ def mva(customers, think, demands):
 
 
 def split_arrival_cycles():
-    """A split row's block arriving at the row's counter (finish_split_item): its release fence and the counter's atomic,
-    two dependent round trips, then the barrier that shares the answer."""
+    """A split row's block arriving at the row's counter (finish_split_item): the barrier before thread 0's release
+    fence, the fence and the counter's atomic (two dependent round trips; the acquire fence after the atomic has no
+    write outstanding and is not counted), then the barrier that shares the answer."""
     m = STEP_MODEL
-    return 2 * m["round_trip_us"] * CLOCK_GHZ * 1e3 + m["barrier_cycles"]
+    return 2 * m["round_trip_us"] * CLOCK_GHZ * 1e3 + 2 * m["barrier_cycles"]
 
 
 def row_finish_cycles(chunks):
@@ -1200,8 +1201,8 @@ def markdown(trees, meta):
               f"partials, the chunk terms' {STEP_MODEL['dadd_cycles']}-cycle dependent FP64 additions in chunk order by one "
               f"thread between two barriers of {STEP_MODEL['barrier_cycles']} cycles, then finish_row: two round trips of "
               f"{STEP_MODEL['round_trip_us']} us, the same finishing the step estimate counts) or, with splits, writing its "
-              "split's summary (two barriers) and arriving at the row's counter (a release fence and an atomic: two round "
-              "trips, and a barrier); the last split's block to arrive finishes the row, counted once a wave on the busiest "
+              "split's summary (two barriers) and arriving at the row's counter (a barrier, a release fence and an atomic: "
+              "two round trips, and a barrier); the last split's block to arrive finishes the row, counted once a wave on the busiest "
               "SM. A tree from before the last-block merge (its step launches combine_row_splits_kernel) is modelled as it "
               f"ran: that kernel after a {STEP_MODEL['launch_gap_us']} us launch gap finishes the rows, grid-stride, each "
               "after one more round trip for its splits' summaries. "

@@ -484,11 +484,12 @@ __device__ void finish_split_item(const DecodeState &s, const T *__restrict__ lo
     const size_t row = row_index(s, planned.sequence, planned.g);
     RowSummary *splits = static_cast<RowSummary *>(s.split_partials) + row * s.row_splits;
     if (read && threadIdx.x == 0) splits[planned.split] = summary;
-    // Release: this block's writes of the item (its warps' chunk partials, the summary) are visible GPU-wide before it is
-    // counted (decide_kernel's handshake).
-    __threadfence();
+    // The handshake of cooperative groups' grid sync: the barrier orders the block's writes of the item (its warps'
+    // chunk partials, the summary) before thread 0's fence, which is cumulative, so they are visible GPU-wide before the
+    // block is counted; the last block's thread 0 fences after the count, and the barrier orders its threads' reads after.
     __syncthreads();
     if (threadIdx.x == 0) {
+        __threadfence();   // release
         const unsigned mine = read ? 1u : kSkippedArrival + 1u;
         const unsigned before = atomicAdd(s.split_arrivals + row, mine);
         const bool last = (before & (kSkippedArrival - 1u)) == static_cast<unsigned>(s.row_splits) - 1;
@@ -503,7 +504,6 @@ __device__ void finish_split_item(const DecodeState &s, const T *__restrict__ lo
     }
     __syncthreads();
     if (!finish) return;
-    __threadfence();   // every thread's acquire, before it reads the other splits' chunk partials
     finish_row_in_block(s, planned.sequence, planned.g, planned.task, summary,
                         static_cast<const exact::ChunkPartial *>(s.chunk_partials) + row * s.row_chunks,
                         row_of(s, logits, planned.sequence, planned.task.position), *s.step + 1);
