@@ -650,7 +650,7 @@ def launches_per_step(root):
         lbody = function_body(sources, r"cudaError_t\s+" + launcher + r"\s*\(")
         if lbody is None:
             continue
-        # follow the helpers it calls, defined in the same sources (launch_typed, launch_fast, ...), recursively
+        # follow the helpers it calls, defined in the same sources (launch_typed, ...), recursively
         bodies, seen, work = [], {launcher}, [lbody]
         while work:
             b = work.pop()

@@ -67,8 +67,9 @@ struct DecodeState {
     float *metric;         // low-confidence ranking value
     void *chunk_partials;  // scratch [batch, G, row_chunks] exact::ChunkPartial of the fast row pass
     void *split_partials;  // scratch [batch, G, row_splits] of the split row pass's per-split results; null when row_splits == 1
-    unsigned int *split_arrivals;  // [batch, G] splits of the row read this step; the last block to arrive merges them and
-                                   // resets it (zeroed at create); null when row_splits == 1
+    unsigned int *split_arrivals;  // [batch, G] the row's splits that arrived this step (kernels/row_confidence.cu's
+                                   // finish_split_item); the last to arrive resets it (zeroed at create); null when
+                                   // row_splits == 1
 
     // Rows of the next row pass (kernels/row_plan.h): [batch + 1] exclusive prefix of each sequence's candidate rows.
     long long *row_offsets;

@@ -696,40 +696,39 @@ exact::RowResult emulate_fast_pass(const std::vector<float> &row, MemoryRow &mem
             if (rng() % 2) warp.seen_floor = block_floor;   // a fresh read, or the stale value of an earlier one
             const bool rank = temperature > 0.0f ? scan::chunk_may_rank_sampled(m, warp.summary.top, warp.seen_floor, a.score_bound, runner_up)
                                                  : scan::chunk_may_rank_greedy(max_key, warp.summary.top, warp.seen_floor, runner_up);
-            if (rank && temperature == 0.0f && !runner_up && !scan::chunk_holds(c, mask)) {
-                // The best alone: the chunk's maximum at the lowest id holding it (a warp minimum), no ranking.
+            if (rank) {
                 if (stats) ++stats->ranked;
-                int id = INT_MAX;
-                for (int l = 0; l < scan::kLanes; ++l) id = std::min(id, scan::lane_best_greedy(x[l], c, width, l, m));
-                EXPECT_NE(id, INT_MAX) << "chunk " << chunk << ": some lane holds its maximum";
-                exact::offer(warp.summary.top, m, id);
-                const int32_t published = scan::published_floor_key(warp.summary.top, runner_up);
-                if (published != scan::no_floor_key()) block_floor = std::max(block_floor, published);
-            } else if (rank) {
-                if (stats) ++stats->ranked;
-                const float floor = scan::float_of_order_key(scan::candidate_floor_key(warp.summary.top, warp.seen_floor, runner_up));
-                scan::LaneTop tops[scan::kLanes];
-                for (int l = 0; l < scan::kLanes; ++l)
-                    tops[l] = temperature > 0.0f ? scan::lane_top_sampled(x[l], c, width, l, a, floor, warp.nan[static_cast<size_t>(l)])
-                                                 : scan::lane_top_greedy(x[l], c, width, l, mask, floor);
-                int32_t key1 = INT32_MIN;
-                for (const scan::LaneTop &t : tops) key1 = std::max(key1, scan::candidate_key(t.score1, t.id1));
-                if (key1 != scan::kNoKey) {
-                    int id1 = INT_MAX;
-                    for (const scan::LaneTop &t : tops) id1 = std::min(id1, scan::candidate_id(t.score1, t.id1, key1));
-                    float score2[scan::kLanes];
-                    int ids2[scan::kLanes];
-                    int32_t key2 = INT32_MIN;
-                    for (int l = 0; l < scan::kLanes; ++l) {
-                        scan::second_round(tops[l], id1, score2[l], ids2[l]);
-                        key2 = std::max(key2, scan::candidate_key(score2[l], ids2[l]));
+                if (temperature == 0.0f && !runner_up && !scan::chunk_holds(c, mask)) {
+                    // The best alone: the chunk's maximum at the lowest id holding it (a warp minimum), no ranking.
+                    int id = INT_MAX;
+                    for (int l = 0; l < scan::kLanes; ++l) id = std::min(id, scan::lane_best_greedy(x[l], c, width, l, m));
+                    EXPECT_NE(id, INT_MAX) << "chunk " << chunk << ": some lane holds its maximum";
+                    exact::offer(warp.summary.top, m, id);
+                } else {
+                    const float floor = scan::float_of_order_key(scan::candidate_floor_key(warp.summary.top, warp.seen_floor, runner_up));
+                    scan::LaneTop tops[scan::kLanes];
+                    for (int l = 0; l < scan::kLanes; ++l)
+                        tops[l] = temperature > 0.0f ? scan::lane_top_sampled(x[l], c, width, l, a, floor, warp.nan[static_cast<size_t>(l)])
+                                                     : scan::lane_top_greedy(x[l], c, width, l, mask, floor);
+                    int32_t key1 = INT32_MIN;
+                    for (const scan::LaneTop &t : tops) key1 = std::max(key1, scan::candidate_key(t.score1, t.id1));
+                    if (key1 != scan::kNoKey) {
+                        int id1 = INT_MAX;
+                        for (const scan::LaneTop &t : tops) id1 = std::min(id1, scan::candidate_id(t.score1, t.id1, key1));
+                        float score2[scan::kLanes];
+                        int ids2[scan::kLanes];
+                        int32_t key2 = INT32_MIN;
+                        for (int l = 0; l < scan::kLanes; ++l) {
+                            scan::second_round(tops[l], id1, score2[l], ids2[l]);
+                            key2 = std::max(key2, scan::candidate_key(score2[l], ids2[l]));
+                        }
+                        int id2 = -1;
+                        if (key2 != scan::kNoKey) {
+                            id2 = INT_MAX;
+                            for (int l = 0; l < scan::kLanes; ++l) id2 = std::min(id2, scan::candidate_id(score2[l], ids2[l], key2));
+                        }
+                        scan::merge_chunk_best(warp.summary.top, key1, id1, key2, id2);
                     }
-                    int id2 = -1;
-                    if (key2 != scan::kNoKey) {
-                        id2 = INT_MAX;
-                        for (int l = 0; l < scan::kLanes; ++l) id2 = std::min(id2, scan::candidate_id(score2[l], ids2[l], key2));
-                    }
-                    scan::merge_chunk_best(warp.summary.top, key1, id1, key2, id2);
                 }
                 const int32_t published = scan::published_floor_key(warp.summary.top, runner_up);
                 if (published != scan::no_floor_key()) block_floor = std::max(block_floor, published);

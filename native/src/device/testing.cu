@@ -54,7 +54,6 @@ saber_status set_row_splits(saber_decode decode, int32_t splits) {
         if (splits < 1 || splits > 65535) return fail(SABER_ERROR_INVALID_ARGUMENT, "splits must lie in [1, 65535]; got %d", splits);
         SABER_CUDA(cudaStreamSynchronize(decode->context->stream));
         SABER_CUDA(use_row_split(decode->arena, decode->state, fixed_row_split(decode->state.vocabulary, splits), decode->context->stream));
-        SABER_CUDA(cudaStreamSynchronize(decode->context->stream));
         return SABER_OK;
     });
 }

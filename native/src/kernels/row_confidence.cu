@@ -596,31 +596,21 @@ unsigned fast_grid(const DecodeState &state) {
     return static_cast<unsigned>(std::max(1LL, std::min(items, 0x7FFFFFFFLL)));
 }
 
-/// What a row pass keeps besides the prediction's best: the entropy sums (the negentropy metric) or the runner-up (the
-/// margin metric); the low-confidence strategy's metric, nothing for any other strategy.
-struct RowExtras {
-    bool entropy, runner_up;
-};
-
-RowExtras row_extras(const saber_decode_options &options) {
+/// Calls f(sampled, entropy, runner_up), each a std::bool_constant, for the fast row pass a step of these options runs:
+/// Gumbel-max at T > 0; the entropy sums for the negentropy metric, the runner-up for the margin metric (the
+/// low-confidence strategy's metric; never both, and neither for any other strategy). The launch and the occupancy query
+/// both choose through it, so they name the same instantiation.
+template <typename F>
+decltype(auto) with_row_pass(const saber_decode_options &options, F &&f) {
     const bool low_confidence = options.strategy == SABER_STRATEGY_LOW_CONFIDENCE;
-    return RowExtras{low_confidence && options.metric == SABER_METRIC_NEGENTROPY, low_confidence && options.metric == SABER_METRIC_MARGIN};
-}
-
-template <typename T, bool kSampled, bool kEntropy, bool kRunnerUp>
-void launch_fast(const DecodeState &state, const T *logits, cudaStream_t stream) {
-    row_confidence_kernel<T, kSampled, kEntropy, kRunnerUp><<<fast_grid(state), kThreads, 0, stream>>>(state, logits);
-}
-
-/// launch_fast for these extras (never both).
-template <typename T, bool kSampled>
-void launch_fast_with(const DecodeState &state, const T *logits, cudaStream_t stream, RowExtras extras) {
-    if (extras.entropy)
-        launch_fast<T, kSampled, true, false>(state, logits, stream);
-    else if (extras.runner_up)
-        launch_fast<T, kSampled, false, true>(state, logits, stream);
-    else
-        launch_fast<T, kSampled, false, false>(state, logits, stream);
+    const bool entropy = low_confidence && options.metric == SABER_METRIC_NEGENTROPY;
+    const bool runner_up = low_confidence && options.metric == SABER_METRIC_MARGIN;
+    const auto with_extras = [&](auto sampled) -> decltype(auto) {
+        if (entropy) return f(sampled, std::true_type{}, std::false_type{});
+        if (runner_up) return f(sampled, std::false_type{}, std::true_type{});
+        return f(sampled, std::false_type{}, std::false_type{});
+    };
+    return options.temperature > 0.0f ? with_extras(std::true_type{}) : with_extras(std::false_type{});
 }
 
 template <typename T>
@@ -636,10 +626,12 @@ cudaError_t launch_typed(const DecodeState &state, const T *logits, cudaStream_t
         return cudaGetLastError();
     }
     // The row plan of this step (kernels/row_plan.h) was written by the previous step's last decide block, or at create.
-    if (state.options.temperature > 0.0f)
-        launch_fast_with<T, true>(state, logits, stream, row_extras(state.options));
-    else
-        launch_fast_with<T, false>(state, logits, stream, row_extras(state.options));
+    with_row_pass(state.options, [&](auto sampled, auto entropy, auto runner_up) {
+        using S = decltype(sampled);
+        using E = decltype(entropy);
+        using R = decltype(runner_up);
+        row_confidence_kernel<T, S::value, E::value, R::value><<<fast_grid(state), kThreads, 0, stream>>>(state, logits);
+    });
     return cudaGetLastError();
 }
 
@@ -655,28 +647,21 @@ int resident_blocks_of() {
     return kSampled ? kFallbackResidentBlocksSampled : kFallbackResidentBlocksGreedy;
 }
 
-template <typename T, bool kSampled>
-int resident_blocks_with(RowExtras extras) {
-    if (extras.entropy) return resident_blocks_of<T, kSampled, true, false>();
-    if (extras.runner_up) return resident_blocks_of<T, kSampled, false, true>();
-    return resident_blocks_of<T, kSampled, false, false>();
-}
-
+/// resident_blocks_of for the instantiation a step of these options launches (with_row_pass).
 template <typename T>
-int resident_blocks_typed(bool sampled, RowExtras extras) {
-    return sampled ? resident_blocks_with<T, true>(extras) : resident_blocks_with<T, false>(extras);
+int resident_blocks_typed(const saber_decode_options &options) {
+    return with_row_pass(options, [](auto sampled, auto entropy, auto runner_up) {
+        return resident_blocks_of<T, decltype(sampled)::value, decltype(entropy)::value, decltype(runner_up)::value>();
+    });
 }
 
 }  // namespace
 
 int row_pass_resident_blocks(int32_t dtype, const saber_decode_options &options) {
-    // The instantiation launch_typed selects for these options.
-    const bool sampled = options.temperature > 0.0f;
-    const RowExtras extras = row_extras(options);
     switch (dtype) {
-        case SABER_DTYPE_FLOAT32: return resident_blocks_typed<float>(sampled, extras);
-        case SABER_DTYPE_FLOAT16: return resident_blocks_typed<__half>(sampled, extras);
-        default: return resident_blocks_typed<__nv_bfloat16>(sampled, extras);
+        case SABER_DTYPE_FLOAT32: return resident_blocks_typed<float>(options);
+        case SABER_DTYPE_FLOAT16: return resident_blocks_typed<__half>(options);
+        default: return resident_blocks_typed<__nv_bfloat16>(options);
     }
 }
 

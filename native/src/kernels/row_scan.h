@@ -319,7 +319,7 @@ SABER_EXACT_FN void lane_offer_ascending(LaneTop &t, float s, int v) {
 
 /// The element of lane `lane` that holds id v (lane_id's inverse), or -1 when the lane holds no such id.
 SABER_EXACT_FN int element_of(const ChunkLayout &c, int width, int lane, int v) {
-    if (v < c.begin || v >= c.begin + exact::kChunk) return -1;
+    if (!chunk_holds(c, v)) return -1;
     const int i = (v - c.begin + c.rotation) % exact::kChunk;   // its grid position
     if (i / width % kLanes != lane) return -1;
     return i / (kLanes * width) * width + i % width;
