@@ -117,27 +117,56 @@ SABER_EXACT_FN float pow2(int k) { return from_bits(static_cast<uint32_t>(k + 12
 /// Below this, exp_nonpositive returns 0: e^-86 is 4.5e-38, so every non-zero result is a normal float and no flush
 /// to zero (or its absence) can change a bit.
 constexpr float kExpCutoff = -86.0f;
-constexpr float kLog2e = 1.44269502f;              // 0x3FB8AA3B
-constexpr float kLn2Hi = 0.693145751953125f;       // 0x3F317200: 16 significant bits, so k * kLn2Hi is exact
+constexpr float kLog2e = 1.44269502f;              // 0x3FB8AA3B, log2 e rounded to float (1.9e-8 below it)
+constexpr float kRoundMagic = 12582912.0f;         // 0x4B400000, 1.5 2^23: adding it rounds a value of [-2^22, 2^22] to an integer
+constexpr float kLn2Hi = 0.693145751953125f;       // 0x3F317200: 16 significant bits, so k * kLn2Hi is exact (log)
 constexpr float kLn2Lo = 1.42860677e-06f;          // 0x35BFBE8E: ln 2 - kLn2Hi
 
-/// e^x for x <= 0 (and -inf), the softmax term of a max-subtracted logit. x = k ln2 + r with k = rint(x log2 e) and
-/// |r| <= ln2/2 (Cody-Waite, two fma), e^r by its Taylor polynomial of degree 7 (Horner, fma), times 2^k exactly.
-/// e^0 is exactly 1. Not defined for x > 0 or NaN.
+/// The minimax polynomial of degree 6 for 2^f on [-1/2, 1/2] (relative error 2.6e-9 before rounding to float), its
+/// constant term exactly 1 so that 2^0 = 1; kExp2Cj multiplies f^j.
+constexpr float kExp2C1 = 6.931472421e-01f;        // 0x3F317219
+constexpr float kExp2C2 = 2.402265221e-01f;        // 0x3E75FDF1
+constexpr float kExp2C3 = 5.550310388e-02f;        // 0x3D635739
+constexpr float kExp2C4 = 9.617692791e-03f;        // 0x3C1D9387
+constexpr float kExp2C5 = 1.340664341e-03f;        // 0x3AAFB93B
+constexpr float kExp2C6 = 1.559467782e-04f;        // 0x392385A5
+
+/// The base-2 reduction of x <= 0 (x >= -87): x log2 e = k + f with k an integer and f in [-1/2, 1/2]. t = fma(x, log2e,
+/// 1.5 2^23) rounds the exact product plus 1.5 2^23 once: its ulp is 1, so t = 1.5 2^23 + k with k the integer nearest
+/// x log2e (ties to even, 1.5 2^23 being even), and bits(t) = 0x4B400000 + k. k = t - 1.5 2^23 and f = fma(x, log2e, -k)
+/// (the exact product minus an integer, rounded once) follow. One fma gives k, one gives f: no two-part constant. The
+/// price is log2e's rounding, a relative error of 1.34e-8 |x| in e^x (docs/arithmetic.md), below the 6e-8 |d| that
+/// rounding d = l - m already costs a softmax term.
+struct Exp2Reduction {
+    float t;  // 1.5 2^23 + k
+    float f;
+};
+
+SABER_EXACT_FN Exp2Reduction reduce_exp2(float x) {
+    const float t = fma(x, kLog2e, kRoundMagic);
+    const float k = add(t, -kRoundMagic);
+    return Exp2Reduction{t, fma(x, kLog2e, -k)};
+}
+
+/// 2^f times `scale` for f in [-1/2, 1/2], by Horner with fma: every coefficient times `scale`, a power of two (1 or
+/// 2^42), which scales every step's rounded result exactly (no value comes near the subnormals or overflow).
+SABER_EXACT_FN float exp2_poly(float f, float scale) {
+    float p = mul(kExp2C6, scale);
+    p = fma(p, f, mul(kExp2C5, scale));
+    p = fma(p, f, mul(kExp2C4, scale));
+    p = fma(p, f, mul(kExp2C3, scale));
+    p = fma(p, f, mul(kExp2C2, scale));
+    p = fma(p, f, mul(kExp2C1, scale));
+    return fma(p, f, scale);
+}
+
+/// e^x for x <= 0 (and -inf), the softmax term of a max-subtracted logit: x log2 e = k + f (reduce_exp2), 2^f by the
+/// degree-6 polynomial (p in [0.707, 1.415]), times 2^k exactly (k in [-124, 0]: the result is normal). e^0 is exactly 1.
+/// Not defined for x > 0 or NaN.
 SABER_EXACT_FN float exp_nonpositive(float x) {
     if (!(x >= kExpCutoff)) return 0.0f;
-    const float k = round_even(mul(x, kLog2e));
-    float r = fma(k, -kLn2Hi, x);
-    r = fma(k, -kLn2Lo, r);
-    float p = 1.98412701e-04f;            // 1/7!
-    p = fma(p, r, 1.38888892e-03f);       // 1/6!
-    p = fma(p, r, 8.33333377e-03f);       // 1/5!
-    p = fma(p, r, 4.16666679e-02f);       // 1/4!
-    p = fma(p, r, 1.66666672e-01f);       // 1/3!
-    p = fma(p, r, 0.5f);
-    p = fma(p, r, 1.0f);
-    p = fma(p, r, 1.0f);
-    return mul(p, pow2(static_cast<int>(k)));
+    const Exp2Reduction r = reduce_exp2(x);
+    return mul(exp2_poly(r.f, 1.0f), pow2(static_cast<int>(add(r.t, -kRoundMagic))));
 }
 
 // ---- log ----
@@ -196,20 +225,9 @@ SABER_EXACT_FN uint64_t fixed_term(float e) {
 /// e^d 2^42 for d in [-87, 0] as fixed_exp computes it before truncating: exactly exp_nonpositive(d) 2^42 where d >= -86
 /// (a normal float; below -86 the value is not 0 but below 2^-80). fixed_exp's comment explains the steps.
 SABER_EXACT_FN float scaled_exp_clamped(float d) {
-    const float t = add(mul(d, kLog2e), 0x1.8p23f);   // 1.5 2^23 + k, exactly
-    const float k = add(t, -0x1.8p23f);
-    float r = fma(k, -kLn2Hi, d);
-    r = fma(k, -kLn2Lo, r);
-    constexpr float kScale = 4398046511104.0f;        // 2^42
-    float p = 1.98412701e-04f * kScale;
-    p = fma(p, r, 1.38888892e-03f * kScale);
-    p = fma(p, r, 8.33333377e-03f * kScale);
-    p = fma(p, r, 4.16666679e-02f * kScale);
-    p = fma(p, r, 1.66666672e-01f * kScale);
-    p = fma(p, r, 0.5f * kScale);
-    p = fma(p, r, kScale);
-    p = fma(p, r, kScale);
-    return from_bits(bits(p) + (bits(t) << 23));   // p 2^k, exactly
+    const Exp2Reduction r = reduce_exp2(d);
+    const float p = exp2_poly(r.f, 4398046511104.0f);   // 2^42
+    return from_bits(bits(p) + (bits(r.t) << 23));       // p 2^k, exactly
 }
 
 /// Truncation of a float in [0, 2^64) to an integer, as fixed_term truncates.
@@ -226,9 +244,8 @@ SABER_EXACT_FN uint64_t truncate_u64(float x) {
 /// float d in [-90, 0] (and -inf, NaN), and so it needs no C# mirror. Why it is identical:
 ///   - d is first raised to -87 (a NaN too); every d below -29.2 has a fixed term of 0 either way (e^d 2^42 < 1, and
 ///     exp_nonpositive gives 0 below -86), so the clamp changes no result and keeps k in [-126, 0] below.
-///   - k = rint(mul(d, log2 e)) by adding and subtracting 1.5 2^23: v = mul(d, log2 e) lies in [-125.6, 0], so v + 1.5 2^23
-///     lies in [2^23, 2^24), where floats are the integers: the addition rounds v to an integer, ties to even as rint does
-///     (1.5 2^23 is even). r is exp_nonpositive's.
+///   - k and f are exp_nonpositive's (reduce_exp2): d log2 e lies in [-125.6, 0], so t lies in [2^23, 2^24), where floats
+///     are the integers.
 ///   - The polynomial with every coefficient times 2^42 (exact) is exp_nonpositive's p times 2^42 at every step: scaling
 ///     an fma's addend and one factor by a power of two scales its rounded result (no value comes near the subnormals or
 ///     overflow). exp_nonpositive's mul(p, 2^k) is exact (p in [0.7, 1.42], k >= -124 above the cut-off: the result is

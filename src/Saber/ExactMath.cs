@@ -22,24 +22,34 @@ public static class ExactMath
     private const float Ln2Hi = 0.693145751953125f;
     private const float Ln2Lo = 1.42860677e-06f;
 
+    /// <summary>1.5·2^23 (bits 0x4B400000): a sum with it in [2^23, 2^24) has an ulp of 1, so adding it rounds to an integer.</summary>
+    private const float RoundMagic = 12582912f;
+
+    // The minimax polynomial of degree 6 for 2^f on [−½, ½] (native kExp2C1..6); its constant term is exactly 1.
+    private const float Exp2C1 = 6.931472421e-01f, Exp2C2 = 2.402265221e-01f, Exp2C3 = 5.550310388e-02f;
+    private const float Exp2C4 = 9.617692791e-03f, Exp2C5 = 1.340664341e-03f, Exp2C6 = 1.559467782e-04f;
+
     /// <summary>2^k for k in [-126, 127], exact.</summary>
     private static float Pow2(int k) => BitConverter.UInt32BitsToSingle((uint)(k + 127) << 23);
 
-    /// <summary>e^x for x ≤ 0 (and −∞): Cody-Waite reduction, Taylor polynomial of degree 7, exact scaling. e^0 = 1.</summary>
+    /// <summary>
+    /// e^x for x ≤ 0 (and −∞), native exp_nonpositive: x·log2 e = k + f with t = fma(x, log2e, 1.5·2^23) = 1.5·2^23 + k
+    /// (k the integer nearest the exact product, ties to even) and f = fma(x, log2e, −k) in [−½, ½]; 2^f by the degree-6
+    /// polynomial; times 2^k exactly. e^0 = 1.
+    /// </summary>
     public static float Exp(float x)
     {
         if (!(x >= ExpCutoff)) return 0f;
-        float k = MathF.Round(x * Log2E);   // ties to even, as rint
-        float r = MathF.FusedMultiplyAdd(k, -Ln2Hi, x);
-        r = MathF.FusedMultiplyAdd(k, -Ln2Lo, r);
-        float p = 1.98412701e-04f;
-        p = MathF.FusedMultiplyAdd(p, r, 1.38888892e-03f);
-        p = MathF.FusedMultiplyAdd(p, r, 8.33333377e-03f);
-        p = MathF.FusedMultiplyAdd(p, r, 4.16666679e-02f);
-        p = MathF.FusedMultiplyAdd(p, r, 1.66666672e-01f);
-        p = MathF.FusedMultiplyAdd(p, r, 0.5f);
-        p = MathF.FusedMultiplyAdd(p, r, 1.0f);
-        p = MathF.FusedMultiplyAdd(p, r, 1.0f);
+        float t = MathF.FusedMultiplyAdd(x, Log2E, RoundMagic);
+        float k = t - RoundMagic;
+        float f = MathF.FusedMultiplyAdd(x, Log2E, -k);
+        float p = Exp2C6;
+        p = MathF.FusedMultiplyAdd(p, f, Exp2C5);
+        p = MathF.FusedMultiplyAdd(p, f, Exp2C4);
+        p = MathF.FusedMultiplyAdd(p, f, Exp2C3);
+        p = MathF.FusedMultiplyAdd(p, f, Exp2C2);
+        p = MathF.FusedMultiplyAdd(p, f, Exp2C1);
+        p = MathF.FusedMultiplyAdd(p, f, 1.0f);
         return p * Pow2((int)k);
     }
 
@@ -61,23 +71,20 @@ public static class ExactMath
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> ExpTimesPow2Unmasked(Vector256<float> x, int extra)
     {
-        // rint(y) for |y| < 2^22 by adding 1.5·2^23: the sum's ulp is 1, so round-to-nearest-even rounds y as rint does
-        // (1.5·2^23 is even), and the sum's low bits hold k + 2^22 as an integer, which builds 2^k without a conversion.
-        const float Magic = 12582912f;   // 1.5·2^23, bits 0x4B400000
-        Vector256<float> shifted = x * Vector256.Create(Log2E) + Vector256.Create(Magic);
-        Vector256<float> k = shifted - Vector256.Create(Magic);
-        Vector256<float> r = Vector256.FusedMultiplyAdd(k, Vector256.Create(-Ln2Hi), x);
-        r = Vector256.FusedMultiplyAdd(k, Vector256.Create(-Ln2Lo), r);
-        Vector256<float> p = Vector256.Create(1.98412701e-04f);
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(1.38888892e-03f));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(8.33333377e-03f));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(4.16666679e-02f));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(1.66666672e-01f));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(0.5f));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256<float>.One);
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256<float>.One);
-        // 2^(k + extra): bits (k + extra + 127) << 23, where k = bits(shifted) − 0x4B400000.
-        return p * ((shifted.AsInt32() - Vector256.Create(0x4B400000 - 127 - extra)) << 23).AsSingle();
+        // t's low bits hold k + 2^22 as an integer (bits(t) = 0x4B400000 + k), which builds 2^k without a conversion.
+        var log2e = Vector256.Create(Log2E);
+        Vector256<float> t = Vector256.FusedMultiplyAdd(x, log2e, Vector256.Create(RoundMagic));
+        Vector256<float> k = t - Vector256.Create(RoundMagic);
+        Vector256<float> f = Vector256.FusedMultiplyAdd(x, log2e, -k);
+        Vector256<float> p = Vector256.Create(Exp2C6);
+        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(Exp2C5));
+        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(Exp2C4));
+        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(Exp2C3));
+        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(Exp2C2));
+        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(Exp2C1));
+        p = Vector256.FusedMultiplyAdd(p, f, Vector256<float>.One);
+        // 2^(k + extra): bits (k + extra + 127) << 23, where k = bits(t) − 0x4B400000.
+        return p * ((t.AsInt32() - Vector256.Create(0x4B400000 - 127 - extra)) << 23).AsSingle();
     }
 
     /// <summary>ln x for a positive normal x: x = m·2^k, m in [√½, √2), ln m = 2·atanh((m − 1)/(m + 1)) by its series.</summary>
@@ -183,6 +190,13 @@ public static class ExactMath
     private struct Yes : IFlag { public static bool On => true; }
     private struct No : IFlag { public static bool On => false; }
 
+    /// <summary>
+    /// The chunk's fixed-term sums, eight lanes at a time. A fixed term ⌊t⌋ of a scaled term t = e·2^42 is an integer below
+    /// 2^43 and a chunk's terms add up to at most 2^52, so int64 lanes (one truncating conversion with AVX-512 DQ) or
+    /// double lanes (floor, then widen) add them exactly, in any order. The accumulators are locals, not fields of a struct,
+    /// so that the JIT keeps them in registers: a spilled 64-byte accumulator straddles cache lines or not depending on the
+    /// stack's alignment, which made the pass's time vary by 1.5x from one process to the next.
+    /// </summary>
     private static ChunkPartial ChunkSums<TEntropy, TInRange>(ReadOnlySpan<float> chunk, float max)
         where TEntropy : struct, IFlag where TInRange : struct, IFlag
     {
@@ -192,51 +206,58 @@ public static class ExactMath
         {
             ref float first = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(chunk);
             var vmax = Vector256.Create(max);
-            var sums = new FixedSums();
-            var entropies = new FixedSums();
-            for (; i <= chunk.Length - Vector256<float>.Count; i += Vector256<float>.Count)
+            int last = chunk.Length - Vector256<float>.Count;
+            if (System.Runtime.Intrinsics.X86.Avx512DQ.IsSupported)
             {
-                Vector256<float> d = Vector256.LoadUnsafe(ref first, (nuint)i) - vmax;
-                // e·2^42, exact; −∞ logits and those below the cutoff give 0, as skipping them does.
-                Vector256<float> term = TInRange.On ? ExpTimesPow2Unmasked(d, FixedBits) : ExpTimesPow2(d, FixedBits);
-                sums.Add(term);
-                // round(e·(−d))·2^42 = round(e·2^42·(−d)): no subnormal is involved where the term can reach 1 (a product
-                // below 2^-126 gives ⌊·⌋ = 0 either way). e = 0 must give 0, not 0·∞ = NaN for a −∞ logit.
-                if (TEntropy.On)
-                    entropies.Add(TInRange.On ? term * -d : ~Vector256.Equals(term, Vector256<float>.Zero) & (term * -d));
+                Vector512<long> sums = default, entropies = default;
+                for (; i <= last; i += Vector256<float>.Count)
+                {
+                    Vector256<float> d = Vector256.LoadUnsafe(ref first, (nuint)i) - vmax;
+                    Vector256<float> term = ScaledTerm<TInRange>(d);
+                    sums += System.Runtime.Intrinsics.X86.Avx512DQ.ConvertToVector512Int64WithTruncation(term);
+                    if (TEntropy.On)
+                        entropies += System.Runtime.Intrinsics.X86.Avx512DQ.ConvertToVector512Int64WithTruncation(ScaledEntropyTerm<TInRange>(term, d));
+                }
+                sum = (ulong)Vector512.Sum(sums);
+                entropy = (ulong)Vector512.Sum(entropies);
             }
-            sum = sums.Total;
-            entropy = entropies.Total;
+            else
+            {
+                Vector256<double> sumsLow = default, sumsHigh = default, entropiesLow = default, entropiesHigh = default;
+                for (; i <= last; i += Vector256<float>.Count)
+                {
+                    Vector256<float> d = Vector256.LoadUnsafe(ref first, (nuint)i) - vmax;
+                    Vector256<float> term = ScaledTerm<TInRange>(d);
+                    Vector256<float> whole = Vector256.Floor(term);
+                    sumsLow += Vector256.WidenLower(whole);
+                    sumsHigh += Vector256.WidenUpper(whole);
+                    if (TEntropy.On)
+                    {
+                        whole = Vector256.Floor(ScaledEntropyTerm<TInRange>(term, d));
+                        entropiesLow += Vector256.WidenLower(whole);
+                        entropiesHigh += Vector256.WidenUpper(whole);
+                    }
+                }
+                sum = (ulong)Vector256.Sum(sumsLow + sumsHigh);
+                entropy = (ulong)Vector256.Sum(entropiesLow + entropiesHigh);
+            }
         }
         AddTerms(chunk[i..], max, TEntropy.On, ref sum, ref entropy);
         return new ChunkPartial(max, sum, entropy);
     }
 
+    /// <summary>e·2^42 for d = l − max, exact; −∞ logits and those below the cutoff give 0, as skipping them does.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> ScaledTerm<TInRange>(Vector256<float> d) where TInRange : struct, IFlag =>
+        TInRange.On ? ExpTimesPow2Unmasked(d, FixedBits) : ExpTimesPow2(d, FixedBits);
+
     /// <summary>
-    /// Exact lane sums of scaled terms t·2^42: ⌊t⌋ is an integer below 2^43 and a chunk's terms add up to at most 2^52, so
-    /// int64 lanes (one truncating conversion with AVX-512 DQ) or double lanes (floor, then widen) add them exactly, in any
-    /// order.
+    /// round(e·(−d))·2^42 = round(e·2^42·(−d)): no subnormal is involved where the term can reach 1 (a product below 2^-126
+    /// gives ⌊·⌋ = 0 either way). e = 0 must give 0, not 0·∞ = NaN for a −∞ logit.
     /// </summary>
-    private struct FixedSums
-    {
-        private Vector512<long> wide;
-        private Vector256<double> low, high;
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void Add(Vector256<float> scaled)
-        {
-            if (System.Runtime.Intrinsics.X86.Avx512DQ.IsSupported)
-            {
-                wide += System.Runtime.Intrinsics.X86.Avx512DQ.ConvertToVector512Int64WithTruncation(scaled);
-                return;
-            }
-            Vector256<float> whole = Vector256.Floor(scaled);
-            low += Vector256.WidenLower(whole);
-            high += Vector256.WidenUpper(whole);
-        }
-
-        public readonly ulong Total => System.Runtime.Intrinsics.X86.Avx512DQ.IsSupported ? (ulong)Vector512.Sum(wide) : (ulong)Vector256.Sum(low + high);
-    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> ScaledEntropyTerm<TInRange>(Vector256<float> term, Vector256<float> d) where TInRange : struct, IFlag =>
+        TInRange.On ? term * -d : ~Vector256.Equals(term, Vector256<float>.Zero) & (term * -d);
 
     /// <summary>A row's softmax normaliser: its maximum M, Σ e^(l−M) and Σ e^(l−M)·(M − l), merged from chunk partials in chunk order.</summary>
     public struct RowNormaliser
