@@ -222,8 +222,8 @@ SABER_EXACT_FN uint64_t fixed_term(float e) {
 #endif
 }
 
-/// e^d 2^42 for d in [-87, 0] as fixed_exp computes it before truncating: exactly exp_nonpositive(d) 2^42 where d >= -86
-/// (a normal float; below -86 the value is not 0 but below 2^-80). fixed_exp's comment explains the steps.
+/// e^d 2^42 for d in [-87, 0], the fast row pass's term: exactly exp_nonpositive(d) 2^42 where d >= -86 (a normal float;
+/// below -86 the value is not 0 but below 2^-82). scaled_terms_fast's comment explains the steps.
 SABER_EXACT_FN float scaled_exp_clamped(float d) {
     const Exp2Reduction r = reduce_exp2(d);
     const float p = exp2_poly(r.f, 4398046511104.0f);   // 2^42
@@ -239,37 +239,31 @@ SABER_EXACT_FN uint64_t truncate_u64(float x) {
 #endif
 }
 
-/// fixed_term(exp_nonpositive(d)) for d <= 0, -inf (and NaN): the same bits, in fewer operations, for the fast row pass's
-/// sums without entropy. Not a new definition: it is identical to the composition, which the host tests check for every
-/// float d in [-90, 0] (and -inf, NaN), and so it needs no C# mirror. Why it is identical:
-///   - d is first raised to -87 (a NaN too); every d below -29.2 has a fixed term of 0 either way (e^d 2^42 < 1, and
-///     exp_nonpositive gives 0 below -86), so the clamp changes no result and keeps k in [-126, 0] below.
-///   - k and f are exp_nonpositive's (reduce_exp2): d log2 e lies in [-125.6, 0], so t lies in [2^23, 2^24), where floats
-///     are the integers.
+/// A chunk's terms, scaled by 2^42: {e 2^42, e (-d) 2^42} with d = l - m and e = exp_nonpositive(d).
+struct ScaledTerms {
+    float sum;
+    float entropy;
+};
+
+/// The fast row pass's scaled terms of d = l - m (d <= 0, -inf): {scaled_exp_clamped(d'), mul(that, -d')} with d' =
+/// max(d, -87), in fewer operations than scaled_terms and without a branch. They equal scaled_terms' bits wherever d >=
+/// -86 and that entropy term is a normal float; elsewhere (d < -86, a -inf logit, a subnormal product) both are below
+/// 2^-75, and class_sum_truncated gives the same integer for either (chunk_partial_of's comment). Why they are equal:
+///   - k and f are exp_nonpositive's (reduce_exp2): d' log2 e lies in [-125.6, 0], so t lies in [2^23, 2^24), where
+///     floats are the integers.
 ///   - The polynomial with every coefficient times 2^42 (exact) is exp_nonpositive's p times 2^42 at every step: scaling
 ///     an fma's addend and one factor by a power of two scales its rounded result (no value comes near the subnormals or
 ///     overflow). exp_nonpositive's mul(p, 2^k) is exact (p in [0.7, 1.42], k >= -124 above the cut-off: the result is
-///     normal), and so is fixed_term's scaling by 2^42: both are the one exact value p 2^(k + 42), a normal float (k + 42
-///     >= -84), which adding k to the exponent field of p 2^42 gives without a multiply: bits(t) = bits(1.5 2^23) + k,
-///     and bits(1.5 2^23) << 23 is 0 modulo 2^32, so bits(t) << 23 is k << 23. In [-87, -86), where exp_nonpositive
-///     gives 0, p 2^(k + 42) < 2^-81 truncates to 0 as well.
-SABER_EXACT_FN uint64_t fixed_exp(float d) { return truncate_u64(scaled_exp_clamped(fmaxf(d, -87.0f))); }
-
-/// What add_term(p, l, true) adds for d = l - p.max, or nothing (both 0) for d = -inf, a -inf logit, which the row
-/// functions skip: {fixed_term(e), fixed_term(mul(e, -d))} with e = exp_nonpositive(d), the same bits (checked on the
-/// host for every float d in [-90, 0] and -inf) in fewer operations and without a branch. With d' = max(d, -87) and E =
-/// scaled_exp_clamped(d') (so fixed_exp(d) = trunc(E)): where d >= -86, E = e 2^42 exactly, and mul(E, -d) = mul(e, -d)
-/// 2^42 exactly when mul(e, -d) is normal (scaling by a power of two commutes with rounding); when it is subnormal (or
-/// 0), both products are below 2^-80 and truncate to 0. Below -86 (and at -inf), where e = 0, E (-d') < 2^-74: 0 too.
-struct FixedTerms {
-    uint64_t sum;
-    uint64_t entropy;
-};
-
-SABER_EXACT_FN FixedTerms fixed_exp_entropy(float d) {
+///     normal), and so is the scaling by 2^42: both are the one exact value p 2^(k + 42), a normal float (k + 42 >= -84),
+///     which adding k to the exponent field of p 2^42 gives without a multiply: bits(t) = bits(1.5 2^23) + k, and
+///     bits(1.5 2^23) << 23 is 0 modulo 2^32, so bits(t) << 23 is k << 23. Below -86, where exp_nonpositive gives 0,
+///     p 2^(k + 42) < 2^-82.
+///   - mul(E, -d) = mul(e, -d) 2^42 exactly when mul(e, -d) is normal (scaling by a power of two commutes with
+///     rounding); when it is subnormal both are below 2^-84; below -86, E 87 < 2^-75.
+SABER_EXACT_FN ScaledTerms scaled_terms_fast(float d) {
     const float clamped = fmaxf(d, -87.0f);
     const float scaled = scaled_exp_clamped(clamped);
-    return FixedTerms{truncate_u64(scaled), truncate_u64(mul(scaled, -clamped))};
+    return ScaledTerms{scaled, mul(scaled, -clamped)};
 }
 
 // ---- one row of logits: the quantities of spec §2 ----
@@ -352,33 +346,61 @@ SABER_EXACT_FN TopTwo top_two(const Load &load, int vocabulary, int mask_id, flo
 /// parallel row pass may split a row only at chunk boundaries.
 constexpr int kChunk = 1024;
 
-/// What chunk j contributes: its exact maximum m_j and the fixed-point sums of e = exp(l - m_j) and of e (m_j - l)
-/// over its finite logits (order-free: integer sums).
+/// What chunk j contributes: its exact maximum m_j and the fixed-point sums S_j and H_j of its terms e = exp(l - m_j) and
+/// e (m_j - l) (chunk_partial_of; order-free: integer sums).
 struct ChunkPartial {
     float max;
     uint64_t sum;
     uint64_t entropy;
 };
 
-/// Adds the terms of a finite logit (not -inf) to `p`, whose max is already its chunk's maximum.
-SABER_EXACT_FN void add_term(ChunkPartial &p, float logit, bool with_entropy) {
-    const float d = add(logit, -p.max);
+/// The fixed-point scale of the terms: 2^42.
+constexpr float kFixedScale = 4398046511104.0f;
+
+/// A chunk's ids fall into 256 classes of four ids 256 apart: {v, v + 256, v + 512, v + 768} for each v of its first 256.
+/// Whatever a row's alignment, a lane of the CUDA pass holds all four ids of a class (row_scan.h's layout), and so does
+/// one lane of the CPU pass's four vectors 256 ids apart; no other grouping of a chunk's ids has that property for every
+/// alignment and both vector widths.
+constexpr int kClassStride = 256;
+
+/// The scaled terms of a logit (not NaN or +inf) in a chunk of maximum `max`: {mul(e, 2^42), mul(mul(e, -d), 2^42)} with
+/// d = l - max and e = exp_nonpositive(d) (both scalings exact), and {0, 0} for -inf.
+SABER_EXACT_FN ScaledTerms scaled_terms(float logit, float max) {
+    if (logit == -INFINITY) return ScaledTerms{0.0f, 0.0f};
+    const float d = add(logit, -max);
     const float e = exp_nonpositive(d);
-    p.sum += fixed_term(e);
-    if (with_entropy) p.entropy += fixed_term(mul(e, -d));
+    return ScaledTerms{mul(e, kFixedScale), mul(mul(e, -d), kFixedScale)};
 }
 
-/// The partial of ids [begin, end) of a row that holds no NaN or +inf.
+/// The fixed-point sum of one class: its four scaled terms added in float as (a + c) + (b + d), where a, b, c, d are the
+/// terms of ids v, v + 256, v + 512 and v + 768 (0 past the chunk's end), then truncated to an integer. The grouping pairs
+/// ids 512 apart; float addition is commutative, so a lane that holds the class in another rotation (v + 768 first) gets
+/// the same bits. A class adds up to at most 2^44, a chunk to 2^52 and a row of 2^21 ids to 2^63.
+SABER_EXACT_FN uint64_t class_sum_truncated(float a, float b, float c, float d) { return truncate_u64(add(add(a, c), add(b, d))); }
+
+/// The partial of ids [begin, end) of a row that holds no NaN or +inf (end - begin <= kChunk): the chunk's maximum, then
+/// S = sum over its classes of class_sum_truncated of the terms' sum parts, and H likewise of their entropy parts. The
+/// truncation error is below one unit (2^-42 of a term of 1) per class, and the float additions cost at most two
+/// roundings of 2^-24 relative per class.
+///
+/// The fast passes' terms (scaled_terms_fast) differ from these only where both are below 2^-75, and then the class's
+/// integer is the same: if a term's partner in a pair is at least 2^-50, both sums round to the partner (2^-75 is below
+/// half its ulp), and if it is smaller, both pair sums are below 2^-49; then the other pair's sum, if at least 2^-25,
+/// absorbs either, and if not, the class's sum is below 1 and truncates to 0 either way.
 template <typename Load>
 SABER_EXACT_FN ChunkPartial chunk_partial_of(const Load &load, int begin, int end, bool with_entropy) {
     ChunkPartial p{-INFINITY, 0, 0};
     for (int v = begin; v < end; ++v)
         if (load(v) > p.max) p.max = load(v);
     if (p.max == -INFINITY) return p;
-    for (int v = begin; v < end; ++v) {
-        const float l = load(v);
-        if (l == -INFINITY) continue;
-        add_term(p, l, with_entropy);
+    for (int v = begin; v < begin + kClassStride && v < end; ++v) {
+        ScaledTerms t[4];
+        for (int s = 0; s < 4; ++s) {
+            const int id = v + s * kClassStride;
+            t[s] = id < end ? scaled_terms(load(id), p.max) : ScaledTerms{0.0f, 0.0f};
+        }
+        p.sum += class_sum_truncated(t[0].sum, t[1].sum, t[2].sum, t[3].sum);
+        if (with_entropy) p.entropy += class_sum_truncated(t[0].entropy, t[1].entropy, t[2].entropy, t[3].entropy);
     }
     return p;
 }

@@ -923,44 +923,30 @@ TEST_F(Device, ExactMathComputesTheHostBuildsBits) {
     EXPECT_EQ(host, device);
 }
 
-TEST_F(Device, FixedExpIsTheCompositionOnTheDeviceAndTheHostsBits) {
-    // exact::fixed_exp and fixed_exp_entropy (the row pass's terms) against add_term's terms, fixed_term(e) and
-    // fixed_term(mul(e, -d)), all on the device, and against the host build; the host tests check every float of [-90, 0].
+TEST_F(Device, ScaledTermsHaveTheHostsBitsOnTheDevice) {
+    // exact::scaled_terms_fast (the row pass's terms) and the definition's scaled_terms, on the device, against the host
+    // build bit for bit; the host tests check their agreement on every float of [-90, 0] and in classes.
     namespace exact = saber::exact;
     std::mt19937 rng(19);
-    std::uniform_real_distribution<float> wide(-90.0f, 0.0f), near(-30.0f, 0.0f);
+    std::uniform_real_distribution<float> wide(-90.0f, 0.0f), near(-35.0f, 0.0f);
     std::vector<float> inputs = exact_inputs(rng, 2048, [&](std::mt19937 &r) { return wide(r); },
-                                             {0.0f, -0.0f, -kInf, std::nanf(""), -1e-45f, -86.0f, -86.00001f, -87.0f, -87.00001f, -29.1f, -29.2f, -3.4e38f});
+                                             {0.0f, -0.0f, -kInf, -1e-45f, -1e-39f, -86.0f, -86.00001f, -87.0f, -87.00001f, -29.1f, -29.2f, -33.6f, -3.4e38f});
     for (int i = 0; i < 2048; ++i) inputs.push_back(near(rng));
     const size_t n = inputs.size();
-    float *device_inputs = nullptr;
-    uint64_t *device_outputs = nullptr;
+    float *device_inputs = nullptr, *device_outputs = nullptr;
     ASSERT_EQ(cudaMalloc(&device_inputs, n * sizeof(float)), cudaSuccess);
-    ASSERT_EQ(cudaMalloc(&device_outputs, 5 * n * sizeof(uint64_t)), cudaSuccess);
-    std::vector<uint64_t> out(5 * n, ~uint64_t{0});
+    ASSERT_EQ(cudaMalloc(&device_outputs, 4 * n * sizeof(float)), cudaSuccess);
+    std::vector<float> out(4 * n, NAN);
     ASSERT_EQ(cudaMemcpy(device_inputs, inputs.data(), n * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
-    ASSERT_EQ(saber::launch_fixed_exp(device_inputs, device_outputs, static_cast<int64_t>(n), nullptr), cudaSuccess);
-    ASSERT_EQ(cudaMemcpy(out.data(), device_outputs, 5 * n * sizeof(uint64_t), cudaMemcpyDeviceToHost), cudaSuccess);
+    ASSERT_EQ(saber::launch_scaled_terms(device_inputs, device_outputs, static_cast<int64_t>(n), nullptr), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(out.data(), device_outputs, 4 * n * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
     cudaFree(device_inputs);
     cudaFree(device_outputs);
     for (size_t i = 0; i < n; ++i) {
-        const float d = inputs[i], e = exact::exp_nonpositive(d);
-        const uint64_t *o = &out[5 * i];
-        ASSERT_EQ(o[0], o[3]) << "device fixed_exp vs device composition at d = " << d;
-        ASSERT_EQ(o[0], exact::fixed_term(e)) << "device vs host at d = " << d;
-        ASSERT_EQ(exact::fixed_exp(d), exact::fixed_term(e)) << "host fixed_exp at d = " << d;
-        if (d != d) continue;   // no logit gives a NaN d
-        const exact::FixedTerms host = exact::fixed_exp_entropy(d);
-        ASSERT_EQ(o[1], host.sum) << "d = " << d;
-        ASSERT_EQ(o[2], host.entropy) << "d = " << d;
-        if (d == -kInf) {   // a -inf logit: its terms are skipped, so fixed_exp_entropy gives nothing
-            ASSERT_EQ(o[1], 0u);
-            ASSERT_EQ(o[2], 0u);
-            continue;
-        }
-        ASSERT_EQ(o[1], o[3]) << "device fixed_exp_entropy vs device composition at d = " << d;
-        ASSERT_EQ(o[2], o[4]) << "device fixed_exp_entropy vs device composition at d = " << d;
-        ASSERT_EQ(o[4], exact::fixed_term(exact::mul(e, -d))) << "device vs host at d = " << d;
+        const float d = inputs[i];
+        const exact::ScaledTerms fast = exact::scaled_terms_fast(d), definition = exact::scaled_terms(d, 0.0f);
+        const float host[4] = {fast.sum, fast.entropy, definition.sum, definition.entropy};
+        for (int k = 0; k < 4; ++k) ASSERT_EQ(exact::bits(out[4 * i + k]), exact::bits(host[k])) << "output " << k << " at d = " << d;
     }
 }
 

@@ -361,59 +361,89 @@ TEST(ExactMath, FixedTermsAreTheTruncatedScaledTerm) {
 
 namespace {
 
-/// Compares exact::fixed_exp and fixed_exp_entropy with the compositions they replace (add_term's terms) at the floats
-/// with bits [first, last] stepping by `stride` (bits of negative floats grow with their magnitude); returns the
-/// mismatches and reports the first.
-uint64_t fixed_exp_mismatches(uint32_t first, uint32_t last, uint32_t stride) {
+/// Whether the fast pass's scaled terms of d (exact::scaled_terms_fast) keep their promise against the definition's
+/// (scaled_terms(d, 0), d being a logit minus its chunk's maximum): the same bits where d >= -86 (and, for the entropy
+/// term, where mul(e, -d) is normal or 0: a scaled value of 0 or at least 2^-84), and otherwise both below 2^-75.
+bool fast_terms_keep_their_promise(float d, std::string *why) {
     using namespace saber::exact;
-    uint64_t mismatches = 0;
+    const ScaledTerms fast = scaled_terms_fast(d), definition = scaled_terms(d, 0.0f);
+    const bool exact_region = d >= kExpCutoff;
+    const auto check = [&](float f, float r, bool same, const char *what) {
+        const bool ok = same ? bits(f) == bits(r) : (f >= 0.0f && f < 0x1p-75f && r >= 0.0f && r < 0x1p-75f);
+        if (!ok && why && why->empty()) *why = std::string(what) + " at d = " + std::to_string(d) + ": fast " + std::to_string(f) + ", definition " + std::to_string(r);
+        return ok;
+    };
+    const bool sum = check(fast.sum, definition.sum, exact_region, "sum term");
+    const bool entropy = check(fast.entropy, definition.entropy, exact_region && (definition.entropy == 0.0f || definition.entropy >= 0x1p-84f), "entropy term");
+    return sum && entropy;
+}
+
+/// Counts the floats with bits [first, last] (stepping by `stride`; bits of negative floats grow with their magnitude)
+/// at which fast_terms_keep_their_promise fails, and reports the first.
+uint64_t fast_term_failures(uint32_t first, uint32_t last, uint32_t stride) {
+    uint64_t failures = 0;
     for (uint64_t u = first; u <= last; u += stride) {
-        const float d = from_bits(static_cast<uint32_t>(u));
-        const float e = exp_nonpositive(d);
-        const uint64_t sum = fixed_term(e), entropy = fixed_term(mul(e, -d));
-        const FixedTerms both = fixed_exp_entropy(d);
-        const uint64_t alone = fixed_exp(d);
-        if ((alone != sum || both.sum != sum || both.entropy != entropy) && mismatches++ == 0)
-            ADD_FAILURE() << "at d = " << d << ": fixed_exp " << alone << ", fixed_exp_entropy " << both.sum << " " << both.entropy << "; composition "
-                          << sum << " " << entropy;
+        std::string why;
+        if (!fast_terms_keep_their_promise(saber::exact::from_bits(static_cast<uint32_t>(u)), &why) && failures++ == 0) ADD_FAILURE() << why;
     }
-    return mismatches;
+    return failures;
 }
 
 }  // namespace
 
-TEST(ExactMath, FixedExpAndFixedExpEntropyAreTheCompositionBitForBit) {
+TEST(ExactMath, FastScaledTermsAreTheDefinitionsWhereTheyCanMatter) {
     using namespace saber::exact;
-    // Every float of [-90, -2^-24] (2.6e8 floats: every magnitude where k, r and the cut-offs vary), and every 61st float
-    // of (-2^-24, -0] (where k = 0 and r = d); SABER_EXHAUSTIVE=1 checks every float of [-90, -0] (1.1e9, about a minute).
+    // Every float of [-90, -2^-24] (2.6e8 floats: every magnitude where k, f and the cut-offs vary), and every 61st float
+    // of (-2^-24, -0] (where k = 0 and f is d log2e); SABER_EXHAUSTIVE=1 checks every float of [-90, -0] (1.1e9).
     const bool exhaustive = std::getenv("SABER_EXHAUSTIVE") != nullptr && std::string(std::getenv("SABER_EXHAUSTIVE")) == "1";
     const uint32_t small = bits(-0x1p-24f);
-    EXPECT_EQ(fixed_exp_mismatches(small, bits(-90.0f), 1), 0u);
-    EXPECT_EQ(fixed_exp_mismatches(bits(-0.0f), small, exhaustive ? 1 : 61), 0u);
-    // The edges: zeros, -inf, NaN, the cut-offs at -86 and -87 and where the term becomes 0, each with its neighbours.
-    const float edges[] = {0.0f, -0.0f, -INFINITY, -1e-45f, -86.0f, -87.0f, -29.0f, -29.1f, -29.2f, -29.3f, -0.5f, -1.0f, -3.4e38f};
+    EXPECT_EQ(fast_term_failures(small, bits(-90.0f), 1), 0u);
+    EXPECT_EQ(fast_term_failures(bits(-0.0f), small, exhaustive ? 1 : 61), 0u);
+    // The edges: zeros, -inf, subnormals, the cut-offs at -86 and -87 and where the terms' integers become 0, -FLT_MAX.
+    const float edges[] = {0.0f, -0.0f, -INFINITY, -1e-45f, -1e-39f, -86.0f, -87.0f, -29.0f, -29.2f, -33.5f, -34.0f, -0.5f, -1.0f, -3.4e38f};
     for (const float edge : edges)
         for (int step = -3; step <= 3; ++step) {
             const uint32_t u = bits(edge);
             const float d = from_bits(edge == 0.0f && step < 0 ? u : u + static_cast<uint32_t>(step));
-            if (d > 0.0f) continue;
-            const float e = exp_nonpositive(d);
-            EXPECT_EQ(fixed_exp(d), fixed_term(e)) << d;
-            if (d == -INFINITY || d != d) continue;   // no logit gives a NaN d; -inf: below
-            EXPECT_EQ(fixed_exp_entropy(d).sum, fixed_term(e)) << d;
-            EXPECT_EQ(fixed_exp_entropy(d).entropy, fixed_term(mul(e, -d))) << d;
+            if (!(d <= 0.0f)) continue;
+            std::string why;
+            EXPECT_TRUE(fast_terms_keep_their_promise(d, &why)) << why;
         }
-    EXPECT_EQ(fixed_exp(NAN), fixed_term(exp_nonpositive(NAN)));
-    EXPECT_EQ(fixed_exp(0.0f), uint64_t{1} << 42);
-    EXPECT_EQ(fixed_exp(-INFINITY), 0u);
-    // A -inf logit, which add_term's callers skip: nothing.
-    EXPECT_EQ(fixed_exp_entropy(-INFINITY).sum, 0u);
-    EXPECT_EQ(fixed_exp_entropy(-INFINITY).entropy, 0u);
-    EXPECT_EQ(fixed_exp_entropy(0.0f).sum, uint64_t{1} << 42);
-    EXPECT_EQ(fixed_exp_entropy(0.0f).entropy, 0u);
-    // The term's last non-zero value: the largest d with fixed_exp(d) == 0 lies between -29.2 and -29.1.
-    EXPECT_EQ(fixed_exp(-29.2f), 0u);
-    EXPECT_GT(fixed_exp(-29.1f), 0u);
+    EXPECT_EQ(scaled_terms_fast(0.0f).sum, kFixedScale);
+    EXPECT_EQ(scaled_terms_fast(0.0f).entropy, 0.0f);
+    EXPECT_EQ(scaled_terms(-INFINITY, 0.0f).sum, 0.0f) << "a -inf logit has no term";
+    EXPECT_LT(scaled_terms_fast(-INFINITY).sum, 0x1p-75f);
+    EXPECT_LT(scaled_terms_fast(-INFINITY).entropy, 0x1p-75f);
+}
+
+TEST(ExactMath, ClassSumsOfTheFastTermsAreTheDefinitionsIntegers) {
+    // chunk_partial_of's argument: terms that differ only below 2^-75 never change a class's integer. 4 million random
+    // classes of d values drawn where it matters: tiny terms (below -86, -inf, subnormal products), terms whose integer
+    // part is small (d near -29 to -34), the pairs' partners around 2^-50 and 2^-25 (d near -64.4 and -46.6), and large.
+    using namespace saber::exact;
+    std::mt19937 rng(41);
+    const float pool[] = {-INFINITY, -1e-39f, -86.5f, -87.0f, -100.0f, -3.4e38f, -29.1f, -29.3f, -30.0f, -33.6f, -34.0f,
+                          -64.4f, -64.5f, -46.6f, -46.5f, -28.0f, -10.0f, -1.0f, 0.0f, -0.0f};
+    std::uniform_int_distribution<int> pick(0, static_cast<int>(sizeof pool / sizeof pool[0]) - 1);
+    std::uniform_real_distribution<float> jitter(-0.25f, 0.25f);
+    uint64_t mismatches = 0;
+    for (int i = 0; i < 4000000; ++i) {
+        float d[4];
+        ScaledTerms fast[4], definition[4];
+        for (int s = 0; s < 4; ++s) {
+            d[s] = pool[pick(rng)];
+            if (std::isfinite(d[s]) && d[s] < 0.0f && d[s] > -1e30f && (rng() & 1)) d[s] = std::min(0.0f, d[s] + jitter(rng));
+            fast[s] = scaled_terms_fast(d[s]);
+            definition[s] = scaled_terms(d[s], 0.0f);
+        }
+        const uint64_t fs = class_sum_truncated(fast[0].sum, fast[1].sum, fast[2].sum, fast[3].sum);
+        const uint64_t rs = class_sum_truncated(definition[0].sum, definition[1].sum, definition[2].sum, definition[3].sum);
+        const uint64_t fe = class_sum_truncated(fast[0].entropy, fast[1].entropy, fast[2].entropy, fast[3].entropy);
+        const uint64_t re = class_sum_truncated(definition[0].entropy, definition[1].entropy, definition[2].entropy, definition[3].entropy);
+        if ((fs != rs || fe != re) && mismatches++ == 0)
+            ADD_FAILURE() << "class of d = " << d[0] << ", " << d[1] << ", " << d[2] << ", " << d[3] << ": fast " << fs << " " << fe << ", definition " << rs << " " << re;
+    }
+    EXPECT_EQ(mismatches, 0u);
 }
 
 TEST(ExactMath, EvalChecksItsArguments) {
@@ -481,6 +511,10 @@ TEST(ExactRow, ProbabilitiesAreWithinAMillionthOfTheExactSoftmax) {
     EXPECT_LE(worst_c, 1e-6) << "relative error of c and q where they are at least 1e-3";
     EXPECT_LE(worst_excess, 4e-7) << "relative error of c and q beyond |l - M| 2^-24";
     EXPECT_LE(worst_entropy, 1e-5) << "absolute error of the negentropy";
+    // The measured figures docs/arithmetic.md quotes (shown with --gtest_output or in the XML report).
+    char measured[160];
+    snprintf(measured, sizeof measured, "c, q: %.2g beyond the gap term, %.2g where >= 1e-3; negentropy %.2g", worst_excess, worst_c, worst_entropy);
+    RecordProperty("measured", measured);
 }
 
 TEST(ExactRow, ChunkPartialsComputedInAnyOrderMergeToTheReferencesBits) {
@@ -505,11 +539,19 @@ TEST(ExactRow, ChunkPartialsComputedInAnyOrderMergeToTheReferencesBits) {
             continue;
         }
         EXPECT_EQ(saber::exact::bits(r.confidence), saber::exact::bits(saber::exact::probability(row[static_cast<size_t>(r.prediction)], merged)));
-        // A chunk's fixed-point sums are the same in any order of its terms (integer addition).
+        // A chunk's fixed-point sum is the same in any order of its classes (integer addition): the last chunk's classes
+        // added last to first, each from its four ids' terms.
         uint64_t reversed = 0;
-        const int last = chunks - 1;
-        for (int v = vocabulary - 1; v >= last * saber::exact::kChunk; --v)
-            reversed += saber::exact::fixed_term(saber::exact::exp_nonpositive(saber::exact::add(row[static_cast<size_t>(v)], -parts.back().max)));
+        const int begin = (chunks - 1) * saber::exact::kChunk;
+        const float max = parts.back().max;
+        for (int v = std::min(vocabulary, begin + saber::exact::kClassStride) - 1; v >= begin; --v) {
+            float t[4];
+            for (int s = 0; s < 4; ++s) {
+                const int id = v + s * saber::exact::kClassStride;
+                t[s] = id < vocabulary ? saber::exact::scaled_terms(row[static_cast<size_t>(id)], max).sum : 0.0f;
+            }
+            reversed += saber::exact::class_sum_truncated(t[0], t[1], t[2], t[3]);
+        }
         EXPECT_EQ(reversed, parts.back().sum);
     }
 }
@@ -736,7 +778,8 @@ exact::RowResult emulate_fast_pass(const std::vector<float> &row, MemoryRow &mem
             }
             exact::ChunkPartial p{m, 0, 0};
             for (int l = 0; l < scan::kLanes; ++l) {
-                const exact::ChunkPartial q = entropy ? scan::lane_terms<true>(x[l], m) : scan::lane_terms<false>(x[l], m);
+                const exact::ChunkPartial q = width == 4 ? (entropy ? scan::lane_terms<true, 4>(x[l], m) : scan::lane_terms<false, 4>(x[l], m))
+                                                         : (entropy ? scan::lane_terms<true, 8>(x[l], m) : scan::lane_terms<false, 8>(x[l], m));
                 p.sum += q.sum;
                 p.entropy += q.entropy;
             }

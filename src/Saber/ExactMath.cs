@@ -137,10 +137,33 @@ public static class ExactMath
 
     private const double TwoToMinus42 = 1.0 / 4398046511104.0;
 
-    /// <summary>A chunk's exact maximum and the fixed-point sums of e = exp(l − m) and e·(m − l) over its finite logits.</summary>
+    /// <summary>A chunk's exact maximum and the fixed-point sums of its terms e = exp(l − m) and e·(m − l), class by class.</summary>
     public readonly record struct ChunkPartial(float Max, ulong Sum, ulong Entropy);
 
-    /// <summary>The partial of a chunk holding no NaN or +∞.</summary>
+    /// <summary>
+    /// A chunk's ids fall into 256 classes of four ids 256 apart, {v, v + 256, v + 512, v + 768} (native kClassStride): the
+    /// ids that one lane of the CUDA pass holds whatever the row's alignment, and one lane of four vectors here.
+    /// </summary>
+    public const int ClassStride = 256;
+
+    private const float FixedScale = 4398046511104.0f;   // 2^42
+
+    /// <summary>The scaled terms of a logit in a chunk of maximum <paramref name="max"/> (native scaled_terms):
+    /// e·2^42 and (e·(−d))·2^42 with d = l − max and e = <see cref="Exp(float)"/>(d); both 0 for −∞.</summary>
+    private static (float Sum, float Entropy) ScaledTerms(float logit, float max)
+    {
+        if (logit == float.NegativeInfinity) return (0f, 0f);
+        float d = logit - max;
+        float e = Exp(d);
+        return (e * FixedScale, e * -d * FixedScale);
+    }
+
+    /// <summary>A class's integer (native class_sum_truncated): the scaled terms of ids v, v + 256, v + 512, v + 768 added
+    /// in float as (a + c) + (b + d), then truncated.</summary>
+    public static ulong ClassSumTruncated(float a, float b, float c, float d) => (ulong)((a + c) + (b + d));
+
+    /// <summary>The partial of a chunk holding no NaN or +∞ (native chunk_partial_of): its maximum, then the sum over its
+    /// classes of <see cref="ClassSumTruncated"/> of the terms (0 past the chunk's end).</summary>
     public static ChunkPartial ChunkOf(ReadOnlySpan<float> chunk, bool withEntropy)
     {
         float max = float.NegativeInfinity;
@@ -148,32 +171,31 @@ public static class ExactMath
             if (l > max) max = l;
         if (max == float.NegativeInfinity) return new ChunkPartial(max, 0, 0);
         ulong sum = 0, entropy = 0;
-        AddTerms(chunk, max, withEntropy, ref sum, ref entropy);
+        Span<(float Sum, float Entropy)> t = stackalloc (float, float)[4];
+        for (int v = 0; v < Math.Min(ClassStride, chunk.Length); v++)
+        {
+            for (int s = 0; s < 4; s++)
+            {
+                int id = v + s * ClassStride;
+                t[s] = id < chunk.Length ? ScaledTerms(chunk[id], max) : (0f, 0f);
+            }
+            sum += ClassSumTruncated(t[0].Sum, t[1].Sum, t[2].Sum, t[3].Sum);
+            if (withEntropy) entropy += ClassSumTruncated(t[0].Entropy, t[1].Entropy, t[2].Entropy, t[3].Entropy);
+        }
         return new ChunkPartial(max, sum, entropy);
     }
 
-    /// <summary>Adds the fixed terms of <paramref name="logits"/> (−∞ skipped) relative to the chunk maximum <paramref name="max"/> (native add_term).</summary>
-    private static void AddTerms(ReadOnlySpan<float> logits, float max, bool withEntropy, ref ulong sum, ref ulong entropy)
-    {
-        foreach (float l in logits)
-        {
-            if (l == float.NegativeInfinity) continue;
-            float d = l - max;
-            float e = Exp(d);
-            sum += FixedTerm(e);
-            if (withEntropy) entropy += FixedTerm(e * -d);
-        }
-    }
-
     /// <summary>
-    /// <see cref="ChunkOf(ReadOnlySpan{float}, bool)"/> for a chunk whose maximum <paramref name="max"/> is known,
-    /// eight lanes at a time. A fixed term ⌊e·2^42⌋ is an integer below 2^43 and a chunk's terms sum to at most 2^52, so
-    /// the lanes add them exactly in double, in any order: the sums equal the scalar ones. <paramref name="min"/>, the
-    /// chunk's minimum when known, lets a chunk whose every logit is within 86 of its maximum skip the cutoff and −∞ masks.
+    /// <see cref="ChunkOf(ReadOnlySpan{float}, bool)"/> for a chunk whose maximum <paramref name="max"/> is known, eight
+    /// classes at a time: lane j of the four vectors at i, i + 256, i + 512 and i + 768 holds class i + j. A chunk shorter
+    /// than 1024 ids is first padded with −∞, whose terms are 0. <paramref name="min"/>, the chunk's minimum when known,
+    /// lets a whole chunk whose every logit is within 86 of its maximum skip the cutoff and −∞ masks.
     /// </summary>
     public static ChunkPartial ChunkOf(ReadOnlySpan<float> chunk, float max, bool withEntropy, float min = float.NegativeInfinity)
     {
         if (max == float.NegativeInfinity) return new ChunkPartial(max, 0, 0);
+        if (!Vector256.IsHardwareAccelerated) return ChunkOf(chunk, withEntropy);
+        if (chunk.Length < Chunk) return PaddedChunkOf(chunk, max, withEntropy);
         // round(l − max) is monotone in l, so every d of the chunk is ≥ −86 when the minimum's is; then no term is 0.
         bool inRange = min - max >= ExpCutoff;
         return (withEntropy, inRange) switch
@@ -185,75 +207,94 @@ public static class ExactMath
         };
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static ChunkPartial PaddedChunkOf(ReadOnlySpan<float> chunk, float max, bool withEntropy)
+    {
+        Span<float> padded = stackalloc float[Chunk];
+        chunk.CopyTo(padded);
+        padded[chunk.Length..].Fill(float.NegativeInfinity);
+        return withEntropy ? ChunkSums<Yes, No>(padded, max) : ChunkSums<No, No>(padded, max);
+    }
+
     /// <summary>Compile-time flags: the JIT compiles one loop per combination, with the untaken branches removed.</summary>
     private interface IFlag { static abstract bool On { get; } }
     private struct Yes : IFlag { public static bool On => true; }
     private struct No : IFlag { public static bool On => false; }
 
     /// <summary>
-    /// The chunk's fixed-term sums, eight lanes at a time. A fixed term ⌊t⌋ of a scaled term t = e·2^42 is an integer below
-    /// 2^43 and a chunk's terms add up to at most 2^52, so int64 lanes (one truncating conversion with AVX-512 DQ) or
-    /// double lanes (floor, then widen) add them exactly, in any order. The accumulators are locals, not fields of a struct,
-    /// so that the JIT keeps them in registers: a spilled 64-byte accumulator straddles cache lines or not depending on the
-    /// stack's alignment, which made the pass's time vary by 1.5x from one process to the next.
+    /// The fixed-point sums of a whole chunk (1024 ids), eight classes at a time. A class's integer is below 2^45 and a
+    /// chunk's add up to at most 2^52, so int64 lanes (one truncating conversion with AVX-512 DQ) or double lanes (floor,
+    /// then widen) add them exactly, in any order. The accumulators are locals, not fields of a struct, so that the JIT
+    /// keeps them in registers: a spilled 64-byte accumulator straddles cache lines or not depending on the stack's
+    /// alignment, which made the pass's time vary by 1.5x from one process to the next.
     /// </summary>
     private static ChunkPartial ChunkSums<TEntropy, TInRange>(ReadOnlySpan<float> chunk, float max)
         where TEntropy : struct, IFlag where TInRange : struct, IFlag
     {
-        int i = 0;
-        ulong sum = 0, entropy = 0;
-        if (Vector256.IsHardwareAccelerated && chunk.Length >= Vector256<float>.Count)
+        ref float first = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(chunk);
+        var vmax = Vector256.Create(max);
+        ulong sum, entropy;
+        if (System.Runtime.Intrinsics.X86.Avx512DQ.IsSupported)
         {
-            ref float first = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(chunk);
-            var vmax = Vector256.Create(max);
-            int last = chunk.Length - Vector256<float>.Count;
-            if (System.Runtime.Intrinsics.X86.Avx512DQ.IsSupported)
+            Vector512<long> sums = default, entropies = default;
+            for (int i = 0; i < ClassStride; i += Vector256<float>.Count)
             {
-                Vector512<long> sums = default, entropies = default;
-                for (; i <= last; i += Vector256<float>.Count)
-                {
-                    Vector256<float> d = Vector256.LoadUnsafe(ref first, (nuint)i) - vmax;
-                    Vector256<float> term = ScaledTerm<TInRange>(d);
-                    sums += System.Runtime.Intrinsics.X86.Avx512DQ.ConvertToVector512Int64WithTruncation(term);
-                    if (TEntropy.On)
-                        entropies += System.Runtime.Intrinsics.X86.Avx512DQ.ConvertToVector512Int64WithTruncation(ScaledEntropyTerm<TInRange>(term, d));
-                }
-                sum = (ulong)Vector512.Sum(sums);
-                entropy = (ulong)Vector512.Sum(entropies);
+                var (classSum, classEntropy) = ClassSums<TEntropy, TInRange>(ref first, i, vmax);
+                sums += System.Runtime.Intrinsics.X86.Avx512DQ.ConvertToVector512Int64WithTruncation(classSum);
+                if (TEntropy.On)
+                    entropies += System.Runtime.Intrinsics.X86.Avx512DQ.ConvertToVector512Int64WithTruncation(classEntropy);
             }
-            else
-            {
-                Vector256<double> sumsLow = default, sumsHigh = default, entropiesLow = default, entropiesHigh = default;
-                for (; i <= last; i += Vector256<float>.Count)
-                {
-                    Vector256<float> d = Vector256.LoadUnsafe(ref first, (nuint)i) - vmax;
-                    Vector256<float> term = ScaledTerm<TInRange>(d);
-                    Vector256<float> whole = Vector256.Floor(term);
-                    sumsLow += Vector256.WidenLower(whole);
-                    sumsHigh += Vector256.WidenUpper(whole);
-                    if (TEntropy.On)
-                    {
-                        whole = Vector256.Floor(ScaledEntropyTerm<TInRange>(term, d));
-                        entropiesLow += Vector256.WidenLower(whole);
-                        entropiesHigh += Vector256.WidenUpper(whole);
-                    }
-                }
-                sum = (ulong)Vector256.Sum(sumsLow + sumsHigh);
-                entropy = (ulong)Vector256.Sum(entropiesLow + entropiesHigh);
-            }
+            sum = (ulong)Vector512.Sum(sums);
+            entropy = (ulong)Vector512.Sum(entropies);
         }
-        AddTerms(chunk[i..], max, TEntropy.On, ref sum, ref entropy);
+        else
+        {
+            Vector256<double> sumsLow = default, sumsHigh = default, entropiesLow = default, entropiesHigh = default;
+            for (int i = 0; i < ClassStride; i += Vector256<float>.Count)
+            {
+                var (classSum, classEntropy) = ClassSums<TEntropy, TInRange>(ref first, i, vmax);
+                Vector256<float> whole = Vector256.Floor(classSum);
+                sumsLow += Vector256.WidenLower(whole);
+                sumsHigh += Vector256.WidenUpper(whole);
+                if (TEntropy.On)
+                {
+                    whole = Vector256.Floor(classEntropy);
+                    entropiesLow += Vector256.WidenLower(whole);
+                    entropiesHigh += Vector256.WidenUpper(whole);
+                }
+            }
+            sum = (ulong)Vector256.Sum(sumsLow + sumsHigh);
+            entropy = (ulong)Vector256.Sum(entropiesLow + entropiesHigh);
+        }
         return new ChunkPartial(max, sum, entropy);
     }
 
-    /// <summary>e·2^42 for d = l − max, exact; −∞ logits and those below the cutoff give 0, as skipping them does.</summary>
+    /// <summary>The class sums (before truncation) of classes i … i + 7: the terms of the vectors at i, i + 256, i + 512,
+    /// i + 768 added as (t0 + t2) + (t1 + t3), lane by lane; the entropy sums likewise when wanted.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<float> Sum, Vector256<float> Entropy) ClassSums<TEntropy, TInRange>(ref float first, int i, Vector256<float> vmax)
+        where TEntropy : struct, IFlag where TInRange : struct, IFlag
+    {
+        Vector256<float> d0 = Vector256.LoadUnsafe(ref first, (nuint)i) - vmax;
+        Vector256<float> d1 = Vector256.LoadUnsafe(ref first, (nuint)(i + ClassStride)) - vmax;
+        Vector256<float> d2 = Vector256.LoadUnsafe(ref first, (nuint)(i + 2 * ClassStride)) - vmax;
+        Vector256<float> d3 = Vector256.LoadUnsafe(ref first, (nuint)(i + 3 * ClassStride)) - vmax;
+        Vector256<float> t0 = ScaledTerm<TInRange>(d0), t1 = ScaledTerm<TInRange>(d1), t2 = ScaledTerm<TInRange>(d2), t3 = ScaledTerm<TInRange>(d3);
+        Vector256<float> entropy = TEntropy.On
+            ? (ScaledEntropyTerm<TInRange>(t0, d0) + ScaledEntropyTerm<TInRange>(t2, d2)) + (ScaledEntropyTerm<TInRange>(t1, d1) + ScaledEntropyTerm<TInRange>(t3, d3))
+            : default;
+        return ((t0 + t2) + (t1 + t3), entropy);
+    }
+
+    /// <summary>e·2^42 for d = l − max, exact; −∞ logits and those below the cutoff give 0, as the definition's terms.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> ScaledTerm<TInRange>(Vector256<float> d) where TInRange : struct, IFlag =>
         TInRange.On ? ExpTimesPow2Unmasked(d, FixedBits) : ExpTimesPow2(d, FixedBits);
 
     /// <summary>
-    /// round(e·(−d))·2^42 = round(e·2^42·(−d)): no subnormal is involved where the term can reach 1 (a product below 2^-126
-    /// gives ⌊·⌋ = 0 either way). e = 0 must give 0, not 0·∞ = NaN for a −∞ logit.
+    /// (e·(−d))·2^42 = e·2^42·(−d), one rounding either way (a product below 2^-126 before the scaling is the only exception:
+    /// it is then subnormal, below 2^-84 after it, and changes no class's integer: native chunk_partial_of). e = 0 must
+    /// give 0, not 0·∞ = NaN for a −∞ logit.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> ScaledEntropyTerm<TInRange>(Vector256<float> term, Vector256<float> d) where TInRange : struct, IFlag =>

@@ -18,18 +18,16 @@ __global__ void fixed_terms_kernel(const float *__restrict__ inputs, uint64_t *_
         outputs[i] = exact::fixed_term(inputs[i]);
 }
 
-/// outputs[5i ... 5i + 4] = exact::fixed_exp(d), fixed_exp_entropy(d) (sum, entropy), and the compositions they stand
-/// for, fixed_term(e) and fixed_term(mul(e, -d)) with e = exp_nonpositive(d), for d = inputs[i].
-__global__ void fixed_exp_kernel(const float *__restrict__ inputs, uint64_t *__restrict__ outputs, int64_t count) {
+/// outputs[4i ... 4i + 3] = exact::scaled_terms_fast(d) (sum, entropy) and the definition's exact::scaled_terms(d, 0)
+/// (sum, entropy), for d = inputs[i].
+__global__ void scaled_terms_kernel(const float *__restrict__ inputs, float *__restrict__ outputs, int64_t count) {
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-        const float d = inputs[i], e = exact::exp_nonpositive(d);
-        const exact::FixedTerms both = exact::fixed_exp_entropy(d);
-        uint64_t *out = outputs + 5 * i;
-        out[0] = exact::fixed_exp(d);
-        out[1] = both.sum;
-        out[2] = both.entropy;
-        out[3] = exact::fixed_term(e);
-        out[4] = exact::fixed_term(exact::mul(e, -d));
+        const exact::ScaledTerms fast = exact::scaled_terms_fast(inputs[i]), definition = exact::scaled_terms(inputs[i], 0.0f);
+        float *out = outputs + 4 * i;
+        out[0] = fast.sum;
+        out[1] = fast.entropy;
+        out[2] = definition.sum;
+        out[3] = definition.entropy;
     }
 }
 
@@ -61,8 +59,8 @@ cudaError_t launch_fixed_terms(const float *inputs, uint64_t *outputs, int64_t c
     return cudaGetLastError();
 }
 
-cudaError_t launch_fixed_exp(const float *inputs, uint64_t *outputs, int64_t count, cudaStream_t stream) {
-    fixed_exp_kernel<<<blocks_for(count), kThreads, 0, stream>>>(inputs, outputs, count);
+cudaError_t launch_scaled_terms(const float *inputs, float *outputs, int64_t count, cudaStream_t stream) {
+    scaled_terms_kernel<<<blocks_for(count), kThreads, 0, stream>>>(inputs, outputs, count);
     return cudaGetLastError();
 }
 

@@ -72,10 +72,9 @@ cudaError_t launch_exact_eval(int32_t function, const float *inputs, float *outp
 /// outputs[i] = fixed_term(inputs[i]) (kernels/exact_math.cu).
 cudaError_t launch_fixed_terms(const float *inputs, uint64_t *outputs, int64_t count, cudaStream_t stream);
 
-/// For d = inputs[i], outputs[5i ... 5i + 4] = exact::fixed_exp(d), exact::fixed_exp_entropy(d) (sum, entropy),
-/// fixed_term(e) and fixed_term(mul(e, -d)) with e = exp_nonpositive(d), all computed on the device
-/// (kernels/exact_math.cu; device memory, for the device tests).
-cudaError_t launch_fixed_exp(const float *inputs, uint64_t *outputs, int64_t count, cudaStream_t stream);
+/// For d = inputs[i], outputs[4i ... 4i + 3] = exact::scaled_terms_fast(d) (sum, entropy) and exact::scaled_terms(d, 0)
+/// (sum, entropy), computed on the device (kernels/exact_math.cu; device memory, for the device tests).
+cudaError_t launch_scaled_terms(const float *inputs, float *outputs, int64_t count, cudaStream_t stream);
 
 /// destination[i] = source[i] widened to int64 for i in [0, count), grid-stride with 64-bit indices
 /// (kernels/widen_ids.cu; saber_context_widen_ids). count <= 0 queues nothing.

@@ -9,8 +9,8 @@
 //                   chunk's last ids from the slot past its grid), id by id only for the others (a rotated row's first
 //                   chunk, the last ones); the first vectors of a warp's next chunk are loaded before it computes the
 //                   current one. Per chunk: its exact maximum by one integer warp reduction, then exact::ChunkPartial's
-//                   uint64 fixed-point sums (integer sums, the same in any order; exact::fixed_exp and
-//                   fixed_exp_entropy), written to a [batch, G, chunks] scratch. The prediction is each warp's top two
+//                   uint64 fixed-point sums (integer sums of the lanes' classes, the same in any order;
+//                   scan::lane_terms), written to a [batch, G, chunks] scratch. The prediction is each warp's top two
 //                   (the same in all its lanes), changed only by a chunk whose maximum beats the floor (the warp's
 //                   runner-up or the block's, a warp-uniform test): then the lanes rank their candidates and two rounds
 //                   of warp reductions merge them. Finishing a row (in the block with one split, else in the block of
@@ -346,7 +346,7 @@ __device__ __forceinline__ void scan_chunk(const T *__restrict__ row, int chunk,
     }
 
     // The fixed-point sums, then their integer warp sums (order-free).
-    exact::ChunkPartial p = scan::lane_terms<kEntropy>(x, m);
+    exact::ChunkPartial p = scan::lane_terms<kEntropy, kWidth>(x, m);
     p.sum = warp_sum(p.sum);
     if (kEntropy) p.entropy = warp_sum(p.entropy);
     if (l == 0) *out = p;

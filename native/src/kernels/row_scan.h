@@ -209,28 +209,31 @@ SABER_EXACT_FN float float_of_order_key(int32_t key) { return exact::from_bits(s
 /// maximum changes no bit of any result (l - m, exp_nonpositive, the fixed terms and chunk_terms agree for both).
 SABER_EXACT_FN float canonical_max(float m) { return exact::add(m, 0.0f); }
 
-/// The lane's share of the chunk partial of maximum m: exact::add_term over its finite logits (the chunk's is the
-/// integer sum over its lanes, in any order). A -inf logit needs no test: its terms are 0 (exact::fixed_exp(-inf) and
-/// exact::fixed_exp_entropy(-inf)), so adding them changes nothing and the loop has no branch; fixed_exp and
-/// fixed_exp_entropy are add_term's terms bit for bit with fewer operations. Each sum term is at most 2^42 (e <= 1) and
-/// each entropy term below 2^41 (e (-d) <= 1/e), so a lane's 32 terms sum to less than 2^48 (the kernel's warp sums
-/// rely on it).
-template <bool kEntropy, typename Logits>
+/// The lane's share of the chunk partial of maximum m (the chunk's is the integer sum over its lanes, in any order): the
+/// classes of exact::chunk_partial_of that the lane holds. A lane's element e = k W + j (vector k, slot position j) sits at
+/// grid position 32 W k + W l + j, so the four elements of vectors q, q + Q, q + 2Q and q + 3Q (Q = kVectors / 4, 32 W Q
+/// = 256 grid positions apart) at position j are one class, {v, v + 256, v + 512, v + 768} modulo the chunk's 1024
+/// ids; with a rotation the lane's first vector holds the class's last id (v + 768) first, and class_sum_truncated's
+/// pairs (ids 512 apart: vectors s and s + 2Q) are the same pairs. Its terms are exact::scaled_terms_fast: a -inf logit
+/// (and an id past the row, which reads as -inf) needs no test, its tiny terms change no class's integer, so the loop has
+/// no branch. Each class adds up to at most 2^44 and a lane holds 8 classes, so a lane's sums are below 2^48 (the
+/// kernel's warp sums rely on it).
+template <bool kEntropy, int kWidth, typename Logits>
 SABER_EXACT_FN exact::ChunkPartial lane_terms(const Logits &x, float m) {
+    constexpr int kVectors = kPerLane / kWidth;   // 4 of 16-bit logits, 8 of float
+    constexpr int kQ = kVectors / 4;              // vectors between a class's ids (256 ids apart)
     exact::ChunkPartial p{m, 0, 0};
     if (m == -INFINITY) return p;
-    if (kEntropy) {
-        // exact::fixed_exp_entropy: add_term's two terms bit for bit, and nothing for a -inf logit (no branch).
+    SABER_UNROLL
+    for (int q = 0; q < kQ; ++q) {
         SABER_UNROLL
-        for (int e = 0; e < kPerLane; ++e) {
-            const exact::FixedTerms t = exact::fixed_exp_entropy(exact::add(x[e], -m));
-            p.sum += t.sum;
-            p.entropy += t.entropy;
+        for (int j = 0; j < kWidth; ++j) {
+            exact::ScaledTerms t[4];
+            SABER_UNROLL
+            for (int s = 0; s < 4; ++s) t[s] = exact::scaled_terms_fast(exact::add(x[(q + kQ * s) * kWidth + j], -m));
+            p.sum += exact::class_sum_truncated(t[0].sum, t[1].sum, t[2].sum, t[3].sum);
+            if (kEntropy) p.entropy += exact::class_sum_truncated(t[0].entropy, t[1].entropy, t[2].entropy, t[3].entropy);
         }
-    } else {
-        // Terms added in pairs: the device adds two 64-bit terms to the sum with one 3-input add and its carry.
-        SABER_UNROLL
-        for (int e = 0; e < kPerLane; e += 2) p.sum += exact::fixed_exp(exact::add(x[e], -m)) + exact::fixed_exp(exact::add(x[e + 1], -m));
     }
     return p;
 }
