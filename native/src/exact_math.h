@@ -1,6 +1,6 @@
 // Exact step arithmetic: exp, log, the Gumbel transform and the fixed-point softmax term, each written as a fixed
 // sequence of IEEE-754 binary32 operations rounded to nearest (multiplies, adds, one division, explicit fused
-// multiply-adds, rint and exact power-of-two scaling). Any IEEE-754 machine that runs the sequence as written gets the
+// multiply-adds, rounding to an integer by adding 1.5 2^23, and exact power-of-two scaling). Any IEEE-754 machine that runs the sequence as written gets the
 // same bits: the host compiler here (built with -ffp-contract=off), the device (the __f*_rn intrinsics, which nvcc never
 // contracts or flushes), and the C# mirror (src/Saber/ExactMath.cs, MathF.FusedMultiplyAdd). The two sides must change
 // together; the binding tests compare them bit for bit through saber_exact_eval. docs/arithmetic.md states the
@@ -80,15 +80,6 @@ SABER_EXACT_FN double ddiv(double a, double b) {
 #endif
 }
 
-/// Round to the nearest integer, ties to even (the default rounding mode on every side).
-SABER_EXACT_FN float round_even(float x) {
-#if defined(__CUDA_ARCH__)
-    return rintf(x);
-#else
-    return ::nearbyintf(x);
-#endif
-}
-
 SABER_EXACT_FN uint32_t bits(float x) {
 #if defined(__CUDA_ARCH__)
     return __float_as_uint(x);
@@ -139,13 +130,14 @@ constexpr float kExp2C6 = 1.559467782e-04f;        // 0x392385A5
 /// rounding d = l - m already costs a softmax term.
 struct Exp2Reduction {
     float t;  // 1.5 2^23 + k
+    float k;
     float f;
 };
 
 SABER_EXACT_FN Exp2Reduction reduce_exp2(float x) {
     const float t = fma(x, kLog2e, kRoundMagic);
     const float k = add(t, -kRoundMagic);
-    return Exp2Reduction{t, fma(x, kLog2e, -k)};
+    return Exp2Reduction{t, k, fma(x, kLog2e, -k)};
 }
 
 /// 2^f times `scale` for f in [-1/2, 1/2], by Horner with fma: every coefficient times `scale`, a power of two (1 or
@@ -166,7 +158,7 @@ SABER_EXACT_FN float exp2_poly(float f, float scale) {
 SABER_EXACT_FN float exp_nonpositive(float x) {
     if (!(x >= kExpCutoff)) return 0.0f;
     const Exp2Reduction r = reduce_exp2(x);
-    return mul(exp2_poly(r.f, 1.0f), pow2(static_cast<int>(add(r.t, -kRoundMagic))));
+    return mul(exp2_poly(r.f, 1.0f), pow2(static_cast<int>(r.k)));
 }
 
 // ---- log ----
@@ -211,10 +203,11 @@ SABER_EXACT_FN float gumbel(float u) { return -log_positive(-log_positive(u)); }
 /// Fixed-point scale of softmax terms: a term e in [0, 1] becomes floor(e 2^42). Sums of up to 2^21 terms (the C ABI's
 /// vocabulary limit) fit a uint64, and integer sums are the same in every order and grouping.
 constexpr int kFixedBits = 42;
+constexpr float kFixedScale = 4398046511104.0f;   // 2^42
 
 /// floor(e 2^42) for e in [0, 1]: the scaling is exact in float, the conversion truncates (on every side).
 SABER_EXACT_FN uint64_t fixed_term(float e) {
-    const float scaled = mul(e, 4398046511104.0f);  // 2^42
+    const float scaled = mul(e, kFixedScale);
 #if defined(__CUDA_ARCH__)
     return __float2ull_rz(scaled);
 #else
@@ -226,7 +219,7 @@ SABER_EXACT_FN uint64_t fixed_term(float e) {
 /// below -86 the value is not 0 but below 2^-82). scaled_terms_fast's comment explains the steps.
 SABER_EXACT_FN float scaled_exp_clamped(float d) {
     const Exp2Reduction r = reduce_exp2(d);
-    const float p = exp2_poly(r.f, 4398046511104.0f);   // 2^42
+    const float p = exp2_poly(r.f, kFixedScale);
     return from_bits(bits(p) + (bits(r.t) << 23));       // p 2^k, exactly
 }
 
@@ -353,9 +346,6 @@ struct ChunkPartial {
     uint64_t sum;
     uint64_t entropy;
 };
-
-/// The fixed-point scale of the terms: 2^42.
-constexpr float kFixedScale = 4398046511104.0f;
 
 /// A chunk's ids fall into 256 classes of four ids 256 apart: {v, v + 256, v + 512, v + 768} for each v of its first 256.
 /// Whatever a row's alignment, a lane of the CUDA pass holds all four ids of a class (row_scan.h's layout), and so does

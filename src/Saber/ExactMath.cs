@@ -18,6 +18,8 @@ public static class ExactMath
     /// <summary>Fixed-point bits of a softmax term (<see cref="FixedTerm"/>).</summary>
     public const int FixedBits = 42;
 
+    private const float FixedScale = 4398046511104.0f;   // 2^FixedBits
+
     private const float Log2E = 1.44269502f;
     private const float Ln2Hi = 0.693145751953125f;
     private const float Ln2Lo = 1.42860677e-06f;
@@ -130,12 +132,12 @@ public static class ExactMath
         temperature > 0f ? logit + temperature * Gumbel(RandomLayout.ToUniform(bits)) : logit;
 
     /// <summary>⌊e·2^42⌋ for a softmax term e in [0, 1]: integer sums of these are the same in every order.</summary>
-    public static ulong FixedTerm(float e) => (ulong)(e * 4398046511104.0f);
+    public static ulong FixedTerm(float e) => (ulong)(e * FixedScale);
 
     /// <summary>The constant partition of a row into chunks of this many ids (a parallel pass splits only between them).</summary>
     public const int Chunk = 1024;
 
-    private const double TwoToMinus42 = 1.0 / 4398046511104.0;
+    private const double TwoToMinus42 = 1.0 / FixedScale;
 
     /// <summary>A chunk's exact maximum and the fixed-point sums of its terms e = exp(l − m) and e·(m − l), class by class.</summary>
     public readonly record struct ChunkPartial(float Max, ulong Sum, ulong Entropy);
@@ -145,8 +147,6 @@ public static class ExactMath
     /// ids that one lane of the CUDA pass holds whatever the row's alignment, and one lane of four vectors here.
     /// </summary>
     public const int ClassStride = 256;
-
-    private const float FixedScale = 4398046511104.0f;   // 2^42
 
     /// <summary>The scaled terms of a logit in a chunk of maximum <paramref name="max"/> (native scaled_terms):
     /// e·2^42 and (e·(−d))·2^42 with d = l − max and e = <see cref="Exp(float)"/>(d); both 0 for −∞.</summary>
